@@ -1,0 +1,35 @@
+/*
+ * cli.h - the kadx subcommands. main() parses the global flags
+ * (--log-level, --log-format, --help, --version), then calls one of these
+ * with argv[0] set to the command's name. Each returns the process exit
+ * code: 0 success, 1 failure at run time, 2 usage or configuration error.
+ * Each command owns its own `--help`.
+ */
+#ifndef KADX_CLI_H
+#define KADX_CLI_H
+
+#include <stdio.h>
+
+#define EXIT_USAGE 2
+
+typedef int (*cli_cmd_fn)(int argc, char **argv);
+
+int cmd_run(int argc, char **argv);          /* gateway/cmd_run.c */
+int cmd_recover(int argc, char **argv);      /* gateway/cmd_recover.c */
+int cmd_produce(int argc, char **argv);      /* gateway/cmd_produce.c */
+int cmd_consume(int argc, char **argv);      /* gateway/cmd_consume.c */
+int cmd_demo(int argc, char **argv);         /* gateway/cmd_demo.c */
+int cmd_adx_emulator(int argc, char **argv); /* tests/emulators/ */
+int cmd_kafka_mock(int argc, char **argv);   /* tests/emulators/ */
+
+/*
+ * Prints "kadx CMD: MSG" and "try 'kadx CMD --help'" to stderr; returns
+ * EXIT_USAGE so callers can `return cli_usage_error(...)`.
+ */
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* True when argv holds -h or --help before any "--". */
+int cli_wants_help(int argc, char **argv);
+
+#endif
