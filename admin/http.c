@@ -1,0 +1,1351 @@
+/*
+ * http.c - the HTTP/1.1 server (see http.h for the contract).
+ *
+ * Each accepted connection owns a uv_tcp_t, a uv_timer_t (read and idle
+ * timeouts), an http_parser and an input buffer of bytes read but not yet
+ * parsed. Bytes are read continuously (so a peer that goes away is noticed
+ * even while a handler holds a request), but they are parsed only when no
+ * request of that connection is pending: when a message completes the
+ * parser is paused, the request is handed to the handler, and parsing
+ * resumes after the response has been queued. So pipelined requests are
+ * answered in order, and a slow handler applies backpressure (reading stops
+ * once the unparsed input exceeds one request's worth of caps).
+ *
+ * Errors found by the server itself are answered with a JSON body and the
+ * connection is closed gracefully (uv_shutdown after the write, then close).
+ * A body over the cap is answered with 413 at once and the rest of that
+ * request is read and discarded, so the client sees the answer rather than
+ * a reset.
+ *
+ * Memory: a connection is freed in its handles' close callbacks; a request
+ * is freed by http_respond()/http_reset(), or with its connection when it
+ * was never handed out. A pending request whose connection closes is
+ * detached (req->conn = NULL) and freed by its eventual response call. The
+ * server struct is freed when its listener and every connection are closed.
+ * Everything runs on the loop thread.
+ */
+#include "admin/http.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <http_parser.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define HTTP_IN_CHUNK 65536
+
+#ifndef container_of
+#define container_of(ptr, type, member)                                        \
+    ((type *)((char *)(ptr)-offsetof(type, member)))
+#endif
+
+struct http_hdr {
+    char *name;
+    size_t nlen;
+    char *value;
+    size_t vlen;
+};
+
+struct http_request {
+    struct conn *conn; /* NULL once the connection is gone */
+    char method[16];
+    char *url;
+    size_t url_len;
+    char *path;  /* points into pathbuf */
+    char *query; /* points into pathbuf, or "" */
+    char *pathbuf;
+    struct http_hdr *hdrs;
+    size_t nhdrs;
+    size_t caphdrs;
+    char *body;
+    size_t body_len;
+    size_t body_cap;
+    int keep_alive;
+    int too_large;
+    int peer_loopback;
+    http_abort_fn abort_cb;
+    void *abort_data;
+    void *user;
+};
+
+struct conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_shutdown_t shut;
+    struct http_server *srv;
+    struct conn *prev;
+    struct conn *next;
+    http_parser parser;
+    char *in;
+    size_t in_len;
+    size_t in_cap;
+    struct http_request *cur;     /* being parsed */
+    struct http_request *ready;   /* complete, not yet handed out */
+    struct http_request *pending; /* handed to the handler */
+    size_t header_bytes;
+    int err_status; /* set by a parser callback that stopped parsing */
+    int in_message; /* a request has started and is not complete */
+    int draining;   /* answered already (413): discard the rest */
+    int last_was_value;
+    int closing;    /* uv_close called (or about to be) */
+    int shutting;   /* graceful close started */
+    int reading;    /* uv_read_start active */
+    int in_process; /* inside process(): no re-entry */
+    int open_handles;
+    int peer_loopback;
+};
+
+struct http_server {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    struct http_server_config cfg;
+    http_handler_fn handler;
+    void *data;
+    int port;
+    struct conn *conns;
+    size_t nconns;
+    int freeing;
+    int listener_open;
+};
+
+struct wreq {
+    uv_write_t w;
+    struct conn *c;
+    int close_after;
+    size_t len;
+    char data[];
+};
+
+static void conn_close(struct conn *c, int reset);
+static void conn_graceful_close(struct conn *c);
+static void conn_process(struct conn *c);
+static void conn_arm_timer(struct conn *c, uint64_t ms);
+
+/* ---- small helpers ---- */
+
+const char *http_status_reason(int status)
+{
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 520:
+        return "Unknown Error";
+    default:
+        return "Unknown";
+    }
+}
+
+static const char *error_code_for(int status)
+{
+    switch (status) {
+    case 400:
+        return "BadRequest";
+    case 408:
+        return "RequestTimeout";
+    case 413:
+        return "PayloadTooLarge";
+    case 431:
+        return "RequestHeaderFieldsTooLarge";
+    case 503:
+        return "ServiceUnavailable";
+    default:
+        return "Error";
+    }
+}
+
+/* Appends s to buf as JSON string content (no quotes); returns new pos. */
+static size_t json_escape_into(char *buf, size_t len, size_t pos, const char *s)
+{
+    for (; *s != '\0' && pos + 7 < len; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            buf[pos++] = '\\';
+            buf[pos++] = (char)ch;
+        } else if (ch < 0x20) {
+            pos += (size_t)snprintf(buf + pos, len - pos, "\\u%04x", ch);
+        } else {
+            buf[pos++] = (char)ch;
+        }
+    }
+    buf[pos] = '\0';
+    return pos;
+}
+
+size_t http_error_body_default(int status, const char *message, char *buf,
+                               size_t len, void *data)
+{
+    size_t pos;
+    int n;
+
+    (void)data;
+    if (len < 64) {
+        if (len > 0) {
+            buf[0] = '\0';
+        }
+        return 0;
+    }
+    n = snprintf(buf, len, "{\"error\":{\"code\":\"%s\",\"message\":\"",
+                 error_code_for(status));
+    pos = (size_t)n;
+    pos = json_escape_into(buf, len - 40, pos, message);
+    n = snprintf(buf + pos, len - pos, "\",\"@permanent\":%s}}",
+                 status >= 400 && status < 500 && status != 408 ? "true"
+                                                                : "false");
+    pos += (size_t)n;
+    if (pos >= len) {
+        pos = len - 1;
+    }
+    return pos;
+}
+
+void http_server_config_default(struct http_server_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->max_header_bytes = 64 * 1024;
+    cfg->max_body_bytes = 8 * 1024 * 1024;
+    cfg->read_timeout_ms = 30000;
+    cfg->idle_timeout_ms = 120000;
+    cfg->max_connections = 1024;
+    cfg->error_body = NULL;
+    cfg->error_data = NULL;
+}
+
+/* Grows *buf (capacity *cap) to hold need bytes; 0 or -ENOMEM. */
+static int grow(char **buf, size_t *cap, size_t need)
+{
+    size_t ncap = *cap != 0 ? *cap : 64;
+    char *nb;
+
+    if (need <= *cap) {
+        return 0;
+    }
+    while (ncap < need) {
+        ncap *= 2;
+    }
+    nb = realloc(*buf, ncap);
+    if (nb == NULL) {
+        return -ENOMEM;
+    }
+    *buf = nb;
+    *cap = ncap;
+    return 0;
+}
+
+/* Appends at..len to a NUL-terminated growing string (*s, *slen). */
+static int str_append(char **s, size_t *slen, const char *at, size_t len)
+{
+    char *ns = realloc(*s, *slen + len + 1);
+
+    if (ns == NULL) {
+        return -ENOMEM;
+    }
+    memcpy(ns + *slen, at, len);
+    *slen += len;
+    ns[*slen] = '\0';
+    *s = ns;
+    return 0;
+}
+
+static void req_free(struct http_request *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < r->nhdrs; i++) {
+        free(r->hdrs[i].name);
+        free(r->hdrs[i].value);
+    }
+    free(r->hdrs);
+    free(r->url);
+    free(r->pathbuf);
+    free(r->body);
+    free(r);
+}
+
+/* ---- parser callbacks ---- */
+
+static int count_header_bytes(struct conn *c, size_t len)
+{
+    c->header_bytes += len;
+    if (c->header_bytes > c->srv->cfg.max_header_bytes) {
+        c->err_status = 431;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    struct conn *c = p->data;
+
+    req_free(c->cur);
+    c->cur = calloc(1, sizeof(*c->cur));
+    if (c->cur == NULL) {
+        c->err_status = 503;
+        return -1;
+    }
+    c->cur->peer_loopback = c->peer_loopback;
+    c->header_bytes = 0;
+    c->last_was_value = 0;
+    c->in_message = 1;
+    conn_arm_timer(c, c->srv->cfg.read_timeout_ms);
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+
+    if (count_header_bytes(c, len) < 0) {
+        return -1;
+    }
+    if (str_append(&c->cur->url, &c->cur->url_len, at, len) < 0) {
+        c->err_status = 503;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+    struct http_request *r = c->cur;
+
+    if (count_header_bytes(c, len + 4) < 0) {
+        return -1;
+    }
+    if (r->nhdrs == 0 || c->last_was_value) {
+        if (r->nhdrs == r->caphdrs) {
+            size_t ncap = r->caphdrs ? r->caphdrs * 2 : 16;
+            struct http_hdr *nh = realloc(r->hdrs, ncap * sizeof(*nh));
+            if (nh == NULL) {
+                c->err_status = 503;
+                return -1;
+            }
+            r->hdrs = nh;
+            r->caphdrs = ncap;
+        }
+        memset(&r->hdrs[r->nhdrs], 0, sizeof(r->hdrs[0]));
+        r->nhdrs++;
+        c->last_was_value = 0;
+    }
+    if (str_append(&r->hdrs[r->nhdrs - 1].name, &r->hdrs[r->nhdrs - 1].nlen, at,
+                   len) < 0) {
+        c->err_status = 503;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+    struct http_request *r = c->cur;
+    struct http_hdr *h;
+
+    if (count_header_bytes(c, len) < 0) {
+        return -1;
+    }
+    if (r->nhdrs == 0) {
+        c->err_status = 400;
+        return -1;
+    }
+    h = &r->hdrs[r->nhdrs - 1];
+    c->last_was_value = 1;
+    if (str_append(&h->value, &h->vlen, at, len) < 0) {
+        c->err_status = 503;
+        return -1;
+    }
+    return 0;
+}
+
+static int write_raw(struct conn *c, const char *data, size_t len,
+                     int close_after);
+
+static void send_error(struct conn *c, int status, const char *message);
+
+static int on_headers_complete(http_parser *p)
+{
+    struct conn *c = p->data;
+    struct http_request *r = c->cur;
+    const char *expect;
+    size_t qlen;
+    char *q;
+
+    for (size_t i = 0; i < r->nhdrs; i++) {
+        if (r->hdrs[i].value == NULL) {
+            r->hdrs[i].value = strdup("");
+            if (r->hdrs[i].value == NULL) {
+                c->err_status = 503;
+                return -1;
+            }
+        }
+    }
+    snprintf(r->method, sizeof(r->method), "%s",
+             http_method_str((enum http_method)p->method));
+    if (r->url == NULL) {
+        c->err_status = 400;
+        return -1;
+    }
+    r->pathbuf = malloc(r->url_len + 2);
+    if (r->pathbuf == NULL) {
+        c->err_status = 503;
+        return -1;
+    }
+    memcpy(r->pathbuf, r->url, r->url_len + 1);
+    r->pathbuf[r->url_len + 1] = '\0';
+    q = strchr(r->pathbuf, '?');
+    r->path = r->pathbuf;
+    if (q != NULL) {
+        *q = '\0';
+        r->query = q + 1;
+    } else {
+        qlen = strlen(r->pathbuf);
+        r->query = r->pathbuf + qlen + 1; /* the extra NUL: "" */
+    }
+    {
+        char *hash = strchr(r->query, '#');
+        if (hash != NULL) {
+            *hash = '\0';
+        }
+    }
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length != ULLONG_MAX &&
+        p->content_length > c->srv->cfg.max_body_bytes) {
+        r->too_large = 1;
+    }
+    expect = http_req_header(r, "Expect");
+    if (expect != NULL && strcasecmp(expect, "100-continue") == 0 &&
+        p->http_major == 1 && p->http_minor >= 1) {
+        if (r->too_large) {
+            /* the client waits: answer now, it will not send the body */
+            send_error(c, 413, "request body too large");
+            c->err_status = -1; /* already answered */
+            return -1;
+        }
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        if (write_raw(c, cont, sizeof(cont) - 1, 0) < 0) {
+            c->err_status = -1;
+            return -1;
+        }
+    }
+    if (r->too_large) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "request body exceeds %zu bytes",
+                 c->srv->cfg.max_body_bytes);
+        send_error(c, 413, msg);
+        c->draining = 1;
+    }
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+    struct http_request *r = c->cur;
+
+    if (c->draining) {
+        return 0;
+    }
+    if (r->body_len + len > c->srv->cfg.max_body_bytes) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "request body exceeds %zu bytes",
+                 c->srv->cfg.max_body_bytes);
+        send_error(c, 413, msg);
+        c->draining = 1;
+        free(r->body);
+        r->body = NULL;
+        r->body_len = r->body_cap = 0;
+        return 0;
+    }
+    if (grow(&r->body, &r->body_cap, r->body_len + len + 1) < 0) {
+        c->err_status = 503;
+        return -1;
+    }
+    memcpy(r->body + r->body_len, at, len);
+    r->body_len += len;
+    r->body[r->body_len] = '\0';
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct conn *c = p->data;
+
+    c->in_message = 0;
+    uv_timer_stop(&c->timer);
+    if (c->draining) {
+        /* the 413 is queued; close once it is written */
+        req_free(c->cur);
+        c->cur = NULL;
+        conn_graceful_close(c);
+        http_parser_pause(p, 1);
+        return 0;
+    }
+    c->cur->keep_alive = http_should_keep_alive(p);
+    if (p->upgrade) {
+        c->cur->keep_alive = 0;
+    }
+    c->ready = c->cur;
+    c->cur = NULL;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* ---- writing ---- */
+
+static void after_write(uv_write_t *w, int status)
+{
+    struct wreq *wr = container_of(w, struct wreq, w);
+    struct conn *c = wr->c;
+    int close_after = wr->close_after;
+
+    free(wr);
+    if (c->closing) {
+        return;
+    }
+    if (status < 0) {
+        conn_close(c, 0);
+        return;
+    }
+    if (close_after) {
+        conn_graceful_close(c);
+    }
+}
+
+/* Queues len bytes (copied). Returns 0 or a negative errno (the connection
+ * is then being closed). */
+static int write_raw(struct conn *c, const char *data, size_t len,
+                     int close_after)
+{
+    struct wreq *wr;
+    uv_buf_t b;
+    int rc;
+
+    if (c->closing || c->shutting) {
+        return -ECONNRESET;
+    }
+    wr = malloc(sizeof(*wr) + len);
+    if (wr == NULL) {
+        conn_close(c, 0);
+        return -ENOMEM;
+    }
+    wr->c = c;
+    wr->close_after = close_after;
+    wr->len = len;
+    memcpy(wr->data, data, len);
+    b = uv_buf_init(wr->data, (unsigned int)len);
+    rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, after_write);
+    if (rc < 0) {
+        free(wr);
+        conn_close(c, 0);
+        return rc;
+    }
+    return 0;
+}
+
+/* Builds and queues a full response. */
+static int write_response(struct conn *c, int status,
+                          const struct http_header *headers, size_t n,
+                          const void *body, size_t len, int keep_alive)
+{
+    size_t head_len = 128;
+    char *buf;
+    size_t pos = 0;
+    int rc;
+
+    for (size_t i = 0; i < n; i++) {
+        head_len += strlen(headers[i].name) + strlen(headers[i].value) + 4;
+    }
+    buf = malloc(head_len + len);
+    if (buf == NULL) {
+        conn_close(c, 0);
+        return -ENOMEM;
+    }
+    pos += (size_t)snprintf(buf + pos, head_len - pos, "HTTP/1.1 %d %s\r\n",
+                            status, http_status_reason(status));
+    for (size_t i = 0; i < n; i++) {
+        pos += (size_t)snprintf(buf + pos, head_len - pos, "%s: %s\r\n",
+                                headers[i].name, headers[i].value);
+    }
+    pos += (size_t)snprintf(buf + pos, head_len - pos,
+                            "Content-Length: %zu\r\nConnection: %s\r\n\r\n",
+                            len, keep_alive ? "keep-alive" : "close");
+    if (len > 0) {
+        memcpy(buf + pos, body, len);
+    }
+    rc = write_raw(c, buf, pos + len, !keep_alive);
+    free(buf);
+    return rc;
+}
+
+static void send_error(struct conn *c, int status, const char *message)
+{
+    char body[1024];
+    size_t len;
+    struct http_server *s = c->srv;
+    static const struct http_header ct[] = {
+        {"Content-Type", "application/json; charset=utf-8"}};
+
+    if (s->cfg.error_body != NULL) {
+        len = s->cfg.error_body(status, message, body, sizeof(body),
+                                s->cfg.error_data);
+    } else {
+        len =
+            http_error_body_default(status, message, body, sizeof(body), NULL);
+    }
+    if (len >= sizeof(body)) {
+        len = sizeof(body) - 1;
+    }
+    write_response(c, status, ct, 1, body, len, 0);
+}
+
+/* ---- connection lifecycle ---- */
+
+static void conn_free_if_done(struct conn *c);
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+
+    c->open_handles--;
+    conn_free_if_done(c);
+}
+
+static void server_free_if_done(struct http_server *s)
+{
+    if (s->freeing && !s->listener_open && s->nconns == 0) {
+        free(s);
+    }
+}
+
+static void conn_free_if_done(struct conn *c)
+{
+    struct http_server *s = c->srv;
+
+    if (c->open_handles > 0) {
+        return;
+    }
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        s->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    s->nconns--;
+    req_free(c->cur);
+    req_free(c->ready);
+    free(c->in);
+    free(c);
+    server_free_if_done(s);
+}
+
+/* Closes at once (pending writes are cancelled). reset: TCP RST. */
+static void conn_close(struct conn *c, int reset)
+{
+    struct http_request *p;
+
+    if (c->closing) {
+        return;
+    }
+    c->closing = 1;
+    p = c->pending;
+    c->pending = NULL;
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    if (reset && !c->shutting) {
+        if (uv_tcp_close_reset(&c->tcp, on_handle_closed) < 0) {
+            uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+        }
+    } else {
+        uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    }
+    if (p != NULL) {
+        p->conn = NULL;
+        if (p->abort_cb != NULL) {
+            p->abort_cb(p, p->abort_data);
+        }
+    }
+}
+
+static void after_shutdown(uv_shutdown_t *sh, int status)
+{
+    struct conn *c = sh->data;
+
+    (void)status;
+    conn_close(c, 0);
+}
+
+/* Stops parsing; closes after every queued write is out. */
+static void conn_graceful_close(struct conn *c)
+{
+    if (c->closing || c->shutting) {
+        return;
+    }
+    if (c->draining && c->in_message) {
+        /* still reading the rest of a refused body; close at its end */
+        return;
+    }
+    c->shutting = 1;
+    c->shut.data = c;
+    if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, after_shutdown) < 0) {
+        conn_close(c, 0);
+    }
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+
+    if (c->closing || c->shutting) {
+        return;
+    }
+    if (c->in_message && !c->draining && c->pending == NULL) {
+        send_error(c, 408, "request not received in time");
+        c->in_message = 0;
+        return;
+    }
+    if (c->pending != NULL) {
+        return;
+    }
+    c->draining = 0;
+    c->in_message = 0;
+    conn_graceful_close(c);
+}
+
+static void conn_arm_timer(struct conn *c, uint64_t ms)
+{
+    if (c->closing || ms == 0) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct conn *c = h->data;
+
+    (void)suggested;
+    if (grow(&c->in, &c->in_cap, c->in_len + HTTP_IN_CHUNK) < 0) {
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    *buf = uv_buf_init(c->in + c->in_len, HTTP_IN_CHUNK);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = st->data;
+    size_t limit;
+
+    (void)buf;
+    if (c->closing) {
+        return;
+    }
+    if (nread < 0) {
+        /* EOF or error: a pending request is aborted */
+        conn_close(c, 0);
+        return;
+    }
+    if (nread == 0) {
+        return;
+    }
+    c->in_len += (size_t)nread;
+    if (c->shutting) {
+        c->in_len = 0; /* answered and closing: ignore what comes */
+        return;
+    }
+    limit = c->srv->cfg.max_header_bytes + c->srv->cfg.max_body_bytes +
+            HTTP_IN_CHUNK;
+    if (c->pending != NULL && c->in_len > limit && c->reading) {
+        uv_read_stop(st);
+        c->reading = 0;
+    }
+    conn_process(c);
+}
+
+static void conn_dispatch(struct conn *c)
+{
+    struct http_request *r = c->ready;
+
+    c->ready = NULL;
+    c->pending = r;
+    r->conn = c;
+    c->srv->handler(r, c->srv->data);
+}
+
+/* Parses buffered input and dispatches requests while none is pending. */
+static void conn_process(struct conn *c)
+{
+    size_t off = 0;
+
+    if (c->in_process) {
+        return;
+    }
+    c->in_process = 1;
+    while (!c->closing && !c->shutting && c->pending == NULL) {
+        size_t n;
+        enum http_errno e;
+
+        if (c->ready != NULL) {
+            conn_dispatch(c);
+            continue;
+        }
+        if (off >= c->in_len) {
+            break;
+        }
+        n = http_parser_execute(&c->parser, &parser_settings, c->in + off,
+                                c->in_len - off);
+        off += n;
+        e = HTTP_PARSER_ERRNO(&c->parser);
+        if (e == HPE_PAUSED) {
+            http_parser_pause(&c->parser, 0);
+            continue;
+        }
+        if (e != HPE_OK) {
+            if (c->err_status > 0) {
+                send_error(c, c->err_status,
+                           c->err_status == 431
+                               ? "request headers too large"
+                               : (c->err_status == 503 ? "out of memory"
+                                                       : "malformed request"));
+            } else if (c->err_status == 0) {
+                char msg[160];
+                if (e == HPE_HEADER_OVERFLOW) {
+                    send_error(c, 431, "request headers too large");
+                } else {
+                    snprintf(msg, sizeof(msg), "malformed request: %s",
+                             http_errno_description(e));
+                    send_error(c, 400, msg);
+                }
+            }
+            c->in_message = 0;
+            c->draining = 0;
+            conn_graceful_close(c);
+            off = c->in_len;
+            break;
+        }
+        if (n == 0) {
+            break;
+        }
+    }
+    if (off > 0) {
+        if (off >= c->in_len) {
+            c->in_len = 0;
+        } else {
+            memmove(c->in, c->in + off, c->in_len - off);
+            c->in_len -= off;
+        }
+    }
+    c->in_process = 0;
+    if (c->closing || c->shutting) {
+        return;
+    }
+    if (c->pending == NULL && !c->reading) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) {
+            c->reading = 1;
+        }
+    }
+    if (c->pending == NULL && !c->in_message) {
+        conn_arm_timer(c, c->srv->cfg.idle_timeout_ms);
+    }
+}
+
+static int addr_is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0,    0,
+                                                   0, 0, 0, 0, 0xff, 0xff};
+        if (IN6_IS_ADDR_LOOPBACK(&a->sin6_addr)) {
+            return 1;
+        }
+        if (memcmp(a->sin6_addr.s6_addr, v4mapped, 12) == 0) {
+            return a->sin6_addr.s6_addr[12] == 127;
+        }
+    }
+    return 0;
+}
+
+static void on_connection(uv_stream_t *ls, int status)
+{
+    struct http_server *s = ls->data;
+    struct conn *c;
+    struct sockaddr_storage ss;
+    int sslen = sizeof(ss);
+
+    if (status < 0 || s->freeing) {
+        return;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return;
+    }
+    c->srv = s;
+    uv_tcp_init(s->loop, &c->tcp);
+    uv_timer_init(s->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->open_handles = 2;
+    c->next = s->conns;
+    if (s->conns != NULL) {
+        s->conns->prev = c;
+    }
+    s->conns = c;
+    s->nconns++;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
+        conn_close(c, 0);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    memset(&ss, 0, sizeof(ss));
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen) == 0) {
+        c->peer_loopback = addr_is_loopback(&ss);
+    }
+    if (s->nconns > s->cfg.max_connections) {
+        send_error(c, 503, "too many connections");
+        return;
+    }
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
+        conn_close(c, 0);
+        return;
+    }
+    c->reading = 1;
+    conn_arm_timer(c, s->cfg.read_timeout_ms);
+}
+
+/* ---- server ---- */
+
+struct http_server *http_server_new(uv_loop_t *loop,
+                                    const struct http_server_config *cfg,
+                                    http_handler_fn handler, void *data)
+{
+    struct http_server *s = calloc(1, sizeof(*s));
+
+    if (s == NULL) {
+        return NULL;
+    }
+    if (cfg != NULL) {
+        s->cfg = *cfg;
+    } else {
+        http_server_config_default(&s->cfg);
+    }
+    if (s->cfg.max_connections == 0) {
+        s->cfg.max_connections = 1024;
+    }
+    s->loop = loop;
+    s->handler = handler;
+    s->data = data;
+    uv_tcp_init(loop, &s->listener);
+    s->listener.data = s;
+    s->listener_open = 1;
+    return s;
+}
+
+/* Splits "host:port" / "[v6]:port" into host and port. */
+static int split_hostport(const char *hp, char *host, size_t hostlen, int *port)
+{
+    const char *colon;
+    const char *hs = hp;
+    size_t hl;
+    char *end;
+    long p;
+
+    if (hp[0] == '[') {
+        const char *rb = strchr(hp, ']');
+        if (rb == NULL || rb[1] != ':') {
+            return -EINVAL;
+        }
+        hs = hp + 1;
+        hl = (size_t)(rb - hs);
+        colon = rb + 1;
+    } else {
+        colon = strrchr(hp, ':');
+        if (colon == NULL) {
+            return -EINVAL;
+        }
+        hl = (size_t)(colon - hp);
+    }
+    if (hl == 0 || hl >= hostlen) {
+        return -EINVAL;
+    }
+    memcpy(host, hs, hl);
+    host[hl] = '\0';
+    errno = 0;
+    p = strtol(colon + 1, &end, 10);
+    if (errno != 0 || *end != '\0' || end == colon + 1 || p < 0 || p > 65535) {
+        return -EINVAL;
+    }
+    *port = (int)p;
+    return 0;
+}
+
+int http_server_listen(struct http_server *s, const char *hostport, char *err,
+                       size_t errlen)
+{
+    char host[256];
+    int port;
+    struct sockaddr_storage ss;
+    int sslen = sizeof(ss);
+    int rc;
+
+    if (split_hostport(hostport, host, sizeof(host), &port) < 0) {
+        snprintf(err, errlen, "bad listen address '%s' (want host:port)",
+                 hostport);
+        return -EINVAL;
+    }
+    if (strcmp(host, "localhost") == 0) {
+        snprintf(host, sizeof(host), "127.0.0.1");
+    }
+    memset(&ss, 0, sizeof(ss));
+    if (strchr(host, ':') != NULL) {
+        rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
+    } else {
+        rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "bad listen address '%s': %s", hostport,
+                 uv_strerror(rc));
+        return rc;
+    }
+    rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&ss, 0);
+    if (rc == 0) {
+        rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot listen on '%s': %s", hostport,
+                 uv_strerror(rc));
+        return rc;
+    }
+    memset(&ss, 0, sizeof(ss));
+    if (uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &sslen) == 0) {
+        if (ss.ss_family == AF_INET) {
+            s->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            s->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        }
+    }
+    return 0;
+}
+
+int http_server_port(const struct http_server *s)
+{
+    return s->port;
+}
+
+size_t http_server_connections(const struct http_server *s)
+{
+    return s->nconns;
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    struct http_server *s = h->data;
+
+    s->listener_open = 0;
+    server_free_if_done(s);
+}
+
+void http_server_free(struct http_server *s)
+{
+    struct conn *c;
+    struct conn *next;
+
+    if (s == NULL || s->freeing) {
+        return;
+    }
+    s->freeing = 1;
+    for (c = s->conns; c != NULL; c = next) {
+        next = c->next;
+        conn_close(c, 0);
+    }
+    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+}
+
+/* ---- request accessors and responses ---- */
+
+const char *http_req_method(const struct http_request *r)
+{
+    return r->method;
+}
+
+const char *http_req_path(const struct http_request *r)
+{
+    return r->path;
+}
+
+const char *http_req_query(const struct http_request *r)
+{
+    return r->query;
+}
+
+const char *http_req_header(const struct http_request *r, const char *name)
+{
+    for (size_t i = 0; i < r->nhdrs; i++) {
+        if (r->hdrs[i].name != NULL && strcasecmp(r->hdrs[i].name, name) == 0) {
+            return r->hdrs[i].value != NULL ? r->hdrs[i].value : "";
+        }
+    }
+    return NULL;
+}
+
+const char *http_req_body(const struct http_request *r, size_t *len)
+{
+    *len = r->body_len;
+    return r->body != NULL ? r->body : "";
+}
+
+int http_req_peer_is_loopback(const struct http_request *r)
+{
+    return r->peer_loopback;
+}
+
+int http_req_aborted(const struct http_request *r)
+{
+    return r->conn == NULL;
+}
+
+void http_req_on_abort(struct http_request *r, http_abort_fn cb, void *data)
+{
+    r->abort_cb = cb;
+    r->abort_data = data;
+}
+
+void http_req_set_data(struct http_request *r, void *data)
+{
+    r->user = data;
+}
+
+void *http_req_data(const struct http_request *r)
+{
+    return r->user;
+}
+
+static int header_ok(const struct http_header *h)
+{
+    if (h->name == NULL || h->value == NULL || h->name[0] == '\0') {
+        return 0;
+    }
+    if (strpbrk(h->name, "\r\n: ") != NULL || strpbrk(h->value, "\r\n")) {
+        return 0;
+    }
+    if (strcasecmp(h->name, "Content-Length") == 0 ||
+        strcasecmp(h->name, "Transfer-Encoding") == 0 ||
+        strcasecmp(h->name, "Connection") == 0) {
+        return 0;
+    }
+    return 1;
+}
+
+int http_respond(struct http_request *r, int status,
+                 const struct http_header *headers, size_t n, const void *body,
+                 size_t len)
+{
+    struct conn *c = r->conn;
+    int rc = 0;
+    int bad = status < 200 || status > 599;
+
+    for (size_t i = 0; i < n && !bad; i++) {
+        bad = !header_ok(&headers[i]);
+    }
+    if (c == NULL) {
+        req_free(r);
+        return -ECONNRESET;
+    }
+    if (c->pending != r) {
+        /* not the connection's pending request: a caller bug */
+        req_free(r);
+        return -EINVAL;
+    }
+    c->pending = NULL;
+    if (bad) {
+        static const char msg[] = "{\"error\":{\"code\":\"Internal\","
+                                  "\"message\":\"bad response\"}}";
+        write_response(c, 500, NULL, 0, msg, sizeof(msg) - 1, r->keep_alive);
+        rc = -EINVAL;
+    } else if (write_response(c, status, headers, n, body, len, r->keep_alive) <
+               0) {
+        rc = -ECONNRESET;
+    }
+    req_free(r);
+    if (!c->closing) {
+        conn_process(c);
+    }
+    return rc;
+}
+
+int http_respond_json(struct http_request *r, int status,
+                      const struct http_header *headers, size_t n,
+                      const char *json)
+{
+    struct http_header hs[24];
+    size_t k = 0;
+
+    hs[k++] =
+        (struct http_header){"Content-Type", "application/json; charset=utf-8"};
+    for (size_t i = 0; i < n && k < sizeof(hs) / sizeof(hs[0]); i++) {
+        hs[k++] = headers[i];
+    }
+    return http_respond(r, status, hs, k, json, strlen(json));
+}
+
+void http_reset(struct http_request *r)
+{
+    struct conn *c = r->conn;
+
+    if (c != NULL && c->pending == r) {
+        c->pending = NULL;
+        conn_close(c, 1);
+    }
+    req_free(r);
+}
+
+/* ---- URL helpers ---- */
+
+static int hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9') {
+        return ch - '0';
+    }
+    ch = tolower(ch);
+    if (ch >= 'a' && ch <= 'f') {
+        return ch - 'a' + 10;
+    }
+    return -1;
+}
+
+int http_url_decode(const char *src, size_t len, char *out, size_t outlen,
+                    int plus_is_space)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        char ch = src[i];
+        if (ch == '%') {
+            int hi;
+            int lo;
+            if (i + 2 >= len) {
+                return -EINVAL;
+            }
+            hi = hexval((unsigned char)src[i + 1]);
+            lo = hexval((unsigned char)src[i + 2]);
+            if (hi < 0 || lo < 0) {
+                return -EINVAL;
+            }
+            ch = (char)(hi * 16 + lo);
+            i += 2;
+        } else if (ch == '+' && plus_is_space) {
+            ch = ' ';
+        }
+        if (o + 1 >= outlen) {
+            return -EMSGSIZE;
+        }
+        out[o++] = ch;
+    }
+    if (outlen == 0) {
+        return -EMSGSIZE;
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+int http_query_param(const char *query, const char *name, char *out,
+                     size_t outlen)
+{
+    size_t nlen = strlen(name);
+    const char *p = query;
+
+    while (p != NULL && *p != '\0') {
+        const char *amp = strchr(p, '&');
+        size_t plen = amp != NULL ? (size_t)(amp - p) : strlen(p);
+        const char *eq = memchr(p, '=', plen);
+        size_t klen = eq != NULL ? (size_t)(eq - p) : plen;
+        char key[256];
+        int kl = klen < sizeof(key)
+                     ? http_url_decode(p, klen, key, sizeof(key), 1)
+                     : -EMSGSIZE;
+
+        if (kl >= 0 && (size_t)kl == nlen && memcmp(key, name, nlen) == 0) {
+            if (eq == NULL) {
+                if (outlen == 0) {
+                    return -EMSGSIZE;
+                }
+                out[0] = '\0';
+                return 0;
+            }
+            return http_url_decode(eq + 1, plen - klen - 1, out, outlen, 1);
+        }
+        p = amp != NULL ? amp + 1 : NULL;
+    }
+    return -ENOENT;
+}
