@@ -356,8 +356,8 @@ static int assign_all(rd_kafka_t *rk, const struct consume_opts *o)
     }
     if (md == NULL) {
         if (!interrupted) {
-            fprintf(stderr, "kadx consume: no topic '%s' on %s: %s\n", o->topic,
-                    o->brokers,
+            fprintf(stderr, "kadx consume: cannot find topic '%s' on %s: %s\n",
+                    o->topic, o->brokers,
                     err == RD_KAFKA_RESP_ERR_NO_ERROR ? "no partitions"
                                                       : rd_kafka_err2str(err));
         }
