@@ -1,0 +1,1491 @@
+/*
+ * ingest.c - ingest bodies to rows for the ADX emulator (see ingest.h).
+ *
+ * JSON records are parsed with cJSON one at a time (a JSON-lines line, or
+ * one value of a multijson stream; a top-level array in multijson is a list
+ * of records), then each mapping entry walks its path from the record,
+ * applies its transform and converts the value to the column's type. CSV is
+ * RFC 4180 (quotes, doubled quotes, CRLF or LF) with fields by position.
+ *
+ * Conversions follow ADX's rule for ingestion: a value that cannot be
+ * converted to the column's type is stored as null, it does not fail the
+ * request. A record that is not valid for its format (bad JSON, a CSV
+ * record with the wrong number of fields) fails the whole request with a
+ * permanent 400, so a sender can find the bad record (DESIGN.md INV-6).
+ *
+ * Known limit: cJSON keeps numbers as doubles, so integers beyond +-2^53
+ * lose precision on the JSON path (CSV is exact).
+ */
+#include "tests/emulators/ingest.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <zlib.h>
+
+#define TICKS_PER_SEC 10000000LL
+
+static void set_err(struct kusto_error *err, int status, int permanent,
+                    const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void set_err(struct kusto_error *err, int status, int permanent,
+                    const char *code, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL) {
+        return;
+    }
+    err->status = status;
+    err->permanent = permanent;
+    snprintf(err->code, sizeof(err->code), "%s", code);
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+}
+
+int ingest_format_parse(const char *s, enum ingest_format *out)
+{
+    if (strcasecmp(s, "json") == 0 || strcasecmp(s, "singlejson") == 0) {
+        *out = INGEST_JSON;
+        return 0;
+    }
+    if (strcasecmp(s, "multijson") == 0) {
+        *out = INGEST_MULTIJSON;
+        return 0;
+    }
+    if (strcasecmp(s, "csv") == 0) {
+        *out = INGEST_CSV;
+        return 0;
+    }
+    return -ENOTSUP;
+}
+
+/* ---- datetime, timespan, guid ---- */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    int64_t era;
+    unsigned yoe;
+    unsigned doy;
+    unsigned doe;
+
+    y -= m <= 2;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = (unsigned)(y - era * 400);
+    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+/* Reads exactly n digits at s[*i]; -1 when they are not there. */
+static long read_digits(const char *s, size_t len, size_t *i, int n)
+{
+    long v = 0;
+
+    for (int k = 0; k < n; k++) {
+        if (*i >= len || !isdigit((unsigned char)s[*i])) {
+            return -1;
+        }
+        v = v * 10 + (s[*i] - '0');
+        (*i)++;
+    }
+    return v;
+}
+
+static void trim(const char **s, size_t *len)
+{
+    while (*len > 0 && isspace((unsigned char)**s)) {
+        (*s)++;
+        (*len)--;
+    }
+    while (*len > 0 && isspace((unsigned char)(*s)[*len - 1])) {
+        (*len)--;
+    }
+}
+
+int ingest_parse_datetime(const char *s, size_t len, int64_t *ticks)
+{
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    size_t i = 0;
+    long y;
+    long mo;
+    long d;
+    long h = 0;
+    long mi = 0;
+    long sec = 0;
+    int64_t frac = 0;
+    int64_t offset = 0;
+    int64_t t;
+
+    trim(&s, &len);
+    y = read_digits(s, len, &i, 4);
+    if (y < 0 || i >= len || s[i++] != '-') {
+        return -EINVAL;
+    }
+    mo = read_digits(s, len, &i, 2);
+    if (mo < 1 || mo > 12 || i >= len || s[i++] != '-') {
+        return -EINVAL;
+    }
+    d = read_digits(s, len, &i, 2);
+    if (d < 1 || d > mdays[mo - 1]) {
+        return -EINVAL;
+    }
+    if (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) {
+        return -EINVAL;
+    }
+    if (i < len && (s[i] == 'T' || s[i] == 't' || s[i] == ' ')) {
+        i++;
+        h = read_digits(s, len, &i, 2);
+        if (h < 0 || h > 23 || i >= len || s[i++] != ':') {
+            return -EINVAL;
+        }
+        mi = read_digits(s, len, &i, 2);
+        if (mi < 0 || mi > 59) {
+            return -EINVAL;
+        }
+        if (i < len && s[i] == ':') {
+            i++;
+            sec = read_digits(s, len, &i, 2);
+            if (sec < 0 || sec > 60) {
+                return -EINVAL;
+            }
+            if (i < len && (s[i] == '.' || s[i] == ',')) {
+                int nd = 0;
+                i++;
+                if (i >= len || !isdigit((unsigned char)s[i])) {
+                    return -EINVAL;
+                }
+                while (i < len && isdigit((unsigned char)s[i])) {
+                    if (nd < 7) {
+                        frac = frac * 10 + (s[i] - '0');
+                    }
+                    nd++;
+                    i++;
+                }
+                for (; nd < 7; nd++) {
+                    frac *= 10;
+                }
+            }
+        }
+        if (i < len && (s[i] == 'Z' || s[i] == 'z')) {
+            i++;
+        } else if (i < len && (s[i] == '+' || s[i] == '-')) {
+            int sign = s[i] == '-' ? -1 : 1;
+            long oh;
+            long om = 0;
+            i++;
+            oh = read_digits(s, len, &i, 2);
+            if (oh < 0 || oh > 23) {
+                return -EINVAL;
+            }
+            if (i < len && s[i] == ':') {
+                i++;
+            }
+            if (i < len) {
+                om = read_digits(s, len, &i, 2);
+                if (om < 0 || om > 59) {
+                    return -EINVAL;
+                }
+            }
+            offset = sign * (oh * 3600 + om * 60) * TICKS_PER_SEC;
+        }
+    }
+    if (i != len) {
+        return -EINVAL;
+    }
+    t = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 +
+        mi * 60 + sec;
+    *ticks = t * TICKS_PER_SEC + frac - offset;
+    return 0;
+}
+
+int ingest_parse_timespan(const char *s, size_t len, int64_t *ticks)
+{
+    int neg = 0;
+    size_t i = 0;
+
+    trim(&s, &len);
+    if (len == 0) {
+        return -EINVAL;
+    }
+    if (s[0] == '-') {
+        neg = 1;
+        i++;
+    }
+    if (memchr(s, ':', len) != NULL) {
+        /* [d.]hh:mm[:ss[.fffffff]] */
+        long days = 0;
+        long h;
+        long mi;
+        long sec = 0;
+        int64_t frac = 0;
+        size_t start = i;
+        long v = 0;
+
+        while (i < len && isdigit((unsigned char)s[i]) && i - start < 9) {
+            v = v * 10 + (s[i] - '0');
+            i++;
+        }
+        if (i == start || i >= len) {
+            return -EINVAL;
+        }
+        if (s[i] == '.') {
+            days = v;
+            i++;
+            h = read_digits(s, len, &i, 2);
+        } else {
+            h = v;
+        }
+        if (h < 0 || h > 23 || i >= len || s[i++] != ':') {
+            return -EINVAL;
+        }
+        mi = read_digits(s, len, &i, 2);
+        if (mi < 0 || mi > 59) {
+            return -EINVAL;
+        }
+        if (i < len && s[i] == ':') {
+            i++;
+            sec = read_digits(s, len, &i, 2);
+            if (sec < 0 || sec > 59) {
+                return -EINVAL;
+            }
+            if (i < len && s[i] == '.') {
+                int nd = 0;
+                i++;
+                while (i < len && isdigit((unsigned char)s[i]) && nd < 7) {
+                    frac = frac * 10 + (s[i] - '0');
+                    nd++;
+                    i++;
+                }
+                if (nd == 0) {
+                    return -EINVAL;
+                }
+                for (; nd < 7; nd++) {
+                    frac *= 10;
+                }
+            }
+        }
+        if (i != len) {
+            return -EINVAL;
+        }
+        *ticks =
+            ((int64_t)days * 86400 + h * 3600 + mi * 60 + sec) * TICKS_PER_SEC +
+            frac;
+    } else {
+        /* number + unit: 1d 2h 3m 4s 5ms 6microsecond 7tick */
+        char num[64];
+        size_t nl = 0;
+        const char *unit;
+        size_t ul;
+        double v;
+        double mult;
+        char *end;
+
+        while (i < len && (isdigit((unsigned char)s[i]) || s[i] == '.') &&
+               nl + 1 < sizeof(num)) {
+            num[nl++] = s[i++];
+        }
+        num[nl] = '\0';
+        if (nl == 0) {
+            return -EINVAL;
+        }
+        v = strtod(num, &end);
+        if (*end != '\0') {
+            return -EINVAL;
+        }
+        unit = s + i;
+        ul = len - i;
+#define UNIT_IS(u) (ul == strlen(u) && strncasecmp(unit, u, ul) == 0)
+        if (UNIT_IS("d") || UNIT_IS("day") || UNIT_IS("days")) {
+            mult = 86400.0 * TICKS_PER_SEC;
+        } else if (UNIT_IS("h") || UNIT_IS("hr") || UNIT_IS("hrs") ||
+                   UNIT_IS("hour") || UNIT_IS("hours")) {
+            mult = 3600.0 * TICKS_PER_SEC;
+        } else if (UNIT_IS("m") || UNIT_IS("min") || UNIT_IS("minute") ||
+                   UNIT_IS("minutes")) {
+            mult = 60.0 * TICKS_PER_SEC;
+        } else if (UNIT_IS("s") || UNIT_IS("sec") || UNIT_IS("second") ||
+                   UNIT_IS("seconds")) {
+            mult = (double)TICKS_PER_SEC;
+        } else if (UNIT_IS("ms") || UNIT_IS("milli") || UNIT_IS("millis") ||
+                   UNIT_IS("millisecond") || UNIT_IS("milliseconds")) {
+            mult = TICKS_PER_SEC / 1000.0;
+        } else if (UNIT_IS("microsecond") || UNIT_IS("microseconds")) {
+            mult = 10.0;
+        } else if (UNIT_IS("tick") || UNIT_IS("ticks")) {
+            mult = 1.0;
+        } else {
+            return -EINVAL;
+        }
+#undef UNIT_IS
+        if (v * mult > 9.2e18) {
+            return -EINVAL;
+        }
+        *ticks = (int64_t)llround(v * mult);
+    }
+    if (neg) {
+        *ticks = -*ticks;
+    }
+    return 0;
+}
+
+/* Normalises a GUID (8-4-4-4-12 hex, optional braces) into out[37]. */
+static int parse_guid(const char *s, size_t len, char out[37])
+{
+    trim(&s, &len);
+    if (len == 38 && s[0] == '{' && s[37] == '}') {
+        s++;
+        len -= 2;
+    }
+    if (len != 36) {
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-') {
+                return -EINVAL;
+            }
+            out[i] = '-';
+        } else if (!isxdigit((unsigned char)s[i])) {
+            return -EINVAL;
+        } else {
+            out[i] = (char)tolower((unsigned char)s[i]);
+        }
+    }
+    out[36] = '\0';
+    return 0;
+}
+
+/* ---- value conversion ---- */
+
+static void value_null(struct kusto_value *v, enum kusto_type t)
+{
+    memset(v, 0, sizeof(*v));
+    v->type = t;
+    v->is_null = 1;
+}
+
+static int value_str(struct kusto_value *v, const char *s, size_t len)
+{
+    v->s = malloc(len + 1);
+    if (v->s == NULL) {
+        v->is_null = 1;
+        return -ENOMEM;
+    }
+    memcpy(v->s, s, len);
+    v->s[len] = '\0';
+    v->is_null = 0;
+    return 0;
+}
+
+/* Integer from text, exactly; falls back to a truncated real ("3.0"). */
+static int text_to_int64(const char *s, size_t len, int64_t *out)
+{
+    char buf[64];
+    char *end;
+    long long ll;
+    double d;
+
+    trim(&s, &len);
+    if (len == 0 || len >= sizeof(buf)) {
+        return -EINVAL;
+    }
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    errno = 0;
+    ll = strtoll(buf, &end, 10);
+    if (errno == 0 && *end == '\0') {
+        *out = ll;
+        return 0;
+    }
+    errno = 0;
+    d = strtod(buf, &end);
+    if (errno != 0 || *end != '\0' || !isfinite(d) || d >= 9.2233720368e18 ||
+        d <= -9.2233720368e18) {
+        return -EINVAL;
+    }
+    *out = (int64_t)d;
+    return 0;
+}
+
+int ingest_convert_text(const char *s, size_t len, enum kusto_type t,
+                        struct kusto_value *v)
+{
+    const char *ts = s;
+    size_t tl = len;
+
+    value_null(v, t);
+    if (t == KT_STRING) {
+        return value_str(v, s, len);
+    }
+    trim(&ts, &tl);
+    if (tl == 0) {
+        return 0;
+    }
+    switch (t) {
+    case KT_BOOL:
+        if ((tl == 4 && strncasecmp(ts, "true", 4) == 0) ||
+            (tl == 1 && ts[0] == '1')) {
+            v->i = 1;
+            v->is_null = 0;
+        } else if ((tl == 5 && strncasecmp(ts, "false", 5) == 0) ||
+                   (tl == 1 && ts[0] == '0')) {
+            v->i = 0;
+            v->is_null = 0;
+        }
+        return 0;
+    case KT_INT:
+    case KT_LONG: {
+        int64_t x;
+        if (text_to_int64(ts, tl, &x) == 0 &&
+            (t == KT_LONG || (x >= INT32_MIN && x <= INT32_MAX))) {
+            v->i = x;
+            v->is_null = 0;
+        }
+        return 0;
+    }
+    case KT_REAL:
+    case KT_DECIMAL: {
+        char buf[128];
+        char *end;
+        double d;
+        if (tl >= sizeof(buf)) {
+            return 0;
+        }
+        memcpy(buf, ts, tl);
+        buf[tl] = '\0';
+        d = strtod(buf, &end);
+        if (*end == '\0') {
+            v->r = d;
+            v->is_null = 0;
+        }
+        return 0;
+    }
+    case KT_DATETIME:
+        if (ingest_parse_datetime(ts, tl, &v->i) == 0) {
+            v->is_null = 0;
+        }
+        return 0;
+    case KT_TIMESPAN:
+        if (ingest_parse_timespan(ts, tl, &v->i) == 0) {
+            v->is_null = 0;
+        }
+        return 0;
+    case KT_GUID: {
+        char g[37];
+        if (parse_guid(ts, tl, g) == 0) {
+            return value_str(v, g, 36);
+        }
+        return 0;
+    }
+    case KT_DYNAMIC: {
+        cJSON *j = cJSON_ParseWithLength(ts, tl);
+        char *txt;
+        int rc;
+        if (j == NULL) {
+            /* not JSON: a dynamic string */
+            txt = strndup(ts, tl);
+            if (txt == NULL) {
+                return -ENOMEM;
+            }
+            j = cJSON_CreateString(txt);
+            free(txt);
+            if (j == NULL) {
+                return -ENOMEM;
+            }
+        }
+        txt = cJSON_PrintUnformatted(j);
+        cJSON_Delete(j);
+        if (txt == NULL) {
+            return -ENOMEM;
+        }
+        rc = value_str(v, txt, strlen(txt));
+        cJSON_free(txt);
+        return rc;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* Converts a JSON value (NULL: missing) to type t. */
+static int convert_json(const cJSON *item, enum kusto_type t,
+                        struct kusto_value *v)
+{
+    value_null(v, t);
+    if (item == NULL || cJSON_IsNull(item)) {
+        return 0;
+    }
+    if (cJSON_IsString(item)) {
+        if (t == KT_DYNAMIC) {
+            char *txt = cJSON_PrintUnformatted(item);
+            int rc;
+            if (txt == NULL) {
+                return -ENOMEM;
+            }
+            rc = value_str(v, txt, strlen(txt));
+            cJSON_free(txt);
+            return rc;
+        }
+        return ingest_convert_text(item->valuestring, strlen(item->valuestring),
+                                   t, v);
+    }
+    switch (t) {
+    case KT_BOOL:
+        if (cJSON_IsBool(item)) {
+            v->i = cJSON_IsTrue(item) ? 1 : 0;
+            v->is_null = 0;
+        } else if (cJSON_IsNumber(item)) {
+            v->i = item->valuedouble != 0.0;
+            v->is_null = 0;
+        }
+        return 0;
+    case KT_INT:
+    case KT_LONG:
+        if (cJSON_IsNumber(item)) {
+            double d = item->valuedouble;
+            double lo = t == KT_INT ? (double)INT32_MIN : -9.2233720368e18;
+            double hi = t == KT_INT ? (double)INT32_MAX : 9.2233720368e18;
+            if (isfinite(d) && d >= lo && d <= hi) {
+                v->i = (int64_t)d;
+                v->is_null = 0;
+            }
+        } else if (cJSON_IsBool(item)) {
+            v->i = cJSON_IsTrue(item) ? 1 : 0;
+            v->is_null = 0;
+        }
+        return 0;
+    case KT_REAL:
+    case KT_DECIMAL:
+        if (cJSON_IsNumber(item)) {
+            v->r = item->valuedouble;
+            v->is_null = 0;
+        } else if (cJSON_IsBool(item)) {
+            v->r = cJSON_IsTrue(item) ? 1.0 : 0.0;
+            v->is_null = 0;
+        }
+        return 0;
+    case KT_STRING:
+    case KT_DYNAMIC: {
+        char *txt = cJSON_PrintUnformatted(item);
+        int rc;
+        if (txt == NULL) {
+            return -ENOMEM;
+        }
+        rc = value_str(v, txt, strlen(txt));
+        cJSON_free(txt);
+        return rc;
+    }
+    default:
+        /* datetime, timespan, guid from a non-string: null */
+        return 0;
+    }
+}
+
+/* ---- mappings ---- */
+
+static void entry_release(struct ingest_mapping_entry *e)
+{
+    free(e->column);
+    free(e->const_value);
+    for (size_t i = 0; i < e->nsteps; i++) {
+        free(e->steps[i].key);
+    }
+    free(e->steps);
+}
+
+void ingest_mapping_free(struct ingest_mapping *m)
+{
+    if (m == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < m->n; i++) {
+        entry_release(&m->e[i]);
+    }
+    free(m->e);
+    free(m);
+}
+
+static int add_step(struct ingest_mapping_entry *e, const char *key,
+                    size_t klen, long index)
+{
+    struct ingest_step *ns = realloc(e->steps, (e->nsteps + 1) * sizeof(*ns));
+
+    if (ns == NULL) {
+        return -ENOMEM;
+    }
+    e->steps = ns;
+    ns[e->nsteps].index = index;
+    ns[e->nsteps].key = NULL;
+    if (key != NULL) {
+        ns[e->nsteps].key = strndup(key, klen);
+        if (ns[e->nsteps].key == NULL) {
+            return -ENOMEM;
+        }
+    }
+    e->nsteps++;
+    return 0;
+}
+
+/* Parses a JSONPath ("$", "$.a.b", "$['x y']", "$.a[0]") into steps. */
+static int parse_path(struct ingest_mapping_entry *e, const char *p)
+{
+    size_t i = 1;
+    size_t len = strlen(p);
+
+    if (len == 0 || p[0] != '$') {
+        return -EINVAL;
+    }
+    while (i < len) {
+        if (p[i] == '.') {
+            size_t start = ++i;
+            while (i < len && p[i] != '.' && p[i] != '[') {
+                i++;
+            }
+            if (i == start) {
+                return -EINVAL;
+            }
+            if (add_step(e, p + start, i - start, 0) < 0) {
+                return -ENOMEM;
+            }
+        } else if (p[i] == '[') {
+            i++;
+            if (i < len && (p[i] == '\'' || p[i] == '"')) {
+                char q = p[i++];
+                char buf[512];
+                size_t bl = 0;
+                while (i < len && p[i] != q) {
+                    if (p[i] == '\\' && i + 1 < len) {
+                        i++;
+                    }
+                    if (bl + 1 >= sizeof(buf)) {
+                        return -EINVAL;
+                    }
+                    buf[bl++] = p[i++];
+                }
+                if (i + 1 >= len || p[i] != q || p[i + 1] != ']') {
+                    return -EINVAL;
+                }
+                i += 2;
+                if (add_step(e, buf, bl, 0) < 0) {
+                    return -ENOMEM;
+                }
+            } else {
+                long idx = 0;
+                size_t start = i;
+                while (i < len && isdigit((unsigned char)p[i])) {
+                    if (idx > 100000000) {
+                        return -EINVAL;
+                    }
+                    idx = idx * 10 + (p[i] - '0');
+                    i++;
+                }
+                if (i == start || i >= len || p[i] != ']') {
+                    return -EINVAL;
+                }
+                i++;
+                if (add_step(e, NULL, 0, idx) < 0) {
+                    return -ENOMEM;
+                }
+            }
+        } else {
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static const struct {
+    const char *name;
+    enum ingest_transform tr;
+} transforms[] = {
+    {"DateTimeFromUnixSeconds", INGEST_TR_UNIX_SECONDS},
+    {"DateTimeFromUnixMilliseconds", INGEST_TR_UNIX_MILLISECONDS},
+    {"DateTimeFromUnixMicroseconds", INGEST_TR_UNIX_MICROSECONDS},
+    {"DateTimeFromUnixNanoseconds", INGEST_TR_UNIX_NANOSECONDS},
+    {"PropertyBagArrayToDictionary", INGEST_TR_PROPERTY_BAG_ARRAY_TO_DICT},
+    {"SourceLocation", INGEST_TR_SOURCE_LOCATION},
+    {"SourceLineNumber", INGEST_TR_SOURCE_LINE_NUMBER},
+    {"DropMappedFields", INGEST_TR_DROP_MAPPED_FIELDS},
+};
+
+/* A mapping's "datatype" (KQL names and their common aliases). Kept here,
+ * not in the engine, so that this module needs nothing but kusto.h types. */
+static int type_parse(const char *name, enum kusto_type *out)
+{
+    static const struct {
+        const char *name;
+        enum kusto_type t;
+    } names[] = {
+        {"bool", KT_BOOL},       {"boolean", KT_BOOL},
+        {"int", KT_INT},         {"int32", KT_INT},
+        {"long", KT_LONG},       {"int64", KT_LONG},
+        {"real", KT_REAL},       {"double", KT_REAL},
+        {"string", KT_STRING},   {"datetime", KT_DATETIME},
+        {"date", KT_DATETIME},   {"timespan", KT_TIMESPAN},
+        {"time", KT_TIMESPAN},   {"guid", KT_GUID},
+        {"uuid", KT_GUID},       {"uniqueid", KT_GUID},
+        {"dynamic", KT_DYNAMIC}, {"decimal", KT_DECIMAL},
+    };
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcasecmp(name, names[i].name) == 0) {
+            *out = names[i].t;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+/* A string member looked up case-insensitively, or NULL. */
+static const char *get_str(const cJSON *o, const char *name)
+{
+    const cJSON *it = cJSON_GetObjectItem(o, name);
+
+    return cJSON_IsString(it) ? it->valuestring : NULL;
+}
+
+static int parse_entry(const cJSON *el, size_t idx,
+                       struct ingest_mapping_entry *e, struct kusto_error *err)
+{
+    const cJSON *props;
+    const char *col;
+    const char *dt;
+    const char *path = NULL;
+    const char *tr = NULL;
+    const char *cv = NULL;
+    int rc;
+
+    e->col_index = -1;
+    if (!cJSON_IsObject(el)) {
+        set_err(err, 400, 1, "BadRequest_InvalidMapping",
+                "mapping element %zu is not an object", idx);
+        return -EINVAL;
+    }
+    col = get_str(el, "column");
+    if (col == NULL || col[0] == '\0') {
+        set_err(err, 400, 1, "BadRequest_InvalidMapping",
+                "mapping element %zu has no 'column'", idx);
+        return -EINVAL;
+    }
+    e->column = strdup(col);
+    if (e->column == NULL) {
+        return -ENOMEM;
+    }
+    dt = get_str(el, "datatype");
+    if (dt != NULL && dt[0] != '\0') {
+        if (type_parse(dt, &e->type) < 0) {
+            set_err(err, 400, 1, "BadRequest_InvalidMapping",
+                    "mapping column '%s' has unknown datatype '%s'", col, dt);
+            return -EINVAL;
+        }
+        e->has_type = 1;
+    }
+    props = cJSON_GetObjectItem(el, "Properties");
+    if (cJSON_IsObject(props)) {
+        path = get_str(props, "Path");
+        tr = get_str(props, "Transform");
+        cv = get_str(props, "ConstValue");
+    }
+    if (path == NULL) {
+        path = get_str(el, "path");
+    }
+    if (tr == NULL) {
+        tr = get_str(el, "transform");
+    }
+    if (cv == NULL) {
+        cv = get_str(el, "ConstValue");
+    }
+    if (tr != NULL && tr[0] != '\0' && strcasecmp(tr, "None") != 0) {
+        size_t k;
+        for (k = 0; k < sizeof(transforms) / sizeof(transforms[0]); k++) {
+            if (strcasecmp(tr, transforms[k].name) == 0) {
+                e->transform = transforms[k].tr;
+                break;
+            }
+        }
+        if (k == sizeof(transforms) / sizeof(transforms[0])) {
+            set_err(err, 400, 1, "BadRequest_InvalidMapping",
+                    "mapping column '%s' has unsupported transform '%s'", col,
+                    tr);
+            return -EINVAL;
+        }
+    }
+    if (cv != NULL && (path == NULL || path[0] == '\0')) {
+        e->is_const = 1;
+        e->const_value = strdup(cv);
+        return e->const_value == NULL ? -ENOMEM : 0;
+    }
+    if (path == NULL || path[0] == '\0') {
+        if (e->transform == INGEST_TR_SOURCE_LOCATION ||
+            e->transform == INGEST_TR_SOURCE_LINE_NUMBER) {
+            return 0;
+        }
+        set_err(err, 400, 1, "BadRequest_InvalidMapping",
+                "mapping column '%s' has neither Path nor ConstValue", col);
+        return -EINVAL;
+    }
+    if (path[0] != '$') {
+        e->is_const = 1;
+        e->const_value = strdup(path);
+        return e->const_value == NULL ? -ENOMEM : 0;
+    }
+    rc = parse_path(e, path);
+    if (rc == -EINVAL) {
+        set_err(err, 400, 1, "BadRequest_InvalidMapping",
+                "mapping column '%s' has invalid path '%s'", col, path);
+    }
+    return rc;
+}
+
+int ingest_mapping_parse(const char *json, struct ingest_mapping **out,
+                         struct kusto_error *err)
+{
+    cJSON *root = cJSON_Parse(json);
+    struct ingest_mapping *m = NULL;
+    size_t n;
+    int rc = 0;
+
+    if (!cJSON_IsArray(root)) {
+        set_err(err, 400, 1, "BadRequest_InvalidMapping",
+                "the ingestion mapping is not a JSON array");
+        rc = -EINVAL;
+        goto out_root;
+    }
+    n = (size_t)cJSON_GetArraySize(root);
+    m = calloc(1, sizeof(*m));
+    if (m == NULL || (n > 0 && (m->e = calloc(n, sizeof(*m->e))) == NULL)) {
+        rc = -ENOMEM;
+        goto out_map;
+    }
+    for (size_t i = 0; i < n; i++) {
+        rc = parse_entry(cJSON_GetArrayItem(root, (int)i), i, &m->e[i], err);
+        m->n = i + 1;
+        if (rc < 0) {
+            goto out_map;
+        }
+    }
+    *out = m;
+    cJSON_Delete(root);
+    return 0;
+out_map:
+    if (rc == -ENOMEM) {
+        set_err(err, 500, 0, "Internal", "out of memory");
+    }
+    ingest_mapping_free(m);
+out_root:
+    cJSON_Delete(root);
+    return rc;
+}
+
+int ingest_mapping_bind(struct ingest_mapping *m,
+                        const struct kusto_column *cols, size_t ncols,
+                        struct kusto_error *err)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        struct ingest_mapping_entry *e = &m->e[i];
+        e->col_index = -1;
+        for (size_t c = 0; c < ncols; c++) {
+            if (strcmp(cols[c].name, e->column) == 0) {
+                e->col_index = (long)c;
+                break;
+            }
+        }
+        if (e->col_index < 0) {
+            set_err(err, 400, 1, "BadRequest_InvalidMapping",
+                    "mapping column '%s' is not in the table", e->column);
+            return -ENOENT;
+        }
+    }
+    return 0;
+}
+
+/* ---- rows ---- */
+
+void ingest_rows_release(struct ingest_rows *r)
+{
+    if (r == NULL || r->values == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < r->nrows * r->ncols; i++) {
+        free(r->values[i].s);
+    }
+    free(r->values);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Appends a null row; returns it or NULL on OOM. */
+static struct kusto_value *new_row(struct ingest_rows *r,
+                                   const struct kusto_column *cols)
+{
+    struct kusto_value *row;
+
+    if (r->nrows == r->cap) {
+        size_t ncap = r->cap ? r->cap * 2 : 64;
+        struct kusto_value *nv =
+            realloc(r->values, ncap * r->ncols * sizeof(*nv));
+        if (nv == NULL) {
+            return NULL;
+        }
+        r->values = nv;
+        r->cap = ncap;
+    }
+    row = &r->values[r->nrows * r->ncols];
+    for (size_t c = 0; c < r->ncols; c++) {
+        value_null(&row[c], cols[c].type);
+    }
+    r->nrows++;
+    return row;
+}
+
+static const cJSON *walk(const cJSON *rec, const struct ingest_step *steps,
+                         size_t n)
+{
+    const cJSON *cur = rec;
+
+    for (size_t i = 0; i < n && cur != NULL; i++) {
+        if (steps[i].key != NULL) {
+            cur = cJSON_IsObject(cur)
+                      ? cJSON_GetObjectItemCaseSensitive(cur, steps[i].key)
+                      : NULL;
+        } else {
+            cur = cJSON_IsArray(cur)
+                      ? cJSON_GetArrayItem(cur, (int)steps[i].index)
+                      : NULL;
+        }
+    }
+    return cur;
+}
+
+/* Number, or numeric string, as a double. */
+static int json_number(const cJSON *it, double *out)
+{
+    if (cJSON_IsNumber(it)) {
+        *out = it->valuedouble;
+        return 0;
+    }
+    if (cJSON_IsString(it)) {
+        char *end;
+        double d = strtod(it->valuestring, &end);
+        if (end != it->valuestring && *end == '\0') {
+            *out = d;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+/* Applies entry e of mapping m to record rec into slot v (type t). */
+static int apply_entry(const struct ingest_mapping *m,
+                       const struct ingest_mapping_entry *e, const cJSON *rec,
+                       size_t lineno, enum kusto_type t, struct kusto_value *v)
+{
+    const cJSON *item;
+    double d;
+    double per_tick;
+
+    free(v->s);
+    value_null(v, t);
+    if (e->is_const) {
+        return ingest_convert_text(e->const_value, strlen(e->const_value), t,
+                                   v);
+    }
+    if (e->transform == INGEST_TR_SOURCE_LINE_NUMBER) {
+        char num[32];
+        int n = snprintf(num, sizeof(num), "%zu", lineno);
+        return ingest_convert_text(num, (size_t)n, t, v);
+    }
+    if (e->transform == INGEST_TR_SOURCE_LOCATION) {
+        return ingest_convert_text("Stream", 6, t, v);
+    }
+    item = walk(rec, e->steps, e->nsteps);
+    switch (e->transform) {
+    case INGEST_TR_UNIX_SECONDS:
+        per_tick = 1e7;
+        goto unix_time;
+    case INGEST_TR_UNIX_MILLISECONDS:
+        per_tick = 1e4;
+        goto unix_time;
+    case INGEST_TR_UNIX_MICROSECONDS:
+        per_tick = 10.0;
+        goto unix_time;
+    case INGEST_TR_UNIX_NANOSECONDS:
+        per_tick = 0.01;
+    unix_time:
+        if (item != NULL && json_number(item, &d) == 0 && t == KT_DATETIME &&
+            fabs(d * per_tick) < 9.2e18) {
+            v->i = (int64_t)llround(d * per_tick);
+            v->is_null = 0;
+        }
+        return 0;
+    case INGEST_TR_PROPERTY_BAG_ARRAY_TO_DICT: {
+        cJSON *obj;
+        const cJSON *el;
+        int rc;
+        if (!cJSON_IsArray(item)) {
+            return convert_json(item, t, v);
+        }
+        obj = cJSON_CreateObject();
+        if (obj == NULL) {
+            return -ENOMEM;
+        }
+        cJSON_ArrayForEach(el, item)
+        {
+            const cJSON *k = cJSON_GetObjectItem(el, "Key");
+            const cJSON *val = cJSON_GetObjectItem(el, "Value");
+            if (cJSON_IsString(k) && val != NULL) {
+                cJSON_AddItemToObject(obj, k->valuestring,
+                                      cJSON_Duplicate(val, 1));
+            }
+        }
+        rc = convert_json(obj, t, v);
+        cJSON_Delete(obj);
+        return rc;
+    }
+    case INGEST_TR_DROP_MAPPED_FIELDS: {
+        cJSON *copy;
+        int rc;
+        if (!cJSON_IsObject(item)) {
+            return convert_json(item, t, v);
+        }
+        copy = cJSON_Duplicate(item, 1);
+        if (copy == NULL) {
+            return -ENOMEM;
+        }
+        for (size_t i = 0; i < m->n; i++) {
+            const struct ingest_mapping_entry *o = &m->e[i];
+            if (o != e && !o->is_const && o->nsteps > 0 &&
+                o->steps[0].key != NULL) {
+                cJSON_DeleteItemFromObjectCaseSensitive(copy, o->steps[0].key);
+            }
+        }
+        rc = convert_json(copy, t, v);
+        cJSON_Delete(copy);
+        return rc;
+    }
+    default:
+        return convert_json(item, t, v);
+    }
+}
+
+static int record_to_row(const cJSON *rec, size_t lineno,
+                         const struct kusto_column *cols,
+                         const struct ingest_mapping *m,
+                         struct ingest_rows *out)
+{
+    struct kusto_value *row = new_row(out, cols);
+
+    if (row == NULL) {
+        return -ENOMEM;
+    }
+    if (m != NULL) {
+        for (size_t i = 0; i < m->n; i++) {
+            long c = m->e[i].col_index;
+            if (c < 0 || (size_t)c >= out->ncols) {
+                continue;
+            }
+            if (apply_entry(m, &m->e[i], rec, lineno, cols[c].type, &row[c]) <
+                0) {
+                return -ENOMEM;
+            }
+        }
+        return 0;
+    }
+    for (size_t c = 0; c < out->ncols; c++) {
+        const cJSON *it =
+            cJSON_IsObject(rec)
+                ? cJSON_GetObjectItemCaseSensitive(rec, cols[c].name)
+                : NULL;
+        if (convert_json(it, cols[c].type, &row[c]) < 0) {
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+static int parse_json_lines(const char *body, size_t len,
+                            const struct kusto_column *cols,
+                            const struct ingest_mapping *m, size_t max_rows,
+                            struct ingest_rows *out, struct kusto_error *err)
+{
+    size_t pos = 0;
+    size_t lineno = 0;
+
+    while (pos < len) {
+        const char *line = body + pos;
+        const char *nl = memchr(line, '\n', len - pos);
+        size_t ll = nl != NULL ? (size_t)(nl - line) : len - pos;
+        const char *t = line;
+        size_t tl = ll;
+        cJSON *rec;
+        int rc;
+
+        pos += ll + (nl != NULL ? 1 : 0);
+        lineno++;
+        trim(&t, &tl);
+        if (tl == 0) {
+            continue;
+        }
+        if (max_rows > 0 && out->nrows >= max_rows) {
+            set_err(err, 400, 1, "Stream_InputStreamTooLarge",
+                    "more than %zu records in one request", max_rows);
+            return -E2BIG;
+        }
+        rec = cJSON_ParseWithLength(t, tl);
+        if (rec == NULL) {
+            set_err(err, 400, 1, "Stream_InvalidJsonRecord",
+                    "record %zu (line %zu) is not valid JSON", lineno, lineno);
+            return -EBADMSG;
+        }
+        rc = record_to_row(rec, lineno, cols, m, out);
+        cJSON_Delete(rec);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int parse_multijson(const char *body, size_t len,
+                           const struct kusto_column *cols,
+                           const struct ingest_mapping *m, size_t max_rows,
+                           struct ingest_rows *out, struct kusto_error *err)
+{
+    size_t pos = 0;
+    size_t recno = 0;
+
+    for (;;) {
+        const char *end = NULL;
+        cJSON *v;
+        int rc = 0;
+
+        while (pos < len && isspace((unsigned char)body[pos])) {
+            pos++;
+        }
+        if (pos >= len) {
+            return 0;
+        }
+        v = cJSON_ParseWithLengthOpts(body + pos, len - pos, &end, 0);
+        if (v == NULL) {
+            set_err(err, 400, 1, "Stream_InvalidJsonRecord",
+                    "invalid JSON after record %zu (byte %zu)", recno, pos);
+            return -EBADMSG;
+        }
+        pos = (size_t)(end - body);
+        if (cJSON_IsArray(v)) {
+            const cJSON *el;
+            cJSON_ArrayForEach(el, v)
+            {
+                recno++;
+                if (max_rows > 0 && out->nrows >= max_rows) {
+                    rc = -E2BIG;
+                    break;
+                }
+                rc = record_to_row(el, recno, cols, m, out);
+                if (rc < 0) {
+                    break;
+                }
+            }
+        } else {
+            recno++;
+            if (max_rows > 0 && out->nrows >= max_rows) {
+                rc = -E2BIG;
+            } else {
+                rc = record_to_row(v, recno, cols, m, out);
+            }
+        }
+        cJSON_Delete(v);
+        if (rc == -E2BIG) {
+            set_err(err, 400, 1, "Stream_InputStreamTooLarge",
+                    "more than %zu records in one request", max_rows);
+        }
+        if (rc < 0) {
+            return rc;
+        }
+    }
+}
+
+/* One CSV record from body[*pos]: field offsets into a scratch buffer. */
+struct csv_scratch {
+    char *buf; /* unquoted field bytes, each NUL-terminated */
+    size_t cap;
+    size_t *offs; /* start of each field in buf */
+    size_t *lens;
+    size_t fcap;
+};
+
+static int csv_push_char(struct csv_scratch *s, size_t *bl, char ch)
+{
+    if (*bl + 1 >= s->cap) {
+        size_t ncap = s->cap ? s->cap * 2 : 1024;
+        char *nb = realloc(s->buf, ncap);
+        if (nb == NULL) {
+            return -ENOMEM;
+        }
+        s->buf = nb;
+        s->cap = ncap;
+    }
+    s->buf[(*bl)++] = ch;
+    return 0;
+}
+
+static int csv_end_field(struct csv_scratch *s, size_t *nf, size_t *bl,
+                         size_t start)
+{
+    if (*nf == s->fcap) {
+        size_t ncap = s->fcap ? s->fcap * 2 : 32;
+        size_t *no = realloc(s->offs, ncap * sizeof(*no));
+        size_t *nl;
+        if (no == NULL) {
+            return -ENOMEM;
+        }
+        s->offs = no;
+        nl = realloc(s->lens, ncap * sizeof(*nl));
+        if (nl == NULL) {
+            return -ENOMEM;
+        }
+        s->lens = nl;
+        s->fcap = ncap;
+    }
+    s->offs[*nf] = start;
+    s->lens[*nf] = *bl - start;
+    (*nf)++;
+    return csv_push_char(s, bl, '\0');
+}
+
+static int parse_csv(const char *body, size_t len,
+                     const struct kusto_column *cols, size_t max_rows,
+                     struct ingest_rows *out, struct kusto_error *err)
+{
+    struct csv_scratch s = {0};
+    size_t pos = 0;
+    size_t recno = 0;
+    int rc = 0;
+
+    while (pos < len) {
+        size_t nf = 0;
+        size_t bl = 0;
+        size_t start = 0;
+        int quoted = 0;
+        int was_quoted = 0;
+        struct kusto_value *row;
+
+        recno++;
+        for (;;) {
+            char ch;
+            if (pos >= len) {
+                if (quoted) {
+                    set_err(err, 400, 1, "Stream_ClosingQuoteMissing",
+                            "csv record %zu: closing quote missing", recno);
+                    rc = -EBADMSG;
+                    goto done;
+                }
+                rc = csv_end_field(&s, &nf, &bl, start);
+                break;
+            }
+            ch = body[pos++];
+            if (quoted) {
+                if (ch == '"') {
+                    if (pos < len && body[pos] == '"') {
+                        pos++;
+                        rc = csv_push_char(&s, &bl, '"');
+                    } else {
+                        quoted = 0;
+                    }
+                } else {
+                    rc = csv_push_char(&s, &bl, ch);
+                }
+            } else if (ch == '"' && bl == start && !was_quoted) {
+                quoted = 1;
+                was_quoted = 1;
+            } else if (ch == ',') {
+                rc = csv_end_field(&s, &nf, &bl, start);
+                start = bl;
+                was_quoted = 0;
+            } else if (ch == '\n' || ch == '\r') {
+                if (ch == '\r' && pos < len && body[pos] == '\n') {
+                    pos++;
+                }
+                rc = csv_end_field(&s, &nf, &bl, start);
+                break;
+            } else {
+                rc = csv_push_char(&s, &bl, ch);
+            }
+            if (rc < 0) {
+                goto done;
+            }
+        }
+        if (rc < 0) {
+            goto done;
+        }
+        if (nf == 1 && s.lens[0] == 0 && !was_quoted) {
+            continue; /* an empty line */
+        }
+        if (nf != out->ncols) {
+            set_err(err, 400, 1, "Stream_WrongNumberOfFields",
+                    "csv record %zu has %zu fields, the table has %zu "
+                    "columns",
+                    recno, nf, out->ncols);
+            rc = -EBADMSG;
+            goto done;
+        }
+        if (max_rows > 0 && out->nrows >= max_rows) {
+            set_err(err, 400, 1, "Stream_InputStreamTooLarge",
+                    "more than %zu records in one request", max_rows);
+            rc = -E2BIG;
+            goto done;
+        }
+        row = new_row(out, cols);
+        if (row == NULL) {
+            rc = -ENOMEM;
+            goto done;
+        }
+        for (size_t c = 0; c < nf; c++) {
+            rc = ingest_convert_text(s.buf + s.offs[c], s.lens[c], cols[c].type,
+                                     &row[c]);
+            if (rc < 0) {
+                goto done;
+            }
+        }
+    }
+done:
+    free(s.buf);
+    free(s.offs);
+    free(s.lens);
+    return rc;
+}
+
+int ingest_parse(const char *body, size_t len, enum ingest_format fmt,
+                 const struct kusto_column *cols, size_t ncols,
+                 const struct ingest_mapping *m, size_t max_rows,
+                 struct ingest_rows *out, struct kusto_error *err)
+{
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    out->ncols = ncols;
+    if (ncols == 0) {
+        set_err(err, 400, 1, "BadRequest_InvalidTable",
+                "the table has no columns");
+        return -EINVAL;
+    }
+    switch (fmt) {
+    case INGEST_JSON:
+        rc = parse_json_lines(body, len, cols, m, max_rows, out, err);
+        break;
+    case INGEST_MULTIJSON:
+        rc = parse_multijson(body, len, cols, m, max_rows, out, err);
+        break;
+    case INGEST_CSV:
+        rc = parse_csv(body, len, cols, max_rows, out, err);
+        break;
+    default:
+        rc = -ENOTSUP;
+        set_err(err, 400, 1, "BadRequest_UnsupportedFormat",
+                "unsupported stream format");
+        break;
+    }
+    if (rc == -ENOMEM) {
+        set_err(err, 500, 0, "Internal", "out of memory");
+    }
+    if (rc < 0) {
+        ingest_rows_release(out);
+        out->ncols = ncols;
+    }
+    return rc;
+}
+
+int ingest_gunzip(const void *in, size_t inlen, size_t max_out, char **out,
+                  size_t *outlen, struct kusto_error *err)
+{
+    z_stream zs;
+    char *buf = NULL;
+    size_t cap = 0;
+    size_t len = 0;
+    int zrc;
+    int rc = 0;
+
+    memset(&zs, 0, sizeof(zs));
+    if (inflateInit2(&zs, 15 + 32) != Z_OK) {
+        set_err(err, 500, 0, "Internal", "zlib init failed");
+        return -ENOMEM;
+    }
+    zs.next_in = (Bytef *)(uintptr_t)in;
+    zs.avail_in = (uInt)inlen;
+    for (;;) {
+        if (cap - len < 16384) {
+            size_t ncap = cap ? cap * 2 : (inlen * 4 + 16384);
+            char *nb;
+            if (ncap > max_out + 16384 + 1) {
+                ncap = max_out + 16384 + 1;
+            }
+            if (ncap <= cap) {
+                set_err(err, 413, 1, "Stream_InputStreamTooLarge",
+                        "uncompressed body exceeds %zu bytes", max_out);
+                rc = -EMSGSIZE;
+                goto done;
+            }
+            nb = realloc(buf, ncap);
+            if (nb == NULL) {
+                set_err(err, 500, 0, "Internal", "out of memory");
+                rc = -ENOMEM;
+                goto done;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        zs.next_out = (Bytef *)(buf + len);
+        zs.avail_out = (uInt)(cap - len - 1);
+        zrc = inflate(&zs, Z_NO_FLUSH);
+        len = cap - 1 - zs.avail_out;
+        if (len > max_out) {
+            set_err(err, 413, 1, "Stream_InputStreamTooLarge",
+                    "uncompressed body exceeds %zu bytes", max_out);
+            rc = -EMSGSIZE;
+            goto done;
+        }
+        if (zrc == Z_STREAM_END) {
+            /* concatenated gzip members are one stream */
+            if (zs.avail_in > 0) {
+                inflateReset(&zs);
+                continue;
+            }
+            break;
+        }
+        if (zrc == Z_OK) {
+            continue;
+        }
+        if (zrc == Z_BUF_ERROR && zs.avail_out > 0) {
+            set_err(err, 400, 1, "BadRequest_InvalidCompressedStream",
+                    "the gzip body is truncated");
+            rc = -EBADMSG;
+            goto done;
+        }
+        if (zrc == Z_BUF_ERROR) {
+            continue;
+        }
+        set_err(err, 400, 1, "BadRequest_InvalidCompressedStream",
+                "the body is not valid gzip: %s",
+                zs.msg != NULL ? zs.msg : "corrupt data");
+        rc = -EBADMSG;
+        goto done;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    *outlen = len;
+    buf = NULL;
+done:
+    inflateEnd(&zs);
+    free(buf);
+    return rc;
+}
