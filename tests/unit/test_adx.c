@@ -1,0 +1,520 @@
+/*
+ * test_adx.c - gateway/adx.c against a scripted HTTP responder on loopback
+ * (mini_http.h): the ingest request as ADX sees it (URL, SDK headers, gzip
+ * body), keep-alive, every outcome class (INV-5, INV-6), the response cap,
+ * the dedupe count query, cancellation at close, and the http-only-on-
+ * loopback rule.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "gateway/adx.h"
+#include "tests/unit/mini_http.h"
+
+#include <errno.h>
+#include <zlib.h>
+
+struct fx {
+    uv_loop_t loop;
+    struct mini_http mh;
+    struct adx *adx;
+    int done;
+    struct adx_response res;
+    char body[4096];
+    char errmsg[256];
+    enum adx_outcome outcome;
+    char reason[512];
+};
+
+static void on_res(void *arg, const struct adx_response *res)
+{
+    struct fx *f = arg;
+
+    f->res = *res;
+    snprintf(f->body, sizeof(f->body), "%s", res->body);
+    snprintf(f->errmsg, sizeof(f->errmsg), "%s", res->errmsg);
+    f->res.body = f->body;
+    f->res.errmsg = f->errmsg;
+    f->outcome = adx_classify(res, f->reason, sizeof(f->reason));
+    f->done++;
+}
+
+static void run_until(struct fx *f, int n, int timeout_ms)
+{
+    uint64_t deadline;
+
+    uv_update_time(&f->loop);
+    deadline = uv_now(&f->loop) + (uint64_t)timeout_ms;
+    while (f->done < n && uv_now(&f->loop) < deadline) {
+        uv_run(&f->loop, UV_RUN_ONCE);
+        uv_update_time(&f->loop);
+    }
+    assert_int_equal(f->done, n);
+}
+
+static int setup_opts(void **state, const struct adx_options *opt)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    char err[256];
+
+    assert_non_null(f);
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    mh_start(&f->mh, &f->loop);
+    assert_int_equal(adx_new(&f->loop, opt, &f->adx, err, sizeof(err)), 0);
+    *state = f;
+    return 0;
+}
+
+static int setup(void **state)
+{
+    struct adx_options opt = {.timeout_ms = 3000};
+
+    return setup_opts(state, &opt);
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+
+    adx_close(f->adx);
+    mh_stop(&f->mh);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    mh_release(&f->mh);
+    free(f);
+    return 0;
+}
+
+static const char payload[] = "{\"a\":1}\n{\"a\":2}\n";
+
+static int send_ingest(struct fx *f, const char *token, long timeout_ms)
+{
+    char url[128];
+    char err[256];
+    void *gz = NULL;
+    size_t gzlen = 0;
+    struct adx_ingest in;
+    int rc;
+
+    assert_int_equal(adx_gzip(payload, strlen(payload), 1, &gz, &gzlen), 0);
+    memset(&in, 0, sizeof(in));
+    in.cluster = mh_url(&f->mh, "/", url, sizeof(url));
+    in.database = "leaderboard";
+    in.table = "GamePlay";
+    in.format = "json";
+    in.mapping = "gameplay json";
+    in.token = token;
+    in.batch_id = "b-42";
+    in.attempt = 3;
+    in.body = gz;
+    in.body_len = gzlen;
+    in.gzipped = 1;
+    in.timeout_ms = timeout_ms;
+    rc = adx_ingest(f->adx, &in, on_res, f, err, sizeof(err));
+    /* the body must stay valid until the callback: keep it on the fixture
+     * by running the request to completion here */
+    if (rc == 0) {
+        run_until(f, f->done + 1, 10000);
+    }
+    free(gz);
+    return rc;
+}
+
+static void gunzip_equals(const char *gz, size_t len, const char *want)
+{
+    char out[1024];
+    z_stream z;
+
+    memset(&z, 0, sizeof(z));
+    assert_int_equal(inflateInit2(&z, 15 + 16), Z_OK);
+    z.next_in = (Bytef *)(uintptr_t)gz;
+    z.avail_in = (uInt)len;
+    z.next_out = (Bytef *)out;
+    z.avail_out = sizeof(out) - 1;
+    assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
+    out[sizeof(out) - 1 - z.avail_out] = '\0';
+    inflateEnd(&z);
+    assert_string_equal(out, want);
+}
+
+static void test_ingest_ok_request_shape(void **state)
+{
+    struct fx *f = *state;
+    const struct mh_request *r;
+    char v[512];
+
+    mh_push(&f->mh, MH_RESPOND, 200, NULL,
+            "{\"Tables\":[{\"TableName\":\"Table_0\",\"Columns\":[],"
+            "\"Rows\":[[2,\"Inactive\",\"Unknown\",null]]}]}");
+    assert_int_equal(send_ingest(f, "tok-secret-1", 0), 0);
+    assert_int_equal(f->res.status, 200);
+    assert_int_equal(f->res.err, 0);
+    assert_int_equal(f->outcome, ADX_OK);
+    assert_int_equal(f->mh.nreqs, 1);
+    r = &f->mh.reqs[0];
+    assert_string_equal(r->method, "POST");
+    assert_string_equal(r->target,
+                        "/v1/rest/ingest/leaderboard/GamePlay?"
+                        "streamFormat=json&mappingName=gameplay%20json");
+    assert_string_equal(mh_header(r, "x-ms-client-request-id", v, sizeof(v)),
+                        "KADX.ingest;b-42;3");
+    assert_string_equal(mh_header(r, "x-ms-app", v, sizeof(v)), "kadx");
+    assert_non_null(strstr(mh_header(r, "x-ms-client-version", v, sizeof(v)),
+                           "Kusto.kadx:{"));
+    assert_string_equal(mh_header(r, "Authorization", v, sizeof(v)),
+                        "Bearer tok-secret-1");
+    assert_string_equal(mh_header(r, "Content-Encoding", v, sizeof(v)), "gzip");
+    assert_null(mh_header(r, "Expect", v, sizeof(v)));
+    gunzip_equals(r->body, r->body_len, payload);
+}
+
+static void test_keep_alive(void **state)
+{
+    struct fx *f = *state;
+
+    assert_int_equal(send_ingest(f, NULL, 0), 0);
+    assert_int_equal(send_ingest(f, NULL, 0), 0);
+    assert_int_equal(send_ingest(f, NULL, 0), 0);
+    assert_int_equal(f->mh.nreqs, 3);
+    assert_int_equal(f->mh.nconns, 1);
+    {
+        char v[64];
+
+        assert_null(mh_header(&f->mh.reqs[0], "Authorization", v, sizeof(v)));
+    }
+}
+
+static void test_throttled_retry_after(void **state)
+{
+    struct fx *f = *state;
+
+    mh_push(&f->mh, MH_RESPOND, 429, "Retry-After: 3\r\n",
+            "{\"error\":{\"code\":\"Throttling\",\"message\":\"Request was "
+            "throttled.\",\"@permanent\":false}}");
+    assert_int_equal(send_ingest(f, NULL, 0), 0);
+    assert_int_equal(f->outcome, ADX_THROTTLED);
+    assert_int_equal(f->res.retry_after_ms, 3000);
+    assert_non_null(strstr(f->reason, "Throttling"));
+}
+
+struct status_case {
+    int status;
+    const char *body;
+    enum adx_outcome want;
+    const char *reason_has;
+};
+
+static void test_status_classes(void **state)
+{
+    struct fx *f = *state;
+    static const struct status_case cases[] = {
+        {500, "{\"error\":{\"code\":\"Internal\",\"@permanent\":false}}",
+         ADX_TRANSIENT, "http 500"},
+        {503, "", ADX_TRANSIENT, "http 503"},
+        {520, "{\"error\":{\"code\":\"X\",\"@permanent\":true}}", ADX_TRANSIENT,
+         "http 520"},
+        {400,
+         "{\"error\":{\"code\":\"BadRequest_InvalidJson\",\"message\":\"m\","
+         "\"@message\":\"record 3 is not valid json\",\"@permanent\":true}}",
+         ADX_PERMANENT, "record 3 is not valid json"},
+        {400, "", ADX_PERMANENT, "http 400"},
+        {413, "", ADX_PERMANENT, "http 413"},
+        {400,
+         "{\"error\":{\"code\":\"General_ThrottledIngestion\","
+         "\"@permanent\":false}}",
+         ADX_TRANSIENT, "General_ThrottledIngestion"},
+        {400,
+         "{\"error\":{\"code\":\"BadRequest_StreamingIngestionPolicyNotEnabled"
+         "\",\"@permanent\":true}}",
+         ADX_CONFIG, "StreamingIngestionPolicyNotEnabled"},
+        {400,
+         "{\"error\":{\"code\":\"BadRequest_MappingReferenceWasNotFound\","
+         "\"@permanent\":true}}",
+         ADX_CONFIG, "Mapping"},
+        {404,
+         "{\"error\":{\"code\":\"BadRequest_EntityNotFound\",\"@message\":"
+         "\"table 'GamePlay' was not found\",\"@permanent\":true}}",
+         ADX_CONFIG, "not found"},
+        {403, "", ADX_CONFIG, "http 403"},
+        {401, "", ADX_AUTH, "http 401"},
+        {408, "", ADX_TRANSIENT, "http 408"},
+        {400, "General_BadRequest: Request is invalid", ADX_PERMANENT,
+         "General_BadRequest"},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        mh_push(&f->mh, MH_RESPOND, cases[i].status, NULL, cases[i].body);
+        assert_int_equal(send_ingest(f, NULL, 0), 0);
+        assert_int_equal(f->res.status, cases[i].status);
+        if (f->outcome != cases[i].want ||
+            strstr(f->reason, cases[i].reason_has) == NULL) {
+            fail_msg("case %zu: got %s '%s'", i, adx_outcome_name(f->outcome),
+                     f->reason);
+        }
+    }
+}
+
+/* INV-5: a reset after the server read the whole body may mean applied. */
+static void test_reset_after_body_is_ambiguous(void **state)
+{
+    struct fx *f = *state;
+
+    mh_push(&f->mh, MH_RESET, 0, NULL, NULL);
+    assert_int_equal(send_ingest(f, NULL, 0), 0);
+    assert_int_equal(f->res.status, 0);
+    assert_int_not_equal(f->res.err, 0);
+    assert_int_equal(f->res.body_sent, 1);
+    assert_int_equal(f->outcome, ADX_AMBIGUOUS);
+    /* and the client recovers: the next request gets a new connection */
+    assert_int_equal(send_ingest(f, NULL, 0), 0);
+    assert_int_equal(f->outcome, ADX_OK);
+    assert_int_equal(f->mh.nconns, 2);
+}
+
+static void test_timeout_after_body_is_ambiguous(void **state)
+{
+    struct fx *f = *state;
+
+    mh_push(&f->mh, MH_SILENT, 0, NULL, NULL);
+    assert_int_equal(send_ingest(f, NULL, 300), 0);
+    assert_int_equal(f->res.err, -ETIMEDOUT);
+    assert_int_equal(f->outcome, ADX_AMBIGUOUS);
+}
+
+static void test_refused_is_transient(void **state)
+{
+    struct fx *f = *state;
+    char err[256];
+    char url[64];
+    struct adx_ingest in;
+    int port;
+
+    /* a port that was free a moment ago: bind, learn, close */
+    {
+        uv_tcp_t t;
+        struct sockaddr_in a;
+        struct sockaddr_storage b;
+        int blen = sizeof(b);
+
+        uv_tcp_init(&f->loop, &t);
+        uv_ip4_addr("127.0.0.1", 0, &a);
+        uv_tcp_bind(&t, (struct sockaddr *)&a, 0);
+        uv_tcp_getsockname(&t, (struct sockaddr *)&b, &blen);
+        port = ntohs(((struct sockaddr_in *)&b)->sin_port);
+        uv_close((uv_handle_t *)&t, NULL);
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    }
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+    memset(&in, 0, sizeof(in));
+    in.cluster = url;
+    in.database = "d";
+    in.table = "t";
+    in.format = "json";
+    in.batch_id = "b";
+    in.attempt = 1;
+    in.body = payload;
+    in.body_len = strlen(payload);
+    assert_int_equal(adx_ingest(f->adx, &in, on_res, f, err, sizeof(err)), 0);
+    run_until(f, 1, 10000);
+    assert_int_equal(f->res.err, -ECONNREFUSED);
+    assert_int_equal(f->res.body_sent, 0);
+    assert_int_equal(f->outcome, ADX_TRANSIENT);
+}
+
+static void test_plain_http_only_loopback(void **state)
+{
+    struct fx *f = *state;
+    char err[256];
+    struct adx_request_spec spec = {.method = "GET",
+                                    .url = "http://example.com/x"};
+
+    assert_int_equal(adx_request(f->adx, &spec, on_res, f, err, sizeof(err)),
+                     -EINVAL);
+    assert_non_null(strstr(err, "loopback"));
+    spec.url = "http://169.254.169.254/metadata";
+    assert_int_equal(adx_request(f->adx, &spec, on_res, f, err, sizeof(err)),
+                     -EINVAL);
+    spec.url = "ftp://127.0.0.1/x";
+    assert_int_equal(adx_request(f->adx, &spec, on_res, f, err, sizeof(err)),
+                     -EINVAL);
+    assert_int_equal(adx_inflight(f->adx), 0);
+    assert_true(adx_url_is_loopback("http://localhost:8080"));
+    assert_true(adx_url_is_loopback("http://[::1]:1/"));
+    assert_true(adx_url_is_loopback("https://127.0.0.1"));
+    assert_false(adx_url_is_loopback("https://c.westeurope.kusto.windows.net"));
+    /* the callback never ran for a refused start */
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(f->done, 0);
+}
+
+static void test_query_count(void **state)
+{
+    struct fx *f = *state;
+    char url[128];
+    char err[256];
+    int64_t n = -1;
+    char v[256];
+
+    mh_push(&f->mh, MH_RESPOND, 200, NULL,
+            "{\"Tables\":[{\"TableName\":\"Table_0\",\"Columns\":[{"
+            "\"ColumnName\":\"Count\",\"DataType\":\"Int64\"}],"
+            "\"Rows\":[[17]]}]}");
+    assert_int_equal(adx_query(f->adx, mh_url(&f->mh, "", url, sizeof(url)),
+                               "leaderboard",
+                               "GamePlay | where BatchId == 'x' | count",
+                               "tk-12345", "b-1", on_res, f, err, sizeof(err)),
+                     0);
+    run_until(f, 1, 10000);
+    assert_int_equal(f->res.status, 200);
+    assert_int_equal(adx_parse_count(f->body, strlen(f->body), &n), 0);
+    assert_int_equal(n, 17);
+    assert_string_equal(f->mh.reqs[0].target, "/v1/rest/query");
+    assert_string_equal(f->mh.reqs[0].body,
+                        "{\"db\":\"leaderboard\",\"csl\":\"GamePlay | where "
+                        "BatchId == 'x' | count\"}");
+    assert_string_equal(
+        mh_header(&f->mh.reqs[0], "Authorization", v, sizeof(v)),
+        "Bearer tk-12345");
+    assert_int_equal(adx_parse_count("{\"Tables\":[]}", 13, &n), -EBADMSG);
+    assert_int_equal(adx_parse_count("nope", 4, &n), -EBADMSG);
+}
+
+static void test_close_cancels_inflight(void **state)
+{
+    struct fx *f = *state;
+    char url[128];
+    char err[256];
+    struct adx_request_spec spec = {.method = "GET"};
+
+    mh_push(&f->mh, MH_SILENT, 0, NULL, NULL);
+    spec.url = mh_url(&f->mh, "/slow", url, sizeof(url));
+    assert_int_equal(adx_request(f->adx, &spec, on_res, f, err, sizeof(err)),
+                     0);
+    /* let the request reach the server */
+    while (f->mh.nreqs == 0) {
+        uv_run(&f->loop, UV_RUN_ONCE);
+    }
+    assert_int_equal(adx_inflight(f->adx), 1);
+    adx_close(f->adx);
+    f->adx = NULL;
+    assert_int_equal(f->done, 1);
+    assert_int_equal(f->res.err, -ECANCELED);
+    assert_int_equal(f->res.body_sent, 0); /* a GET has no body */
+}
+
+static int setup_small_cap(void **state)
+{
+    struct adx_options opt = {.timeout_ms = 3000, .max_response = 16};
+
+    return setup_opts(state, &opt);
+}
+
+static void test_response_cap(void **state)
+{
+    struct fx *f = *state;
+
+    mh_push(&f->mh, MH_RESPOND, 400, NULL,
+            "{\"error\":{\"code\":\"BadRequest_Something\","
+            "\"@permanent\":true}} and a lot more text after it");
+    assert_int_equal(send_ingest(f, NULL, 0), 0);
+    assert_int_equal(f->res.status, 400);
+    assert_int_equal(f->res.truncated, 1);
+    assert_int_equal(f->res.body_len, 16);
+    assert_int_equal(f->outcome, ADX_PERMANENT);
+}
+
+/* Pure classification: no network. */
+static void test_classify_transport(void **state)
+{
+    struct adx_response r;
+    char reason[256];
+
+    (void)state;
+    memset(&r, 0, sizeof(r));
+    r.body = "";
+    r.errmsg = "Connection reset by peer";
+    r.err = -ECONNRESET;
+    r.body_sent = 0;
+    assert_int_equal(adx_classify(&r, reason, sizeof(reason)), ADX_TRANSIENT);
+    r.body_sent = 1;
+    assert_int_equal(adx_classify(&r, reason, sizeof(reason)), ADX_AMBIGUOUS);
+    assert_non_null(strstr(reason, "Connection reset"));
+    /* a 200 whose body broke off is not a definite yes (INV-5) */
+    r.status = 200;
+    assert_int_equal(adx_classify(&r, reason, sizeof(reason)), ADX_AMBIGUOUS);
+    /* a 503 whose body broke off is still a 503 */
+    r.status = 503;
+    assert_int_equal(adx_classify(&r, reason, sizeof(reason)), ADX_TRANSIENT);
+    r.err = 0;
+    r.status = 200;
+    assert_int_equal(adx_classify(&r, NULL, 0), ADX_OK);
+    assert_string_equal(adx_outcome_name(ADX_AMBIGUOUS), "ambiguous");
+}
+
+static void test_gzip_roundtrip(void **state)
+{
+    void *gz = NULL;
+    size_t n = 0;
+    char big[20000];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(big) - 1; i++) {
+        big[i] = (char)('a' + i % 26);
+    }
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(adx_gzip(big, strlen(big), 6, &gz, &n), 0);
+    assert_true(n < 1000);
+    {
+        char *out = malloc(sizeof(big));
+        z_stream z;
+
+        memset(&z, 0, sizeof(z));
+        assert_int_equal(inflateInit2(&z, 15 + 16), Z_OK);
+        z.next_in = gz;
+        z.avail_in = (uInt)n;
+        z.next_out = (Bytef *)out;
+        z.avail_out = sizeof(big);
+        assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
+        assert_int_equal(sizeof(big) - z.avail_out, strlen(big));
+        assert_memory_equal(out, big, strlen(big));
+        inflateEnd(&z);
+        free(out);
+    }
+    free(gz);
+    assert_int_equal(adx_gzip("", 0, 1, &gz, &n), 0);
+    assert_true(n > 0);
+    free(gz);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_ingest_ok_request_shape, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_keep_alive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_throttled_retry_after, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_status_classes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_after_body_is_ambiguous,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_after_body_is_ambiguous,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_is_transient, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_plain_http_only_loopback, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_query_count, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_cancels_inflight, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_response_cap, setup_small_cap,
+                                        teardown),
+        cmocka_unit_test(test_classify_transport),
+        cmocka_unit_test(test_gzip_roundtrip),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
