@@ -103,9 +103,9 @@ int kusto_database_exists(struct kusto *k, const char *db);
 int kusto_execute(struct kusto *k, const char *db, const char *csl,
                   struct kusto_result **out, struct kusto_error *err);
 
-/* Schema of db.table for the ingest path. Returns 0 and fills *cols/*ncols
- * (owned by the engine, valid until the next kusto_execute or kusto_ingest
- * call), or -ENOENT with err filled (database or table unknown). */
+/* Schema of db.table for the ingest path. Returns 0 and fills *cols and
+ * *ncols (owned by the engine, valid until the next call into the
+ * engine), or -ENOENT with err filled (database or table unknown). */
 int kusto_table_schema(struct kusto *k, const char *db, const char *table,
                        const struct kusto_column **cols, size_t *ncols,
                        struct kusto_error *err);
