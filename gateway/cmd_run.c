@@ -1,17 +1,129 @@
 /*
- * cmd_run.c - `kadx run`: run the gateway: Kafka -> journal -> ADX.
- * Not built yet: this placeholder is replaced by the command's real
- * implementation; until then it says so and exits 2.
+ * cmd_run.c - `kadx run`: load and validate the configuration, then run the
+ * gateway (Kafka -> journal -> ADX) until SIGTERM/SIGINT.
+ *
+ * This file is part of the composition root (with main.c): it is the one
+ * place in gateway/ that may start admin/ pieces. It runs on the main
+ * thread. A configuration error exits 2 before anything is started;
+ * `--check` prints the effective configuration (secrets masked) and exits 0.
  */
 #include "gateway/cli.h"
+#include "gateway/config.h"
+#include "gateway/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: kadx run -c FILE [--check] [--bootstrap-servers B] "
+            "[--group-id G]\n\n"
+            "run the gateway: Kafka -> journal -> ADX.\n\n"
+            "FILE is a kadx.json or a Kusto Kafka sink connector config "
+            "(the bare map or\nthe {\"name\": ..., \"config\": {...}} body "
+            "posted to Kafka Connect).\n\n"
+            "options:\n"
+            "  -c, --config FILE          the configuration file (required)\n"
+            "  --check                    validate, print the effective "
+            "config as JSON\n"
+            "                             (secrets masked) and exit\n"
+            "  --bootstrap-servers B      Kafka bootstrap servers (overrides "
+            "the file;\n"
+            "                             else $KADX_BOOTSTRAP_SERVERS if the "
+            "file has none)\n"
+            "  --group-id G               Kafka consumer group (overrides the "
+            "file;\n"
+            "                             else $KADX_GROUP_ID if the file has "
+            "none)\n"
+            "  -h, --help                 this help\n\n"
+            "exit status: 0 ok, 1 failure at run time, 2 usage or "
+            "configuration error\n");
+}
+
+/* Matches "--name VALUE" and "--name=VALUE"; advances *i past a VALUE. */
+static int take_value(int argc, char **argv, int *i, const char *name,
+                      const char **val, int *missing)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+
+    if (strncmp(a, name, n) != 0) {
+        return 0;
+    }
+    if (a[n] == '=') {
+        *val = a + n + 1;
+        return 1;
+    }
+    if (a[n] != '\0') {
+        return 0;
+    }
+    if (*i + 1 >= argc) {
+        *missing = 1;
+        return 1;
+    }
+    *val = argv[++*i];
+    return 1;
+}
 
 int cmd_run(int argc, char **argv)
 {
+    struct config_overrides ov = {0};
+    const char *path = NULL;
+    struct config *cfg = NULL;
+    char err[512];
+    int check = 0;
+    int rc;
+
     if (cli_wants_help(argc, argv)) {
-        printf("usage: kadx run [options]\n\nrun the gateway: Kafka -> journal "
-               "-> ADX.\n(not built yet)\n");
+        usage(stdout);
         return 0;
     }
-    fprintf(stderr, "kadx run: not built yet\n");
-    return EXIT_USAGE;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int missing = 0;
+
+        if (strcmp(a, "--check") == 0) {
+            check = 1;
+        } else if (take_value(argc, argv, &i, "--config", &path, &missing) ||
+                   take_value(argc, argv, &i, "-c", &path, &missing) ||
+                   take_value(argc, argv, &i, "--bootstrap-servers",
+                              &ov.bootstrap_servers, &missing) ||
+                   take_value(argc, argv, &i, "--group-id", &ov.group_id,
+                              &missing)) {
+            if (missing) {
+                return cli_usage_error("run", "option '%s' needs a value", a);
+            }
+        } else {
+            return cli_usage_error("run", "unknown option '%s'", a);
+        }
+    }
+    if (path == NULL) {
+        return cli_usage_error("run", "a config file is required (-c FILE)");
+    }
+
+    rc = config_load_file(path, &ov, &cfg, err, sizeof(err));
+    if (rc < 0) {
+        log_error("run", "%s", err);
+        return EXIT_USAGE;
+    }
+    if (check) {
+        char *json = config_to_json(cfg);
+
+        if (json == NULL) {
+            log_error("run", "out of memory");
+            config_free(cfg);
+            return 1;
+        }
+        printf("%s\n", json);
+        free(json);
+        config_free(cfg);
+        return 0;
+    }
+
+    fprintf(stderr, "kadx run: the gateway daemon is not built yet\n");
+    rc = EXIT_USAGE;
+
+    config_free(cfg);
+    return rc;
 }
