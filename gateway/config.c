@@ -610,6 +610,11 @@ static int check_url(struct loader *l, const char *path, char *url,
     } else {
         return fail(l, "'%s' must be an https:// URL, not '%s'", path, shown);
     }
+    for (p = host; *p != '\0' && *p != '/'; p++) {
+        if (*p == '@') {
+            return fail(l, "'%s' must not contain credentials", path);
+        }
+    }
     p = host;
     if (*p == '[') {
         while (*p != '\0' && *p != ']') {
@@ -625,9 +630,6 @@ static int check_url(struct loader *l, const char *path, char *url,
         p++;
     } else {
         while (*p != '\0' && *p != ':' && *p != '/') {
-            if (*p == '@') {
-                return fail(l, "'%s' must not contain credentials", path);
-            }
             if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-' &&
                 *p != '_') {
                 return fail(l, "'%s' has a bad host: '%s'", path, shown);
