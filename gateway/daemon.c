@@ -1,0 +1,156 @@
+/*
+ * daemon.c - `kadx run`'s process: builds the struct kadx, opens the
+ * journal, starts the intake (and the forwarder and admin server, in the
+ * marked places), runs the libuv loop on the main thread until SIGTERM or
+ * SIGINT, then stops everything in order:
+ *
+ *   intake (stop fetching, finish journal writes, commit, leave the group)
+ *   -> forwarder (answers in flight recorded) -> admin server -> journal.
+ *
+ * The intake stops first so that its last commits settle what it
+ * journaled; the forwarder stops after it so that it can still send what
+ * became settled. Signals arrive through uv_signal_t, i.e. on the loop
+ * thread like everything else. A second signal while stopping is logged and
+ * otherwise ignored: every stop step has its own deadline.
+ */
+#include "gateway/daemon.h"
+
+#include "gateway/config.h"
+#include "gateway/intake.h"
+#include "gateway/log.h"
+#include "storage/journal.h"
+
+#include <signal.h>
+#include <string.h>
+
+static void daemon_finish(struct kadx *k)
+{
+    /* admin: stop here (before the journal it reads is closed) */
+    uv_close((uv_handle_t *)&k->sigterm, NULL);
+    uv_close((uv_handle_t *)&k->sigint, NULL);
+    /* Waits for queued writes; its memory goes with the loop's last run. */
+    journal_close(k->journal);
+    k->journal = NULL;
+}
+
+static void on_intake_stopped(void *arg)
+{
+    struct kadx *k = arg;
+
+    /* forwarder: stop here (forwarder_stop(k->forwarder, timeout,
+     * callback -> daemon_finish)) */
+    daemon_finish(k);
+}
+
+void daemon_request_stop(struct kadx *k, int exit_code)
+{
+    if (exit_code > k->exit_code) {
+        k->exit_code = exit_code;
+    }
+    if (k->stopping) {
+        return;
+    }
+    k->stopping = 1;
+    if (k->intake != NULL) {
+        intake_stop(k->intake, on_intake_stopped, k);
+    } else {
+        daemon_finish(k);
+    }
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct kadx *k = s->data;
+    const char *name = signum == SIGTERM ? "SIGTERM" : "SIGINT";
+
+    if (k->stopping) {
+        log_warn("kadx", "%s while stopping: still stopping", name);
+        return;
+    }
+    log_info("kadx", "%s: stopping", name);
+    daemon_request_stop(k, 0);
+}
+
+const struct journal_offset *kadx_settled_all(void *arg, size_t *n)
+{
+    struct kadx *k = arg;
+
+    if (k->intake == NULL) {
+        *n = 0;
+        return NULL;
+    }
+    return intake_settled_all(k->intake, n);
+}
+
+static void on_walk(uv_handle_t *h, void *arg)
+{
+    log_warn("kadx", "handle of type %s still open at exit",
+             uv_handle_type_name(uv_handle_get_type(h)));
+}
+
+int daemon_run(const struct config *cfg)
+{
+    struct kadx k;
+    struct journal_options jo;
+    const char *group = config_kafka_get(cfg, "group.id");
+    char err[512];
+    int rc;
+
+    memset(&k, 0, sizeof(k));
+    k.cfg = cfg;
+    rc = uv_loop_init(&k.loop);
+    if (rc < 0) {
+        log_error("kadx", "event loop: %s", uv_strerror(rc));
+        return 1;
+    }
+
+    memset(&jo, 0, sizeof(jo));
+    jo.path = cfg->journal.path;
+    jo.max_bytes = cfg->journal.max_bytes;
+    jo.sync_full = cfg->journal.sync_full;
+    jo.loop = &k.loop;
+    rc = journal_open(&jo, &k.journal, err, sizeof(err));
+    if (rc < 0) {
+        log_error("kadx", "journal: %s", err);
+        k.exit_code = 1;
+        goto close_loop;
+    }
+
+    rc = intake_start(&k.loop, cfg, k.journal, &k.intake, err, sizeof(err));
+    if (rc < 0) {
+        log_error("kadx", "intake: %s", err);
+        k.exit_code = 1;
+        goto close_journal;
+    }
+
+    /* forwarder: start here (forwarder_new with
+     * .settled = {kadx_settled_all, &k}, forwarder_start, and
+     * intake_on_settled(k.intake, <forwarder_kick adapter>, k.forwarder)) */
+
+    /* admin: start here */
+
+    uv_signal_init(&k.loop, &k.sigterm);
+    uv_signal_init(&k.loop, &k.sigint);
+    k.sigterm.data = &k;
+    k.sigint.data = &k;
+    uv_signal_start(&k.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&k.sigint, on_signal, SIGINT);
+
+    log_info("kadx", "running (group %s, %zu routes)", group ? group : "kadx",
+             cfg->nroutes);
+    uv_run(&k.loop, UV_RUN_DEFAULT);
+    intake_free(k.intake);
+    k.intake = NULL;
+    log_info("kadx", "stopped");
+    goto close_loop;
+
+close_journal:
+    journal_close(k.journal);
+    k.journal = NULL;
+    uv_run(&k.loop, UV_RUN_DEFAULT); /* lets the closed handles go */
+close_loop:
+    if (uv_loop_close(&k.loop) == UV_EBUSY) {
+        uv_walk(&k.loop, on_walk, NULL);
+    }
+    return k.exit_code;
+}

@@ -1,0 +1,58 @@
+/*
+ * daemon.h - the `kadx run` process: one libuv loop that owns the journal,
+ * the Kafka intake, the forwarder and the admin server, started in that
+ * order and stopped in order on SIGTERM/SIGINT (DESIGN.md "Data flow").
+ *
+ * struct kadx is public so that the forwarder and the admin API can reach
+ * the parts they read (the intake's settled watermarks and counters, the
+ * journal). Everything in it belongs to the loop thread.
+ */
+#ifndef KADX_DAEMON_H
+#define KADX_DAEMON_H
+
+#include <stddef.h>
+#include <uv.h>
+
+struct config;
+struct journal;
+struct journal_offset;
+struct intake;
+struct forwarder;
+struct admin;
+
+struct kadx {
+    uv_loop_t loop;
+    const struct config *cfg;    /* borrowed from the caller of daemon_run */
+    struct journal *journal;     /* opened first, closed last */
+    struct intake *intake;       /* Kafka -> journal (gateway/intake.h) */
+    struct forwarder *forwarder; /* journal -> ADX (gateway/forwarder.h);
+                                    NULL until its engineer wires it */
+    struct admin *admin;         /* admin HTTP API; NULL until wired */
+    uv_signal_t sigterm;
+    uv_signal_t sigint;
+    int stopping;  /* a stop was requested */
+    int exit_code; /* daemon_run's return value */
+};
+
+/*
+ * Runs the gateway until SIGTERM/SIGINT (or daemon_request_stop) and a
+ * clean shutdown: stop fetching, finish journal writes, commit, leave the
+ * group, stop the forwarder and the admin server, close the journal.
+ * Logs "kadx: running (group G, N routes)" once started and "kadx: stopped"
+ * at the end. Returns the process exit code: 0 after a clean stop, 1 when
+ * something could not start or failed at run time.
+ */
+int daemon_run(const struct config *cfg);
+
+/* Asks the daemon to stop as if it got SIGTERM; exit_code is what
+ * daemon_run will return (the larger of all requests wins). Loop thread. */
+void daemon_request_stop(struct kadx *k, int exit_code);
+
+/*
+ * Adapter for forwarder_settled_source.all: arg is the struct kadx; returns
+ * the intake's settled watermarks (intake_settled_all), borrowed until the
+ * loop runs again. *n = 0 while there is no intake.
+ */
+const struct journal_offset *kadx_settled_all(void *arg, size_t *n);
+
+#endif

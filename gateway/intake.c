@@ -1,0 +1,2070 @@
+/*
+ * intake.c - Kafka -> journal, on the libuv loop (DESIGN.md INV-1, 2, 3, 7).
+ *
+ * Wiring. The consumer's queue (the main queue, logs and rebalances are
+ * forwarded into it: rd_kafka_poll_set_consumer, log.queue=true) signals a
+ * pipe through rd_kafka_queue_io_event_enable(); a uv_poll_t watches the
+ * pipe. librdkafka writes one byte when the queue goes from "served" to
+ * non-empty, so every wake-up drains the queue with non-blocking
+ * rd_kafka_consume_batch_queue(timeout 0) calls until a call returns less
+ * than a full batch; after INTAKE_WAKE_BUDGET full batches it yields to the
+ * loop and continues from a uv_idle_t. Rebalance, commit, error and log
+ * callbacks run inside those calls, on the loop thread.
+ *
+ * The pipeline, per message:
+ *   consumed -> acc (accumulating, up to INTAKE_ACC_MAX_*) -> fly (the ONE
+ *   journal append in flight) -> durable (append callback) -> commit sent ->
+ *   commit acknowledged ("acked") -> saved in "<journal>.settled" (fsync'd)
+ *   -> settled (exposed to the forwarder).
+ * One append in flight keeps the journal free of gaps: if an append fails
+ * (-ENOSPC: byte cap or disk full) nothing after it has been journaled, so
+ * the same messages (kept, not re-fetched) are appended again later and no
+ * offset is skipped. While one append runs, the next one accumulates, so
+ * each transaction carries everything consumed during the previous fsync
+ * (group commit on our side too).
+ *
+ * INV-1: the commit for a partition is durable+1 where durable is the
+ * highest offset the journal reported durable (skipped tombstones count as
+ * durable once everything before them is).
+ *
+ * INV-2: on assignment the consumer starts at max(group committed, journal
+ * high + 1); the committed offsets are read with rd_kafka_committed(), the
+ * one blocking call on assignment (see "Blocking calls" below). Messages
+ * below that start are skipped here and the journal ignores any
+ * redelivery anyway.
+ *
+ * INV-3 and the settled watermark. An event in our journal may be sent only
+ * if it is settled: this instance's commit covering it was acknowledged.
+ * The acknowledged watermark is saved to "<journal>.settled" (write, fsync,
+ * rename) before it is exposed, so that after a crash we know which of our
+ * journaled events were ours to deliver: events above it were never
+ * committed by us, and if the group's committed offset has moved past them
+ * meanwhile, another member journaled and settled them, so ours are dropped
+ * (journal_drop_partition) before consuming resumes. Every commit carries
+ * metadata "kadx1 <our journal uuid> [<previous committer>@<offset>]", which
+ * closes the crash window between a commit's acknowledgement and the save:
+ * if the last committer of a partition (or the one before it) is us, the
+ * committed offset is ours. On a revoke, what is durable is committed
+ * synchronously and whatever is still in flight is dropped after the
+ * append (the journal runs requests in order); on a lost partition nothing
+ * can be committed, so everything unsettled is dropped.
+ *
+ * Blocking calls on the loop thread (all rare, all bounded):
+ *  - rd_kafka_committed() on assignment: consuming cannot start before the
+ *    committed offsets are known (INV-2), librdkafka's own fetch start waits
+ *    for the same OffsetFetch, and the whole group is stopped in the
+ *    rebalance anyway; timeout INTAKE_COMMITTED_TIMEOUT_MS.
+ *  - rd_kafka_commit() (sync) on revoke: the partitions must not be handed
+ *    to the next owner before the durable offsets are committed, else it
+ *    would consume them again and both instances would hold them; the
+ *    rebalance waits for this member anyway. librdkafka bounds it by the
+ *    request timeout.
+ *  - journal_high_offset() on assignment (a read on the WAL read
+ *    connection, no fsync).
+ *
+ * Backpressure (INV-7): when an append gets -ENOSPC, or the journal's
+ * pending bytes reach intake.high_water_bytes, every assigned partition is
+ * paused (rd_kafka_pause_partitions: the consumer keeps polling, so the
+ * member stays in the group) and resumed only when the pending bytes fall
+ * to intake.low_water_bytes: each resume costs the mock cluster ~1 s, so
+ * never pause and resume per batch.
+ */
+#include "gateway/intake.h"
+
+#include "gateway/config.h"
+#include "gateway/log.h"
+#include "storage/journal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <librdkafka/rdkafka.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define INTAKE_BATCH                1000 /* messages per consume call */
+#define INTAKE_WAKE_BUDGET          64   /* full batches before yielding */
+#define INTAKE_ACC_MAX_MSGS         200000
+#define INTAKE_ACC_MAX_BYTES        (64 * 1024 * 1024)
+#define INTAKE_COMMITTED_TIMEOUT_MS 10000
+#define INTAKE_TICK_MS              100
+#define INTAKE_RETRY_MS             500
+#define INTAKE_STOP_DEADLINE_MS     15000
+#define INTAKE_SETTLED_MAX          (16 * 1024 * 1024)
+#define INTAKE_META_MAX             200
+#define INTAKE_UUID_MAX             64
+
+#ifndef container_of
+#define container_of(ptr, type, member)                                        \
+    ((type *)((char *)(ptr)-offsetof(type, member)))
+#endif
+
+/* One (topic, partition) this process has seen. Loop thread. */
+struct ipart {
+    char *topic;
+    int32_t partition;
+    int route;
+    int assigned;
+    int in_fly;          /* has messages in the append in flight */
+    int fly_stale;       /* revoked while in flight: its result is void */
+    int drops_pending;   /* journal drops queued, not answered yet */
+    int64_t drop_after;  /* lowest `after` of the pending drops */
+    int64_t skip_below;  /* INV-2: messages below this are not taken */
+    int64_t consumed;    /* highest offset consumed, -1 */
+    int64_t durable;     /* highest offset durable in the journal, -1 */
+    int64_t group;       /* group committed offset at assignment, -1 */
+    int64_t acked;       /* highest offset our commit covers (acked), -1 */
+    int64_t commit_sent; /* highest offset in a commit sent, -1 */
+    int64_t settled;     /* saved to the settled file: exposed, -1 */
+    int64_t end_offset;
+    char prev[INTAKE_META_MAX]; /* "<uuid>@<offset>" of the previous
+                                   committer, "" */
+    uint64_t n_consumed;
+    uint64_t n_tombstones;
+};
+
+struct msgbuf {
+    rd_kafka_message_t **m;
+    size_t n;
+    size_t cap;
+    size_t bytes;
+};
+
+enum stop_phase {
+    STOP_NONE = 0,
+    STOP_FLUSH,   /* journal what was consumed */
+    STOP_COMMIT,  /* commit what is durable */
+    STOP_CLOSE,   /* consumer close (leave the group) */
+    STOP_PERSIST, /* save the settled watermarks */
+    STOP_HANDLES, /* close the uv handles */
+    STOP_DONE,
+};
+
+static const char *const stop_phase_names[] = {
+    "running", "flush", "commit", "close", "persist", "handles", "done",
+};
+
+struct intake {
+    uv_loop_t *loop;
+    const struct config *cfg;
+    struct journal *j;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *rkqu;
+    int pipefd[2];
+    uv_poll_t poll;
+    uv_idle_t idle;
+    uv_timer_t tick;
+    int handles; /* uv handles initialised and not yet closed */
+
+    struct ipart **parts;
+    size_t nparts;
+    size_t capparts;
+    struct ipart *last; /* lookup cache */
+    char uuid[INTAKE_UUID_MAX];
+
+    struct msgbuf acc;
+    struct msgbuf fly;
+    struct journal_event *ev;
+    size_t evcap;
+    unsigned char *hdrbuf;
+    size_t hdrcap;
+    int appending;      /* fly is with the journal */
+    int append_failed;  /* fly came back with an error: retry it */
+    uint64_t retry_at;  /* uv_now of the next append retry */
+    int drain_blocked;  /* acc full: drain again after the append */
+    int first_assigned; /* the first assignment of this process is done */
+
+    int bp_paused; /* backpressure (journal full or over high water) */
+    int op_paused; /* operator */
+    int kpaused;   /* assigned partitions are paused in librdkafka */
+
+    int commit_inflight;
+    int commit_wanted;
+    uint64_t commit_retry_at;
+
+    char *settled_path;
+    int persist_inflight;
+    int persist_wanted;
+    uint64_t persist_retry_at;
+    uv_work_t persist_work;
+    char *persist_buf;
+    size_t persist_len;
+    struct ipart **persist_p;
+    int64_t *persist_v;
+    size_t persist_n;
+    int persist_rc;
+    char persist_err[256];
+
+    struct journal_offset *settled_arr;
+    size_t settled_n;
+    intake_settled_cb settled_cb;
+    void *settled_arg;
+
+    enum stop_phase stop;
+    uint64_t stop_deadline;
+    int closing_consumer;
+    intake_stopped_cb stop_cb;
+    void *stop_arg;
+
+    struct intake_counters c;
+    struct intake_partition *pout;
+    size_t poutcap;
+    int free_on_close; /* start failed: free when the handles are closed */
+};
+
+static void intake_drain(struct intake *in);
+static void intake_submit(struct intake *in);
+static void intake_commit(struct intake *in);
+static void intake_persist(struct intake *in);
+static void intake_stop_advance(struct intake *in);
+
+/* ------------------------------------------------------------ helpers */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t max64(int64_t a, int64_t b)
+{
+    return a > b ? a : b;
+}
+
+/* Records a problem for /status (the caller logs it). */
+static void intake_set_error(struct intake *in, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void intake_set_error(struct intake *in, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(in->c.last_error, sizeof(in->c.last_error), fmt, ap);
+    va_end(ap);
+    in->c.last_error_ms = wall_ms();
+}
+
+/* Finds (topic, partition); creates it when create is set. NULL on ENOMEM
+ * or when absent. */
+static struct ipart *part_get(struct intake *in, const char *topic,
+                              int32_t partition, int create)
+{
+    struct ipart *p;
+
+    if (in->last != NULL && in->last->partition == partition &&
+        strcmp(in->last->topic, topic) == 0) {
+        return in->last;
+    }
+    for (size_t i = 0; i < in->nparts; i++) {
+        p = in->parts[i];
+        if (p->partition == partition && strcmp(p->topic, topic) == 0) {
+            in->last = p;
+            return p;
+        }
+    }
+    if (!create) {
+        return NULL;
+    }
+    if (in->nparts == in->capparts) {
+        size_t cap = in->capparts ? in->capparts * 2 : 16;
+        struct ipart **np = realloc(in->parts, cap * sizeof(*np));
+
+        if (np == NULL) {
+            return NULL;
+        }
+        in->parts = np;
+        in->capparts = cap;
+    }
+    p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        return NULL;
+    }
+    p->topic = strdup(topic);
+    if (p->topic == NULL) {
+        free(p);
+        return NULL;
+    }
+    p->partition = partition;
+    {
+        const struct config_route *r = config_route_for_topic(in->cfg, topic);
+
+        p->route = r ? (int)(r - in->cfg->routes) : -1;
+        if (r == NULL) {
+            log_warn("intake", "topic '%s' matches no route", topic);
+        }
+    }
+    p->skip_below = -1;
+    p->consumed = -1;
+    p->durable = -1;
+    p->group = -1;
+    p->acked = -1;
+    p->commit_sent = -1;
+    p->settled = -1;
+    p->end_offset = -1;
+    in->parts[in->nparts++] = p;
+    in->last = p;
+    return p;
+}
+
+static int msgbuf_push(struct msgbuf *b, rd_kafka_message_t *m)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 1024;
+        rd_kafka_message_t **nm = realloc(b->m, cap * sizeof(*nm));
+
+        if (nm == NULL) {
+            return -ENOMEM;
+        }
+        b->m = nm;
+        b->cap = cap;
+    }
+    b->m[b->n++] = m;
+    b->bytes += m->len + m->key_len;
+    return 0;
+}
+
+static void msgbuf_clear(struct msgbuf *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        rd_kafka_message_destroy(b->m[i]);
+    }
+    b->n = 0;
+    b->bytes = 0;
+}
+
+/* Destroys the messages of p in b, keeping the order of the others. */
+static void msgbuf_remove_part(struct msgbuf *b, const struct ipart *p)
+{
+    size_t out = 0;
+
+    b->bytes = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        rd_kafka_message_t *m = b->m[i];
+
+        if (m->partition == p->partition &&
+            strcmp(rd_kafka_topic_name(m->rkt), p->topic) == 0) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        b->bytes += m->len + m->key_len;
+        b->m[out++] = m;
+    }
+    b->n = out;
+}
+
+/* ------------------------------------------------------------ headers */
+
+int intake_headers_next(const void *buf, size_t len, size_t *pos,
+                        const char **name, size_t *name_len, const void **value,
+                        size_t *value_len)
+{
+    const unsigned char *b = buf;
+    size_t p = *pos;
+    size_t nl;
+    uint32_t vl;
+
+    if (p >= len) {
+        return 0;
+    }
+    if (len - p < 2) {
+        return -EINVAL;
+    }
+    nl = (size_t)b[p] << 8 | b[p + 1];
+    p += 2;
+    if (len - p < nl + 4) {
+        return -EINVAL;
+    }
+    *name = (const char *)(b + p);
+    *name_len = nl;
+    p += nl;
+    vl = (uint32_t)b[p] << 24 | (uint32_t)b[p + 1] << 16 |
+         (uint32_t)b[p + 2] << 8 | b[p + 3];
+    p += 4;
+    if (vl == UINT32_MAX) {
+        *value = NULL;
+        *value_len = 0;
+    } else {
+        if (len - p < vl) {
+            return -EINVAL;
+        }
+        *value = b + p;
+        *value_len = vl;
+        p += vl;
+    }
+    *pos = p;
+    return 1;
+}
+
+/* Appends m's headers to in->hdrbuf at *used (see intake.h for the
+ * format). Headers whose name does not fit 16 bits are left out (Kafka
+ * allows only 16-bit names on the wire anyway). */
+static int headers_pack(struct intake *in, rd_kafka_message_t *m, size_t *used)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const char *name;
+    const void *val;
+    size_t vlen;
+
+    if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        return 0;
+    }
+    for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &vlen) ==
+                       RD_KAFKA_RESP_ERR_NO_ERROR;
+         i++) {
+        size_t nl = strlen(name);
+        size_t need;
+        unsigned char *w;
+        uint32_t vl = val ? (uint32_t)vlen : UINT32_MAX;
+
+        if (nl > 0xffff || (val != NULL && vlen >= UINT32_MAX)) {
+            continue;
+        }
+        need = 2 + nl + 4 + (val ? vlen : 0);
+        if (in->hdrcap - *used < need) {
+            size_t cap = in->hdrcap ? in->hdrcap : 4096;
+            unsigned char *nb;
+
+            while (cap - *used < need) {
+                cap *= 2;
+            }
+            nb = realloc(in->hdrbuf, cap);
+            if (nb == NULL) {
+                return -ENOMEM;
+            }
+            in->hdrbuf = nb;
+            in->hdrcap = cap;
+        }
+        w = in->hdrbuf + *used;
+        w[0] = (unsigned char)(nl >> 8);
+        w[1] = (unsigned char)nl;
+        memcpy(w + 2, name, nl);
+        w += 2 + nl;
+        w[0] = (unsigned char)(vl >> 24);
+        w[1] = (unsigned char)(vl >> 16);
+        w[2] = (unsigned char)(vl >> 8);
+        w[3] = (unsigned char)vl;
+        if (val != NULL && vlen > 0) {
+            memcpy(w + 4, val, vlen);
+        }
+        *used += need;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ pausing */
+
+/* Makes librdkafka's pause state of the assignment match what we want. */
+static void intake_apply_pause(struct intake *in)
+{
+    int want = in->bp_paused || in->op_paused || in->stop != STOP_NONE;
+    rd_kafka_topic_partition_list_t *a = NULL;
+    rd_kafka_resp_err_t e;
+
+    if (want == in->kpaused || in->closing_consumer) {
+        return;
+    }
+    e = rd_kafka_assignment(in->rk, &a);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        log_warn("intake", "cannot read the assignment: %s",
+                 rd_kafka_err2str(e));
+        return;
+    }
+    if (a->cnt > 0) {
+        e = want ? rd_kafka_pause_partitions(in->rk, a)
+                 : rd_kafka_resume_partitions(in->rk, a);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            log_warn("intake", "%s partitions: %s",
+                     want ? "pausing" : "resuming", rd_kafka_err2str(e));
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(a);
+    in->kpaused = want;
+}
+
+/* INV-7: pause at high water or -ENOSPC, resume at low water only. */
+static void intake_check_pressure(struct intake *in)
+{
+    int64_t pending = journal_pending_bytes(in->j);
+    int64_t hw = in->cfg->intake.high_water_bytes;
+    int64_t lw = in->cfg->intake.low_water_bytes;
+    int full = in->append_failed;
+
+    in->c.pending_bytes = pending;
+    if (!in->bp_paused && (full || (hw > 0 && pending >= hw))) {
+        in->bp_paused = 1;
+        in->c.pauses++;
+        log_info("intake",
+                 "pausing consumption: %s (journal pending %lld bytes, "
+                 "high water %lld)",
+                 full ? "journal append failed" : "journal over high water",
+                 (long long)pending, (long long)hw);
+    } else if (in->bp_paused && !full && pending <= lw) {
+        in->bp_paused = 0;
+        log_info("intake",
+                 "resuming consumption (journal pending %lld bytes, low "
+                 "water %lld)",
+                 (long long)pending, (long long)lw);
+    }
+    in->c.paused = in->bp_paused || in->op_paused;
+    intake_apply_pause(in);
+}
+
+void intake_set_paused(struct intake *in, int paused)
+{
+    in->op_paused = paused ? 1 : 0;
+    log_info("intake", "operator %s", paused ? "pause" : "resume");
+    intake_check_pressure(in);
+}
+
+/* ------------------------------------------------------------ settled */
+
+/* Rebuilds settled_arr from the table. */
+static void settled_rebuild(struct intake *in)
+{
+    size_t n = 0;
+    struct journal_offset *arr;
+
+    arr =
+        realloc(in->settled_arr, (in->nparts ? in->nparts : 1) * sizeof(*arr));
+    if (arr == NULL) {
+        return; /* keep the old (smaller but valid) array */
+    }
+    in->settled_arr = arr;
+    for (size_t i = 0; i < in->nparts; i++) {
+        struct ipart *p = in->parts[i];
+
+        if (p->settled >= 0) {
+            arr[n].topic = p->topic;
+            arr[n].partition = p->partition;
+            arr[n].offset = p->settled;
+            n++;
+        }
+    }
+    in->settled_n = n;
+}
+
+int intake_settled(const struct intake *in, const char *topic,
+                   int32_t partition, int64_t *offset)
+{
+    for (size_t i = 0; i < in->nparts; i++) {
+        const struct ipart *p = in->parts[i];
+
+        if (p->partition == partition && strcmp(p->topic, topic) == 0) {
+            if (p->settled < 0) {
+                return -ENOENT;
+            }
+            *offset = p->settled;
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+const struct journal_offset *intake_settled_all(const struct intake *in,
+                                                size_t *n)
+{
+    *n = in->settled_n;
+    return in->settled_arr;
+}
+
+void intake_on_settled(struct intake *in, intake_settled_cb cb, void *arg)
+{
+    in->settled_cb = cb;
+    in->settled_arg = arg;
+}
+
+/* Worker thread: writes the snapshot to PATH.tmp, fsyncs, renames over
+ * PATH and fsyncs the directory. Touches only persist_* fields. */
+static void persist_work_cb(uv_work_t *w)
+{
+    struct intake *in = container_of(w, struct intake, persist_work);
+    size_t plen = strlen(in->settled_path);
+    char *tmp = malloc(plen + 5);
+    char *dir = NULL;
+    size_t off = 0;
+    int fd = -1;
+    int rc = 0;
+
+    if (tmp == NULL) {
+        in->persist_rc = -ENOMEM;
+        return;
+    }
+    memcpy(tmp, in->settled_path, plen);
+    memcpy(tmp + plen, ".tmp", 5);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc = -errno;
+        snprintf(in->persist_err, sizeof(in->persist_err), "open '%s': %s", tmp,
+                 strerror(errno));
+        goto out;
+    }
+    while (off < in->persist_len) {
+        ssize_t wr = write(fd, in->persist_buf + off, in->persist_len - off);
+
+        if (wr < 0 && errno == EINTR) {
+            continue;
+        }
+        if (wr < 0) {
+            rc = -errno;
+            snprintf(in->persist_err, sizeof(in->persist_err), "write '%s': %s",
+                     tmp, strerror(errno));
+            goto out;
+        }
+        off += (size_t)wr;
+    }
+    if (fsync(fd) < 0) {
+        rc = -errno;
+        snprintf(in->persist_err, sizeof(in->persist_err), "fsync '%s': %s",
+                 tmp, strerror(errno));
+        goto out;
+    }
+    close(fd);
+    fd = -1;
+    if (rename(tmp, in->settled_path) < 0) {
+        rc = -errno;
+        snprintf(in->persist_err, sizeof(in->persist_err), "rename to '%s': %s",
+                 in->settled_path, strerror(errno));
+        goto out;
+    }
+    dir = strdup(in->settled_path);
+    if (dir != NULL) {
+        char *slash = strrchr(dir, '/');
+        int dfd;
+
+        if (slash == NULL) {
+            dir[0] = '.';
+            dir[1] = '\0';
+        } else if (slash == dir) {
+            slash[1] = '\0';
+        } else {
+            *slash = '\0';
+        }
+        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            (void)fsync(dfd);
+            close(dfd);
+        }
+    }
+out:
+    if (fd >= 0) {
+        close(fd);
+    }
+    free(dir);
+    free(tmp);
+    in->persist_rc = rc;
+}
+
+static void persist_after_cb(uv_work_t *w, int status)
+{
+    struct intake *in = container_of(w, struct intake, persist_work);
+    int moved = 0;
+
+    in->persist_inflight = 0;
+    if (status == 0 && in->persist_rc == 0) {
+        for (size_t i = 0; i < in->persist_n; i++) {
+            struct ipart *p = in->persist_p[i];
+
+            if (in->persist_v[i] > p->settled) {
+                p->settled = in->persist_v[i];
+                moved = 1;
+            }
+        }
+    } else {
+        log_error("intake", "saving settled offsets: %s",
+                  status ? uv_strerror(status) : in->persist_err);
+        intake_set_error(in, "saving settled offsets: %s",
+                         status ? uv_strerror(status) : in->persist_err);
+        in->persist_wanted = 1;
+        in->persist_retry_at = uv_now(in->loop) + INTAKE_RETRY_MS;
+    }
+    free(in->persist_buf);
+    in->persist_buf = NULL;
+    if (moved) {
+        settled_rebuild(in);
+        if (in->settled_cb != NULL) {
+            in->settled_cb(in->settled_arg);
+        }
+    }
+    if (in->persist_wanted && in->persist_retry_at <= uv_now(in->loop)) {
+        intake_persist(in);
+    }
+    intake_stop_advance(in);
+}
+
+/* Saves every acked watermark (async); coalesces while one save runs. */
+static void intake_persist(struct intake *in)
+{
+    size_t cap = 0;
+    size_t n = 0;
+    size_t len = 0;
+    int changed = 0;
+
+    if (in->persist_inflight) {
+        in->persist_wanted = 1;
+        return;
+    }
+    in->persist_wanted = 0;
+    for (size_t i = 0; i < in->nparts; i++) {
+        if (in->parts[i]->acked > in->parts[i]->settled) {
+            changed = 1;
+        }
+        cap += strlen(in->parts[i]->topic) + 48;
+    }
+    if (!changed) {
+        return;
+    }
+    free(in->persist_p);
+    free(in->persist_v);
+    in->persist_p = malloc(in->nparts * sizeof(*in->persist_p));
+    in->persist_v = malloc(in->nparts * sizeof(*in->persist_v));
+    in->persist_buf = malloc(cap + 1);
+    if (in->persist_p == NULL || in->persist_v == NULL ||
+        in->persist_buf == NULL) {
+        free(in->persist_buf);
+        in->persist_buf = NULL;
+        in->persist_wanted = 1;
+        in->persist_retry_at = uv_now(in->loop) + INTAKE_RETRY_MS;
+        return;
+    }
+    for (size_t i = 0; i < in->nparts; i++) {
+        struct ipart *p = in->parts[i];
+        int64_t v = max64(p->acked, p->settled);
+
+        if (v < 0) {
+            continue;
+        }
+        len += (size_t)snprintf(in->persist_buf + len, cap + 1 - len,
+                                "%s\t%d\t%lld\n", p->topic, (int)p->partition,
+                                (long long)v);
+        in->persist_p[n] = p;
+        in->persist_v[n] = v;
+        n++;
+    }
+    in->persist_len = len;
+    in->persist_n = n;
+    in->persist_rc = 0;
+    if (uv_queue_work(in->loop, &in->persist_work, persist_work_cb,
+                      persist_after_cb) < 0) {
+        free(in->persist_buf);
+        in->persist_buf = NULL;
+        in->persist_wanted = 1;
+        in->persist_retry_at = uv_now(in->loop) + INTAKE_RETRY_MS;
+        return;
+    }
+    in->persist_inflight = 1;
+}
+
+/* Reads "<journal>.settled" (a missing file is an empty table). */
+static int settled_load(struct intake *in, char *err, size_t errlen)
+{
+    FILE *f = fopen(in->settled_path, "re");
+    char line[512];
+    long lineno = 0;
+    int rc = 0;
+
+    if (f == NULL) {
+        if (errno == ENOENT) {
+            return 0;
+        }
+        snprintf(err, errlen, "open '%s': %s", in->settled_path,
+                 strerror(errno));
+        return -errno;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *tab1 = strchr(line, '\t');
+        char *tab2 = tab1 ? strchr(tab1 + 1, '\t') : NULL;
+        char *end = NULL;
+        long part;
+        long long off;
+        struct ipart *p;
+
+        lineno++;
+        if (tab1 == NULL || tab2 == NULL || lineno > 1000000) {
+            snprintf(err, errlen, "'%s' line %ld: malformed", in->settled_path,
+                     lineno);
+            rc = -EINVAL;
+            break;
+        }
+        *tab1 = '\0';
+        errno = 0;
+        part = strtol(tab1 + 1, &end, 10);
+        if (errno != 0 || end != tab2 || part < 0 || part > INT32_MAX) {
+            snprintf(err, errlen, "'%s' line %ld: bad partition",
+                     in->settled_path, lineno);
+            rc = -EINVAL;
+            break;
+        }
+        off = strtoll(tab2 + 1, &end, 10);
+        if (errno != 0 || (*end != '\n' && *end != '\0') || off < -1) {
+            snprintf(err, errlen, "'%s' line %ld: bad offset", in->settled_path,
+                     lineno);
+            rc = -EINVAL;
+            break;
+        }
+        p = part_get(in, line, (int32_t)part, 1);
+        if (p == NULL) {
+            snprintf(err, errlen, "out of memory");
+            rc = -ENOMEM;
+            break;
+        }
+        p->acked = p->settled = p->commit_sent = off;
+    }
+    fclose(f);
+    return rc;
+}
+
+/* ------------------------------------------------------------ commits */
+
+/* Commit metadata: "kadx1 <uuid>[ <prev uuid>@<offset>]". */
+static char *commit_meta(struct intake *in, const struct ipart *p)
+{
+    char buf[INTAKE_META_MAX * 2];
+
+    if (p->prev[0] != '\0') {
+        snprintf(buf, sizeof(buf), "kadx1 %s %s", in->uuid, p->prev);
+    } else {
+        snprintf(buf, sizeof(buf), "kadx1 %s", in->uuid);
+    }
+    return strdup(buf);
+}
+
+/* Copies at most cap-1 bytes of src into dst, NUL-terminated. */
+static void copy_capped(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* Parses commit metadata; fills owner and prev ("" when absent). */
+static void meta_parse(const void *meta, size_t len, char *owner,
+                       char *prev_owner, int64_t *prev_off)
+{
+    char buf[INTAKE_META_MAX * 2];
+    char *sp;
+    char *at;
+
+    owner[0] = '\0';
+    prev_owner[0] = '\0';
+    *prev_off = -1;
+    if (meta == NULL || len < 7 || len >= sizeof(buf)) {
+        return;
+    }
+    memcpy(buf, meta, len);
+    buf[len] = '\0';
+    if (strncmp(buf, "kadx1 ", 6) != 0) {
+        return;
+    }
+    sp = strchr(buf + 6, ' ');
+    if (sp != NULL) {
+        *sp = '\0';
+    }
+    copy_capped(owner, INTAKE_UUID_MAX, buf + 6);
+    if (sp == NULL) {
+        return;
+    }
+    at = strrchr(sp + 1, '@');
+    if (at == NULL) {
+        return;
+    }
+    *at = '\0';
+    copy_capped(prev_owner, INTAKE_UUID_MAX, sp + 1);
+    *prev_off = strtoll(at + 1, NULL, 10);
+}
+
+/* The offset we may commit for p now (INV-1), or -1. Never at or below
+ * what is already committed for the group. */
+static int64_t commit_target(const struct ipart *p)
+{
+    int64_t floor = max64(p->acked, p->group - 1);
+
+    if (!p->assigned || p->drops_pending > 0 || p->durable <= floor) {
+        return -1;
+    }
+    return p->durable + 1;
+}
+
+/* Builds the commit list of assigned partitions with something new to
+ * commit; NULL when there is nothing. */
+static rd_kafka_topic_partition_list_t *commit_list(struct intake *in,
+                                                    int only_unsent)
+{
+    rd_kafka_topic_partition_list_t *l = NULL;
+
+    for (size_t i = 0; i < in->nparts; i++) {
+        struct ipart *p = in->parts[i];
+        int64_t off = commit_target(p);
+        rd_kafka_topic_partition_t *tp;
+
+        if (off < 0 || (only_unsent && off - 1 <= p->commit_sent)) {
+            continue;
+        }
+        if (l == NULL) {
+            l = rd_kafka_topic_partition_list_new(8);
+        }
+        tp = rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+        tp->offset = off;
+        tp->metadata = commit_meta(in, p);
+        tp->metadata_size = tp->metadata ? strlen(tp->metadata) : 0;
+    }
+    return l;
+}
+
+/* Applies a commit result list (async callback or sync commit). */
+static void commit_apply(struct intake *in, rd_kafka_resp_err_t err,
+                         const rd_kafka_topic_partition_list_t *l)
+{
+    int ok = 0;
+
+    for (int i = 0; l != NULL && i < l->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &l->elems[i];
+        rd_kafka_resp_err_t e = tp->err ? tp->err : err;
+        struct ipart *p = part_get(in, tp->topic, tp->partition, 0);
+
+        if (p == NULL || tp->offset < 0) {
+            continue;
+        }
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            p->acked = max64(p->acked, tp->offset - 1);
+            p->group = max64(p->group, tp->offset);
+            ok = 1;
+        } else {
+            in->c.commit_errors++;
+            p->commit_sent = p->acked;
+            intake_set_error(in, "commit %s[%d]@%lld: %s", tp->topic,
+                             (int)tp->partition, (long long)tp->offset,
+                             rd_kafka_err2str(e));
+            log_warn("intake", "%s", in->c.last_error);
+            in->commit_retry_at = uv_now(in->loop) + INTAKE_RETRY_MS;
+        }
+    }
+    if (ok) {
+        in->c.commits++;
+        intake_persist(in);
+    }
+}
+
+static void on_committed(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    struct intake *in = opaque;
+
+    in->commit_inflight = 0;
+    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        err = RD_KAFKA_RESP_ERR_NO_ERROR; /* nothing to commit */
+    }
+    commit_apply(in, err, offsets);
+    if (in->commit_wanted && in->commit_retry_at <= uv_now(in->loop)) {
+        intake_commit(in);
+    }
+    intake_stop_advance(in);
+}
+
+/* Async commit of what is durable; one commit in flight at a time. */
+static void intake_commit(struct intake *in)
+{
+    rd_kafka_topic_partition_list_t *l;
+    rd_kafka_resp_err_t e;
+
+    if (in->commit_inflight) {
+        in->commit_wanted = 1;
+        return;
+    }
+    in->commit_wanted = 0;
+    l = commit_list(in, 0);
+    if (l == NULL) {
+        return;
+    }
+    e = rd_kafka_commit_queue(in->rk, l, in->rkqu, on_committed, in);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        in->c.commit_errors++;
+        intake_set_error(in, "commit: %s", rd_kafka_err2str(e));
+        log_warn("intake", "%s", in->c.last_error);
+        in->commit_wanted = 1;
+        in->commit_retry_at = uv_now(in->loop) + INTAKE_RETRY_MS;
+    } else {
+        in->commit_inflight = 1;
+        for (int i = 0; i < l->cnt; i++) {
+            struct ipart *p =
+                part_get(in, l->elems[i].topic, l->elems[i].partition, 0);
+
+            if (p != NULL) {
+                p->commit_sent = l->elems[i].offset - 1;
+            }
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* ------------------------------------------------------------ appends */
+
+static void on_appended(void *arg, int status,
+                        const struct journal_append_result *res,
+                        const char *err)
+{
+    struct intake *in = arg;
+
+    in->appending = 0;
+    if (status < 0) {
+        in->c.append_errors++;
+        in->append_failed = 1;
+        in->retry_at = uv_now(in->loop) + INTAKE_RETRY_MS;
+        intake_set_error(in, "journal append of %zu messages: %s", in->fly.n,
+                         err);
+        if (status == -ENOSPC) {
+            log_warn("intake", "%s", in->c.last_error);
+        } else {
+            log_error("intake", "%s", in->c.last_error);
+        }
+        if (status == -ECANCELED) {
+            /* the journal is closed: nothing will be durable any more */
+            msgbuf_clear(&in->fly);
+            in->append_failed = 0;
+        }
+        intake_check_pressure(in);
+        intake_stop_advance(in);
+        return;
+    }
+    in->append_failed = 0;
+    for (size_t i = 0; i < in->fly.n; i++) {
+        rd_kafka_message_t *m = in->fly.m[i];
+        struct ipart *p =
+            part_get(in, rd_kafka_topic_name(m->rkt), m->partition, 0);
+
+        if (p != NULL && !p->fly_stale) {
+            p->durable = max64(p->durable, m->offset);
+        }
+    }
+    for (size_t i = 0; res != NULL && i < res->nparts; i++) {
+        struct ipart *p =
+            part_get(in, res->parts[i].topic, res->parts[i].partition, 0);
+
+        if (p != NULL && !p->fly_stale) {
+            p->durable = max64(p->durable, res->parts[i].high_offset);
+        }
+    }
+    for (size_t i = 0; i < in->nparts; i++) {
+        in->parts[i]->in_fly = 0;
+        in->parts[i]->fly_stale = 0;
+    }
+    if (res != NULL) {
+        in->c.journaled += (uint64_t)res->appended;
+        in->c.duplicates += (uint64_t)res->duplicates;
+    }
+    msgbuf_clear(&in->fly);
+    intake_commit(in);
+    intake_check_pressure(in);
+    if (in->stop != STOP_NONE) {
+        intake_stop_advance(in);
+        return;
+    }
+    intake_submit(in);
+    if (in->drain_blocked) {
+        in->drain_blocked = 0;
+        intake_drain(in);
+    }
+}
+
+/* Hands fly (or, when fly is empty, acc) to the journal. */
+static void intake_submit(struct intake *in)
+{
+    size_t nev = 0;
+    size_t used = 0;
+    int rc;
+
+    if (in->appending) {
+        return;
+    }
+    if (in->fly.n == 0) {
+        struct msgbuf t;
+
+        if (in->acc.n == 0) {
+            return;
+        }
+        t = in->fly;
+        in->fly = in->acc;
+        in->acc = t;
+    } else if (in->append_failed && in->retry_at > uv_now(in->loop)) {
+        return; /* the tick retries it */
+    }
+    if (in->evcap < in->fly.n) {
+        struct journal_event *ne = realloc(in->ev, in->fly.n * sizeof(*in->ev));
+
+        if (ne == NULL) {
+            goto fail_nomem;
+        }
+        in->ev = ne;
+        in->evcap = in->fly.n;
+    }
+    /* Pack headers first (hdrbuf may move), then point into it. */
+    for (size_t i = 0; i < in->fly.n; i++) {
+        rd_kafka_message_t *m = in->fly.m[i];
+        struct ipart *p =
+            part_get(in, rd_kafka_topic_name(m->rkt), m->partition, 0);
+        struct journal_event *e;
+        size_t h0 = used;
+
+        if (p != NULL) {
+            p->in_fly = 1;
+        }
+        if (m->payload == NULL && in->cfg->intake.skip_tombstones) {
+            continue;
+        }
+        e = &in->ev[nev++];
+        memset(e, 0, sizeof(*e));
+        e->route = p ? p->route : -1;
+        e->topic = rd_kafka_topic_name(m->rkt);
+        e->partition = m->partition;
+        e->offset = m->offset;
+        e->timestamp_ms = rd_kafka_message_timestamp(m, NULL);
+        e->key = m->key;
+        e->key_len = m->key ? m->key_len : 0;
+        e->value = m->payload;
+        e->value_len = m->payload ? m->len : 0;
+        if (headers_pack(in, m, &used) < 0) {
+            goto fail_nomem;
+        }
+        e->headers_len = used - h0;
+        e->headers = (const void *)(uintptr_t)h0; /* fixed below */
+    }
+    for (size_t i = 0; i < nev; i++) {
+        uintptr_t h0 = (uintptr_t)in->ev[i].headers;
+
+        in->ev[i].headers = in->ev[i].headers_len ? in->hdrbuf + h0 : NULL;
+    }
+    rc = journal_append_async(in->j, in->ev, nev, on_appended, in);
+    if (rc < 0) {
+        in->c.append_errors++;
+        in->append_failed = 1;
+        in->retry_at = uv_now(in->loop) + INTAKE_RETRY_MS;
+        intake_set_error(in, "journal append: %s", strerror(-rc));
+        log_error("intake", "%s", in->c.last_error);
+        intake_check_pressure(in);
+        return;
+    }
+    in->appending = 1;
+    return;
+
+fail_nomem:
+    in->append_failed = 1;
+    in->retry_at = uv_now(in->loop) + INTAKE_RETRY_MS;
+    intake_set_error(in, "journal append: out of memory");
+    log_error("intake", "%s", in->c.last_error);
+}
+
+/* ------------------------------------------------------------ consuming */
+
+/* Takes one message from librdkafka (ownership included). */
+static void intake_take(struct intake *in, rd_kafka_message_t *m)
+{
+    struct ipart *p;
+
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            in->c.kafka_errors++;
+            intake_set_error(in, "consume: %s%s%s", rd_kafka_message_errstr(m),
+                             m->rkt ? " on " : "",
+                             m->rkt ? rd_kafka_topic_name(m->rkt) : "");
+            log_warn("intake", "%s", in->c.last_error);
+        }
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    p = part_get(in, rd_kafka_topic_name(m->rkt), m->partition, 1);
+    if (p == NULL || !p->assigned || m->offset < p->skip_below ||
+        m->offset <= p->consumed) {
+        /* Not ours any more, or already journaled (INV-2). */
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    p->consumed = m->offset;
+    p->n_consumed++;
+    in->c.consumed++;
+    if (m->payload == NULL && in->cfg->intake.skip_tombstones) {
+        p->n_tombstones++;
+        in->c.tombstones++;
+    }
+    if (msgbuf_push(&in->acc, m) < 0) {
+        /* Cannot hold it: rewind the partition so that it comes again. */
+        rd_kafka_topic_partition_list_t *l =
+            rd_kafka_topic_partition_list_new(1);
+
+        rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset =
+            m->offset;
+        p->consumed = m->offset - 1;
+        rd_kafka_message_destroy(m);
+        rd_kafka_error_destroy(rd_kafka_seek_partitions(in->rk, l, 0));
+        rd_kafka_topic_partition_list_destroy(l);
+        log_error("intake", "out of memory holding a message: seeking back");
+    }
+}
+
+static int acc_full(const struct intake *in)
+{
+    return in->acc.n >= INTAKE_ACC_MAX_MSGS ||
+           in->acc.bytes >= INTAKE_ACC_MAX_BYTES;
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    struct intake *in = container_of(h, struct intake, idle);
+
+    uv_idle_stop(h);
+    intake_drain(in);
+}
+
+/* Drains the consumer queue (messages and callbacks). */
+static void intake_drain(struct intake *in)
+{
+    rd_kafka_message_t *msgs[INTAKE_BATCH];
+
+    if (in->rkqu == NULL) {
+        return;
+    }
+    for (int b = 0; b < INTAKE_WAKE_BUDGET; b++) {
+        ssize_t n;
+
+        if (acc_full(in) && in->appending) {
+            in->drain_blocked = 1; /* on_appended drains again */
+            return;
+        }
+        n = rd_kafka_consume_batch_queue(in->rkqu, 0, msgs, INTAKE_BATCH);
+        if (n < 0) {
+            log_error("intake", "consume: %s",
+                      rd_kafka_err2str(rd_kafka_last_error()));
+            break;
+        }
+        for (ssize_t i = 0; i < n; i++) {
+            intake_take(in, msgs[i]);
+        }
+        intake_submit(in);
+        if (in->closing_consumer && rd_kafka_consumer_closed(in->rk)) {
+            intake_stop_advance(in);
+            return;
+        }
+        if (n < INTAKE_BATCH) {
+            intake_stop_advance(in);
+            return;
+        }
+    }
+    /* More may be queued: continue after the loop's other work. */
+    uv_idle_start(&in->idle, on_idle);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    struct intake *in = container_of(h, struct intake, poll);
+    char buf[256];
+
+    while (read(in->pipefd[0], buf, sizeof(buf)) > 0) {
+    }
+    intake_drain(in);
+}
+
+/* ------------------------------------------------------------ rebalance */
+
+/* Callback of the drops issued on revoke/lost/assign. */
+struct drop_ctx {
+    struct intake *in;
+    struct ipart *p;
+    int64_t after;
+};
+
+static void on_dropped(void *arg, int status,
+                       const struct journal_drop_result *res, const char *err)
+{
+    struct drop_ctx *d = arg;
+    struct intake *in = d->in;
+
+    d->p->drops_pending--;
+    if (d->p->drops_pending == 0) {
+        d->p->drop_after = -1;
+    }
+    if (status < 0) {
+        intake_set_error(in, "dropping unsettled events of %s[%d]: %s",
+                         d->p->topic, (int)d->p->partition, err);
+        log_error("intake", "%s", in->c.last_error);
+    } else {
+        in->c.dropped += (uint64_t)res->dropped;
+        d->p->durable = res->high_offset;
+        if (res->dropped > 0 || res->kept_batched > 0) {
+            log_info("intake",
+                     "%s[%d]: dropped %lld unsettled events after offset "
+                     "%lld (INV-3), %lld kept in batches",
+                     d->p->topic, (int)d->p->partition, (long long)res->dropped,
+                     (long long)d->after, (long long)res->kept_batched);
+        }
+    }
+    free(d);
+    intake_stop_advance(in);
+}
+
+/* INV-3: drops p's journaled events after `after` (queued after any append
+ * in flight: the journal runs requests in order). */
+static void intake_drop(struct intake *in, struct ipart *p, int64_t after)
+{
+    struct drop_ctx *d = malloc(sizeof(*d));
+    int rc;
+
+    if (d == NULL) {
+        log_error("intake", "out of memory dropping %s[%d]", p->topic,
+                  (int)p->partition);
+        return;
+    }
+    d->in = in;
+    d->p = p;
+    d->after = after;
+    rc = journal_drop_partition_async(in->j, p->topic, p->partition, after,
+                                      on_dropped, d);
+    if (rc < 0) {
+        free(d);
+        intake_set_error(in, "dropping unsettled events of %s[%d]: %s",
+                         p->topic, (int)p->partition, strerror(-rc));
+        log_error("intake", "%s", in->c.last_error);
+        return;
+    }
+    p->durable = after < p->durable ? after : p->durable;
+    if (p->drops_pending == 0 || after < p->drop_after) {
+        p->drop_after = after;
+    }
+    p->drops_pending++;
+}
+
+/* Journal high offset of p, or -1 (logged) on a read error. */
+static int64_t part_high(struct intake *in, struct ipart *p)
+{
+    char err[256];
+    int64_t high = -1;
+
+    if (journal_high_offset(in->j, p->topic, p->partition, &high, err,
+                            sizeof(err)) < 0) {
+        log_warn("intake", "journal high offset of %s[%d]: %s", p->topic,
+                 (int)p->partition, err);
+        return p->durable;
+    }
+    return high;
+}
+
+/*
+ * Learns from a committed offset and its metadata (assign time): when the
+ * last committer (or the one before it) was us, the offsets it covers were
+ * settled by us even if the settled file missed it (crash window).
+ */
+static void learn_committed(struct intake *in, struct ipart *p,
+                            const rd_kafka_topic_partition_t *tp, char *owner)
+{
+    char prev[INTAKE_UUID_MAX];
+    int64_t prev_off;
+
+    meta_parse(tp->metadata, tp->metadata_size, owner, prev, &prev_off);
+    if (tp->offset < 0) {
+        return;
+    }
+    p->group = max64(p->group, tp->offset);
+    if (strcmp(owner, in->uuid) == 0) {
+        p->acked = max64(p->acked, tp->offset - 1);
+    } else if (strcmp(prev, in->uuid) == 0 && prev_off > 0) {
+        p->acked = max64(p->acked, prev_off - 1);
+    }
+    p->commit_sent = max64(p->commit_sent, p->acked);
+}
+
+static void on_assign(struct intake *in, rd_kafka_topic_partition_list_t *l)
+{
+    rd_kafka_topic_partition_list_t *q = rd_kafka_topic_partition_list_copy(l);
+    rd_kafka_resp_err_t e;
+    int known = 1;
+
+    /* First assignment of this process: also look at journaled partitions
+     * that were not given to us: their unsettled events go (INV-3). */
+    if (!in->first_assigned) {
+        for (size_t i = 0; i < in->nparts; i++) {
+            struct ipart *p = in->parts[i];
+
+            if (!rd_kafka_topic_partition_list_find(q, p->topic,
+                                                    p->partition)) {
+                rd_kafka_topic_partition_list_add(q, p->topic, p->partition);
+            }
+        }
+    }
+    e = rd_kafka_committed(in->rk, q, INTAKE_COMMITTED_TIMEOUT_MS);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        known = 0;
+        intake_set_error(in, "reading committed offsets: %s",
+                         rd_kafka_err2str(e));
+        log_warn("intake",
+                 "%s: starting from the group's committed offsets "
+                 "without touching older journaled events",
+                 in->c.last_error);
+    }
+    for (int i = 0; i < q->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &q->elems[i];
+        rd_kafka_topic_partition_t *at =
+            rd_kafka_topic_partition_list_find(l, tp->topic, tp->partition);
+        struct ipart *p = part_get(in, tp->topic, tp->partition, 1);
+        char owner[INTAKE_UUID_MAX] = "";
+        int64_t high;
+        int64_t start;
+        int pknown;
+
+        if (p == NULL) {
+            log_error("intake", "out of memory on assignment");
+            continue;
+        }
+        high = part_high(in, p);
+        if (p->drops_pending > 0 && p->drop_after < high) {
+            high = p->drop_after; /* what the queued drop will leave */
+        }
+        p->durable = high;
+        pknown = known && tp->err == RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (pknown) {
+            learn_committed(in, p, tp, owner);
+        }
+        if (at == NULL) {
+            /* Journaled here before, owned by another member now. */
+            if (pknown && high > p->acked) {
+                intake_drop(in, p, p->acked);
+            }
+            continue;
+        }
+        p->assigned = 1;
+        p->consumed = -1;
+        p->in_fly = 0;
+        if (!pknown) {
+            /* librdkafka fetches the committed offset itself; whatever
+             * we already hold is skipped (INV-2) and never committed
+             * below the group's offset. */
+            at->offset = RD_KAFKA_OFFSET_INVALID;
+            p->skip_below = high + 1;
+            p->group = max64(p->group, high + 1);
+            continue;
+        }
+        if (tp->offset >= 0 && strcmp(owner, in->uuid) != 0) {
+            snprintf(p->prev, sizeof(p->prev), "%s@%lld",
+                     owner[0] ? owner : "-", (long long)tp->offset);
+        }
+        if (tp->offset >= 0 && tp->offset - 1 > p->acked && high > p->acked) {
+            /* Someone else settled past our settled point: our events
+             * after it are theirs now (INV-3). Drop, then start at the
+             * group's offset. */
+            intake_drop(in, p, p->acked);
+            start = tp->offset;
+        } else {
+            start = max64(tp->offset, high + 1);
+        }
+        at->offset = start >= 0 ? start : RD_KAFKA_OFFSET_INVALID;
+        p->skip_below = start;
+        log_info("intake",
+                 "assigned %s[%d]: committed %lld, journal high %lld, "
+                 "settled %lld, start %lld",
+                 p->topic, (int)p->partition, (long long)tp->offset,
+                 (long long)high, (long long)p->acked, (long long)start);
+    }
+    in->first_assigned = 1;
+    rd_kafka_topic_partition_list_destroy(q);
+    intake_persist(in);
+}
+
+static void on_revoke(struct intake *in, rd_kafka_topic_partition_list_t *l,
+                      int lost)
+{
+    rd_kafka_topic_partition_list_t *c = NULL;
+
+    for (int i = 0; i < l->cnt; i++) {
+        struct ipart *p =
+            part_get(in, l->elems[i].topic, l->elems[i].partition, 0);
+
+        if (p == NULL) {
+            continue;
+        }
+        /* Consumed but not handed to the journal: forget them; the next
+         * owner consumes them from the committed offset. */
+        msgbuf_remove_part(&in->acc, p);
+        if (!in->appending) {
+            msgbuf_remove_part(&in->fly, p);
+            p->in_fly = 0;
+        }
+        if (!lost) {
+            int64_t off = commit_target(p);
+
+            if (off >= 0) {
+                rd_kafka_topic_partition_t *tp;
+
+                if (c == NULL) {
+                    c = rd_kafka_topic_partition_list_new(l->cnt);
+                }
+                tp = rd_kafka_topic_partition_list_add(c, p->topic,
+                                                       p->partition);
+                tp->offset = off;
+                tp->metadata = commit_meta(in, p);
+                tp->metadata_size = tp->metadata ? strlen(tp->metadata) : 0;
+            }
+        }
+    }
+    if (c != NULL) {
+        /* Blocking on purpose (see the file comment). */
+        rd_kafka_resp_err_t e = rd_kafka_commit(in->rk, c, 0);
+
+        commit_apply(in, e, c);
+        rd_kafka_topic_partition_list_destroy(c);
+    }
+    for (int i = 0; i < l->cnt; i++) {
+        struct ipart *p =
+            part_get(in, l->elems[i].topic, l->elems[i].partition, 0);
+
+        if (p == NULL) {
+            continue;
+        }
+        if (lost) {
+            in->c.lost++;
+        }
+        if ((in->appending && p->in_fly) || p->durable > p->acked) {
+            if (in->appending && p->in_fly) {
+                p->fly_stale = 1; /* its append result is void */
+            }
+            intake_drop(in, p, p->acked);
+        }
+        p->assigned = 0;
+        p->in_fly = 0;
+        log_info("intake", "%s %s[%d]: settled %lld", lost ? "lost" : "revoked",
+                 p->topic, (int)p->partition, (long long)p->acked);
+    }
+    in->last = NULL;
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *l, void *opaque)
+{
+    struct intake *in = opaque;
+    int coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    rd_kafka_error_t *error = NULL;
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+    in->c.rebalances++;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        on_assign(in, l);
+        if (coop) {
+            error = rd_kafka_incremental_assign(rk, l);
+        } else {
+            e = rd_kafka_assign(rk, l);
+        }
+        if (in->kpaused && l->cnt > 0) {
+            rd_kafka_pause_partitions(rk, l);
+        }
+    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        on_revoke(in, l, rd_kafka_assignment_lost(rk));
+        if (coop) {
+            error = rd_kafka_incremental_unassign(rk, l);
+        } else {
+            e = rd_kafka_assign(rk, NULL);
+        }
+    } else {
+        log_error("intake", "rebalance error: %s", rd_kafka_err2str(err));
+        on_revoke(in, l, 1);
+        e = rd_kafka_assign(rk, NULL);
+    }
+    if (error != NULL) {
+        log_error("intake", "rebalance: %s", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    } else if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        log_error("intake", "rebalance: %s", rd_kafka_err2str(e));
+    }
+    intake_persist(in);
+}
+
+/* ------------------------------------------------------------ callbacks */
+
+static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason,
+                           void *opaque)
+{
+    struct intake *in = opaque;
+
+    in->c.kafka_errors++;
+    intake_set_error(in, "kafka: %s: %s",
+                     rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char buf[256];
+
+        rd_kafka_fatal_error(rk, buf, sizeof(buf));
+        log_error("intake", "kafka fatal error: %s", buf);
+    } else {
+        log_warn("intake", "%s", in->c.last_error);
+    }
+}
+
+static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac,
+                         const char *buf)
+{
+    enum log_level l = level <= 3   ? LOG_ERROR
+                       : level == 4 ? LOG_WARN
+                       : level <= 6 ? LOG_INFO
+                                    : LOG_DEBUG;
+
+    if (l <= log_get_level()) {
+        log_msg(l, "kafka", "%s: %s", fac, buf);
+    }
+}
+
+/* ------------------------------------------------------------ ticking */
+
+static void on_tick(uv_timer_t *t)
+{
+    struct intake *in = container_of(t, struct intake, tick);
+    uint64_t now = uv_now(in->loop);
+
+    if (in->stop == STOP_NONE || in->stop == STOP_FLUSH) {
+        intake_check_pressure(in);
+        if (in->append_failed && !in->appending && in->retry_at <= now) {
+            intake_submit(in);
+        }
+    }
+    if (in->commit_wanted && !in->commit_inflight &&
+        in->commit_retry_at <= now) {
+        intake_commit(in);
+    } else if (!in->commit_inflight && in->commit_retry_at != 0 &&
+               in->commit_retry_at <= now) {
+        in->commit_retry_at = 0;
+        intake_commit(in);
+    }
+    if (in->persist_wanted && !in->persist_inflight &&
+        in->persist_retry_at <= now) {
+        intake_persist(in);
+    }
+    intake_stop_advance(in);
+}
+
+/* ------------------------------------------------------------ stop */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct intake *in = h->data;
+
+    if (--in->handles == 0) {
+        in->stop = STOP_DONE;
+        if (in->free_on_close) {
+            intake_free(in);
+        } else if (in->stop_cb != NULL) {
+            in->stop_cb(in->stop_arg);
+        }
+    }
+}
+
+static void set_stop(struct intake *in, enum stop_phase s)
+{
+    log_info("intake", "stop: %s -> %s", stop_phase_names[in->stop],
+             stop_phase_names[s]);
+    in->stop = s;
+}
+
+/* Moves the stop sequence on as far as it can go now. */
+static void intake_stop_advance(struct intake *in)
+{
+    int late = in->stop != STOP_NONE && uv_now(in->loop) >= in->stop_deadline;
+
+    switch (in->stop) {
+    case STOP_NONE:
+    case STOP_DONE:
+    case STOP_HANDLES:
+        return;
+    case STOP_FLUSH:
+        if (in->append_failed && !in->appending) {
+            /* Cannot be journaled now: leave them to the next run. */
+            log_warn("intake", "stop: %zu messages not journaled (%s)",
+                     in->fly.n + in->acc.n, in->c.last_error);
+            msgbuf_clear(&in->fly);
+            msgbuf_clear(&in->acc);
+            in->append_failed = 0;
+        }
+        if (!in->appending) {
+            intake_submit(in);
+        }
+        if ((in->appending || in->acc.n > 0) && !late) {
+            return;
+        }
+        set_stop(in, STOP_COMMIT);
+        intake_commit(in);
+        /* fall through */
+    case STOP_COMMIT:
+        if ((in->commit_inflight || in->commit_wanted) && !late) {
+            if (!in->commit_inflight) {
+                intake_commit(in);
+            }
+            return;
+        }
+        set_stop(in, STOP_CLOSE);
+        {
+            rd_kafka_error_t *e =
+                rd_kafka_consumer_close_queue(in->rk, in->rkqu);
+
+            if (e != NULL) {
+                log_warn("intake", "consumer close: %s",
+                         rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+            } else {
+                in->closing_consumer = 1;
+            }
+        }
+        /* fall through */
+    case STOP_CLOSE:
+        if (in->closing_consumer && !rd_kafka_consumer_closed(in->rk) &&
+            !late) {
+            return;
+        }
+        if (in->closing_consumer && !rd_kafka_consumer_closed(in->rk)) {
+            log_warn("intake", "stop: the consumer did not close in time");
+        }
+        set_stop(in, STOP_PERSIST);
+        intake_persist(in);
+        /* fall through */
+    case STOP_PERSIST:
+        if ((in->persist_inflight || in->persist_wanted) && !late) {
+            if (!in->persist_inflight) {
+                intake_persist(in);
+            }
+            return;
+        }
+        if (in->persist_inflight) {
+            return; /* its after-callback must run before we free */
+        }
+        set_stop(in, STOP_HANDLES);
+        uv_idle_stop(&in->idle);
+        uv_timer_stop(&in->tick);
+        uv_poll_stop(&in->poll);
+        rd_kafka_queue_io_event_enable(in->rkqu, -1, NULL, 0);
+        uv_close((uv_handle_t *)&in->poll, on_handle_closed);
+        uv_close((uv_handle_t *)&in->idle, on_handle_closed);
+        uv_close((uv_handle_t *)&in->tick, on_handle_closed);
+        return;
+    }
+}
+
+void intake_stop(struct intake *in, intake_stopped_cb cb, void *arg)
+{
+    if (in->stop != STOP_NONE) {
+        return;
+    }
+    in->stop_cb = cb;
+    in->stop_arg = arg;
+    in->stop_deadline = uv_now(in->loop) + INTAKE_STOP_DEADLINE_MS;
+    set_stop(in, STOP_FLUSH);
+    intake_apply_pause(in); /* stop fetching */
+    /* Continue from the loop, never inside this call (STYLE 9). */
+    uv_idle_start(&in->idle, on_idle);
+}
+
+/* ------------------------------------------------------------ status */
+
+const struct intake_partition *intake_partitions(struct intake *in, size_t *n)
+{
+    *n = 0;
+    if (in->poutcap < in->nparts) {
+        struct intake_partition *np =
+            realloc(in->pout, in->nparts * sizeof(*np));
+
+        if (np == NULL) {
+            return NULL;
+        }
+        in->pout = np;
+        in->poutcap = in->nparts;
+    }
+    for (size_t i = 0; i < in->nparts; i++) {
+        struct ipart *p = in->parts[i];
+        struct intake_partition *o = &in->pout[i];
+        int64_t lo = -1;
+        int64_t hi = -1;
+        int64_t pos;
+
+        if (p->assigned && in->rk != NULL &&
+            rd_kafka_get_watermark_offsets(in->rk, p->topic, p->partition, &lo,
+                                           &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+            hi >= 0) {
+            p->end_offset = hi;
+        }
+        memset(o, 0, sizeof(*o));
+        o->topic = p->topic;
+        o->partition = p->partition;
+        o->route = p->route;
+        o->assigned = p->assigned;
+        o->consumed = p->consumed;
+        o->journaled = p->durable;
+        o->committed = p->acked;
+        o->settled = p->settled;
+        o->end_offset = p->end_offset;
+        pos = max64(p->consumed, p->acked);
+        o->lag = p->end_offset >= 0 ? max64(p->end_offset - pos - 1, 0) : -1;
+        o->n_consumed = p->n_consumed;
+        o->n_tombstones = p->n_tombstones;
+    }
+    *n = in->nparts;
+    return in->pout;
+}
+
+void intake_get_counters(const struct intake *in, struct intake_counters *out)
+{
+    *out = in->c;
+    out->pending_bytes = journal_pending_bytes(in->j);
+}
+
+/* ------------------------------------------------------------ start */
+
+/* Sets one property; on failure fills err. */
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v,
+                    char *err, size_t errlen)
+{
+    char e[512];
+
+    if (rd_kafka_conf_set(conf, k, v, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+        snprintf(err, errlen, "kafka '%s': %s", k, e);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int build_conf(struct intake *in, rd_kafka_conf_t **out, char *err,
+                      size_t errlen)
+{
+    static const char *const defaults[][2] = {
+        {"client.id", "kadx"},
+        {"group.id", "kadx"},
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"auto.offset.reset", "earliest"},
+        {"enable.partition.eof", "false"},
+        {"queued.min.messages", "1000000"},
+        {"fetch.wait.max.ms", "100"},
+        {"log.connection.close", "false"},
+    };
+    const struct config_kafka *k = &in->cfg->kafka;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    int rc;
+
+    for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
+        rc = conf_set(conf, defaults[i][0], defaults[i][1], err, errlen);
+        if (rc < 0) {
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < k->n; i++) {
+        if (strcmp(k->keys[i], "enable.auto.commit") == 0 &&
+            strcmp(k->values[i], "false") != 0) {
+            snprintf(err, errlen,
+                     "kafka 'enable.auto.commit' must be false: kadx "
+                     "commits offsets only after they are durable");
+            rc = -EINVAL;
+            goto fail;
+        }
+        rc = conf_set(conf, k->keys[i], k->values[i], err, errlen);
+        if (rc < 0) {
+            goto fail;
+        }
+    }
+    /* Not overridable: kadx's own wiring. */
+    rc = conf_set(conf, "log.queue", "true", err, errlen);
+    if (rc < 0) {
+        goto fail;
+    }
+    rd_kafka_conf_set_opaque(conf, in);
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_error_cb(conf, on_kafka_error);
+    rd_kafka_conf_set_log_cb(conf, on_kafka_log);
+    *out = conf;
+    return 0;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return rc;
+}
+
+/* Registers the journal's partitions (status, INV-3 checks). */
+static int load_journal_parts(struct intake *in, char *err, size_t errlen)
+{
+    struct journal_stats st;
+    int rc = journal_stats(in->j, &st, err, errlen);
+
+    if (rc < 0) {
+        return rc;
+    }
+    for (size_t i = 0; i < st.nparts; i++) {
+        struct ipart *p =
+            part_get(in, st.parts[i].topic, st.parts[i].partition, 1);
+
+        if (p == NULL) {
+            journal_stats_release(&st);
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+        p->durable = max64(p->durable, st.parts[i].high_offset);
+    }
+    journal_stats_release(&st);
+    return 0;
+}
+
+int intake_start(uv_loop_t *loop, const struct config *cfg, struct journal *j,
+                 struct intake **out, char *err, size_t errlen)
+{
+    struct intake *in = calloc(1, sizeof(*in));
+    rd_kafka_conf_t *conf = NULL;
+    rd_kafka_topic_partition_list_t *topics = NULL;
+    rd_kafka_resp_err_t e;
+    char kerr[512];
+    const char *jp;
+    int rc;
+
+    *out = NULL;
+    if (in == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    in->loop = loop;
+    in->cfg = cfg;
+    in->j = j;
+    in->pipefd[0] = in->pipefd[1] = -1;
+    snprintf(in->uuid, sizeof(in->uuid), "%s", journal_uuid(j));
+    if (cfg->intake.ntopics == 0) {
+        snprintf(err, errlen, "no topic to consume");
+        rc = -EINVAL;
+        goto fail;
+    }
+    jp = journal_path(j);
+    in->settled_path = malloc(strlen(jp) + sizeof(".settled"));
+    if (in->settled_path == NULL) {
+        snprintf(err, errlen, "out of memory");
+        rc = -ENOMEM;
+        goto fail;
+    }
+    memcpy(in->settled_path, jp, strlen(jp));
+    memcpy(in->settled_path + strlen(jp), ".settled", sizeof(".settled"));
+    rc = settled_load(in, err, errlen);
+    if (rc < 0) {
+        goto fail;
+    }
+    rc = load_journal_parts(in, err, errlen);
+    if (rc < 0) {
+        goto fail;
+    }
+    settled_rebuild(in);
+
+    rc = build_conf(in, &conf, err, errlen);
+    if (rc < 0) {
+        goto fail;
+    }
+    in->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
+    if (in->rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, errlen, "kafka consumer: %s", kerr);
+        rc = -EINVAL;
+        goto fail;
+    }
+    rd_kafka_set_log_queue(in->rk, NULL);
+    rd_kafka_poll_set_consumer(in->rk);
+    in->rkqu = rd_kafka_queue_get_consumer(in->rk);
+
+    if (pipe2(in->pipefd, O_NONBLOCK | O_CLOEXEC) < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        goto fail;
+    }
+    rc = uv_poll_init(loop, &in->poll, in->pipefd[0]);
+    if (rc < 0) {
+        snprintf(err, errlen, "uv_poll_init: %s", uv_strerror(rc));
+        goto fail;
+    }
+    in->poll.data = in;
+    in->handles++;
+    uv_idle_init(loop, &in->idle);
+    in->idle.data = in;
+    in->handles++;
+    uv_timer_init(loop, &in->tick);
+    in->tick.data = in;
+    in->handles++;
+    rd_kafka_queue_io_event_enable(in->rkqu, in->pipefd[1], "1", 1);
+    rc = uv_poll_start(&in->poll, UV_READABLE, on_poll);
+    if (rc < 0) {
+        snprintf(err, errlen, "uv_poll_start: %s", uv_strerror(rc));
+        goto fail;
+    }
+    uv_timer_start(&in->tick, on_tick, INTAKE_TICK_MS, INTAKE_TICK_MS);
+
+    topics = rd_kafka_topic_partition_list_new((int)cfg->intake.ntopics);
+    for (size_t i = 0; i < cfg->intake.ntopics; i++) {
+        rd_kafka_topic_partition_list_add(topics, cfg->intake.topics[i],
+                                          RD_KAFKA_PARTITION_UA);
+    }
+    e = rd_kafka_subscribe(in->rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(err, errlen, "subscribe: %s", rd_kafka_err2str(e));
+        rc = -EINVAL;
+        goto fail;
+    }
+    *out = in;
+    /* Whatever is queued already: drain it from the loop. */
+    uv_idle_start(&in->idle, on_idle);
+    return 0;
+
+fail:
+    /* Nothing was started that owes a callback: tear down directly. */
+    if (in->handles > 0) {
+        in->stop = STOP_HANDLES;
+        uv_poll_stop(&in->poll);
+        uv_timer_stop(&in->tick);
+        uv_idle_stop(&in->idle);
+        if (in->rkqu != NULL) {
+            rd_kafka_queue_io_event_enable(in->rkqu, -1, NULL, 0);
+        }
+        uv_close((uv_handle_t *)&in->poll, on_handle_closed);
+        uv_close((uv_handle_t *)&in->idle, on_handle_closed);
+        uv_close((uv_handle_t *)&in->tick, on_handle_closed);
+        in->free_on_close = 1; /* freed once the loop has closed them */
+        return rc;
+    }
+    intake_free(in);
+    return rc;
+}
+
+void intake_free(struct intake *in)
+{
+    if (in == NULL) {
+        return;
+    }
+    msgbuf_clear(&in->acc);
+    msgbuf_clear(&in->fly);
+    free(in->acc.m);
+    free(in->fly.m);
+    if (in->rkqu != NULL) {
+        rd_kafka_queue_io_event_enable(in->rkqu, -1, NULL, 0);
+        rd_kafka_queue_destroy(in->rkqu);
+    }
+    if (in->rk != NULL) {
+        rd_kafka_destroy_flags(in->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    }
+    if (in->pipefd[0] >= 0) {
+        close(in->pipefd[0]);
+    }
+    if (in->pipefd[1] >= 0) {
+        close(in->pipefd[1]);
+    }
+    for (size_t i = 0; i < in->nparts; i++) {
+        free(in->parts[i]->topic);
+        free(in->parts[i]);
+    }
+    free(in->parts);
+    free(in->ev);
+    free(in->hdrbuf);
+    free(in->settled_path);
+    free(in->persist_buf);
+    free(in->persist_p);
+    free(in->persist_v);
+    free(in->settled_arr);
+    free(in->pout);
+    free(in);
+}
