@@ -1,17 +1,1964 @@
 /*
- * adx_emulator.c - `kadx adx-emulator`: run the local Azure Data Explorer
- * emulator. Not built yet: this placeholder is replaced by the command's real
- * implementation; until then it says so and exits 2.
+ * adx_emulator.c - `kadx adx-emulator`: a local Azure Data Explorer that
+ * speaks the REST protocol of ../shared/adx-protocol.md on loopback.
+ *
+ * This file is the HTTP surface: routing, auth (bearer tokens issued by an
+ * AAD-shaped token endpoint, an IMDS-shaped endpoint, or one static token),
+ * gzip, streaming ingest (body -> rows through ingest.c, rows -> engine),
+ * the v1/v2 response shapes of query and management, OneApi errors, and the
+ * fault injection and statistics of the control endpoint /_emulator/. The
+ * catalog, the KQL and the rows live in the engine behind kusto.h.
+ *
+ * One libuv loop thread runs everything: the HTTP server (admin/http.c),
+ * the engine (SQLite, synchronous), the latency timers and the signal
+ * handlers. `struct emu` is owned by that thread; there are no globals.
+ *
+ * Faults, in the order an ingest request meets them: throttle (429 with
+ * Retry-After, not applied), fail-next-N (status S, not applied), latency
+ * (the request waits, then goes on), reset-next-N (the rows are stored,
+ * then the connection is reset without an answer: the ambiguous case).
  */
 #include "gateway/cli.h"
+#include "gateway/log.h"
+#include "kadx_version.h"
+
+#include "admin/http.h"
+#include "tests/emulators/ingest.h"
+#include "tests/emulators/kusto.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define EMU_MAX_DATABASES 32
+#define EMU_MAX_TOKENS    4096
+#define EMU_MAX_TABLES    1024
+#define EMU_MAX_UNZIPPED  (64u * 1024u * 1024u)
+#define EMU_NAME_MAX      256
+#define TICKS_PER_SEC     10000000LL
+#define TICKS_PER_DAY     (86400LL * TICKS_PER_SEC)
+
+/* ---- a growing output buffer ---- */
+
+struct sbuf {
+    char *p;
+    size_t len;
+    size_t cap;
+    int oom;
+};
+
+static void sb_put(struct sbuf *b, const char *s, size_t n)
+{
+    if (b->oom) {
+        return;
+    }
+    if (b->len + n + 1 > b->cap) {
+        size_t ncap = b->cap ? b->cap : 1024;
+        char *np;
+        while (ncap < b->len + n + 1) {
+            ncap *= 2;
+        }
+        np = realloc(b->p, ncap);
+        if (np == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = ncap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_str(struct sbuf *b, const char *s)
+{
+    sb_put(b, s, strlen(s));
+}
+
+static void sb_printf(struct sbuf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        return;
+    }
+    if ((size_t)n < sizeof(tmp)) {
+        sb_put(b, tmp, (size_t)n);
+        return;
+    }
+    {
+        char *big = malloc((size_t)n + 1);
+        if (big == NULL) {
+            b->oom = 1;
+            return;
+        }
+        va_start(ap, fmt);
+        vsnprintf(big, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+        sb_put(b, big, (size_t)n);
+        free(big);
+    }
+}
+
+/* A JSON string literal, quotes included. */
+static void sb_json(struct sbuf *b, const char *s)
+{
+    const char *run = s;
+
+    sb_put(b, "\"", 1);
+    for (; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\' || ch < 0x20) {
+            char esc[8];
+            sb_put(b, run, (size_t)(s - run));
+            if (ch == '"' || ch == '\\') {
+                esc[0] = '\\';
+                esc[1] = (char)ch;
+                sb_put(b, esc, 2);
+            } else if (ch == '\n') {
+                sb_put(b, "\\n", 2);
+            } else if (ch == '\r') {
+                sb_put(b, "\\r", 2);
+            } else if (ch == '\t') {
+                sb_put(b, "\\t", 2);
+            } else {
+                snprintf(esc, sizeof(esc), "\\u%04x", ch);
+                sb_put(b, esc, 6);
+            }
+            run = s + 1;
+        }
+    }
+    sb_put(b, run, (size_t)(s - run));
+    sb_put(b, "\"", 1);
+}
+
+/* ---- the emulator ---- */
+
+struct issued_token {
+    char value[80];
+    int64_t expires_ms;
+};
+
+struct table_count {
+    char name[2 * EMU_NAME_MAX + 2]; /* "db.table" */
+    uint64_t rows;
+};
+
+struct faults {
+    int fail_count;
+    int fail_status;
+    int fail_permanent;
+    char fail_code[64];
+    char fail_message[256];
+    uint64_t latency_ms;
+    int reset_count;
+    double throttle_rps;   /* 0: off */
+    int retry_after_s;     /* for 429s; 0: derived from the rate */
+    double bucket;         /* throttle tokens */
+    uint64_t bucket_at_ms; /* last refill */
+};
+
+struct stats {
+    uint64_t requests;
+    uint64_t ingest_requests;
+    uint64_t ingest_ok;
+    uint64_t ingest_failed;
+    uint64_t queries;
+    uint64_t mgmt;
+    uint64_t auth_failures;
+    uint64_t fired_fail;
+    uint64_t fired_latency;
+    uint64_t fired_reset;
+    uint64_t fired_throttle;
+};
+
+struct delayed;
+
+struct emu {
+    uv_loop_t *loop;
+    struct http_server *srv;
+    struct kusto *k;
+    uv_signal_t sigterm;
+    uv_signal_t sigint;
+    int stopping;
+    /* options */
+    char listen[256];
+    const char *databases[EMU_MAX_DATABASES];
+    size_t ndatabases;
+    const char *data_path;
+    int auth_token;
+    const char *client_id;
+    const char *client_secret;
+    const char *static_token;
+    long token_lifetime_s;
+    int count_only;
+    size_t max_body;
+    /* state */
+    struct issued_token *tokens;
+    size_t ntokens;
+    struct table_count *tables;
+    size_t ntables;
+    struct faults f;
+    struct stats st;
+    struct delayed *delayed; /* requests waiting out a latency fault */
+};
+
+/* A request that waits out the latency fault before it is processed. */
+struct delayed {
+    uv_timer_t timer;
+    struct emu *e;
+    struct http_request *req;
+    struct delayed *next;
+    struct delayed *prev;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int64_t now_ticks(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * TICKS_PER_SEC + ts.tv_nsec / 100;
+}
+
+static void random_bytes(unsigned char *p, size_t n)
+{
+    size_t got = 0;
+
+    while (got < n) {
+        ssize_t r = getrandom(p + got, n - got, 0);
+        if (r <= 0) {
+            /* never expected; fall back to something unique enough */
+            for (; got < n; got++) {
+                p[got] = (unsigned char)(rand() ^ (int)now_ms());
+            }
+            return;
+        }
+        got += (size_t)r;
+    }
+}
+
+static void new_uuid(char out[37])
+{
+    unsigned char b[16];
+
+    random_bytes(b, sizeof(b));
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x"
+             "%02x",
+             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
+             b[11], b[12], b[13], b[14], b[15]);
+}
+
+/* ---- value rendering ---- */
+
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    int64_t era;
+    unsigned doe;
+    unsigned yoe;
+    unsigned doy;
+    unsigned mp;
+
+    z += 719468;
+    era = (z >= 0 ? z : z - 146096) / 146097;
+    doe = (unsigned)(z - era * 146097);
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    *y = (int64_t)yoe + era * 400;
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y += *m <= 2;
+}
+
+/* 7 fractional digits with the trailing zeros cut, or nothing. */
+static void frac_str(int64_t frac, char out[10])
+{
+    int n = 7;
+
+    if (frac == 0) {
+        out[0] = '\0';
+        return;
+    }
+    snprintf(out, 10, ".%07" PRId64, frac);
+    while (n > 0 && out[n] == '0') {
+        out[n--] = '\0';
+    }
+}
+
+/* "2024-05-01T10:20:30.5Z" */
+static void format_datetime(int64_t ticks, char *out, size_t len)
+{
+    int64_t days = ticks / TICKS_PER_DAY;
+    int64_t rem = ticks % TICKS_PER_DAY;
+    int64_t y;
+    unsigned m;
+    unsigned d;
+    int64_t secs;
+    char frac[10];
+
+    if (rem < 0) {
+        rem += TICKS_PER_DAY;
+        days--;
+    }
+    civil_from_days(days, &y, &m, &d);
+    secs = rem / TICKS_PER_SEC;
+    frac_str(rem % TICKS_PER_SEC, frac);
+    snprintf(out, len, "%04" PRId64 "-%02u-%02uT%02d:%02d:%02d%sZ", y, m, d,
+             (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60), frac);
+}
+
+/* "[-][d.]hh:mm:ss[.fffffff]" */
+static void format_timespan(int64_t ticks, char *out, size_t len)
+{
+    const char *sign = "";
+    uint64_t t;
+    uint64_t secs;
+    uint64_t days;
+    char frac[10];
+
+    if (ticks < 0) {
+        sign = "-";
+        t = (uint64_t)(-(ticks + 1)) + 1;
+    } else {
+        t = (uint64_t)ticks;
+    }
+    secs = t / TICKS_PER_SEC;
+    days = secs / 86400;
+    frac_str((int64_t)(t % TICKS_PER_SEC), frac);
+    if (days > 0) {
+        snprintf(out, len, "%s%" PRIu64 ".%02d:%02d:%02d%s", sign, days,
+                 (int)(secs / 3600 % 24), (int)(secs / 60 % 60),
+                 (int)(secs % 60), frac);
+    } else {
+        snprintf(out, len, "%s%02d:%02d:%02d%s", sign, (int)(secs / 3600),
+                 (int)(secs / 60 % 60), (int)(secs % 60), frac);
+    }
+}
+
+static void render_real(struct sbuf *b, double r)
+{
+    if (isnan(r)) {
+        sb_str(b, "\"NaN\"");
+    } else if (isinf(r)) {
+        sb_str(b, r > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+    } else if (r == floor(r) && fabs(r) < 1e15) {
+        sb_printf(b, "%.1f", r);
+    } else {
+        sb_printf(b, "%.17g", r);
+    }
+}
+
+/* v2 embeds dynamic values as JSON; v1 sends them as JSON text strings. */
+static void render_value(struct sbuf *b, const struct kusto_value *v, int v2)
+{
+    char tmp[64];
+
+    if (v->is_null) {
+        sb_str(b, "null");
+        return;
+    }
+    switch (v->type) {
+    case KT_BOOL:
+        sb_str(b, v->i ? "true" : "false");
+        break;
+    case KT_INT:
+    case KT_LONG:
+        sb_printf(b, "%" PRId64, v->i);
+        break;
+    case KT_REAL:
+        render_real(b, v->r);
+        break;
+    case KT_DECIMAL:
+        if (v->s != NULL) {
+            sb_json(b, v->s);
+        } else {
+            snprintf(tmp, sizeof(tmp), "%.17g", v->r);
+            sb_json(b, tmp);
+        }
+        break;
+    case KT_DATETIME:
+        format_datetime(v->i, tmp, sizeof(tmp));
+        sb_json(b, tmp);
+        break;
+    case KT_TIMESPAN:
+        format_timespan(v->i, tmp, sizeof(tmp));
+        sb_json(b, tmp);
+        break;
+    case KT_DYNAMIC:
+        if (v->s == NULL) {
+            sb_str(b, "null");
+        } else if (v2) {
+            cJSON *j = cJSON_Parse(v->s);
+            if (j != NULL) {
+                cJSON_Delete(j);
+                sb_str(b, v->s);
+            } else {
+                sb_json(b, v->s);
+            }
+        } else {
+            sb_json(b, v->s);
+        }
+        break;
+    case KT_STRING:
+    case KT_GUID:
+    default:
+        sb_json(b, v->s != NULL ? v->s : "");
+        break;
+    }
+}
+
+static void render_columns(struct sbuf *b, const struct kusto_table *t, int v2)
+{
+    sb_str(b, "\"Columns\":[");
+    for (size_t c = 0; c < t->ncols; c++) {
+        if (c > 0) {
+            sb_put(b, ",", 1);
+        }
+        sb_str(b, "{\"ColumnName\":");
+        sb_json(b, t->cols[c].name);
+        if (!v2) {
+            sb_str(b, ",\"DataType\":");
+            sb_json(b, kusto_type_v1_name(t->cols[c].type));
+        }
+        sb_str(b, ",\"ColumnType\":");
+        sb_json(b, kusto_type_name(t->cols[c].type));
+        sb_put(b, "}", 1);
+    }
+    sb_put(b, "]", 1);
+}
+
+static void render_rows(struct sbuf *b, const struct kusto_table *t, int v2)
+{
+    sb_str(b, "\"Rows\":[");
+    for (size_t r = 0; r < t->nrows; r++) {
+        sb_str(b, r > 0 ? ",[" : "[");
+        for (size_t c = 0; c < t->ncols; c++) {
+            if (c > 0) {
+                sb_put(b, ",", 1);
+            }
+            render_value(b, &t->cells[r * t->ncols + c], v2);
+        }
+        sb_put(b, "]", 1);
+    }
+    sb_put(b, "]", 1);
+}
+
+static void render_v1(struct sbuf *b, const struct kusto_result *res)
+{
+    sb_str(b, "{\"Tables\":[");
+    for (size_t i = 0; i < res->ntables; i++) {
+        const struct kusto_table *t = &res->tables[i];
+        char name[32];
+        if (i > 0) {
+            sb_put(b, ",", 1);
+        }
+        snprintf(name, sizeof(name), "Table_%zu", i);
+        sb_str(b, "{\"TableName\":");
+        sb_json(b, t->name != NULL ? t->name : name);
+        sb_put(b, ",", 1);
+        render_columns(b, t, 0);
+        sb_put(b, ",", 1);
+        render_rows(b, t, 0);
+        sb_put(b, "}", 1);
+    }
+    sb_str(b, "]}");
+}
+
+static void render_v2(struct sbuf *b, const struct kusto_result *res,
+                      const char *crid, const char *aid)
+{
+    char ts[64];
+    size_t id = 0;
+
+    sb_str(b, "[{\"FrameType\":\"DataSetHeader\",\"IsProgressive\":false,"
+              "\"Version\":\"v2.0\",\"IsFragmented\":false,"
+              "\"ErrorReportingPlacement\":\"EndOfTable\"}");
+    for (size_t i = 0; i < res->ntables; i++, id++) {
+        const struct kusto_table *t = &res->tables[i];
+        sb_printf(b,
+                  ",{\"FrameType\":\"DataTable\",\"TableId\":%zu,"
+                  "\"TableKind\":\"PrimaryResult\",\"TableName\":"
+                  "\"PrimaryResult\",",
+                  id);
+        render_columns(b, t, 1);
+        sb_put(b, ",", 1);
+        render_rows(b, t, 1);
+        sb_put(b, "}", 1);
+    }
+    format_datetime(now_ticks(), ts, sizeof(ts));
+    sb_printf(b,
+              ",{\"FrameType\":\"DataTable\",\"TableId\":%zu,\"TableKind\":"
+              "\"QueryCompletionInformation\",\"TableName\":"
+              "\"QueryCompletionInformation\",\"Columns\":["
+              "{\"ColumnName\":\"Timestamp\",\"ColumnType\":\"datetime\"},"
+              "{\"ColumnName\":\"ClientRequestId\",\"ColumnType\":\"string\"},"
+              "{\"ColumnName\":\"ActivityId\",\"ColumnType\":\"guid\"},"
+              "{\"ColumnName\":\"SubActivityId\",\"ColumnType\":\"guid\"},"
+              "{\"ColumnName\":\"ParentActivityId\",\"ColumnType\":\"guid\"},"
+              "{\"ColumnName\":\"Level\",\"ColumnType\":\"int\"},"
+              "{\"ColumnName\":\"LevelName\",\"ColumnType\":\"string\"},"
+              "{\"ColumnName\":\"StatusCode\",\"ColumnType\":\"int\"},"
+              "{\"ColumnName\":\"StatusCodeName\",\"ColumnType\":\"string\"},"
+              "{\"ColumnName\":\"EventType\",\"ColumnType\":\"int\"},"
+              "{\"ColumnName\":\"EventTypeName\",\"ColumnType\":\"string\"},"
+              "{\"ColumnName\":\"Payload\",\"ColumnType\":\"string\"}],"
+              "\"Rows\":[[\"%s\",",
+              id, ts);
+    sb_json(b, crid);
+    sb_printf(b,
+              ",\"%s\",\"%s\",\"%s\",4,\"Info\",0,\"S_OK (0)\",4,"
+              "\"QueryInfo\",\"{\\\"Count\\\":1,\\\"Text\\\":\\\"Query "
+              "completed successfully\\\"}\"]]}",
+              aid, aid, aid);
+    sb_str(b, ",{\"FrameType\":\"DataSetCompletion\",\"HasErrors\":false,"
+              "\"Cancelled\":false}]");
+}
+
+/* ---- errors ---- */
+
+static const char *error_type_for(int status, const char *code)
+{
+    if (strstr(code, "StreamingIngestionPolicyNotEnabled") != NULL) {
+        return "Kusto.DataNode.Exceptions."
+               "StreamingIngestionPolicyNotEnabledException";
+    }
+    if (strcmp(code, "Throttling") == 0 || status == 429) {
+        return "Kusto.DataNode.Exceptions.ThrottlingException";
+    }
+    switch (status) {
+    case 400:
+        return "Kusto.Data.Exceptions.KustoBadRequestException";
+    case 401:
+        return "Kusto.Common.Svc.Exceptions.UnauthorizedOperationException";
+    case 403:
+        return "Kusto.Common.Svc.Exceptions.ForbiddenOperationException";
+    case 404:
+        return "Kusto.Data.Exceptions.EntityNotFoundException";
+    case 413:
+        return "Kusto.Data.Exceptions.KustoRequestPayloadTooLargeException";
+    default:
+        return "Kusto.Data.Exceptions.KustoServiceException";
+    }
+}
+
+static const char *error_message_for(int status)
+{
+    switch (status) {
+    case 400:
+        return "Request is invalid and cannot be executed.";
+    case 401:
+        return "Unauthorized: the request has no valid bearer token.";
+    case 403:
+        return "Forbidden.";
+    case 404:
+        return "Entity was not found.";
+    case 413:
+        return "Request payload is too large.";
+    case 429:
+        return "Request was throttled.";
+    default:
+        return "Service error.";
+    }
+}
+
+/* The OneApi error body (adx-protocol.md section 1). */
+static void render_error(struct sbuf *b, int status, const char *code,
+                         const char *detail, int permanent, const char *crid,
+                         const char *aid)
+{
+    char ts[64];
+
+    format_datetime(now_ticks(), ts, sizeof(ts));
+    sb_str(b, "{\"error\":{\"code\":");
+    sb_json(b, code);
+    sb_str(b, ",\"message\":");
+    sb_json(b, error_message_for(status));
+    sb_str(b, ",\"@type\":");
+    sb_json(b, error_type_for(status, code));
+    sb_str(b, ",\"@message\":");
+    sb_json(b, detail);
+    sb_printf(b,
+              ",\"@failureCode\":%d,\"@context\":{\"timestamp\":\"%s\","
+              "\"serviceAlias\":\"KADX-EMULATOR\",\"clientRequestId\":",
+              status, ts);
+    sb_json(b, crid != NULL ? crid : "");
+    sb_str(b, ",\"activityId\":");
+    sb_json(b, aid != NULL ? aid : "");
+    sb_printf(b, "},\"@permanent\":%s}}", permanent ? "true" : "false");
+}
+
+/* For the errors the HTTP server answers by itself (400, 408, 413, 431). */
+static size_t server_error_body(int status, const char *message, char *buf,
+                                size_t len, void *data)
+{
+    struct sbuf b = {0};
+    const char *code = status == 413   ? "Stream_InputStreamTooLarge"
+                       : status == 431 ? "BadRequest_HeadersTooLarge"
+                       : status == 408 ? "RequestTimeout"
+                       : status == 503 ? "ServiceUnavailable"
+                                       : "General_BadRequest";
+    size_t n;
+
+    (void)data;
+    render_error(&b, status, code, message, status != 408 && status != 503,
+                 NULL, NULL);
+    if (b.oom || b.p == NULL) {
+        free(b.p);
+        return http_error_body_default(status, message, buf, len, NULL);
+    }
+    n = b.len < len ? b.len : len - 1;
+    memcpy(buf, b.p, n);
+    buf[n] = '\0';
+    free(b.p);
+    return n;
+}
+
+/* ---- per-request context: ids echoed in headers ---- */
+
+struct ctx {
+    char crid[160];
+    char aid[37];
+    struct http_header hdrs[4];
+    size_t nhdrs;
+    char retry_after[16];
+};
+
+static void ctx_init(struct ctx *c, const struct http_request *req)
+{
+    const char *crid = http_req_header(req, "x-ms-client-request-id");
+
+    if (crid != NULL && crid[0] != '\0') {
+        snprintf(c->crid, sizeof(c->crid), "%s", crid);
+    } else {
+        char u[37];
+        new_uuid(u);
+        snprintf(c->crid, sizeof(c->crid), "KADXEMU;%s", u);
+    }
+    new_uuid(c->aid);
+    c->hdrs[0] = (struct http_header){"x-ms-client-request-id", c->crid};
+    c->hdrs[1] = (struct http_header){"x-ms-activity-id", c->aid};
+    c->nhdrs = 2;
+}
+
+static void respond_sbuf(struct http_request *req, struct ctx *c, int status,
+                         struct sbuf *b)
+{
+    if (b->oom) {
+        static const char oom[] = "{\"error\":{\"code\":\"Internal\","
+                                  "\"message\":\"out of memory\"}}";
+        http_respond_json(req, 500, c->hdrs, c->nhdrs, oom);
+    } else {
+        http_respond_json(req, status, c->hdrs, c->nhdrs,
+                          b->p != NULL ? b->p : "{}");
+    }
+    free(b->p);
+    b->p = NULL;
+}
+
+static void respond_error(struct http_request *req, struct ctx *c, int status,
+                          const char *code, int permanent, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+static void respond_error(struct http_request *req, struct ctx *c, int status,
+                          const char *code, int permanent, const char *fmt, ...)
+{
+    char detail[768];
+    struct sbuf b = {0};
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    render_error(&b, status, code, detail, permanent, c->crid, c->aid);
+    respond_sbuf(req, c, status, &b);
+}
+
+static void respond_kerr(struct http_request *req, struct ctx *c,
+                         const struct kusto_error *err)
+{
+    int status = err->status >= 400 && err->status <= 599 ? err->status : 500;
+
+    respond_error(req, c, status, err->code[0] ? err->code : "General_Error",
+                  err->permanent, "%s", err->message);
+}
+
+/* ---- auth ---- */
+
+static void tokens_prune(struct emu *e)
+{
+    uint64_t now = now_ms();
+    size_t o = 0;
+
+    for (size_t i = 0; i < e->ntokens; i++) {
+        if ((uint64_t)e->tokens[i].expires_ms > now) {
+            e->tokens[o++] = e->tokens[i];
+        }
+    }
+    e->ntokens = o;
+}
+
+/* Issues a token valid for the configured lifetime; NULL when full. */
+static const struct issued_token *token_issue(struct emu *e)
+{
+    unsigned char b[24];
+    struct issued_token *t;
+    size_t pos;
+
+    tokens_prune(e);
+    if (e->ntokens >= EMU_MAX_TOKENS) {
+        /* drop the oldest */
+        memmove(e->tokens, e->tokens + 1,
+                (e->ntokens - 1) * sizeof(e->tokens[0]));
+        e->ntokens--;
+    }
+    t = &e->tokens[e->ntokens++];
+    random_bytes(b, sizeof(b));
+    pos = (size_t)snprintf(t->value, sizeof(t->value), "kadxemu.");
+    for (size_t i = 0; i < sizeof(b); i++) {
+        pos += (size_t)snprintf(t->value + pos, sizeof(t->value) - pos, "%02x",
+                                b[i]);
+    }
+    t->expires_ms = (int64_t)(now_ms() + (uint64_t)e->token_lifetime_s * 1000);
+    return t;
+}
+
+/* 1 when the request carries an acceptable bearer token. */
+static int authorized(struct emu *e, const struct http_request *req)
+{
+    const char *h;
+    uint64_t now;
+
+    if (!e->auth_token) {
+        return 1;
+    }
+    h = http_req_header(req, "Authorization");
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) {
+        return 0;
+    }
+    h += 7;
+    while (*h == ' ') {
+        h++;
+    }
+    if (e->static_token != NULL && strcmp(h, e->static_token) == 0) {
+        return 1;
+    }
+    now = now_ms();
+    for (size_t i = 0; i < e->ntokens; i++) {
+        if (strcmp(e->tokens[i].value, h) == 0) {
+            return (uint64_t)e->tokens[i].expires_ms > now;
+        }
+    }
+    return 0;
+}
+
+static void respond_unauthorized(struct emu *e, struct http_request *req,
+                                 struct ctx *c)
+{
+    e->st.auth_failures++;
+    c->hdrs[c->nhdrs++] = (struct http_header){"WWW-Authenticate", "Bearer"};
+    respond_error(req, c, 401, "Unauthorized", 1,
+                  "missing, unknown or expired bearer token");
+}
+
+/* Form field of an x-www-form-urlencoded body into out; 0 or -errno. */
+static int form_field(const char *body, const char *name, char *out,
+                      size_t outlen)
+{
+    return http_query_param(body, name, out, outlen);
+}
+
+static void handle_token_v2(struct emu *e, struct http_request *req,
+                            struct ctx *c, int v1)
+{
+    size_t blen;
+    const char *body = http_req_body(req, &blen);
+    char grant[64];
+    char cid[256];
+    char secret[512];
+    char assertion[8];
+    char resource[256];
+    const struct issued_token *t;
+    struct sbuf b = {0};
+    int has_secret;
+    int has_assertion;
+
+    if (form_field(body, "grant_type", grant, sizeof(grant)) < 0 ||
+        strcmp(grant, "client_credentials") != 0) {
+        http_respond_json(req, 400, c->hdrs, c->nhdrs,
+                          "{\"error\":\"unsupported_grant_type\","
+                          "\"error_description\":\"AADSTS70003: only "
+                          "client_credentials is supported by the "
+                          "emulator\"}");
+        return;
+    }
+    if (form_field(body, "client_id", cid, sizeof(cid)) < 0) {
+        cid[0] = '\0';
+    }
+    has_secret = form_field(body, "client_secret", secret, sizeof(secret)) >= 0;
+    /* workload identity: any non-empty assertion from the right client */
+    has_assertion = form_field(body, "client_assertion", assertion,
+                               sizeof(assertion)) != -ENOENT;
+    if (cid[0] == '\0' || (!has_secret && !has_assertion) ||
+        (e->client_id != NULL && strcmp(cid, e->client_id) != 0) ||
+        (has_secret && e->client_secret != NULL &&
+         strcmp(secret, e->client_secret) != 0)) {
+        http_respond_json(req, 401, c->hdrs, c->nhdrs,
+                          "{\"error\":\"invalid_client\","
+                          "\"error_description\":\"AADSTS7000215: Invalid "
+                          "client secret or client id provided.\"}");
+        return;
+    }
+    t = token_issue(e);
+    if (v1) {
+        uint64_t now_s = now_ms() / 1000;
+        if (form_field(body, "resource", resource, sizeof(resource)) < 0) {
+            snprintf(resource, sizeof(resource), "%s",
+                     "https://kusto.kusto.windows.net");
+        }
+        sb_printf(&b,
+                  "{\"token_type\":\"Bearer\",\"expires_in\":\"%ld\","
+                  "\"ext_expires_in\":\"%ld\",\"expires_on\":\"%" PRIu64
+                  "\",\"not_before\":\"%" PRIu64 "\",\"resource\":",
+                  e->token_lifetime_s, e->token_lifetime_s,
+                  now_s + (uint64_t)e->token_lifetime_s, now_s);
+        sb_json(&b, resource);
+        sb_str(&b, ",\"access_token\":");
+    } else {
+        sb_printf(&b,
+                  "{\"token_type\":\"Bearer\",\"expires_in\":%ld,"
+                  "\"ext_expires_in\":%ld,\"access_token\":",
+                  e->token_lifetime_s, e->token_lifetime_s);
+    }
+    sb_json(&b, t->value);
+    sb_str(&b, "}");
+    respond_sbuf(req, c, 200, &b);
+}
+
+static void handle_imds(struct emu *e, struct http_request *req, struct ctx *c)
+{
+    const char *md = http_req_header(req, "Metadata");
+    char resource[256];
+    const struct issued_token *t;
+    struct sbuf b = {0};
+    uint64_t now_s = now_ms() / 1000;
+
+    if (md == NULL || strcasecmp(md, "true") != 0) {
+        http_respond_json(req, 400, c->hdrs, c->nhdrs,
+                          "{\"error\":\"invalid_request\","
+                          "\"error_description\":\"Required metadata "
+                          "header not specified\"}");
+        return;
+    }
+    if (http_query_param(http_req_query(req), "resource", resource,
+                         sizeof(resource)) < 0) {
+        http_respond_json(req, 400, c->hdrs, c->nhdrs,
+                          "{\"error\":\"invalid_request\","
+                          "\"error_description\":\"Required query variable "
+                          "'resource' is missing\"}");
+        return;
+    }
+    t = token_issue(e);
+    sb_str(&b, "{\"access_token\":");
+    sb_json(&b, t->value);
+    sb_printf(&b,
+              ",\"expires_in\":\"%ld\",\"expires_on\":\"%" PRIu64
+              "\",\"not_before\":\"%" PRIu64 "\",\"resource\":",
+              e->token_lifetime_s, now_s + (uint64_t)e->token_lifetime_s,
+              now_s);
+    sb_json(&b, resource);
+    sb_str(&b, ",\"token_type\":\"Bearer\"}");
+    respond_sbuf(req, c, 200, &b);
+}
+
+static void handle_metadata(struct emu *e, struct http_request *req,
+                            struct ctx *c)
+{
+    const char *host = http_req_header(req, "Host");
+    char url[300];
+    struct sbuf b = {0};
+
+    if (host != NULL && host[0] != '\0' && strlen(host) < 256 &&
+        strpbrk(host, "\"\\/ ") == NULL) {
+        snprintf(url, sizeof(url), "http://%s", host);
+    } else {
+        snprintf(url, sizeof(url), "http://%s", e->listen);
+    }
+    sb_str(&b, "{\"AzureAD\":{\"LoginEndpoint\":");
+    sb_json(&b, url);
+    sb_str(&b, ",\"LoginMfaRequired\":false,\"KustoClientAppId\":"
+               "\"db662dc1-0cfe-4e1c-a843-19a68e65be58\","
+               "\"KustoClientRedirectUri\":\"https://microsoft/kustoclient\","
+               "\"KustoServiceResourceId\":\"https://kusto.kusto.windows.net\","
+               "\"FirstPartyAuthorityUrl\":");
+    sb_json(&b, url);
+    sb_str(&b, "},\"dSTS\":{\"CloudEndpointSuffix\":\"windows.net\","
+               "\"DstsRealm\":\"realm://dsts.core.windows.net\","
+               "\"DstsInstance\":\"prod-dsts.dsts.core.windows.net\","
+               "\"KustoDnsHostName\":\"kusto.windows.net\","
+               "\"ServiceName\":\"kusto\"}}");
+    respond_sbuf(req, c, 200, &b);
+}
+
+/* ---- query and management ---- */
+
+static const char *default_db(struct emu *e)
+{
+    return e->ndatabases > 0 ? e->databases[0] : "leaderboard";
+}
+
+enum api { API_MGMT, API_QUERY_V1, API_QUERY_V2 };
+
+static void handle_query(struct emu *e, struct http_request *req, struct ctx *c,
+                         enum api api)
+{
+    size_t blen;
+    const char *body = http_req_body(req, &blen);
+    cJSON *root = NULL;
+    char dbbuf[EMU_NAME_MAX];
+    char *cslbuf = NULL;
+    const char *db = NULL;
+    const char *csl = NULL;
+    struct kusto_result *res = NULL;
+    struct kusto_error err;
+    struct sbuf b = {0};
+
+    if (strcmp(http_req_method(req), "GET") == 0 && api != API_MGMT) {
+        size_t qlen = strlen(http_req_query(req)) + 1;
+        cslbuf = malloc(qlen);
+        if (cslbuf == NULL ||
+            http_query_param(http_req_query(req), "csl", cslbuf, qlen) < 0) {
+            free(cslbuf);
+            respond_error(req, c, 400, "General_BadRequest", 1,
+                          "the query string has no 'csl'");
+            return;
+        }
+        csl = cslbuf;
+        if (http_query_param(http_req_query(req), "db", dbbuf, sizeof(dbbuf)) >
+            0) {
+            db = dbbuf;
+        }
+    } else {
+        const cJSON *jdb;
+        const cJSON *jcsl;
+        const cJSON *props;
+        root = cJSON_ParseWithLength(body, blen);
+        if (!cJSON_IsObject(root)) {
+            respond_error(req, c, 400, "General_BadRequest", 1,
+                          "the request body is not a JSON object with "
+                          "'csl' and 'db'");
+            goto out;
+        }
+        jdb = cJSON_GetObjectItem(root, "db");
+        jcsl = cJSON_GetObjectItem(root, "csl");
+        props = cJSON_GetObjectItem(root, "properties");
+        if (!cJSON_IsString(jcsl)) {
+            respond_error(req, c, 400, "General_BadRequest", 1,
+                          "the request body has no 'csl' string");
+            goto out;
+        }
+        csl = jcsl->valuestring;
+        if (cJSON_IsString(jdb) && jdb->valuestring[0] != '\0') {
+            db = jdb->valuestring;
+        }
+        if (props != NULL && !cJSON_IsNull(props) && !cJSON_IsObject(props)) {
+            cJSON *inner = NULL;
+            if (cJSON_IsString(props)) {
+                inner = cJSON_Parse(props->valuestring);
+            }
+            if (!cJSON_IsObject(inner)) {
+                cJSON_Delete(inner);
+                respond_error(req, c, 400, "General_BadRequest", 1,
+                              "'properties' must be an object or a JSON "
+                              "string holding one");
+                goto out;
+            }
+            cJSON_Delete(inner);
+        }
+    }
+    if (db == NULL || strcmp(db, "NetDefaultDB") == 0) {
+        db = default_db(e);
+    }
+    {
+        const char *p = csl;
+        while (isspace((unsigned char)*p)) {
+            p++;
+        }
+        if (*p == '.' && api == API_QUERY_V2) {
+            respond_error(req, c, 400, "General_BadRequest", 1,
+                          "Control commands (starting with a dot '.') do not "
+                          "support api_version=v2");
+            goto out;
+        }
+        if (*p == '.') {
+            e->st.mgmt++;
+        } else {
+            e->st.queries++;
+        }
+    }
+    if (kusto_execute(e->k, db, csl, &res, &err) < 0) {
+        respond_kerr(req, c, &err);
+        goto out;
+    }
+    if (api == API_QUERY_V2) {
+        render_v2(&b, res, c->crid, c->aid);
+    } else {
+        render_v1(&b, res);
+    }
+    respond_sbuf(req, c, 200, &b);
+out:
+    kusto_result_free(res);
+    cJSON_Delete(root);
+    free(cslbuf);
+}
+
+/* ---- ingest ---- */
+
+static struct table_count *table_counter(struct emu *e, const char *db,
+                                         const char *table)
+{
+    char name[sizeof(e->tables[0].name)];
+
+    snprintf(name, sizeof(name), "%s.%s", db, table);
+    for (size_t i = 0; i < e->ntables; i++) {
+        if (strcmp(e->tables[i].name, name) == 0) {
+            return &e->tables[i];
+        }
+    }
+    if (e->ntables >= EMU_MAX_TABLES) {
+        return NULL;
+    }
+    snprintf(e->tables[e->ntables].name, sizeof(e->tables[0].name), "%s", name);
+    e->tables[e->ntables].rows = 0;
+    return &e->tables[e->ntables++];
+}
+
+/* Splits /v1/rest/ingest/{db}/{table} (percent-decoded). 0 or -EINVAL. */
+static int ingest_target(const char *path, char *db, char *table)
+{
+    static const char prefix[] = "/v1/rest/ingest/";
+    const char *p = path + sizeof(prefix) - 1;
+    const char *slash = strchr(p, '/');
+    int n;
+
+    if (slash == NULL || strchr(slash + 1, '/') != NULL) {
+        return -EINVAL;
+    }
+    n = http_url_decode(p, (size_t)(slash - p), db, EMU_NAME_MAX, 0);
+    if (n <= 0) {
+        return -EINVAL;
+    }
+    n = http_url_decode(slash + 1, strlen(slash + 1), table, EMU_NAME_MAX, 0);
+    return n <= 0 ? -EINVAL : 0;
+}
+
+/* The v1 success body of a streaming ingest (adx-protocol.md section 1). */
+static void render_ingest_ok(struct sbuf *b, size_t rows)
+{
+    sb_printf(b,
+              "{\"Tables\":[{\"TableName\":\"Table_0\",\"Columns\":["
+              "{\"ColumnName\":\"ConsumedRecordsCount\",\"DataType\":"
+              "\"Int64\"},{\"ColumnName\":\"UpdatePolicyStatus\","
+              "\"DataType\":\"String\"},{\"ColumnName\":"
+              "\"UpdatePolicyFailureCode\",\"DataType\":\"String\"},"
+              "{\"ColumnName\":\"UpdatePolicyFailureReason\",\"DataType\":"
+              "\"String\"}],\"Rows\":[[%zu,\"Inactive\",\"Unknown\",null]]}]}",
+              rows);
+}
+
+/* Applies a mapping's new columns (those with a datatype) to the table. */
+static int add_mapping_columns(struct emu *e, const char *db, const char *table,
+                               struct ingest_mapping *m,
+                               struct kusto_error *err)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        const struct kusto_column *cols;
+        size_t ncols;
+        int found = 0;
+        int rc = kusto_table_schema(e->k, db, table, &cols, &ncols, err);
+        if (rc < 0) {
+            return rc;
+        }
+        for (size_t c = 0; c < ncols; c++) {
+            if (strcmp(cols[c].name, m->e[i].column) == 0) {
+                found = 1;
+                break;
+            }
+        }
+        if (!found && m->e[i].has_type) {
+            rc = kusto_add_column(e->k, db, table, m->e[i].column, m->e[i].type,
+                                  err);
+            if (rc < 0) {
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Does the ingest work and answers (or resets, under the reset fault). */
+static void ingest_process(struct emu *e, struct http_request *req)
+{
+    struct ctx c;
+    char db[EMU_NAME_MAX];
+    char table[EMU_NAME_MAX];
+    char fmtname[32];
+    char mapname[EMU_NAME_MAX];
+    enum ingest_format fmt;
+    size_t blen;
+    const char *body = http_req_body(req, &blen);
+    const char *enc = http_req_header(req, "Content-Encoding");
+    char *plain = NULL;
+    size_t plen = 0;
+    char *mapjson = NULL;
+    struct ingest_mapping *m = NULL;
+    struct ingest_rows rows = {0};
+    const struct kusto_column *cols;
+    size_t ncols;
+    struct kusto_error err;
+    struct sbuf b = {0};
+    const char *q = http_req_query(req);
+    int have_map;
+    int rc;
+
+    memset(&err, 0, sizeof(err));
+    ctx_init(&c, req);
+    if (ingest_target(http_req_path(req), db, table) < 0) {
+        respond_error(req, &c, 400, "General_BadRequest", 1,
+                      "the ingest path must be /v1/rest/ingest/{database}/"
+                      "{table}");
+        goto fail;
+    }
+    if (http_query_param(q, "sourceKind", fmtname, sizeof(fmtname)) >= 0 &&
+        strcasecmp(fmtname, "uri") == 0) {
+        respond_error(req, &c, 400, "General_BadRequest", 1,
+                      "sourceKind=uri (ingest from a blob) is not supported "
+                      "by the emulator");
+        goto fail;
+    }
+    if (http_query_param(q, "streamFormat", fmtname, sizeof(fmtname)) < 0) {
+        respond_error(req, &c, 400, "General_BadRequest", 1,
+                      "the query parameter 'streamFormat' is required");
+        goto fail;
+    }
+    if (ingest_format_parse(fmtname, &fmt) < 0) {
+        respond_error(req, &c, 400, "BadRequest_UnsupportedFormat", 1,
+                      "streamFormat '%s' is not supported by the emulator "
+                      "(json, multijson, csv)",
+                      fmtname);
+        goto fail;
+    }
+    rc = http_query_param(q, "mappingName", mapname, sizeof(mapname));
+    have_map = rc > 0;
+    if (rc == -EINVAL || rc == -EMSGSIZE) {
+        respond_error(req, &c, 400, "General_BadRequest", 1,
+                      "bad 'mappingName' parameter");
+        goto fail;
+    }
+    if (!kusto_database_exists(e->k, db)) {
+        respond_error(req, &c, 404, "BadRequest_EntityNotFound", 1,
+                      "database '%s' does not exist", db);
+        goto fail;
+    }
+    if (kusto_table_schema(e->k, db, table, &cols, &ncols, &err) < 0) {
+        respond_kerr(req, &c, &err);
+        goto fail;
+    }
+    if (!kusto_streaming_enabled(e->k, db, table)) {
+        respond_error(req, &c, 400,
+                      "BadRequest_StreamingIngestionPolicyNotEnabled", 1,
+                      "Streaming ingestion policy is not enabled for table "
+                      "'%s' in database '%s' (.alter database %s policy "
+                      "streamingingestion enable)",
+                      table, db, db);
+        goto fail;
+    }
+    if (enc != NULL && enc[0] != '\0' && strcasecmp(enc, "identity") != 0) {
+        if (strcasecmp(enc, "gzip") != 0 && strcasecmp(enc, "deflate") != 0) {
+            respond_error(req, &c, 400, "General_BadRequest", 1,
+                          "Content-Encoding '%s' is not supported (gzip or "
+                          "identity)",
+                          enc);
+            goto fail;
+        }
+        if (ingest_gunzip(body, blen, EMU_MAX_UNZIPPED, &plain, &plen, &err) <
+            0) {
+            respond_kerr(req, &c, &err);
+            goto fail;
+        }
+        body = plain;
+        blen = plen;
+    }
+    if (have_map) {
+        const char *j;
+        if (kusto_mapping_get(e->k, db, table, mapname, &j, &err) < 0) {
+            respond_kerr(req, &c, &err);
+            goto fail;
+        }
+        mapjson = strdup(j);
+        if (mapjson == NULL ||
+            (rc = ingest_mapping_parse(mapjson, &m, &err)) < 0) {
+            if (mapjson == NULL) {
+                respond_error(req, &c, 500, "Internal", 0, "out of memory");
+            } else {
+                respond_kerr(req, &c, &err);
+            }
+            goto fail;
+        }
+        if (add_mapping_columns(e, db, table, m, &err) < 0 ||
+            kusto_table_schema(e->k, db, table, &cols, &ncols, &err) < 0 ||
+            ingest_mapping_bind(m, cols, ncols, &err) < 0) {
+            respond_kerr(req, &c, &err);
+            goto fail;
+        }
+    }
+    if (ingest_parse(body, blen, fmt, cols, ncols, m, 0, &rows, &err) < 0) {
+        respond_kerr(req, &c, &err);
+        goto fail;
+    }
+    if (rows.nrows > 0 &&
+        kusto_insert_rows(e->k, db, table, rows.values, rows.nrows, now_ticks(),
+                          &err) < 0) {
+        respond_kerr(req, &c, &err);
+        goto fail;
+    }
+    e->st.ingest_ok++;
+    {
+        struct table_count *tc = table_counter(e, db, table);
+        if (tc != NULL) {
+            tc->rows += rows.nrows;
+        }
+    }
+    log_debug("adx-emulator", "ingest %s.%s: %zu rows (%s)", db, table,
+              rows.nrows, fmtname);
+    if (e->f.reset_count > 0) {
+        /* the ambiguous case: applied, but the client never hears */
+        e->f.reset_count--;
+        e->st.fired_reset++;
+        http_reset(req);
+    } else {
+        render_ingest_ok(&b, rows.nrows);
+        respond_sbuf(req, &c, 200, &b);
+    }
+    goto out;
+fail:
+    e->st.ingest_failed++;
+out:
+    ingest_rows_release(&rows);
+    ingest_mapping_free(m);
+    free(mapjson);
+    free(plain);
+}
+
+static void delayed_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void delayed_unlink(struct delayed *d)
+{
+    struct emu *e = d->e;
+
+    if (d->prev != NULL) {
+        d->prev->next = d->next;
+    } else {
+        e->delayed = d->next;
+    }
+    if (d->next != NULL) {
+        d->next->prev = d->prev;
+    }
+}
+
+static void on_delay_done(uv_timer_t *t)
+{
+    struct delayed *d = t->data;
+    struct emu *e = d->e;
+    struct http_request *req = d->req;
+
+    delayed_unlink(d);
+    uv_close((uv_handle_t *)&d->timer, delayed_closed);
+    if (http_req_aborted(req)) {
+        /* the client gave up while waiting: nothing was applied */
+        http_respond(req, 499, NULL, 0, "", 0);
+        e->st.ingest_failed++;
+        return;
+    }
+    ingest_process(e, req);
+}
+
+/* Takes one throttle token; 0 when the request may go on. */
+static int throttled(struct emu *e)
+{
+    uint64_t now;
+    double add;
+
+    if (e->f.throttle_rps <= 0) {
+        return 0;
+    }
+    now = now_ms();
+    add = (double)(now - e->f.bucket_at_ms) * e->f.throttle_rps / 1000.0;
+    e->f.bucket_at_ms = now;
+    e->f.bucket += add;
+    if (e->f.bucket > e->f.throttle_rps) {
+        e->f.bucket = e->f.throttle_rps; /* a burst of one second */
+    }
+    if (e->f.bucket >= 1.0) {
+        e->f.bucket -= 1.0;
+        return 0;
+    }
+    return 1;
+}
+
+static void handle_ingest(struct emu *e, struct http_request *req,
+                          struct ctx *c)
+{
+    e->st.ingest_requests++;
+    if (throttled(e)) {
+        int ra = e->f.retry_after_s > 0 ? e->f.retry_after_s
+                                        : (int)ceil(1.0 / e->f.throttle_rps);
+        e->st.fired_throttle++;
+        e->st.ingest_failed++;
+        snprintf(c->retry_after, sizeof(c->retry_after), "%d", ra < 1 ? 1 : ra);
+        c->hdrs[c->nhdrs++] =
+            (struct http_header){"Retry-After", c->retry_after};
+        respond_error(req, c, 429, "Throttling", 0,
+                      "ThrottlingException: over %.3g requests/s",
+                      e->f.throttle_rps);
+        return;
+    }
+    if (e->f.fail_count > 0) {
+        e->f.fail_count--;
+        e->st.fired_fail++;
+        e->st.ingest_failed++;
+        if (e->f.fail_status == 429 || e->f.fail_status == 503) {
+            snprintf(c->retry_after, sizeof(c->retry_after), "%d",
+                     e->f.retry_after_s > 0 ? e->f.retry_after_s : 1);
+            c->hdrs[c->nhdrs++] =
+                (struct http_header){"Retry-After", c->retry_after};
+        }
+        respond_error(req, c, e->f.fail_status, e->f.fail_code,
+                      e->f.fail_permanent, "%s", e->f.fail_message);
+        return;
+    }
+    if (e->f.latency_ms > 0) {
+        struct delayed *d = calloc(1, sizeof(*d));
+        if (d != NULL) {
+            e->st.fired_latency++;
+            d->e = e;
+            d->req = req;
+            d->timer.data = d;
+            uv_timer_init(e->loop, &d->timer);
+            uv_timer_start(&d->timer, on_delay_done, e->f.latency_ms, 0);
+            d->next = e->delayed;
+            if (e->delayed != NULL) {
+                e->delayed->prev = d;
+            }
+            e->delayed = d;
+            return;
+        }
+    }
+    ingest_process(e, req);
+}
+
+/* ---- control endpoint ---- */
+
+static const char *default_fail_code(int status)
+{
+    switch (status) {
+    case 400:
+        return "General_BadRequest";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "BadRequest_EntityNotFound";
+    case 413:
+        return "Stream_InputStreamTooLarge";
+    case 429:
+        return "Throttling";
+    case 503:
+        return "ServiceUnavailable";
+    default:
+        return status >= 500 ? "Internal_ServiceError" : "General_Error";
+    }
+}
+
+static void render_faults(struct emu *e, struct sbuf *b)
+{
+    sb_printf(b,
+              "{\"fail_count\":%d,\"fail_status\":%d,\"fail_permanent\":%s,"
+              "\"fail_code\":",
+              e->f.fail_count, e->f.fail_status,
+              e->f.fail_permanent ? "true" : "false");
+    sb_json(b, e->f.fail_code);
+    sb_str(b, ",\"fail_message\":");
+    sb_json(b, e->f.fail_message);
+    sb_printf(b,
+              ",\"latency_ms\":%" PRIu64 ",\"reset_count\":%d,"
+              "\"throttle_rps\":%g,\"retry_after_s\":%d}",
+              e->f.latency_ms, e->f.reset_count, e->f.throttle_rps,
+              e->f.retry_after_s);
+}
+
+static void faults_clear(struct emu *e)
+{
+    memset(&e->f, 0, sizeof(e->f));
+    e->f.fail_status = 503;
+    snprintf(e->f.fail_code, sizeof(e->f.fail_code), "%s",
+             default_fail_code(503));
+    snprintf(e->f.fail_message, sizeof(e->f.fail_message), "injected fault");
+}
+
+/* Reads an optional number member into *out with bounds; -EINVAL if bad. */
+static int num_member(const cJSON *o, const char *name, double lo, double hi,
+                      double *out, int *present)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, name);
+
+    *present = 0;
+    if (it == NULL) {
+        return 0;
+    }
+    if (!cJSON_IsNumber(it) || it->valuedouble < lo || it->valuedouble > hi) {
+        return -EINVAL;
+    }
+    *out = it->valuedouble;
+    *present = 1;
+    return 0;
+}
+
+static void handle_faults_post(struct emu *e, struct http_request *req,
+                               struct ctx *c)
+{
+    size_t blen;
+    const char *body = http_req_body(req, &blen);
+    cJSON *root = cJSON_ParseWithLength(body, blen);
+    static const char *const known[] = {
+        "fail_count",  "fail_status",  "fail_permanent",
+        "fail_code",   "fail_message", "latency_ms",
+        "reset_count", "throttle_rps", "retry_after_s"};
+    struct faults nf;
+    const cJSON *it;
+    double v;
+    int present;
+    int code_given = 0;
+    struct sbuf b = {0};
+
+    if (!cJSON_IsObject(root)) {
+        respond_error(req, c, 400, "General_BadRequest", 1,
+                      "the faults body must be a JSON object");
+        goto out;
+    }
+    cJSON_ArrayForEach(it, root)
+    {
+        size_t k;
+        for (k = 0; k < sizeof(known) / sizeof(known[0]); k++) {
+            if (strcmp(it->string, known[k]) == 0) {
+                break;
+            }
+        }
+        if (k == sizeof(known) / sizeof(known[0])) {
+            respond_error(req, c, 400, "General_BadRequest", 1,
+                          "unknown fault key '%s'", it->string);
+            goto out;
+        }
+    }
+    nf = e->f;
+#define NUM(name, lo, hi, dst, cast)                                           \
+    do {                                                                       \
+        if (num_member(root, name, lo, hi, &v, &present) < 0) {                \
+            respond_error(req, c, 400, "General_BadRequest", 1,                \
+                          "fault key '%s' must be a number in [%g, %g]", name, \
+                          (double)(lo), (double)(hi));                         \
+            goto out;                                                          \
+        }                                                                      \
+        if (present) {                                                         \
+            dst = (cast)v;                                                     \
+        }                                                                      \
+    } while (0)
+    NUM("fail_count", 0, 1e9, nf.fail_count, int);
+    NUM("fail_status", 400, 599, nf.fail_status, int);
+    NUM("latency_ms", 0, 600000, nf.latency_ms, uint64_t);
+    NUM("reset_count", 0, 1e9, nf.reset_count, int);
+    NUM("throttle_rps", 0, 1e9, nf.throttle_rps, double);
+    NUM("retry_after_s", 0, 3600, nf.retry_after_s, int);
+#undef NUM
+    it = cJSON_GetObjectItemCaseSensitive(root, "fail_permanent");
+    if (it != NULL) {
+        if (!cJSON_IsBool(it)) {
+            respond_error(req, c, 400, "General_BadRequest", 1,
+                          "fault key 'fail_permanent' must be true or false");
+            goto out;
+        }
+        nf.fail_permanent = cJSON_IsTrue(it);
+    } else if (cJSON_GetObjectItemCaseSensitive(root, "fail_status") != NULL) {
+        /* ADX: 4xx are permanent, 429 and 5xx are not */
+        nf.fail_permanent = nf.fail_status >= 400 && nf.fail_status < 500 &&
+                            nf.fail_status != 429 && nf.fail_status != 408;
+    }
+    it = cJSON_GetObjectItemCaseSensitive(root, "fail_code");
+    if (cJSON_IsString(it) && it->valuestring[0] != '\0' &&
+        strlen(it->valuestring) < sizeof(nf.fail_code)) {
+        snprintf(nf.fail_code, sizeof(nf.fail_code), "%s", it->valuestring);
+        code_given = 1;
+    } else if (it != NULL) {
+        respond_error(req, c, 400, "General_BadRequest", 1,
+                      "fault key 'fail_code' must be a short string");
+        goto out;
+    }
+    if (!code_given &&
+        cJSON_GetObjectItemCaseSensitive(root, "fail_status") != NULL) {
+        snprintf(nf.fail_code, sizeof(nf.fail_code), "%s",
+                 default_fail_code(nf.fail_status));
+    }
+    it = cJSON_GetObjectItemCaseSensitive(root, "fail_message");
+    if (cJSON_IsString(it)) {
+        snprintf(nf.fail_message, sizeof(nf.fail_message), "%s",
+                 it->valuestring);
+    }
+    if (nf.throttle_rps != e->f.throttle_rps) {
+        nf.bucket = nf.throttle_rps;
+        nf.bucket_at_ms = now_ms();
+    }
+    e->f = nf;
+    render_faults(e, &b);
+    respond_sbuf(req, c, 200, &b);
+out:
+    cJSON_Delete(root);
+}
+
+static void handle_stats(struct emu *e, struct http_request *req, struct ctx *c)
+{
+    struct sbuf b = {0};
+
+    sb_printf(&b,
+              "{\"requests\":%" PRIu64 ",\"ingest_requests\":%" PRIu64
+              ",\"ingest_ok\":%" PRIu64 ",\"ingest_failed\":%" PRIu64
+              ",\"queries\":%" PRIu64 ",\"mgmt\":%" PRIu64
+              ",\"auth_failures\":%" PRIu64 ",\"rows_accepted\":%" PRIu64
+              ",\"count_only\":%s,\"connections\":%zu,"
+              "\"faults_fired\":{\"fail\":%" PRIu64 ",\"latency\":%" PRIu64
+              ",\"reset\":%" PRIu64 ",\"throttle\":%" PRIu64 "},\"tables\":{",
+              e->st.requests, e->st.ingest_requests, e->st.ingest_ok,
+              e->st.ingest_failed, e->st.queries, e->st.mgmt,
+              e->st.auth_failures, kusto_rows_accepted(e->k),
+              e->count_only ? "true" : "false", http_server_connections(e->srv),
+              e->st.fired_fail, e->st.fired_latency, e->st.fired_reset,
+              e->st.fired_throttle);
+    for (size_t i = 0; i < e->ntables; i++) {
+        if (i > 0) {
+            sb_put(&b, ",", 1);
+        }
+        sb_json(&b, e->tables[i].name);
+        sb_printf(&b, ":%" PRIu64, e->tables[i].rows);
+    }
+    sb_str(&b, "},\"faults\":");
+    render_faults(e, &b);
+    sb_str(&b, "}");
+    respond_sbuf(req, c, 200, &b);
+}
+
+static void handle_control(struct emu *e, struct http_request *req,
+                           struct ctx *c)
+{
+    const char *path = http_req_path(req);
+    const char *m = http_req_method(req);
+
+    if (!http_req_peer_is_loopback(req)) {
+        respond_error(req, c, 403, "Forbidden", 1,
+                      "the control endpoint answers loopback clients only");
+        return;
+    }
+    if (strcmp(path, "/_emulator/faults") == 0 && strcmp(m, "POST") == 0) {
+        handle_faults_post(e, req, c);
+    } else if (strcmp(path, "/_emulator/faults") == 0 &&
+               strcmp(m, "GET") == 0) {
+        struct sbuf b = {0};
+        render_faults(e, &b);
+        respond_sbuf(req, c, 200, &b);
+    } else if (strcmp(path, "/_emulator/stats") == 0 && strcmp(m, "GET") == 0) {
+        handle_stats(e, req, c);
+    } else if (strcmp(path, "/_emulator/reset") == 0 &&
+               strcmp(m, "POST") == 0) {
+        faults_clear(e);
+        memset(&e->st, 0, sizeof(e->st));
+        e->ntables = 0;
+        http_respond_json(req, 200, c->hdrs, c->nhdrs, "{\"reset\":true}");
+    } else {
+        respond_error(req, c, 404, "General_NotFound", 1,
+                      "no control endpoint %s %s (faults, stats, reset)", m,
+                      path);
+    }
+}
+
+/* ---- routing ---- */
+
+static int path_is(const char *path, const char *want)
+{
+    return strcmp(path, want) == 0;
+}
+
+/* "/{tenant}/oauth2/v2.0/token" or "/{tenant}/oauth2/token" (v1). */
+static int token_path(const char *path, int *v1)
+{
+    const char *p;
+
+    if (path[0] != '/') {
+        return 0;
+    }
+    p = strchr(path + 1, '/');
+    if (p == NULL || p == path + 1) {
+        return 0;
+    }
+    if (strcmp(p, "/oauth2/v2.0/token") == 0) {
+        *v1 = 0;
+        return 1;
+    }
+    if (strcmp(p, "/oauth2/token") == 0) {
+        *v1 = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static void handle(struct http_request *req, void *data)
+{
+    struct emu *e = data;
+    struct ctx c;
+    const char *path = http_req_path(req);
+    const char *m = http_req_method(req);
+    int is_post = strcmp(m, "POST") == 0;
+    int is_get = strcmp(m, "GET") == 0;
+    int v1;
+
+    ctx_init(&c, req);
+    if (strncmp(path, "/_emulator/", 11) == 0) {
+        handle_control(e, req, &c);
+        return;
+    }
+    e->st.requests++;
+    if (e->stopping) {
+        respond_error(req, &c, 503, "ServiceUnavailable", 0,
+                      "the emulator is shutting down");
+        return;
+    }
+    if (path_is(path, "/v1/rest/auth/metadata") && is_get) {
+        handle_metadata(e, req, &c);
+    } else if (token_path(path, &v1) && is_post) {
+        handle_token_v2(e, req, &c, v1);
+    } else if (path_is(path, "/metadata/identity/oauth2/token") && is_get) {
+        handle_imds(e, req, &c);
+    } else if (path_is(path, "/v1/rest/mgmt") && is_post) {
+        if (!authorized(e, req)) {
+            respond_unauthorized(e, req, &c);
+        } else {
+            handle_query(e, req, &c, API_MGMT);
+        }
+    } else if ((path_is(path, "/v1/rest/query") ||
+                path_is(path, "/v2/rest/query")) &&
+               (is_post || is_get)) {
+        if (!authorized(e, req)) {
+            respond_unauthorized(e, req, &c);
+        } else {
+            handle_query(e, req, &c,
+                         path[2] == '2' ? API_QUERY_V2 : API_QUERY_V1);
+        }
+    } else if (strncmp(path, "/v1/rest/ingest/", 16) == 0 && is_post) {
+        if (!authorized(e, req)) {
+            e->st.ingest_requests++;
+            e->st.ingest_failed++;
+            respond_unauthorized(e, req, &c);
+        } else {
+            handle_ingest(e, req, &c);
+        }
+    } else {
+        respond_error(req, &c, 404, "General_NotFound", 1, "no endpoint %s %s",
+                      m, path);
+    }
+}
+
+/* ---- lifecycle and the command ---- */
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct emu *e = s->data;
+
+    (void)signum;
+    if (e->stopping) {
+        return;
+    }
+    e->stopping = 1;
+    /* answer whoever waits out a latency fault, then close everything */
+    while (e->delayed != NULL) {
+        struct delayed *d = e->delayed;
+        struct ctx c;
+        delayed_unlink(d);
+        uv_timer_stop(&d->timer);
+        uv_close((uv_handle_t *)&d->timer, delayed_closed);
+        ctx_init(&c, d->req);
+        respond_error(d->req, &c, 503, "ServiceUnavailable", 0,
+                      "the emulator is shutting down");
+    }
+    http_server_free(e->srv);
+    e->srv = NULL;
+    uv_close((uv_handle_t *)&e->sigterm, NULL);
+    uv_close((uv_handle_t *)&e->sigint, NULL);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: kadx adx-emulator [options]\n\n"
+            "run a local Azure Data Explorer (streaming ingest, query, mgmt,\n"
+            "AAD-style tokens, fault injection) for development and tests.\n"
+            "Prints 'adx-emulator listening on http://HOST:PORT' when "
+            "ready.\n\n"
+            "options:\n"
+            "  --listen HOST:PORT      address (default 127.0.0.1:0, a free "
+            "port)\n"
+            "  --database NAME         create this database (repeatable; "
+            "default\n"
+            "                          leaderboard)\n"
+            "  --data FILE             keep the data in this SQLite file "
+            "(default:\n"
+            "                          in memory)\n"
+            "  --auth none|token       token: query, mgmt and ingest need a "
+            "bearer\n"
+            "                          token (default none)\n"
+            "  --client-id ID          the client id the token endpoint "
+            "accepts\n"
+            "  --client-secret SECRET  the secret the token endpoint "
+            "accepts\n"
+            "  --static-token TOKEN    a bearer token that is always "
+            "accepted\n"
+            "  --token-lifetime SECS   lifetime of issued tokens (default "
+            "3600)\n"
+            "  --max-body BYTES        request body cap (default 4194304, "
+            "ADX's\n"
+            "                          streaming limit)\n"
+            "  --count-only            accept and count rows, do not store "
+            "them\n"
+            "  -h, --help              this help\n\n"
+            "control (loopback only, no auth): POST /_emulator/faults, GET "
+            "/_emulator/faults,\n"
+            "GET /_emulator/stats, POST /_emulator/reset; see "
+            "tests/emulators/EMULATOR.md\n");
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || *end != '\0' || end == s || v < lo || v > hi) {
+        return -EINVAL;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_args(struct emu *e, int argc, char **argv)
+{
+    static const char cmd[] = "adx-emulator";
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long n;
+
+#define NEED_VALUE()                                                           \
+    do {                                                                       \
+        if (v == NULL) {                                                       \
+            return cli_usage_error(cmd, "option '%s' needs a value", a);       \
+        }                                                                      \
+        i++;                                                                   \
+    } while (0)
+        if (strcmp(a, "--listen") == 0) {
+            NEED_VALUE();
+            if (strlen(v) >= 200) {
+                return cli_usage_error(cmd, "--listen address too long");
+            }
+            snprintf(e->listen, sizeof(e->listen), "%s", v);
+        } else if (strcmp(a, "--database") == 0) {
+            NEED_VALUE();
+            if (e->ndatabases >= EMU_MAX_DATABASES) {
+                return cli_usage_error(cmd, "at most %d --database options",
+                                       EMU_MAX_DATABASES);
+            }
+            e->databases[e->ndatabases++] = v;
+        } else if (strcmp(a, "--data") == 0) {
+            NEED_VALUE();
+            e->data_path = v;
+        } else if (strcmp(a, "--auth") == 0) {
+            NEED_VALUE();
+            if (strcmp(v, "none") == 0) {
+                e->auth_token = 0;
+            } else if (strcmp(v, "token") == 0) {
+                e->auth_token = 1;
+            } else {
+                return cli_usage_error(cmd, "bad --auth '%s' (none, token)", v);
+            }
+        } else if (strcmp(a, "--client-id") == 0) {
+            NEED_VALUE();
+            e->client_id = v;
+        } else if (strcmp(a, "--client-secret") == 0) {
+            NEED_VALUE();
+            e->client_secret = v;
+            log_add_secret(v);
+        } else if (strcmp(a, "--static-token") == 0) {
+            NEED_VALUE();
+            e->static_token = v;
+            log_add_secret(v);
+        } else if (strcmp(a, "--token-lifetime") == 0) {
+            NEED_VALUE();
+            if (parse_long(v, 1, 86400 * 365, &n) < 0) {
+                return cli_usage_error(cmd, "bad --token-lifetime '%s'", v);
+            }
+            e->token_lifetime_s = n;
+        } else if (strcmp(a, "--max-body") == 0) {
+            NEED_VALUE();
+            if (parse_long(v, 1024, 1L << 30, &n) < 0) {
+                return cli_usage_error(cmd, "bad --max-body '%s'", v);
+            }
+            e->max_body = (size_t)n;
+        } else if (strcmp(a, "--count-only") == 0) {
+            e->count_only = 1;
+        } else {
+            return cli_usage_error(cmd, "unknown option '%s'", a);
+        }
+#undef NEED_VALUE
+    }
+    return 0;
+}
 
 int cmd_adx_emulator(int argc, char **argv)
 {
+    struct emu e;
+    uv_loop_t loop;
+    struct http_server_config cfg;
+    char err[512];
+    int rc;
+    int exit_code = 1;
+
     if (cli_wants_help(argc, argv)) {
-        printf("usage: kadx adx-emulator [options]\n\nrun the local Azure Data "
-               "Explorer emulator.\n(not built yet)\n");
+        usage(stdout);
         return 0;
     }
-    fprintf(stderr, "kadx adx-emulator: not built yet\n");
-    return EXIT_USAGE;
+    memset(&e, 0, sizeof(e));
+    snprintf(e.listen, sizeof(e.listen), "127.0.0.1:0");
+    e.token_lifetime_s = 3600;
+    e.max_body = 4u * 1024u * 1024u;
+    rc = parse_args(&e, argc, argv);
+    if (rc != 0) {
+        return rc;
+    }
+    if (e.ndatabases == 0) {
+        e.databases[e.ndatabases++] = "leaderboard";
+    }
+    faults_clear(&e);
+    e.tokens = calloc(EMU_MAX_TOKENS, sizeof(*e.tokens));
+    e.tables = calloc(EMU_MAX_TABLES, sizeof(*e.tables));
+    if (e.tokens == NULL || e.tables == NULL) {
+        fprintf(stderr, "kadx adx-emulator: out of memory\n");
+        goto out_mem;
+    }
+    e.k = kusto_open(e.data_path, err, sizeof(err));
+    if (e.k == NULL) {
+        log_error("adx-emulator", "cannot open the engine: %s", err);
+        goto out_mem;
+    }
+    kusto_set_count_only(e.k, e.count_only);
+    for (size_t i = 0; i < e.ndatabases; i++) {
+        rc = kusto_create_database(e.k, e.databases[i]);
+        if (rc < 0) {
+            log_error("adx-emulator", "cannot create database '%s': %s",
+                      e.databases[i], strerror(-rc));
+            goto out_engine;
+        }
+    }
+    if (uv_loop_init(&loop) != 0) {
+        goto out_engine;
+    }
+    e.loop = &loop;
+    http_server_config_default(&cfg);
+    cfg.max_body_bytes = e.max_body;
+    cfg.error_body = server_error_body;
+    cfg.error_data = &e;
+    e.srv = http_server_new(&loop, &cfg, handle, &e);
+    if (e.srv == NULL) {
+        goto out_loop;
+    }
+    rc = http_server_listen(e.srv, e.listen, err, sizeof(err));
+    if (rc < 0) {
+        log_error("adx-emulator", "%s", err);
+        http_server_free(e.srv);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        goto out_loop;
+    }
+    {
+        /* report the bound port in the listen address we print */
+        char host[200];
+        const char *colon = strrchr(e.listen, ':');
+        size_t hl = colon != NULL ? (size_t)(colon - e.listen) : 0;
+        snprintf(host, sizeof(host), "%.*s", (int)hl, e.listen);
+        snprintf(e.listen, sizeof(e.listen), "%s:%d", host,
+                 http_server_port(e.srv));
+    }
+    uv_signal_init(&loop, &e.sigterm);
+    uv_signal_init(&loop, &e.sigint);
+    e.sigterm.data = &e;
+    e.sigint.data = &e;
+    uv_signal_start(&e.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&e.sigint, on_signal, SIGINT);
+    printf("adx-emulator listening on http://%s\n", e.listen);
+    fflush(stdout);
+    log_info("adx-emulator", "serving database%s %s%s (auth %s%s) on http://%s",
+             e.ndatabases > 1 ? "s" : "", e.databases[0],
+             e.ndatabases > 1 ? " and more" : "",
+             e.auth_token ? "token" : "none",
+             e.count_only ? ", count-only" : "", e.listen);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    exit_code = 0;
+out_loop:
+    uv_loop_close(&loop);
+out_engine:
+    kusto_close(e.k);
+out_mem:
+    free(e.tokens);
+    free(e.tables);
+    return exit_code;
 }
