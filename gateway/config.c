@@ -1913,7 +1913,8 @@ static int load_connector(struct loader *l, const cJSON *map, const char *name)
     /* Connect's own group for a sink connector, the last fallback */
     if (cn.name != NULL && config_kafka_get(l->cfg, "group.id") == NULL &&
         (l->ov == NULL || l->ov->group_id == NULL) &&
-        getenv("KADX_GROUP_ID") == NULL) {
+        (getenv("KADX_GROUP_ID") == NULL ||
+         getenv("KADX_GROUP_ID")[0] == '\0')) {
         struct sbuf b = {0};
 
         if (sbuf_adds(&b, "connect-") < 0 || sbuf_adds(&b, cn.name) < 0 ||
