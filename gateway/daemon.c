@@ -16,6 +16,7 @@
 #include "gateway/daemon.h"
 
 #include "gateway/config.h"
+#include "gateway/forwarder.h" /* forwarder: added */
 #include "gateway/intake.h"
 #include "gateway/log.h"
 #include "storage/journal.h"
@@ -25,6 +26,9 @@
 
 static void daemon_finish(struct kadx *k)
 {
+    /* forwarder: free (stopped before; handles close in the last run) */
+    forwarder_free(k->forwarder);
+    k->forwarder = NULL;
     /* admin: stop here (before the journal it reads is closed) */
     uv_close((uv_handle_t *)&k->sigterm, NULL);
     uv_close((uv_handle_t *)&k->sigint, NULL);
@@ -33,13 +37,29 @@ static void daemon_finish(struct kadx *k)
     k->journal = NULL;
 }
 
+/* forwarder: stopped -> finish (added by the forwarder) */
+static void on_forwarder_stopped(void *arg)
+{
+    daemon_finish(arg);
+}
+
 static void on_intake_stopped(void *arg)
 {
     struct kadx *k = arg;
 
-    /* forwarder: stop here (forwarder_stop(k->forwarder, timeout,
-     * callback -> daemon_finish)) */
+    /* forwarder: stop here: answers in flight get 5 s to arrive and be
+     * recorded; the rest stays SENT (ambiguous) for the next start */
+    if (k->forwarder != NULL) {
+        forwarder_stop(k->forwarder, 5000, on_forwarder_stopped, k);
+        return;
+    }
     daemon_finish(k);
+}
+
+/* forwarder: a settled watermark moved (intake_on_settled adapter) */
+static void on_settled_kick(void *arg)
+{
+    forwarder_kick(arg);
 }
 
 void daemon_request_stop(struct kadx *k, int exit_code)
@@ -95,6 +115,7 @@ int daemon_run(const struct config *cfg)
     const char *group = config_kafka_get(cfg, "group.id");
     char err[512];
     int rc;
+    int fw_failed = 0; /* forwarder: added */
 
     memset(&k, 0, sizeof(k));
     k.cfg = cfg;
@@ -123,9 +144,26 @@ int daemon_run(const struct config *cfg)
         goto close_journal;
     }
 
-    /* forwarder: start here (forwarder_new with
-     * .settled = {kadx_settled_all, &k}, forwarder_start, and
-     * intake_on_settled(k.intake, <forwarder_kick adapter>, k.forwarder)) */
+    /* forwarder: start here (added by the forwarder) */
+    {
+        struct forwarder_options fo;
+
+        memset(&fo, 0, sizeof(fo));
+        fo.cfg = cfg;
+        fo.journal = k.journal;
+        fo.settled.all = kadx_settled_all;
+        fo.settled.arg = &k;
+        rc = forwarder_new(&k.loop, &fo, &k.forwarder, err, sizeof(err));
+        if (rc == 0) {
+            rc = forwarder_start(k.forwarder, err, sizeof(err));
+        }
+        if (rc < 0) {
+            log_error("kadx", "forwarder: %s", err);
+            fw_failed = 1; /* stops once the signals are set up */
+        } else {
+            intake_on_settled(k.intake, on_settled_kick, k.forwarder);
+        }
+    }
 
     /* admin: start here */
 
@@ -138,6 +176,9 @@ int daemon_run(const struct config *cfg)
 
     log_info("kadx", "running (group %s, %zu routes)", group ? group : "kadx",
              cfg->nroutes);
+    if (fw_failed) { /* forwarder: could not start */
+        daemon_request_stop(&k, 1);
+    }
     uv_run(&k.loop, UV_RUN_DEFAULT);
     intake_free(k.intake);
     k.intake = NULL;
