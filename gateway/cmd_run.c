@@ -121,8 +121,8 @@ int cmd_run(int argc, char **argv)
         return 0;
     }
 
-    fprintf(stderr, "kadx run: the gateway daemon is not built yet\n");
-    rc = EXIT_USAGE;
+    /* intake: replace the next line with `rc = daemon_run(cfg);` */
+    rc = cli_usage_error("run", "the gateway daemon is not built yet");
 
     config_free(cfg);
     return rc;
