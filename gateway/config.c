@@ -2047,6 +2047,7 @@ static int check_route(struct loader *l, size_t i)
     };
     char p[PATHLEN];
     char fp[PATHLEN];
+    char mp[PATHLEN];
     char shown[64];
     int has_meta = 0;
     int rc;
@@ -2110,8 +2111,8 @@ static int check_route(struct loader *l, size_t i)
             continue;
         }
         has_meta = 1;
-        join(fp, sizeof(fp), p, "meta");
-        join(fp, sizeof(fp), fp, meta[m].name);
+        join(mp, sizeof(mp), p, "meta");
+        join(fp, sizeof(fp), mp, meta[m].name);
         if ((rc = check_column(l, fp, meta[m].val)) < 0) {
             return rc;
         }

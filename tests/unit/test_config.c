@@ -647,6 +647,8 @@ static const struct bad bad_configs[] = {
      "'routes[0].meta' needs format json or multijson"},
     {"{" KAFKA "," ADX "," R(",\"meta\":{\"offset\":\"o\",\"key\":\"o\"}") "}",
      "'routes[0].meta': 'offset' and 'key' use the same field name 'o'"},
+    {"{" KAFKA "," ADX "," R(",\"meta\":{\"offset\":\"kafka offset\"}") "}",
+     "'routes[0].meta.offset' must be a column name"},
     /* duplicate routes */
     {"{" KAFKA "," ADX ",\"routes\":[{\"topic\":\"t\",\"database\":\"d\","
      "\"table\":\"A\"},{\"topic\":\"t\",\"database\":\"d\",\"table\":\"B\"}]}",
