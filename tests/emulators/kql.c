@@ -1207,15 +1207,58 @@ static void fn_conv(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     }
 }
 
-/* percentile aggregate: keeps every value (long double holds an int64
- * exactly), sorts at the end, returns the nearest-rank value. */
+/* percentile aggregate: keeps every value (as int64 while all values are
+ * integers, so datetime ticks stay exact; as double once a real shows
+ * up), sorts at the end, returns the nearest-rank value. */
 struct pct_state {
-    long double *v;
+    int64_t *iv;
+    double *dv;
     size_t n, cap;
     double p;
-    int any_real;
+    int real;
     int oom;
 };
+
+static int pct_grow(struct pct_state *s)
+{
+    size_t ncap = s->cap ? s->cap * 2 : 64;
+
+    if (s->real) {
+        double *nv = realloc(s->dv, ncap * sizeof(*nv));
+
+        if (!nv) {
+            return -ENOMEM;
+        }
+        s->dv = nv;
+    } else {
+        int64_t *nv = realloc(s->iv, ncap * sizeof(*nv));
+
+        if (!nv) {
+            return -ENOMEM;
+        }
+        s->iv = nv;
+    }
+    s->cap = ncap;
+    return 0;
+}
+
+/* Switches the state to doubles. */
+static int pct_to_real(struct pct_state *s)
+{
+    size_t i;
+
+    s->dv = malloc((s->cap ? s->cap : 1) * sizeof(*s->dv));
+    if (!s->dv) {
+        return -ENOMEM;
+    }
+    for (i = 0; i < s->n; i++) {
+        s->dv[i] = (double)s->iv[i];
+    }
+    free(s->iv);
+    s->iv = NULL;
+    s->real = 1;
+    return 0;
+}
 
 static void pct_step(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
@@ -1231,28 +1274,31 @@ static void pct_step(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     if (vt == SQLITE_NULL || s->oom) {
         return;
     }
-    if (s->n == s->cap) {
-        size_t ncap = s->cap ? s->cap * 2 : 64;
-        long double *nv = sqlite3_realloc64(s->v, ncap * sizeof(*nv));
-
-        if (!nv) {
-            s->oom = 1;
-            return;
-        }
-        s->v = nv;
-        s->cap = ncap;
+    if (vt != SQLITE_INTEGER && !s->real && pct_to_real(s) < 0) {
+        s->oom = 1;
+        return;
     }
-    if (vt == SQLITE_INTEGER) {
-        s->v[s->n++] = (long double)sqlite3_value_int64(argv[0]);
+    if (s->n == s->cap && pct_grow(s) < 0) {
+        s->oom = 1;
+        return;
+    }
+    if (s->real) {
+        s->dv[s->n++] = sqlite3_value_double(argv[0]);
     } else {
-        s->any_real = 1;
-        s->v[s->n++] = (long double)sqlite3_value_double(argv[0]);
+        s->iv[s->n++] = sqlite3_value_int64(argv[0]);
     }
 }
 
-static int cmp_ld(const void *a, const void *b)
+static int cmp_i64(const void *a, const void *b)
 {
-    long double x = *(const long double *)a, y = *(const long double *)b;
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
 
     return x < y ? -1 : x > y;
 }
@@ -1263,30 +1309,31 @@ static void pct_final(sqlite3_context *ctx)
     size_t idx;
     double rank;
 
-    if (!s || s->n == 0) {
-        if (s) {
-            sqlite3_free(s->v);
+    if (!s || s->n == 0 || s->oom) {
+        if (s && s->oom) {
+            sqlite3_result_error_nomem(ctx);
+        } else {
+            sqlite3_result_null(ctx);
         }
-        sqlite3_result_null(ctx);
-        return;
+        goto out;
     }
-    if (s->oom) {
-        sqlite3_free(s->v);
-        sqlite3_result_error_nomem(ctx);
-        return;
-    }
-    qsort(s->v, s->n, sizeof(*s->v), cmp_ld);
     rank = ceil(s->p / 100.0 * (double)s->n);
     if (rank < 1) {
         rank = 1;
     }
     idx = rank >= (double)s->n ? s->n - 1 : (size_t)rank - 1;
-    if (s->any_real) {
-        sqlite3_result_double(ctx, (double)s->v[idx]);
+    if (s->real) {
+        qsort(s->dv, s->n, sizeof(*s->dv), cmp_dbl);
+        sqlite3_result_double(ctx, s->dv[idx]);
     } else {
-        sqlite3_result_int64(ctx, (int64_t)s->v[idx]);
+        qsort(s->iv, s->n, sizeof(*s->iv), cmp_i64);
+        sqlite3_result_int64(ctx, s->iv[idx]);
     }
-    sqlite3_free(s->v);
+out:
+    if (s) {
+        free(s->iv);
+        free(s->dv);
+    }
 }
 
 int kql_register(sqlite3 *db)
@@ -1308,6 +1355,9 @@ int kql_register(sqlite3 *db)
     return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* Translator: state and helpers                                        */
+
 void kql_plan_release(struct kql_plan *plan)
 {
     size_t i;
@@ -1323,11 +1373,2314 @@ void kql_plan_release(struct kql_plan *plan)
     memset(plan, 0, sizeof(*plan));
 }
 
-/* UNFINISHED: the translator lands in the next commit. */
+/* A translated expression. */
+struct ex {
+    char *sql; /* owned */
+    enum kusto_type type;
+    char *name;     /* owned: the default column name it gives, or NULL */
+    int is_num_lit; /* a numeric literal: value in num */
+    double num;
+};
+
+/* The relation built so far: its SQL and its columns. */
+struct rel {
+    char *sql; /* owned */
+    struct kusto_column *cols;
+    size_t ncols;
+    int has_itime; /* "$IngestionTime" is a column of sql too */
+};
+
+struct tr {
+    struct kql_tokens tk;
+    size_t i;
+    const char *src;
+    struct kusto_error *err;
+    int64_t now;
+    const char *op; /* the operator being translated, for messages */
+    struct rel cur;
+    int allow_agg;
+    int naggs; /* aggregate calls seen in the current summarize item */
+    int depth;
+    int ncolumn; /* Column1, Column2, ... */
+};
+
+static void ex_free(struct ex *e)
+{
+    free(e->sql);
+    free(e->name);
+    memset(e, 0, sizeof(*e));
+}
+
+static char *xprintf(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+/* printf into a new string (owned), or NULL when out of memory. */
+static char *xprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    int n;
+
+    va_start(ap, fmt);
+    n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    return n < 0 ? NULL : s;
+}
+
+/* A growable string. */
+struct sb {
+    char *s;
+    size_t len, cap;
+    int oom;
+};
+
+static void sb_addn(struct sb *b, const char *s, size_t n)
+{
+    if (b->oom) {
+        return;
+    }
+    if (b->len + n + 1 > b->cap) {
+        size_t ncap = (b->cap ? b->cap * 2 : 128) + n + 1;
+        char *ns = realloc(b->s, ncap);
+
+        if (!ns) {
+            b->oom = 1;
+            return;
+        }
+        b->s = ns;
+        b->cap = ncap;
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+static void sb_str(struct sb *b, const char *s)
+{
+    sb_addn(b, s, strlen(s));
+}
+
+static void sb_qident(struct sb *b, const char *name)
+{
+    const char *p;
+
+    sb_addn(b, "\"", 1);
+    for (p = name; *p; p++) {
+        sb_addn(b, p, 1);
+        if (*p == '"') {
+            sb_addn(b, "\"", 1);
+        }
+    }
+    sb_addn(b, "\"", 1);
+}
+
+static void sb_qstring(struct sb *b, const char *s)
+{
+    const char *p;
+
+    sb_addn(b, "'", 1);
+    for (p = s; *p; p++) {
+        sb_addn(b, p, 1);
+        if (*p == '\'') {
+            sb_addn(b, "'", 1);
+        }
+    }
+    sb_addn(b, "'", 1);
+}
+
+static int oom_err(struct tr *t)
+{
+    return fail(t->err, -ENOMEM, "out of memory");
+}
+
+static struct kql_token *tok(struct tr *t)
+{
+    return &t->tk.v[t->i];
+}
+
+static struct kql_token *tok_at(struct tr *t, long ahead)
+{
+    size_t j = (size_t)((long)t->i + ahead);
+
+    return j < t->tk.n ? &t->tk.v[j] : &t->tk.v[t->tk.n - 1];
+}
+
+static int is_word(const struct kql_token *k, const char *w)
+{
+    return k->kind == KQL_IDENT && !k->quoted && strcmp(k->text, w) == 0;
+}
+
+static int is_punct(const struct kql_token *k, const char *p)
+{
+    return k->kind == KQL_PUNCT && strcmp(k->text, p) == 0;
+}
+
+static int take_word(struct tr *t, const char *w)
+{
+    if (is_word(tok(t), w)) {
+        t->i++;
+        return 1;
+    }
+    return 0;
+}
+
+static int take_punct(struct tr *t, const char *p)
+{
+    if (is_punct(tok(t), p)) {
+        t->i++;
+        return 1;
+    }
+    return 0;
+}
+
+/* A syntax error at the current token. */
+static int syn(struct tr *t, const char *expected)
+{
+    const struct kql_token *k = tok(t);
+    size_t n = 0;
+
+    if (k->kind == KQL_EOF) {
+        return fail(t->err, -EINVAL,
+                    "Syntax error: SYN0002: Query could not be parsed at the "
+                    "end of the query: expected %s",
+                    expected);
+    }
+    while (t->src[k->pos + n] && n < 40 &&
+           !isspace((unsigned char)t->src[k->pos + n])) {
+        n++;
+    }
+    return fail(t->err, -EINVAL,
+                "Syntax error: SYN0002: Query could not be parsed at '%.*s' "
+                "(position %zu): expected %s",
+                (int)(n ? n : 1), t->src + k->pos, k->pos, expected);
+}
+
+static int is_intt(enum kusto_type ty)
+{
+    return ty == KT_INT || ty == KT_LONG || ty == KT_BOOL;
+}
+
+static int is_numt(enum kusto_type ty)
+{
+    return is_intt(ty) || ty == KT_REAL || ty == KT_DECIMAL;
+}
+
+static int is_strt(enum kusto_type ty)
+{
+    return ty == KT_STRING || ty == KT_GUID || ty == KT_DYNAMIC;
+}
+
+static const struct kusto_column *find_col(const struct rel *r,
+                                           const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < r->ncols; i++) {
+        if (strcmp(r->cols[i].name, name) == 0) {
+            return &r->cols[i];
+        }
+    }
+    return NULL;
+}
+
+static void rel_release(struct rel *r)
+{
+    size_t i;
+
+    for (i = 0; i < r->ncols; i++) {
+        free(r->cols[i].name);
+    }
+    free(r->cols);
+    free(r->sql);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Output columns of a stage being built: names owned, each with its SQL. */
+struct outcols {
+    struct kusto_column *cols;
+    char **sql;
+    size_t n, cap;
+};
+
+static void outcols_release(struct outcols *o)
+{
+    size_t i;
+
+    for (i = 0; i < o->n; i++) {
+        free(o->cols[i].name);
+        free(o->sql[i]);
+    }
+    free(o->cols);
+    free(o->sql);
+    memset(o, 0, sizeof(*o));
+}
+
+static int outcols_find(const struct outcols *o, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < o->n; i++) {
+        if (strcmp(o->cols[i].name, name) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* Adds (or, with replace, overwrites in place) column name = sql. Takes
+ * name and sql. */
+static int outcols_put(struct tr *t, struct outcols *o, char *name, char *sql,
+                       enum kusto_type type, int replace)
+{
+    int at;
+
+    if (!name || !sql) {
+        free(name);
+        free(sql);
+        return oom_err(t);
+    }
+    at = outcols_find(o, name);
+    if (at >= 0 && replace) {
+        free(o->cols[at].name);
+        free(o->sql[at]);
+        o->cols[at].name = name;
+        o->cols[at].type = type;
+        o->sql[at] = sql;
+        return 0;
+    }
+    if (at >= 0) {
+        /* ADX adds a numeric suffix to a repeated column name */
+        int k;
+
+        for (k = 1; k < 10000; k++) {
+            char *alt = xprintf("%s%d", name, k);
+
+            if (!alt) {
+                free(name);
+                free(sql);
+                return oom_err(t);
+            }
+            if (outcols_find(o, alt) < 0) {
+                free(name);
+                name = alt;
+                break;
+            }
+            free(alt);
+        }
+    }
+    if (o->n == o->cap) {
+        size_t ncap = o->cap ? o->cap * 2 : 16;
+        struct kusto_column *nc = realloc(o->cols, ncap * sizeof(*nc));
+        char **ns;
+
+        if (!nc) {
+            free(name);
+            free(sql);
+            return oom_err(t);
+        }
+        o->cols = nc;
+        ns = realloc(o->sql, ncap * sizeof(*ns));
+        if (!ns) {
+            free(name);
+            free(sql);
+            return oom_err(t);
+        }
+        o->sql = ns;
+        o->cap = ncap;
+    }
+    o->cols[o->n].name = name;
+    o->cols[o->n].type = type;
+    o->sql[o->n] = sql;
+    o->n++;
+    return 0;
+}
+
+/* Copies every column of the current relation into o as a plain
+ * reference. */
+static int outcols_from_cur(struct tr *t, struct outcols *o)
+{
+    size_t i;
+    struct sb b;
+
+    for (i = 0; i < t->cur.ncols; i++) {
+        memset(&b, 0, sizeof(b));
+        sb_qident(&b, t->cur.cols[i].name);
+        if (b.oom) {
+            free(b.s);
+            return oom_err(t);
+        }
+        if (outcols_put(t, o, strdup(t->cur.cols[i].name), b.s,
+                        t->cur.cols[i].type, 0) < 0) {
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Replaces the current relation with "SELECT <o> [, $IngestionTime] FROM
+ * (<cur>) <tail>" (tail: WHERE/GROUP BY/... text or ""). keep_itime keeps
+ * the hidden column when the current relation has it. Takes o's contents.
+ */
+static int push_stage(struct tr *t, struct outcols *o, int distinct,
+                      int keep_itime, const char *tail)
+{
+    struct sb b;
+    size_t i;
+    int itime = keep_itime && t->cur.has_itime;
+
+    memset(&b, 0, sizeof(b));
+    sb_str(&b, distinct ? "SELECT DISTINCT " : "SELECT ");
+    for (i = 0; i < o->n; i++) {
+        if (i) {
+            sb_str(&b, ", ");
+        }
+        sb_str(&b, o->sql[i]);
+        sb_str(&b, " AS ");
+        sb_qident(&b, o->cols[i].name);
+    }
+    if (itime) {
+        sb_str(&b, o->n ? ", \"$IngestionTime\"" : "\"$IngestionTime\"");
+    }
+    if (o->n == 0 && !itime) {
+        sb_str(&b, "NULL");
+    }
+    sb_str(&b, " FROM (");
+    sb_str(&b, t->cur.sql);
+    sb_str(&b, ")");
+    if (tail && *tail) {
+        sb_str(&b, " ");
+        sb_str(&b, tail);
+    }
+    if (b.oom) {
+        free(b.s);
+        outcols_release(o);
+        return oom_err(t);
+    }
+    rel_release(&t->cur);
+    t->cur.sql = b.s;
+    t->cur.cols = o->cols;
+    t->cur.ncols = o->n;
+    t->cur.has_itime = itime;
+    for (i = 0; i < o->n; i++) {
+        free(o->sql[i]);
+    }
+    free(o->sql);
+    memset(o, 0, sizeof(*o));
+    return 0;
+}
+
+/* Wraps the current relation: "SELECT * FROM (<cur>) <tail>". */
+static int wrap_stage(struct tr *t, const char *tail)
+{
+    char *s = xprintf("SELECT * FROM (%s) %s", t->cur.sql, tail);
+
+    if (!s) {
+        return oom_err(t);
+    }
+    free(t->cur.sql);
+    t->cur.sql = s;
+    return 0;
+}
+
+static char *next_column_name(struct tr *t)
+{
+    return xprintf("Column%d", ++t->ncolumn);
+}
+
+/* ------------------------------------------------------------------ */
+/* Expressions                                                          */
+
+static int parse_expr(struct tr *t, struct ex *out);
+
+static int mk(struct tr *t, struct ex *out, enum kusto_type type, char *sql)
+{
+    memset(out, 0, sizeof(*out));
+    if (!sql) {
+        return oom_err(t);
+    }
+    out->sql = sql;
+    out->type = type;
+    return 0;
+}
+
+static char *real_literal(double d)
+{
+    char buf[64];
+
+    if (isnan(d) || isinf(d)) {
+        return xprintf("%s", isnan(d) ? "NULL" : d > 0 ? "9e999" : "-9e999");
+    }
+    snprintf(buf, sizeof(buf), "%.17g", d);
+    if (!strpbrk(buf, ".e")) {
+        return xprintf("%s.0", buf);
+    }
+    return xprintf("%s", buf);
+}
+
+/* The SQL that turns e into its KQL string form (for has, strcat...). */
+static char *as_text(const struct ex *e)
+{
+    if (is_strt(e->type)) {
+        return xprintf("coalesce(%s, '')", e->sql);
+    }
+    return xprintf("kql_tostr(%s, %d)", e->sql, (int)e->type);
+}
+
+static int type_err(struct tr *t, const char *op, const struct ex *a,
+                    const struct ex *b)
+{
+    if (!b) {
+        return fail(t->err, -EINVAL,
+                    "Semantic error: '%s' operator: operator '%s' cannot be "
+                    "applied to type '%s'",
+                    t->op, op, kusto_type_name(a->type));
+    }
+    return fail(t->err, -EINVAL,
+                "Semantic error: '%s' operator: operator '%s' cannot be "
+                "applied to types '%s' and '%s'",
+                t->op, op, kusto_type_name(a->type), kusto_type_name(b->type));
+}
+
+/* a op b for + - * / %; takes a and b, result in out. */
+static int arith(struct tr *t, const char *op, struct ex *a, struct ex *b,
+                 struct ex *out)
+{
+    enum kusto_type ta = a->type, tb = b->type, rt;
+    char *sql = NULL;
+    int rc = 0;
+
+    memset(out, 0, sizeof(*out));
+    if (is_numt(ta) && is_numt(tb)) {
+        if (ta == KT_REAL || tb == KT_REAL || ta == KT_DECIMAL ||
+            tb == KT_DECIMAL) {
+            rt = KT_REAL;
+        } else if (ta == KT_LONG || tb == KT_LONG) {
+            rt = KT_LONG;
+        } else {
+            rt = KT_INT;
+        }
+        if (*op == '%' && rt == KT_REAL) {
+            rc = type_err(t, op, a, b);
+            goto out;
+        }
+        sql = xprintf("(%s %s %s)", a->sql, op, b->sql);
+    } else if (*op == '+' && ((ta == KT_DATETIME && tb == KT_TIMESPAN) ||
+                              (ta == KT_TIMESPAN && tb == KT_DATETIME))) {
+        rt = KT_DATETIME;
+        sql = xprintf("(%s + %s)", a->sql, b->sql);
+    } else if ((*op == '+' || *op == '-') && ta == KT_TIMESPAN &&
+               tb == KT_TIMESPAN) {
+        rt = KT_TIMESPAN;
+        sql = xprintf("(%s %s %s)", a->sql, op, b->sql);
+    } else if (*op == '-' && ta == KT_DATETIME && tb == KT_DATETIME) {
+        rt = KT_TIMESPAN;
+        sql = xprintf("(%s - %s)", a->sql, b->sql);
+    } else if (*op == '-' && ta == KT_DATETIME && tb == KT_TIMESPAN) {
+        rt = KT_DATETIME;
+        sql = xprintf("(%s - %s)", a->sql, b->sql);
+    } else if (*op == '*' && ((ta == KT_TIMESPAN && is_numt(tb)) ||
+                              (is_numt(ta) && tb == KT_TIMESPAN))) {
+        rt = KT_TIMESPAN;
+        sql = xprintf("CAST(round(%s * %s) AS INTEGER)", a->sql, b->sql);
+    } else if (*op == '/' && ta == KT_TIMESPAN && is_numt(tb)) {
+        rt = KT_TIMESPAN;
+        sql = xprintf("CAST(round(CAST(%s AS REAL) / %s) AS INTEGER)", a->sql,
+                      b->sql);
+    } else if (*op == '/' && ta == KT_TIMESPAN && tb == KT_TIMESPAN) {
+        rt = KT_REAL;
+        sql = xprintf("(CAST(%s AS REAL) / %s)", a->sql, b->sql);
+    } else {
+        rc = type_err(t, op, a, b);
+        goto out;
+    }
+    rc = mk(t, out, rt, sql);
+out:
+    ex_free(a);
+    ex_free(b);
+    return rc;
+}
+
+static int comparable(enum kusto_type a, enum kusto_type b)
+{
+    if (is_numt(a) && is_numt(b)) {
+        return 1;
+    }
+    if (is_strt(a) && is_strt(b)) {
+        return 1;
+    }
+    return a == b;
+}
+
+static int parse_args(struct tr *t, struct ex *args, size_t max, size_t *n,
+                      const char *fname)
+{
+    *n = 0;
+    if (take_punct(t, ")")) {
+        return 0;
+    }
+    for (;;) {
+        int rc;
+
+        if (*n == max) {
+            return fail(t->err, -EINVAL,
+                        "Semantic error: too many arguments to '%s'", fname);
+        }
+        rc = parse_expr(t, &args[*n]);
+        if (rc < 0) {
+            return rc;
+        }
+        (*n)++;
+        if (take_punct(t, ")")) {
+            return 0;
+        }
+        if (!take_punct(t, ",")) {
+            return syn(t, "',' or ')'");
+        }
+    }
+}
+
+static int argc_err(struct tr *t, const char *fname, const char *expected)
+{
+    return fail(t->err, -EINVAL,
+                "Semantic error: function '%s' expects %s argument(s)", fname,
+                expected);
+}
+
+/* Name "<fn>_<column>" for an aggregate over e. */
+static char *agg_name(const char *fn, const struct ex *e)
+{
+    return xprintf("%s_%s", fn, e && e->name ? e->name : "");
+}
+
+#define MAX_ARGS 64
+
+static int call_aggregate(struct tr *t, const char *f, struct ex *a, size_t n,
+                          struct ex *out)
+{
+    char *sql = NULL, *name = NULL;
+    enum kusto_type rt = KT_LONG;
+    int rc;
+
+    if (!t->allow_agg) {
+        return fail(t->err, -EINVAL,
+                    "Semantic error: '%s' operator: aggregate function "
+                    "'%s' is only allowed in summarize",
+                    t->op, f);
+    }
+    t->naggs++;
+    if (strcmp(f, "count") == 0) {
+        if (n > 1) {
+            return argc_err(t, f, "0 or 1");
+        }
+        sql = n ? xprintf("count(%s)", a[0].sql) : xprintf("count(*)");
+        name = xprintf("count_");
+    } else if (strcmp(f, "countif") == 0) {
+        if (n != 1) {
+            return argc_err(t, f, "1");
+        }
+        sql = xprintf("coalesce(sum(CASE WHEN %s THEN 1 ELSE 0 END), 0)",
+                      a[0].sql);
+        name = xprintf("countif_");
+    } else if (strcmp(f, "dcount") == 0) {
+        if (n < 1 || n > 2) {
+            return argc_err(t, f, "1 or 2");
+        }
+        sql = xprintf("count(DISTINCT %s)", a[0].sql);
+        name = agg_name(f, &a[0]);
+    } else if (strcmp(f, "sum") == 0 || strcmp(f, "sumif") == 0) {
+        int is_if = f[3] == 'i';
+
+        if (n != (size_t)(is_if ? 2 : 1)) {
+            return argc_err(t, f, is_if ? "2" : "1");
+        }
+        if (!is_numt(a[0].type) && a[0].type != KT_TIMESPAN) {
+            return type_err(t, f, &a[0], NULL);
+        }
+        rt = a[0].type == KT_REAL || a[0].type == KT_DECIMAL ? KT_REAL
+             : a[0].type == KT_TIMESPAN                      ? KT_TIMESPAN
+                                                             : KT_LONG;
+        sql = is_if
+                  ? xprintf("sum(CASE WHEN %s THEN %s END)", a[1].sql, a[0].sql)
+                  : xprintf("sum(%s)", a[0].sql);
+        name = agg_name(f, &a[0]);
+    } else if (strcmp(f, "avg") == 0) {
+        if (n != 1) {
+            return argc_err(t, f, "1");
+        }
+        if (a[0].type == KT_TIMESPAN || a[0].type == KT_DATETIME) {
+            rt = a[0].type;
+            sql = xprintf("CAST(avg(%s) AS INTEGER)", a[0].sql);
+        } else if (is_numt(a[0].type)) {
+            rt = KT_REAL;
+            sql = xprintf("avg(%s)", a[0].sql);
+        } else {
+            return type_err(t, f, &a[0], NULL);
+        }
+        name = agg_name(f, &a[0]);
+    } else if (strcmp(f, "min") == 0 || strcmp(f, "max") == 0 ||
+               strcmp(f, "take_any") == 0 || strcmp(f, "any") == 0) {
+        if (n != 1) {
+            return argc_err(t, f, "1");
+        }
+        rt = a[0].type;
+        sql = xprintf("%s(%s)", f[1] == 'a' ? "max" : "min", a[0].sql);
+        name = agg_name(f, &a[0]);
+    } else if (strcmp(f, "percentile") == 0) {
+        char pbuf[32], *dot;
+
+        if (n != 2) {
+            return argc_err(t, f, "2");
+        }
+        if (!a[1].is_num_lit || a[1].num < 0 || a[1].num > 100) {
+            return fail(t->err, -EINVAL,
+                        "Semantic error: percentile() needs a constant "
+                        "percentage between 0 and 100");
+        }
+        if (!is_numt(a[0].type) && a[0].type != KT_TIMESPAN &&
+            a[0].type != KT_DATETIME) {
+            return type_err(t, f, &a[0], NULL);
+        }
+        rt = a[0].type;
+        sql = xprintf("kql_percentile(%s, %s)", a[0].sql, a[1].sql);
+        snprintf(pbuf, sizeof(pbuf), "%g", a[1].num);
+        dot = strchr(pbuf, '.');
+        if (dot) {
+            *dot = '_';
+        }
+        name = xprintf("percentile_%s_%s", a[0].name ? a[0].name : "", pbuf);
+    } else {
+        return -ENOENT;
+    }
+    rc = mk(t, out, rt, sql);
+    if (rc == 0) {
+        out->name = name;
+        if (!name) {
+            rc = oom_err(t);
+        }
+    } else {
+        free(name);
+    }
+    return rc;
+}
+
+static const char *const agg_names[] = {"count", "countif",  "dcount",    "sum",
+                                        "sumif", "avg",      "min",       "max",
+                                        "any",   "take_any", "percentile"};
+
+static int is_agg_name(const char *f)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(agg_names) / sizeof(agg_names[0]); i++) {
+        if (strcmp(agg_names[i], f) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* tolong / toint / todouble / ... of e (not freed). */
+static int convert(struct tr *t, const char *f, struct ex *e, struct ex *out)
+{
+    enum kusto_type s = e->type;
+
+    if (strcmp(f, "tostring") == 0) {
+        return mk(t, out, KT_STRING,
+                  is_strt(s) ? xprintf("%s", e->sql)
+                             : xprintf("kql_tostr(%s, %d)", e->sql, (int)s));
+    }
+    if (strcmp(f, "tolong") == 0 || strcmp(f, "toint") == 0) {
+        enum kusto_type rt = f[2] == 'l' ? KT_LONG : KT_INT;
+
+        if (is_intt(s) || s == KT_DATETIME || s == KT_TIMESPAN) {
+            return mk(t, out, rt, xprintf("%s", e->sql));
+        }
+        return mk(t, out, rt,
+                  xprintf("kql_conv(%s, %d)", e->sql, rt == KT_LONG ? 0 : 1));
+    }
+    if (strcmp(f, "todouble") == 0 || strcmp(f, "toreal") == 0 ||
+        strcmp(f, "todecimal") == 0) {
+        if (is_numt(s) || s == KT_TIMESPAN || s == KT_DATETIME) {
+            return mk(t, out, KT_REAL, xprintf("CAST(%s AS REAL)", e->sql));
+        }
+        return mk(t, out, KT_REAL, xprintf("kql_conv(%s, 2)", e->sql));
+    }
+    if (strcmp(f, "todatetime") == 0) {
+        if (s == KT_DATETIME) {
+            return mk(t, out, KT_DATETIME, xprintf("%s", e->sql));
+        }
+        if (is_strt(s)) {
+            return mk(t, out, KT_DATETIME, xprintf("kql_conv(%s, 3)", e->sql));
+        }
+        return mk(t, out, KT_DATETIME, xprintf("NULL"));
+    }
+    if (strcmp(f, "totimespan") == 0) {
+        if (s == KT_TIMESPAN) {
+            return mk(t, out, KT_TIMESPAN, xprintf("%s", e->sql));
+        }
+        return mk(t, out, KT_TIMESPAN, xprintf("kql_conv(%s, 4)", e->sql));
+    }
+    /* tobool / toboolean */
+    if (s == KT_BOOL) {
+        return mk(t, out, KT_BOOL, xprintf("%s", e->sql));
+    }
+    return mk(t, out, KT_BOOL, xprintf("kql_conv(%s, 5)", e->sql));
+}
+
+static int call_function(struct tr *t, const char *f, size_t fpos,
+                         struct ex *out)
+{
+    struct ex a[MAX_ARGS];
+    size_t n = 0, i;
+    int rc, saved_agg = t->allow_agg;
+
+    memset(a, 0, sizeof(a));
+    if (is_agg_name(f)) {
+        /* no aggregate inside an aggregate */
+        t->allow_agg = 0;
+    }
+    rc = parse_args(t, a, MAX_ARGS, &n, f);
+    t->allow_agg = saved_agg;
+    if (rc < 0) {
+        goto out;
+    }
+    memset(out, 0, sizeof(*out));
+    if (is_agg_name(f)) {
+        rc = call_aggregate(t, f, a, n, out);
+        goto out;
+    }
+    if (strcmp(f, "ago") == 0 || strcmp(f, "now") == 0) {
+        int is_ago = f[0] == 'a';
+
+        if (n != (size_t)is_ago && !(n == 1 && !is_ago)) {
+            rc = argc_err(t, f, is_ago ? "1" : "0 or 1");
+        } else if (n == 1 && a[0].type != KT_TIMESPAN) {
+            rc = type_err(t, f, &a[0], NULL);
+        } else if (n == 0) {
+            rc = mk(t, out, KT_DATETIME, xprintf("%lld", (long long)t->now));
+        } else {
+            rc = mk(t, out, KT_DATETIME,
+                    xprintf("(%lld %s %s)", (long long)t->now,
+                            is_ago ? "-" : "+", a[0].sql));
+        }
+    } else if (strcmp(f, "ingestion_time") == 0) {
+        if (n != 0) {
+            rc = argc_err(t, f, "0");
+        } else {
+            rc = mk(t, out, KT_DATETIME,
+                    xprintf("%s",
+                            t->cur.has_itime ? "\"$IngestionTime\"" : "NULL"));
+        }
+    } else if (strcmp(f, "strcat") == 0) {
+        struct sb b;
+
+        if (n < 1) {
+            rc = argc_err(t, f, "1 or more");
+            goto out;
+        }
+        memset(&b, 0, sizeof(b));
+        sb_str(&b, "(");
+        for (i = 0; i < n; i++) {
+            char *s = as_text(&a[i]);
+
+            if (!s) {
+                b.oom = 1;
+                break;
+            }
+            if (i) {
+                sb_str(&b, " || ");
+            }
+            sb_str(&b, s);
+            free(s);
+        }
+        sb_str(&b, ")");
+        if (b.oom) {
+            free(b.s);
+            rc = oom_err(t);
+        } else {
+            rc = mk(t, out, KT_STRING, b.s);
+        }
+    } else if (strcmp(f, "strlen") == 0) {
+        char *s = n == 1 ? as_text(&a[0]) : NULL;
+
+        if (n != 1) {
+            rc = argc_err(t, f, "1");
+        } else {
+            rc = mk(t, out, KT_LONG, s ? xprintf("length(%s)", s) : NULL);
+        }
+        free(s);
+    } else if (strcmp(f, "tolower") == 0 || strcmp(f, "toupper") == 0) {
+        char *s = n == 1 ? as_text(&a[0]) : NULL;
+
+        if (n != 1) {
+            rc = argc_err(t, f, "1");
+        } else {
+            rc = mk(t, out, KT_STRING,
+                    s ? xprintf("%s(%s)", f[2] == 'l' ? "lower" : "upper", s)
+                      : NULL);
+        }
+        free(s);
+    } else if (strcmp(f, "substring") == 0) {
+        char *s = n >= 2 && n <= 3 ? as_text(&a[0]) : NULL;
+
+        if (n < 2 || n > 3) {
+            rc = argc_err(t, f, "2 or 3");
+        } else if (n == 2) {
+            rc = mk(t, out, KT_STRING,
+                    s ? xprintf("substr(%s, (%s) + 1)", s, a[1].sql) : NULL);
+        } else {
+            rc = mk(
+                t, out, KT_STRING,
+                s ? xprintf("substr(%s, (%s) + 1, %s)", s, a[1].sql, a[2].sql)
+                  : NULL);
+        }
+        free(s);
+    } else if (strcmp(f, "tostring") == 0 || strcmp(f, "tolong") == 0 ||
+               strcmp(f, "toint") == 0 || strcmp(f, "todouble") == 0 ||
+               strcmp(f, "toreal") == 0 || strcmp(f, "todecimal") == 0 ||
+               strcmp(f, "todatetime") == 0 || strcmp(f, "totimespan") == 0 ||
+               strcmp(f, "tobool") == 0 || strcmp(f, "toboolean") == 0) {
+        if (n != 1) {
+            rc = argc_err(t, f, "1");
+        } else {
+            rc = convert(t, f, &a[0], out);
+        }
+    } else if (strcmp(f, "isempty") == 0 || strcmp(f, "isnotempty") == 0) {
+        int neg = f[2] == 'n';
+
+        if (n != 1) {
+            rc = argc_err(t, f, "1");
+        } else if (is_strt(a[0].type)) {
+            rc = mk(t, out, KT_BOOL,
+                    xprintf(neg ? "(%s IS NOT NULL AND %s <> '')"
+                                : "(%s IS NULL OR %s = '')",
+                            a[0].sql, a[0].sql));
+        } else {
+            rc = mk(
+                t, out, KT_BOOL,
+                xprintf(neg ? "(%s IS NOT NULL)" : "(%s IS NULL)", a[0].sql));
+        }
+    } else if (strcmp(f, "isnull") == 0 || strcmp(f, "isnotnull") == 0) {
+        if (n != 1) {
+            rc = argc_err(t, f, "1");
+        } else {
+            rc = mk(t, out, KT_BOOL,
+                    xprintf(strcmp(f, "isnotnull") == 0 ? "(%s IS NOT NULL)"
+                                                        : "(%s IS NULL)",
+                            a[0].sql));
+        }
+    } else if (strcmp(f, "not") == 0) {
+        if (n != 1) {
+            rc = argc_err(t, f, "1");
+        } else {
+            rc = mk(t, out, KT_BOOL, xprintf("(NOT %s)", a[0].sql));
+        }
+    } else if (strcmp(f, "bin") == 0 || strcmp(f, "floor") == 0) {
+        if (n != 2) {
+            rc = argc_err(t, f, "2");
+        } else if (!((is_numt(a[0].type) && is_numt(a[1].type)) ||
+                     ((a[0].type == KT_DATETIME || a[0].type == KT_TIMESPAN) &&
+                      a[1].type == KT_TIMESPAN))) {
+            rc = type_err(t, f, &a[0], &a[1]);
+        } else {
+            enum kusto_type rt = a[0].type;
+
+            if (is_numt(rt) && (a[1].type == KT_REAL || rt == KT_DECIMAL)) {
+                rt = KT_REAL;
+            }
+            rc = mk(t, out, rt, xprintf("kql_bin(%s, %s)", a[0].sql, a[1].sql));
+            if (rc == 0 && a[0].name) {
+                out->name = strdup(a[0].name);
+                if (!out->name) {
+                    rc = oom_err(t);
+                }
+            }
+        }
+    } else if (strcmp(f, "startofday") == 0) {
+        if (n != 1 || a[0].type != KT_DATETIME) {
+            rc = n != 1 ? argc_err(t, f, "1") : type_err(t, f, &a[0], NULL);
+        } else {
+            rc = mk(t, out, KT_DATETIME,
+                    xprintf("kql_bin(%s, %lld)", a[0].sql,
+                            (long long)KQL_TICKS_PER_DAY));
+        }
+    } else if (strcmp(f, "iff") == 0 || strcmp(f, "iif") == 0) {
+        if (n != 3) {
+            rc = argc_err(t, f, "3");
+        } else if (!comparable(a[1].type, a[2].type)) {
+            rc = type_err(t, f, &a[1], &a[2]);
+        } else {
+            rc = mk(t, out, a[1].type,
+                    xprintf("(CASE WHEN %s THEN %s ELSE %s END)", a[0].sql,
+                            a[1].sql, a[2].sql));
+        }
+    } else if (strcmp(f, "coalesce") == 0) {
+        struct sb b;
+
+        if (n < 1) {
+            rc = argc_err(t, f, "1 or more");
+            goto out;
+        }
+        memset(&b, 0, sizeof(b));
+        sb_str(&b, n == 1 ? "(" : "coalesce(");
+        for (i = 0; i < n; i++) {
+            if (i) {
+                sb_str(&b, ", ");
+            }
+            sb_str(&b, a[i].sql);
+        }
+        sb_str(&b, ")");
+        rc = b.oom ? (free(b.s), oom_err(t)) : mk(t, out, a[0].type, b.s);
+    } else if (strcmp(f, "abs") == 0) {
+        if (n != 1 || !(is_numt(a[0].type) || a[0].type == KT_TIMESPAN)) {
+            rc = n != 1 ? argc_err(t, f, "1") : type_err(t, f, &a[0], NULL);
+        } else {
+            rc = mk(t, out, a[0].type, xprintf("abs(%s)", a[0].sql));
+        }
+    } else if (strcmp(f, "round") == 0) {
+        if (n < 1 || n > 2 || !is_numt(a[0].type)) {
+            rc = n < 1 || n > 2 ? argc_err(t, f, "1 or 2")
+                                : type_err(t, f, &a[0], NULL);
+        } else {
+            rc =
+                mk(t, out, KT_REAL,
+                   xprintf("round(%s, %s)", a[0].sql, n == 2 ? a[1].sql : "0"));
+        }
+    } else {
+        rc = fail(t->err, -ENOTSUP,
+                  "Semantic error: '%s' operator: unsupported function "
+                  "'%s' (position %zu)",
+                  t->op, f, fpos);
+    }
+out:
+    for (i = 0; i < n; i++) {
+        ex_free(&a[i]);
+    }
+    return rc;
+}
+
+static int parse_primary(struct tr *t, struct ex *out)
+{
+    struct kql_token *k = tok(t);
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    switch (k->kind) {
+    case KQL_LONG:
+        t->i++;
+        rc = mk(t, out, KT_LONG, xprintf("%lld", (long long)k->i));
+        out->is_num_lit = 1;
+        out->num = (double)k->i;
+        return rc;
+    case KQL_REAL:
+        t->i++;
+        rc = mk(t, out, KT_REAL, real_literal(k->r));
+        out->is_num_lit = 1;
+        out->num = k->r;
+        return rc;
+    case KQL_TIMESPAN:
+        t->i++;
+        return mk(t, out, KT_TIMESPAN,
+                  k->is_null ? xprintf("NULL")
+                             : xprintf("%lld", (long long)k->i));
+    case KQL_DATETIME:
+        t->i++;
+        return mk(t, out, KT_DATETIME,
+                  k->is_null ? xprintf("NULL")
+                             : xprintf("%lld", (long long)k->i));
+    case KQL_STRING: {
+        struct sb b;
+
+        memset(&b, 0, sizeof(b));
+        t->i++;
+        sb_qstring(&b, k->text);
+        /* adjacent string literals concatenate */
+        if (b.oom) {
+            free(b.s);
+            return oom_err(t);
+        }
+        return mk(t, out, KT_STRING, b.s);
+    }
+    case KQL_PUNCT:
+        if (is_punct(k, "(")) {
+            t->i++;
+            rc = parse_expr(t, out);
+            if (rc < 0) {
+                return rc;
+            }
+            if (!take_punct(t, ")")) {
+                ex_free(out);
+                return syn(t, "')'");
+            }
+            if (out->sql) {
+                char *s = xprintf("(%s)", out->sql);
+
+                if (!s) {
+                    ex_free(out);
+                    return oom_err(t);
+                }
+                free(out->sql);
+                out->sql = s;
+            }
+            return 0;
+        }
+        return syn(t, "an expression");
+    case KQL_IDENT: {
+        const struct kusto_column *c;
+
+        if (!k->quoted && is_punct(tok_at(t, 1), "(")) {
+            t->i += 2;
+            return call_function(t, k->text, k->pos, out);
+        }
+        t->i++;
+        if (!k->quoted &&
+            (strcmp(k->text, "true") == 0 || strcmp(k->text, "false") == 0)) {
+            return mk(t, out, KT_BOOL,
+                      xprintf("%d", k->text[0] == 't' ? 1 : 0));
+        }
+        c = find_col(&t->cur, k->text);
+        if (!c) {
+            return fail(t->err, -ENOENT,
+                        "Semantic error: SEM0100: '%s' operator: Failed to "
+                        "resolve scalar expression named '%s'",
+                        t->op, k->text);
+        }
+        {
+            struct sb b;
+
+            memset(&b, 0, sizeof(b));
+            sb_qident(&b, c->name);
+            if (b.oom) {
+                free(b.s);
+                return oom_err(t);
+            }
+            rc = mk(t, out, c->type, b.s);
+            if (rc == 0) {
+                out->name = strdup(c->name);
+                if (!out->name) {
+                    ex_free(out);
+                    return oom_err(t);
+                }
+            }
+            return rc;
+        }
+    }
+    default:
+        return syn(t, "an expression");
+    }
+}
+
+static int parse_unary(struct tr *t, struct ex *out)
+{
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (++t->depth > KQL_MAX_DEPTH) {
+        return fail(t->err, -EINVAL, "expression nested too deeply");
+    }
+    if (is_punct(tok(t), "-") || is_punct(tok(t), "+")) {
+        int neg = is_punct(tok(t), "-");
+        struct ex e;
+
+        t->i++;
+        rc = parse_unary(t, &e);
+        if (rc == 0) {
+            if (!is_numt(e.type) && e.type != KT_TIMESPAN) {
+                rc = type_err(t, neg ? "-" : "+", &e, NULL);
+                ex_free(&e);
+            } else if (neg) {
+                rc = mk(t, out, e.type, xprintf("(-%s)", e.sql));
+                out->is_num_lit = e.is_num_lit;
+                out->num = -e.num;
+                ex_free(&e);
+            } else {
+                *out = e;
+            }
+        }
+    } else {
+        rc = parse_primary(t, out);
+    }
+    t->depth--;
+    return rc;
+}
+
+static int parse_mul(struct tr *t, struct ex *out)
+{
+    int rc = parse_unary(t, out);
+
+    while (rc == 0 && (is_punct(tok(t), "*") || is_punct(tok(t), "/") ||
+                       is_punct(tok(t), "%"))) {
+        const char *op = tok(t)->text;
+        struct ex a = *out, b;
+
+        memset(out, 0, sizeof(*out));
+        t->i++;
+        rc = parse_unary(t, &b);
+        if (rc < 0) {
+            ex_free(&a);
+            memset(out, 0, sizeof(*out));
+            return rc;
+        }
+        rc = arith(t, op, &a, &b, out);
+    }
+    return rc;
+}
+
+static int parse_add(struct tr *t, struct ex *out)
+{
+    int rc = parse_mul(t, out);
+
+    while (rc == 0 && (is_punct(tok(t), "+") || is_punct(tok(t), "-"))) {
+        const char *op = tok(t)->text;
+        struct ex a = *out, b;
+
+        memset(out, 0, sizeof(*out));
+        t->i++;
+        rc = parse_mul(t, &b);
+        if (rc < 0) {
+            ex_free(&a);
+            memset(out, 0, sizeof(*out));
+            return rc;
+        }
+        rc = arith(t, op, &a, &b, out);
+    }
+    return rc;
+}
+
+struct strop {
+    const char *name;
+    int code; /* kql_strop op */
+    int neg;
+};
+
+static const struct strop strops[] = {
+    {"contains", 0, 0},      {"!contains", 0, 1},      {"has", 1, 0},
+    {"!has", 1, 1},          {"startswith", 2, 0},     {"!startswith", 2, 1},
+    {"endswith", 3, 0},      {"!endswith", 3, 1},      {"contains_cs", 4, 0},
+    {"!contains_cs", 4, 1},  {"has_cs", 5, 0},         {"!has_cs", 5, 1},
+    {"startswith_cs", 6, 0}, {"!startswith_cs", 6, 1}, {"endswith_cs", 7, 0},
+    {"!endswith_cs", 7, 1},
+};
+
+static const struct strop *find_strop(const struct kql_token *k)
+{
+    size_t i;
+
+    if ((k->kind != KQL_IDENT || k->quoted) && k->kind != KQL_PUNCT) {
+        return NULL;
+    }
+    for (i = 0; i < sizeof(strops) / sizeof(strops[0]); i++) {
+        if (strcmp(k->text, strops[i].name) == 0) {
+            return &strops[i];
+        }
+    }
+    return NULL;
+}
+
+/* x in (a, b, ...) / !in / between (a .. b) / !between. Takes *lhs. */
+static int parse_in_between(struct tr *t, struct ex *lhs, struct ex *out)
+{
+    struct kql_token *k = tok(t);
+    int neg = k->text[0] == '!';
+    int between = strstr(k->text, "between") != NULL;
+    int rc = 0;
+    struct sb b;
+
+    memset(&b, 0, sizeof(b));
+    t->i++;
+    if (!take_punct(t, "(")) {
+        ex_free(lhs);
+        return syn(t, "'('");
+    }
+    if (between) {
+        struct ex lo, hi;
+        char *hisql;
+
+        rc = parse_add(t, &lo);
+        if (rc < 0) {
+            ex_free(lhs);
+            return rc;
+        }
+        if (!take_punct(t, "..")) {
+            ex_free(lhs);
+            ex_free(&lo);
+            return syn(t, "'..'");
+        }
+        rc = parse_add(t, &hi);
+        if (rc < 0) {
+            ex_free(lhs);
+            ex_free(&lo);
+            return rc;
+        }
+        if (!take_punct(t, ")")) {
+            rc = syn(t, "')'");
+        } else if (!comparable(lhs->type, lo.type)) {
+            rc = type_err(t, "between", lhs, &lo);
+        } else if (lo.type == KT_DATETIME && hi.type == KT_TIMESPAN) {
+            /* between (start .. duration) */
+            hisql = xprintf("(%s + %s)", lo.sql, hi.sql);
+            rc = mk(t, out, KT_BOOL,
+                    hisql ? xprintf("(%s %sBETWEEN %s AND %s)", lhs->sql,
+                                    neg ? "NOT " : "", lo.sql, hisql)
+                          : NULL);
+            free(hisql);
+        } else if (!comparable(lhs->type, hi.type)) {
+            rc = type_err(t, "between", lhs, &hi);
+        } else {
+            rc = mk(t, out, KT_BOOL,
+                    xprintf("(%s %sBETWEEN %s AND %s)", lhs->sql,
+                            neg ? "NOT " : "", lo.sql, hi.sql));
+        }
+        ex_free(lhs);
+        ex_free(&lo);
+        ex_free(&hi);
+        return rc;
+    }
+    sb_str(&b, "(");
+    sb_str(&b, lhs->sql);
+    sb_str(&b, neg ? " NOT IN (" : " IN (");
+    for (;;) {
+        struct ex e;
+
+        rc = parse_expr(t, &e);
+        if (rc < 0) {
+            break;
+        }
+        if (!comparable(lhs->type, e.type)) {
+            rc = type_err(t, "in", lhs, &e);
+            ex_free(&e);
+            break;
+        }
+        sb_str(&b, e.sql);
+        ex_free(&e);
+        if (take_punct(t, ")")) {
+            break;
+        }
+        if (!take_punct(t, ",")) {
+            rc = syn(t, "',' or ')'");
+            break;
+        }
+        sb_str(&b, ", ");
+    }
+    sb_str(&b, "))");
+    ex_free(lhs);
+    if (rc < 0 || b.oom) {
+        free(b.s);
+        return rc < 0 ? rc : oom_err(t);
+    }
+    return mk(t, out, KT_BOOL, b.s);
+}
+
+static int parse_cmp(struct tr *t, struct ex *out)
+{
+    static const char *const cmps[] = {
+        "==", "!=", "<>", "<=", ">=", "<", ">", "=~", "!~"};
+    const struct strop *so;
+    struct kql_token *k;
+    struct ex a, b;
+    size_t i;
+    int rc;
+
+    rc = parse_add(t, out);
+    if (rc < 0) {
+        return rc;
+    }
+    k = tok(t);
+    if ((k->kind == KQL_IDENT && !k->quoted &&
+         (strcmp(k->text, "in") == 0 || strcmp(k->text, "between") == 0)) ||
+        (k->kind == KQL_PUNCT &&
+         (strcmp(k->text, "!in") == 0 || strcmp(k->text, "!between") == 0))) {
+        a = *out;
+        memset(out, 0, sizeof(*out));
+        return parse_in_between(t, &a, out);
+    }
+    so = find_strop(k);
+    if (so) {
+        char *hs, *ns;
+
+        a = *out;
+        memset(out, 0, sizeof(*out));
+        t->i++;
+        rc = parse_add(t, &b);
+        if (rc < 0) {
+            ex_free(&a);
+            memset(out, 0, sizeof(*out));
+            return rc;
+        }
+        hs = as_text(&a);
+        ns = as_text(&b);
+        rc = mk(t, out, KT_BOOL,
+                hs && ns ? xprintf("(%skql_strop(%d, %s, %s))",
+                                   so->neg ? "NOT " : "", so->code, hs, ns)
+                         : NULL);
+        free(hs);
+        free(ns);
+        ex_free(&a);
+        ex_free(&b);
+        return rc;
+    }
+    if (k->kind != KQL_PUNCT) {
+        return 0;
+    }
+    for (i = 0; i < sizeof(cmps) / sizeof(cmps[0]); i++) {
+        if (strcmp(k->text, cmps[i]) == 0) {
+            break;
+        }
+    }
+    if (i == sizeof(cmps) / sizeof(cmps[0])) {
+        return 0;
+    }
+    a = *out;
+    memset(out, 0, sizeof(*out));
+    t->i++;
+    rc = parse_add(t, &b);
+    if (rc < 0) {
+        ex_free(&a);
+        memset(out, 0, sizeof(*out));
+        return rc;
+    }
+    if (!comparable(a.type, b.type)) {
+        rc = fail(t->err, -EINVAL,
+                  "Semantic error: '%s' operator: Cannot compare values of "
+                  "types %s and %s. Try adding explicit casts",
+                  t->op, kusto_type_name(a.type), kusto_type_name(b.type));
+    } else if (strcmp(k->text, "=~") == 0 || strcmp(k->text, "!~") == 0) {
+        rc = mk(t, out, KT_BOOL,
+                xprintf("(%s(%s = %s COLLATE NOCASE))",
+                        k->text[0] == '!' ? "NOT " : "", a.sql, b.sql));
+    } else {
+        const char *op = k->text;
+
+        if (strcmp(op, "==") == 0) {
+            op = "=";
+        } else if (strcmp(op, "!=") == 0) {
+            op = "<>";
+        }
+        rc = mk(t, out, KT_BOOL, xprintf("(%s %s %s)", a.sql, op, b.sql));
+    }
+    ex_free(&a);
+    ex_free(&b);
+    return rc;
+}
+
+static int parse_and(struct tr *t, struct ex *out)
+{
+    int rc = parse_cmp(t, out);
+
+    while (rc == 0 && is_word(tok(t), "and")) {
+        struct ex a = *out, b;
+
+        memset(out, 0, sizeof(*out));
+        t->i++;
+        rc = parse_cmp(t, &b);
+        if (rc < 0) {
+            ex_free(&a);
+            memset(out, 0, sizeof(*out));
+            return rc;
+        }
+        rc = mk(t, out, KT_BOOL, xprintf("(%s AND %s)", a.sql, b.sql));
+        ex_free(&a);
+        ex_free(&b);
+    }
+    return rc;
+}
+
+static int parse_expr(struct tr *t, struct ex *out)
+{
+    int rc;
+
+    if (++t->depth > KQL_MAX_DEPTH) {
+        return fail(t->err, -EINVAL, "expression nested too deeply");
+    }
+    rc = parse_and(t, out);
+    while (rc == 0 && is_word(tok(t), "or")) {
+        struct ex a = *out, b;
+
+        memset(out, 0, sizeof(*out));
+        t->i++;
+        rc = parse_and(t, &b);
+        if (rc < 0) {
+            ex_free(&a);
+            memset(out, 0, sizeof(*out));
+            break;
+        }
+        rc = mk(t, out, KT_BOOL, xprintf("(%s OR %s)", a.sql, b.sql));
+        ex_free(&a);
+        ex_free(&b);
+    }
+    t->depth--;
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Tabular operators                                                    */
+
+/* Reads "[Name =] expr" of project / extend / summarize ... by. *name gets
+ * the explicit name (owned) or NULL. */
+static int parse_named(struct tr *t, char **name, struct ex *e)
+{
+    *name = NULL;
+    if (tok(t)->kind == KQL_IDENT && is_punct(tok_at(t, 1), "=")) {
+        *name = strdup(tok(t)->text);
+        if (!*name) {
+            return oom_err(t);
+        }
+        t->i += 2;
+    }
+    if (parse_expr(t, e) < 0) {
+        free(*name);
+        *name = NULL;
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* extend A = e, ...: each assignment is its own stage, so later ones see
+ * earlier ones; assigning an existing name replaces it in place. */
+static int op_extend(struct tr *t)
+{
+    do {
+        struct outcols o;
+        struct ex e;
+        char *name;
+        int rc;
+
+        memset(&o, 0, sizeof(o));
+        if (parse_named(t, &name, &e) < 0) {
+            return -EINVAL;
+        }
+        if (!name) {
+            name = e.name && find_col(&t->cur, e.name) == NULL
+                       ? strdup(e.name)
+                       : next_column_name(t);
+        }
+        rc = outcols_from_cur(t, &o);
+        if (rc == 0) {
+            rc = outcols_put(t, &o, name, e.sql, e.type, 1);
+            e.sql = NULL;
+        } else {
+            free(name);
+        }
+        ex_free(&e);
+        if (rc == 0) {
+            rc = push_stage(t, &o, 0, 1, NULL);
+        }
+        outcols_release(&o);
+        if (rc < 0) {
+            return rc;
+        }
+    } while (take_punct(t, ","));
+    return 0;
+}
+
+static int op_project(struct tr *t)
+{
+    struct outcols o;
+    int rc = 0;
+
+    memset(&o, 0, sizeof(o));
+    do {
+        struct ex e;
+        char *name;
+
+        if (parse_named(t, &name, &e) < 0) {
+            rc = -EINVAL;
+            break;
+        }
+        if (!name) {
+            name = e.name ? strdup(e.name) : next_column_name(t);
+        }
+        rc = outcols_put(t, &o, name, e.sql, e.type, 0);
+        e.sql = NULL;
+        ex_free(&e);
+    } while (rc == 0 && take_punct(t, ","));
+    if (rc == 0) {
+        rc = push_stage(t, &o, 0, 1, NULL);
+    }
+    outcols_release(&o);
+    return rc;
+}
+
+/* A column name operand of project-away / project-rename / distinct. */
+static int column_operand(struct tr *t, const struct kusto_column **c)
+{
+    struct kql_token *k = tok(t);
+
+    if (k->kind != KQL_IDENT) {
+        return syn(t, "a column name");
+    }
+    *c = find_col(&t->cur, k->text);
+    if (!*c) {
+        return fail(t->err, -ENOENT,
+                    "Semantic error: SEM0100: '%s' operator: Failed to "
+                    "resolve scalar expression named '%s'",
+                    t->op, k->text);
+    }
+    t->i++;
+    return 0;
+}
+
+static int op_project_away(struct tr *t)
+{
+    struct outcols o;
+    char *drop;
+    size_t i;
+    int rc = 0;
+
+    memset(&o, 0, sizeof(o));
+    drop = calloc(t->cur.ncols ? t->cur.ncols : 1, 1);
+    if (!drop) {
+        return oom_err(t);
+    }
+    do {
+        const struct kusto_column *c;
+
+        rc = column_operand(t, &c);
+        if (rc == 0) {
+            drop[c - t->cur.cols] = 1;
+        }
+    } while (rc == 0 && take_punct(t, ","));
+    for (i = 0; rc == 0 && i < t->cur.ncols; i++) {
+        struct sb b;
+
+        if (drop[i]) {
+            continue;
+        }
+        memset(&b, 0, sizeof(b));
+        sb_qident(&b, t->cur.cols[i].name);
+        rc = outcols_put(t, &o, strdup(t->cur.cols[i].name), b.s,
+                         t->cur.cols[i].type, 0);
+    }
+    free(drop);
+    if (rc == 0) {
+        rc = push_stage(t, &o, 0, 1, NULL);
+    }
+    outcols_release(&o);
+    return rc;
+}
+
+static int op_project_rename(struct tr *t)
+{
+    struct outcols o;
+    int rc;
+
+    memset(&o, 0, sizeof(o));
+    rc = outcols_from_cur(t, &o);
+    while (rc == 0) {
+        const struct kusto_column *c;
+        char *newname;
+        int at;
+
+        if (tok(t)->kind != KQL_IDENT || !is_punct(tok_at(t, 1), "=")) {
+            rc = syn(t, "NewName = ExistingName");
+            break;
+        }
+        newname = strdup(tok(t)->text);
+        t->i += 2;
+        if (!newname) {
+            rc = oom_err(t);
+            break;
+        }
+        rc = column_operand(t, &c);
+        if (rc < 0) {
+            free(newname);
+            break;
+        }
+        at = outcols_find(&o, c->name);
+        free(o.cols[at].name);
+        o.cols[at].name = newname;
+        if (!take_punct(t, ",")) {
+            break;
+        }
+    }
+    if (rc == 0) {
+        rc = push_stage(t, &o, 0, 1, NULL);
+    }
+    outcols_release(&o);
+    return rc;
+}
+
+static int op_where(struct tr *t)
+{
+    struct ex e;
+    char *tail;
+    int rc;
+
+    rc = parse_expr(t, &e);
+    if (rc < 0) {
+        return rc;
+    }
+    if (e.type != KT_BOOL) {
+        rc = fail(t->err, -EINVAL,
+                  "Semantic error: 'where' operator: the predicate is of "
+                  "type '%s', not bool",
+                  kusto_type_name(e.type));
+        ex_free(&e);
+        return rc;
+    }
+    tail = xprintf("WHERE %s", e.sql);
+    ex_free(&e);
+    if (!tail) {
+        return oom_err(t);
+    }
+    rc = wrap_stage(t, tail);
+    free(tail);
+    return rc;
+}
+
+/* A non-negative integer constant (take, top). */
+static int count_operand(struct tr *t, long long *n)
+{
+    struct kql_token *k = tok(t);
+
+    if (k->kind != KQL_LONG || k->i < 0) {
+        return syn(t, "a row count");
+    }
+    *n = k->i;
+    t->i++;
+    return 0;
+}
+
+static int op_take(struct tr *t)
+{
+    long long n;
+    char tail[48];
+
+    if (count_operand(t, &n) < 0) {
+        return -EINVAL;
+    }
+    snprintf(tail, sizeof(tail), "LIMIT %lld", n);
+    return wrap_stage(t, tail);
+}
+
+/* "e1 [asc|desc] [nulls first|last], ..." into b as ORDER BY terms. */
+static int sort_terms(struct tr *t, struct sb *b)
+{
+    int first = 1;
+
+    sb_str(b, "ORDER BY ");
+    do {
+        struct ex e;
+        int asc = 0;
+        const char *nulls;
+
+        if (parse_expr(t, &e) < 0) {
+            return -EINVAL;
+        }
+        if (take_word(t, "asc")) {
+            asc = 1;
+        } else {
+            take_word(t, "desc");
+        }
+        nulls = asc ? "NULLS FIRST" : "NULLS LAST";
+        if (take_word(t, "nulls")) {
+            if (take_word(t, "first")) {
+                nulls = "NULLS FIRST";
+            } else if (take_word(t, "last")) {
+                nulls = "NULLS LAST";
+            } else {
+                ex_free(&e);
+                return syn(t, "first or last");
+            }
+        }
+        if (!first) {
+            sb_str(b, ", ");
+        }
+        first = 0;
+        sb_str(b, e.sql);
+        sb_str(b, asc ? " ASC " : " DESC ");
+        sb_str(b, nulls);
+        ex_free(&e);
+    } while (take_punct(t, ","));
+    return b->oom ? oom_err(t) : 0;
+}
+
+static int op_sort(struct tr *t)
+{
+    struct sb b;
+    int rc;
+
+    if (!take_word(t, "by")) {
+        return syn(t, "'by'");
+    }
+    memset(&b, 0, sizeof(b));
+    rc = sort_terms(t, &b);
+    if (rc == 0) {
+        rc = wrap_stage(t, b.s);
+    }
+    free(b.s);
+    return rc;
+}
+
+static int op_top(struct tr *t)
+{
+    long long n;
+    struct sb b;
+    char lim[48];
+    int rc;
+
+    if (count_operand(t, &n) < 0) {
+        return -EINVAL;
+    }
+    if (!take_word(t, "by")) {
+        return syn(t, "'by'");
+    }
+    memset(&b, 0, sizeof(b));
+    rc = sort_terms(t, &b);
+    snprintf(lim, sizeof(lim), " LIMIT %lld", n);
+    sb_str(&b, lim);
+    if (rc == 0) {
+        rc = b.oom ? oom_err(t) : wrap_stage(t, b.s);
+    }
+    free(b.s);
+    return rc;
+}
+
+static int op_count(struct tr *t)
+{
+    struct outcols o;
+    int rc;
+
+    memset(&o, 0, sizeof(o));
+    rc = outcols_put(t, &o, strdup("Count"), strdup("count(*)"), KT_LONG, 0);
+    if (rc == 0) {
+        rc = push_stage(t, &o, 0, 0, NULL);
+    }
+    outcols_release(&o);
+    return rc;
+}
+
+static int op_distinct(struct tr *t)
+{
+    struct outcols o;
+    int rc = 0;
+
+    memset(&o, 0, sizeof(o));
+    if (take_punct(t, "*")) {
+        rc = outcols_from_cur(t, &o);
+    } else {
+        do {
+            const struct kusto_column *c;
+            struct sb b;
+
+            rc = column_operand(t, &c);
+            if (rc < 0) {
+                break;
+            }
+            memset(&b, 0, sizeof(b));
+            sb_qident(&b, c->name);
+            rc = outcols_put(t, &o, strdup(c->name), b.s, c->type, 0);
+        } while (rc == 0 && take_punct(t, ","));
+    }
+    if (rc == 0) {
+        rc = push_stage(t, &o, 1, 0, NULL);
+    }
+    outcols_release(&o);
+    return rc;
+}
+
+/* percentiles(x, p1, p2, ...) [named by (n1, n2, ...)]: one output column
+ * per percentage. names may be NULL. */
+static int summarize_percentiles(struct tr *t, struct outcols *aggs,
+                                 char **names, size_t nnames)
+{
+    struct ex x;
+    size_t k = 0;
+    int rc, saved = t->allow_agg;
+
+    t->i += 2; /* percentiles ( */
+    t->allow_agg = 0;
+    rc = parse_expr(t, &x);
+    t->allow_agg = saved;
+    if (rc < 0) {
+        return rc;
+    }
+    if (!is_numt(x.type) && x.type != KT_TIMESPAN && x.type != KT_DATETIME) {
+        rc = type_err(t, "percentiles", &x, NULL);
+        ex_free(&x);
+        return rc;
+    }
+    while (rc == 0 && take_punct(t, ",")) {
+        struct kql_token *p = tok(t);
+        double v;
+        char pbuf[32], *dot, *name, *sql;
+
+        if (p->kind != KQL_LONG && p->kind != KQL_REAL) {
+            rc = syn(t, "a percentage");
+            break;
+        }
+        v = p->kind == KQL_LONG ? (double)p->i : p->r;
+        if (v < 0 || v > 100) {
+            rc = fail(t->err, -EINVAL,
+                      "Semantic error: percentiles(): %g is not between 0 "
+                      "and 100",
+                      v);
+            break;
+        }
+        t->i++;
+        snprintf(pbuf, sizeof(pbuf), "%g", v);
+        sql = xprintf("kql_percentile(%s, %s)", x.sql, pbuf);
+        dot = strchr(pbuf, '.');
+        if (dot) {
+            *dot = '_';
+        }
+        if (names && k < nnames) {
+            name = strdup(names[k]);
+        } else {
+            name = xprintf("percentile_%s_%s", x.name ? x.name : "", pbuf);
+        }
+        k++;
+        rc = outcols_put(t, aggs, name, sql, x.type, 0);
+    }
+    ex_free(&x);
+    if (rc == 0 && k == 0) {
+        rc = fail(t->err, -EINVAL,
+                  "Semantic error: percentiles() needs at least one "
+                  "percentage");
+    }
+    if (rc == 0 && !take_punct(t, ")")) {
+        rc = syn(t, "')'");
+    }
+    if (rc == 0 && names && nnames != k) {
+        rc = fail(t->err, -EINVAL,
+                  "Semantic error: %zu names for %zu percentiles", nnames, k);
+    }
+    t->naggs++;
+    return rc;
+}
+
+static int summarize_item(struct tr *t, struct outcols *aggs)
+{
+    char *names[32];
+    size_t nnames = 0, i;
+    char *name = NULL;
+    struct ex e;
+    int rc = 0;
+
+    /* (a, b) = percentiles(...) */
+    if (is_punct(tok(t), "(") && tok_at(t, 1)->kind == KQL_IDENT) {
+        size_t save = t->i;
+
+        t->i++;
+        while (tok(t)->kind == KQL_IDENT && nnames < 32) {
+            names[nnames] = strdup(tok(t)->text);
+            if (!names[nnames]) {
+                rc = oom_err(t);
+                break;
+            }
+            nnames++;
+            t->i++;
+            if (!take_punct(t, ",")) {
+                break;
+            }
+        }
+        if (rc == 0 && take_punct(t, ")") && take_punct(t, "=") &&
+            is_word(tok(t), "percentiles") && is_punct(tok_at(t, 1), "(")) {
+            rc = summarize_percentiles(t, aggs, names, nnames);
+            goto out;
+        }
+        for (i = 0; i < nnames; i++) {
+            free(names[i]);
+        }
+        nnames = 0;
+        if (rc < 0) {
+            return rc;
+        }
+        t->i = save;
+    }
+    if (tok(t)->kind == KQL_IDENT && is_punct(tok_at(t, 1), "=")) {
+        name = strdup(tok(t)->text);
+        if (!name) {
+            return oom_err(t);
+        }
+        t->i += 2;
+    }
+    if (is_word(tok(t), "percentiles") && is_punct(tok_at(t, 1), "(")) {
+        size_t before = aggs->n;
+
+        rc = summarize_percentiles(t, aggs, NULL, 0);
+        if (rc == 0 && name) {
+            /* p = percentiles(x, 50, 90) -> p_50, p_90 */
+            for (i = before; i < aggs->n; i++) {
+                const char *suffix = strrchr(aggs->cols[i].name, '_');
+                const char *num = suffix;
+                char *nn;
+
+                /* the percentage is after "percentile_<x>_" */
+                num = aggs->cols[i].name + strlen("percentile_");
+                num = strchr(num, '_') ? num : suffix;
+                (void)num;
+                nn = xprintf("%s%s", name, suffix ? suffix : "");
+                if (!nn) {
+                    rc = oom_err(t);
+                    break;
+                }
+                free(aggs->cols[i].name);
+                aggs->cols[i].name = nn;
+            }
+        }
+        free(name);
+        return rc;
+    }
+    t->naggs = 0;
+    rc = parse_expr(t, &e);
+    if (rc < 0) {
+        free(name);
+        return rc;
+    }
+    if (t->naggs == 0) {
+        rc = fail(t->err, -EINVAL,
+                  "Semantic error: 'summarize' operator: the expression is "
+                  "not an aggregate (use count(), sum(), avg(), ...)");
+        free(name);
+        ex_free(&e);
+        return rc;
+    }
+    if (!name) {
+        name = e.name && t->naggs == 1 ? strdup(e.name) : next_column_name(t);
+    }
+    rc = outcols_put(t, aggs, name, e.sql, e.type, 0);
+    e.sql = NULL;
+    ex_free(&e);
+    return rc;
+out:
+    for (i = 0; i < nnames; i++) {
+        free(names[i]);
+    }
+    return rc;
+}
+
+static int op_summarize(struct tr *t)
+{
+    struct outcols aggs, keys, all;
+    struct sb group;
+    size_t i;
+    int rc = 0;
+
+    memset(&aggs, 0, sizeof(aggs));
+    memset(&keys, 0, sizeof(keys));
+    memset(&all, 0, sizeof(all));
+    memset(&group, 0, sizeof(group));
+    t->allow_agg = 1;
+    if (!is_word(tok(t), "by")) {
+        do {
+            rc = summarize_item(t, &aggs);
+        } while (rc == 0 && take_punct(t, ","));
+    }
+    t->allow_agg = 0;
+    if (rc == 0 && take_word(t, "by")) {
+        do {
+            struct ex e;
+            char *name;
+
+            if (parse_named(t, &name, &e) < 0) {
+                rc = -EINVAL;
+                break;
+            }
+            if (!name) {
+                name = e.name ? strdup(e.name) : next_column_name(t);
+            }
+            sb_str(&group, keys.n ? ", " : "GROUP BY ");
+            sb_str(&group, e.sql);
+            rc = outcols_put(t, &keys, name, e.sql, e.type, 0);
+            e.sql = NULL;
+            ex_free(&e);
+        } while (rc == 0 && take_punct(t, ","));
+    }
+    if (rc == 0 && aggs.n == 0 && keys.n == 0) {
+        rc = syn(t, "an aggregate or 'by'");
+    }
+    /* keys first, then aggregates (ADX's column order) */
+    for (i = 0; rc == 0 && i < keys.n; i++) {
+        rc = outcols_put(t, &all, keys.cols[i].name, keys.sql[i],
+                         keys.cols[i].type, 0);
+        keys.cols[i].name = NULL;
+        keys.sql[i] = NULL;
+    }
+    for (i = 0; rc == 0 && i < aggs.n; i++) {
+        rc = outcols_put(t, &all, aggs.cols[i].name, aggs.sql[i],
+                         aggs.cols[i].type, 0);
+        aggs.cols[i].name = NULL;
+        aggs.sql[i] = NULL;
+    }
+    if (rc == 0 && group.oom) {
+        rc = oom_err(t);
+    }
+    if (rc == 0) {
+        rc = push_stage(t, &all, 0, 0, group.s);
+    }
+    outcols_release(&aggs);
+    outcols_release(&keys);
+    outcols_release(&all);
+    free(group.s);
+    return rc;
+}
+
+static const char *const known_unsupported[] = {
+    "join",
+    "union",
+    "lookup",
+    "mv-expand",
+    "mv-apply",
+    "parse",
+    "parse-where",
+    "make-series",
+    "render",
+    "evaluate",
+    "as",
+    "getschema",
+    "sample",
+    "sample-distinct",
+    "serialize",
+    "search",
+    "find",
+    "facet",
+    "fork",
+    "invoke",
+    "range",
+    "print",
+    "datatable",
+    "externaldata",
+    "project-reorder",
+    "project-keep",
+    "top-nested",
+    "top-hitters",
+    "partition",
+    "scan",
+    "consume",
+    "reduce",
+    "extend-with",
+    "graph-match",
+    "materialize",
+};
+
+/* The operator word after '|', with dashes: "project-away". */
+static int read_operator(struct tr *t, char *op, size_t len)
+{
+    size_t o = 0;
+
+    if (tok(t)->kind != KQL_IDENT || tok(t)->quoted) {
+        return syn(t, "a tabular operator");
+    }
+    op[0] = '\0';
+    for (;;) {
+        int n = snprintf(op + o, len - o, "%s", tok(t)->text);
+
+        if (n < 0 || (size_t)n >= len - o) {
+            return syn(t, "a tabular operator");
+        }
+        o += (size_t)n;
+        t->i++;
+        /* project-away: the dash touches both words */
+        if (is_punct(tok(t), "-") && tok_at(t, 1)->kind == KQL_IDENT &&
+            tok(t)->pos == tok_at(t, -1)->pos + strlen(tok_at(t, -1)->text) &&
+            tok_at(t, 1)->pos == tok(t)->pos + 1) {
+            if (o + 1 >= len) {
+                return syn(t, "a tabular operator");
+            }
+            op[o++] = '-';
+            op[o] = '\0';
+            t->i++;
+            continue;
+        }
+        break;
+    }
+    return 0;
+}
+
+static int run_operator(struct tr *t, const char *op)
+{
+    size_t i;
+
+    t->op = op;
+    if (strcmp(op, "where") == 0 || strcmp(op, "filter") == 0) {
+        t->op = "where";
+        return op_where(t);
+    }
+    if (strcmp(op, "extend") == 0) {
+        return op_extend(t);
+    }
+    if (strcmp(op, "project") == 0) {
+        return op_project(t);
+    }
+    if (strcmp(op, "project-away") == 0) {
+        return op_project_away(t);
+    }
+    if (strcmp(op, "project-rename") == 0) {
+        return op_project_rename(t);
+    }
+    if (strcmp(op, "summarize") == 0) {
+        return op_summarize(t);
+    }
+    if (strcmp(op, "take") == 0 || strcmp(op, "limit") == 0) {
+        return op_take(t);
+    }
+    if (strcmp(op, "top") == 0) {
+        return op_top(t);
+    }
+    if (strcmp(op, "order") == 0 || strcmp(op, "sort") == 0) {
+        return op_sort(t);
+    }
+    if (strcmp(op, "count") == 0) {
+        return op_count(t);
+    }
+    if (strcmp(op, "distinct") == 0) {
+        return op_distinct(t);
+    }
+    for (i = 0; i < sizeof(known_unsupported) / sizeof(known_unsupported[0]);
+         i++) {
+        if (strcmp(op, known_unsupported[i]) == 0) {
+            break;
+        }
+    }
+    return fail(t->err, -ENOTSUP,
+                "unsupported operator '%s' (the emulator supports where, "
+                "project, project-away, project-rename, extend, summarize, "
+                "top, order by, sort by, take, limit, count, distinct)",
+                op);
+}
+
+/* The source table: SELECT "c1", ..., "$IngestionTime" FROM "D.T". */
+static int source(struct tr *t, const char *db, kql_schema_fn schema, void *ctx)
+{
+    struct kql_token *k = tok(t);
+    const struct kusto_column *cols;
+    size_t ncols, i;
+    struct sb b;
+    char *full;
+
+    if (k->kind != KQL_IDENT) {
+        return syn(t, "a table name");
+    }
+    if (!k->quoted && strcmp(k->text, "let") == 0) {
+        return fail(t->err, -ENOTSUP,
+                    "unsupported statement 'let' (the emulator runs single "
+                    "pipelines)");
+    }
+    if (!k->quoted && is_punct(tok_at(t, 1), "(")) {
+        return fail(t->err, -ENOTSUP, "unsupported operator '%s'", k->text);
+    }
+    if (schema(ctx, k->text, &cols, &ncols) < 0) {
+        const struct kql_token *nx = tok_at(t, 1);
+        const struct kql_token *op = tok_at(t, 2);
+        size_t u;
+
+        for (u = 0; !k->quoted && u < sizeof(known_unsupported) /
+                                          sizeof(known_unsupported[0]);
+             u++) {
+            if (strcmp(k->text, known_unsupported[u]) == 0) {
+                return fail(t->err, -ENOTSUP, "unsupported operator '%s'",
+                            k->text);
+            }
+        }
+        if (is_punct(nx, "|") && op->kind == KQL_IDENT) {
+            return fail(t->err, -ENOENT,
+                        "Semantic error: SEM0100: '%s' operator: Failed to "
+                        "resolve table or column expression named '%s'",
+                        op->text, k->text);
+        }
+        return fail(t->err, -ENOENT,
+                    "Semantic error: SEM0100: Failed to resolve table or "
+                    "column expression named '%s'",
+                    k->text);
+    }
+    t->i++;
+    t->cur.cols = calloc(ncols ? ncols : 1, sizeof(*t->cur.cols));
+    if (!t->cur.cols) {
+        return oom_err(t);
+    }
+    memset(&b, 0, sizeof(b));
+    sb_str(&b, "SELECT ");
+    for (i = 0; i < ncols; i++) {
+        t->cur.cols[i].type = cols[i].type;
+        t->cur.cols[i].name = strdup(cols[i].name);
+        if (!t->cur.cols[i].name) {
+            free(b.s);
+            return oom_err(t);
+        }
+        t->cur.ncols++;
+        sb_qident(&b, cols[i].name);
+        sb_str(&b, ", ");
+    }
+    sb_str(&b, "\"$IngestionTime\" FROM ");
+    full = xprintf("%s.%s", db, k->text);
+    if (!full) {
+        free(b.s);
+        return oom_err(t);
+    }
+    sb_qident(&b, full);
+    free(full);
+    if (b.oom) {
+        free(b.s);
+        return oom_err(t);
+    }
+    t->cur.sql = b.s;
+    t->cur.has_itime = 1;
+    return 0;
+}
+
 int kql_translate(const char *csl, const char *db, kql_schema_fn schema,
                   void *ctx, int64_t now, struct kql_plan *plan,
                   struct kusto_error *err)
 {
+    struct tr t;
+    struct outcols o;
+    size_t i;
+    int rc;
+
     memset(plan, 0, sizeof(*plan));
-    return fail(err, -ENOTSUP, "KQL queries are not implemented yet");
+    memset(&t, 0, sizeof(t));
+    memset(&o, 0, sizeof(o));
+    t.src = csl;
+    t.err = err;
+    t.now = now;
+    t.op = "table";
+    rc = kql_lex(csl, &t.tk, err);
+    if (rc < 0) {
+        goto out;
+    }
+    rc = source(&t, db, schema, ctx);
+    while (rc == 0) {
+        char op[64];
+
+        if (tok(&t)->kind == KQL_EOF ||
+            (is_punct(tok(&t), ";") && tok_at(&t, 1)->kind == KQL_EOF)) {
+            break;
+        }
+        if (!take_punct(&t, "|")) {
+            rc = syn(&t, "'|' or the end of the query");
+            break;
+        }
+        rc = read_operator(&t, op, sizeof(op));
+        if (rc == 0) {
+            rc = run_operator(&t, op);
+        }
+    }
+    if (rc < 0) {
+        goto out;
+    }
+    /* the final projection drops "$IngestionTime" */
+    for (i = 0; rc == 0 && i < t.cur.ncols; i++) {
+        struct sb b;
+
+        memset(&b, 0, sizeof(b));
+        sb_qident(&b, t.cur.cols[i].name);
+        rc = outcols_put(&t, &o, strdup(t.cur.cols[i].name), b.s,
+                         t.cur.cols[i].type, 0);
+    }
+    if (rc == 0) {
+        rc = push_stage(&t, &o, 0, 0, NULL);
+    }
+    if (rc == 0) {
+        plan->sql = t.cur.sql;
+        plan->cols = t.cur.cols;
+        plan->ncols = t.cur.ncols;
+        memset(&t.cur, 0, sizeof(t.cur));
+    }
+out:
+    outcols_release(&o);
+    rel_release(&t.cur);
+    kql_tokens_release(&t.tk);
+    return rc;
 }

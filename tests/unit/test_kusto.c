@@ -470,6 +470,593 @@ static void test_command_errors(void **state)
     kusto_close(k);
 }
 
+/* ------------------------------------------------------------------ */
+/* KQL                                                                  */
+
+#define B "2026-11-24T10:00:00Z"
+
+/* GamePlay with five rows, all ingested at B + 10 s. */
+static struct kusto *gameplay(void)
+{
+    struct kusto *k = seeded();
+    int64_t b = ticks(B), s = KQL_TICKS_PER_SEC;
+    const int64_t rows[5][5] = {
+        {1, 10, 100, 5, b},          {2, 10, 50, 5, b + s},
+        {1, 11, 7, 5, b + 2 * s},    {3, 12, 0, 10, b + 3 * s},
+        {2, 12, 500, 10, b + 4 * s},
+    };
+
+    insert_gameplay(k, rows, 5, b + 10 * s);
+    return k;
+}
+
+/* Runs a query expected to give one row and one long column; returns it. */
+static int64_t scalar(struct kusto *k, const char *q)
+{
+    struct kusto_result *r = run_ok(k, q);
+    int64_t v;
+
+    if (r->tables[0].nrows != 1 || r->tables[0].ncols != 1) {
+        fail_msg("'%s': %zu rows x %zu columns", q, r->tables[0].nrows,
+                 r->tables[0].ncols);
+    }
+    assert_false(r->tables[0].cells[0].is_null);
+    v = r->tables[0].cells[0].i;
+    kusto_result_free(r);
+    return v;
+}
+
+static void test_seed_queries(void **state)
+{
+    struct kusto *k = gameplay();
+    struct kusto_result *r;
+    const struct kusto_table *t;
+    int64_t s = KQL_TICKS_PER_SEC;
+
+    (void)state;
+    /* GamePlay | count */
+    r = run_ok(k, "GamePlay | count");
+    t = &r->tables[0];
+    assert_int_equal(t->ncols, 1);
+    assert_string_equal(t->cols[0].name, "Count");
+    assert_int_equal(t->cols[0].type, KT_LONG);
+    assert_int_equal(cell(t, 0, "Count")->i, 5);
+    kusto_result_free(r);
+
+    /* the latency query */
+    r = run_ok(k, "GamePlay | extend Latency = ingestion_time() - EventTime "
+                  "| summarize percentiles(Latency, 50, 90, 99)");
+    t = &r->tables[0];
+    assert_int_equal(t->ncols, 3);
+    assert_int_equal(t->nrows, 1);
+    assert_string_equal(t->cols[0].name, "percentile_Latency_50");
+    assert_string_equal(t->cols[1].name, "percentile_Latency_90");
+    assert_string_equal(t->cols[2].name, "percentile_Latency_99");
+    assert_int_equal(t->cols[0].type, KT_TIMESPAN);
+    /* latencies 10, 9, 8, 7, 6 s; nearest rank */
+    assert_int_equal(cell(t, 0, "percentile_Latency_50")->i, 8 * s);
+    assert_int_equal(cell(t, 0, "percentile_Latency_90")->i, 10 * s);
+    assert_int_equal(cell(t, 0, "percentile_Latency_99")->i, 10 * s);
+    kusto_result_free(r);
+
+    /* the leaderboard */
+    r = run_ok(k, "GamePlay | summarize TotalWin=sum(Win), Spins=count() by "
+                  "PlayerID | top 10 by TotalWin");
+    t = &r->tables[0];
+    assert_int_equal(t->ncols, 3);
+    assert_string_equal(t->cols[0].name, "PlayerID");
+    assert_string_equal(t->cols[1].name, "TotalWin");
+    assert_string_equal(t->cols[2].name, "Spins");
+    assert_int_equal(t->cols[0].type, KT_INT);
+    assert_int_equal(t->cols[1].type, KT_LONG);
+    assert_int_equal(t->cols[2].type, KT_LONG);
+    assert_int_equal(t->nrows, 3);
+    assert_int_equal(cell(t, 0, "PlayerID")->i, 2);
+    assert_int_equal(cell(t, 0, "TotalWin")->i, 550);
+    assert_int_equal(cell(t, 0, "Spins")->i, 2);
+    assert_int_equal(cell(t, 1, "PlayerID")->i, 1);
+    assert_int_equal(cell(t, 1, "TotalWin")->i, 107);
+    assert_int_equal(cell(t, 2, "PlayerID")->i, 3);
+    assert_int_equal(cell(t, 2, "TotalWin")->i, 0);
+    kusto_result_free(r);
+
+    /* .clear table GamePlay data empties it */
+    run_free(k, ".clear table GamePlay data");
+    assert_int_equal(scalar(k, "GamePlay | count"), 0);
+    kusto_close(k);
+}
+
+static void test_where(void **state)
+{
+    struct kusto *k = gameplay();
+
+    (void)state;
+    assert_int_equal(scalar(k, "GamePlay | where PlayerID == 1 | count"), 2);
+    assert_int_equal(scalar(k, "GamePlay | where PlayerID != 1 | count"), 3);
+    assert_int_equal(scalar(k, "GamePlay | where Win > 50 | count"), 2);
+    assert_int_equal(scalar(k, "GamePlay | where Win >= 50 | count"), 3);
+    assert_int_equal(scalar(k, "GamePlay | where Win < 50 | count"), 2);
+    assert_int_equal(scalar(k, "GamePlay | where Win <= 50 | count"), 3);
+    assert_int_equal(
+        scalar(k, "GamePlay | where Win > 50 and Stake == 5 | count"), 1);
+    assert_int_equal(
+        scalar(k, "GamePlay | where Win >= 50 or PlayerID == 3 | count"), 4);
+    assert_int_equal(scalar(k, "GamePlay | where not(PlayerID == 1) | count"),
+                     3);
+    assert_int_equal(scalar(k, "GamePlay | where PlayerID in (1, 3) | count"),
+                     3);
+    assert_int_equal(scalar(k, "GamePlay | where PlayerID !in (1, 3) | count"),
+                     2);
+    assert_int_equal(
+        scalar(k, "GamePlay | where Win between (7 .. 100) | count"), 3);
+    assert_int_equal(
+        scalar(k, "GamePlay | where Win !between (7 .. 100) | count"), 2);
+    assert_int_equal(scalar(k, "GamePlay | where EventTime between "
+                               "(datetime(2026-11-24T10:00:01Z) .. 2s) | "
+                               "count"),
+                     3);
+    assert_int_equal(scalar(k, "GamePlay | where EventTime >= "
+                               "datetime(2026-11-24 10:00:03) | count"),
+                     2);
+    assert_int_equal(scalar(k, "GamePlay | where EventTime < now() | count"),
+                     5);
+    assert_int_equal(scalar(k, "GamePlay | where EventTime > now() | count"),
+                     0);
+    assert_int_equal(
+        scalar(k, "GamePlay | where EventTime > ago(36500d) | count"), 5);
+    assert_int_equal(scalar(k, "GamePlay | where ingestion_time() > ago(1h) or "
+                               "ingestion_time() <= now() | count"),
+                     5);
+    assert_int_equal(scalar(k, "GamePlay | where isnotnull(Win) and "
+                               "isnotempty(Win) | where PlayerID == 2 "
+                               "| count"),
+                     2);
+    assert_int_equal(scalar(k, "GamePlay | where isnull(Win) | count"), 0);
+    assert_int_equal(scalar(k, "GamePlay | filter Win == 0 | count"), 1);
+    kusto_close(k);
+}
+
+static struct kusto *logs(void)
+{
+    struct kusto *k = open_db();
+    struct kusto_value v[4 * 6];
+    struct kusto_error err;
+    static const char *msgs[4] = {"Error in module Foo", "foobar started", NULL,
+                                  "FOO done"};
+    static const char *levels[4] = {"error", "info", "warn", "Info"};
+    static const double reals[4] = {1.5, 2.5, 0, -1};
+    static const int64_t durs[4] = {36000000000LL, 18000000000LL, 0,
+                                    100000000LL};
+    size_t i;
+
+    run_free(k, ".create table Logs (Msg: string, Level: string, N: long, "
+                "R: real, Flag: bool, Dur: timespan)");
+    memset(v, 0, sizeof(v));
+    for (i = 0; i < 4; i++) {
+        struct kusto_value *row = &v[i * 6];
+
+        row[0].type = KT_STRING;
+        row[0].s = (char *)msgs[i];
+        row[0].is_null = msgs[i] == NULL;
+        row[1].type = KT_STRING;
+        row[1].s = (char *)levels[i];
+        row[2].type = KT_LONG;
+        row[2].i = (int64_t)i + 1;
+        row[3].type = KT_REAL;
+        row[3].r = reals[i];
+        row[4].type = KT_BOOL;
+        row[4].i = i % 2 == 0;
+        row[5].type = KT_TIMESPAN;
+        row[5].i = durs[i];
+        if (i == 2) {
+            row[2].is_null = row[3].is_null = row[4].is_null = 1;
+            row[5].is_null = 1;
+        }
+    }
+    assert_int_equal(kusto_insert_rows(k, DB, "Logs", v, 4, 0, &err), 0);
+    return k;
+}
+
+static void test_string_operators(void **state)
+{
+    struct kusto *k = logs();
+
+    (void)state;
+    assert_int_equal(scalar(k, "Logs | where Msg has \"foo\" | count"), 2);
+    assert_int_equal(scalar(k, "Logs | where Msg contains 'foo' | count"), 3);
+    assert_int_equal(scalar(k, "Logs | where Msg startswith 'foo' | count"), 2);
+    assert_int_equal(scalar(k, "Logs | where Msg endswith 'DONE' | count"), 1);
+    assert_int_equal(scalar(k, "Logs | where Msg !has 'foo' | count"), 2);
+    assert_int_equal(scalar(k, "Logs | where Msg !contains 'foo' | count"), 1);
+    assert_int_equal(scalar(k, "Logs | where Msg has_cs 'Foo' | count"), 1);
+    assert_int_equal(scalar(k, "Logs | where Msg contains_cs 'foo' | count"),
+                     1);
+    assert_int_equal(scalar(k, "Logs | where isempty(Msg) | count"), 1);
+    assert_int_equal(scalar(k, "Logs | where isnotempty(Msg) | count"), 3);
+    assert_int_equal(scalar(k, "Logs | where isnull(N) | count"), 1);
+    assert_int_equal(scalar(k, "Logs | where isnotnull(N) | count"), 3);
+    assert_int_equal(scalar(k, "Logs | where Level == 'info' | count"), 1);
+    assert_int_equal(scalar(k, "Logs | where Level =~ 'INFO' | count"), 2);
+    assert_int_equal(scalar(k, "Logs | where Level !~ 'info' | count"), 2);
+    assert_int_equal(scalar(k, "Logs | where Level in ('warn', 'error') | "
+                               "count"),
+                     2);
+    assert_int_equal(scalar(k, "Logs | where Flag | count"), 1);
+    assert_int_equal(scalar(k, "Logs | where Flag == false | count"), 2);
+    assert_int_equal(scalar(k, "Logs | where Dur > 20m | count"), 2);
+    assert_int_equal(scalar(k, "Logs | where Dur == time(1h) | count"), 1);
+    assert_int_equal(scalar(k, "Logs | where Dur < timespan(00:00:11) | "
+                               "count"),
+                     1);
+    assert_int_equal(scalar(k, "Logs | where R > 1.0 and R < 2e0 | count"), 1);
+    assert_int_equal(
+        scalar(k, "Logs | where Msg has @'module' or Level == \"x\" | count"),
+        1);
+    kusto_close(k);
+}
+
+static void test_project_extend(void **state)
+{
+    struct kusto *k = gameplay();
+    struct kusto_result *r;
+    const struct kusto_table *t;
+    int64_t s = KQL_TICKS_PER_SEC;
+
+    (void)state;
+    r = run_ok(k, "GamePlay | where PlayerID == 3 | project PlayerID, W = "
+                  "Win * 2, Stake");
+    t = &r->tables[0];
+    assert_int_equal(t->ncols, 3);
+    assert_string_equal(t->cols[1].name, "W");
+    assert_int_equal(t->cols[1].type, KT_LONG);
+    assert_int_equal(cell(t, 0, "W")->i, 0);
+    assert_int_equal(cell(t, 0, "Stake")->i, 10);
+    kusto_result_free(r);
+
+    r = run_ok(k, "GamePlay | where PlayerID == 3 | extend Net = Win - "
+                  "Stake, Net2 = Net * 2, Win = Win + 1");
+    t = &r->tables[0];
+    assert_int_equal(t->ncols, 7);
+    assert_string_equal(t->cols[2].name, "Win");
+    assert_string_equal(t->cols[5].name, "Net");
+    assert_string_equal(t->cols[6].name, "Net2");
+    assert_int_equal(cell(t, 0, "Net")->i, -10);
+    assert_int_equal(cell(t, 0, "Net2")->i, -20);
+    assert_int_equal(cell(t, 0, "Win")->i, 1);
+    kusto_result_free(r);
+
+    r = run_ok(k, "GamePlay | where PlayerID == 3 | extend A = 7 / 2, "
+                  "B = 7 % 3, C = 7.0 / 2, D = EventTime - "
+                  "datetime(2026-11-24T10:00:00Z), E = EventTime + 1h, "
+                  "F = 1h / 2, G = -Stake, H = 2 * 30m, I = 1d + 2h + 30m "
+                  "+ 10s + 100ms, J = ingestion_time() - 1s");
+    t = &r->tables[0];
+    assert_int_equal(cell(t, 0, "A")->i, 3);
+    assert_int_equal(cell(t, 0, "A")->type, KT_LONG);
+    assert_int_equal(cell(t, 0, "B")->i, 1);
+    assert_true(cell(t, 0, "C")->r == 3.5);
+    assert_int_equal(cell(t, 0, "C")->type, KT_REAL);
+    assert_int_equal(cell(t, 0, "D")->i, 3 * s);
+    assert_int_equal(cell(t, 0, "D")->type, KT_TIMESPAN);
+    assert_int_equal(cell(t, 0, "E")->i, ticks(B) + 3 * s + 3600 * s);
+    assert_int_equal(cell(t, 0, "E")->type, KT_DATETIME);
+    assert_int_equal(cell(t, 0, "F")->i, 1800 * s);
+    assert_int_equal(cell(t, 0, "F")->type, KT_TIMESPAN);
+    assert_int_equal(cell(t, 0, "G")->i, -10);
+    assert_int_equal(cell(t, 0, "H")->i, 3600 * s);
+    assert_int_equal(cell(t, 0, "I")->i,
+                     (86400 + 7200 + 1800 + 10) * s + s / 10);
+    assert_int_equal(cell(t, 0, "J")->i, ticks(B) + 9 * s);
+    kusto_result_free(r);
+
+    /* an unnamed expression is Column1 */
+    r = run_ok(k, "GamePlay | take 1 | project Win + 1, It = "
+                  "ingestion_time()");
+    t = &r->tables[0];
+    assert_string_equal(t->cols[0].name, "Column1");
+    assert_int_equal(cell(t, 0, "It")->i, ticks(B) + 10 * s);
+    kusto_result_free(r);
+
+    r = run_ok(k, "GamePlay | project-away GameID, Stake | project-rename "
+                  "Player = PlayerID | take 1");
+    t = &r->tables[0];
+    assert_int_equal(t->ncols, 3);
+    assert_string_equal(t->cols[0].name, "Player");
+    assert_string_equal(t->cols[1].name, "Win");
+    assert_string_equal(t->cols[2].name, "EventTime");
+    kusto_result_free(r);
+    kusto_close(k);
+}
+
+static void test_conversions(void **state)
+{
+    struct kusto *k = logs();
+    struct kusto_result *r;
+    const struct kusto_table *t;
+
+    (void)state;
+    r = run_ok(k, "Logs | where N == 1 | extend S = strcat(Level, '-', N, "
+                  "'-', Flag), L = tolong('42'), I = toint(R), D = "
+                  "todouble('2.5'), T = tostring(Dur), DT = "
+                  "todatetime('2026-11-24T10:00:00Z'), TS = "
+                  "totimespan('01:00:00'), Len = strlen(Level), Bad = "
+                  "tolong('x'), U = toupper(Level), Sub = substring(Msg, 0, "
+                  "5), RS = tostring(R), DS = tostring(DT)");
+    t = &r->tables[0];
+    assert_int_equal(t->nrows, 1);
+    assert_string_equal(cell(t, 0, "S")->s, "error-1-true");
+    assert_int_equal(cell(t, 0, "L")->i, 42);
+    assert_int_equal(cell(t, 0, "L")->type, KT_LONG);
+    assert_int_equal(cell(t, 0, "I")->i, 1);
+    assert_int_equal(cell(t, 0, "I")->type, KT_INT);
+    assert_true(cell(t, 0, "D")->r == 2.5);
+    assert_string_equal(cell(t, 0, "T")->s, "01:00:00");
+    assert_int_equal(cell(t, 0, "DT")->i, ticks(B));
+    assert_int_equal(cell(t, 0, "DT")->type, KT_DATETIME);
+    assert_int_equal(cell(t, 0, "TS")->i, KQL_TICKS_PER_HOUR);
+    assert_int_equal(cell(t, 0, "TS")->type, KT_TIMESPAN);
+    assert_int_equal(cell(t, 0, "Len")->i, 5);
+    assert_true(cell(t, 0, "Bad")->is_null);
+    assert_string_equal(cell(t, 0, "U")->s, "ERROR");
+    assert_string_equal(cell(t, 0, "Sub")->s, "Error");
+    assert_string_equal(cell(t, 0, "RS")->s, "1.5");
+    assert_string_equal(cell(t, 0, "DS")->s, "2026-11-24T10:00:00Z");
+    kusto_result_free(r);
+    kusto_close(k);
+}
+
+static void test_summarize(void **state)
+{
+    struct kusto *k = gameplay();
+    struct kusto_result *r;
+    const struct kusto_table *t;
+    int64_t s = KQL_TICKS_PER_SEC;
+
+    (void)state;
+    r = run_ok(k, "GamePlay | summarize count(), sum(Win), avg(Stake), "
+                  "min(Win), max(Win), dcount(PlayerID), percentile(Win, 50)"
+                  ", countif(Win > 10)");
+    t = &r->tables[0];
+    assert_int_equal(t->nrows, 1);
+    assert_string_equal(t->cols[0].name, "count_");
+    assert_int_equal(cell(t, 0, "count_")->i, 5);
+    assert_int_equal(cell(t, 0, "sum_Win")->i, 657);
+    assert_int_equal(cell(t, 0, "avg_Stake")->type, KT_REAL);
+    assert_true(cell(t, 0, "avg_Stake")->r == 7.0);
+    assert_int_equal(cell(t, 0, "min_Win")->i, 0);
+    assert_int_equal(cell(t, 0, "max_Win")->i, 500);
+    assert_int_equal(cell(t, 0, "dcount_PlayerID")->i, 3);
+    assert_int_equal(cell(t, 0, "percentile_Win_50")->i, 50);
+    assert_int_equal(cell(t, 0, "countif_")->i, 3);
+    kusto_result_free(r);
+
+    r = run_ok(k, "GamePlay | summarize n = count() by bin(EventTime, 2s) | "
+                  "order by EventTime asc");
+    t = &r->tables[0];
+    assert_int_equal(t->nrows, 3);
+    assert_string_equal(t->cols[0].name, "EventTime");
+    assert_int_equal(t->cols[0].type, KT_DATETIME);
+    assert_string_equal(t->cols[1].name, "n");
+    assert_int_equal(cell(t, 0, "EventTime")->i, ticks(B));
+    assert_int_equal(cell(t, 0, "n")->i, 2);
+    assert_int_equal(cell(t, 1, "EventTime")->i, ticks(B) + 2 * s);
+    assert_int_equal(cell(t, 2, "n")->i, 1);
+    kusto_result_free(r);
+
+    r = run_ok(k, "GamePlay | summarize W = sum(Win) by Stake, bin(Win, 100)"
+                  " | order by Stake asc, Win asc");
+    t = &r->tables[0];
+    assert_string_equal(t->cols[0].name, "Stake");
+    assert_string_equal(t->cols[1].name, "Win");
+    assert_string_equal(t->cols[2].name, "W");
+    assert_int_equal(t->nrows, 4);
+    /* (5,0): 50+7, (5,100): 100, (10,0): 0, (10,500): 500 */
+    assert_int_equal(cell(t, 0, "W")->i, 57);
+    assert_int_equal(cell(t, 1, "Win")->i, 100);
+    assert_int_equal(cell(t, 3, "W")->i, 500);
+    kusto_result_free(r);
+
+    r = run_ok(k, "GamePlay | summarize (p50, p99) = percentiles(Win, 50, "
+                  "99), avg(Win) / 2, It = max(ingestion_time())");
+    t = &r->tables[0];
+    assert_string_equal(t->cols[0].name, "p50");
+    assert_string_equal(t->cols[1].name, "p99");
+    assert_int_equal(cell(t, 0, "p99")->i, 500);
+    assert_string_equal(t->cols[2].name, "Column1");
+    assert_true(cell(t, 0, "Column1")->r == 657.0 / 5 / 2);
+    assert_int_equal(cell(t, 0, "It")->i, ticks(B) + 10 * s);
+    kusto_result_free(r);
+
+    /* ingestion_time() has no table context after summarize */
+    r = run_ok(k, "GamePlay | summarize count() by PlayerID | extend It = "
+                  "ingestion_time() | take 1");
+    assert_true(cell(&r->tables[0], 0, "It")->is_null);
+    kusto_result_free(r);
+
+    /* summarize over no rows: one row with count 0 */
+    assert_int_equal(
+        scalar(k, "GamePlay | where Win > 100000 | summarize count()"), 0);
+    kusto_close(k);
+}
+
+static void test_sort_take_distinct(void **state)
+{
+    struct kusto *k = gameplay();
+    struct kusto_result *r;
+    const struct kusto_table *t;
+
+    (void)state;
+    r = run_ok(k, "GamePlay | top 2 by Win asc");
+    t = &r->tables[0];
+    assert_int_equal(t->nrows, 2);
+    assert_int_equal(cell(t, 0, "Win")->i, 0);
+    assert_int_equal(cell(t, 1, "Win")->i, 7);
+    kusto_result_free(r);
+
+    r = run_ok(k, "GamePlay | order by Win desc | take 2");
+    t = &r->tables[0];
+    assert_int_equal(t->nrows, 2);
+    assert_int_equal(cell(t, 0, "Win")->i, 500);
+    assert_int_equal(cell(t, 1, "Win")->i, 100);
+    kusto_result_free(r);
+
+    r = run_ok(k, "GamePlay | sort by PlayerID asc, Win desc | project "
+                  "PlayerID, Win");
+    t = &r->tables[0];
+    assert_int_equal(t->nrows, 5);
+    assert_int_equal(cell(t, 0, "Win")->i, 100);
+    assert_int_equal(cell(t, 1, "Win")->i, 7);
+    assert_int_equal(cell(t, 2, "Win")->i, 500);
+    assert_int_equal(cell(t, 4, "PlayerID")->i, 3);
+    kusto_result_free(r);
+
+    r = run_ok(k, "GamePlay | take 3");
+    assert_int_equal(r->tables[0].nrows, 3);
+    kusto_result_free(r);
+    r = run_ok(k, "GamePlay | limit 0");
+    assert_int_equal(r->tables[0].nrows, 0);
+    assert_int_equal(r->tables[0].ncols, 5);
+    kusto_result_free(r);
+    assert_int_equal(scalar(k, "GamePlay | take 4 | count"), 4);
+
+    r = run_ok(k, "GamePlay | distinct PlayerID | order by PlayerID asc");
+    t = &r->tables[0];
+    assert_int_equal(t->nrows, 3);
+    assert_int_equal(t->ncols, 1);
+    assert_int_equal(cell(t, 2, "PlayerID")->i, 3);
+    kusto_result_free(r);
+    assert_int_equal(scalar(k, "GamePlay | distinct PlayerID, Stake | count"),
+                     4);
+    assert_int_equal(scalar(k, "GamePlay | distinct * | count"), 5);
+
+    /* a plain table name returns its rows, without $IngestionTime */
+    r = run_ok(k, "GamePlay");
+    assert_int_equal(r->tables[0].nrows, 5);
+    assert_int_equal(r->tables[0].ncols, 5);
+    assert_int_equal(r->tables[0].cols[4].type, KT_DATETIME);
+    kusto_result_free(r);
+    r = run_ok(k, "['GamePlay'] | where GameID == 12 | project EventTime");
+    assert_int_equal(r->tables[0].nrows, 2);
+    kusto_result_free(r);
+    kusto_close(k);
+}
+
+static void test_query_errors(void **state)
+{
+    struct kusto *k = gameplay();
+    struct kusto_error err;
+
+    (void)state;
+    err = run_err(k, "GamePlay | join (Other) on PlayerID",
+                  "unsupported operator 'join'");
+    assert_int_equal(err.status, 400);
+    assert_string_equal(err.code, "General_BadRequest");
+    run_err(k, "GamePlay | mv-expand x", "unsupported operator 'mv-expand'");
+    run_err(k, "GamePlay | frobnicate", "unsupported operator 'frobnicate'");
+    run_err(k, "GamePlay | union Other", "unsupported operator 'union'");
+    run_err(k, "let x = 1; GamePlay", "unsupported statement 'let'");
+    run_err(k, "print 1", "unsupported operator 'print'");
+    run_err(k, "GamePlay | extend x = foo(1)", "unsupported function 'foo'");
+    run_err(k, "GamePlay | where Nope == 1",
+            "SEM0100: 'where' operator: Failed to resolve scalar expression "
+            "named 'Nope'");
+    err = run_err(k, "Nope | count",
+                  "SEM0100: 'count' operator: Failed to resolve table or "
+                  "column expression named 'Nope'");
+    assert_int_equal(err.status, 400);
+    run_err(k, "GamePlay | where", "Syntax error");
+    run_err(k, "GamePlay | where PlayerID ==", "Syntax error");
+    run_err(k, "GamePlay | where (PlayerID == 1", "expected ')'");
+    run_err(k, "GamePlay || count", "Syntax error");
+    run_err(k, "GamePlay | take 'x'", "expected a row count");
+    run_err(k, "GamePlay count", "expected '|'");
+    run_err(k, "GamePlay | where Win == 'x'",
+            "Cannot compare values of types long and string");
+    run_err(k, "GamePlay | where Win + 1", "not bool");
+    run_err(k, "GamePlay | summarize Win", "not an aggregate");
+    run_err(k, "GamePlay | extend x = sum(Win)", "only allowed in summarize");
+    run_err(k, "GamePlay | extend x = EventTime + EventTime",
+            "operator '+' cannot be applied to types 'datetime' and "
+            "'datetime'");
+    run_err(k, "GamePlay | where Win == 'abc", "unterminated string");
+    run_err(k, "GamePlay | where EventTime > datetime(yesterday)",
+            "invalid datetime literal");
+    run_err(k, "GamePlay | where EventTime > ago(3x)", "'3x'");
+    run_err(k, "GamePlay | top 3 by", "Syntax error");
+    run_err(k, "GamePlay | where Win == 1 #", "unexpected character '#'");
+    err = run_err(k, "GamePlay | extend x = percentile(Win, 50)",
+                  "only allowed in summarize");
+    assert_int_equal(err.status, 400);
+    kusto_close(k);
+}
+
+/* Timing sanity check: printed, not asserted. */
+static void test_timing_1m_rows(void **state)
+{
+    struct kusto *k = seeded();
+    enum { N = 1000000, CHUNK = 10000 };
+    struct kusto_value *v = calloc((size_t)CHUNK * 5, sizeof(*v));
+    struct kusto_error err;
+    struct timespec t0, t1;
+    size_t i, c;
+    int64_t b = ticks(B);
+    double ms;
+    static const char *const queries[] = {
+        "GamePlay | count",
+        "GamePlay | summarize TotalWin=sum(Win), Spins=count() by PlayerID "
+        "| top 10 by TotalWin",
+        "GamePlay | extend Latency = ingestion_time() - EventTime | "
+        "summarize percentiles(Latency, 50, 90, 99)",
+        "GamePlay | summarize count() by bin(EventTime, 1m)",
+    };
+
+    (void)state;
+    assert_non_null(v);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (i = 0; i < N; i += CHUNK) {
+        for (c = 0; c < CHUNK; c++) {
+            struct kusto_value *row = &v[c * 5];
+            size_t n = i + c;
+
+            row[0].type = KT_INT;
+            row[0].i = (int64_t)(n % 1000);
+            row[1].type = KT_INT;
+            row[1].i = (int64_t)(n % 7);
+            row[2].type = KT_LONG;
+            row[2].i = (int64_t)(n % 101);
+            row[3].type = KT_INT;
+            row[3].i = 5;
+            row[4].type = KT_DATETIME;
+            row[4].i = b + (int64_t)n * 10000;
+        }
+        assert_int_equal(
+            kusto_insert_rows(k, DB, "GamePlay", v, CHUNK,
+                              b + (int64_t)i * 10000 + KQL_TICKS_PER_SEC, &err),
+            0);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+         (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    printf("timing: insert %d rows: %.0f ms\n", N, ms);
+    free(v);
+    for (i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
+        struct kusto_result *r;
+
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        r = run_ok(k, queries[i]);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+             (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        printf("timing: %7.0f ms  %zu rows  %s\n", ms, r->tables[0].nrows,
+               queries[i]);
+        if (i == 0) {
+            assert_int_equal(r->tables[0].cells[0].i, N);
+        }
+        kusto_result_free(r);
+    }
+    kusto_close(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -481,6 +1068,15 @@ int main(void)
         cmocka_unit_test(test_insert_clear_count_only),
         cmocka_unit_test(test_show_version_databases),
         cmocka_unit_test(test_command_errors),
+        cmocka_unit_test(test_seed_queries),
+        cmocka_unit_test(test_where),
+        cmocka_unit_test(test_string_operators),
+        cmocka_unit_test(test_project_extend),
+        cmocka_unit_test(test_conversions),
+        cmocka_unit_test(test_summarize),
+        cmocka_unit_test(test_sort_take_distinct),
+        cmocka_unit_test(test_query_errors),
+        cmocka_unit_test(test_timing_1m_rows),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
