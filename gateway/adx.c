@@ -376,7 +376,9 @@ static void check_multi_info(struct adx *a)
     CURLMsg *msg;
     int left = 0;
 
-    while ((msg = curl_multi_info_read(a->multi, &left)) != NULL) {
+    /* a->multi goes NULL if a callback closed the client */
+    while (a->multi != NULL &&
+           (msg = curl_multi_info_read(a->multi, &left)) != NULL) {
         struct adx_req *r = NULL;
 
         if (msg->msg != CURLMSG_DONE) {

@@ -75,7 +75,12 @@ static const char *const fb_state_names[] = {
 };
 
 /* What a WAITING batch does when its timer fires. */
-enum fb_next { FB_NEXT_SEND = 0, FB_NEXT_QUERY };
+enum fb_next {
+    FB_NEXT_SEND = 0,
+    FB_NEXT_QUERY,
+    FB_NEXT_BUILD,
+    FB_NEXT_RELOAD,
+};
 
 struct route;
 
@@ -99,9 +104,11 @@ struct fbatch {
     int build_rc;
     /* retry state */
     int ambiguous;      /* must be resolved before any resend (INV-5) */
+    int restarted;      /* the journal's earlier state was looked at */
     int auth_retry;     /* a 401 already led to a token refresh */
     int64_t backoff_ms; /* next backoff step */
     int64_t first_fail_ms;
+    int64_t delay_ms; /* MARKING_FAILED: the wait that follows */
     char *token_used; /* the token sent with the request in flight */
     char last_error[FW_ERR_MAX];
     struct fbatch *prev, *next;
@@ -151,7 +158,10 @@ static void fb_send(struct fbatch *b);
 static void fb_mark_sent(struct fbatch *b);
 static void fb_query(struct fbatch *b);
 static void fb_finish(struct fbatch *b);
+static void fb_build(struct fbatch *b);
+static void fb_reload(struct fbatch *b);
 static void fw_check_stopped(struct forwarder *fw);
+static void on_stop_done(uv_timer_t *t);
 
 /* ------------------------------------------------------------- helpers */
 
@@ -930,10 +940,19 @@ static void on_fb_timer(uv_timer_t *t)
     if (rt->state == FORWARDER_PAUSED_OPERATOR) {
         return; /* forwarder_resume restarts it */
     }
-    if (b->then == FB_NEXT_QUERY) {
+    switch (b->then) {
+    case FB_NEXT_QUERY:
         fb_query(b);
-    } else {
+        break;
+    case FB_NEXT_BUILD:
+        fb_build(b);
+        break;
+    case FB_NEXT_RELOAD:
+        fb_reload(b);
+        break;
+    default:
         fb_mark_sent(b);
+        break;
     }
 }
 
@@ -1004,7 +1023,7 @@ static void on_marked_failed(void *arg, int status, const char *err)
 {
     struct fbatch *b = arg;
     struct route *rt = b->rt;
-    int64_t delay = (int64_t)(uintptr_t)b->work.data;
+    int64_t delay = b->delay_ms;
 
     if (status < 0) {
         log_warn("forwarder", "%s: cannot record the failure: %s", b->jb->id,
@@ -1024,7 +1043,7 @@ static void fb_failed(struct fbatch *b, int64_t delay_ms)
     int rc;
 
     fb_set_state(b, FB_MARKING_FAILED);
-    b->work.data = (void *)(uintptr_t)delay_ms;
+    b->delay_ms = delay_ms;
     rc = journal_batch_mark_failed_async(rt->fw->journal, b->jb->id,
                                          wall_ms() + delay_ms, b->last_error,
                                          on_marked_failed, b);
@@ -1108,7 +1127,6 @@ static void fb_permanent(struct fbatch *b, const char *reason)
 }
 
 static void fb_start_built(struct fbatch *b);
-static void fb_build(struct fbatch *b);
 
 static void on_split(void *arg, int status, struct journal_batch *first,
                      struct journal_batch *second, const char *err)
@@ -1161,10 +1179,10 @@ static void on_killed(void *arg, int status, const char *err)
             fb_finish(b);
             return;
         }
-        /* start over from the build: the records are checked again */
+        /* start over from the journal's view of the members: those
+         * already dead are left out, the rest is checked again */
         fb_release_body(b);
-        fb_wait(b, backoff_next(b, -1), FB_NEXT_SEND);
-        b->raw = NULL;
+        fb_wait(b, backoff_next(b, -1), FB_NEXT_RELOAD);
         return;
     }
     rt->st.dead_events++;
@@ -1199,15 +1217,46 @@ static void fb_kill_next(struct fbatch *b)
         fb_finish(b); /* nothing left: the journal made the batch DEAD */
         return;
     }
-    b->jb->count -= (int64_t)b->nbad;
-    free(b->bad);
-    b->bad = NULL;
-    b->nbad = 0;
     if (rt->fw->stopping) {
         fb_finish(b);
         return;
     }
-    fb_start_built(b);
+    /* the members in memory must be the live ones (bisection picks by
+     * index): load them again and rebuild; rare, so the cost is fine */
+    fb_release_body(b);
+    fb_reload(b);
+}
+
+/* Replaces b->jb by the journal's current view of the batch (live members
+ * only) and builds the body again. */
+static void fb_reload(struct fbatch *b)
+{
+    struct route *rt = b->rt;
+    struct journal_batch *nb = NULL;
+    char err[256];
+    int rc;
+
+    if (rt->fw->stopping) {
+        fb_finish(b);
+        return;
+    }
+    rc = journal_batch_load(rt->fw->journal, b->jb->id, &nb, err, sizeof(err));
+    if (rc == -ENOENT || (rc == 0 && nb->count == 0) ||
+        (rc == 0 && (nb->state == JOURNAL_BATCH_DEAD ||
+                     nb->state == JOURNAL_BATCH_DELIVERED ||
+                     nb->state == JOURNAL_BATCH_SPLIT))) {
+        journal_batch_free(nb);
+        fb_finish(b); /* nothing live is left in it */
+        return;
+    }
+    if (rc < 0) {
+        log_error("forwarder", "%s: cannot load: %s", b->jb->id, err);
+        fb_wait(b, backoff_next(b, -1), FB_NEXT_RELOAD);
+        return;
+    }
+    journal_batch_free(b->jb);
+    b->jb = nb;
+    fb_build(b);
 }
 
 static void on_query(void *arg, const struct adx_response *res)
@@ -1536,29 +1585,17 @@ static void fb_mark_sent(struct fbatch *b)
  * according to what the journal says happened before. */
 static void fb_start_built(struct fbatch *b)
 {
-    struct route *rt = b->rt;
     struct journal_batch *jb = b->jb;
 
-    if (jb->state == JOURNAL_BATCH_SENT && jb->attempts > 0 && !b->ambiguous &&
-        b->state == FB_BUILDING) {
-        /* left SENT by a previous process: ambiguous (INV-5) */
-        snprintf(b->last_error, sizeof(b->last_error),
-                 "sent before a restart, outcome unknown");
-        b->state = FB_WAITING;
-        if (rt->cfg->dedupe_column != NULL) {
-            rt->st.ambiguous++;
-            b->ambiguous = 1;
-            fb_query(b); /* no safety delay needed: it was long ago */
-            return;
-        }
-        fb_ambiguous(b);
-        return;
-    }
-    if (jb->state == JOURNAL_BATCH_FAILED && jb->next_try_ms > wall_ms()) {
+    if (jb->state == JOURNAL_BATCH_FAILED && jb->next_try_ms > wall_ms() &&
+        !b->restarted) {
+        /* a transient failure before a restart: keep its backoff */
+        b->restarted = 1;
         fb_wait(b, jb->next_try_ms - wall_ms(), FB_NEXT_SEND);
         return;
     }
-    fb_mark_sent(b);
+    b->restarted = 1;
+    fb_mark_sent(b); /* asks ADX first when the batch is ambiguous */
 }
 
 /* ---- building on the thread pool */
@@ -1594,8 +1631,7 @@ static void build_done(uv_work_t *w, int status)
             fb_finish(b);
             return;
         }
-        fb_wait(b, backoff_next(b, -1), FB_NEXT_SEND);
-        b->state = FB_WAITING;
+        fb_wait(b, backoff_next(b, -1), FB_NEXT_BUILD);
         return;
     }
     if (rt->fw->stopping) {
@@ -1686,11 +1722,24 @@ static void on_cut(void *arg, int status, struct journal_batch *jb,
         journal_batch_free(jb);
         return;
     }
-    if (jb->state == JOURNAL_BATCH_SENT && jb->attempts > 0) {
-        log_info("forwarder",
-                 "%s: found sent before a restart (attempt %d): "
-                 "resolving",
-                 jb->id, jb->attempts);
+    if (jb->state == JOURNAL_BATCH_SENT) {
+        /* INV-5: sent by a previous process, outcome unknown */
+        rt->st.ambiguous++;
+        snprintf(b->last_error, sizeof(b->last_error),
+                 "sent before a restart, outcome unknown");
+        if (rt->cfg->dedupe_column != NULL) {
+            b->ambiguous = 1; /* fb_mark_sent asks ADX first */
+            log_info("forwarder",
+                     "%s: found sent before a restart (attempt %d): "
+                     "asking ADX",
+                     jb->id, jb->attempts);
+        } else {
+            rt->st.possible_duplicates++;
+            log_warn("forwarder",
+                     "%s: found sent before a restart and the route has no "
+                     "dedupe column: resending, possible duplicate",
+                     jb->id);
+        }
     }
     fb_build(b);
     route_maybe_cut(rt);
@@ -1917,8 +1966,6 @@ static int fw_busy(const struct forwarder *fw)
 
 static void fw_check_stopped(struct forwarder *fw)
 {
-    forwarder_stopped_cb cb;
-
     if (!fw->stopping || fw->stop_cb == NULL) {
         return;
     }
@@ -1940,7 +1987,19 @@ static void fw_check_stopped(struct forwarder *fw)
         return;
     }
     uv_timer_stop(&fw->stop_timer);
-    cb = fw->stop_cb;
+    /* never from inside an adx or journal callback: from the loop */
+    uv_timer_stop(&fw->idle);
+    uv_timer_start(&fw->idle, on_stop_done, 0, 0);
+}
+
+static void on_stop_done(uv_timer_t *t)
+{
+    struct forwarder *fw = t->data;
+    forwarder_stopped_cb cb = fw->stop_cb;
+
+    if (cb == NULL || fw_busy(fw)) {
+        return;
+    }
     fw->stop_cb = NULL;
     log_info("forwarder", "stopped");
     cb(fw->stop_arg);
@@ -1958,9 +2017,16 @@ static void on_stop_timeout(uv_timer_t *t)
              "timeout: cancelled (resolved at the next start)",
              adx_inflight(fw->adx));
     fw->stop_cancelled = 1;
-    /* cancels every request: their callbacks finish the batches */
-    adx_close(fw->adx);
-    fw->adx = NULL;
+    /* the token provider first (its request is cancelled too), then every
+     * request: their callbacks finish the batches */
+    auth_close(fw->auth);
+    fw->auth = NULL;
+    {
+        struct adx *a = fw->adx;
+
+        fw->adx = NULL;
+        adx_close(a);
+    }
     fw_check_stopped(fw);
 }
 
