@@ -40,9 +40,10 @@
 
 #define AUTH_TOKEN_MAX      (32 * 1024) /* cap on a token we keep */
 #define AUTH_ASSERTION_MAX  (64 * 1024) /* cap on the federated token file */
-#define AUTH_MIN_LIFETIME_S 10
-#define AUTH_EXPIRY_SKEW_MS 2000 /* a token this close to expiry is unusable   \
-                                  */
+#define AUTH_MIN_LIFETIME_S 2
+#define AUTH_EXPIRY_SKEW_MS                                                    \
+    2000 /* a token this close to expiry is unusable                           \
+          */
 #define AUTH_DEFAULT_IMDS                                                      \
     "http://169.254.169.254/metadata/identity/oauth2/token"
 
@@ -70,6 +71,7 @@ struct auth {
     int closing;
     char *token;
     uint64_t expires_mono; /* uv_now() ms */
+    uint64_t skew_ms;      /* unusable this long before expiry */
     int64_t expires_wall;  /* ms since the epoch */
     int64_t retry_initial_ms;
     int64_t retry_max_ms;
@@ -281,8 +283,7 @@ int auth_ready(const struct auth *a)
     if (!method_fetches(a->cfg)) {
         return 1;
     }
-    return a->token != NULL &&
-           uv_now(a->loop) + AUTH_EXPIRY_SKEW_MS < a->expires_mono;
+    return a->token != NULL && uv_now(a->loop) + a->skew_ms < a->expires_mono;
 }
 
 const char *auth_token(const struct auth *a)
@@ -438,6 +439,9 @@ static void on_token(void *arg, const struct adx_response *res)
     wipe_token(a);
     a->token = copy;
     a->expires_mono = uv_now(a->loop) + (uint64_t)life * 1000;
+    a->skew_ms = (uint64_t)life * 100 < AUTH_EXPIRY_SKEW_MS
+                     ? (uint64_t)life * 100
+                     : AUTH_EXPIRY_SKEW_MS;
     a->expires_wall = wall_ms() + life * 1000;
     a->fetches++;
     a->backoff_ms = a->retry_initial_ms;
