@@ -37,6 +37,7 @@
 
 #define NAME_MAX_LEN 1024 /* cap on database, table, column, mapping names */
 #define MAX_COLUMNS  10000
+#define STMT_CACHE   16
 
 struct kusto {
     sqlite3 *db;
@@ -46,6 +47,11 @@ struct kusto {
     struct kusto_column *scols;
     size_t nscols;
     char *smapping;
+    /* prepared catalog lookups of the ingest path, by SQL text */
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } cache[STMT_CACHE];
     /* cached INSERT for the last table ingested into */
     sqlite3_stmt *ins;
     char *ins_key;
@@ -274,6 +280,36 @@ static int exec_sql(struct kusto *k, const char *sql, struct kusto_error *err)
     return 0;
 }
 
+/* The prepared statement for a constant SQL text (cached; NULL when it
+ * does not prepare). Give it back with stmt_done, never finalize it. */
+static sqlite3_stmt *cached(struct kusto *k, const char *sql)
+{
+    size_t i;
+
+    for (i = 0; i < STMT_CACHE && k->cache[i].sql; i++) {
+        if (k->cache[i].sql == sql || strcmp(k->cache[i].sql, sql) == 0) {
+            return k->cache[i].st;
+        }
+    }
+    if (i == STMT_CACHE) {
+        return NULL;
+    }
+    if (sqlite3_prepare_v3(k->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                           &k->cache[i].st, NULL) != SQLITE_OK) {
+        k->cache[i].st = NULL;
+        return NULL;
+    }
+    k->cache[i].sql = sql;
+    return k->cache[i].st;
+}
+
+/* Resets a cached statement so that it holds no lock and no bindings. */
+static void stmt_done(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
 static void drop_insert_cache(struct kusto *k)
 {
     sqlite3_finalize(k->ins);
@@ -473,10 +509,15 @@ static void free_scols(struct kusto *k)
 
 void kusto_close(struct kusto *k)
 {
+    size_t i;
+
     if (!k) {
         return;
     }
     drop_insert_cache(k);
+    for (i = 0; i < STMT_CACHE; i++) {
+        sqlite3_finalize(k->cache[i].st);
+    }
     free_scols(k);
     free(k->smapping);
     sqlite3_close(k->db);
@@ -514,15 +555,13 @@ int kusto_create_database(struct kusto *k, const char *db)
     if (check_name("database", db, NULL) < 0) {
         return -EINVAL;
     }
-    if (sqlite3_prepare_v2(k->db,
-                           "INSERT OR IGNORE INTO \"$kusto_databases\"(name) "
-                           "VALUES (?)",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (!(st = cached(k, "INSERT OR IGNORE INTO \"$kusto_databases\"(name) "
+                         "VALUES (?)"))) {
         return -EIO;
     }
     sqlite3_bind_text(st, 1, db, -1, SQLITE_TRANSIENT);
     rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
-    sqlite3_finalize(st);
+    stmt_done(st);
     return rc;
 }
 
@@ -534,14 +573,13 @@ int kusto_database_exists(struct kusto *k, const char *db)
     if (!db) {
         return 0;
     }
-    if (sqlite3_prepare_v2(k->db,
-                           "SELECT 1 FROM \"$kusto_databases\" WHERE name = ?",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (!(st =
+              cached(k, "SELECT 1 FROM \"$kusto_databases\" WHERE name = ?"))) {
         return 0;
     }
     sqlite3_bind_text(st, 1, db, -1, SQLITE_TRANSIENT);
     found = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_finalize(st);
+    stmt_done(st);
     return found;
 }
 
@@ -550,16 +588,14 @@ static int table_exists(struct kusto *k, const char *db, const char *table)
     sqlite3_stmt *st = NULL;
     int found = 0;
 
-    if (sqlite3_prepare_v2(k->db,
-                           "SELECT 1 FROM \"$kusto_tables\" WHERE db = ? AND "
-                           "name = ?",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (!(st = cached(k, "SELECT 1 FROM \"$kusto_tables\" WHERE db = ? AND "
+                         "name = ?"))) {
         return 0;
     }
     sqlite3_bind_text(st, 1, db, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, table, -1, SQLITE_TRANSIENT);
     found = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_finalize(st);
+    stmt_done(st);
     return found;
 }
 
@@ -574,10 +610,8 @@ static int load_schema(struct kusto *k, const char *db, const char *table)
     if (!table_exists(k, db, table)) {
         return -ENOENT;
     }
-    if (sqlite3_prepare_v2(k->db,
-                           "SELECT name, type FROM \"$kusto_columns\" WHERE "
-                           "db = ? AND tbl = ? ORDER BY ord",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (!(st = cached(k, "SELECT name, type FROM \"$kusto_columns\" WHERE "
+                         "db = ? AND tbl = ? ORDER BY ord"))) {
         return -EIO;
     }
     sqlite3_bind_text(st, 1, db, -1, SQLITE_TRANSIENT);
@@ -611,7 +645,7 @@ static int load_schema(struct kusto *k, const char *db, const char *table)
         rc = -EIO;
     }
 out:
-    sqlite3_finalize(st);
+    stmt_done(st);
     return rc;
 }
 
@@ -645,10 +679,8 @@ int kusto_mapping_get(struct kusto *k, const char *db, const char *table,
 
     free(k->smapping);
     k->smapping = NULL;
-    if (sqlite3_prepare_v2(k->db,
-                           "SELECT json FROM \"$kusto_mappings\" WHERE db = ? "
-                           "AND tbl = ? AND kind = 'json' AND name = ?",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (!(st = cached(k, "SELECT json FROM \"$kusto_mappings\" WHERE db = ? "
+                         "AND tbl = ? AND kind = 'json' AND name = ?"))) {
         return sql_fail(k, err, "cannot read the mapping");
     }
     sqlite3_bind_text(st, 1, db, -1, SQLITE_TRANSIENT);
@@ -665,9 +697,8 @@ int kusto_mapping_get(struct kusto *k, const char *db, const char *table,
                   "Mapping reference '%s' of kind 'json' in table '%s' of "
                   "database '%s' could not be found",
                   name, table, db);
-        err->permanent = 1;
     }
-    sqlite3_finalize(st);
+    stmt_done(st);
     return rc;
 }
 
@@ -682,7 +713,7 @@ static int policy_value(struct kusto *k, const char *db, const char *table)
                 "name = ?"
               : "SELECT streaming FROM \"$kusto_databases\" WHERE name = ?";
 
-    if (sqlite3_prepare_v2(k->db, sql, -1, &st, NULL) != SQLITE_OK) {
+    if (!(st = cached(k, sql))) {
         return -1;
     }
     sqlite3_bind_text(st, 1, db, -1, SQLITE_TRANSIENT);
@@ -693,7 +724,7 @@ static int policy_value(struct kusto *k, const char *db, const char *table)
         sqlite3_column_type(st, 0) != SQLITE_NULL) {
         v = sqlite3_column_int(st, 0) ? 1 : 0;
     }
-    sqlite3_finalize(st);
+    stmt_done(st);
     return v;
 }
 

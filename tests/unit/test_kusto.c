@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -990,6 +991,60 @@ static void test_query_errors(void **state)
     kusto_close(k);
 }
 
+static void remove_db_files(const char *path)
+{
+    char buf[256];
+
+    remove(path);
+    snprintf(buf, sizeof(buf), "%s-wal", path);
+    remove(buf);
+    snprintf(buf, sizeof(buf), "%s-shm", path);
+    remove(buf);
+}
+
+/* --data FILE: the catalog and the rows survive a close and reopen, and
+ * DDL works on a file database with the cached lookups open. */
+static void test_file_persistence(void **state)
+{
+    char path[64], errbuf[256];
+    struct kusto *k;
+    static const int64_t rows[2][5] = {{1, 2, 3, 4, 5}, {6, 7, 8, 9, 10}};
+
+    (void)state;
+    snprintf(path, sizeof(path), "test_kusto_%ld.db", (long)getpid());
+    remove_db_files(path);
+    k = kusto_open(path, errbuf, sizeof(errbuf));
+    assert_non_null(k);
+    assert_int_equal(kusto_create_database(k, DB), 0);
+    run_free(k, seed_table);
+    run_free(k, seed_mapping);
+    run_free(k, ".alter database leaderboard policy streamingingestion "
+                "enable");
+    insert_gameplay(k, rows, 2, 7);
+    run_free(k, ".create-merge table GamePlay (Extra: string)");
+    run_free(k, ".create table Tmp (A: int)");
+    run_free(k, ".drop table Tmp");
+    kusto_close(k);
+
+    k = kusto_open(path, errbuf, sizeof(errbuf));
+    assert_non_null(k);
+    assert_int_equal(kusto_database_exists(k, DB), 1);
+    assert_int_equal(kusto_streaming_enabled(k, DB, "GamePlay"), 1);
+    assert_int_equal(scalar(k, "GamePlay | count"), 2);
+    assert_int_equal(scalar(k, "GamePlay | where isempty(Extra) | "
+                               "summarize sum(Win)"),
+                     11);
+    assert_int_equal(scalar(k, "GamePlay | summarize max(ingestion_time())"),
+                     7);
+    run_free(k, ".show table GamePlay ingestion json mapping "
+                "'gameplay_json_mapping'");
+    kusto_close(k);
+    remove_db_files(path);
+
+    assert_null(kusto_open("/nonexistent-dir/x.db", errbuf, sizeof(errbuf)));
+    assert_non_null(strstr(errbuf, "/nonexistent-dir/x.db"));
+}
+
 /* Timing sanity check: printed, not asserted. */
 static void test_timing_1m_rows(void **state)
 {
@@ -1076,6 +1131,7 @@ int main(void)
         cmocka_unit_test(test_summarize),
         cmocka_unit_test(test_sort_take_distinct),
         cmocka_unit_test(test_query_errors),
+        cmocka_unit_test(test_file_persistence),
         cmocka_unit_test(test_timing_1m_rows),
     };
 
