@@ -491,8 +491,6 @@ class TestDocker(unittest.TestCase):
         finally:
             mock.stop()
 
-    @unittest.skipIf("not built yet" in run("adx-emulator", "--help")[1],
-                     "kadx adx-emulator is not built yet")
     def test_emulator_command_and_setup_script(self):
         cmd = list(self.svcs["adx-emulator"]["command"])
         self.assertEqual(cmd[0], "adx-emulator")
