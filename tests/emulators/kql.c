@@ -3180,10 +3180,13 @@ static int op_distinct(struct tr *t)
     return rc;
 }
 
-/* percentiles(x, p1, p2, ...) [named by (n1, n2, ...)]: one output column
- * per percentage. names may be NULL. */
+/* percentiles(x, p1, p2, ...): one output column per percentage, named
+ * by names[] when given ((a, b) = percentiles(...)), else
+ * "<prefix>_<p>" when prefix is given (P = percentiles(...)), else
+ * "percentile_<x>_<p>". */
 static int summarize_percentiles(struct tr *t, struct outcols *aggs,
-                                 char **names, size_t nnames)
+                                 char **names, size_t nnames,
+                                 const char *prefix)
 {
     struct ex x;
     size_t k = 0;
@@ -3227,6 +3230,8 @@ static int summarize_percentiles(struct tr *t, struct outcols *aggs,
         }
         if (names && k < nnames) {
             name = strdup(names[k]);
+        } else if (prefix) {
+            name = xprintf("%s_%s", prefix, pbuf);
         } else {
             name = xprintf("percentile_%s_%s", x.name ? x.name : "", pbuf);
         }
@@ -3277,7 +3282,7 @@ static int summarize_item(struct tr *t, struct outcols *aggs)
         }
         if (rc == 0 && take_punct(t, ")") && take_punct(t, "=") &&
             is_word(tok(t), "percentiles") && is_punct(tok_at(t, 1), "(")) {
-            rc = summarize_percentiles(t, aggs, names, nnames);
+            rc = summarize_percentiles(t, aggs, names, nnames, NULL);
             goto out;
         }
         for (i = 0; i < nnames; i++) {
@@ -3297,29 +3302,7 @@ static int summarize_item(struct tr *t, struct outcols *aggs)
         t->i += 2;
     }
     if (is_word(tok(t), "percentiles") && is_punct(tok_at(t, 1), "(")) {
-        size_t before = aggs->n;
-
-        rc = summarize_percentiles(t, aggs, NULL, 0);
-        if (rc == 0 && name) {
-            /* p = percentiles(x, 50, 90) -> p_50, p_90 */
-            for (i = before; i < aggs->n; i++) {
-                const char *suffix = strrchr(aggs->cols[i].name, '_');
-                const char *num = suffix;
-                char *nn;
-
-                /* the percentage is after "percentile_<x>_" */
-                num = aggs->cols[i].name + strlen("percentile_");
-                num = strchr(num, '_') ? num : suffix;
-                (void)num;
-                nn = xprintf("%s%s", name, suffix ? suffix : "");
-                if (!nn) {
-                    rc = oom_err(t);
-                    break;
-                }
-                free(aggs->cols[i].name);
-                aggs->cols[i].name = nn;
-            }
-        }
+        rc = summarize_percentiles(t, aggs, NULL, 0, name);
         free(name);
         return rc;
     }

@@ -1827,6 +1827,26 @@ static int set_policy(struct cmd *c, const char *db, const char *table,
     return show_policy(c, db, table, out);
 }
 
+/* The compile date of this file (__DATE__, "Nov 24 2026") in ticks. */
+static void build_time(int64_t *ticks)
+{
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    const char *date = __DATE__;
+    const char *m = strstr(months, (char[4]){date[0], date[1], date[2], 0});
+    char iso[32];
+
+    *ticks = 0;
+    if (!m) {
+        return;
+    }
+    snprintf(iso, sizeof(iso), "%.4s-%02u-%02u", date + 7,
+             (unsigned)((m - months) / 3 + 1) % 100u,
+             (unsigned)((date[4] == ' ' ? 0 : date[4] - '0') * 10 +
+                        (date[5] - '0')) %
+                 100u);
+    kql_parse_datetime(iso, strlen(iso), ticks);
+}
+
 static int show_version(struct cmd *c, struct kusto_result **out)
 {
     static const struct colspec cols[] = {
@@ -1840,7 +1860,7 @@ static int show_version(struct cmd *c, struct kusto_result **out)
     size_t cap = 0;
     int64_t built = 0;
 
-    kql_parse_datetime("2026-11-24", 10, &built);
+    build_time(&built);
     if (!r || !(row = table_add_row(&r->tables[0], &cap)) ||
         cell_str(&row[0], KADX_VERSION) < 0 ||
         cell_str(&row[2], "Engine") < 0 ||

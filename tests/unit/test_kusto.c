@@ -440,6 +440,8 @@ static void test_show_version_databases(void **state)
     assert_string_equal(r->tables[0].cols[0].name, "BuildVersion");
     assert_int_equal(r->tables[0].nrows, 1);
     assert_int_equal(cell(&r->tables[0], 0, "BuildTime")->type, KT_DATETIME);
+    assert_false(cell(&r->tables[0], 0, "BuildTime")->is_null);
+    assert_true(cell(&r->tables[0], 0, "BuildTime")->i > ticks("2020-01-01"));
     kusto_result_free(r);
     assert_int_equal(kusto_create_database(k, "second"), 0);
     assert_int_equal(kusto_database_exists(k, "second"), 1);
@@ -866,6 +868,13 @@ static void test_summarize(void **state)
     assert_string_equal(t->cols[2].name, "Column1");
     assert_true(cell(t, 0, "Column1")->r == 657.0 / 5 / 2);
     assert_int_equal(cell(t, 0, "It")->i, ticks(B) + 10 * s);
+    kusto_result_free(r);
+
+    r = run_ok(k, "GamePlay | summarize P = percentiles(Stake, 50, 99.5)");
+    t = &r->tables[0];
+    assert_string_equal(t->cols[0].name, "P_50");
+    assert_string_equal(t->cols[1].name, "P_99_5");
+    assert_int_equal(cell(t, 0, "P_99_5")->i, 10);
     kusto_result_free(r);
 
     /* ingestion_time() has no table context after summarize */
