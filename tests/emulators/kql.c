@@ -2394,8 +2394,18 @@ static int parse_primary(struct tr *t, struct ex *out)
 
         memset(&b, 0, sizeof(b));
         t->i++;
+        /* adjacent string literals concatenate: 'a' "b" is "ab" */
+        while (tok(t)->kind == KQL_STRING) {
+            char *joined = xprintf("%s%s", k->text, tok(t)->text);
+
+            if (!joined) {
+                return oom_err(t);
+            }
+            free(k->text);
+            k->text = joined;
+            t->i++;
+        }
         sb_qstring(&b, k->text);
-        /* adjacent string literals concatenate */
         if (b.oom) {
             free(b.s);
             return oom_err(t);

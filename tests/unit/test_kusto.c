@@ -695,6 +695,8 @@ static void test_string_operators(void **state)
     assert_int_equal(
         scalar(k, "Logs | where Msg has @'module' or Level == \"x\" | count"),
         1);
+    assert_int_equal(scalar(k, "Logs | where Msg == 'FOO ' \"done\" | count"),
+                     1);
     kusto_close(k);
 }
 
@@ -918,6 +920,16 @@ static void test_sort_take_distinct(void **state)
     assert_int_equal(cell(t, 1, "Win")->i, 7);
     assert_int_equal(cell(t, 2, "Win")->i, 500);
     assert_int_equal(cell(t, 4, "PlayerID")->i, 3);
+    kusto_result_free(r);
+
+    /* the order survives the operators after it */
+    r = run_ok(k, "GamePlay | order by Win asc | where Stake == 5 | extend "
+                  "X = 1 | project Win");
+    t = &r->tables[0];
+    assert_int_equal(t->nrows, 3);
+    assert_int_equal(cell(t, 0, "Win")->i, 7);
+    assert_int_equal(cell(t, 1, "Win")->i, 50);
+    assert_int_equal(cell(t, 2, "Win")->i, 100);
     kusto_result_free(r);
 
     r = run_ok(k, "GamePlay | take 3");
