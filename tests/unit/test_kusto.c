@@ -780,7 +780,8 @@ static void test_conversions(void **state)
     const struct kusto_table *t;
 
     (void)state;
-    r = run_ok(k, "Logs | where N == 1 | extend S = strcat(Level, '-', N, "
+    r = run_ok(k, "Logs | where N == 1 | extend S = strcat"
+                  "(Level, '-', N, "
                   "'-', Flag), L = tolong('42'), I = toint(R), D = "
                   "todouble('2.5'), T = tostring(Dur), DT = "
                   "todatetime('2026-11-24T10:00:00Z'), TS = "
