@@ -134,6 +134,32 @@ class TestSeed(EmulatorCase):
                    mapping=adx.GAMEPLAY_MAPPING)
         self.assertEqual(emu.count("GamePlay"), 9)
 
+    def test_mapping_adds_column_and_changes_apply(self):
+        emu = self.emu
+        emu.setup_gameplay()
+        m = json.dumps([
+            {"column": "PlayerID", "Properties": {"Path": "$.p"}},
+            {"column": "Note", "datatype": "string",
+             "Properties": {"Path": "$['a note']"}},
+            {"column": "EventTime", "Properties": {
+                "Path": "$.t", "Transform": "DateTimeFromUnixMilliseconds"}}])
+        literal = "'%s'" % m.replace("\\", "\\\\").replace("'", "\\'")
+        emu.mgmt(".create table GamePlay ingestion json mapping 'm2' " +
+                 literal)
+        emu.ingest("GamePlay", [{"p": 1, "a note": "hi", "t": 1714557600500}],
+                   mapping="m2")
+        rows = emu.query("GamePlay | project PlayerID, Note, EventTime")
+        self.assertEqual(rows, [{"PlayerID": 1, "Note": "hi",
+                                 "EventTime": "2024-05-01T10:00:00.5Z"}])
+        # the same name with a new body: the next ingest uses the new one
+        emu.mgmt(".create table GamePlay ingestion json mapping 'm2' "
+                 "'[{\"column\":\"PlayerID\",\"Properties\":"
+                 "{\"Path\":\"$.q\"}}]'")
+        emu.ingest("GamePlay", [{"p": 5, "q": 2}], mapping="m2")
+        self.assertEqual(emu.count("GamePlay"), 2)
+        self.assertEqual(emu.query("GamePlay | where PlayerID == 2 | count")
+                         [0]["Count"], 1)
+
 
 class TestErrors(EmulatorCase):
     def test_ingest_errors_are_oneapi(self):

@@ -221,7 +221,9 @@ struct emu {
     size_t ntables;
     struct faults f;
     struct stats st;
-    struct delayed *delayed; /* requests waiting out a latency fault */
+    struct delayed *delayed;    /* requests waiting out a latency fault */
+    char *map_json;             /* the last mapping parsed, its text */
+    struct ingest_mapping *map; /* ... and its parse (owned) */
 };
 
 /* A request that waits out the latency fault before it is processed. */
@@ -1141,8 +1143,7 @@ static void ingest_process(struct emu *e, struct http_request *req)
     const char *enc = http_req_header(req, "Content-Encoding");
     char *plain = NULL;
     size_t plen = 0;
-    char *mapjson = NULL;
-    struct ingest_mapping *m = NULL;
+    struct ingest_mapping *m = NULL; /* borrowed from e->map */
     struct ingest_rows rows = {0};
     const struct kusto_column *cols;
     size_t ncols;
@@ -1226,22 +1227,49 @@ static void ingest_process(struct emu *e, struct http_request *req)
             respond_kerr(req, &c, &err);
             goto fail;
         }
-        mapjson = strdup(j);
-        if (mapjson == NULL ||
-            (rc = ingest_mapping_parse(mapjson, &m, &err)) < 0) {
-            if (mapjson == NULL) {
+        /* parsed mappings are cached by their text: most requests reuse
+         * the last one */
+        if (e->map_json == NULL || strcmp(e->map_json, j) != 0) {
+            struct ingest_mapping *nm = NULL;
+            char *nj = strdup(j);
+            if (nj == NULL) {
                 respond_error(req, &c, 500, "Internal", 0, "out of memory");
-            } else {
-                respond_kerr(req, &c, &err);
+                goto fail;
             }
-            goto fail;
+            if (ingest_mapping_parse(nj, &nm, &err) < 0) {
+                free(nj);
+                respond_kerr(req, &c, &err);
+                goto fail;
+            }
+            ingest_mapping_free(e->map);
+            free(e->map_json);
+            e->map = nm;
+            e->map_json = nj;
         }
-        if (add_mapping_columns(e, db, table, m, &err) < 0 ||
-            kusto_table_schema(e->k, db, table, &cols, &ncols, &err) < 0 ||
-            ingest_mapping_bind(m, cols, ncols, &err) < 0) {
+        m = e->map;
+        rc = kusto_table_schema(e->k, db, table, &cols, &ncols, &err);
+        if (rc == 0) {
+            rc = ingest_mapping_bind(m, cols, ncols, &err);
+        }
+        if (rc == -ENOENT) {
+            /* a mapped column with a datatype is added on first ingest */
+            rc = add_mapping_columns(e, db, table, m, &err);
+            if (rc == 0) {
+                rc = kusto_table_schema(e->k, db, table, &cols, &ncols, &err);
+            }
+            if (rc == 0) {
+                rc = ingest_mapping_bind(m, cols, ncols, &err);
+            }
+        }
+        if (rc < 0) {
             respond_kerr(req, &c, &err);
             goto fail;
         }
+    }
+    /* the schema pointer lives until the next engine call: fetch it last */
+    if (kusto_table_schema(e->k, db, table, &cols, &ncols, &err) < 0) {
+        respond_kerr(req, &c, &err);
+        goto fail;
     }
     if (ingest_parse(body, blen, fmt, cols, ncols, m, 0, &rows, &err) < 0) {
         respond_kerr(req, &c, &err);
@@ -1276,8 +1304,6 @@ fail:
     e->st.ingest_failed++;
 out:
     ingest_rows_release(&rows);
-    ingest_mapping_free(m);
-    free(mapjson);
     free(plain);
 }
 
@@ -1958,6 +1984,8 @@ out_loop:
 out_engine:
     kusto_close(e.k);
 out_mem:
+    ingest_mapping_free(e.map);
+    free(e.map_json);
     free(e.tokens);
     free(e.tables);
     return exit_code;
