@@ -80,6 +80,35 @@ class TestSeed(EmulatorCase):
         emu.mgmt(".clear table GamePlay data")
         self.assertEqual(emu.count("GamePlay"), 0)
 
+    def test_docker_setup_kql_file_runs(self):
+        """Every block of docker/kql/setup.kql, as the file stands."""
+        path = harness.SRC + "/docker/kql/setup.kql"
+        try:
+            text = open(path).read()
+        except OSError:
+            self.skipTest("no docker/kql/setup.kql")
+        blocks, cur = [], []
+        for line in text.splitlines() + [""]:
+            s = line.strip()
+            if s.startswith("//"):
+                continue
+            if not s:
+                if cur:
+                    blocks.append(" ".join(cur))
+                cur = []
+                continue
+            cur.append(s)
+        cmds = [b for b in blocks if b.startswith(".")]
+        queries = [b for b in blocks if not b.startswith(".")]
+        self.assertGreaterEqual(len(cmds), 3)
+        for c in cmds:
+            self.emu.mgmt(c)
+        self.emu.ingest("GamePlay", events(30),
+                        mapping=adx.GAMEPLAY_MAPPING)
+        for q in queries:
+            rows = self.emu.query(q)
+            self.assertTrue(rows, q)
+
     def test_v1_and_v2_shapes_and_properties_string(self):
         emu = self.emu
         emu.setup_gameplay()
