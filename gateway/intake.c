@@ -1610,6 +1610,11 @@ static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac,
                        : level <= 6 ? LOG_INFO
                                     : LOG_DEBUG;
 
+    /* Connection failures also come as error events (on_kafka_error):
+     * log them once. */
+    if (l < LOG_DEBUG && strcmp(fac, "FAIL") == 0) {
+        l = LOG_DEBUG;
+    }
     if (l <= log_get_level()) {
         log_msg(l, "kafka", "%s: %s", fac, buf);
     }

@@ -1,0 +1,317 @@
+"""Kafka intake acceptance (issue 4): `kadx run` against the mock cluster.
+
+INV-1 (durable before commit), INV-2 (idempotent intake), INV-3 (settled
+before sent; unsettled events of a lost partition are dropped). kcat is the
+producer; committed offsets are read over the Kafka protocol (kafka.py);
+the journal is read with sqlite3, the settled watermarks from the
+"<journal>.settled" file the intake keeps beside it.
+
+Every kadx here uses session.timeout.ms=6000: the mock cluster makes every
+rebalance after the first wait session.timeout.ms - 1 s.
+"""
+import json
+import os
+import random
+import signal
+import sqlite3
+import threading
+import time
+
+import harness
+import kafka
+from harness import wait_until
+
+TOPIC = "t"
+
+
+def write_config(path, bootstrap, group, journal, extra_kafka=None,
+                 intake=None):
+    k = {"bootstrap.servers": bootstrap, "group.id": group,
+         "session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}
+    k.update(extra_kafka or {})
+    cfg = {
+        "kafka": k,
+        # The forwarder is not what these tests look at; nothing listens.
+        "adx": {"ingest_url": "http://127.0.0.1:9", "auth": {"method": "none"}},
+        "routes": [{"topic": TOPIC, "database": "db", "table": "T",
+                    "format": "json"}],
+        "journal": {"path": journal},
+        "admin": {"listen": None},
+    }
+    if intake:
+        cfg["intake"] = intake
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    return path
+
+
+def journal_events(path):
+    """[(topic, partition, offset)] of every event row in the journal."""
+    if not os.path.exists(path):
+        return []
+    db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10)
+    try:
+        return _rows(db)
+    finally:
+        db.close()
+
+
+def _rows(db):
+    # storage/README.md: chunks hold one fetched partition batch each;
+    # events are expanded with the journal's export view when present.
+    names = {r[0] for r in db.execute(
+        "SELECT name FROM sqlite_master WHERE type IN ('table','view')")}
+    if "events" in names:
+        return [tuple(r) for r in db.execute(
+            "SELECT topic, partition, \"offset\" FROM events")]
+    raise AssertionError("journal schema not understood: %s" % sorted(names))
+
+
+def read_settled(journal):
+    """{(topic, partition): highest settled offset} from <journal>.settled."""
+    res = {}
+    try:
+        with open(journal + ".settled") as f:
+            for line in f:
+                t, p, o = line.rstrip("\n").split("\t")
+                res[(t, int(p))] = int(o)
+    except FileNotFoundError:
+        pass
+    return res
+
+
+def highs(events):
+    h = {}
+    for t, p, o in events:
+        h[(t, p)] = max(h.get((t, p), -1), o)
+    return h
+
+
+class Producer(threading.Thread):
+    """Produces `per_part` messages to each partition in chunks with kcat,
+    in the background, values {"p":P,"i":I} (I = the message's offset when
+    the topic was empty)."""
+
+    def __init__(self, bootstrap, partitions, per_part, chunk=2000,
+                 start=0):
+        super().__init__(daemon=True)
+        self.bootstrap = bootstrap
+        self.partitions = partitions
+        self.per_part = per_part
+        self.chunk = chunk
+        self.start_at = start
+        self.error = None
+        self.done = threading.Event()
+
+    def run(self):
+        try:
+            i = self.start_at
+            end = self.start_at + self.per_part
+            while i < end:
+                n = min(self.chunk, end - i)
+                for p in self.partitions:
+                    kafka.produce(self.bootstrap, TOPIC, p,
+                                  ('{"p":%d,"i":%d}' % (p, j)
+                                   for j in range(i, i + n)))
+                i += n
+        except Exception as e:  # reported by the test
+            self.error = e
+        finally:
+            self.done.set()
+
+    def finish(self, timeout=60):
+        if not self.done.wait(timeout):
+            raise AssertionError("producer did not finish")
+        if self.error:
+            raise self.error
+
+
+class IntakeCase(harness.TmpDirCase):
+    partitions = 4
+
+    def setUp(self):
+        super().setUp()
+        self.mock = kafka.MockCluster(topics=[(TOPIC, self.partitions)])
+        self.addCleanup(self.mock.stop)
+        self.bs = self.mock.bootstrap
+        self.parts = list(range(self.partitions))
+
+    def start_kadx(self, cfg, name="kadx run"):
+        p = harness.kadx("run", "-c", cfg, name=name)
+        p.wait_for("kadx: running", timeout=30, what="kadx running")
+        return p
+
+    def committed(self, group):
+        return kafka.committed_offsets(self.bs, group, TOPIC, self.parts)
+
+    def wait_committed(self, group, want, timeout=45):
+        def ok():
+            c = self.committed(group)
+            return c if all(c.get(p, -1) >= want[p] for p in self.parts) \
+                else None
+        return wait_until(ok, timeout=timeout, interval=0.2,
+                          what="committed offsets %r (group %s)" % (
+                              want, group))
+
+    def assert_exactly_once(self, events, per_part):
+        seen = {}
+        for t, p, o in events:
+            self.assertEqual(t, TOPIC)
+            seen[(p, o)] = seen.get((p, o), 0) + 1
+        dups = [k for k, n in seen.items() if n > 1]
+        self.assertEqual(dups, [], "events journaled twice: %r" % dups[:10])
+        for p in self.parts:
+            missing = [o for o in range(per_part) if (p, o) not in seen]
+            self.assertEqual(missing, [], "partition %d misses %d events, "
+                             "first %r" % (p, len(missing), missing[:10]))
+        self.assertEqual(len(seen), per_part * len(self.parts))
+
+    def assert_committed_not_ahead(self, group, journal):
+        """INV-1: no committed offset is ahead of the journal."""
+        h = highs(journal_events(journal))
+        c = self.committed(group)
+        for p in self.parts:
+            if c[p] >= 0:
+                self.assertLessEqual(
+                    c[p], h.get((TOPIC, p), -1) + 1,
+                    "partition %d committed %d, journal high %d" % (
+                        p, c[p], h.get((TOPIC, p), -1)))
+
+
+class TestIntake(IntakeCase):
+    def test_100k_over_4_partitions_journaled_once(self):
+        per = 25000
+        for p in self.parts:
+            kafka.produce(self.bs, TOPIC, p,
+                          ('{"p":%d,"i":%d}' % (p, i) for i in range(per)))
+        self.assertEqual(kafka.end_offsets(self.bs, TOPIC, self.parts),
+                         {p: per for p in self.parts})
+        j = os.path.join(self.tmp, "j.db")
+        cfg = write_config(os.path.join(self.tmp, "k.json"), self.bs, "g100k",
+                           j)
+        k = self.start_kadx(cfg)
+        t0 = time.monotonic()
+        self.wait_committed("g100k", {p: per for p in self.parts})
+        took = time.monotonic() - t0
+        self.assertEqual(k.stop(), 0, k.tail())
+        k.wait_for("kadx: stopped", timeout=1)
+        ev = journal_events(j)
+        self.assert_exactly_once(ev, per)
+        h = highs(ev)
+        c = self.committed("g100k")
+        for p in self.parts:  # committed = journal high + 1
+            self.assertEqual(c[p], h[(TOPIC, p)] + 1)
+        s = read_settled(j)
+        for p in self.parts:
+            self.assertEqual(s[(TOPIC, p)], per - 1)
+        print("100k: committed within %.1f s of start (incl. ~3 s group "
+              "join)" % took)
+
+    def test_sigkill_at_random_moments(self):
+        kills = 20 if harness.FULL else 3
+        per = 6000 * kills if harness.FULL else 15000
+        j = os.path.join(self.tmp, "j.db")
+        cfg = write_config(os.path.join(self.tmp, "k.json"), self.bs, "gkill",
+                           j)
+        prod = Producer(self.bs, self.parts, per, chunk=1000)
+        prod.start()
+        rnd = random.Random(os.environ.get("KADX_SEED", "4"))
+        for n in range(kills):
+            k = self.start_kadx(cfg, name="kadx run #%d" % n)
+            # Kill while consuming: after some events were journaled
+            # (sometimes before the join finished), at a random moment.
+            if n % 3 != 2:
+                k.wait_for("assigned", timeout=30, what="an assignment")
+            time.sleep(rnd.uniform(0.0, 1.5))  # the fault's timing
+            k.kill()
+            self.assert_committed_not_ahead("gkill", j)
+        prod.finish(timeout=120)
+        k = self.start_kadx(cfg, name="kadx run final")
+        self.wait_committed("gkill", {p: per for p in self.parts}, timeout=60)
+        self.assertEqual(k.stop(), 0, k.tail())
+        self.assert_exactly_once(journal_events(j), per)
+        self.assert_committed_not_ahead("gkill", j)
+
+
+class TestTwoInstances(IntakeCase):
+    def two_instances(self, strategy):
+        per = 12000
+        group = "g2-" + strategy
+        extra = {"partition.assignment.strategy": strategy}
+        ja = os.path.join(self.tmp, "a.db")
+        jb = os.path.join(self.tmp, "b.db")
+        ca = write_config(os.path.join(self.tmp, "a.json"), self.bs, group, ja,
+                          extra)
+        cb = write_config(os.path.join(self.tmp, "b.json"), self.bs, group, jb,
+                          extra)
+        a = self.start_kadx(ca, name="kadx A")
+        a.wait_for("intake: assigned", timeout=30, what="A's assignment")
+        b = self.start_kadx(cb, name="kadx B")
+        # The group splits the partitions between A and B.
+        b.wait_for("intake: assigned", timeout=30, what="B's assignment")
+        a.wait_for("intake: revoked", timeout=30,
+                   what="A giving partitions to B")
+        prod = Producer(self.bs, self.parts, per, chunk=200)
+        prod.start()
+        wait_until(lambda: len(journal_events(jb)) > 0 and
+                   len(journal_events(ja)) > 0, timeout=30,
+                   what="both journals filling")
+        self.assertFalse(prod.done.is_set(), "producer too fast for the test")
+        a.kill()  # SIGKILL mid-stream: B takes A's partitions over
+        prod.finish(timeout=90)
+        self.wait_committed(group, {p: per for p in self.parts}, timeout=45)
+        self.assertTrue(any("intake: assigned" in l and "start" in l
+                            for l in b.lines()[-20:]))
+        # A comes back: it learns what it settled before the kill and drops
+        # what it never settled (INV-3).
+        a = self.start_kadx(ca, name="kadx A again")
+        a.wait_for("intake: assigned", timeout=30, what="A's new assignment")
+        self.assertEqual(a.stop(), 0, a.tail())
+        self.assertEqual(b.stop(), 0, b.tail())
+        union = []
+        for jpath in (ja, jb):
+            s = read_settled(jpath)
+            for t, p, o in journal_events(jpath):
+                if o <= s.get((t, p), -1):
+                    union.append((t, p, o))
+        self.assert_exactly_once(union, per)
+        # and nothing unsettled is left behind in either journal
+        total = len(journal_events(ja)) + len(journal_events(jb))
+        self.assertEqual(total, per * len(self.parts))
+
+    def test_kill_one_other_takes_over_eager(self):
+        self.two_instances("range")
+
+    def test_kill_one_other_takes_over_cooperative(self):
+        self.two_instances("cooperative-sticky")
+
+
+class TestBrokerDown(IntakeCase):
+    def test_broker_down_5s_loses_nothing(self):
+        per = 10000
+        j = os.path.join(self.tmp, "j.db")
+        cfg = write_config(os.path.join(self.tmp, "k.json"), self.bs, "gdown",
+                           j)
+        k = self.start_kadx(cfg)
+        k.wait_for("assigned", timeout=30, what="an assignment")
+        prod = Producer(self.bs, self.parts, per, chunk=500)
+        prod.start()
+        wait_until(lambda: len(journal_events(j)) > 0, timeout=30,
+                   what="events journaled")
+        self.mock.command("broker-down 1")
+        down_at = time.monotonic()
+        k.wait_for(lambda l: "intake: kafka:" in l, timeout=20,
+                   what="kadx reporting the broker outage")
+        left = 5.0 - (time.monotonic() - down_at)
+        if left > 0:
+            time.sleep(left)  # the outage's length is the test's input
+        self.mock.command("broker-up 1")
+        self.assertTrue(k.alive(), k.tail())
+        prod.finish(timeout=90)
+        self.wait_committed("gdown", {p: per for p in self.parts}, timeout=45)
+        self.assertEqual(k.stop(), 0, k.tail())
+        self.assert_exactly_once(journal_events(j), per)
+
+
+if __name__ == "__main__":
+    harness.main()
