@@ -20,7 +20,7 @@
 #include <uv.h>
 
 #define MH_MAX_STEPS    64
-#define MH_MAX_REQS     256
+#define MH_MAX_REQS     1024
 #define MH_MAX_REQBYTES (8 * 1024 * 1024)
 
 enum mh_action { MH_RESPOND = 0, MH_RESET, MH_SILENT };
@@ -41,6 +41,12 @@ struct mh_request {
 };
 
 struct mh_conn;
+struct mini_http;
+
+/* Optional: decides a request's answer from its content (return 1 and fill
+ * *out), or returns 0 to use the script. */
+typedef int (*mh_decide_fn)(void *arg, const struct mh_request *r,
+                            struct mh_step *out);
 
 struct mini_http {
     uv_loop_t *loop;
@@ -54,6 +60,9 @@ struct mini_http {
     int nreqs;
     int nconns; /* connections accepted */
     struct mh_conn *conns;
+    mh_decide_fn decide;
+    void *decide_arg;
+    struct mh_step decided; /* storage for the decide hook's answer */
 };
 
 struct mh_conn {
@@ -186,11 +195,19 @@ static void mh_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
     }
     c->len += (size_t)n;
     while (!c->silent && (total = mh_complete(c, &hl, &bl)) > 0) {
-        const struct mh_step *s = mh->next_step < mh->nsteps
-                                      ? &mh->steps[mh->next_step++]
-                                      : &mh->fallback;
+        const struct mh_step *s;
 
         mh_record(mh, c, hl, bl);
+        memset(&mh->decided, 0, sizeof(mh->decided));
+        if (mh->decide != NULL &&
+            mh->decide(mh->decide_arg, &mh->reqs[mh->nreqs - 1],
+                       &mh->decided)) {
+            s = &mh->decided;
+        } else if (mh->next_step < mh->nsteps) {
+            s = &mh->steps[mh->next_step++];
+        } else {
+            s = &mh->fallback;
+        }
         memmove(c->buf, c->buf + total, c->len - total);
         c->len -= total;
         if (s->action == MH_RESET) {

@@ -1,10 +1,14 @@
 /*
  * test_forwarder.c - gateway/forwarder.c: the local record check and the
  * body builder (INV-6: a record that is not valid JSON is rejected with a
- * reason before sending; metadata fields injected into each record), and,
- * when the journal is available, whole batches through a real journal to a
- * scripted ADX on loopback (mini_http.h): delivery, bisection of a
- * permanent failure, and the dedupe query after an ambiguous send (INV-5).
+ * reason before sending; metadata fields injected into each record), and
+ * the batch state machine end to end against a scripted ADX on loopback
+ * (mini_http.h) with an in-memory journal that implements the part of
+ * storage/journal.h the forwarder uses (linked instead of storage/, so the
+ * outcomes can be checked event by event): delivery (INV-5), bisection of a
+ * permanent failure down to the bad record (INV-6), dedupe queries after an
+ * ambiguous send or a restart (INV-5), the 401 token refresh, the pause on
+ * a config error and the self-resume, and SIGTERM's bounded wait.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,12 +19,422 @@
 
 #include "gateway/config.h"
 #include "gateway/forwarder.h"
+#include "gateway/log.h"
 #include "storage/journal.h"
+#include "tests/unit/mini_http.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
+
+/* ------------------------------------------------ an in-memory journal */
+
+#define FJ_MAX_EVENTS  4096
+#define FJ_MAX_BATCHES 1024
+
+enum fj_ev_state { FJ_PENDING = 0, FJ_INFLIGHT, FJ_DELIVERED, FJ_DEAD };
+
+struct fj_event {
+    int32_t partition;
+    int64_t offset;
+    char value[256];
+    enum fj_ev_state state;
+    int batch; /* index of the batch holding it, -1 */
+    char reason[256];
+};
+
+struct fj_batch {
+    char id[JOURNAL_BATCH_ID_MAX];
+    enum journal_batch_state state;
+    int claimed;
+    int attempts;
+    int64_t first_sent_ms;
+    int64_t next_try_ms;
+    int members[FJ_MAX_EVENTS / 4];
+    int nmembers;
+};
+
+struct fj_call {
+    void (*run)(struct journal *j, struct fj_call *c);
+    union {
+        journal_batch_cb batch;
+        journal_done_cb done;
+        journal_split_cb split;
+    } cb;
+    void *arg;
+    char id[JOURNAL_BATCH_ID_MAX];
+    int64_t n;
+    struct journal_offset ref;
+    int nref;
+    char reason[256];
+    struct fj_call *next;
+};
+
+struct journal {
+    uv_loop_t *loop;
+    uv_timer_t timer;
+    struct fj_event ev[FJ_MAX_EVENTS];
+    int nev;
+    struct fj_batch b[FJ_MAX_BATCHES];
+    int nb;
+    int seq;
+    struct fj_call *queue, *tail;
+    int fail_mark_sent; /* make the next N mark_sent calls fail */
+};
+
+static struct fj_batch *fj_find(struct journal *j, const char *id)
+{
+    for (int i = 0; i < j->nb; i++) {
+        if (strcmp(j->b[i].id, id) == 0) {
+            return &j->b[i];
+        }
+    }
+    return NULL;
+}
+
+static int fj_live(struct journal *j, struct fj_batch *b)
+{
+    int n = 0;
+
+    for (int i = 0; i < b->nmembers; i++) {
+        n += j->ev[b->members[i]].state != FJ_DEAD;
+    }
+    return n;
+}
+
+/* A batch object as the journal hands it out: live members only. */
+static struct journal_batch *fj_export(struct journal *j, struct fj_batch *fb)
+{
+    struct journal_batch *b = calloc(1, sizeof(*b));
+    int k = 0;
+
+    assert_non_null(b);
+    snprintf(b->id, sizeof(b->id), "%s", fb->id);
+    b->state = fb->state;
+    b->attempts = fb->attempts;
+    b->first_sent_ms = fb->first_sent_ms;
+    b->next_try_ms = fb->next_try_ms;
+    b->created_ms = 1;
+    b->events = calloc((size_t)fb->nmembers + 1, sizeof(*b->events));
+    assert_non_null(b->events);
+    for (int i = 0; i < fb->nmembers; i++) {
+        struct fj_event *e = &j->ev[fb->members[i]];
+
+        if (e->state == FJ_DEAD) {
+            continue;
+        }
+        b->events[k].topic = "gameplay";
+        b->events[k].partition = e->partition;
+        b->events[k].offset = e->offset;
+        b->events[k].timestamp_ms = 1764000000000LL;
+        b->events[k].value = e->value;
+        b->events[k].value_len = strlen(e->value);
+        b->bytes += (int64_t)strlen(e->value);
+        k++;
+    }
+    b->nevents = (size_t)k;
+    b->count = k;
+    return b;
+}
+
+void journal_batch_free(struct journal_batch *b)
+{
+    if (b != NULL) {
+        free(b->events);
+        free(b);
+    }
+}
+
+int journal_batch_load(struct journal *j, const char *id,
+                       struct journal_batch **out, char *err, size_t errlen)
+{
+    struct fj_batch *fb = fj_find(j, id);
+
+    (void)err;
+    (void)errlen;
+    if (fb == NULL) {
+        return -ENOENT;
+    }
+    *out = fj_export(j, fb);
+    return 0;
+}
+
+static void fj_run_queue(uv_timer_t *t)
+{
+    struct journal *j = t->data;
+
+    while (j->queue != NULL) {
+        struct fj_call *c = j->queue;
+
+        j->queue = c->next;
+        if (j->queue == NULL) {
+            j->tail = NULL;
+        }
+        c->run(j, c);
+        free(c);
+    }
+}
+
+static struct fj_call *fj_queue(struct journal *j,
+                                void (*run)(struct journal *, struct fj_call *),
+                                void *arg, const char *id)
+{
+    struct fj_call *c = calloc(1, sizeof(*c));
+
+    assert_non_null(c);
+    c->run = run;
+    c->arg = arg;
+    if (id != NULL) {
+        snprintf(c->id, sizeof(c->id), "%s", id);
+    }
+    if (j->tail != NULL) {
+        j->tail->next = c;
+    } else {
+        j->queue = c;
+    }
+    j->tail = c;
+    uv_timer_start(&j->timer, fj_run_queue, 0, 0);
+    return c;
+}
+
+static void fj_cut_run(struct journal *j, struct fj_call *c)
+{
+    journal_batch_cb cb = c->cb.batch;
+    struct fj_batch *fb;
+
+    for (int i = 0; i < j->nb; i++) {
+        fb = &j->b[i];
+        if (!fb->claimed && (fb->state == JOURNAL_BATCH_PENDING ||
+                             fb->state == JOURNAL_BATCH_SENT ||
+                             fb->state == JOURNAL_BATCH_FAILED)) {
+            fb->claimed = 1;
+            cb(c->arg, 0, fj_export(j, fb), "");
+            return;
+        }
+    }
+    fb = &j->b[j->nb];
+    memset(fb, 0, sizeof(*fb));
+    for (int i = 0; i < j->nev && fb->nmembers < c->n; i++) {
+        if (j->ev[i].state == FJ_PENDING && j->ev[i].batch < 0) {
+            j->ev[i].batch = j->nb;
+            j->ev[i].state = FJ_INFLIGHT;
+            fb->members[fb->nmembers++] = i;
+        }
+    }
+    if (fb->nmembers == 0) {
+        cb(c->arg, 0, NULL, "");
+        return;
+    }
+    snprintf(fb->id, sizeof(fb->id), "fj-%d", ++j->seq);
+    fb->claimed = 1;
+    j->nb++;
+    cb(c->arg, 0, fj_export(j, fb), "");
+}
+
+int journal_batch_cut_async(struct journal *j,
+                            const struct journal_cut_req *req,
+                            journal_batch_cb cb, void *arg)
+{
+    struct fj_call *c = fj_queue(j, fj_cut_run, arg, NULL);
+
+    c->n = req->max_rows;
+    c->cb.batch = cb;
+    return 0;
+}
+
+static void fj_sent_run(struct journal *j, struct fj_call *c)
+{
+    struct fj_batch *fb = fj_find(j, c->id);
+
+    if (j->fail_mark_sent > 0) {
+        j->fail_mark_sent--;
+        c->cb.done(c->arg, -EIO, "disk trouble");
+        return;
+    }
+    fb->state = JOURNAL_BATCH_SENT;
+    fb->attempts++;
+    c->cb.done(c->arg, 0, "");
+}
+
+int journal_batch_mark_sent_async(struct journal *j, const char *id,
+                                  int64_t now_ms, journal_done_cb cb, void *arg)
+{
+    (void)now_ms;
+    fj_queue(j, fj_sent_run, arg, id)->cb.done = cb;
+    return 0;
+}
+
+static void fj_delivered_run(struct journal *j, struct fj_call *c)
+{
+    struct fj_batch *fb = fj_find(j, c->id);
+
+    assert_non_null(fb);
+    /* INV-5: only a sent batch can be delivered */
+    assert_int_equal(fb->state, JOURNAL_BATCH_SENT);
+    fb->state = JOURNAL_BATCH_DELIVERED;
+    for (int i = 0; i < fb->nmembers; i++) {
+        struct fj_event *e = &j->ev[fb->members[i]];
+
+        if (e->state != FJ_DEAD) {
+            assert_int_equal(e->state, FJ_INFLIGHT); /* never twice */
+            e->state = FJ_DELIVERED;
+        }
+    }
+    c->cb.done(c->arg, 0, "");
+}
+
+int journal_batch_mark_delivered_async(struct journal *j, const char *id,
+                                       int64_t now_ms, journal_done_cb cb,
+                                       void *arg)
+{
+    (void)now_ms;
+    fj_queue(j, fj_delivered_run, arg, id)->cb.done = cb;
+    return 0;
+}
+
+static void fj_failed_run(struct journal *j, struct fj_call *c)
+{
+    struct fj_batch *fb = fj_find(j, c->id);
+
+    fb->state = JOURNAL_BATCH_FAILED;
+    fb->next_try_ms = c->n;
+    c->cb.done(c->arg, 0, "");
+}
+
+int journal_batch_mark_failed_async(struct journal *j, const char *id,
+                                    int64_t next_try_ms, const char *error,
+                                    journal_done_cb cb, void *arg)
+{
+    (void)error;
+    struct fj_call *c = fj_queue(j, fj_failed_run, arg, id);
+
+    c->n = next_try_ms;
+    c->cb.done = cb;
+    return 0;
+}
+
+static void fj_dead_run(struct journal *j, struct fj_call *c)
+{
+    struct fj_batch *fb = fj_find(j, c->id);
+    int found = 0;
+
+    for (int i = 0; i < fb->nmembers; i++) {
+        struct fj_event *e = &j->ev[fb->members[i]];
+
+        if (e->state != FJ_DEAD && e->partition == c->ref.partition &&
+            e->offset == c->ref.offset) {
+            e->state = FJ_DEAD;
+            snprintf(e->reason, sizeof(e->reason), "%s", c->reason);
+            found = 1;
+        }
+    }
+    if (!found) {
+        c->cb.done(c->arg, -EINVAL, "not a live member");
+        return;
+    }
+    if (fj_live(j, fb) == 0) {
+        fb->state = JOURNAL_BATCH_DEAD;
+    }
+    c->cb.done(c->arg, 0, "");
+}
+
+int journal_batch_mark_dead_async(struct journal *j, const char *id,
+                                  const struct journal_offset *refs, size_t n,
+                                  const char *reason, int64_t now_ms,
+                                  journal_done_cb cb, void *arg)
+{
+    struct fj_call *c;
+
+    (void)now_ms;
+    assert_int_equal(n, 1);
+    c = fj_queue(j, fj_dead_run, arg, id);
+    c->cb.done = cb;
+    c->ref = refs[0];
+    c->ref.topic = NULL;
+    snprintf(c->reason, sizeof(c->reason), "%s", reason);
+    return 0;
+}
+
+static void fj_split_run(struct journal *j, struct fj_call *c)
+{
+    struct fj_batch *fb = fj_find(j, c->id);
+    struct fj_batch *kid[2];
+    int live = 0;
+
+    assert_non_null(fb);
+    assert_true(c->n > 0 && c->n < fj_live(j, fb));
+    fb->state = JOURNAL_BATCH_SPLIT;
+    for (int k = 0; k < 2; k++) {
+        kid[k] = &j->b[j->nb++];
+        memset(kid[k], 0, sizeof(*kid[k]));
+        snprintf(kid[k]->id, sizeof(kid[k]->id), "fj-%d", ++j->seq);
+        kid[k]->claimed = 1;
+    }
+    for (int i = 0; i < fb->nmembers; i++) {
+        int e = fb->members[i];
+
+        if (j->ev[e].state == FJ_DEAD) {
+            continue;
+        }
+        struct fj_batch *to = live++ < c->n ? kid[0] : kid[1];
+
+        to->members[to->nmembers++] = e;
+        j->ev[e].batch = (int)(to - j->b);
+    }
+    c->cb.split(c->arg, 0, fj_export(j, kid[0]), fj_export(j, kid[1]), "");
+}
+
+int journal_batch_split_async(struct journal *j, const char *id, int64_t at,
+                              journal_split_cb cb, void *arg)
+{
+    struct fj_call *c = fj_queue(j, fj_split_run, arg, id);
+
+    c->n = at;
+    c->cb.split = cb;
+    return 0;
+}
+
+static struct journal *fj_new(uv_loop_t *loop, int nev, int bad_at)
+{
+    struct journal *j = calloc(1, sizeof(*j));
+
+    assert_non_null(j);
+    j->loop = loop;
+    uv_timer_init(loop, &j->timer);
+    j->timer.data = j;
+    for (int i = 0; i < nev; i++) {
+        struct fj_event *e = &j->ev[j->nev++];
+
+        e->partition = i % 2;
+        e->offset = i / 2;
+        e->batch = -1;
+        if (i == bad_at) {
+            snprintf(e->value, sizeof(e->value),
+                     "{\"playerId\":%d,\"bad\":true}", i);
+        } else {
+            snprintf(e->value, sizeof(e->value),
+                     "{\"playerId\":%d,\"stake\":1}", i);
+        }
+    }
+    return j;
+}
+
+static void fj_close(struct journal *j)
+{
+    uv_close((uv_handle_t *)&j->timer, NULL);
+}
+
+static int fj_count(struct journal *j, enum fj_ev_state st)
+{
+    int n = 0;
+
+    for (int i = 0; i < j->nev; i++) {
+        n += j->ev[i].state == st;
+    }
+    return n;
+}
 
 static void test_json_check(void **state)
 {
@@ -112,9 +526,8 @@ static void test_body_plain_json_rejects_invalid(void **state)
     evs[1] = ev("{\"a\":\n 2}", 11);
     evs[2] = ev("{\"a\":", 12);
     evs[3] = ev("{\"a\":4}\n", 13);
-    assert_int_equal(forwarder_build_body(&r, "b1", evs, 4, &body, &len, &bad,
-                                          &nbad),
-                     0);
+    assert_int_equal(
+        forwarder_build_body(&r, "b1", evs, 4, &body, &len, &bad, &nbad), 0);
     assert_string_equal(body, "{\"a\":1}\n{\"a\":  2}\n{\"a\":4} \n");
     assert_int_equal(len, strlen(body));
     assert_int_equal(nbad, 1);
@@ -129,7 +542,7 @@ static void test_body_metadata(void **state)
     struct config_route r;
     struct journal_event evs[4];
     static const unsigned char hdrs[] = {
-        0, 2, 'h', '1', 0, 0, 0, 1, 'v',             /* h1: "v" */
+        0, 2, 'h', '1', 0,    0,    0,    1,    'v', /* h1: "v" */
         0, 2, 'h', '2', 0xff, 0xff, 0xff, 0xff,      /* h2: null */
     };
     char *body = NULL;
@@ -157,9 +570,8 @@ static void test_body_metadata(void **state)
     evs[3] = ev("{\"x\":\"\xc3\xa9\"}", 103);
     evs[3].key = "\xff\x01";
     evs[3].key_len = 2;
-    assert_int_equal(forwarder_build_body(&r, "jid-9", evs, 4, &body, &len,
-                                          &bad, &nbad),
-                     0);
+    assert_int_equal(
+        forwarder_build_body(&r, "jid-9", evs, 4, &body, &len, &bad, &nbad), 0);
     assert_string_equal(
         body,
         "{\"kafka_topic\":\"gameplay\",\"kafka_partition\":3,\"kafka_offset\":"
@@ -206,13 +618,494 @@ static void test_body_csv_passthrough(void **state)
     r.meta.topic = "ignored_for_csv";
     evs[0] = ev("1,2,3", 1);
     evs[1] = ev("4,5,6\n", 2);
-    assert_int_equal(forwarder_build_body(&r, "b", evs, 2, &body, &len, &bad,
-                                          &nbad),
-                     0);
+    assert_int_equal(
+        forwarder_build_body(&r, "b", evs, 2, &body, &len, &bad, &nbad), 0);
     assert_string_equal(body, "1,2,3\n4,5,6\n");
     assert_int_equal(nbad, 0);
     assert_null(bad);
     free(body);
+}
+
+/* ------------------------------------------------ the state machine */
+
+struct fx {
+    uv_loop_t loop;
+    struct mini_http mh;
+    struct journal *j;
+    struct config *cfg;
+    struct forwarder *fw;
+    int stopped;
+    int64_t query_count; /* what the scripted dedupe query answers */
+    char url[128];
+};
+
+static int fx_setup(struct fx *f, int nev, int bad_at, const char *auth,
+                    const char *fwd)
+{
+    char json[2048];
+    char err[512];
+    struct forwarder_options fo;
+
+    memset(f, 0, sizeof(*f));
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    mh_start(&f->mh, &f->loop);
+    mh_url(&f->mh, "", f->url, sizeof(f->url));
+    f->j = fj_new(&f->loop, nev, bad_at);
+    snprintf(json, sizeof(json),
+             "{\"kafka\":{\"bootstrap.servers\":\"127.0.0.1:1\","
+             "\"group.id\":\"g\"},"
+             "\"adx\":{\"ingest_url\":\"%s\",\"request_timeout_ms\":2000,"
+             "\"auth\":%s},"
+             "\"routes\":[{\"topic\":\"gameplay\",\"database\":\"db\","
+             "\"table\":\"T\",\"format\":\"json\",\"meta\":{\"batch_id\":"
+             "\"kadx_batch\"},\"dedupe_column\":\"BatchId\"}],"
+             "\"forwarder\":{\"linger_ms\":10,"
+             "\"retry_initial_ms\":20,\"retry_max_ms\":1000,"
+             "\"ambiguous_delay_ms\":20,\"max_inflight\":2%s%s},"
+             "\"admin\":{\"listen\":null}}",
+             f->url, auth ? auth : "{\"method\":\"none\"}", ",",
+             fwd ? fwd : "\"batch_max_rows\":10");
+    if (config_load_string(json, NULL, &f->cfg, err, sizeof(err)) != 0) {
+        fail_msg("config: %s", err);
+    }
+    memset(&fo, 0, sizeof(fo));
+    fo.cfg = f->cfg;
+    fo.journal = f->j;
+    fo.settled.everything = 1;
+    assert_int_equal(forwarder_new(&f->loop, &fo, &f->fw, err, sizeof(err)), 0);
+    return 0;
+}
+
+static void fx_start(struct fx *f)
+{
+    char err[256];
+
+    assert_int_equal(forwarder_start(f->fw, err, sizeof(err)), 0);
+}
+
+static void on_stopped(void *arg)
+{
+    struct fx *f = arg;
+
+    f->stopped = 1;
+}
+
+/* Runs the loop until cond(f) holds or timeout_ms passes. */
+static int fx_run(struct fx *f, int (*cond)(struct fx *), int timeout_ms)
+{
+    uint64_t deadline;
+
+    uv_update_time(&f->loop);
+    deadline = uv_now(&f->loop) + (uint64_t)timeout_ms;
+    while (!cond(f) && uv_now(&f->loop) < deadline) {
+        uv_run(&f->loop, UV_RUN_ONCE);
+        uv_update_time(&f->loop);
+    }
+    return cond(f);
+}
+
+static int is_stopped(struct fx *f)
+{
+    return f->stopped;
+}
+
+static void fx_teardown(struct fx *f)
+{
+    if (!f->stopped) {
+        forwarder_stop(f->fw, 500, on_stopped, f);
+        assert_true(fx_run(f, is_stopped, 5000));
+    }
+    forwarder_free(f->fw);
+    mh_stop(&f->mh);
+    fj_close(f->j);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    mh_release(&f->mh);
+    config_free(f->cfg);
+    free(f->j);
+    log_release();
+}
+
+static int all_done(struct fx *f)
+{
+    return fj_count(f->j, FJ_DELIVERED) + fj_count(f->j, FJ_DEAD) == f->j->nev;
+}
+
+static int is_ingest(const struct mh_request *r)
+{
+    return strncmp(r->target, "/v1/rest/ingest/", 16) == 0;
+}
+
+static int n_ingests(struct fx *f)
+{
+    int n = 0;
+
+    for (int i = 0; i < f->mh.nreqs; i++) {
+        n += is_ingest(&f->mh.reqs[i]);
+    }
+    return n;
+}
+
+/* gunzips a recorded request body into a new string (free()) */
+static char *gunzip_body(const struct mh_request *r)
+{
+    size_t cap = 1 << 20;
+    char *out = malloc(cap);
+    z_stream z;
+
+    assert_non_null(out);
+    memset(&z, 0, sizeof(z));
+    assert_int_equal(inflateInit2(&z, 15 + 16), Z_OK);
+    z.next_in = (Bytef *)r->body;
+    z.avail_in = (uInt)r->body_len;
+    z.next_out = (Bytef *)out;
+    z.avail_out = (uInt)cap - 1;
+    assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
+    out[cap - 1 - z.avail_out] = '\0';
+    inflateEnd(&z);
+    return out;
+}
+
+/* ADX that rejects (400, permanent) any body holding a "bad" record, and
+ * answers dedupe queries with f->query_count. */
+static int decide_adx(void *arg, const struct mh_request *r,
+                      struct mh_step *out)
+{
+    struct fx *f = arg;
+    static char qbody[256];
+
+    if (strcmp(r->target, "/v1/rest/query") == 0) {
+        snprintf(qbody, sizeof(qbody),
+                 "{\"Tables\":[{\"TableName\":\"Table_0\",\"Columns\":[],"
+                 "\"Rows\":[[%lld]]}]}",
+                 (long long)f->query_count);
+        out->status = 200;
+        out->body = qbody;
+        return 1;
+    }
+    if (is_ingest(r)) {
+        char *body = gunzip_body(r);
+        int bad = strstr(body, "\"bad\":true") != NULL;
+
+        free(body);
+        out->status = bad ? 400 : 200;
+        out->body = bad ? "{\"error\":{\"code\":\"Stream_InvalidRecord\","
+                          "\"@message\":\"record has a bad field\","
+                          "\"@permanent\":true}}"
+                        : "{}";
+        return 1;
+    }
+    return 0;
+}
+
+/* INV-5: every event delivered once, in batches of max_rows, with the
+ * SDK-style request id and the batch id in each record. */
+static void test_fw_delivers(void **state)
+{
+    struct fx f;
+    char v[256];
+    int lines = 0;
+
+    (void)state;
+    fx_setup(&f, 25, -1, NULL, NULL);
+    fx_start(&f);
+    assert_true(fx_run(&f, all_done, 10000));
+    assert_int_equal(fj_count(f.j, FJ_DELIVERED), 25);
+    assert_int_equal(n_ingests(&f), 3);
+    for (int i = 0; i < f.mh.nreqs; i++) {
+        const struct mh_request *r = &f.mh.reqs[i];
+        char *body;
+        char want[64];
+
+        if (!is_ingest(r)) {
+            continue;
+        }
+        mh_header(r, "x-ms-client-request-id", v, sizeof(v));
+        assert_int_equal(strncmp(v, "KADX.ingest;fj-", 15), 0);
+        assert_string_equal(v + strlen(v) - 2, ";1");
+        body = gunzip_body(r);
+        /* every record names the batch that carried it */
+        snprintf(want, sizeof(want), "{\"kadx_batch\":\"%.*s\",",
+                 (int)(strrchr(v, ';') - strchr(v, ';') - 1),
+                 strchr(v, ';') + 1);
+        for (char *l = body; *l; l = strchr(l, '\n') + 1) {
+            assert_int_equal(strncmp(l, want, strlen(want)), 0);
+            lines++;
+        }
+        free(body);
+    }
+    assert_int_equal(lines, 25);
+    {
+        struct forwarder_route_stats st;
+
+        assert_int_equal(forwarder_route_stats(f.fw, 0, &st), 0);
+        assert_int_equal(st.events_delivered, 25);
+        assert_int_equal(st.batches_delivered, 3);
+        assert_int_equal(st.dead_events, 0);
+    }
+    fx_teardown(&f);
+}
+
+/* INV-6: a permanent failure is bisected until only the bad record is
+ * left; it alone is dead-lettered, with ADX's error. */
+static void test_fw_bisects_permanent(void **state)
+{
+    struct fx f;
+    struct forwarder_route_stats st;
+
+    (void)state;
+    fx_setup(&f, 40, 13, NULL, "\"batch_max_rows\":40");
+    f.mh.decide = decide_adx;
+    f.mh.decide_arg = &f;
+    fx_start(&f);
+    assert_true(fx_run(&f, all_done, 15000));
+    assert_int_equal(fj_count(f.j, FJ_DELIVERED), 39);
+    assert_int_equal(fj_count(f.j, FJ_DEAD), 1);
+    assert_int_equal(f.j->ev[13].state, FJ_DEAD);
+    assert_non_null(strstr(f.j->ev[13].reason, "http 400"));
+    assert_non_null(strstr(f.j->ev[13].reason, "record has a bad field"));
+    assert_int_equal(forwarder_route_stats(f.fw, 0, &st), 0);
+    assert_true(st.splits >= 5); /* 40 -> 20 -> 10 -> 5 -> 2/3 -> 1 */
+    assert_int_equal(st.dead_events, 1);
+    assert_int_equal(st.permanent, st.splits + 1);
+    fx_teardown(&f);
+}
+
+/* INV-6: a record that is not JSON never leaves: dead-lettered with the
+ * reason before the request, the rest delivered. */
+static void test_fw_local_invalid_record(void **state)
+{
+    struct fx f;
+
+    (void)state;
+    fx_setup(&f, 8, -1, NULL, NULL);
+    snprintf(f.j->ev[5].value, sizeof(f.j->ev[5].value), "{oops");
+    fx_start(&f);
+    assert_true(fx_run(&f, all_done, 10000));
+    assert_int_equal(fj_count(f.j, FJ_DELIVERED), 7);
+    assert_int_equal(f.j->ev[5].state, FJ_DEAD);
+    assert_non_null(strstr(f.j->ev[5].reason, "not valid JSON"));
+    assert_int_equal(n_ingests(&f), 1);
+    {
+        char *body = gunzip_body(&f.mh.reqs[0]);
+
+        assert_null(strstr(body, "oops"));
+        free(body);
+    }
+    fx_teardown(&f);
+}
+
+/* INV-5: after a reset once the body was sent, ADX is asked before any
+ * resend; found -> delivered without a second request. */
+static void test_fw_ambiguous_found(void **state)
+{
+    struct fx f;
+
+    (void)state;
+    fx_setup(&f, 5, -1, NULL, NULL);
+    mh_push(&f.mh, MH_RESET, 0, NULL, NULL);
+    mh_push(&f.mh, MH_RESPOND, 200, NULL,
+            "{\"Tables\":[{\"TableName\":\"Table_0\",\"Columns\":[],"
+            "\"Rows\":[[5]]}]}");
+    fx_start(&f);
+    assert_true(fx_run(&f, all_done, 10000));
+    assert_int_equal(fj_count(f.j, FJ_DELIVERED), 5);
+    assert_int_equal(f.mh.nreqs, 2);
+    assert_int_equal(n_ingests(&f), 1);
+    assert_string_equal(f.mh.reqs[1].target, "/v1/rest/query");
+    assert_non_null(
+        strstr(f.mh.reqs[1].body, "T | where ingestion_time() > ago("));
+    assert_non_null(
+        strstr(f.mh.reqs[1].body, "| where BatchId == 'fj-1' | count"));
+    fx_teardown(&f);
+}
+
+/* ... absent -> sent again, same batch id, attempt 2. */
+static void test_fw_ambiguous_absent(void **state)
+{
+    struct fx f;
+    char v[128];
+
+    (void)state;
+    fx_setup(&f, 5, -1, NULL, NULL);
+    mh_push(&f.mh, MH_RESET, 0, NULL, NULL);
+    mh_push(&f.mh, MH_RESPOND, 200, NULL,
+            "{\"Tables\":[{\"TableName\":\"Table_0\",\"Columns\":[],"
+            "\"Rows\":[[0]]}]}");
+    fx_start(&f);
+    assert_true(fx_run(&f, all_done, 10000));
+    assert_int_equal(f.mh.nreqs, 3);
+    assert_int_equal(n_ingests(&f), 2);
+    assert_string_equal(
+        mh_header(&f.mh.reqs[2], "x-ms-client-request-id", v, sizeof(v)),
+        "KADX.ingest;fj-1;2");
+    fx_teardown(&f);
+}
+
+/* INV-5: a batch left SENT by a previous process is resolved first. */
+static void test_fw_sent_at_start_is_queried(void **state)
+{
+    struct fx f;
+    struct fj_batch *fb;
+
+    (void)state;
+    fx_setup(&f, 5, -1, NULL, NULL);
+    fb = &f.j->b[f.j->nb++];
+    snprintf(fb->id, sizeof(fb->id), "old-7");
+    fb->state = JOURNAL_BATCH_SENT;
+    fb->attempts = 1;
+    fb->first_sent_ms = 1;
+    for (int i = 0; i < 5; i++) {
+        fb->members[fb->nmembers++] = i;
+        f.j->ev[i].state = FJ_INFLIGHT;
+        f.j->ev[i].batch = 0;
+    }
+    mh_push(&f.mh, MH_RESPOND, 200, NULL,
+            "{\"Tables\":[{\"TableName\":\"Table_0\",\"Columns\":[],"
+            "\"Rows\":[[0]]}]}");
+    fx_start(&f);
+    assert_true(fx_run(&f, all_done, 10000));
+    assert_string_equal(f.mh.reqs[0].target, "/v1/rest/query");
+    assert_non_null(strstr(f.mh.reqs[0].body, "BatchId == 'old-7'"));
+    assert_int_equal(n_ingests(&f), 1);
+    fx_teardown(&f);
+}
+
+/* 500 then 429 (Retry-After) then 200: retried, delivered once. */
+static void test_fw_transient_and_throttled(void **state)
+{
+    struct fx f;
+    char v[128];
+
+    (void)state;
+    fx_setup(&f, 5, -1, NULL, NULL);
+    mh_push(&f.mh, MH_RESPOND, 500, NULL, "{}");
+    mh_push(&f.mh, MH_RESPOND, 429, "Retry-After: 0\r\n",
+            "{\"error\":{\"code\":\"Throttling\",\"@permanent\":false}}");
+    fx_start(&f);
+    assert_true(fx_run(&f, all_done, 10000));
+    assert_int_equal(n_ingests(&f), 3);
+    assert_string_equal(
+        mh_header(&f.mh.reqs[2], "x-ms-client-request-id", v, sizeof(v)),
+        "KADX.ingest;fj-1;3");
+    {
+        struct forwarder_route_stats st;
+
+        forwarder_route_stats(f.fw, 0, &st);
+        assert_int_equal(st.transient, 1);
+        assert_int_equal(st.throttled, 1);
+        assert_int_equal(st.ambiguous, 0);
+    }
+    fx_teardown(&f);
+}
+
+/* 401: the token is refreshed once and the batch sent again with it. */
+static void test_fw_401_refreshes_token(void **state)
+{
+    struct fx f;
+    char auth[512];
+    char url[128];
+    char v[128];
+
+    (void)state;
+    memset(&f, 0, sizeof(f));
+    snprintf(auth, sizeof(auth),
+             "{\"method\":\"client_secret\",\"tenant_id\":\"t\","
+             "\"client_id\":\"c\",\"client_secret\":\"sec-ret-1\","
+             "\"scope\":\"https://k/.default\",\"authority_host\":\"%s\"}",
+             "http://127.0.0.1:1");
+    fx_setup(&f, 5, -1, auth, NULL);
+    /* the token endpoint is the same responder: point the authority at
+     * it now that its port is known (before forwarder_start) */
+    snprintf(url, sizeof(url), "%s", f.url);
+    free(f.cfg->adx.auth.authority_host);
+    f.cfg->adx.auth.authority_host = strdup(url);
+    mh_push(&f.mh, MH_RESPOND, 200, NULL,
+            "{\"expires_in\":3599,\"access_token\":\"tok-one\"}");
+    mh_push(&f.mh, MH_RESPOND, 401, NULL,
+            "{\"error\":{\"code\":\"Unauthorized\",\"@permanent\":true}}");
+    mh_push(&f.mh, MH_RESPOND, 200, NULL,
+            "{\"expires_in\":3599,\"access_token\":\"tok-two\"}");
+    fx_start(&f);
+    assert_true(fx_run(&f, all_done, 10000));
+    assert_int_equal(f.mh.nreqs, 4);
+    assert_string_equal(mh_header(&f.mh.reqs[1], "Authorization", v, sizeof(v)),
+                        "Bearer tok-one");
+    assert_string_equal(mh_header(&f.mh.reqs[3], "Authorization", v, sizeof(v)),
+                        "Bearer tok-two");
+    fx_teardown(&f);
+}
+
+static int is_paused(struct fx *f)
+{
+    char why[256];
+
+    return !forwarder_ready(f->fw, why, sizeof(why));
+}
+
+/* Config error: the route pauses (ready = 0, reason), nothing is
+ * dead-lettered, and it resumes by itself once ADX accepts. */
+static void test_fw_config_error_pauses_and_resumes(void **state)
+{
+    struct fx f;
+    char why[256];
+    struct forwarder_route_stats st;
+
+    (void)state;
+    fx_setup(&f, 5, -1, NULL, NULL);
+    mh_push(&f.mh, MH_RESPOND, 404, NULL,
+            "{\"error\":{\"code\":\"BadRequest_EntityNotFound\",\"@message\":"
+            "\"table 'T' not found\",\"@permanent\":true}}");
+    fx_start(&f);
+    assert_true(fx_run(&f, is_paused, 10000));
+    assert_int_equal(forwarder_ready(f.fw, why, sizeof(why)), 0);
+    assert_non_null(strstr(why, "paused-config"));
+    assert_non_null(strstr(why, "EntityNotFound"));
+    forwarder_route_stats(f.fw, 0, &st);
+    assert_int_equal(st.state, FORWARDER_PAUSED_CONFIG);
+    assert_true(fx_run(&f, all_done, 10000));
+    assert_int_equal(fj_count(f.j, FJ_DEAD), 0);
+    assert_int_equal(forwarder_ready(f.fw, why, sizeof(why)), 1);
+    fx_teardown(&f);
+}
+
+static int one_request(struct fx *f)
+{
+    return f->mh.nreqs >= 1;
+}
+
+/* SIGTERM: an answer that never comes is waited for up to the timeout;
+ * the batch stays SENT (ambiguous at the next start). */
+static void test_fw_stop_is_bounded(void **state)
+{
+    struct fx f;
+
+    (void)state;
+    fx_setup(&f, 5, -1, NULL, NULL);
+    mh_push(&f.mh, MH_SILENT, 0, NULL, NULL);
+    fx_start(&f);
+    assert_true(fx_run(&f, one_request, 10000));
+    forwarder_stop(f.fw, 200, on_stopped, &f);
+    assert_int_equal(f.stopped, 0); /* never inside forwarder_stop */
+    assert_true(fx_run(&f, is_stopped, 5000));
+    assert_int_equal(f.j->b[0].state, JOURNAL_BATCH_SENT);
+    assert_int_equal(fj_count(f.j, FJ_DELIVERED), 0);
+    fx_teardown(&f);
+}
+
+/* INV-4: a batch whose "sent" mark is not durable is not sent. */
+static void test_fw_mark_sent_failure_holds_request(void **state)
+{
+    struct fx f;
+
+    (void)state;
+    fx_setup(&f, 5, -1, NULL, NULL);
+    f.j->fail_mark_sent = 2;
+    fx_start(&f);
+    assert_true(fx_run(&f, all_done, 10000));
+    assert_int_equal(n_ingests(&f), 1);
+    assert_int_equal(f.j->b[0].attempts, 1);
+    fx_teardown(&f);
 }
 
 int main(void)
@@ -222,6 +1115,17 @@ int main(void)
         cmocka_unit_test(test_body_plain_json_rejects_invalid),
         cmocka_unit_test(test_body_metadata),
         cmocka_unit_test(test_body_csv_passthrough),
+        cmocka_unit_test(test_fw_delivers),
+        cmocka_unit_test(test_fw_bisects_permanent),
+        cmocka_unit_test(test_fw_local_invalid_record),
+        cmocka_unit_test(test_fw_ambiguous_found),
+        cmocka_unit_test(test_fw_ambiguous_absent),
+        cmocka_unit_test(test_fw_sent_at_start_is_queried),
+        cmocka_unit_test(test_fw_transient_and_throttled),
+        cmocka_unit_test(test_fw_401_refreshes_token),
+        cmocka_unit_test(test_fw_config_error_pauses_and_resumes),
+        cmocka_unit_test(test_fw_stop_is_bounded),
+        cmocka_unit_test(test_fw_mark_sent_failure_holds_request),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

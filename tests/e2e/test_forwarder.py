@@ -1,0 +1,362 @@
+"""Forwarder acceptance (issue 6): `kadx run` between the Kafka mock cluster
+and the ADX emulator, every event exactly once in the emulator's table.
+
+The audit goes through metadata columns: each record carries its Kafka
+partition and offset (routes[].meta) into KafkaPartition / KafkaOffset, and
+its batch id into BatchId (the dedupe column, INV-5). Per partition the
+table must hold count == dcount(offset) == the number produced, offsets
+0..N-1: nothing lost, nothing twice.
+
+Default sizes keep the suite short; KADX_FULL=1 (meson -Dfull_tests=true)
+runs the issue's sizes. SIGKILL runs are in test_kill.py.
+"""
+import json
+import os
+import signal
+import threading
+import time
+
+import adx
+import harness
+import kafka
+from harness import wait_until
+
+TOPIC = "gameplay"
+TABLE = "GamePlay"
+MAPPING = "kadx_mapping"
+
+CREATE_TABLE = (".create table GamePlay (PlayerID: int, GameID: int, "
+                "Win: long, Stake: int, EventTime: datetime, "
+                "KafkaTopic: string, KafkaPartition: int, KafkaOffset: long, "
+                "BatchId: string)")
+CREATE_MAPPING = (
+    ".create table GamePlay ingestion json mapping 'kadx_mapping' '["
+    "{\"column\":\"PlayerID\",\"Properties\":{\"Path\":\"$.playerId\"}},"
+    "{\"column\":\"GameID\",\"Properties\":{\"Path\":\"$.gameId\"}},"
+    "{\"column\":\"Win\",\"Properties\":{\"Path\":\"$.win\"}},"
+    "{\"column\":\"Stake\",\"Properties\":{\"Path\":\"$.stake\"}},"
+    "{\"column\":\"EventTime\",\"Properties\":{\"Path\":\"$.eventTime\"}},"
+    "{\"column\":\"KafkaTopic\",\"Properties\":{\"Path\":\"$.kafka_topic\"}},"
+    "{\"column\":\"KafkaPartition\",\"Properties\":{\"Path\":"
+    "\"$.kafka_partition\"}},"
+    "{\"column\":\"KafkaOffset\",\"Properties\":{\"Path\":\"$.kafka_offset\"}},"
+    "{\"column\":\"BatchId\",\"Properties\":{\"Path\":\"$.kadx_batch\"}}]'")
+
+
+def setup_table(emu):
+    emu.mgmt(CREATE_TABLE)
+    emu.mgmt(CREATE_MAPPING)
+    emu.mgmt(".alter database leaderboard policy streamingingestion enable")
+
+
+def event(p, i):
+    return ('{"playerId":%d,"gameId":%d,"win":%d,"stake":%d,'
+            '"eventTime":"2026-11-24T12:00:00.000Z"}' % (i, p, (i % 7) * 10,
+                                                         i % 5 + 1))
+
+
+def write_config(path, bootstrap, group, journal, adx_url, dedupe=True,
+                 forwarder=None, auth=None, meta=True):
+    route = {"topic": TOPIC, "database": "leaderboard", "table": TABLE,
+             "format": "json", "mapping": MAPPING}
+    if meta:
+        route["meta"] = {"topic": "kafka_topic",
+                         "partition": "kafka_partition",
+                         "offset": "kafka_offset", "batch_id": "kadx_batch"}
+    if dedupe:
+        route["dedupe_column"] = "BatchId"
+    fw = {"linger_ms": 50, "batch_max_rows": 2000, "retry_initial_ms": 100,
+          "retry_max_ms": 1000, "ambiguous_delay_ms": 200}
+    fw.update(forwarder or {})
+    cfg = {
+        "kafka": {"bootstrap.servers": bootstrap, "group.id": group,
+                  "session.timeout.ms": "6000",
+                  "heartbeat.interval.ms": "500"},
+        "adx": {"ingest_url": adx_url, "request_timeout_ms": 5000,
+                "auth": auth or {"method": "none"}},
+        "routes": [route],
+        "journal": {"path": journal},
+        "forwarder": fw,
+        "admin": {"listen": None},
+    }
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    return path
+
+
+def produce(bootstrap, partitions, start, n, bad=None):
+    """Produces n events to each partition (offsets start..start+n-1 when
+    the topic was empty). bad: {(partition, index): raw value}."""
+    for p in partitions:
+        vals = []
+        for i in range(start, start + n):
+            if bad and (p, i) in bad:
+                vals.append(bad[(p, i)])
+            else:
+                vals.append(event(p, i))
+        kafka.produce(bootstrap, TOPIC, p, vals)
+
+
+def audit(emu, partitions, n, missing=()):
+    """Asserts every (partition, offset < n) is in the table exactly once,
+    except the (partition, offset) pairs in missing."""
+    rows = emu.query(
+        "GamePlay | summarize c=count(), d=dcount(KafkaOffset), "
+        "lo=min(KafkaOffset), hi=max(KafkaOffset) by KafkaPartition")
+    got = {r["KafkaPartition"]: r for r in rows}
+    for p in partitions:
+        want = n - len([m for m in missing if m[0] == p])
+        r = got.get(p)
+        assert r is not None, "partition %d: nothing delivered" % p
+        assert r["c"] == r["d"], "partition %d: %d rows, %d distinct " \
+            "offsets (duplicates)" % (p, r["c"], r["d"])
+        assert r["c"] == want, "partition %d: %d rows, want %d" % (
+            p, r["c"], want)
+        assert r["lo"] >= 0 and r["hi"] <= n - 1, r
+    assert set(got) <= set(partitions), got
+
+
+class FaultInjector(threading.Thread):
+    """Keeps about `ratio` of ingest requests failing with `status`, by
+    arming one failure at a time through the emulator's control endpoint."""
+
+    def __init__(self, emu, ratio=0.3, status=500):
+        super().__init__(daemon=True)
+        self.emu = emu
+        self.ratio = ratio
+        self.status = status
+        self.stop_ev = threading.Event()
+        self.error = None
+
+    def run(self):
+        try:
+            while not self.stop_ev.wait(0.02):
+                st = self.emu.stats()
+                fired = st["faults_fired"]["fail"]
+                if fired < self.ratio * (st["ingest_requests"] + 1) and \
+                        st["faults"]["fail_count"] == 0:
+                    self.emu.faults(fail_count=1, fail_status=self.status,
+                                    fail_permanent=False)
+        except Exception as e:  # reported by the test
+            self.error = e
+
+    def finish(self):
+        self.stop_ev.set()
+        self.join(10)
+        self.emu.faults(fail_count=0)
+        if self.error:
+            raise self.error
+
+
+class ForwarderCase(harness.TmpDirCase):
+    partitions = 4
+
+    def setUp(self):
+        super().setUp()
+        self.mock = kafka.MockCluster(topics=[(TOPIC, self.partitions)])
+        self.addCleanup(self.mock.stop)
+        self.bs = self.mock.bootstrap
+        self.parts = list(range(self.partitions))
+        self.journal = os.path.join(self.tmp, "journal.db")
+        self.cfg = os.path.join(self.tmp, "kadx.json")
+
+    def start_emulator(self, **kw):
+        emu = adx.Emulator(**kw).start()
+        self.addCleanup(emu.stop)
+        return emu
+
+    def start_kadx(self, name="kadx run"):
+        p = harness.kadx("run", "-c", self.cfg, name=name)
+        p.wait_for("running (group", timeout=30, what="the running line")
+        return p
+
+    def wait_count(self, emu, n, timeout, kadx_proc=None):
+        def done():
+            if kadx_proc is not None and not kadx_proc.alive():
+                raise AssertionError("kadx exited\n" + kadx_proc.tail())
+            return emu.count(TABLE) >= n
+        try:
+            wait_until(done, timeout=timeout, interval=0.25,
+                       what="%d rows in the table" % n)
+        except AssertionError:
+            if kadx_proc is not None:
+                print(kadx_proc.tail(60))
+            raise
+
+    # ---------------------------------------------------------------- tests
+
+    def test_exactly_once_with_metadata(self):
+        n = 250000 if harness.FULL else 5000
+        emu = self.start_emulator()
+        setup_table(emu)
+        write_config(self.cfg, self.bs, "g-basic", self.journal, emu.url)
+        produce(self.bs, self.parts, 0, n)
+        k = self.start_kadx()
+        self.wait_count(emu, n * self.partitions, 120 if not harness.FULL
+                        else 900, k)
+        self.assertEqual(k.stop(), 0)
+        audit(emu, self.parts, n)
+        # the metadata went where the mapping said
+        rows = emu.query("GamePlay | where KafkaTopic == 'gameplay' | count")
+        self.assertEqual(rows[0]["Count"], n * self.partitions)
+        st = emu.stats()
+        self.assertGreater(st["ingest_ok"], 0)
+
+    def test_faults_500_429_and_resets(self):
+        n = 25000 if harness.FULL else 2500
+        emu = self.start_emulator()
+        setup_table(emu)
+        write_config(self.cfg, self.bs, "g-faults", self.journal, emu.url,
+                     forwarder={"batch_max_rows": 500})
+        produce(self.bs, self.parts, 0, n // 2)
+        inj = FaultInjector(emu, 0.3, 500)
+        inj.start()
+        k = self.start_kadx()
+        # a burst of 429 with Retry-After, then 20 apply-then-reset faults
+        emu.faults(throttle_rps=2, retry_after_s=1)
+        wait_until(lambda: emu.stats()["faults_fired"]["throttle"] >= 5,
+                   timeout=60, what="429 answers")
+        emu.faults(throttle_rps=0)
+        emu.faults(reset_count=20)
+        produce(self.bs, self.parts, n // 2, n - n // 2)
+        wait_until(lambda: emu.stats()["faults_fired"]["reset"] >= 20,
+                   timeout=120, what="20 resets fired")
+        self.wait_count(emu, n * self.partitions, 180, k)
+        inj.finish()
+        # let any last ambiguous batch resolve, then audit
+        self.assertEqual(k.stop(), 0)
+        audit(emu, self.parts, n)
+        st = emu.stats()
+        self.assertGreaterEqual(st["faults_fired"]["fail"], 5)
+        self.assertGreaterEqual(st["faults_fired"]["reset"], 20)
+        log = "\n".join(k.lines())
+        self.assertIn("ambiguous send resolved: delivered", log)
+
+    def test_bad_record_only_it_dead_lettered(self):
+        n = 2500 if harness.FULL else 500  # x4 partitions = 10k in FULL
+        emu = self.start_emulator()
+        setup_table(emu)
+        write_config(self.cfg, self.bs, "g-bad", self.journal, emu.url)
+        bad = {(2, 137): '{"playerId": 1, "gameId": oops}'}
+        produce(self.bs, self.parts, 0, n, bad=bad)
+        k = self.start_kadx()
+        self.wait_count(emu, n * self.partitions - 1, 120, k)
+        line = k.wait_for("dead-lettering gameplay[2]@137", timeout=10,
+                          what="the dead-letter line")
+        self.assertIn("not valid JSON", line)
+        self.assertEqual(k.stop(), 0)
+        audit(emu, self.parts, n, missing=[(2, 137)])
+        dead = [l for l in k.lines() if "dead-lettering" in l]
+        self.assertEqual(len(dead), 1, dead)
+
+    def test_table_missing_pauses_then_resumes(self):
+        n = 300
+        emu = self.start_emulator()
+        write_config(self.cfg, self.bs, "g-missing", self.journal, emu.url,
+                     forwarder={"retry_max_ms": 1000})
+        produce(self.bs, self.parts, 0, n)
+        k = self.start_kadx()
+        k.wait_for("paused-config", timeout=60, what="the route pausing")
+        setup_table(emu)
+        k.wait_for("resumed", timeout=60, what="the route resuming")
+        self.wait_count(emu, n * self.partitions, 60, k)
+        self.assertEqual(k.stop(), 0)
+        audit(emu, self.parts, n)
+        dead = [l for l in k.lines() if "dead-lettering" in l]
+        self.assertEqual(dead, [])
+
+    def test_short_lived_tokens(self):
+        # FULL: the issue's 30 s tokens over 3 minutes; default: 3 s
+        # tokens over ~12 s (several refreshes either way)
+        life = 30 if harness.FULL else 3
+        duration = 180 if harness.FULL else 12
+        emu = self.start_emulator(auth="token", client_id="kadx-app",
+                                  client_secret="s3cret-app-key",
+                                  token_lifetime=life)
+        # the test's own calls need a token too (the control endpoint
+        # does not): fetch one like any client
+        emu.token = None
+        tok = self._token(emu)
+        emu.token = tok
+        setup_table(emu)
+        write_config(self.cfg, self.bs, "g-token", self.journal, emu.url,
+                     auth={"method": "client_secret", "tenant_id": "t1",
+                           "client_id": "kadx-app",
+                           "client_secret": "s3cret-app-key",
+                           "authority_host": emu.url})
+        k = self.start_kadx()
+        t0 = time.monotonic()
+        i = 0
+        per = 50
+        while time.monotonic() - t0 < duration:
+            produce(self.bs, self.parts, i, per)
+            i += per
+            emu.token = self._token(emu)
+            time.sleep(0.5)  # pacing the producer, not a wait
+        emu.token = self._token(emu)
+        self.wait_count(emu, i * self.partitions, 60, k)
+        emu.token = self._token(emu)
+        self.assertEqual(k.stop(), 0)
+        audit(emu, self.parts, i)
+        log = "\n".join(k.lines())
+        self.assertNotIn("http 401", log)
+        self.assertNotIn("paused", log)
+        self.assertNotIn("s3cret-app-key", log)
+
+    def _token(self, emu):
+        import urllib.parse
+        body = urllib.parse.urlencode({
+            "grant_type": "client_credentials", "client_id": "kadx-app",
+            "client_secret": "s3cret-app-key",
+            "scope": emu.url + "/.default"})
+        saved = emu.token
+        emu.token = None
+        try:
+            st, parsed, _ = emu.request(
+                "POST", "/t1/oauth2/v2.0/token", body,
+                {"Content-Type": "application/x-www-form-urlencoded"})
+        finally:
+            emu.token = saved
+        assert st == 200, (st, parsed)
+        return parsed["access_token"]
+
+    def test_no_dedupe_column_counts_possible_duplicates(self):
+        n = 200
+        emu = self.start_emulator()
+        setup_table(emu)
+        write_config(self.cfg, self.bs, "g-nodedupe", self.journal, emu.url,
+                     dedupe=False)
+        emu.faults(reset_count=1)
+        produce(self.bs, self.parts, 0, n)
+        k = self.start_kadx()
+        k.wait_for("possible duplicate", timeout=60,
+                   what="the possible-duplicate warning")
+        # the reset batch was applied and resent: one batch twice
+        wait_until(lambda: emu.count(TABLE) > n * self.partitions,
+                   timeout=60, what="the resent batch")
+        self.assertEqual(k.stop(), 0)
+
+    def test_sigterm_waits_for_inflight(self):
+        n = 200
+        emu = self.start_emulator()
+        setup_table(emu)
+        write_config(self.cfg, self.bs, "g-term", self.journal, emu.url)
+        k = self.start_kadx()
+        emu.faults(latency_ms=1500)
+        produce(self.bs, self.parts, 0, n)
+        wait_until(lambda: emu.stats()["faults_fired"]["latency"] >= 1,
+                   timeout=60, what="a slow request in flight")
+        k.signal(signal.SIGTERM)
+        self.assertEqual(k.wait(30), 0)
+        emu.faults(latency_ms=0)
+        delivered = emu.count(TABLE)
+        self.assertGreater(delivered, 0)  # the slow answer was waited for
+        # a restart sends the rest, and nothing twice
+        k2 = self.start_kadx("kadx run 2")
+        self.wait_count(emu, n * self.partitions, 60, k2)
+        self.assertEqual(k2.stop(), 0)
+        audit(emu, self.parts, n)
+
+
+if __name__ == "__main__":
+    harness.main()
