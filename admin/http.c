@@ -608,7 +608,8 @@ static int write_raw(struct conn *c, const char *data, size_t len,
 /* Builds and queues a full response. */
 static int write_response(struct conn *c, int status,
                           const struct http_header *headers, size_t n,
-                          const void *body, size_t len, int keep_alive)
+                          const void *body, size_t len, int keep_alive,
+                          int head_only)
 {
     size_t head_len = 128;
     char *buf;
@@ -632,6 +633,9 @@ static int write_response(struct conn *c, int status,
     pos += (size_t)snprintf(buf + pos, head_len - pos,
                             "Content-Length: %zu\r\nConnection: %s\r\n\r\n",
                             len, keep_alive ? "keep-alive" : "close");
+    if (head_only) {
+        len = 0; /* HEAD: the headers tell the length, no body follows */
+    }
     if (len > 0) {
         memcpy(buf + pos, body, len);
     }
@@ -658,7 +662,7 @@ static void send_error(struct conn *c, int status, const char *message)
     if (len >= sizeof(body)) {
         len = sizeof(body) - 1;
     }
-    write_response(c, status, ct, 1, body, len, 0);
+    write_response(c, status, ct, 1, body, len, 0, 0);
 }
 
 /* ---- connection lifecycle ---- */
@@ -1214,6 +1218,7 @@ int http_respond(struct http_request *r, int status,
     struct conn *c = r->conn;
     int rc = 0;
     int bad = status < 200 || status > 599;
+    int head = strcmp(r->method, "HEAD") == 0;
 
     for (size_t i = 0; i < n && !bad; i++) {
         bad = !header_ok(&headers[i]);
@@ -1231,10 +1236,11 @@ int http_respond(struct http_request *r, int status,
     if (bad) {
         static const char msg[] = "{\"error\":{\"code\":\"Internal\","
                                   "\"message\":\"bad response\"}}";
-        write_response(c, 500, NULL, 0, msg, sizeof(msg) - 1, r->keep_alive);
+        write_response(c, 500, NULL, 0, msg, sizeof(msg) - 1, r->keep_alive,
+                       head);
         rc = -EINVAL;
-    } else if (write_response(c, status, headers, n, body, len, r->keep_alive) <
-               0) {
+    } else if (write_response(c, status, headers, n, body, len, r->keep_alive,
+                              head) < 0) {
         rc = -ECONNRESET;
     }
     req_free(r);

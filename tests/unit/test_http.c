@@ -454,6 +454,28 @@ static void test_expect_continue_and_json(void **state)
     close(fd);
 }
 
+static void test_head_has_no_body(void **state)
+{
+    struct fixture *f = *state;
+    int fd = connect_to(f->port);
+    char buf[8192] = "";
+    size_t len = 0;
+
+    send_str(fd, "HEAD /echo HTTP/1.1\r\n\r\nGET /after HTTP/1.1\r\n\r\n");
+    /* both answers arrive; the HEAD one announces a length but sends no
+     * body, so the second status line follows its headers directly */
+    while (strstr(buf, "GET /after?") == NULL) {
+        ssize_t n = recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
+        assert_true(n > 0);
+        len += (size_t)n;
+        buf[len] = '\0';
+    }
+    assert_true(strncmp(buf, "HTTP/1.1 200", 12) == 0);
+    assert_non_null(strstr(buf, "\r\n\r\nHTTP/1.1 200"));
+    assert_null(strstr(buf, "HEAD /echo?"));
+    close(fd);
+}
+
 static void test_query_helpers(void **state)
 {
     char out[32];
@@ -513,6 +535,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_expect_continue_and_json, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_head_has_no_body, setup, teardown),
         cmocka_unit_test(test_query_helpers),
         cmocka_unit_test(test_listen_errors),
     };
