@@ -256,6 +256,32 @@ static void test_paths_consts_transforms(void **state)
     ingest_mapping_free(m);
 }
 
+static void test_bag_and_drop_mapped_fields(void **state)
+{
+    static const struct kusto_column cols[] = {
+        {"Id", KT_LONG}, {"Bag", KT_DYNAMIC}, {"Rest", KT_DYNAMIC}};
+    const char *mj = "[{\"column\":\"Id\",\"Properties\":{\"Path\":\"$.id\"}},"
+                     "{\"column\":\"Bag\",\"Properties\":{\"Path\":\"$.props\","
+                     "\"Transform\":\"PropertyBagArrayToDictionary\"}},"
+                     "{\"column\":\"Rest\",\"Properties\":{\"Path\":\"$\","
+                     "\"Transform\":\"DropMappedFields\"}}]";
+    struct ingest_mapping *m = mapping(mj, cols, 3);
+    struct ingest_rows r;
+    struct kusto_error err;
+    const char body[] = "{\"id\":4,\"props\":[{\"Key\":\"a\",\"Value\":1},"
+                        "{\"Key\":\"b\",\"Value\":\"x\"}],\"other\":true}";
+
+    (void)state;
+    assert_int_equal(
+        ingest_parse(body, strlen(body), INGEST_JSON, cols, 3, m, 0, &r, &err),
+        0);
+    assert_int_equal(cell(&r, 0, 0)->i, 4);
+    assert_string_equal(cell(&r, 0, 1)->s, "{\"a\":1,\"b\":\"x\"}");
+    assert_string_equal(cell(&r, 0, 2)->s, "{\"other\":true}");
+    ingest_rows_release(&r);
+    ingest_mapping_free(m);
+}
+
 static void test_mapping_errors(void **state)
 {
     struct ingest_mapping *m = NULL;
@@ -415,6 +441,7 @@ int main(void)
         cmocka_unit_test(test_gameplay_json_lines),
         cmocka_unit_test(test_invalid_json_line_is_permanent_error),
         cmocka_unit_test(test_paths_consts_transforms),
+        cmocka_unit_test(test_bag_and_drop_mapped_fields),
         cmocka_unit_test(test_mapping_errors),
         cmocka_unit_test(test_identity_and_multijson),
         cmocka_unit_test(test_csv),
