@@ -392,6 +392,737 @@ static void test_cut_load_deliver_reopen(void **state)
     journal_batch_free(b);
 }
 
+static void test_mark_failed_dead_split(void **state)
+{
+    struct fx *f = *state;
+    struct journal_batch *b, *l, *c1, *c2;
+    struct journal_dead *dl;
+    size_t n;
+    int64_t total;
+    char id[JOURNAL_BATCH_ID_MAX];
+
+    jopen(f, 0, 0);
+    assert_int_equal(append_range(f, 0, "t", 0, 0, 9, NULL), 0);
+    b = cut(f, 0, 100, 1 << 20);
+    snprintf(id, sizeof(id), "%s", b->id);
+    journal_batch_free(b);
+
+    assert_int_equal(journal_batch_mark_failed(f->j, id, 99999, "http 503",
+                                               f->err, sizeof(f->err)),
+                     0);
+    assert_int_equal(journal_batch_load(f->j, id, &l, f->err, sizeof(f->err)),
+                     0);
+    assert_int_equal(l->state, JOURNAL_BATCH_FAILED);
+    assert_int_equal(l->next_try_ms, 99999);
+    assert_string_equal(l->last_error, "http 503");
+    journal_batch_free(l);
+
+    /* INV-6: dead-letter offsets 3 and 4 with a reason */
+    struct journal_offset refs[2] = {{"t", 0, 3}, {"t", 0, 4}};
+    assert_int_equal(journal_batch_mark_dead(f->j, id, refs, 2, "bad json", 777,
+                                             f->err, sizeof(f->err)),
+                     0);
+    /* not a live member any more */
+    assert_int_equal(journal_batch_mark_dead(f->j, id, refs, 1, "again", 778,
+                                             f->err, sizeof(f->err)),
+                     -EINVAL);
+    assert_int_equal(journal_batch_load(f->j, id, &l, f->err, sizeof(f->err)),
+                     0);
+    assert_int_equal(l->nevents, 8);
+    assert_int_equal(l->count, 8);
+    for (size_t i = 0; i < l->nevents; i++) {
+        assert_true(l->events[i].offset != 3 && l->events[i].offset != 4);
+    }
+    journal_batch_free(l);
+    assert_int_equal(journal_dead_list(f->j, -1, 0, 10, &dl, &n, &total, f->err,
+                                       sizeof(f->err)),
+                     0);
+    assert_int_equal(n, 2);
+    assert_int_equal(total, 2);
+    assert_int_equal(dl[0].offset, 3);
+    assert_string_equal(dl[0].reason, "bad json");
+    assert_string_equal(dl[0].batch_id, id);
+    assert_string_equal(dl[0].topic, "t");
+    assert_int_equal(dl[0].dead_ms, 777);
+    assert_int_equal(dl[0].timestamp_ms, 1003);
+    assert_int_equal(dl[1].offset, 4);
+    /* paging */
+    int64_t first_id = dl[0].id;
+    journal_dead_list_free(dl, n);
+    assert_int_equal(journal_dead_list(f->j, 0, first_id, 10, &dl, &n, NULL,
+                                       f->err, sizeof(f->err)),
+                     0);
+    assert_int_equal(n, 1);
+    assert_int_equal(dl[0].offset, 4);
+    journal_dead_list_free(dl, n);
+
+    /* bisection: 8 live members -> 3 + 5 */
+    assert_int_equal(
+        journal_batch_split(f->j, id, 0, &c1, &c2, f->err, sizeof(f->err)),
+        -EINVAL);
+    assert_int_equal(
+        journal_batch_split(f->j, id, 8, &c1, &c2, f->err, sizeof(f->err)),
+        -EINVAL);
+    assert_int_equal(
+        journal_batch_split(f->j, id, 3, &c1, &c2, f->err, sizeof(f->err)), 0);
+    assert_int_equal(c1->nevents, 3);
+    assert_int_equal(c2->nevents, 5);
+    assert_int_equal(c1->events[2].offset, 2);
+    assert_int_equal(c2->events[0].offset, 5); /* dead 3,4 not included */
+    assert_string_equal(c1->parent_id, id);
+    assert_true(c1->flags & JOURNAL_BATCH_CHILD);
+    assert_int_equal(journal_batch_load(f->j, id, &l, f->err, sizeof(f->err)),
+                     0);
+    assert_int_equal(l->state, JOURNAL_BATCH_SPLIT);
+    journal_batch_free(l);
+    /* children are claimed by the caller: cut gives nothing */
+    assert_null(cut(f, 0, 100, 1 << 20));
+
+    /* every member of c1 dies: c1 becomes DEAD */
+    assert_int_equal(journal_batch_mark_dead(f->j, c1->id, NULL, 0, "too big",
+                                             779, f->err, sizeof(f->err)),
+                     0);
+    assert_int_equal(
+        journal_batch_load(f->j, c1->id, &l, f->err, sizeof(f->err)), 0);
+    assert_int_equal(l->state, JOURNAL_BATCH_DEAD);
+    assert_int_equal(l->nevents, 0);
+    journal_batch_free(l);
+    assert_int_equal(
+        journal_batch_mark_delivered(f->j, c2->id, 1, f->err, sizeof(f->err)),
+        0);
+
+    struct journal_stats st;
+    assert_int_equal(journal_stats(f->j, &st, f->err, sizeof(f->err)), 0);
+    assert_int_equal(st.nparts, 1);
+    assert_int_equal(st.parts[0].dead_count, 5);
+    assert_int_equal(st.parts[0].delivered_count, 5);
+    assert_int_equal(st.parts[0].pending_count, 0);
+    assert_int_equal(st.parts[0].inflight_count, 0);
+    assert_int_equal(st.parts[0].oldest_pending_ms, 0);
+    assert_int_equal(st.batches_unfinished, 0);
+    assert_int_equal(st.pending_bytes, 0);
+    journal_stats_release(&st);
+    journal_batch_free(c1);
+    journal_batch_free(c2);
+
+    /* requeue one, then the rest: new unclaimed REQUEUE batches */
+    assert_int_equal(journal_dead_list(f->j, -1, 0, 10, &dl, &n, NULL, f->err,
+                                       sizeof(f->err)),
+                     0);
+    int64_t one = dl[0].id;
+    journal_dead_list_free(dl, n);
+    int64_t rq;
+    assert_int_equal(journal_dead_requeue(f->j, -1, 999999, 100, &rq, f->err,
+                                          sizeof(f->err)),
+                     -ENOENT);
+    assert_int_equal(
+        journal_dead_requeue(f->j, -1, one, 100, &rq, f->err, sizeof(f->err)),
+        0);
+    assert_int_equal(rq, 1);
+    assert_int_equal(
+        journal_dead_requeue(f->j, 0, 0, 2, &rq, f->err, sizeof(f->err)), 0);
+    assert_int_equal(rq, 4);
+    assert_int_equal(
+        journal_dead_requeue(f->j, 0, 0, 2, &rq, f->err, sizeof(f->err)), 0);
+    assert_int_equal(rq, 0); /* safe to run twice */
+    int64_t got = 0;
+    int nb = 0;
+    while ((b = cut(f, 0, 100, 1 << 20)) != NULL) {
+        assert_true(b->flags & JOURNAL_BATCH_REQUEUE);
+        got += (int64_t)b->nevents;
+        nb++;
+        assert_int_equal(journal_batch_mark_delivered(f->j, b->id, 1, f->err,
+                                                      sizeof(f->err)),
+                         0);
+        journal_batch_free(b);
+    }
+    assert_int_equal(got, 5);
+    assert_int_equal(nb, 3); /* 1 + 2 + 2 */
+    assert_int_equal(journal_stats(f->j, &st, f->err, sizeof(f->err)), 0);
+    assert_int_equal(st.parts[0].dead_count, 0);
+    assert_int_equal(st.parts[0].delivered_count, 10);
+    journal_stats_release(&st);
+}
+
+static void test_settled_and_drop(void **state)
+{
+    struct fx *f = *state;
+    struct journal_cut_req q;
+    struct journal_batch *b;
+    struct journal_drop_result dr;
+    int64_t high;
+
+    jopen(f, 0, 0);
+    assert_int_equal(append_range(f, 0, "t", 0, 0, 9, NULL), 0);
+    assert_int_equal(append_range(f, 0, "t", 1, 0, 9, NULL), 0);
+    assert_int_equal(append_range(f, 0, "t", 0, 10, 19, NULL), 0);
+
+    /* INV-3: only settled events; partition 1 not listed */
+    struct journal_offset settled[1] = {{"t", 0, 4}};
+    memset(&q, 0, sizeof(q));
+    q.route = 0;
+    q.max_rows = 100;
+    q.max_bytes = 1 << 20;
+    q.settled = settled;
+    q.nsettled = 1;
+    assert_int_equal(journal_batch_cut(f->j, &q, &b, f->err, sizeof(f->err)),
+                     0);
+    assert_non_null(b);
+    assert_int_equal(b->nevents, 5);
+    assert_int_equal(b->events[4].offset, 4);
+    for (size_t i = 0; i < b->nevents; i++) {
+        assert_int_equal(b->events[i].partition, 0);
+    }
+    journal_batch_free(b);
+    assert_int_equal(journal_batch_cut(f->j, &q, &b, f->err, sizeof(f->err)),
+                     0);
+    assert_null(b);
+
+    /* max_bytes: each value is 2-3 bytes; a huge first event goes alone */
+    settled[0].offset = 19;
+    q.max_bytes = 5;
+    assert_int_equal(journal_batch_cut(f->j, &q, &b, f->err, sizeof(f->err)),
+                     0);
+    assert_int_equal(b->nevents, 2); /* v5 + v6 = 4 bytes, +v7 > 5 */
+    journal_batch_free(b);
+
+    /* lost partition 0, group committed up to 12: 13..19 dropped, 7..12
+     * are pending but <= 12 stay, batched 5,6 are not beyond 12 */
+    assert_int_equal(
+        journal_drop_partition(f->j, "t", 0, 12, &dr, f->err, sizeof(f->err)),
+        0);
+    assert_int_equal(dr.dropped, 7);
+    assert_int_equal(dr.kept_batched, 0);
+    assert_int_equal(dr.high_offset, 12);
+    assert_int_equal(
+        journal_high_offset(f->j, "t", 0, &high, f->err, sizeof(f->err)), 0);
+    assert_int_equal(high, 12);
+    /* drop below the batched cursor (6): batched 3..6 are kept, reported */
+    assert_int_equal(
+        journal_drop_partition(f->j, "t", 0, 2, &dr, f->err, sizeof(f->err)),
+        0);
+    assert_int_equal(dr.kept_batched, 4);
+    assert_int_equal(dr.dropped, 6); /* 7..12 */
+    assert_int_equal(dr.high_offset, 6);
+    /* the new owner's events come back later: re-appended from 7 */
+    struct journal_append_result res;
+    assert_int_equal(append_range(f, 0, "t", 0, 5, 8, &res), 0);
+    assert_int_equal(res.appended, 2);
+    journal_append_result_release(&res);
+    settled[0].offset = 100;
+    q.max_bytes = 1 << 20;
+    assert_int_equal(journal_batch_cut(f->j, &q, &b, f->err, sizeof(f->err)),
+                     0);
+    assert_int_equal(b->nevents, 2);
+    assert_int_equal(b->events[0].offset, 7);
+    journal_batch_free(b);
+    /* unknown partition: nothing */
+    assert_int_equal(
+        journal_drop_partition(f->j, "zz", 3, 0, &dr, f->err, sizeof(f->err)),
+        0);
+    assert_int_equal(dr.dropped, 0);
+
+    struct journal_stats st;
+    assert_int_equal(journal_stats(f->j, &st, f->err, sizeof(f->err)), 0);
+    assert_int_equal(st.nparts, 2);
+    assert_int_equal(st.parts[0].partition, 0);
+    assert_int_equal(st.parts[0].pending_count, 0);
+    assert_int_equal(st.parts[0].inflight_count, 9); /* 0..8 */
+    assert_int_equal(st.parts[1].pending_count, 10);
+    assert_true(st.parts[1].oldest_pending_ms > 0);
+    assert_int_equal(st.batches_unfinished, 3);
+    assert_true(st.file_bytes > 0);
+    journal_stats_release(&st);
+}
+
+static int count_cb(void *arg, const struct journal_event *ev,
+                    enum journal_event_state s, const char *reason)
+{
+    int *counts = arg;
+    (void)ev;
+    if (s == JOURNAL_EV_DEAD) {
+        assert_non_null(reason);
+    }
+    counts[s]++;
+    return 0;
+}
+
+static void test_retention_replay_iterate(void **state)
+{
+    struct fx *f = *state;
+    struct journal_batch *b;
+    int64_t deleted;
+    int counts[4] = {0};
+
+    jopen(f, 0, 0);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(append_range(f, 0, "t", 0, i * 10, i * 10 + 9, NULL),
+                         0);
+    }
+    /* chunk 0 delivered; chunk 1 delivered but one dead; chunk 2 in
+     * flight; chunks 3, 4 pending */
+    b = cut(f, 0, 10, 1 << 20);
+    assert_int_equal(
+        journal_batch_mark_delivered(f->j, b->id, 1, f->err, sizeof(f->err)),
+        0);
+    journal_batch_free(b);
+    b = cut(f, 0, 10, 1 << 20);
+    struct journal_offset r1 = {"t", 0, 15};
+    assert_int_equal(journal_batch_mark_dead(f->j, b->id, &r1, 1, "x", 1,
+                                             f->err, sizeof(f->err)),
+                     0);
+    assert_int_equal(
+        journal_batch_mark_delivered(f->j, b->id, 1, f->err, sizeof(f->err)),
+        0);
+    journal_batch_free(b);
+    b = cut(f, 0, 10, 1 << 20);
+    char inflight[JOURNAL_BATCH_ID_MAX];
+    snprintf(inflight, sizeof(inflight), "%s", b->id);
+    journal_batch_free(b);
+
+    struct journal_iter_req ir = {JOURNAL_SEL_ALL, -1, NULL, -1, -1, -1};
+    assert_int_equal(
+        journal_iterate(f->j, &ir, count_cb, counts, f->err, sizeof(f->err)),
+        0);
+    assert_int_equal(counts[JOURNAL_EV_DELIVERED], 19);
+    assert_int_equal(counts[JOURNAL_EV_DEAD], 1);
+    assert_int_equal(counts[JOURNAL_EV_INFLIGHT], 10);
+    assert_int_equal(counts[JOURNAL_EV_PENDING], 20);
+    memset(counts, 0, sizeof(counts));
+    struct journal_iter_req ir2 = {JOURNAL_SEL_UNDELIVERED, 0, "t", 0, 12, 33};
+    assert_int_equal(
+        journal_iterate(f->j, &ir2, count_cb, counts, f->err, sizeof(f->err)),
+        0);
+    assert_int_equal(counts[JOURNAL_EV_DELIVERED], 0);
+    assert_int_equal(counts[JOURNAL_EV_DEAD], 1);
+    assert_int_equal(counts[JOURNAL_EV_INFLIGHT], 10);
+    assert_int_equal(counts[JOURNAL_EV_PENDING], 4);
+
+    /* replay delivered 5..14 (15 is dead, not delivered) */
+    struct journal_replay_req rr = {0, "t", 0, 5, 16, -1, -1, 4, 1 << 20};
+    int64_t ne, nb;
+    assert_int_equal(
+        journal_replay(f->j, &rr, &ne, &nb, f->err, sizeof(f->err)), 0);
+    assert_int_equal(ne, 11); /* 5..14, 16 */
+    assert_int_equal(nb, 3);
+
+    /* INV-8: retention (cutoff in the future) never deletes undelivered,
+     * dead, or replay-referenced chunks */
+    int64_t future = 4102444800000LL;
+    assert_int_equal(
+        journal_retire(f->j, future, 64, &deleted, f->err, sizeof(f->err)), 0);
+    assert_int_equal(deleted, 0); /* chunk 0 is in an unfinished replay */
+    int64_t seen = 0;
+    for (int k = 0; k < 3; k++) { /* the 3 unclaimed replay batches */
+        b = cut(f, 0, 100, 1 << 20);
+        assert_non_null(b);
+        assert_true(b->flags & JOURNAL_BATCH_REPLAY);
+        seen += (int64_t)b->nevents;
+        assert_int_equal(journal_batch_mark_delivered(f->j, b->id, 1, f->err,
+                                                      sizeof(f->err)),
+                         0);
+        journal_batch_free(b);
+    }
+    assert_int_equal(seen, 11);
+    /* replay batches change no event's state */
+    memset(counts, 0, sizeof(counts));
+    assert_int_equal(
+        journal_iterate(f->j, &ir, count_cb, counts, f->err, sizeof(f->err)),
+        0);
+    assert_int_equal(counts[JOURNAL_EV_DELIVERED], 19);
+    /* cutoff in the past: nothing */
+    assert_int_equal(
+        journal_retire(f->j, 1, 64, &deleted, f->err, sizeof(f->err)), 0);
+    assert_int_equal(deleted, 0);
+    assert_int_equal(
+        journal_retire(f->j, future, 64, &deleted, f->err, sizeof(f->err)), 0);
+    assert_int_equal(deleted, 10); /* only chunk 0 */
+    assert_int_equal(
+        journal_purge_delivered(f->j, future, &deleted, f->err, sizeof(f->err)),
+        0);
+    assert_int_equal(deleted, 0);
+    memset(counts, 0, sizeof(counts));
+    assert_int_equal(
+        journal_iterate(f->j, &ir, count_cb, counts, f->err, sizeof(f->err)),
+        0);
+    assert_int_equal(counts[JOURNAL_EV_DELIVERED], 9);
+    assert_int_equal(counts[JOURNAL_EV_DEAD], 1);
+    assert_int_equal(counts[JOURNAL_EV_INFLIGHT], 10);
+    assert_int_equal(counts[JOURNAL_EV_PENDING], 20);
+    /* the dead letter requeued and delivered: chunk 1 retires too */
+    assert_int_equal(
+        journal_dead_requeue(f->j, -1, 0, 100, NULL, f->err, sizeof(f->err)),
+        0);
+    b = cut(f, 0, 100, 1 << 20);
+    assert_int_equal(b->nevents, 1);
+    assert_int_equal(
+        journal_batch_mark_delivered(f->j, b->id, 1, f->err, sizeof(f->err)),
+        0);
+    journal_batch_free(b);
+    assert_int_equal(
+        journal_purge_delivered(f->j, future, &deleted, f->err, sizeof(f->err)),
+        0);
+    assert_int_equal(deleted, 10);
+    assert_int_equal(
+        journal_batch_mark_delivered(f->j, inflight, 1, f->err, sizeof(f->err)),
+        0);
+    assert_int_equal(
+        journal_purge_delivered(f->j, future, &deleted, f->err, sizeof(f->err)),
+        0);
+    assert_int_equal(deleted, 10);
+    struct journal_stats st;
+    assert_int_equal(journal_stats(f->j, &st, f->err, sizeof(f->err)), 0);
+    assert_int_equal(st.chunks, 2);
+    assert_int_equal(st.parts[0].pending_count, 20);
+    assert_int_equal(st.parts[0].delivered_count, 0);
+    journal_stats_release(&st);
+}
+
+/* Fills until -ENOSPC; checks nothing of the failed request is visible. */
+static void fill_until_full(struct fx *f, int drain)
+{
+    int64_t off = 0, high_before = -1, high;
+    int rc = 0;
+    struct evs e;
+
+    for (int i = 0; i < 100000 && rc == 0; i++) {
+        mkevs(&e, 0, "t", 0, off, off + 99, 100);
+        rc = journal_append(f->j, e.ev, e.n, NULL, f->err, sizeof(f->err));
+        freeevs(&e);
+        if (rc == 0) {
+            high_before = off + 99;
+            off += 100;
+        }
+    }
+    assert_int_equal(rc, -ENOSPC);
+    assert_true(high_before > 0);
+    assert_int_equal(
+        journal_high_offset(f->j, "t", 0, &high, f->err, sizeof(f->err)), 0);
+    assert_int_equal(high, high_before); /* the failed append left nothing */
+    if (!drain) {
+        return;
+    }
+    /* the forwarder can still drain: cut + deliver + retire work */
+    struct journal_batch *b = cut(f, 0, 1000000, 1 << 30);
+    assert_non_null(b);
+    assert_int_equal(b->events[b->nevents - 1].offset, high_before);
+    assert_int_equal(
+        journal_batch_mark_delivered(f->j, b->id, 1, f->err, sizeof(f->err)),
+        0);
+    journal_batch_free(b);
+    int64_t deleted;
+    assert_int_equal(journal_purge_delivered(f->j, 4102444800000LL, &deleted,
+                                             f->err, sizeof(f->err)),
+                     0);
+    assert_int_equal(deleted, high_before + 1);
+    /* freed pages are reused: appends work again */
+    mkevs(&e, 0, "t", 0, off, off + 9, 100);
+    assert_int_equal(
+        journal_append(f->j, e.ev, e.n, NULL, f->err, sizeof(f->err)), 0);
+    freeevs(&e);
+}
+
+static void test_enospc_cap(void **state)
+{
+    struct fx *f = *state;
+
+    jopen(f, 512 * 1024, 0);
+    fill_until_full(f, 1);
+}
+
+static void test_enospc_disk_full(void **state)
+{
+    struct fx *f = *state;
+
+    /* PRAGMA max_page_count: SQLITE_FULL, a simulated full disk */
+    jopen(f, 0, 512 * 1024);
+    fill_until_full(f, 0);
+    int64_t high, high2;
+    assert_int_equal(
+        journal_high_offset(f->j, "t", 0, &high, f->err, sizeof(f->err)), 0);
+    /* a rolled-back SQLITE_FULL leaves a sound file and no partial batch */
+    journal_close(f->j);
+    f->j = NULL;
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT COUNT(*) FROM batches UNION ALL"
+                                        " SELECT COALESCE(MAX(last_offset), -1)"
+                                        " FROM chunks",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int64(st, 0), 0);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int64(st, 0), high);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    /* more room (the disk was cleaned up): appends resume */
+    jopen(f, 0, 4 * 1024 * 1024);
+    assert_int_equal(
+        journal_high_offset(f->j, "t", 0, &high2, f->err, sizeof(f->err)), 0);
+    assert_int_equal(high2, high);
+    assert_int_equal(append_range(f, 0, "t", 0, high + 1, high + 10, NULL), 0);
+}
+
+static void test_lock_and_read_only(void **state)
+{
+    struct fx *f = *state;
+    struct journal_options o;
+    struct journal *j2 = NULL;
+    char err[256];
+    char want[64];
+
+    memset(&o, 0, sizeof(o));
+    o.path = f->path;
+    o.read_only = 1;
+    assert_int_equal(journal_open(&o, &j2, err, sizeof(err)), -ENOENT);
+    jopen(f, 0, 0);
+    assert_int_equal(append_range(f, 0, "t", 0, 0, 4, NULL), 0);
+    /* a second opener (read-write or read-only) is refused, naming us */
+    o.read_only = 0;
+    assert_int_equal(journal_open(&o, &j2, err, sizeof(err)), -EBUSY);
+    snprintf(want, sizeof(want), "process %ld", (long)getpid());
+    assert_non_null(strstr(err, want));
+    o.read_only = 1;
+    assert_int_equal(journal_open(&o, &j2, err, sizeof(err)), -EBUSY);
+    /* and from another process */
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct journal *j3 = NULL;
+        o.read_only = 0;
+        _exit(journal_open(&o, &j3, err, sizeof(err)) == -EBUSY ? 0 : 1);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+    char uuid[40];
+    snprintf(uuid, sizeof(uuid), "%s", journal_uuid(f->j));
+    assert_int_equal(strlen(uuid), 36);
+    assert_string_equal(journal_path(f->j), f->path);
+    journal_close(f->j);
+    f->j = NULL;
+
+    /* read-only: reads work, writes are refused; two readers are fine */
+    struct journal *r1 = NULL, *r2 = NULL;
+    int64_t high;
+    assert_int_equal(journal_open(&o, &r1, err, sizeof(err)), 0);
+    assert_int_equal(journal_open(&o, &r2, err, sizeof(err)), 0);
+    assert_string_equal(journal_uuid(r1), uuid);
+    assert_int_equal(journal_high_offset(r1, "t", 0, &high, err, sizeof(err)),
+                     0);
+    assert_int_equal(high, 4);
+    assert_int_equal(journal_pending_bytes(r1), 10);
+    struct journal_event ev = {0, "t", 0, 5, 0, NULL, 0, "x", 1, NULL, 0};
+    assert_int_equal(journal_append(r1, &ev, 1, NULL, err, sizeof(err)),
+                     -EROFS);
+    /* a writer is refused while a reader holds it */
+    o.read_only = 0;
+    assert_int_equal(journal_open(&o, &j2, err, sizeof(err)), -EBUSY);
+    journal_close(r1);
+    journal_close(r2);
+    assert_int_equal(journal_open(&o, &j2, err, sizeof(err)), 0);
+    assert_string_equal(journal_uuid(j2), uuid);
+    journal_close(j2);
+}
+
+/* --------------------------------------------------------------- async */
+
+struct actx {
+    int appended_cbs;
+    int64_t appended;
+    int done_cbs;
+    int last_status;
+    struct journal_batch *b;
+    struct journal_batch *s1, *s2;
+    int64_t count;
+    int order[64];
+    int norder;
+};
+
+static void on_append(void *arg, int status,
+                      const struct journal_append_result *res, const char *err)
+{
+    struct actx *a = arg;
+    assert_int_equal(status, 0);
+    assert_string_equal(err, "");
+    a->order[a->norder++] = (int)res->parts[0].high_offset;
+    a->appended_cbs++;
+    a->appended += res->appended;
+}
+
+static void on_batch(void *arg, int status, struct journal_batch *b,
+                     const char *err)
+{
+    struct actx *a = arg;
+    (void)err;
+    a->last_status = status;
+    a->b = b;
+    a->done_cbs++;
+}
+
+static void on_done(void *arg, int status, const char *err)
+{
+    struct actx *a = arg;
+    (void)err;
+    a->last_status = status;
+    a->done_cbs++;
+}
+
+static void on_split(void *arg, int status, struct journal_batch *x,
+                     struct journal_batch *y, const char *err)
+{
+    struct actx *a = arg;
+    (void)err;
+    a->last_status = status;
+    a->s1 = x;
+    a->s2 = y;
+    a->done_cbs++;
+}
+
+static void on_drop(void *arg, int status,
+                    const struct journal_drop_result *res, const char *err)
+{
+    struct actx *a = arg;
+    (void)err;
+    a->last_status = status;
+    a->count = res ? res->dropped : -1;
+    a->done_cbs++;
+}
+
+static void on_count(void *arg, int status, int64_t count, const char *err)
+{
+    struct actx *a = arg;
+    (void)err;
+    a->last_status = status;
+    a->count = count;
+    a->done_cbs++;
+}
+
+static void on_replay(void *arg, int status, int64_t ne, int64_t nb,
+                      const char *err)
+{
+    struct actx *a = arg;
+    (void)err;
+    (void)nb;
+    a->last_status = status;
+    a->count = ne;
+    a->done_cbs++;
+}
+
+/* Runs the loop until *counter reaches want (deadline 10 s). */
+static void run_until(uv_loop_t *loop, int *counter, int want)
+{
+    for (int i = 0; i < 10000 && *counter < want; i++) {
+        uv_run(loop, UV_RUN_ONCE);
+    }
+    assert_int_equal(*counter, want);
+}
+
+static void test_async(void **state)
+{
+    struct fx *f = *state;
+    struct journal_options o;
+    struct actx a;
+    uv_loop_t loop;
+    struct evs e[20];
+
+    memset(&a, 0, sizeof(a));
+    assert_int_equal(uv_loop_init(&loop), 0);
+    memset(&o, 0, sizeof(o));
+    o.path = f->path;
+    o.sync_full = 1;
+    o.loop = &loop;
+    assert_int_equal(journal_open(&o, &f->j, f->err, sizeof(f->err)), 0);
+
+    /* 20 requests queued at once: group commit, FIFO completion; the
+     * events are copied, so they are freed before the callbacks run */
+    for (int i = 0; i < 20; i++) {
+        mkevs(&e[i], 0, "t", 0, i * 10, i * 10 + 9, 0);
+        assert_int_equal(
+            journal_append_async(f->j, e[i].ev, e[i].n, on_append, &a), 0);
+        freeevs(&e[i]);
+    }
+    assert_int_equal(a.appended_cbs, 0); /* never inside the call */
+    run_until(&loop, &a.appended_cbs, 20);
+    assert_int_equal(a.appended, 200);
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(a.order[i], i * 10 + 9);
+    }
+
+    struct journal_offset settled = {"t", 0, 1000};
+    struct journal_cut_req q = {0, 50, 1 << 20, &settled, 1, 0};
+    assert_int_equal(journal_batch_cut_async(f->j, &q, on_batch, &a), 0);
+    run_until(&loop, &a.done_cbs, 1);
+    assert_int_equal(a.last_status, 0);
+    assert_non_null(a.b);
+    assert_int_equal(a.b->nevents, 50);
+    char id[JOURNAL_BATCH_ID_MAX];
+    snprintf(id, sizeof(id), "%s", a.b->id);
+    journal_batch_free(a.b);
+
+    assert_int_equal(journal_batch_mark_sent_async(f->j, id, 1, on_done, &a),
+                     0);
+    assert_int_equal(
+        journal_batch_mark_failed_async(f->j, id, 2, "timeout", on_done, &a),
+        0);
+    struct journal_offset ref = {"t", 0, 0};
+    assert_int_equal(
+        journal_batch_mark_dead_async(f->j, id, &ref, 1, "bad", 3, on_done, &a),
+        0);
+    assert_int_equal(journal_batch_split_async(f->j, id, 10, on_split, &a), 0);
+    run_until(&loop, &a.done_cbs, 5);
+    assert_int_equal(a.last_status, 0);
+    assert_int_equal(a.s1->nevents, 10);
+    assert_int_equal(a.s2->nevents, 39);
+    assert_int_equal(
+        journal_batch_mark_delivered_async(f->j, a.s1->id, 4, on_done, &a), 0);
+    /* a failing request does not fail its neighbours */
+    assert_int_equal(
+        journal_batch_mark_delivered_async(f->j, "missing", 4, on_done, &a), 0);
+    run_until(&loop, &a.done_cbs, 7);
+    assert_int_equal(a.last_status, -ENOENT);
+    journal_batch_free(a.s1);
+    journal_batch_free(a.s2);
+
+    assert_int_equal(
+        journal_drop_partition_async(f->j, "t", 0, 150, on_drop, &a), 0);
+    run_until(&loop, &a.done_cbs, 8);
+    assert_int_equal(a.count, 49); /* 151..199 */
+    assert_int_equal(
+        journal_retire_async(f->j, 4102444800000LL, 64, on_count, &a), 0);
+    run_until(&loop, &a.done_cbs, 9);
+    assert_int_equal(a.last_status, 0);
+    assert_int_equal(journal_dead_requeue_async(f->j, -1, 0, 100, on_count, &a),
+                     0);
+    run_until(&loop, &a.done_cbs, 10);
+    assert_int_equal(a.count, 1);
+    struct journal_replay_req rr = {0, NULL, -1, -1, -1, -1, -1, 100, 1 << 20};
+    assert_int_equal(journal_replay_async(f->j, &rr, on_replay, &a), 0);
+    run_until(&loop, &a.done_cbs, 11);
+    assert_int_equal(a.last_status, 0);
+    assert_int_equal(a.count, 10); /* s1's members */
+
+    /* callbacks owed at close run inside journal_close */
+    assert_int_equal(journal_batch_mark_sent_async(f->j, id, 5, on_done, &a),
+                     0);
+    journal_close(f->j);
+    f->j = NULL;
+    assert_int_equal(a.done_cbs, 12);
+    /* the SPLIT parent (no members left) went with the retire above */
+    assert_int_equal(a.last_status, -ENOENT);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -402,6 +1133,18 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_cut_load_deliver_reopen, fx_setup,
                                         fx_teardown),
+        cmocka_unit_test_setup_teardown(test_mark_failed_dead_split, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_settled_and_drop, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_retention_replay_iterate, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_enospc_cap, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_enospc_disk_full, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_lock_and_read_only, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_async, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
