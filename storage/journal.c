@@ -2100,7 +2100,7 @@ static int op_retire(struct journal *j, struct req *r)
               " AND appended_ms < ? AND NOT EXISTS (SELECT 1 FROM pieces bp"
               " JOIN batches b ON b.seq = bp.batch_seq"
               " WHERE bp.chunk_id = c.id AND b.state <= 2)"
-              " ORDER BY appended_ms LIMIT ?",
+              " ORDER BY appended_ms, id LIMIT ?",
               &st, r->err, sizeof(r->err));
     if (rc < 0) {
         return rc;
