@@ -9,6 +9,7 @@
  */
 #include "gateway/cli.h"
 #include "gateway/config.h"
+#include "gateway/daemon.h"
 #include "gateway/log.h"
 
 #include <stdlib.h>
@@ -121,8 +122,7 @@ int cmd_run(int argc, char **argv)
         return 0;
     }
 
-    /* intake: replace the next line with `rc = daemon_run(cfg);` */
-    rc = cli_usage_error("run", "the gateway daemon is not built yet");
+    rc = daemon_run(cfg);
 
     config_free(cfg);
     return rc;

@@ -108,6 +108,20 @@ def end_offsets(bootstrap, topic, partitions, timeout=30.0):
     return res
 
 
+def leader(bootstrap, topic, partition, timeout=30.0):
+    """The broker id leading topic[partition] (kcat -L metadata)."""
+    out = subprocess.run([KCAT, "-b", bootstrap, "-L", "-t", topic],
+                         capture_output=True, timeout=timeout)
+    for line in out.stdout.decode().splitlines():
+        # "    partition 0, leader 1, replicas: 1,2,3, isrs: 1,2,3"
+        parts = line.replace(",", " ").split()
+        if len(parts) >= 4 and parts[0] == "partition" and \
+                int(parts[1]) == partition and parts[2] == "leader":
+            return int(parts[3])
+    raise AssertionError("no leader for %s[%d] in %r" % (
+        topic, partition, out.stdout.decode()))
+
+
 # --- a minimal Kafka protocol client: FindCoordinator + OffsetFetch --------
 
 def _str(s):
