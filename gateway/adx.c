@@ -43,7 +43,10 @@ struct adx_req {
     CURL *easy;
     struct curl_slist *headers;
     char *owned_body; /* request body we built (query), else NULL */
+    const char *body; /* no_replay requests: read by on_read */
     size_t body_len;
+    size_t read_off; /* bytes of body handed to curl */
+    int no_replay;
     adx_cb cb;
     void *arg;
     char *resp; /* response body, NUL-terminated */
@@ -354,6 +357,9 @@ static void req_finish(struct adx *a, struct adx_req *r, CURLcode code)
         /* INV-5: with the whole body uploaded the server may have applied
          * it; with less it cannot have (it needs every byte). */
         res.body_sent = r->body_len > 0 && (size_t)up >= r->body_len;
+        if (r->no_replay && r->read_off >= r->body_len && r->body_len > 0) {
+            res.body_sent = 1; /* all of it went to the socket's buffers */
+        }
     }
     res.truncated = r->truncated;
     res.body = r->resp != NULL ? r->resp : "";
@@ -501,6 +507,38 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+/*
+ * Body reader for no_replay requests. libcurl silently re-sends a request
+ * whose reused keep-alive connection died before any answer ("connection
+ * died, retrying a fresh connect"); for an ingest that may already have
+ * been applied that is a duplicate (INV-5). With the body given through a
+ * read callback, curl must rewind it first: on_seek refuses once any byte
+ * was read, so the request fails instead and the caller resolves it.
+ */
+static size_t on_read(char *buf, size_t size, size_t nitems, void *userdata)
+{
+    struct adx_req *r = userdata;
+    size_t n = size * nitems;
+    size_t left = r->body_len - r->read_off;
+
+    if (n > left) {
+        n = left;
+    }
+    memcpy(buf, r->body + r->read_off, n);
+    r->read_off += n;
+    return n;
+}
+
+static int on_seek(void *userdata, curl_off_t offset, int origin)
+{
+    struct adx_req *r = userdata;
+
+    if (origin == SEEK_SET && offset == 0 && r->read_off == 0) {
+        return CURL_SEEKFUNC_OK;
+    }
+    return CURL_SEEKFUNC_CANTSEEK;
+}
+
 /* Host part of an http(s) URL, copied into host. 0 or -EINVAL. */
 static int url_host(const char *url, char *host, size_t hostlen, int *https)
 {
@@ -637,8 +675,17 @@ int adx_request(struct adx *a, const struct adx_request_spec *spec, adx_cb cb,
         curl_easy_setopt(r->easy, CURLOPT_POST, 1L);
         curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE,
                          (curl_off_t)spec->body_len);
-        curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS,
-                         spec->body != NULL ? spec->body : "");
+        if (spec->no_replay) {
+            r->no_replay = 1;
+            r->body = spec->body != NULL ? spec->body : "";
+            curl_easy_setopt(r->easy, CURLOPT_READFUNCTION, on_read);
+            curl_easy_setopt(r->easy, CURLOPT_READDATA, r);
+            curl_easy_setopt(r->easy, CURLOPT_SEEKFUNCTION, on_seek);
+            curl_easy_setopt(r->easy, CURLOPT_SEEKDATA, r);
+        } else {
+            curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS,
+                             spec->body != NULL ? spec->body : "");
+        }
     } else if (spec->method == NULL || strcmp(spec->method, "GET") == 0) {
         curl_easy_setopt(r->easy, CURLOPT_HTTPGET, 1L);
     } else {
@@ -836,6 +883,7 @@ int adx_ingest(struct adx *a, const struct adx_ingest *in, adx_cb cb, void *arg,
     spec.body = in->body;
     spec.body_len = in->body_len;
     spec.timeout_ms = in->timeout_ms;
+    spec.no_replay = 1; /* INV-5: never a silent second copy */
     /* curl copies the header list's strings, so auth can go at once */
     rc = adx_request(a, &spec, cb, arg, err, errlen);
     if (auth != NULL) {

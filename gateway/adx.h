@@ -55,6 +55,8 @@ struct adx_request_spec {
     size_t body_len;
     long timeout_ms;      /* 0 = the client's default */
     int allow_link_local; /* accept http://169.254.x.x (IMDS only) */
+    int no_replay;        /* a POST libcurl must never re-send on its own
+                             (ingest: the first copy may be applied) */
 };
 
 /*

@@ -23,7 +23,7 @@
 #define MH_MAX_REQS     1024
 #define MH_MAX_REQBYTES (8 * 1024 * 1024)
 
-enum mh_action { MH_RESPOND = 0, MH_RESET, MH_SILENT };
+enum mh_action { MH_RESPOND = 0, MH_RESET, MH_SILENT, MH_RESET_LATER };
 
 struct mh_step {
     enum mh_action action;
@@ -71,8 +71,18 @@ struct mh_conn {
     char *buf;
     size_t len, cap;
     int silent;
+    uv_timer_t later; /* MH_RESET_LATER: reset 50 ms after the request */
+    int later_used;
     struct mh_conn *next;
 };
+
+static void mh_later_closed(uv_handle_t *h)
+{
+    struct mh_conn *c = h->data;
+
+    free(c->buf);
+    free(c);
+}
 
 static void mh_conn_closed(uv_handle_t *h)
 {
@@ -85,8 +95,23 @@ static void mh_conn_closed(uv_handle_t *h)
     if (*pp == c) {
         *pp = c->next;
     }
+    if (c->later_used) {
+        c->later.data = c;
+        uv_close((uv_handle_t *)&c->later, mh_later_closed);
+        return;
+    }
     free(c->buf);
     free(c);
+}
+
+static void mh_reset_now(uv_timer_t *t)
+{
+    struct mh_conn *c = t->data;
+
+    if (!uv_is_closing((uv_handle_t *)&c->tcp)) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        uv_tcp_close_reset(&c->tcp, mh_conn_closed);
+    }
 }
 
 static void mh_alloc(uv_handle_t *h, size_t sugg, uv_buf_t *b)
@@ -213,6 +238,16 @@ static void mh_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
         if (s->action == MH_RESET) {
             uv_read_stop(st);
             uv_tcp_close_reset(&c->tcp, mh_conn_closed);
+            return;
+        }
+        if (s->action == MH_RESET_LATER) {
+            /* like a server that applied the request, then died: the
+             * client is already waiting for the answer */
+            c->silent = 1;
+            c->later_used = 1;
+            uv_timer_init(mh->loop, &c->later);
+            c->later.data = c;
+            uv_timer_start(&c->later, mh_reset_now, 50, 0);
             return;
         }
         if (s->action == MH_SILENT) {

@@ -275,6 +275,28 @@ static void test_reset_after_body_is_ambiguous(void **state)
     assert_int_equal(f->mh.nconns, 2);
 }
 
+/* INV-5: libcurl re-sends a request whose reused connection died without
+ * an answer ("connection died, retrying a fresh connect"); for an ingest
+ * that is a second copy. It must not happen: the server sees the body once
+ * and the caller hears "ambiguous". (This responder's reset does not always
+ * provoke curl's retry; tests/e2e/test_forwarder.py's reset faults against
+ * the emulator do, and found the duplicates that no_replay prevents.) */
+static void test_no_silent_resend_on_reused_connection(void **state)
+{
+    struct fx *f = *state;
+
+    mh_push(&f->mh, MH_RESPOND, 200, NULL, "{}");
+    mh_push(&f->mh, MH_RESET_LATER, 0, NULL, NULL);
+    mh_push(&f->mh, MH_RESET_LATER, 0, NULL, NULL);
+    assert_int_equal(send_ingest(f, NULL, 0), 0);
+    assert_int_equal(f->outcome, ADX_OK);
+    assert_int_equal(send_ingest(f, NULL, 0), 0); /* same connection */
+    assert_int_equal(f->mh.nreqs, 2);             /* no third copy */
+    assert_int_equal(f->mh.nconns, 1);
+    assert_int_equal(f->outcome, ADX_AMBIGUOUS);
+    assert_int_equal(f->res.body_sent, 1);
+}
+
 static void test_timeout_after_body_is_ambiguous(void **state)
 {
     struct fx *f = *state;
@@ -501,6 +523,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_status_classes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_after_body_is_ambiguous,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_no_silent_resend_on_reused_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_after_body_is_ambiguous,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_is_transient, setup,
