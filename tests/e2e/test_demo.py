@@ -1,0 +1,126 @@
+"""`kadx demo` (issue 8): the whole pipeline in one command.
+
+A short run must exit 0 with the leaderboard printed and `delivered N of N
+produced events`; Ctrl-C must stop it and every child; a SIGKILLed demo
+must not leave children behind (they carry a marker in their environment,
+so the test can find them in /proc whoever their parent is now); the
+embedded setup script must be docker/kql/setup.kql.
+"""
+import os
+import re
+import signal
+import unittest
+import uuid
+
+import harness
+from harness import run
+
+SETUP_KQL = os.path.join(harness.SRC, "docker", "kql", "setup.kql")
+LEADERBOARD = ("GamePlay | summarize TotalWin=sum(Win), Spins=count() by "
+               "PlayerID | top 10 by TotalWin")
+LATENCY = ("GamePlay | extend Latency = ingestion_time() - EventTime | "
+           "summarize percentiles(Latency, 50, 90, 99)")
+TIMESPAN = r"\d+(\.\d+)?:\d\d:\d\d(\.\d+)?"
+
+
+def marked(mark):
+    """PIDs of live processes whose environment holds KADX_TEST_MARK=mark."""
+    needle = ("KADX_TEST_MARK=" + mark).encode()
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/environ" % d, "rb") as f:
+                env = f.read()
+            with open("/proc/%s/stat" % d) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if needle in env.split(b"\0") and state != "Z":
+            pids.append(int(d))
+    return pids
+
+
+class TestDemo(harness.TmpDirCase):
+    def env(self):
+        self.mark = uuid.uuid4().hex
+        return {"KADX_TEST_MARK": self.mark, "TMPDIR": self.tmp}
+
+    def assert_no_children_left(self):
+        harness.wait_until(lambda: not marked(self.mark), timeout=20,
+                           what="the demo's children to exit")
+
+    def test_print_kql_is_the_setup_file(self):
+        rc, out, err = run("demo", "--print-kql")
+        self.assertEqual(rc, 0, err)
+        with open(SETUP_KQL) as f:
+            self.assertEqual(out, f.read())
+
+    def test_usage_errors(self):
+        for args, msg in ((("--rate", "0"), "bad --rate '0'"),
+                          (("--events", "10", "--duration", "5"),
+                           "not both"),
+                          (("--events", "1.5"), "bad --events '1.5'"),
+                          (("--frob",), "unknown option '--frob'")):
+            rc, _, err = run("demo", *args)
+            self.assertEqual(rc, 2, args)
+            self.assertIn(msg, err)
+
+    def test_short_run_delivers_everything(self):
+        rc, out, err = run("demo", "--events", "1500", "--rate", "500",
+                           "--timeout", "90", env=self.env(), timeout=240)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("delivered 1500 of 1500 produced events",
+                      out.splitlines()[-1])
+        # live progress lines with every counter
+        self.assertRegex(out, r"produced +\d+ +journaled +\S+ +committed "
+                              r"+\S+ +delivered +\d+ +lag +\S+ +\d+ "
+                              r"events/s")
+        # the leaderboard: header, then 1..10 rows sorted by TotalWin
+        lines = out.splitlines()
+        i = lines.index("leaderboard: " + LEADERBOARD)
+        self.assertEqual(lines[i + 1].split(), ["PlayerID", "TotalWin",
+                                                "Spins"])
+        rows = []
+        for l in lines[i + 2:]:
+            if not l.strip():
+                break
+            rows.append([int(x) for x in l.split()])
+        self.assertTrue(1 <= len(rows) <= 10, rows)
+        wins = [r[1] for r in rows]
+        self.assertEqual(wins, sorted(wins, reverse=True))
+        self.assertLessEqual(sum(r[2] for r in rows), 1500)
+        self.assertEqual(len({r[0] for r in rows}), len(rows))
+        # the latency percentiles: three timespans
+        j = lines.index("ingestion latency: " + LATENCY)
+        self.assertEqual(len(re.findall(r"percentile_Latency_\d+",
+                                        lines[j + 1])), 3)
+        self.assertEqual(len(re.findall(TIMESPAN, lines[j + 2])), 3,
+                         lines[j + 2])
+        self.assert_no_children_left()
+        self.assertEqual(os.listdir(self.tmp), [])  # work dir removed
+
+    def test_ctrl_c_stops_everything(self):
+        p = harness.kadx("demo", "--duration", "120", "--rate", "200",
+                         env=self.env(), name="demo")
+        p.wait_for(lambda l: re.search(r"produced +\d+", l) is not None,
+                   timeout=60, what="a progress line")
+        self.assertTrue(len(marked(self.mark)) >= 4)  # demo + 3 children
+        p.signal(signal.SIGINT)
+        self.assertEqual(p.wait(40), 130, p.tail())
+        self.assertIn("interrupted", "\n".join(p.err))
+        self.assert_no_children_left()
+        self.assertEqual(os.listdir(self.tmp), [])
+
+    def test_children_die_with_a_killed_demo(self):
+        p = harness.kadx("demo", "--duration", "120", "--rate", "100",
+                         env=self.env(), name="demo")
+        p.wait_for("gateway started", timeout=60, what="the gateway")
+        self.assertTrue(len(marked(self.mark)) >= 4)
+        p.kill()
+        self.assert_no_children_left()
+
+
+if __name__ == "__main__":
+    harness.main()
