@@ -148,7 +148,8 @@ class FaultInjector(threading.Thread):
             raise self.error
 
 
-class ForwarderCase(harness.TmpDirCase):
+class ForwarderBase(harness.TmpDirCase):
+    """Mock cluster + paths + helpers; no tests (test_kill.py reuses it)."""
     partitions = 4
 
     def setUp(self):
@@ -183,7 +184,8 @@ class ForwarderCase(harness.TmpDirCase):
                 print(kadx_proc.tail(60))
             raise
 
-    # ---------------------------------------------------------------- tests
+
+class ForwarderCase(ForwarderBase):
 
     def test_exactly_once_with_metadata(self):
         n = 250000 if harness.FULL else 5000
@@ -207,28 +209,27 @@ class ForwarderCase(harness.TmpDirCase):
         emu = self.start_emulator()
         setup_table(emu)
         write_config(self.cfg, self.bs, "g-faults", self.journal, emu.url,
-                     forwarder={"batch_max_rows": 500})
+                     forwarder={"batch_max_rows": 100})
         produce(self.bs, self.parts, 0, n // 2)
         inj = FaultInjector(emu, 0.3, 500)
         inj.start()
         k = self.start_kadx()
-        # a burst of 429 with Retry-After, then 20 apply-then-reset faults
+        # a burst of 429 with Retry-After ...
         emu.faults(throttle_rps=2, retry_after_s=1)
         wait_until(lambda: emu.stats()["faults_fired"]["throttle"] >= 5,
                    timeout=60, what="429 answers")
         emu.faults(throttle_rps=0)
+        # ... then 20 apply-then-reset faults (INV-5: dedupe column)
         emu.faults(reset_count=20)
         produce(self.bs, self.parts, n // 2, n - n // 2)
-        wait_until(lambda: emu.stats()["faults_fired"]["reset"] >= 20,
-                   timeout=120, what="20 resets fired")
         self.wait_count(emu, n * self.partitions, 180, k)
         inj.finish()
-        # let any last ambiguous batch resolve, then audit
         self.assertEqual(k.stop(), 0)
         audit(emu, self.parts, n)
         st = emu.stats()
         self.assertGreaterEqual(st["faults_fired"]["fail"], 5)
-        self.assertGreaterEqual(st["faults_fired"]["reset"], 20)
+        self.assertGreaterEqual(st["faults_fired"]["throttle"], 5)
+        self.assertEqual(st["faults_fired"]["reset"], 20)
         log = "\n".join(k.lines())
         self.assertIn("ambiguous send resolved: delivered", log)
 
