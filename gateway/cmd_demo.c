@@ -921,21 +921,30 @@ static void poll_progress(struct demo *d, struct demo_progress *p)
     free(out);
     out = NULL;
 
-    /* /status: per route and partition counters (admin/, when present) */
+    /*
+     * The gateway's GET /status (admin/api.c), when it answers: the
+     * intake's journaled counter, and per partition of the route the
+     * committed offset (the next to read, so a count for a topic that
+     * starts at 0) and the lag.
+     */
     snprintf(url, sizeof(url), "%s/status", d->admin_url);
     if (http_call(d, url, NULL, &status, &out, err, sizeof(err)) == 0 &&
         status == 200) {
+        const cJSON *intake;
+        const cJSON *route;
         const cJSON *parts;
+        const cJSON *v;
 
         root = cJSON_Parse(out);
-        parts = cJSON_GetObjectItemCaseSensitive(root, "partitions");
-        if (parts == NULL) {
-            const cJSON *route = cJSON_GetArrayItem(
-                cJSON_GetObjectItemCaseSensitive(root, "routes"), 0);
-            parts = cJSON_GetObjectItemCaseSensitive(route, "partitions");
+        intake = cJSON_GetObjectItemCaseSensitive(root, "intake");
+        v = cJSON_GetObjectItemCaseSensitive(intake, "journaled");
+        if (cJSON_IsNumber(v)) {
+            p->journaled = (int64_t)v->valuedouble;
         }
-        p->journaled = sum_field(parts, "journaled");
-        p->committed = sum_field(parts, "committed");
+        route = cJSON_GetArrayItem(
+            cJSON_GetObjectItemCaseSensitive(root, "routes"), 0);
+        parts = cJSON_GetObjectItemCaseSensitive(route, "partitions");
+        p->committed = sum_field(parts, "committed_offset");
         p->lag = sum_field(parts, "lag");
         cJSON_Delete(root);
     }
