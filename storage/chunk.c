@@ -103,6 +103,10 @@ int chunk_writer_add(struct chunk_writer *w, int64_t offset, int64_t ts,
         headers_len > CHUNK_FIELD_MAX) {
         return -EMSGSIZE;
     }
+    if ((key == NULL && key_len > 0) || (value == NULL && value_len > 0) ||
+        (headers == NULL && headers_len > 0)) {
+        return -EINVAL;
+    }
     if (w->count > 0 ? offset <= w->prev_off : offset < w->first_off) {
         return -EINVAL;
     }

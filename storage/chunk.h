@@ -52,7 +52,7 @@ void chunk_writer_init(struct chunk_writer *w, struct chunk_buf *buf,
 
 /* Appends one event (offset > previous). Borrows the byte pointers for the
  * call. 0, -ENOMEM, -EMSGSIZE (a field over CHUNK_FIELD_MAX) or -EINVAL
- * (offset not increasing). */
+ * (offset not increasing, or a NULL pointer with a non-zero length). */
 int chunk_writer_add(struct chunk_writer *w, int64_t offset, int64_t ts,
                      const void *key, size_t key_len, const void *value,
                      size_t value_len, const void *headers, size_t headers_len);

@@ -1235,7 +1235,7 @@ static int op_append(struct journal *j, struct req *r)
     const struct journal_event *ev = r->ev;
     size_t n = r->nev;
     size_t *gid = NULL, *order = NULL, *start = NULL;
-    size_t ng = 0, last = 0;
+    size_t ng = 0, last = 0, pcap = 0;
     int rc = 0;
 
     if (n == 0) {
@@ -1243,8 +1243,7 @@ static int op_append(struct journal *j, struct req *r)
     }
     gid = malloc(n * sizeof(*gid));
     order = malloc(n * sizeof(*order));
-    res->parts = calloc(n, sizeof(*res->parts));
-    if (gid == NULL || order == NULL || res->parts == NULL) {
+    if (gid == NULL || order == NULL) {
         rc = -ENOMEM;
         goto out;
     }
@@ -1271,6 +1270,12 @@ static int op_append(struct journal *j, struct req *r)
                 }
             }
             if (g == ng) {
+                if (grow((void **)&res->parts, &pcap, ng + 1,
+                         sizeof(*res->parts)) < 0) {
+                    rc = -ENOMEM;
+                    goto out;
+                }
+                memset(&res->parts[g], 0, sizeof(res->parts[g]));
                 /* borrowed until the end of this function, then copied */
                 res->parts[g].topic = (char *)ev[i].topic;
                 res->parts[g].partition = ev[i].partition;
@@ -1384,6 +1389,7 @@ static int op_append(struct journal *j, struct req *r)
     }
 out:
     /* the topics were borrowed from the events: copy them now */
+    res->nparts = ng;
     for (size_t g = 0; g < ng; g++) {
         res->parts[g].topic = xstrdup(res->parts[g].topic);
         if (res->parts[g].topic == NULL && rc == 0) {

@@ -159,6 +159,8 @@ static void test_chunk_roundtrip(void **state)
     assert_int_equal(chunk_writer_add(&w, 12, 3, "kk", 2, "", 0, "h", 1), 0);
     assert_int_equal(chunk_writer_add(&w, 12, 3, NULL, 0, "", 0, NULL, 0),
                      -EINVAL);
+    assert_int_equal(chunk_writer_add(&w, 13, 3, NULL, 0, NULL, 5, NULL, 0),
+                     -EINVAL);
     chunk_reader_init(&r, buf.data, buf.len, 10);
     assert_int_equal(chunk_reader_next(&r, &ev), 1);
     assert_int_equal(ev.offset, 10);
@@ -265,7 +267,11 @@ static void test_append_many_partitions(void **state)
         journal_append(f->j, NULL, 0, &res, f->err, sizeof(f->err)), 0);
     assert_int_equal(res.nparts, 0);
     journal_append_result_release(&res);
-    /* a negative offset is refused */
+    /* a negative offset is refused, the whole request with it */
+    ev[1].offset = -3;
+    assert_int_equal(journal_append(f->j, ev, 6, NULL, f->err, sizeof(f->err)),
+                     -EINVAL);
+    ev[1].offset = 100;
     ev[0].offset = -3;
     assert_int_equal(journal_append(f->j, ev, 1, NULL, f->err, sizeof(f->err)),
                      -EINVAL);
