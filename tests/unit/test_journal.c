@@ -1129,6 +1129,42 @@ static void test_async(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+static int count_chunks(void *arg, struct sqlite3 *db)
+{
+    sqlite3_stmt *st;
+    int64_t *n = arg;
+
+    if (sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM chunks", -1, &st, NULL) !=
+        SQLITE_OK) {
+        return -EIO;
+    }
+    *n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    return 7;
+}
+
+static void test_names_and_read_db(void **state)
+{
+    struct fx *f = *state;
+    int64_t n = -1;
+
+    assert_string_equal(journal_batch_state_name(JOURNAL_BATCH_PENDING),
+                        "pending");
+    assert_string_equal(journal_batch_state_name(JOURNAL_BATCH_SENT), "sent");
+    assert_string_equal(journal_batch_state_name(JOURNAL_BATCH_SPLIT), "split");
+    assert_string_equal(journal_batch_state_name((enum journal_batch_state)99),
+                        "unknown");
+    assert_string_equal(journal_event_state_name(JOURNAL_EV_INFLIGHT),
+                        "inflight");
+    assert_string_equal(journal_event_state_name(JOURNAL_EV_DEAD), "dead");
+    jopen(f, 0, 0);
+    assert_int_equal(append_range(f, 0, "t", 0, 0, 4, NULL), 0);
+    assert_int_equal(append_range(f, 0, "t", 1, 0, 4, NULL), 0);
+    /* the read connection sees committed data; fn's result is returned */
+    assert_int_equal(journal_with_read_db(f->j, count_chunks, &n), 7);
+    assert_int_equal(n, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1151,6 +1187,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lock_and_read_only, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_async, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_names_and_read_db, fx_setup,
+                                        fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
