@@ -2958,6 +2958,12 @@ int journal_open(const struct journal_options *opts, struct journal **out,
                                        : "PRAGMA synchronous=NORMAL",
                        err, errlen);
         }
+        if (rc == 0) {
+            /* after a checkpoint the -wal file is cut back to 64 MiB
+             * instead of keeping its largest size */
+            rc = exec1(j->wdb, "PRAGMA journal_size_limit=67108864", err,
+                       errlen);
+        }
         if (rc == 0 && opts->disk_limit_bytes > 0) {
             snprintf(sql, sizeof(sql), "PRAGMA max_page_count=%" PRId64,
                      opts->disk_limit_bytes / 4096 > 0
