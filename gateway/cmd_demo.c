@@ -390,8 +390,13 @@ static int child_start(struct demo *d, struct child *c, char *const argv[],
         dup2(out_fd != NULL ? out_pipe[1] : logfd, STDOUT_FILENO);
         dup2(logfd, STDERR_FILENO);
         execv(d->exe, args);
-        dprintf(logfd, "kadx demo: cannot run %s: %s\n", d->exe,
-                strerror(errno));
+        {
+            /* only async-signal-safe calls between fork and exec */
+            static const char msg[] = "kadx demo: cannot exec the kadx "
+                                      "binary\n";
+            ssize_t w = write(logfd, msg, sizeof(msg) - 1);
+            (void)w;
+        }
         _exit(127);
     }
     close(logfd);
@@ -1105,7 +1110,8 @@ static int run_pipeline(struct demo *d, struct demo_progress *last, char *err,
         }
         if (d->sent < d->o.events) {
             int64_t next = start + (int64_t)((double)d->sent / d->o.rate * 1e9);
-            int64_t wait_ms = (next - mono_ns()) / 1000000;
+            /* round up: a 0 ms poll until the due time would spin */
+            int64_t wait_ms = (next - mono_ns() + 999999) / 1000000;
             rd_kafka_poll(d->rk, (int)(wait_ms < 0     ? 0
                                        : wait_ms > 100 ? 100
                                                        : wait_ms));

@@ -470,7 +470,8 @@ static int run_loop(rd_kafka_t *rk, const struct produce_opts *o,
         if (o->rate > 0 && (o->events == 0 || st->sent < o->events)) {
             /* wait for the next event's time, serving delivery reports */
             int64_t next = start + (int64_t)((double)st->sent / o->rate * 1e9);
-            int64_t wait_ms = (next - mono_ns()) / 1000000;
+            /* round up: a 0 ms poll until the due time would spin */
+            int64_t wait_ms = (next - mono_ns() + 999999) / 1000000;
 
             rd_kafka_poll(rk, (int)(wait_ms < 0     ? 0
                                     : wait_ms > 100 ? 100

@@ -106,7 +106,8 @@ class TestDemo(harness.TmpDirCase):
                          env=self.env(), name="demo")
         p.wait_for(lambda l: re.search(r"produced +\d+", l) is not None,
                    timeout=60, what="a progress line")
-        self.assertTrue(len(marked(self.mark)) >= 4)  # demo + 3 children
+        pids = marked(self.mark)  # demo + 3 children
+        self.assertGreaterEqual(len(pids), 4, "%s\n%s" % (pids, p.tail()))
         p.signal(signal.SIGINT)
         self.assertEqual(p.wait(40), 130, p.tail())
         self.assertIn("interrupted", "\n".join(p.err))
@@ -117,7 +118,8 @@ class TestDemo(harness.TmpDirCase):
         p = harness.kadx("demo", "--duration", "120", "--rate", "100",
                          env=self.env(), name="demo")
         p.wait_for("gateway started", timeout=60, what="the gateway")
-        self.assertTrue(len(marked(self.mark)) >= 4)
+        pids = marked(self.mark)
+        self.assertGreaterEqual(len(pids), 4, "%s\n%s" % (pids, p.tail()))
         p.kill()
         self.assert_no_children_left()
 
