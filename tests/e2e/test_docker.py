@@ -116,9 +116,35 @@ class TestDocker(unittest.TestCase):
             self.assertEqual(p.returncode, 0, p.stderr.decode())
             print("validated with: " + " ".join(cmd) + " config")
             return
-        print("no docker compose here: YAML parse and checks only")
-        self.assertIsInstance(self.doc, dict)
-        self.assertIsInstance(self.svcs, dict)
+        print("no docker compose here: YAML parse and key checks only")
+        # every key is one the compose specification defines, with the
+        # type it wants (what `compose config` would reject first)
+        for k in self.doc:
+            self.assertTrue(k in ("name", "services", "volumes", "networks")
+                            or k.startswith("x-"), k)
+        svc_keys = {"image", "build", "command", "entrypoint", "environment",
+                    "ports", "volumes", "depends_on", "healthcheck",
+                    "restart", "profiles", "network_mode", "hostname"}
+        lists = ("ports", "volumes", "profiles")
+        for name, svc in self.svcs.items():
+            self.assertLessEqual(set(svc), svc_keys, name)
+            for k in lists:
+                self.assertIsInstance(svc.get(k, []), list, name + "." + k)
+            for k in ("command", "entrypoint"):
+                self.assertIsInstance(svc.get(k, []), list, name + "." + k)
+                self.assertTrue(all(isinstance(a, str)
+                                    for a in svc.get(k, [])), name)
+            self.assertIn(svc.get("restart", "no"),
+                          ("no", "always", "on-failure", "unless-stopped"))
+            hc = svc.get("healthcheck")
+            if hc:
+                self.assertLessEqual(set(hc), {"test", "interval", "timeout",
+                                               "retries", "start_period"})
+                self.assertIn(hc["test"][0], ("CMD", "CMD-SHELL"), name)
+                for k in ("interval", "timeout"):
+                    self.assertRegex(hc[k], r"^\d+(ms|s|m)$", name)
+            for k, v in env_map(svc).items():
+                self.assertRegex(k, r"^[A-Z_][A-Z0-9_]*$", name)
 
     def test_services_and_profiles(self):
         want = {
