@@ -1165,6 +1165,57 @@ static void test_names_and_read_db(void **state)
     assert_int_equal(n, 2);
 }
 
+static int never_cb(void *arg, const struct journal_event *ev,
+                    enum journal_event_state s, const char *reason)
+{
+    (void)arg;
+    (void)ev;
+    (void)s;
+    (void)reason;
+    return 0;
+}
+
+static void test_corrupt_chunk(void **state)
+{
+    struct fx *f = *state;
+    struct journal_cut_req q;
+    struct journal_batch *b = NULL;
+    sqlite3 *db;
+
+    jopen(f, 0, 0);
+    assert_int_equal(append_range(f, 0, "t", 0, 0, 9, NULL), 0);
+    journal_close(f->j);
+    f->j = NULL;
+    /* a damaged BLOB: a length that runs past the end */
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "UPDATE chunks SET data = x'0000000a7f01'",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    jopen(f, 0, 0);
+    memset(&q, 0, sizeof(q));
+    q.max_rows = 100;
+    q.max_bytes = 1 << 20;
+    q.settled_all = 1;
+    assert_int_equal(journal_batch_cut(f->j, &q, &b, f->err, sizeof(f->err)),
+                     -EIO);
+    assert_null(b);
+    assert_non_null(strstr(f->err, "corrupt"));
+    struct journal_iter_req ir = {JOURNAL_SEL_ALL, -1, NULL, -1, -1, -1};
+    assert_int_equal(
+        journal_iterate(f->j, &ir, never_cb, NULL, f->err, sizeof(f->err)),
+        -EIO);
+    /* the failed cut left no batch behind */
+    struct journal_batch *list;
+    size_t n;
+    assert_int_equal(
+        journal_batches_unfinished(f->j, -1, &list, &n, f->err, sizeof(f->err)),
+        0);
+    assert_int_equal(n, 0);
+    journal_batch_list_free(list, n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1188,6 +1239,8 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_async, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_names_and_read_db, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_chunk, fx_setup,
                                         fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
