@@ -548,6 +548,28 @@ static void test_mark_failed_dead_split(void **state)
     assert_int_equal(st.parts[0].dead_count, 0);
     assert_int_equal(st.parts[0].delivered_count, 10);
     journal_stats_release(&st);
+
+    /* replay by Kafka timestamp (1000 + offset): 1002..1004 */
+    struct journal_replay_req rr = {0,    NULL, -1,  -1,     -1,
+                                    1002, 1004, 100, 1 << 20};
+    int64_t ne, nbat;
+    assert_int_equal(
+        journal_replay(f->j, &rr, &ne, &nbat, f->err, sizeof(f->err)), 0);
+    assert_int_equal(ne, 3);
+    assert_int_equal(nbat, 1);
+    b = cut(f, 0, 100, 1 << 20);
+    assert_non_null(b);
+    assert_true(b->flags & JOURNAL_BATCH_REPLAY);
+    assert_int_equal(b->nevents, 3);
+    assert_int_equal(b->events[0].timestamp_ms, 1002);
+    assert_int_equal(b->events[2].timestamp_ms, 1004);
+    journal_batch_free(b);
+    /* another route has nothing to replay */
+    rr.route = 5;
+    assert_int_equal(
+        journal_replay(f->j, &rr, &ne, &nbat, f->err, sizeof(f->err)), 0);
+    assert_int_equal(ne, 0);
+    assert_int_equal(nbat, 0);
 }
 
 static void test_settled_and_drop(void **state)
