@@ -7,6 +7,7 @@
  * thread. A configuration error exits 2 before anything is started;
  * `--check` prints the effective configuration (secrets masked) and exits 0.
  */
+#include "admin/api.h" /* admin: the admin API (added by admin) */
 #include "gateway/cli.h"
 #include "gateway/config.h"
 #include "gateway/daemon.h"
@@ -14,6 +15,45 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+/* admin: start the admin API on the daemon's loop (added by admin) */
+static int admin_started(struct kadx *k, void *arg)
+{
+    const struct config *cfg = k->cfg;
+    struct admin_sources src;
+    struct admin_options o;
+    char err[512] = "";
+    int rc;
+
+    if (cfg->admin.listen == NULL) {
+        return 0; /* "off" */
+    }
+    memset(&src, 0, sizeof(src));
+    src.cfg = cfg;
+    src.journal = k->journal;
+    src.intake = k->intake;
+    src.forwarder = k->forwarder;
+    memset(&o, 0, sizeof(o));
+    o.listen = cfg->admin.listen;
+    o.token = cfg->admin.token;
+    rc = admin_start(&k->loop, &src, &o, &k->admin, err, sizeof(err));
+    if (rc < 0) {
+        log_error("admin", "cannot serve on %s: %s", cfg->admin.listen, err);
+        return rc;
+    }
+    log_info("admin", "listening on %.*s:%d%s",
+             (int)(strrchr(cfg->admin.listen, ':') - cfg->admin.listen),
+             cfg->admin.listen, admin_port(k->admin),
+             cfg->admin.token ? " (token required for POST)" : "");
+    return 0;
+}
+
+/* admin: stop it before the journal closes (added by admin) */
+static void admin_stopping(struct kadx *k, void *arg)
+{
+    admin_stop(k->admin);
+    k->admin = NULL;
+}
 
 static void usage(FILE *f)
 {
@@ -122,7 +162,12 @@ int cmd_run(int argc, char **argv)
         return 0;
     }
 
-    rc = daemon_run(cfg);
+    {
+        /* admin: the admin API rides on the daemon's hooks */
+        struct daemon_hooks hooks = {admin_started, admin_stopping, NULL};
+
+        rc = daemon_run_hooks(cfg, &hooks);
+    }
 
     config_free(cfg);
     return rc;

@@ -30,6 +30,9 @@ static void daemon_finish(struct kadx *k)
     forwarder_free(k->forwarder);
     k->forwarder = NULL;
     /* admin: stop here (before the journal it reads is closed) */
+    if (k->hooks != NULL && k->hooks->stopping != NULL) {
+        k->hooks->stopping(k, k->hooks->arg);
+    }
     uv_close((uv_handle_t *)&k->sigterm, NULL);
     uv_close((uv_handle_t *)&k->sigint, NULL);
     /* Waits for queued writes; its memory goes with the loop's last run. */
@@ -110,6 +113,11 @@ static void on_walk(uv_handle_t *h, void *arg)
 
 int daemon_run(const struct config *cfg)
 {
+    return daemon_run_hooks(cfg, NULL);
+}
+
+int daemon_run_hooks(const struct config *cfg, const struct daemon_hooks *hooks)
+{
     struct kadx k;
     struct journal_options jo;
     const char *group = config_kafka_get(cfg, "group.id");
@@ -119,6 +127,7 @@ int daemon_run(const struct config *cfg)
 
     memset(&k, 0, sizeof(k));
     k.cfg = cfg;
+    k.hooks = hooks; /* admin: hooks */
     rc = uv_loop_init(&k.loop);
     if (rc < 0) {
         log_error("kadx", "event loop: %s", uv_strerror(rc));
@@ -173,6 +182,13 @@ int daemon_run(const struct config *cfg)
     k.sigint.data = &k;
     uv_signal_start(&k.sigterm, on_signal, SIGTERM);
     uv_signal_start(&k.sigint, on_signal, SIGINT);
+
+    /* admin: started hook (added by admin; after the signals, so that a
+     * failure can stop the daemon the usual way) */
+    if (hooks != NULL && hooks->started != NULL &&
+        hooks->started(&k, hooks->arg) < 0) {
+        daemon_request_stop(&k, 1);
+    }
 
     log_info("kadx", "running (group %s, %zu routes)", group ? group : "kadx",
              cfg->nroutes);

@@ -20,6 +20,22 @@ struct intake;
 struct forwarder;
 struct admin;
 
+struct kadx;
+
+/*
+ * admin: hooks (added by admin). The composition root (cmd_run.c) starts
+ * the admin API through these, so that gateway/ never calls admin/.
+ * started runs on the loop thread once the journal, intake, forwarder and
+ * signal handlers are up (< 0: the daemon stops with exit code 1);
+ * stopping runs on the loop thread during shutdown, before the journal is
+ * closed. Either may be NULL.
+ */
+struct daemon_hooks {
+    int (*started)(struct kadx *k, void *arg);
+    void (*stopping)(struct kadx *k, void *arg);
+    void *arg;
+};
+
 struct kadx {
     uv_loop_t loop;
     const struct config *cfg;    /* borrowed from the caller of daemon_run */
@@ -28,6 +44,7 @@ struct kadx {
     struct forwarder *forwarder; /* journal -> ADX (gateway/forwarder.h);
                                     NULL until its engineer wires it */
     struct admin *admin;         /* admin HTTP API; NULL until wired */
+    const struct daemon_hooks *hooks; /* admin: hooks (added by admin) */
     uv_signal_t sigterm;
     uv_signal_t sigint;
     int stopping;  /* a stop was requested */
@@ -43,6 +60,9 @@ struct kadx {
  * something could not start or failed at run time.
  */
 int daemon_run(const struct config *cfg);
+
+/* admin: daemon_run with hooks (borrowed for the run; NULL = none). */
+int daemon_run_hooks(const struct config *cfg, const struct daemon_hooks *h);
 
 /* Asks the daemon to stop as if it got SIGTERM; exit_code is what
  * daemon_run will return (the larger of all requests wins). Loop thread. */
