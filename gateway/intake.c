@@ -90,8 +90,8 @@
 
 #define INTAKE_BATCH                1000 /* messages per consume call */
 #define INTAKE_WAKE_BUDGET          64   /* full batches before yielding */
-#define INTAKE_ACC_MAX_MSGS         200000
-#define INTAKE_ACC_MAX_BYTES        (64 * 1024 * 1024)
+#define INTAKE_ACC_MAX_MSGS         50000
+#define INTAKE_ACC_MAX_BYTES        (8 * 1024 * 1024)
 #define INTAKE_COMMITTED_TIMEOUT_MS 10000
 #define INTAKE_TICK_MS              100
 #define INTAKE_RETRY_MS             500
@@ -129,11 +129,29 @@ struct ipart {
     uint64_t n_tombstones;
 };
 
+/* A consumed message, copied out of librdkafka (so that its fetch buffer
+ * is released at once): offsets into the owning msgbuf's data. */
+struct imsg {
+    struct ipart *p;
+    int64_t offset;
+    int64_t timestamp_ms;
+    size_t key_off;
+    size_t key_len; /* SIZE_MAX = null key */
+    size_t val_off;
+    size_t val_len;
+    size_t hdr_off;
+    size_t hdr_len;
+    int tombstone; /* null value */
+};
+
+/* Messages and their bytes; loop thread. */
 struct msgbuf {
-    rd_kafka_message_t **m;
+    struct imsg *m;
     size_t n;
     size_t cap;
-    size_t bytes;
+    unsigned char *data;
+    size_t used; /* bytes of data in use */
+    size_t dcap;
 };
 
 enum stop_phase {
@@ -172,8 +190,6 @@ struct intake {
     struct msgbuf fly;
     struct journal_event *ev;
     size_t evcap;
-    unsigned char *hdrbuf;
-    size_t hdrcap;
     int appending;      /* fly is with the journal */
     int append_failed;  /* fly came back with an error: retry it */
     uint64_t retry_at;  /* uv_now of the next append retry */
@@ -315,50 +331,70 @@ static struct ipart *part_get(struct intake *in, const char *topic,
     return p;
 }
 
-static int msgbuf_push(struct msgbuf *b, rd_kafka_message_t *m)
+/* Room for `more` bytes at data + used. 0 or -ENOMEM. */
+static int msgbuf_reserve(struct msgbuf *b, size_t more)
 {
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 1024;
-        rd_kafka_message_t **nm = realloc(b->m, cap * sizeof(*nm));
+    size_t cap = b->dcap ? b->dcap : 64 * 1024;
+    unsigned char *nd;
 
-        if (nm == NULL) {
-            return -ENOMEM;
-        }
-        b->m = nm;
-        b->cap = cap;
+    if (b->dcap - b->used >= more) {
+        return 0;
     }
-    b->m[b->n++] = m;
-    b->bytes += m->len + m->key_len;
+    while (cap - b->used < more) {
+        cap *= 2;
+    }
+    nd = realloc(b->data, cap);
+    if (nd == NULL) {
+        return -ENOMEM;
+    }
+    b->data = nd;
+    b->dcap = cap;
+    return 0;
+}
+
+/* Appends bytes; *off receives where they went. 0 or -ENOMEM. */
+static int msgbuf_put(struct msgbuf *b, const void *src, size_t len,
+                      size_t *off)
+{
+    if (msgbuf_reserve(b, len) < 0) {
+        return -ENOMEM;
+    }
+    *off = b->used;
+    if (len > 0) {
+        memcpy(b->data + b->used, src, len);
+    }
+    b->used += len;
     return 0;
 }
 
 static void msgbuf_clear(struct msgbuf *b)
 {
-    for (size_t i = 0; i < b->n; i++) {
-        rd_kafka_message_destroy(b->m[i]);
-    }
     b->n = 0;
-    b->bytes = 0;
+    b->used = 0;
 }
 
-/* Destroys the messages of p in b, keeping the order of the others. */
+static void msgbuf_release(struct msgbuf *b)
+{
+    free(b->m);
+    free(b->data);
+    memset(b, 0, sizeof(*b));
+}
+
+/* Forgets the messages of p in b, keeping the order of the others (their
+ * bytes stay where they are until the buffer is cleared). */
 static void msgbuf_remove_part(struct msgbuf *b, const struct ipart *p)
 {
     size_t out = 0;
 
-    b->bytes = 0;
     for (size_t i = 0; i < b->n; i++) {
-        rd_kafka_message_t *m = b->m[i];
-
-        if (m->partition == p->partition &&
-            strcmp(rd_kafka_topic_name(m->rkt), p->topic) == 0) {
-            rd_kafka_message_destroy(m);
-            continue;
+        if (b->m[i].p != p) {
+            b->m[out++] = b->m[i];
         }
-        b->bytes += m->len + m->key_len;
-        b->m[out++] = m;
     }
     b->n = out;
+    if (out == 0) {
+        b->used = 0;
+    }
 }
 
 /* ------------------------------------------------------------ headers */
@@ -404,16 +440,19 @@ int intake_headers_next(const void *buf, size_t len, size_t *pos,
     return 1;
 }
 
-/* Appends m's headers to in->hdrbuf at *used (see intake.h for the
- * format). Headers whose name does not fit 16 bits are left out (Kafka
- * allows only 16-bit names on the wire anyway). */
-static int headers_pack(struct intake *in, rd_kafka_message_t *m, size_t *used)
+/* Appends m's headers to b's data (format: intake.h); *off and *len say
+ * where. Headers whose name does not fit 16 bits are left out (Kafka allows
+ * only 16-bit names on the wire anyway). 0 or -ENOMEM. */
+static int headers_pack(struct msgbuf *b, rd_kafka_message_t *m, size_t *off,
+                        size_t *len)
 {
     rd_kafka_headers_t *hdrs = NULL;
     const char *name;
     const void *val;
     size_t vlen;
 
+    *off = b->used;
+    *len = 0;
     if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR) {
         return 0;
     }
@@ -429,21 +468,10 @@ static int headers_pack(struct intake *in, rd_kafka_message_t *m, size_t *used)
             continue;
         }
         need = 2 + nl + 4 + (val ? vlen : 0);
-        if (in->hdrcap - *used < need) {
-            size_t cap = in->hdrcap ? in->hdrcap : 4096;
-            unsigned char *nb;
-
-            while (cap - *used < need) {
-                cap *= 2;
-            }
-            nb = realloc(in->hdrbuf, cap);
-            if (nb == NULL) {
-                return -ENOMEM;
-            }
-            in->hdrbuf = nb;
-            in->hdrcap = cap;
+        if (msgbuf_reserve(b, need) < 0) {
+            return -ENOMEM;
         }
-        w = in->hdrbuf + *used;
+        w = b->data + b->used;
         w[0] = (unsigned char)(nl >> 8);
         w[1] = (unsigned char)nl;
         memcpy(w + 2, name, nl);
@@ -455,8 +483,44 @@ static int headers_pack(struct intake *in, rd_kafka_message_t *m, size_t *used)
         if (val != NULL && vlen > 0) {
             memcpy(w + 4, val, vlen);
         }
-        *used += need;
+        b->used += need;
+        *len += need;
     }
+    return 0;
+}
+
+/* Copies message m into b. 0 or -ENOMEM (b unchanged). */
+static int msgbuf_push(struct msgbuf *b, struct ipart *p, rd_kafka_message_t *m)
+{
+    size_t used0 = b->used;
+    struct imsg *im;
+
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 1024;
+        struct imsg *nm = realloc(b->m, cap * sizeof(*nm));
+
+        if (nm == NULL) {
+            return -ENOMEM;
+        }
+        b->m = nm;
+        b->cap = cap;
+    }
+    im = &b->m[b->n];
+    memset(im, 0, sizeof(*im));
+    im->p = p;
+    im->offset = m->offset;
+    im->timestamp_ms = rd_kafka_message_timestamp(m, NULL);
+    im->tombstone = m->payload == NULL;
+    im->key_len = m->key ? m->key_len : SIZE_MAX;
+    if ((m->key != NULL &&
+         msgbuf_put(b, m->key, m->key_len, &im->key_off) < 0) ||
+        msgbuf_put(b, m->payload, m->payload ? m->len : 0, &im->val_off) < 0 ||
+        headers_pack(b, m, &im->hdr_off, &im->hdr_len) < 0) {
+        b->used = used0;
+        return -ENOMEM;
+    }
+    im->val_len = m->payload ? m->len : 0;
+    b->n++;
     return 0;
 }
 
@@ -1037,12 +1101,10 @@ static void on_appended(void *arg, int status,
     }
     in->append_failed = 0;
     for (size_t i = 0; i < in->fly.n; i++) {
-        rd_kafka_message_t *m = in->fly.m[i];
-        struct ipart *p =
-            part_get(in, rd_kafka_topic_name(m->rkt), m->partition, 0);
+        struct ipart *p = in->fly.m[i].p;
 
-        if (p != NULL && !p->fly_stale) {
-            p->durable = max64(p->durable, m->offset);
+        if (!p->fly_stale) {
+            p->durable = max64(p->durable, in->fly.m[i].offset);
         }
     }
     for (size_t i = 0; res != NULL && i < res->nparts; i++) {
@@ -1079,7 +1141,6 @@ static void on_appended(void *arg, int status,
 static void intake_submit(struct intake *in)
 {
     size_t nev = 0;
-    size_t used = 0;
     int rc;
 
     if (in->appending) {
@@ -1106,41 +1167,27 @@ static void intake_submit(struct intake *in)
         in->ev = ne;
         in->evcap = in->fly.n;
     }
-    /* Pack headers first (hdrbuf may move), then point into it. */
     for (size_t i = 0; i < in->fly.n; i++) {
-        rd_kafka_message_t *m = in->fly.m[i];
-        struct ipart *p =
-            part_get(in, rd_kafka_topic_name(m->rkt), m->partition, 0);
+        const struct imsg *m = &in->fly.m[i];
+        const unsigned char *d = in->fly.data;
         struct journal_event *e;
-        size_t h0 = used;
 
-        if (p != NULL) {
-            p->in_fly = 1;
-        }
-        if (m->payload == NULL && in->cfg->intake.skip_tombstones) {
+        m->p->in_fly = 1;
+        if (m->tombstone && in->cfg->intake.skip_tombstones) {
             continue;
         }
         e = &in->ev[nev++];
-        memset(e, 0, sizeof(*e));
-        e->route = p ? p->route : -1;
-        e->topic = rd_kafka_topic_name(m->rkt);
-        e->partition = m->partition;
+        e->route = m->p->route;
+        e->topic = m->p->topic;
+        e->partition = m->p->partition;
         e->offset = m->offset;
-        e->timestamp_ms = rd_kafka_message_timestamp(m, NULL);
-        e->key = m->key;
-        e->key_len = m->key ? m->key_len : 0;
-        e->value = m->payload;
-        e->value_len = m->payload ? m->len : 0;
-        if (headers_pack(in, m, &used) < 0) {
-            goto fail_nomem;
-        }
-        e->headers_len = used - h0;
-        e->headers = (const void *)(uintptr_t)h0; /* fixed below */
-    }
-    for (size_t i = 0; i < nev; i++) {
-        uintptr_t h0 = (uintptr_t)in->ev[i].headers;
-
-        in->ev[i].headers = in->ev[i].headers_len ? in->hdrbuf + h0 : NULL;
+        e->timestamp_ms = m->timestamp_ms;
+        e->key = m->key_len == SIZE_MAX ? NULL : d + m->key_off;
+        e->key_len = m->key_len == SIZE_MAX ? 0 : m->key_len;
+        e->value = d + m->val_off;
+        e->value_len = m->val_len;
+        e->headers = m->hdr_len ? d + m->hdr_off : NULL;
+        e->headers_len = m->hdr_len;
     }
     rc = journal_append_async(in->j, in->ev, nev, on_appended, in);
     if (rc < 0) {
@@ -1187,6 +1234,23 @@ static void intake_take(struct intake *in, rd_kafka_message_t *m)
         rd_kafka_message_destroy(m);
         return;
     }
+    if (msgbuf_push(&in->acc, p, m) < 0) {
+        /* Cannot hold it: rewind the partition so that it comes again. */
+        rd_kafka_topic_partition_list_t *l =
+            rd_kafka_topic_partition_list_new(1);
+        rd_kafka_error_t *e;
+
+        rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset =
+            m->offset;
+        rd_kafka_message_destroy(m);
+        e = rd_kafka_seek_partitions(in->rk, l, 0);
+        if (e != NULL) {
+            rd_kafka_error_destroy(e);
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+        log_error("intake", "out of memory holding a message: seeking back");
+        return;
+    }
     p->consumed = m->offset;
     p->n_consumed++;
     in->c.consumed++;
@@ -1194,25 +1258,13 @@ static void intake_take(struct intake *in, rd_kafka_message_t *m)
         p->n_tombstones++;
         in->c.tombstones++;
     }
-    if (msgbuf_push(&in->acc, m) < 0) {
-        /* Cannot hold it: rewind the partition so that it comes again. */
-        rd_kafka_topic_partition_list_t *l =
-            rd_kafka_topic_partition_list_new(1);
-
-        rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset =
-            m->offset;
-        p->consumed = m->offset - 1;
-        rd_kafka_message_destroy(m);
-        rd_kafka_error_destroy(rd_kafka_seek_partitions(in->rk, l, 0));
-        rd_kafka_topic_partition_list_destroy(l);
-        log_error("intake", "out of memory holding a message: seeking back");
-    }
+    rd_kafka_message_destroy(m); /* copied: its fetch buffer can go now */
 }
 
 static int acc_full(const struct intake *in)
 {
     return in->acc.n >= INTAKE_ACC_MAX_MSGS ||
-           in->acc.bytes >= INTAKE_ACC_MAX_BYTES;
+           in->acc.used >= INTAKE_ACC_MAX_BYTES;
 }
 
 static void on_idle(uv_idle_t *h)
@@ -2041,10 +2093,8 @@ void intake_free(struct intake *in)
     if (in == NULL) {
         return;
     }
-    msgbuf_clear(&in->acc);
-    msgbuf_clear(&in->fly);
-    free(in->acc.m);
-    free(in->fly.m);
+    msgbuf_release(&in->acc);
+    msgbuf_release(&in->fly);
     if (in->rkqu != NULL) {
         rd_kafka_queue_io_event_enable(in->rkqu, -1, NULL, 0);
         rd_kafka_queue_destroy(in->rkqu);
@@ -2064,7 +2114,6 @@ void intake_free(struct intake *in)
     }
     free(in->parts);
     free(in->ev);
-    free(in->hdrbuf);
     free(in->settled_path);
     free(in->persist_buf);
     free(in->persist_p);

@@ -66,9 +66,13 @@ class MockCluster:
         return self.proc.p.returncode
 
 
-def produce(bootstrap, topic, partition, values, timeout=60.0):
+def produce(bootstrap, topic, partition, values, timeout=60.0, key_delim=None,
+            headers=(), null_empty=False):
     """Produces values (an iterable of str without newlines) to one partition
-    with kcat, acks=all, waiting for delivery. Returns the count sent."""
+    with kcat, acks=all, waiting for delivery. Returns the count sent.
+    key_delim: each line is KEY<delim>VALUE (kcat -K); headers: (name,
+    value) pairs added to every message (kcat -H); null_empty: an empty
+    value is sent as a null value, a tombstone (kcat -Z)."""
     with tempfile.NamedTemporaryFile("w", prefix="kadx-kcat-",
                                      delete=False) as f:
         n = 0
@@ -78,10 +82,17 @@ def produce(bootstrap, topic, partition, values, timeout=60.0):
             n += 1
         path = f.name
     try:
-        p = subprocess.run([KCAT, "-P", "-b", bootstrap, "-t", topic,
-                            "-p", str(partition), "-X", "acks=all",
-                            "-X", "queue.buffering.max.ms=5", "-l", path],
-                           capture_output=True, timeout=timeout)
+        args = [KCAT, "-P", "-b", bootstrap, "-t", topic,
+                "-p", str(partition), "-X", "acks=all",
+                "-X", "queue.buffering.max.ms=5"]
+        if key_delim is not None:
+            args += ["-K", key_delim]
+        for name, value in headers:
+            args += ["-H", "%s=%s" % (name, value)]
+        if null_empty:
+            args.append("-Z")
+        p = subprocess.run(args + ["-l", path], capture_output=True,
+                           timeout=timeout)
         if p.returncode != 0:
             raise AssertionError("kcat -P failed (%d): %s" % (
                 p.returncode, p.stderr.decode(errors="replace")))
