@@ -1680,6 +1680,73 @@ unlock:
 
 /* --------------------------------------------------------------- salvage */
 
+/*
+ * A chunk whose row cannot be read whole (its BLOB's overflow chain runs
+ * into a damaged page): reads the row's other columns, then the BLOB page
+ * by page with incremental I/O up to the first failure. The page before
+ * the failure may be the damaged one (SQLite reads page contents without
+ * checking them; only the broken link to the next page fails), so the last
+ * two pages' worth of what was read are dropped as well. Returns 0 with
+ * r->data holding the trusted prefix (the decoder then stops at the first
+ * event cut off), or -EIO when nothing of the row is readable.
+ */
+#define OVERFLOW_CONTENT 4092 /* bytes of BLOB per 4 KiB overflow page */
+
+static int read_chunk_prefix(sqlite3 *db, int64_t id, struct rrow *r)
+{
+    sqlite3_stmt *st = NULL;
+    sqlite3_blob *bl = NULL;
+    size_t total, good = 0;
+    uint8_t *buf;
+    int rc;
+
+    memset(r, 0, sizeof(*r));
+    rc = sqlite3_prepare_v2(db,
+                            "SELECT part_id, route, first_offset,"
+                            " last_offset, count FROM chunks WHERE id = ?",
+                            -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, id);
+        rc = sqlite3_step(st);
+    }
+    if (rc != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return -EIO;
+    }
+    r->part_id = sqlite3_column_int64(st, 0);
+    r->route = sqlite3_column_int64(st, 1);
+    r->first = sqlite3_column_int64(st, 2);
+    r->last = sqlite3_column_int64(st, 3);
+    r->count = sqlite3_column_int64(st, 4);
+    sqlite3_finalize(st);
+    if (sqlite3_blob_open(db, "main", "chunks", "data", id, 0, &bl) !=
+        SQLITE_OK) {
+        sqlite3_blob_close(bl);
+        return -EIO;
+    }
+    total = (size_t)sqlite3_blob_bytes(bl);
+    buf = malloc(total ? total : 1);
+    if (buf == NULL) {
+        sqlite3_blob_close(bl);
+        return -ENOMEM;
+    }
+    while (good < total) {
+        size_t n = total - good < 4096 ? total - good : 4096;
+
+        if (sqlite3_blob_read(bl, buf + good, (int)n, (int)good) != SQLITE_OK) {
+            break;
+        }
+        good += n;
+    }
+    sqlite3_blob_close(bl);
+    if (good < total) {
+        good = good > 2 * OVERFLOW_CONTENT ? good - 2 * OVERFLOW_CONTENT : 0;
+    }
+    r->data = buf;
+    r->len = good;
+    return 0;
+}
+
 struct dkey {
     int64_t chunk, off;
 };
@@ -2014,8 +2081,16 @@ int recover_salvage(const char *src, const char *dst, int flags,
             goto close_dst;
         }
         if (rc < 0) {
-            res->chunks_lost++;
-            continue;
+            rc = read_chunk_prefix(s.db, ids[i].id, &r);
+            if (rc == -ENOMEM) {
+                set_err(err, errlen, "out of memory");
+                goto close_dst;
+            }
+            if (rc < 0) {
+                res->chunks_lost++;
+                continue;
+            }
+            res->chunks_partial++;
         }
         p = rparts_find(&s.parts, r.part_id);
         if (p == NULL) {

@@ -145,6 +145,7 @@ int recover_purge(struct journal *j, int64_t before_ms,
 struct recover_salvage_result {
     int64_t chunks_read;    /* chunk rows read whole */
     int64_t chunks_lost;    /* chunk rows unreadable or corrupt */
+    int64_t chunks_partial; /* of those: a readable prefix was copied */
     int64_t events_read;    /* events decoded */
     int64_t events_copied;  /* newly stored in the target */
     int64_t events_present; /* already in the target (a second run) */
