@@ -192,6 +192,7 @@ struct intake {
     size_t evcap;
     int appending;      /* fly is with the journal */
     int append_failed;  /* fly came back with an error: retry it */
+    int append_retries; /* failed attempts of the current fly */
     uint64_t retry_at;  /* uv_now of the next append retry */
     int drain_blocked;  /* acc full: drain again after the append */
     int first_assigned; /* the first assignment of this process is done */
@@ -1085,10 +1086,15 @@ static void on_appended(void *arg, int status,
         in->retry_at = uv_now(in->loop) + INTAKE_RETRY_MS;
         intake_set_error(in, "journal append of %zu messages: %s", in->fly.n,
                          err);
-        if (status == -ENOSPC) {
-            log_warn("intake", "%s", in->c.last_error);
+        /* Retried every INTAKE_RETRY_MS: log the first failure only. */
+        if (in->append_retries++ > 0) {
+            log_debug("intake", "%s (attempt %d)", in->c.last_error,
+                      in->append_retries);
+        } else if (status == -ENOSPC) {
+            log_warn("intake", "%s: retrying until there is room",
+                     in->c.last_error);
         } else {
-            log_error("intake", "%s", in->c.last_error);
+            log_error("intake", "%s: retrying", in->c.last_error);
         }
         if (status == -ECANCELED) {
             /* the journal is closed: nothing will be durable any more */
@@ -1100,6 +1106,13 @@ static void on_appended(void *arg, int status,
         return;
     }
     in->append_failed = 0;
+    if (in->append_retries > 0) {
+        log_info("intake",
+                 "journal append went through after %d failed "
+                 "attempts",
+                 in->append_retries);
+        in->append_retries = 0;
+    }
     for (size_t i = 0; i < in->fly.n; i++) {
         struct ipart *p = in->fly.m[i].p;
 

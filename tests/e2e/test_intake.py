@@ -25,7 +25,7 @@ TOPIC = "t"
 
 
 def write_config(path, bootstrap, group, journal, extra_kafka=None,
-                 intake=None):
+                 intake=None, journal_max_bytes=None):
     k = {"bootstrap.servers": bootstrap, "group.id": group,
          "session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}
     k.update(extra_kafka or {})
@@ -36,10 +36,12 @@ def write_config(path, bootstrap, group, journal, extra_kafka=None,
         "routes": [{"topic": TOPIC, "database": "db", "table": "T",
                     "format": "json"}],
         "journal": {"path": journal},
-        "admin": {"listen": None},
+        "admin": {"listen": "off"},
     }
     if intake:
         cfg["intake"] = intake
+    if journal_max_bytes:
+        cfg["journal"]["max_bytes"] = journal_max_bytes
     with open(path, "w") as f:
         json.dump(cfg, f)
     return path
@@ -231,6 +233,19 @@ class IntakeCase(harness.TmpDirCase):
                     "partition %d committed %d, journal high %d" % (
                         p, c[p], h.get((TOPIC, p), -1)))
 
+    def watch_inv1(self, group, journal, seconds):
+        """For `seconds`, checks again and again that no committed offset
+        is ahead of the journal (INV-1) while kadx runs: committed offsets
+        first, then the journal (which only grows, except for drops of
+        events above what is committed)."""
+        end = time.monotonic() + seconds
+        checks = 0
+        while True:
+            self.assert_committed_not_ahead(group, journal)
+            checks += 1
+            if time.monotonic() >= end:
+                return checks
+
 
 class TestIntake(IntakeCase):
     def test_100k_over_4_partitions_journaled_once(self):
@@ -287,19 +302,6 @@ class TestIntake(IntakeCase):
             self.assertGreater(r["timestamp"], before)
         self.assertEqual(read_settled(j)[(TOPIC, 0)], 2)
 
-    def watch_inv1(self, group, journal, seconds):
-        """For `seconds`, checks again and again that no committed offset
-        is ahead of the journal (INV-1) while kadx runs: committed offsets
-        first, then the journal (which only grows, except for drops of
-        events above what is committed)."""
-        end = time.monotonic() + seconds
-        checks = 0
-        while True:
-            self.assert_committed_not_ahead(group, journal)
-            checks += 1
-            if time.monotonic() >= end:
-                return checks
-
     def test_sigkill_at_random_moments(self):
         kills = 20 if harness.FULL else 3
         backlog = 20000
@@ -329,6 +331,45 @@ class TestIntake(IntakeCase):
         self.assertEqual(k.stop(), 0, k.tail())
         self.assert_exactly_once(journal_events(j), per)
         self.assert_committed_not_ahead("gkill", j)
+
+
+class TestJournalFull(IntakeCase):
+    partitions = 8
+
+    def test_journal_full_pauses_then_resumes_without_gaps(self):
+        """INV-7: a full journal pauses the partitions (the member stays in
+        the group); nothing is skipped when room comes back."""
+        per = 3000  # 8 partitions x 3 MiB: more than the 16 MiB journal
+        pad = "x" * 1000
+        for p in self.parts:
+            kafka.produce(self.bs, TOPIC, p, ('{"p":%d,"i":%d,"pad":"%s"}' % (
+                p, i, pad) for i in range(per)))
+        j = os.path.join(self.tmp, "j.db")
+        mib = 1024 * 1024
+        cfg = write_config(os.path.join(self.tmp, "k.json"), self.bs, "gfull",
+                           j, journal_max_bytes=16 * mib,
+                           intake={"high_water_bytes": 16 * mib,
+                                   "low_water_bytes": 8 * mib})
+        k = self.start_kadx(cfg)
+        k.wait_for("pausing consumption", timeout=30, what="the pause")
+        k.wait_for("intake: journal append of", timeout=10,
+                   what="the -ENOSPC append failure")
+        # The member stays in the group past a session timeout (6 s).
+        self.watch_inv1("gfull", j, 7.0)
+        self.assertTrue(k.alive(), k.tail())
+        self.assertFalse([l for l in k.lines() if "intake: revoked" in l or
+                          "intake: lost" in l], k.tail())
+        c = self.committed("gfull")
+        self.assertLess(sum(c.values()), per * len(self.parts))
+        t0 = time.monotonic()
+        self.assertEqual(k.stop(), 0, k.tail())
+        self.assertLess(time.monotonic() - t0, 10)
+        # Room again: everything arrives, once, without a gap.
+        write_config(cfg, self.bs, "gfull", j, journal_max_bytes=256 * mib)
+        k = self.start_kadx(cfg, name="kadx run (room)")
+        self.wait_committed("gfull", {p: per for p in self.parts})
+        self.assertEqual(k.stop(), 0, k.tail())
+        self.assert_exactly_once(journal_events(j), per)
 
 
 class TestTwoInstances(IntakeCase):
