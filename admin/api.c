@@ -416,6 +416,7 @@ static void h_readyz(struct admin *a, struct http_request *req)
         char why[256] = "";
         int ok = forwarder_ready(a->src.forwarder, why, sizeof(why));
         const char *terr = forwarder_token_error(a->src.forwarder);
+        int op_paused = 0;
 
         if (terr != NULL && terr[0] != '\0') {
             snprintf(detail, sizeof(detail), "token: %s", terr);
@@ -437,13 +438,16 @@ static void h_readyz(struct admin *a, struct http_request *req)
             } else if (rs.state == FORWARDER_PAUSED_OPERATOR) {
                 /* an operator's pause is not a fault */
                 add_check(checks, name, 1, "paused by the operator", &all_ok);
+                op_paused = 1;
             } else {
                 snprintf(detail, sizeof(detail), "%s: %s",
                          forwarder_route_state_name(rs.state), rs.reason);
                 add_check(checks, name, 0, detail, &all_ok);
             }
         }
-        if (!ok && all_ok) {
+        /* what else forwarder_ready refuses (no token yet), unless it is
+         * only an operator's pause */
+        if (!ok && all_ok && !op_paused) {
             add_check(checks, "adx", 0, why, &all_ok);
         }
     }
