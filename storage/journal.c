@@ -1309,7 +1309,7 @@ static int op_append(struct journal *j, struct req *r)
     for (size_t g = 0; g < ng; g++) {
         struct journal_append_part *p = &res->parts[g];
         struct chunk_writer w;
-        int64_t part_id, high;
+        int64_t part_id = 0, high = 0;
         int started = 0;
         const struct journal_event *e0 = &ev[order[start[g]]];
 
@@ -1641,8 +1641,8 @@ out:
 
 static int op_mark(struct journal *j, struct req *r)
 {
-    int64_t seq;
-    int state, flags;
+    int64_t seq = 0;
+    int state = 0, flags = 0;
     int rc = batch_head(j, r->id, &seq, &state, &flags, r->err, sizeof(r->err));
 
     if (rc < 0) {
@@ -1750,7 +1750,7 @@ static int op_dead(struct journal *j, struct req *r)
     struct items keep = {0};
     sqlite3_stmt *ins = NULL;
     char *kill = NULL;
-    int64_t seq;
+    int64_t seq = 0;
     int64_t live_bytes = 0;
     int replay;
     int rc;
@@ -1863,8 +1863,8 @@ static int op_split(struct journal *j, struct req *r)
     struct journal_batch *b = NULL;
     struct items items = {0};
     char id1[JOURNAL_BATCH_ID_MAX], id2[JOURNAL_BATCH_ID_MAX];
-    int64_t seq;
-    int flags;
+    int64_t seq = 0;
+    int flags = 0;
     int rc;
 
     rc = batch_read(j->wdb, r->id, 1, &b, &seq, &items, r->err, sizeof(r->err));
@@ -1927,7 +1927,7 @@ static int op_drop(struct journal *j, struct req *r)
     size_t nrows = 0, cap = 0;
     struct chunk_buf buf = {0};
     sqlite3_stmt *st = NULL;
-    int64_t part_id, high, batched, cut, after = r->i1;
+    int64_t part_id = 0, high = 0, batched = 0, cut = 0, after = r->i1;
     int rc;
 
     memset(res, 0, sizeof(*res));
@@ -3722,7 +3722,7 @@ int journal_batches_unfinished(struct journal *j, int route,
     }
     sqlite3_bind_int(st, 1, route);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t seq;
+        int64_t seq = 0;
 
         if (grow((void **)&v, &cap, nv + 1, sizeof(*v)) < 0) {
             rc = -ENOMEM;

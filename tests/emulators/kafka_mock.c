@@ -102,7 +102,7 @@ static int mock_create_topic(struct kafka_mock *m, const char *name,
 
     e = rd_kafka_mock_topic_create(m->mc, name, partitions, rf);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        snprintf(err, errlen, "create topic '%s': %s", name,
+        snprintf(err, errlen, "create topic '%.200s': %s", name,
                  rd_kafka_err2str(e));
         return -EINVAL;
     }

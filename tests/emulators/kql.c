@@ -3054,7 +3054,7 @@ static int count_operand(struct tr *t, long long *n)
 
 static int op_take(struct tr *t)
 {
-    long long n;
+    long long n = 0;
     char tail[48];
 
     if (count_operand(t, &n) < 0) {
@@ -3125,7 +3125,7 @@ static int op_sort(struct tr *t)
 
 static int op_top(struct tr *t)
 {
-    long long n;
+    long long n = 0;
     struct sb b;
     char lim[48];
     int rc;

@@ -199,7 +199,9 @@ static int row_table_name(const char *db, const char *table, char *buf,
     if (strlen(db) + strlen(table) + 2 > sizeof(raw)) {
         return -ENAMETOOLONG;
     }
-    snprintf(raw, sizeof(raw), "%s.%s", db, table);
+    /* lengths checked above; the precision only quiets -Wformat-truncation */
+    snprintf(raw, sizeof(raw), "%.*s.%.*s", NAME_MAX_LEN, db, NAME_MAX_LEN,
+             table);
     if (!kql_quote_ident(raw, buf, len)) {
         return -ENAMETOOLONG;
     }
