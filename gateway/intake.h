@@ -86,7 +86,8 @@ struct intake_partition {
     int route;           /* config route index, -1 = not known yet */
     int assigned;        /* 1 while this member owns the partition */
     int64_t consumed;    /* highest offset consumed by this process, -1 */
-    int64_t journaled;   /* highest offset durable in the journal, -1 */
+    int64_t journaled;   /* highest offset durable in the journal (a skipped
+                            tombstone counts once all before it is), -1 */
     int64_t committed;   /* highest offset whose commit Kafka acknowledged
                             (committed offset - 1), -1 */
     int64_t settled;     /* highest settled offset (see intake_settled), -1 */
