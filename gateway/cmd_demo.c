@@ -889,6 +889,29 @@ static int64_t sum_field(const cJSON *arr, const char *name)
 }
 
 /*
+ * Events up to and including an offset, summed over partitions: offset + 1
+ * for each partition whose field is a number >= 0 (the demo's topic starts
+ * at offset 0). -1 when arr is not an array.
+ */
+static int64_t count_to_offsets(const cJSON *arr, const char *name)
+{
+    const cJSON *it;
+    int64_t total = 0;
+
+    if (!cJSON_IsArray(arr)) {
+        return -1;
+    }
+    cJSON_ArrayForEach(it, arr)
+    {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, name);
+        if (cJSON_IsNumber(v) && v->valuedouble >= 0) {
+            total += (int64_t)v->valuedouble + 1;
+        }
+    }
+    return total;
+}
+
+/*
  * Fills p from the gateway's /status (when it answers) and the emulator's
  * row count. Counters the status does not carry stay -1.
  */
@@ -929,8 +952,8 @@ static void poll_progress(struct demo *d, struct demo_progress *p)
     /*
      * The gateway's GET /status (admin/api.c), when it answers: the
      * intake's journaled counter, and per partition of the route the
-     * committed offset (the next to read, so a count for a topic that
-     * starts at 0) and the lag.
+     * highest committed offset (inclusive: offset + 1 events for a topic
+     * that starts at 0) and the lag.
      */
     snprintf(url, sizeof(url), "%s/status", d->admin_url);
     if (http_call(d, url, NULL, &status, &out, err, sizeof(err)) == 0 &&
@@ -949,7 +972,7 @@ static void poll_progress(struct demo *d, struct demo_progress *p)
         route = cJSON_GetArrayItem(
             cJSON_GetObjectItemCaseSensitive(root, "routes"), 0);
         parts = cJSON_GetObjectItemCaseSensitive(route, "partitions");
-        p->committed = sum_field(parts, "committed_offset");
+        p->committed = count_to_offsets(parts, "committed_offset");
         p->lag = sum_field(parts, "lag");
         cJSON_Delete(root);
     }
@@ -984,6 +1007,25 @@ static void show_progress(struct demo *d, const struct demo_progress *p,
     fflush(stdout);
 }
 
+/*
+ * Once the emulator holds every event, the gateway's own counters may lag
+ * by an offset commit or a status refresh: polls /status a little longer
+ * (at most 3 s) so that the final line shows them settled.
+ */
+static void settle_counters(struct demo *d, struct demo_progress *p)
+{
+    int64_t deadline = mono_ns() + 3000000000LL;
+
+    while (!interrupted && mono_ns() < deadline &&
+           ((p->journaled >= 0 && p->journaled < d->o.events) ||
+            (p->committed >= 0 && p->committed < d->o.events) || p->lag > 0)) {
+        struct timespec ts = {0, 100 * 1000000};
+
+        nanosleep(&ts, NULL); /* polling /status, with a deadline */
+        poll_progress(d, p);
+    }
+}
+
 /* ---- producing --------------------------------------------------------------
  */
 
@@ -1013,6 +1055,9 @@ static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac,
 static int make_producer(struct demo *d, char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
+    rd_kafka_topic_t *rkt;
 
     if (rd_kafka_conf_set(conf, "bootstrap.servers", d->bootstrap, err,
                           errlen) != RD_KAFKA_CONF_OK ||
@@ -1032,6 +1077,25 @@ static int make_producer(struct demo *d, char *err, size_t errlen)
     if (d->rk == NULL) {
         rd_kafka_conf_destroy(conf);
         return -EINVAL;
+    }
+    /*
+     * Connect and learn the partition leaders before the clock starts, so
+     * the first events do not wait in the producer (their eventTime would
+     * count that wait as ingestion latency).
+     */
+    rkt = rd_kafka_topic_new(d->rk, DEMO_TOPIC, NULL);
+    if (rkt != NULL) {
+        rerr = rd_kafka_metadata(d->rk, 0, rkt, &md, 10000);
+        if (rerr == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            rd_kafka_metadata_destroy(md);
+        }
+        rd_kafka_topic_destroy(rkt);
+    }
+    if (rkt == NULL || rerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(err, errlen, "no metadata for topic '%s': %s", DEMO_TOPIC,
+                 rkt == NULL ? "cannot create the topic handle"
+                             : rd_kafka_err2str(rerr));
+        return -EIO;
     }
     return 0;
 }
@@ -1141,17 +1205,21 @@ static int run_pipeline(struct demo *d, struct demo_progress *last, char *err,
             prev_delivered = last->delivered >= 0 ? last->delivered : 0;
             prev_show = now;
             last_show = now;
+            if (produced_at != 0 && last->delivered >= d->o.events) {
+                /* the last line, once the gateway's counters settled */
+                settle_counters(d, last);
+                show_progress(d, last, (double)(mono_ns() - start) / 1e9, rate,
+                              1);
+                return 0;
+            }
             show_progress(d, last, secs, rate, 0);
             if (!child_alive(&d->gw) || !child_alive(&d->emu) ||
                 !child_alive(&d->mock)) {
+                if (d->tty) {
+                    printf("\n");
+                }
                 snprintf(err, errlen, "a child process stopped");
                 return -EIO;
-            }
-            if (produced_at != 0 && last->delivered >= d->o.events) {
-                if (d->tty) {
-                    show_progress(d, last, secs, rate, 1);
-                }
-                return 0;
             }
         }
         if (produced_at != 0 && now - produced_at > d->o.timeout_ms * 1000000) {
