@@ -18,6 +18,7 @@ import json
 import re
 import socket
 import time
+import unittest
 
 import harness
 import kafka
@@ -312,6 +313,45 @@ class ReplayCase(AdminBase):
         self.assertEqual(r["events"], 0, r)
         self.assertEqual(self.k.stop(), 0)
         tf.audit(self.emu, self.parts, n)
+
+
+class PromParseCase(unittest.TestCase):
+    """The strict parser must itself refuse what is wrong, or the /metrics
+    checks above could not fail."""
+
+    GOOD = ('# HELP a_total Things.\n# TYPE a_total counter\n'
+            'a_total{x="1"} 3\na_total{x="2\\"q\\\\"} 4\n'
+            '# HELP h Latency.\n# TYPE h histogram\n'
+            'h_bucket{le="0.1"} 1\nh_bucket{le="+Inf"} 2\n'
+            'h_sum 0.3\nh_count 2\n')
+
+    def test_good(self):
+        f = promparse.parse(self.GOOD)
+        self.assertEqual(f["a_total"].get(x="1"), 3)
+        self.assertEqual(f["a_total"].get(x='2"q\\'), 4)
+        self.assertEqual(f["h"].get("h_count"), 2)
+
+    def test_refused(self):
+        bad = [
+            "a 1\n",                                      # no HELP/TYPE
+            "# TYPE a counter\na 1\n",                    # no HELP
+            "# HELP a x\n# TYPE a counter\na -1\n",       # negative counter
+            "# HELP a x\n# TYPE a counter\na 1",           # no final newline
+            "# HELP a x\n# TYPE a counter\na 1\na 2\n",   # duplicate series
+            "# HELP a x\n# TYPE a kounter\na 1\n",        # bad type
+            "# HELP a x\n# TYPE a gauge\na{b=\"c} 1\n",   # open label
+            "# HELP a x\n# TYPE a gauge\na{b=\"\\t\"} 1\n",  # bad escape
+            "# HELP a x\n# TYPE a gauge\na  1\n",         # two spaces
+            "# HELP a x\n# TYPE a gauge\na one\n",        # not a number
+            "# HELP a x\n# TYPE a gauge\na 1\r\n",        # CR
+            self.GOOD.replace("h_count 2", "h_count 3"),  # +Inf != count
+            self.GOOD.replace('le="+Inf"} 2', 'le="+Inf"} 0'),  # not cumul.
+            self.GOOD + 'a_total{x="3"} 1\n',            # not contiguous
+            self.GOOD.replace("h_sum 0.3\n", ""),         # no _sum
+        ]
+        for text in bad:
+            with self.assertRaises(promparse.PromParseError, msg=text):
+                promparse.parse(text)
 
 
 if __name__ == "__main__":
