@@ -90,8 +90,8 @@
 
 #define INTAKE_BATCH                1000 /* messages per consume call */
 #define INTAKE_WAKE_BUDGET          64   /* full batches before yielding */
-#define INTAKE_ACC_MAX_MSGS         50000
-#define INTAKE_ACC_MAX_BYTES        (8 * 1024 * 1024)
+#define INTAKE_ACC_MAX_MSGS         100000
+#define INTAKE_ACC_MAX_BYTES        (16 * 1024 * 1024)
 #define INTAKE_COMMITTED_TIMEOUT_MS 10000
 #define INTAKE_TICK_MS              100
 #define INTAKE_RETRY_MS             500
