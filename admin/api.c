@@ -36,7 +36,9 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -47,6 +49,9 @@
 #define DEAD_PAGE_DEFAULT       100
 #define DEAD_PAGE_MAX           1000
 #define TOKEN_MAX               4096
+
+#define container_of(ptr, type, member)                                        \
+    ((type *)((char *)(ptr)-offsetof(type, member)))
 
 struct admin {
     uv_loop_t *loop;
@@ -60,6 +65,11 @@ struct admin {
     struct reconcile *rc; /* the one reconcile running, or NULL */
     struct adx *adx;      /* reconcile's ADX client, created on first use */
     struct auth *auth;
+    /* journal reads on the thread pool (see rjob_*) */
+    pthread_mutex_t jmu;
+    pthread_cond_t jcv;
+    int closing;      /* under jmu: no new read may start */
+    int jobs_in_work; /* under jmu: reads running now */
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -76,6 +86,8 @@ static void admin_free(struct admin *a)
 {
     auth_close(a->auth);
     adx_close(a->adx);
+    pthread_mutex_destroy(&a->jmu);
+    pthread_cond_destroy(&a->jcv);
     free(a->token);
     free(a);
 }
@@ -337,6 +349,127 @@ static int time_arg(struct http_request *req, const cJSON *o, const char *name,
     return -1;
 }
 
+/* ------------------------------------------------ journal reads, off-loop */
+
+/*
+ * Reading the journal's statistics scans every chunk row (100+ ms for a few
+ * hundred thousand small chunks), so /status, /metrics, /readyz and
+ * /dead-letters read it on libuv's thread pool (journal reads are safe from
+ * any thread) and build their answer back on the loop, where the intake's
+ * and the forwarder's state may be read. admin_stop() waits for reads that
+ * already started (they take milliseconds), so the journal can be closed
+ * right after it.
+ */
+enum { RJ_STATS = 1, RJ_DELIVERED = 2, RJ_DEAD = 4 };
+
+struct rjob;
+typedef void (*rjob_answer_fn)(struct admin *a, struct http_request *req,
+                               struct rjob *j);
+
+struct rjob {
+    uv_work_t w;
+    struct admin *a;
+    struct http_request *req;
+    rjob_answer_fn answer;
+    int what;    /* RJ_* */
+    int skipped; /* the admin was stopping: nothing read */
+    int st_rc;   /* RJ_STATS */
+    char st_err[256];
+    struct journal_stats st;
+    int dl_rc; /* RJ_DELIVERED */
+    struct recover_delivered *dl;
+    size_t ndl;
+    int dead_rc; /* RJ_DEAD: in route, after, limit; out list, n, total */
+    char dead_err[256];
+    int route;
+    int64_t after;
+    size_t limit;
+    struct journal_dead *list;
+    size_t n;
+    int64_t total;
+};
+
+static void rjob_work(uv_work_t *w)
+{
+    struct rjob *j = container_of(w, struct rjob, w);
+    struct admin *a = j->a;
+
+    pthread_mutex_lock(&a->jmu);
+    if (a->closing) {
+        j->skipped = 1;
+        pthread_mutex_unlock(&a->jmu);
+        return;
+    }
+    a->jobs_in_work++;
+    pthread_mutex_unlock(&a->jmu);
+    if (j->what & RJ_STATS) {
+        j->st_rc =
+            journal_stats(a->src.journal, &j->st, j->st_err, sizeof(j->st_err));
+    }
+    if (j->what & RJ_DELIVERED) {
+        j->dl_rc =
+            recover_delivered_offsets(a->src.journal, &j->dl, &j->ndl, NULL, 0);
+    }
+    if (j->what & RJ_DEAD) {
+        j->dead_rc = journal_dead_list(a->src.journal, j->route, j->after,
+                                       j->limit, &j->list, &j->n, &j->total,
+                                       j->dead_err, sizeof(j->dead_err));
+    }
+    pthread_mutex_lock(&a->jmu);
+    a->jobs_in_work--;
+    pthread_cond_broadcast(&a->jcv);
+    pthread_mutex_unlock(&a->jmu);
+}
+
+static void rjob_after(uv_work_t *w, int status)
+{
+    struct rjob *j = container_of(w, struct rjob, w);
+    struct admin *a = j->a;
+
+    if (status < 0 || j->skipped || a->stopped) {
+        respond_error(j->req, 503, "the admin server is stopping");
+    } else {
+        j->answer(a, j->req, j);
+    }
+    if ((j->what & RJ_STATS) && j->st_rc == 0) {
+        journal_stats_release(&j->st);
+    }
+    recover_delivered_free(j->dl, j->ndl);
+    journal_dead_list_free(j->list, j->n);
+    free(j);
+    op_done(a);
+}
+
+/* Starts a read job; on failure answers 500 itself. j is taken. */
+static void rjob_start(struct admin *a, struct http_request *req,
+                       struct rjob *j, int what, rjob_answer_fn answer)
+{
+    int rc;
+
+    j->a = a;
+    j->req = req;
+    j->what = what;
+    j->answer = answer;
+    rc = uv_queue_work(a->loop, &j->w, rjob_work, rjob_after);
+    if (rc < 0) {
+        free(j);
+        respond_error(req, 500, "cannot queue the journal read: %s",
+                      uv_strerror(rc));
+        return;
+    }
+    a->pending++;
+}
+
+static struct rjob *rjob_new(struct http_request *req)
+{
+    struct rjob *j = calloc(1, sizeof(*j));
+
+    if (j == NULL) {
+        respond_error(req, 500, "out of memory");
+    }
+    return j;
+}
+
 /* ---------------------------------------------------------- /healthz */
 
 static void h_healthz(struct admin *a, struct http_request *req)
@@ -365,14 +498,14 @@ static void add_check(cJSON *arr, const char *name, int ok, const char *detail,
     }
 }
 
-static void h_readyz(struct admin *a, struct http_request *req)
+static void readyz_answer(struct admin *a, struct http_request *req,
+                          struct rjob *job)
 {
     const struct config *cfg = a->src.cfg;
     cJSON *o = cJSON_CreateObject();
     cJSON *checks = cJSON_AddArrayToObject(o, "checks");
-    struct journal_stats st;
+    const struct journal_stats *stp = &job->st;
     char detail[512];
-    char err[256] = "";
     int all_ok = 1;
 
     /* Kafka: the member got an assignment (possibly empty) from the group */
@@ -394,19 +527,17 @@ static void h_readyz(struct admin *a, struct http_request *req)
     }
 
     /* journal: readable, under its cap */
-    memset(&st, 0, sizeof(st));
-    if (journal_stats(a->src.journal, &st, err, sizeof(err)) < 0) {
-        snprintf(detail, sizeof(detail), "stats failed: %s", err);
+    if (job->st_rc < 0) {
+        snprintf(detail, sizeof(detail), "stats failed: %s", job->st_err);
         add_check(checks, "journal", 0, detail, &all_ok);
     } else {
-        int64_t used = st.file_bytes + st.wal_bytes;
-        int under = st.max_bytes <= 0 || st.file_bytes < st.max_bytes;
+        int64_t used = stp->file_bytes + stp->wal_bytes;
+        int under = stp->max_bytes <= 0 || stp->file_bytes < stp->max_bytes;
 
         snprintf(detail, sizeof(detail),
-                 "%" PRId64 " bytes used of %" PRId64 "%s", used, st.max_bytes,
-                 under ? "" : ": at its cap, intake paused");
+                 "%" PRId64 " bytes used of %" PRId64 "%s", used,
+                 stp->max_bytes, under ? "" : ": at its cap, intake paused");
         add_check(checks, "journal", under, detail, &all_ok);
-        journal_stats_release(&st);
     }
 
     /* ADX: a token, and no route paused by a configuration error */
@@ -453,6 +584,15 @@ static void h_readyz(struct admin *a, struct http_request *req)
     }
     cJSON_AddBoolToObject(o, "ready", all_ok);
     respond_obj(req, all_ok ? 200 : 503, o);
+}
+
+static void h_readyz(struct admin *a, struct http_request *req)
+{
+    struct rjob *j = rjob_new(req);
+
+    if (j != NULL) {
+        rjob_start(a, req, j, RJ_STATS, readyz_answer);
+    }
 }
 
 /* ----------------------------------------------------------- /status */
@@ -568,27 +708,22 @@ static cJSON *intake_json(struct intake *in)
     return o;
 }
 
-static void h_status(struct admin *a, struct http_request *req)
+static void status_answer(struct admin *a, struct http_request *req,
+                          struct rjob *job)
 {
     const struct config *cfg = a->src.cfg;
     const struct intake_partition *ip = NULL;
-    struct journal_stats st;
-    struct recover_delivered *dl = NULL;
-    size_t nip = 0, ndl = 0;
-    char err[256] = "";
+    const struct journal_stats st = job->st;
+    /* delivered offsets: a failure leaves them null rather than failing
+     * the status */
+    const struct recover_delivered *dl = job->dl_rc == 0 ? job->dl : NULL;
+    size_t nip = 0, ndl = job->dl_rc == 0 ? job->ndl : 0;
     cJSON *o, *j, *routes, *tok;
     int64_t now = wall_ms();
 
-    memset(&st, 0, sizeof(st));
-    if (journal_stats(a->src.journal, &st, err, sizeof(err)) < 0) {
-        respond_error(req, 500, "journal stats: %s", err);
+    if (job->st_rc < 0) {
+        respond_error(req, 500, "journal stats: %s", job->st_err);
         return;
-    }
-    /* delivered offsets need a scan of the batch table; a failure leaves
-     * them null rather than failing the status */
-    if (recover_delivered_offsets(a->src.journal, &dl, &ndl, NULL, 0) < 0) {
-        dl = NULL;
-        ndl = 0;
     }
     if (a->src.intake != NULL) {
         ip = intake_partitions(a->src.intake, &nip);
@@ -688,9 +823,16 @@ static void h_status(struct admin *a, struct http_request *req)
         add_num(ro, "dead_letters", (double)dead);
         cJSON_AddItemToArray(routes, ro);
     }
-    recover_delivered_free(dl, ndl);
-    journal_stats_release(&st);
     respond_obj(req, 200, o);
+}
+
+static void h_status(struct admin *a, struct http_request *req)
+{
+    struct rjob *j = rjob_new(req);
+
+    if (j != NULL) {
+        rjob_start(a, req, j, RJ_STATS | RJ_DELIVERED, status_answer);
+    }
 }
 
 /* ---------------------------------------------------------- /metrics */
@@ -1016,18 +1158,16 @@ static void metrics_journal(struct admin *a, struct sbuf *b,
     }
 }
 
-static void h_metrics(struct admin *a, struct http_request *req)
+static void metrics_answer(struct admin *a, struct http_request *req,
+                           struct rjob *job)
 {
     static const struct http_header ct = {
         "Content-Type", "text/plain; version=0.0.4; charset=utf-8"};
-    struct journal_stats st;
     struct sbuf b;
-    char err[256] = "";
 
     memset(&b, 0, sizeof(b));
-    memset(&st, 0, sizeof(st));
-    if (journal_stats(a->src.journal, &st, err, sizeof(err)) < 0) {
-        respond_error(req, 500, "journal stats: %s", err);
+    if (job->st_rc < 0) {
+        respond_error(req, 500, "journal stats: %s", job->st_err);
         return;
     }
     sb_family(&b, "kadx_uptime_seconds", "gauge",
@@ -1037,8 +1177,7 @@ static void h_metrics(struct admin *a, struct http_request *req)
     sb_family(&b, "kadx_paused", "gauge",
               "1 while the operator paused the whole gateway.");
     sb_printf(&b, "kadx_paused %d\n", a->paused_all);
-    metrics_journal(a, &b, &st);
-    journal_stats_release(&st);
+    metrics_journal(a, &b, &job->st);
     if (a->src.intake != NULL) {
         metrics_intake(a, &b);
     }
@@ -1052,6 +1191,15 @@ static void h_metrics(struct admin *a, struct http_request *req)
     }
     http_respond(req, 200, &ct, 1, b.p, b.len);
     free(b.p);
+}
+
+static void h_metrics(struct admin *a, struct http_request *req)
+{
+    struct rjob *j = rjob_new(req);
+
+    if (j != NULL) {
+        rjob_start(a, req, j, RJ_STATS, metrics_answer);
+    }
 }
 
 /* ------------------------------------------------------ /dead-letters */
@@ -1079,42 +1227,20 @@ static int query_int(struct http_request *req, const char *name, int64_t min,
     return 0;
 }
 
-static void h_dead_letters(struct admin *a, struct http_request *req)
+static void dead_answer(struct admin *a, struct http_request *req,
+                        struct rjob *job)
 {
     const struct config *cfg = a->src.cfg;
-    struct journal_dead *list = NULL;
-    size_t n = 0;
-    int64_t after = 0, limit = DEAD_PAGE_DEFAULT, total = 0;
-    int route = -1;
-    char rbuf[256];
-    char err[256] = "";
+    const struct journal_dead *list = job->list;
+    size_t n = job->n;
     cJSON *o, *arr;
-    int rn;
 
-    if (query_int(req, "after", 0, INT64_MAX / 2, &after) < 0 ||
-        query_int(req, "limit", 1, DEAD_PAGE_MAX, &limit) < 0) {
-        return;
-    }
-    rn = http_query_param(http_req_query(req), "route", rbuf, sizeof(rbuf));
-    if (rn >= 0) {
-        cJSON *v = cJSON_CreateString(rbuf);
-
-        route = route_arg(a, req, v);
-        cJSON_Delete(v);
-        if (route == -2) {
-            return;
-        }
-    } else if (rn != -ENOENT) {
-        respond_error(req, 400, "bad 'route'");
-        return;
-    }
-    if (journal_dead_list(a->src.journal, route, after, (size_t)limit, &list,
-                          &n, &total, err, sizeof(err)) < 0) {
-        respond_error(req, 500, "journal: %s", err);
+    if (job->dead_rc < 0) {
+        respond_error(req, 500, "journal: %s", job->dead_err);
         return;
     }
     o = cJSON_CreateObject();
-    add_num(o, "total", (double)total);
+    add_num(o, "total", (double)job->total);
     add_num(o, "count", (double)n);
     arr = cJSON_AddArrayToObject(o, "dead_letters");
     for (size_t i = 0; i < n; i++) {
@@ -1138,13 +1264,47 @@ static void h_dead_letters(struct admin *a, struct http_request *req)
         cJSON_AddItemToArray(arr, e);
     }
     /* a full page may have a next one: say where it starts */
-    if (n == (size_t)limit && n > 0) {
+    if (n == job->limit && n > 0) {
         add_num(o, "next_after", (double)list[n - 1].id);
     } else {
         cJSON_AddNullToObject(o, "next_after");
     }
-    journal_dead_list_free(list, n);
     respond_obj(req, 200, o);
+}
+
+static void h_dead_letters(struct admin *a, struct http_request *req)
+{
+    struct rjob *j;
+    int64_t after = 0, limit = DEAD_PAGE_DEFAULT;
+    int route = -1;
+    char rbuf[256];
+    int rn;
+
+    if (query_int(req, "after", 0, INT64_MAX / 2, &after) < 0 ||
+        query_int(req, "limit", 1, DEAD_PAGE_MAX, &limit) < 0) {
+        return;
+    }
+    rn = http_query_param(http_req_query(req), "route", rbuf, sizeof(rbuf));
+    if (rn >= 0) {
+        cJSON *v = cJSON_CreateString(rbuf);
+
+        route = route_arg(a, req, v);
+        cJSON_Delete(v);
+        if (route == -2) {
+            return;
+        }
+    } else if (rn != -ENOENT) {
+        respond_error(req, 400, "bad 'route'");
+        return;
+    }
+    j = rjob_new(req);
+    if (j == NULL) {
+        return;
+    }
+    j->route = route;
+    j->after = after;
+    j->limit = (size_t)limit;
+    rjob_start(a, req, j, RJ_DEAD, dead_answer);
 }
 
 /* --------------------------------------------- POST /dead-letters/requeue */
@@ -2112,6 +2272,8 @@ int admin_start(uv_loop_t *loop, const struct admin_sources *src,
     a->loop = loop;
     a->src = *src;
     a->started_ms = wall_ms();
+    pthread_mutex_init(&a->jmu, NULL);
+    pthread_cond_init(&a->jcv, NULL);
     if (o->token != NULL && o->token[0] != '\0') {
         if (strlen(o->token) > TOKEN_MAX) {
             snprintf(err, errlen, "admin token longer than %d bytes",
@@ -2175,6 +2337,14 @@ void admin_stop(struct admin *a)
     }
     a->stopped = 1;
     a->pending++; /* a stays alive until the end of this function */
+    /* journal reads already running finish first (milliseconds); queued
+     * ones will skip: the journal may be closed once this returns */
+    pthread_mutex_lock(&a->jmu);
+    a->closing = 1;
+    while (a->jobs_in_work > 0) {
+        pthread_cond_wait(&a->jcv, &a->jmu);
+    }
+    pthread_mutex_unlock(&a->jmu);
     http_server_free(a->srv);
     a->srv = NULL;
     reconcile_cancel(a);
