@@ -420,7 +420,7 @@ static const char *const migrations[] = {
     " batched_offset INTEGER NOT NULL, pending_count INTEGER NOT NULL,"
     " pending_bytes INTEGER NOT NULL, UNIQUE(topic, partition));"
     "CREATE TABLE chunks("
-    " id INTEGER PRIMARY KEY, part_id INTEGER NOT NULL,"
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, part_id INTEGER NOT NULL,"
     " route INTEGER NOT NULL, first_offset INTEGER NOT NULL,"
     " last_offset INTEGER NOT NULL, count INTEGER NOT NULL,"
     " bytes INTEGER NOT NULL, undone INTEGER NOT NULL,"
@@ -451,7 +451,7 @@ static const char *const migrations[] = {
     "CREATE INDEX pieces_batch ON pieces(batch_seq);"
     "CREATE INDEX pieces_chunk ON pieces(chunk_id);"
     "CREATE TABLE dead("
-    " id INTEGER PRIMARY KEY, part_id INTEGER NOT NULL,"
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, part_id INTEGER NOT NULL,"
     " chunk_id INTEGER NOT NULL, offset INTEGER NOT NULL,"
     " route INTEGER NOT NULL, batch_id TEXT NOT NULL, reason TEXT NOT NULL,"
     " dead_ms INTEGER NOT NULL, timestamp_ms INTEGER NOT NULL,"
@@ -3049,8 +3049,10 @@ void journal_close(struct journal *j)
     }
     drain_done(j);
     wstmts_finalize(&j->ws);
-    sqlite3_close(j->wdb);
+    /* The read connection first: the last connection to close checkpoints
+     * the WAL into the database file and removes it. */
     sqlite3_close(j->rdb);
+    sqlite3_close(j->wdb);
     j->wdb = j->rdb = NULL;
     chunk_buf_release(&j->wbuf);
     if (j->lock_fd >= 0) {

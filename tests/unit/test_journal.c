@@ -1238,6 +1238,52 @@ static void test_corrupt_chunk(void **state)
     journal_batch_list_free(list, n);
 }
 
+/*
+ * Regression: dead-letter ids were reused after a requeue (INTEGER PRIMARY
+ * KEY without AUTOINCREMENT), so a stale `requeue {"id": N}` could requeue
+ * a different event. Ids must only grow.
+ */
+static void test_dead_ids_not_reused(void **state)
+{
+    struct fx *f = *state;
+    struct journal_batch *b;
+    struct journal_dead *dl;
+    size_t n;
+    int64_t first, rq;
+    struct journal_offset ref = {"t", 0, 1};
+
+    jopen(f, 0, 0);
+    assert_int_equal(append_range(f, 0, "t", 0, 0, 3, NULL), 0);
+    b = cut(f, 0, 100, 1 << 20);
+    assert_non_null(b);
+    assert_int_equal(journal_batch_mark_dead(f->j, b->id, &ref, 1, "bad", 1,
+                                             f->err, sizeof(f->err)),
+                     0);
+    journal_batch_free(b);
+    assert_int_equal(journal_dead_list(f->j, -1, 0, 10, &dl, &n, NULL, f->err,
+                                       sizeof(f->err)),
+                     0);
+    assert_int_equal(n, 1);
+    first = dl[0].id;
+    journal_dead_list_free(dl, n);
+    assert_int_equal(
+        journal_dead_requeue(f->j, -1, 0, 100, &rq, f->err, sizeof(f->err)), 0);
+    assert_int_equal(rq, 1);
+    b = cut(f, 0, 100, 1 << 20);
+    assert_non_null(b);
+    assert_int_equal(journal_batch_mark_dead(f->j, b->id, &ref, 1, "bad again",
+                                             2, f->err, sizeof(f->err)),
+                     0);
+    journal_batch_free(b);
+    assert_int_equal(journal_dead_list(f->j, -1, 0, 10, &dl, &n, NULL, f->err,
+                                       sizeof(f->err)),
+                     0);
+    assert_int_equal(n, 1);
+    assert_true(dl[0].id > first);
+    assert_string_equal(dl[0].reason, "bad again");
+    journal_dead_list_free(dl, n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1260,6 +1306,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lock_and_read_only, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_async, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_dead_ids_not_reused, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_names_and_read_db, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_chunk, fx_setup,
