@@ -307,8 +307,11 @@ class TestIntake(IntakeCase):
         backlog = 20000
         per = backlog + (4000 * kills if harness.FULL else 12000)
         j = os.path.join(self.tmp, "j.db")
+        # A short session: each restart waits for the killed member's
+        # session to expire before the group rebalances.
         cfg = write_config(os.path.join(self.tmp, "k.json"), self.bs, "gkill",
-                           j)
+                           j, {"session.timeout.ms": "2500",
+                               "heartbeat.interval.ms": "300"})
         for p in self.parts:
             kafka.produce(self.bs, TOPIC, p, ('{"p":%d,"i":%d}' % (p, i)
                                               for i in range(backlog)))
