@@ -108,6 +108,7 @@ struct fbatch {
     int auth_retry;     /* a 401 already led to a token refresh */
     int64_t backoff_ms; /* next backoff step */
     int64_t first_fail_ms;
+    int64_t cut_ms;   /* wall clock when this process got the batch */
     int64_t delay_ms; /* MARKING_FAILED: the wait that follows */
     char *token_used; /* the token sent with the request in flight */
     char last_error[FW_ERR_MAX];
@@ -217,12 +218,24 @@ static void fb_set_state(struct fbatch *b, enum fb_state s)
     b->state = s;
 }
 
+/* Copies src into dst[cap], cut if needed, always NUL-terminated. */
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+
+    if (n >= cap) {
+        n = cap - 1;
+    }
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static void route_set_state(struct route *rt, enum forwarder_route_state s,
                             const char *reason)
 {
     if (rt->state == s) {
         if (reason != NULL) {
-            snprintf(rt->reason, sizeof(rt->reason), "%s", reason);
+            copy_str(rt->reason, sizeof(rt->reason), reason);
         }
         return;
     }
@@ -231,7 +244,7 @@ static void route_set_state(struct route *rt, enum forwarder_route_state s,
                  forwarder_route_state_name(rt->state));
         rt->reason[0] = '\0';
     } else {
-        snprintf(rt->reason, sizeof(rt->reason), "%s", reason ? reason : "");
+        copy_str(rt->reason, sizeof(rt->reason), reason ? reason : "");
         log_warn("forwarder", "route '%s' %s: %s", rt->cfg->name,
                  forwarder_route_state_name(s), rt->reason);
     }
@@ -1415,6 +1428,14 @@ static void on_ingest(void *arg, const struct adx_response *res)
             lat = (double)(wall_ms() - b->jb->events[0].timestamp_ms);
         }
         b->first_fail_ms = 0;
+        if (b->jb->nevents > 0) {
+            log_debug("forwarder",
+                      "%s: %lld events delivered: oldest produced %lld ms "
+                      "before the cut, cut -> ack %lld ms",
+                      b->jb->id, (long long)b->jb->count,
+                      (long long)(b->cut_ms - b->jb->events[0].timestamp_ms),
+                      (long long)(wall_ms() - b->cut_ms));
+        }
         fb_delivered(b, lat);
         return;
     }
@@ -1722,6 +1743,7 @@ static void on_cut(void *arg, int status, struct journal_batch *jb,
         journal_batch_free(jb);
         return;
     }
+    b->cut_ms = wall_ms();
     if (jb->state == JOURNAL_BATCH_SENT) {
         /* INV-5: sent by a previous process, outcome unknown */
         rt->st.ambiguous++;

@@ -12,6 +12,7 @@ runs the issue's sizes. SIGKILL runs are in test_kill.py.
 """
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -320,6 +321,48 @@ class ForwarderCase(ForwarderBase):
             emu.token = saved
         assert st == 200, (st, parsed)
         return parsed["access_token"]
+
+    def test_forwarder_md_upgrade_of_an_existing_table(self):
+        """gateway/FORWARDER.md's how-to, run as written: the seed table,
+        its KQL to add the Kafka metadata and dedupe columns and mapping,
+        its route JSON, its audit query."""
+        with open(os.path.join(harness.SRC, "gateway", "FORWARDER.md")) as f:
+            md = f.read()
+        blocks = re.findall(r"```(\w+)\n(.*?)```", md, re.S)
+        kql = [b for lang, b in blocks if lang == "kql"]
+        js = [b for lang, b in blocks if lang == "json"]
+        upgrade = [c.strip() for c in kql[0].split("\n\n") if c.strip()]
+        self.assertEqual(len(upgrade), 2, upgrade)
+        route = json.loads("{" + js[0] + "}")["routes"][0]
+        n = 300
+        emu = self.start_emulator()
+        emu.setup_gameplay()  # the seed: table, mapping, streaming policy
+        emu.ingest("GamePlay", [adx.gameplay_event(
+            1, 1, 0, 1, "2026-11-24T00:00:00.000Z")],
+            mapping="gameplay_json_mapping")  # data from before
+        for cmd in upgrade:
+            emu.mgmt(cmd)
+        route["topic"] = TOPIC
+        write_config(self.cfg, self.bs, "g-md", self.journal, emu.url)
+        with open(self.cfg) as f:
+            cfg = json.load(f)
+        cfg["routes"] = [route]
+        with open(self.cfg, "w") as f:
+            json.dump(cfg, f)
+        produce(self.bs, self.parts, 0, n)
+        emu.faults(reset_count=2)  # the dedupe column at work
+        k = self.start_kadx()
+        self.wait_count(emu, n * self.partitions + 1, 120, k)
+        self.assertEqual(k.stop(), 0)
+        rows = emu.query(kql[1].strip())
+        got = {r["KafkaPartition"]: r for r in rows
+               if r["KafkaTopic"] == TOPIC}
+        for p in self.parts:
+            r = got[p]
+            self.assertEqual((r["rows"], r["offsets"], r["first"],
+                              r["last"]), (n, n, 0, n - 1), r)
+        old = emu.query("GamePlay | where isempty(KafkaTopic) | count")
+        self.assertEqual(old[0]["Count"], 1)
 
     def test_no_dedupe_column_counts_possible_duplicates(self):
         n = 200

@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""bench_e2e.py - kadx end to end (DESIGN.md "Performance", measure (d)):
+Kafka mock cluster -> `kadx run` (journal fsync'd, synchronous=FULL) ->
+ADX emulator, in one run on this machine, beside each stage's own limit:
+
+  (a) librdkafka alone consuming the test topic   (bench_intake, raw part)
+  (b) the journal alone appending                  (bench_journal, cycle)
+  (c) the emulator alone accepting ingest          (bench_emulator)
+  (d) kadx end to end: events/s from the first row in ADX to the last,
+      peak RSS of `kadx run` (VmHWM);
+  then latency from produce to ADX acknowledgement (ingestion_time() -
+  EventTime, percentiles) at fixed offered rates, with `kadx produce
+  --rate R` as the producer.
+
+usage: bench_e2e.py [--kadx PATH] [--bench-dir DIR] [--events N]
+                    [--partitions P] [--rates R1,R2] [--seconds S]
+                    [--linger MS] [--kafka K=V ...] [--skip-stages]
+Build without sanitizers: meson setup build-rel -Dbuildtype=release &&
+ninja -C build-rel && python3 tests/bench/bench_e2e.py --kadx
+build-rel/kadx --bench-dir build-rel/tests/bench. `ninja -C build-rel
+bench_e2e` runs it with those paths.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+
+import adx  # noqa: E402
+import harness  # noqa: E402
+import kafka  # noqa: E402
+
+TOPIC = "bench"
+
+
+def gameplay_lines(n, size_hint=150):
+    """n GamePlay events (~150 bytes each, the seed's shape)."""
+    pad = "x" * max(0, size_hint - 110)
+    for i in range(n):
+        yield ('{"playerId":%d,"gameId":%d,"win":%d,"stake":%d,'
+               '"eventTime":"2026-11-24T12:00:00.000Z","note":"%s"}'
+               % (i % 100000, i % 977, (i % 7) * 10, i % 5 + 1, pad))
+
+
+def kcat_produce(bootstrap, n, partitions):
+    """Produces n events, n/partitions to each partition, one kcat per
+    partition, all at once (acks=all). Returns the seconds it took."""
+    paths = []
+    per = n // partitions
+    it = gameplay_lines(n)
+    for p in range(partitions):
+        with tempfile.NamedTemporaryFile("w", prefix="kadx-bench-",
+                                         delete=False) as f:
+            for _ in range(per if p < partitions - 1 else
+                           n - per * (partitions - 1)):
+                f.write(next(it))
+                f.write("\n")
+            paths.append(f.name)
+    try:
+        t0 = time.monotonic()
+        procs = [subprocess.Popen(
+            [kafka.KCAT, "-P", "-b", bootstrap, "-t", TOPIC, "-p", str(p),
+             "-X", "acks=all", "-X", "linger.ms=20", "-l", path],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            for p, path in enumerate(paths)]
+        for pr in procs:
+            _, err = pr.communicate(timeout=600)
+            if pr.returncode != 0:
+                raise SystemExit("kcat -P failed: %s" % err.decode())
+        return time.monotonic() - t0
+    finally:
+        for path in paths:
+            os.unlink(path)
+
+
+def rss_peak_kib(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def write_config(path, bootstrap, group, journal, url, extra_fw=None,
+                 extra_kafka=None):
+    kprops = {"bootstrap.servers": bootstrap, "group.id": group,
+              "session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}
+    kprops.update(extra_kafka or {})
+    cfg = {
+        "kafka": kprops,
+        "adx": {"ingest_url": url, "auth": {"method": "none"}},
+        "routes": [{"topic": TOPIC, "database": "leaderboard",
+                    "table": "GamePlay", "format": "json",
+                    "mapping": "gameplay_json_mapping"}],
+        "journal": {"path": journal},
+        "forwarder": dict({"batch_max_bytes": 4 * 1024 * 1024 - 65536,
+                           "batch_max_rows": 100000, "linger_ms": 20,
+                           "max_inflight": 4}, **(extra_fw or {})),
+        "admin": {"listen": None},
+    }
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+
+
+def run_stage(cmd, pattern, what):
+    """Runs a stage benchmark; returns (the first float matched by
+    pattern in its output, the whole output)."""
+    try:
+        p = subprocess.run(cmd, capture_output=True, timeout=600, text=True)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, "%s: %s" % (what, e)
+    out = p.stdout + p.stderr
+    m = re.search(pattern, out, re.M)
+    return (float(m.group(1)) if m and m.group(1) else None), out
+
+
+def e2e_throughput(args, tmp):
+    mock = kafka.MockCluster(topics=[(TOPIC, args.partitions)])
+    emu = adx.Emulator(count_only=True).start()
+    try:
+        emu.setup_gameplay()
+        t_prod = kcat_produce(mock.bootstrap, args.events, args.partitions)
+        cfg = os.path.join(tmp, "tp.json")
+        write_config(cfg, mock.bootstrap, "bench-tp",
+                     os.path.join(tmp, "tp.db"), emu.url, None, args.kprops)
+        k = harness.kadx("run", "-c", cfg, name="kadx run")
+        t_start = time.monotonic()
+        k.wait_for("assigned", timeout=60, what="partitions assigned")
+        t_assigned = time.monotonic()
+        t_first = None
+        peak = 0
+        while True:
+            rows = emu.stats()["rows_accepted"]
+            now = time.monotonic()
+            peak = max(peak, rss_peak_kib(k.pid))
+            if rows > 0 and t_first is None:
+                t_first = now
+            if rows >= args.events:
+                break
+            if not k.alive():
+                raise SystemExit("kadx exited:\n" + k.tail())
+            if now - t_start > 600:
+                raise SystemExit("timed out at %d rows" % rows)
+            time.sleep(0.05)  # sampling interval of the measurement
+        t_end = time.monotonic()
+        peak = max(peak, rss_peak_kib(k.pid))
+        k.stop()
+        return {"events": args.events, "produce_s": t_prod,
+                "first_row_s": t_first - t_start,
+                "rate": args.events / max(t_end - t_first, 1e-9),
+                "rate_assigned": args.events / (t_end - t_assigned),
+                "rate_incl_start": args.events / (t_end - t_start),
+                "rss_kib": peak}
+    finally:
+        emu.stop()
+        mock.stop()
+
+
+def e2e_latency(args, tmp, rate):
+    mock = kafka.MockCluster(topics=[(TOPIC, args.partitions)])
+    emu = adx.Emulator().start()
+    try:
+        emu.setup_gameplay()
+        cfg = os.path.join(tmp, "lat%d.json" % rate)
+        write_config(cfg, mock.bootstrap, "bench-lat%d" % rate,
+                     os.path.join(tmp, "lat%d.db" % rate), emu.url,
+                     {"linger_ms": args.linger}, args.kprops)
+        k = harness.kadx("run", "-c", cfg, name="kadx run")
+        k.wait_for("assigned", timeout=30, what="partitions assigned")
+        n = rate * args.seconds
+        prod = harness.kadx("produce", "-t", TOPIC, "-b", mock.bootstrap,
+                            "-l", "-e", n, "--rate", rate, name="produce")
+        if prod.wait(args.seconds * 3 + 60) != 0:
+            raise SystemExit("kadx produce failed:\n" + prod.tail())
+        harness.wait_until(lambda: emu.count("GamePlay") >= n,
+                           timeout=120, what="%d rows" % n)
+        peak = rss_peak_kib(k.pid)
+        k.stop()
+        rows = emu.query(
+            "GamePlay | extend l = (ingestion_time() - EventTime) / 1ms "
+            "| summarize p50=percentile(l, 50), p90=percentile(l, 90), "
+            "p99=percentile(l, 99), mx=max(l)")
+        r = rows[0]
+        return {"rate": rate, "events": n, "p50": r["p50"], "p90": r["p90"],
+                "p99": r["p99"], "max": r["mx"], "rss_kib": peak}
+    finally:
+        emu.stop()
+        mock.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kadx", default=os.environ.get("KADX_BIN", "kadx"))
+    ap.add_argument("--bench-dir", default=None)
+    ap.add_argument("--events", type=int, default=1000000)
+    ap.add_argument("--partitions", type=int, default=32)
+    ap.add_argument("--rates", default="10000,100000")
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--linger", type=int, default=20)
+    ap.add_argument("--skip-stages", action="store_true")
+    ap.add_argument("--kafka", action="append", default=[],
+                    help="extra librdkafka property K=V for kadx run")
+    args = ap.parse_args()
+    args.kprops = dict(kv.split("=", 1) for kv in args.kafka)
+    harness.KADX = os.path.abspath(args.kadx)
+    bench_dir = args.bench_dir or os.path.dirname(harness.KADX) + \
+        "/tests/bench"
+    with tempfile.TemporaryDirectory(prefix="kadx-bench-") as tmp:
+        stages = []
+        if not args.skip_stages:
+            _, out = run_stage([os.path.join(bench_dir, "bench_intake"),
+                                "--messages", str(args.events),
+                                "--partitions", str(args.partitions),
+                                "--dir", tmp], r"()", "intake")
+            m = re.search(r"\(a\) librdkafka consume \(raw\)\s+[\d.]+\s+(\d+)",
+                          out)
+            stages.append(("(a) librdkafka consume alone",
+                           float(m.group(1)) if m else None))
+            m = re.search(r"\(b\) kadx intake: consumed -> commit acked"
+                          r"\s+[\d.]+\s+(\d+)", out)
+            stages.append(("(b) intake alone: Kafka -> journal, committed",
+                           float(m.group(1)) if m else None))
+            v, _ = run_stage([os.path.join(bench_dir, "bench_journal"), tmp,
+                              "2", "cycle"],
+                             r"^\s*(\d+) events/s appended", "journal")
+            stages.append(("(b) journal alone: append+cut+deliver cycle", v))
+            _, out = run_stage([os.path.join(bench_dir, "bench_emulator"),
+                                "--kadx", harness.KADX, "--seconds", "3"],
+                               r"()", "emulator")
+            for mode in ("count-only", "storing"):
+                m = re.search(r"\|\s*%s\s*\|\s*\d+\s*\|\s*\d+\s*\|"
+                              r"\s*\d+\s*\|\s*(\d+)" % mode, out)
+                stages.append(("(c) emulator ingest alone (%s)" % mode,
+                               float(m.group(1)) if m else None))
+        tp = e2e_throughput(args, tmp)
+        lat = [e2e_latency(args, tmp, int(r))
+               for r in args.rates.split(",") if r]
+    print()
+    print("kadx end to end (Kafka mock -> kadx run, journal FULL -> ADX "
+          "emulator), %d events, %d partitions" % (tp["events"],
+                                                   args.partitions))
+    print("%-44s %14s" % ("stage", "events/s"))
+    for name, v in stages:
+        print("%-44s %14s" % (name, "%.0f" % v if v else "n/a"))
+    print("%-44s %14.0f" % ("(d) kadx end to end (assignment -> last row)",
+                            tp["rate_assigned"]))
+    print("%-44s %14.0f" % ("    ... first row in ADX -> last row",
+                            tp["rate"]))
+    print("%-44s %14.0f" % ("    ... including start-up and group join",
+                            tp["rate_incl_start"]))
+    print("%-44s %14.1f" % ("    peak RSS of kadx run (MiB)",
+                            tp["rss_kib"] / 1024.0))
+    print()
+    print("latency produce -> ADX ack (ingestion_time() - EventTime), "
+          "linger %d ms" % args.linger)
+    print("%12s %10s %10s %10s %10s %10s %10s" % (
+        "offered/s", "events", "p50 ms", "p90 ms", "p99 ms", "max ms",
+        "RSS MiB"))
+    for r in lat:
+        print("%12d %10d %10.1f %10.1f %10.1f %10.1f %10.1f" % (
+            r["rate"], r["events"], r["p50"], r["p90"], r["p99"], r["max"],
+            r["rss_kib"] / 1024.0))
+
+
+if __name__ == "__main__":
+    main()
