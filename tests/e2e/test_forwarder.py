@@ -10,6 +10,7 @@ table must hold count == dcount(offset) == the number produced, offsets
 Default sizes keep the suite short; KADX_FULL=1 (meson -Dfull_tests=true)
 runs the issue's sizes. SIGKILL runs are in test_kill.py.
 """
+import http.client
 import json
 import os
 import re
@@ -57,7 +58,7 @@ def event(p, i):
 
 
 def write_config(path, bootstrap, group, journal, adx_url, dedupe=True,
-                 forwarder=None, auth=None, meta=True):
+                 forwarder=None, auth=None, meta=True, admin=False):
     route = {"topic": TOPIC, "database": "leaderboard", "table": TABLE,
              "format": "json", "mapping": MAPPING}
     if meta:
@@ -78,11 +79,25 @@ def write_config(path, bootstrap, group, journal, adx_url, dedupe=True,
         "routes": [route],
         "journal": {"path": journal},
         "forwarder": fw,
-        "admin": {"listen": None},
+        "admin": {"listen": "127.0.0.1:0" if admin else None},
     }
     with open(path, "w") as f:
         json.dump(cfg, f)
     return path
+
+
+def readyz(proc):
+    """(status, body) of GET /readyz on the admin port kadx logged."""
+    line = proc.wait_for("admin: listening on", timeout=30,
+                         what="the admin listening line")
+    port = int(re.search(r"127\.0\.0\.1:(\d+)", line).group(1))
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/readyz")
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"null")
+    finally:
+        conn.close()
 
 
 def produce(bootstrap, partitions, start, n, bad=None):
@@ -115,6 +130,39 @@ def audit(emu, partitions, n, missing=()):
             p, r["c"], want)
         assert r["lo"] >= 0 and r["hi"] <= n - 1, r
     assert set(got) <= set(partitions), got
+
+
+class Producer(threading.Thread):
+    """Produces per_part events to each partition in the background, in
+    rounds of `chunk` per partition (the mock cluster keeps only ~5 MiB per
+    partition: big runs must be consumed while they are produced)."""
+
+    def __init__(self, bootstrap, partitions, per_part, chunk):
+        super().__init__(daemon=True)
+        self.bs = bootstrap
+        self.parts = partitions
+        self.per_part = per_part
+        self.chunk = chunk
+        self.error = None
+        self.done = threading.Event()
+
+    def run(self):
+        try:
+            i = 0
+            while i < self.per_part:
+                n = min(self.chunk, self.per_part - i)
+                produce(self.bs, self.parts, i, n)
+                i += n
+        except Exception as e:  # reported by the test
+            self.error = e
+        finally:
+            self.done.set()
+
+    def finish(self, timeout=600):
+        if not self.done.wait(timeout):
+            raise AssertionError("producer did not finish")
+        if self.error:
+            raise self.error
 
 
 class FaultInjector(threading.Thread):
@@ -151,7 +199,7 @@ class FaultInjector(threading.Thread):
 
 class ForwarderBase(harness.TmpDirCase):
     """Mock cluster + paths + helpers; no tests (test_kill.py reuses it)."""
-    partitions = 4
+    partitions = 8 if harness.FULL else 4
 
     def setUp(self):
         super().setUp()
@@ -189,12 +237,17 @@ class ForwarderBase(harness.TmpDirCase):
 class ForwarderCase(ForwarderBase):
 
     def test_exactly_once_with_metadata(self):
-        n = 250000 if harness.FULL else 5000
+        # FULL: the issue's 1M events (8 x 125k), consumed while produced
+        n = 125000 if harness.FULL else 5000
         emu = self.start_emulator()
         setup_table(emu)
-        write_config(self.cfg, self.bs, "g-basic", self.journal, emu.url)
-        produce(self.bs, self.parts, 0, n)
+        write_config(self.cfg, self.bs, "g-basic", self.journal, emu.url,
+                     forwarder={"batch_max_rows": 10000})
         k = self.start_kadx()
+        prod = Producer(self.bs, self.parts, n, 10000 if harness.FULL
+                        else 2500)
+        prod.start()
+        prod.finish()
         self.wait_count(emu, n * self.partitions, 120 if not harness.FULL
                         else 900, k)
         self.assertEqual(k.stop(), 0)
@@ -255,12 +308,17 @@ class ForwarderCase(ForwarderBase):
         n = 300
         emu = self.start_emulator()
         write_config(self.cfg, self.bs, "g-missing", self.journal, emu.url,
-                     forwarder={"retry_max_ms": 1000})
+                     forwarder={"retry_max_ms": 1000}, admin=True)
         produce(self.bs, self.parts, 0, n)
         k = self.start_kadx()
         k.wait_for("paused-config", timeout=60, what="the route pausing")
+        st, body = readyz(k)
+        self.assertEqual(st, 503, body)
+        self.assertIn("EntityNotFound", json.dumps(body))
         setup_table(emu)
         k.wait_for("resumed", timeout=60, what="the route resuming")
+        wait_until(lambda: readyz(k)[0] == 200, timeout=30,
+                   what="/readyz green again")
         self.wait_count(emu, n * self.partitions, 60, k)
         self.assertEqual(k.stop(), 0)
         audit(emu, self.parts, n)

@@ -9,7 +9,7 @@ moments while a producer writes in the background; at the end every
 (partition, offset) must be in the table exactly once (audited through the
 KafkaPartition / KafkaOffset metadata columns).
 
-Default: 4 x 5000 events, 3 kills. KADX_FULL=1: 4 x 50000 events (200k),
+Default: 4 x 5000 events, 3 kills. KADX_FULL=1: 8 x 25000 events (200k),
 30 kills.
 """
 import os
@@ -19,35 +19,6 @@ import threading
 
 import harness
 import test_forwarder as tf
-
-
-class Producer(threading.Thread):
-    def __init__(self, bootstrap, partitions, per_part, chunk):
-        super().__init__(daemon=True)
-        self.bs = bootstrap
-        self.parts = partitions
-        self.per_part = per_part
-        self.chunk = chunk
-        self.error = None
-        self.done = threading.Event()
-
-    def run(self):
-        try:
-            i = 0
-            while i < self.per_part:
-                n = min(self.chunk, self.per_part - i)
-                tf.produce(self.bs, self.parts, i, n)
-                i += n
-        except Exception as e:  # reported by the test
-            self.error = e
-        finally:
-            self.done.set()
-
-    def finish(self, timeout=300):
-        if not self.done.wait(timeout):
-            raise AssertionError("producer did not finish")
-        if self.error:
-            raise self.error
 
 
 class Resetter(threading.Thread):
@@ -79,14 +50,14 @@ class Resetter(threading.Thread):
 class KillCase(tf.ForwarderBase):
 
     def test_sigkill_under_faults(self):
-        per_part = 50000 if harness.FULL else 5000
+        per_part = 25000 if harness.FULL else 5000
         kills = 30 if harness.FULL else 3
         rnd = random.Random(int(os.environ.get("KADX_SEED", "0")) or None)
         emu = self.start_emulator()
         tf.setup_table(emu)
         tf.write_config(self.cfg, self.bs, "g-kill", self.journal, emu.url,
                         forwarder={"batch_max_rows": 1000})
-        prod = Producer(self.bs, self.parts, per_part,
+        prod = tf.Producer(self.bs, self.parts, per_part,
                         5000 if harness.FULL else 1000)
         prod.start()
         inj = tf.FaultInjector(emu, 0.3, 500)
