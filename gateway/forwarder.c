@@ -55,6 +55,9 @@
 #define FW_JSON_MAX_DEPTH 256
 #define FW_ERR_MAX        512
 #define FW_SLOW_MIN_MS    1000
+#define FW_RETIRE_IDLE_MS 5000 /* retention check when nothing was due */
+#define FW_RETIRE_BUSY_MS 10   /* ... while a backlog is being deleted */
+#define FW_RETIRE_CHUNKS  64   /* chunks per retention transaction */
 
 enum fb_state {
     FB_BUILDING = 0,
@@ -144,6 +147,9 @@ struct forwarder {
     size_t nroutes;
     uv_timer_t idle;
     uv_timer_t stop_timer;
+    uv_timer_t retire_timer; /* INV-8: delivered events past retention */
+    int retiring;            /* a journal_retire_async is running */
+    int retire_failed;       /* logged once until it works again */
     int open_handles;
     int started;
     int stopping;
@@ -1851,6 +1857,57 @@ void forwarder_kick(struct forwarder *fw)
     }
 }
 
+/* ----------------------------------------------------------- retention */
+
+static void on_retire_timer(uv_timer_t *t);
+
+static void on_retired(void *arg, int status, int64_t count, const char *err)
+{
+    struct forwarder *fw = arg;
+
+    fw->retiring = 0;
+    if (status < 0) {
+        if (!fw->retire_failed) {
+            log_warn("forwarder", "retention: %s", err);
+        }
+        fw->retire_failed = 1;
+        count = 0;
+    } else {
+        fw->retire_failed = 0;
+        if (count > 0) {
+            log_debug("forwarder", "retention: %lld delivered events deleted",
+                      (long long)count);
+        }
+    }
+    if (fw->stopping) {
+        fw_check_stopped(fw);
+        return;
+    }
+    /* more to retire: go on soon, in small transactions; else idle */
+    uv_timer_start(&fw->retire_timer, on_retire_timer,
+                   count > 0 ? FW_RETIRE_BUSY_MS : FW_RETIRE_IDLE_MS, 0);
+}
+
+/* INV-8: delivered events are kept for journal.retention_ms, then deleted
+ * in chunks of FW_RETIRE_CHUNKS per transaction; never undelivered or dead
+ * ones (journal_retire's contract). */
+static void on_retire_timer(uv_timer_t *t)
+{
+    struct forwarder *fw = t->data;
+    int64_t cutoff = wall_ms() - fw->cfg->journal.retention_ms;
+
+    if (fw->stopping || fw->retiring) {
+        return;
+    }
+    fw->retiring = 1;
+    if (journal_retire_async(fw->journal, cutoff, FW_RETIRE_CHUNKS, on_retired,
+                             fw) < 0) {
+        fw->retiring = 0;
+        uv_timer_start(&fw->retire_timer, on_retire_timer, FW_RETIRE_IDLE_MS,
+                       0);
+    }
+}
+
 /* -------------------------------------------------------- life cycle */
 
 static void on_fw_handle_closed(uv_handle_t *h)
@@ -1933,8 +1990,10 @@ int forwarder_new(uv_loop_t *loop, const struct forwarder_options *o,
     uv_timer_init(loop, &fw->idle);
     fw->idle.data = fw;
     uv_timer_init(loop, &fw->stop_timer);
+    uv_timer_init(loop, &fw->retire_timer);
+    fw->retire_timer.data = fw;
     fw->stop_timer.data = fw;
-    fw->open_handles = 2;
+    fw->open_handles = 3;
     for (size_t i = 0; i < fw->nroutes; i++) {
         struct route *rt = &fw->routes[i];
 
@@ -1960,6 +2019,7 @@ int forwarder_start(struct forwarder *fw, char *err, size_t errlen)
     }
     fw->started = 1;
     uv_timer_start(&fw->idle, on_idle, FW_IDLE_POLL_MS, FW_IDLE_POLL_MS);
+    uv_timer_start(&fw->retire_timer, on_retire_timer, FW_RETIRE_IDLE_MS, 0);
     for (size_t i = 0; i < fw->nroutes; i++) {
         route_maybe_cut(&fw->routes[i]);
     }
@@ -1971,6 +2031,9 @@ int forwarder_start(struct forwarder *fw, char *err, size_t errlen)
 /* Batches doing something that must finish (HTTP, journal, worker). */
 static int fw_busy(const struct forwarder *fw)
 {
+    if (fw->retiring) {
+        return 1;
+    }
     for (size_t i = 0; i < fw->nroutes; i++) {
         const struct route *rt = &fw->routes[i];
 
@@ -2069,6 +2132,7 @@ void forwarder_stop(struct forwarder *fw, int64_t timeout_ms,
     for (size_t i = 0; i < fw->nroutes; i++) {
         uv_timer_stop(&fw->routes[i].linger);
     }
+    uv_timer_stop(&fw->retire_timer);
     uv_timer_start(&fw->stop_timer, on_stop_timeout,
                    (uint64_t)(timeout_ms > 0 ? timeout_ms : 0), 0);
     /* the callback must not run inside this call: check from the loop */
@@ -2096,6 +2160,7 @@ void forwarder_free(struct forwarder *fw)
     }
     uv_close((uv_handle_t *)&fw->idle, on_fw_handle_closed);
     uv_close((uv_handle_t *)&fw->stop_timer, on_fw_handle_closed);
+    uv_close((uv_handle_t *)&fw->retire_timer, on_fw_handle_closed);
     for (size_t i = 0; i < fw->nroutes; i++) {
         uv_close((uv_handle_t *)&fw->routes[i].linger, on_route_handle_closed);
     }
