@@ -105,7 +105,7 @@ def write_config(path, bootstrap, group, journal, url, extra_fw=None,
         "forwarder": dict({"batch_max_bytes": 4 * 1024 * 1024 - 65536,
                            "batch_max_rows": 100000, "linger_ms": 20,
                            "max_inflight": 4}, **(extra_fw or {})),
-        "admin": {"listen": None},
+        "admin": {"listen": "off"},
     }
     with open(path, "w") as f:
         json.dump(cfg, f)

@@ -79,7 +79,7 @@ def write_config(path, bootstrap, group, journal, adx_url, dedupe=True,
         "routes": [route],
         "journal": {"path": journal},
         "forwarder": fw,
-        "admin": {"listen": "127.0.0.1:0" if admin else None},
+        "admin": {"listen": "127.0.0.1:0" if admin else "off"},
     }
     with open(path, "w") as f:
         json.dump(cfg, f)
@@ -244,6 +244,8 @@ class ForwarderCase(ForwarderBase):
         write_config(self.cfg, self.bs, "g-basic", self.journal, emu.url,
                      forwarder={"batch_max_rows": 10000})
         k = self.start_kadx()
+        # the mock keeps ~5 MiB per partition: produce once kadx consumes
+        k.wait_for("assigned", timeout=60, what="partitions assigned")
         prod = Producer(self.bs, self.parts, n, 10000 if harness.FULL
                         else 2500)
         prod.start()
