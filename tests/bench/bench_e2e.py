@@ -14,7 +14,8 @@ ADX emulator, in one run on this machine, beside each stage's own limit:
 
 usage: bench_e2e.py [--kadx PATH] [--bench-dir DIR] [--events N]
                     [--partitions P] [--rates R1,R2] [--seconds S]
-                    [--linger MS] [--kafka K=V ...] [--skip-stages]
+                    [--linger MS] [--kafka K=V ...] [--batch-bytes B]
+                    [--skip-stages] [--skip-backlog]
 Build without sanitizers: meson setup build-rel -Dbuildtype=release &&
 ninja -C build-rel && python3 tests/bench/bench_e2e.py --kadx
 build-rel/kadx --bench-dir build-rel/tests/bench. `ninja -C build-rel
@@ -37,6 +38,7 @@ import harness  # noqa: E402
 import kafka  # noqa: E402
 
 TOPIC = "bench"
+BATCH_BYTES = [1024 * 1024]  # --batch-bytes (the config default)
 
 
 def gameplay_lines(n, size_hint=150):
@@ -102,7 +104,7 @@ def write_config(path, bootstrap, group, journal, url, extra_fw=None,
                     "table": "GamePlay", "format": "json",
                     "mapping": "gameplay_json_mapping"}],
         "journal": {"path": journal},
-        "forwarder": dict({"batch_max_bytes": 4 * 1024 * 1024 - 65536,
+        "forwarder": dict({"batch_max_bytes": BATCH_BYTES[0],
                            "batch_max_rows": 100000, "linger_ms": 20,
                            "max_inflight": 4}, **(extra_fw or {})),
         "admin": {"listen": "off"},
@@ -165,6 +167,64 @@ def e2e_throughput(args, tmp):
         mock.stop()
 
 
+def forward_backlog(args, tmp):
+    """(e) the forwarder alone: kadx journals the topic while ADX refuses
+    everything (503), is killed with SIGKILL, and restarted against a
+    healthy ADX with nothing new in Kafka: time to the first row after the
+    restart, and the journal -> ADX rate, and the RSS of that process."""
+    mock = kafka.MockCluster(topics=[(TOPIC, args.partitions)])
+    emu = adx.Emulator(count_only=True).start()
+    try:
+        emu.setup_gameplay()
+        emu.faults(fail_count=1000000000, fail_status=503,
+                   fail_permanent=False)
+        kcat_produce(mock.bootstrap, args.events, args.partitions)
+        cfg = os.path.join(tmp, "bl.json")
+        write_config(cfg, mock.bootstrap, "bench-bl",
+                     os.path.join(tmp, "bl.db"), emu.url,
+                     {"retry_initial_ms": 200, "retry_max_ms": 1000},
+                     args.kprops)
+        k = harness.kadx("run", "-c", cfg, name="kadx run 1")
+        # journaled and committed: the settled file names every partition
+        # at its end offset
+        want = args.events
+
+        def settled():
+            try:
+                with open(os.path.join(tmp, "bl.db.settled")) as f:
+                    return sum(int(l.split("\t")[2]) + 1 for l in f
+                               if l.strip()) >= want
+            except (OSError, ValueError, IndexError):
+                return False
+        harness.wait_until(settled, timeout=600, interval=0.2,
+                           what="the topic journaled and settled")
+        k.kill()
+        emu.faults(fail_count=0)
+        k = harness.kadx("run", "-c", cfg, name="kadx run 2")
+        t0 = time.monotonic()
+        t_first = None
+        peak = 0
+        while True:
+            rows = emu.stats()["rows_accepted"]
+            now = time.monotonic()
+            peak = max(peak, rss_peak_kib(k.pid))
+            if rows > 0 and t_first is None:
+                t_first = now
+            if rows >= args.events:
+                break
+            if now - t0 > 600 or not k.alive():
+                raise SystemExit("backlog: %d rows\n%s" % (rows, k.tail()))
+            time.sleep(0.02)  # sampling interval of the measurement
+        t_end = time.monotonic()
+        peak = max(peak, rss_peak_kib(k.pid))
+        k.stop()
+        return {"first_s": t_first - t0,
+                "rate": args.events / (t_end - t0), "rss_kib": peak}
+    finally:
+        emu.stop()
+        mock.stop()
+
+
 def e2e_latency(args, tmp, rate):
     mock = kafka.MockCluster(topics=[(TOPIC, args.partitions)])
     emu = adx.Emulator().start()
@@ -207,10 +267,14 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--linger", type=int, default=20)
     ap.add_argument("--skip-stages", action="store_true")
+    ap.add_argument("--skip-backlog", action="store_true")
+    ap.add_argument("--batch-bytes", type=int, default=BATCH_BYTES[0],
+                    help="forwarder.batch_max_bytes for kadx run")
     ap.add_argument("--kafka", action="append", default=[],
                     help="extra librdkafka property K=V for kadx run")
     args = ap.parse_args()
     args.kprops = dict(kv.split("=", 1) for kv in args.kafka)
+    BATCH_BYTES[0] = args.batch_bytes
     harness.KADX = os.path.abspath(args.kadx)
     bench_dir = args.bench_dir or os.path.dirname(harness.KADX) + \
         "/tests/bench"
@@ -242,12 +306,13 @@ def main():
                 stages.append(("(c) emulator ingest alone (%s)" % mode,
                                float(m.group(1)) if m else None))
         tp = e2e_throughput(args, tmp)
+        bl = forward_backlog(args, tmp) if not args.skip_backlog else None
         lat = [e2e_latency(args, tmp, int(r))
                for r in args.rates.split(",") if r]
     print()
     print("kadx end to end (Kafka mock -> kadx run, journal FULL -> ADX "
-          "emulator), %d events, %d partitions" % (tp["events"],
-                                                   args.partitions))
+          "emulator), %d events, %d partitions, batches <= %d bytes"
+          % (tp["events"], args.partitions, args.batch_bytes))
     print("%-44s %14s" % ("stage", "events/s"))
     for name, v in stages:
         print("%-44s %14s" % (name, "%.0f" % v if v else "n/a"))
@@ -259,6 +324,13 @@ def main():
                             tp["rate_incl_start"]))
     print("%-44s %14.1f" % ("    peak RSS of kadx run (MiB)",
                             tp["rss_kib"] / 1024.0))
+    if bl:
+        print("%-44s %14.0f" % ("(e) forwarder alone: journal -> ADX after "
+                                "kill -9", bl["rate"]))
+        print("%-44s %14.2f" % ("    first row in ADX after the restart (s)",
+                                bl["first_s"]))
+        print("%-44s %14.1f" % ("    peak RSS of that kadx run (MiB)",
+                                bl["rss_kib"] / 1024.0))
     print()
     print("latency produce -> ADX ack (ingestion_time() - EventTime), "
           "linger %d ms" % args.linger)
