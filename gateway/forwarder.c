@@ -83,6 +83,7 @@ enum fb_next {
     FB_NEXT_QUERY,
     FB_NEXT_BUILD,
     FB_NEXT_RELOAD,
+    FB_NEXT_DONE, /* record a delivery whose first mark failed */
 };
 
 struct route;
@@ -167,6 +168,7 @@ static void fb_query(struct fbatch *b);
 static void fb_finish(struct fbatch *b);
 static void fb_build(struct fbatch *b);
 static void fb_reload(struct fbatch *b);
+static void fb_mark_done(struct fbatch *b);
 static void fw_check_stopped(struct forwarder *fw);
 static void on_stop_done(uv_timer_t *t);
 
@@ -969,6 +971,9 @@ static void on_fb_timer(uv_timer_t *t)
     case FB_NEXT_RELOAD:
         fb_reload(b);
         break;
+    case FB_NEXT_DONE:
+        fb_mark_done(b);
+        break;
     default:
         fb_mark_sent(b);
         break;
@@ -991,17 +996,18 @@ static void on_marked_done(void *arg, int status, const char *err)
     struct route *rt = b->rt;
 
     if (status < 0) {
-        /* delivered at ADX but not recorded: keep the batch; it stays SENT
-         * in the journal, so the next attempt resolves it as ambiguous */
+        /* delivered at ADX (a 200) but not recorded: never send it again
+         * from this process, only retry the mark; if the process dies
+         * first, the batch is SENT in the journal: ambiguous at the next
+         * start, resolved by the dedupe query (INV-5) */
         log_error("forwarder", "%s: cannot record delivery: %s", b->jb->id,
                   err);
         snprintf(b->last_error, sizeof(b->last_error), "journal: %s", err);
-        b->ambiguous = 1;
         if (rt->fw->stopping) {
             fb_finish(b);
             return;
         }
-        fb_wait(b, backoff_next(b, -1), FB_NEXT_QUERY);
+        fb_wait(b, backoff_next(b, -1), FB_NEXT_DONE);
         return;
     }
     fb_finish(b);
@@ -1010,7 +1016,6 @@ static void on_marked_done(void *arg, int status, const char *err)
 static void fb_delivered(struct fbatch *b, double latency_ms)
 {
     struct route *rt = b->rt;
-    int rc;
 
     rt->st.batches_delivered++;
     rt->st.events_delivered += (uint64_t)b->jb->count;
@@ -1029,9 +1034,16 @@ static void fb_delivered(struct fbatch *b, double latency_ms)
             }
         }
     }
+    fb_mark_done(b);
+}
+
+/* INV-5: marked delivered only after the definite yes */
+static void fb_mark_done(struct fbatch *b)
+{
+    int rc;
+
     fb_set_state(b, FB_MARKING_DONE);
-    /* INV-5: marked delivered only after the definite yes */
-    rc = journal_batch_mark_delivered_async(rt->fw->journal, b->jb->id,
+    rc = journal_batch_mark_delivered_async(b->rt->fw->journal, b->jb->id,
                                             wall_ms(), on_marked_done, b);
     if (rc < 0) {
         on_marked_done(b, rc, "journal refused the request");
@@ -1361,6 +1373,11 @@ static void fb_query(struct fbatch *b)
         b->jb->first_sent_ms > 0 ? b->jb->first_sent_ms : b->jb->created_ms;
     int64_t minutes = (wall_ms() - since) / 60000 + 60;
 
+    if (rc->dedupe_column == NULL) {
+        b->ambiguous = 0; /* nothing to ask: resend (counted by caller) */
+        fb_mark_sent(b);
+        return;
+    }
     if (!auth_ready(fw->auth)) {
         fb_wait(b, 500, FB_NEXT_QUERY);
         return;

@@ -83,6 +83,7 @@ struct journal {
     int seq;
     struct fj_call *queue, *tail;
     int fail_mark_sent; /* make the next N mark_sent calls fail */
+    int fail_mark_delivered;
     int retire_calls;
 };
 
@@ -273,6 +274,11 @@ static void fj_delivered_run(struct journal *j, struct fj_call *c)
     struct fj_batch *fb = fj_find(j, c->id);
 
     assert_non_null(fb);
+    if (j->fail_mark_delivered > 0) {
+        j->fail_mark_delivered--;
+        c->cb.done(c->arg, -EIO, "disk trouble");
+        return;
+    }
     /* INV-5: only a sent batch can be delivered */
     assert_int_equal(fb->state, JOURNAL_BATCH_SENT);
     fb->state = JOURNAL_BATCH_DELIVERED;
@@ -1126,6 +1132,22 @@ static void test_fw_mark_sent_failure_holds_request(void **state)
     fx_teardown(&f);
 }
 
+/* A 200 whose "delivered" mark fails is never sent again: only the mark
+ * is retried. */
+static void test_fw_mark_delivered_failure_no_resend(void **state)
+{
+    struct fx f;
+
+    (void)state;
+    fx_setup(&f, 5, -1, NULL, NULL);
+    f.j->fail_mark_delivered = 2;
+    fx_start(&f);
+    assert_true(fx_run(&f, all_done, 10000));
+    assert_int_equal(n_ingests(&f), 1);
+    assert_int_equal(f.j->b[0].state, JOURNAL_BATCH_DELIVERED);
+    fx_teardown(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1144,6 +1166,7 @@ int main(void)
         cmocka_unit_test(test_fw_config_error_pauses_and_resumes),
         cmocka_unit_test(test_fw_stop_is_bounded),
         cmocka_unit_test(test_fw_mark_sent_failure_holds_request),
+        cmocka_unit_test(test_fw_mark_delivered_failure_no_resend),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
