@@ -16,7 +16,14 @@
 #include "tests/unit/mini_http.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <zlib.h>
+
+extern char **environ;
 
 struct fx {
     uv_loop_t loop;
@@ -512,6 +519,144 @@ static void test_gzip_roundtrip(void **state)
     free(gz);
 }
 
+/* ---- TLS: verification is on; a private CA works through ca_file ---- */
+
+static int free_port(void)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int port;
+
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static int can_connect(int port)
+{
+    struct sockaddr_in a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int ok;
+
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+static pid_t spawn(char *const argv[])
+{
+    pid_t pid;
+
+    if (posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ) != 0) {
+        return -1;
+    }
+    return pid;
+}
+
+static void test_tls_verification(void **state)
+{
+    char dir[] = "/tmp/kadx-tls-XXXXXX";
+    char cert[128], key[128], portstr[16], url[64];
+    struct adx_options opt = {.timeout_ms = 5000};
+    struct fx f2;
+    char err[256];
+    struct adx_request_spec spec = {.method = "GET"};
+    pid_t pid;
+    int port;
+    int st;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+    snprintf(key, sizeof(key), "%s/key.pem", dir);
+    {
+        char *const gen[] = {"openssl",
+                             "req",
+                             "-x509",
+                             "-newkey",
+                             "ec",
+                             "-pkeyopt",
+                             "ec_paramgen_curve:P-256",
+                             "-nodes",
+                             "-keyout",
+                             key,
+                             "-out",
+                             cert,
+                             "-days",
+                             "1",
+                             "-subj",
+                             "/CN=127.0.0.1",
+                             "-addext",
+                             "subjectAltName=IP:127.0.0.1",
+                             NULL};
+
+        pid = spawn(gen);
+        if (pid < 0) {
+            skip(); /* no openssl command: nothing to serve TLS with */
+        }
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    port = free_port();
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    {
+        char *const srv[] = {"openssl", "s_server", "-accept", portstr,
+                             "-cert",   cert,       "-key",    key,
+                             "-www",    "-quiet",   NULL};
+
+        pid = spawn(srv);
+        assert_true(pid > 0);
+    }
+    for (int i = 0; i < 200 && !can_connect(port); i++) {
+        usleep(20000); /* polling for the server's port, with a bound */
+    }
+    assert_true(can_connect(port));
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/", port);
+    spec.url = url;
+
+    /* 1. no trust in the private CA: refused, no HTTP status */
+    memset(&f2, 0, sizeof(f2));
+    assert_int_equal(uv_loop_init(&f2.loop), 0);
+    assert_int_equal(adx_new(&f2.loop, &opt, &f2.adx, err, sizeof(err)), 0);
+    assert_int_equal(adx_request(f2.adx, &spec, on_res, &f2, err, sizeof(err)),
+                     0);
+    run_until(&f2, 1, 10000);
+    assert_int_equal(f2.res.status, 0);
+    assert_int_equal(f2.res.err, -EPROTO);
+    assert_int_equal(f2.outcome, ADX_TRANSIENT);
+    adx_close(f2.adx);
+    uv_run(&f2.loop, UV_RUN_DEFAULT);
+
+    /* 2. the CA given: verified, answered */
+    opt.ca_file = cert;
+    f2.done = 0;
+    assert_int_equal(adx_new(&f2.loop, &opt, &f2.adx, err, sizeof(err)), 0);
+    assert_int_equal(adx_request(f2.adx, &spec, on_res, &f2, err, sizeof(err)),
+                     0);
+    run_until(&f2, 1, 10000);
+    assert_int_equal(f2.res.err, 0);
+    assert_int_equal(f2.res.status, 200);
+    adx_close(f2.adx);
+    uv_run(&f2.loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f2.loop), 0);
+
+    kill(pid, SIGTERM);
+    waitpid(pid, &st, 0);
+    unlink(cert);
+    unlink(key);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -538,6 +683,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test(test_classify_transport),
         cmocka_unit_test(test_gzip_roundtrip),
+        cmocka_unit_test(test_tls_verification),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
