@@ -1132,6 +1132,36 @@ static void test_fw_mark_sent_failure_holds_request(void **state)
     fx_teardown(&f);
 }
 
+static int two_reqs_or_more(struct fx *f)
+{
+    return f->mh.nreqs >= 2;
+}
+
+/* Operator pause (admin POST /pause): nothing new goes out, /readyz stays
+ * green (not a fault); resume sends what waited. */
+static void test_fw_operator_pause_resume(void **state)
+{
+    struct fx f;
+    char why[256];
+    struct forwarder_route_stats st;
+
+    (void)state;
+    fx_setup(&f, 25, -1, NULL, NULL);
+    assert_int_equal(forwarder_pause(f.fw, 5), -EINVAL);
+    assert_int_equal(forwarder_pause(f.fw, 0), 0);
+    fx_start(&f);
+    /* a second passes (the idle poll) and nothing is sent */
+    assert_false(fx_run(&f, two_reqs_or_more, 1200));
+    assert_int_equal(f.mh.nreqs, 0);
+    forwarder_route_stats(f.fw, 0, &st);
+    assert_int_equal(st.state, FORWARDER_PAUSED_OPERATOR);
+    assert_int_equal(forwarder_ready(f.fw, why, sizeof(why)), 0);
+    assert_int_equal(forwarder_resume(f.fw, -1), 0);
+    assert_true(fx_run(&f, all_done, 10000));
+    assert_int_equal(fj_count(f.j, FJ_DELIVERED), 25);
+    fx_teardown(&f);
+}
+
 /* A 200 whose "delivered" mark fails is never sent again: only the mark
  * is retried. */
 static void test_fw_mark_delivered_failure_no_resend(void **state)
@@ -1167,6 +1197,7 @@ int main(void)
         cmocka_unit_test(test_fw_stop_is_bounded),
         cmocka_unit_test(test_fw_mark_sent_failure_holds_request),
         cmocka_unit_test(test_fw_mark_delivered_failure_no_resend),
+        cmocka_unit_test(test_fw_operator_pause_resume),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
