@@ -86,18 +86,22 @@ def write_config(path, bootstrap, group, journal, adx_url, dedupe=True,
     return path
 
 
-def readyz(proc):
-    """(status, body) of GET /readyz on the admin port kadx logged."""
+def admin_get(proc, path):
+    """(status, parsed body) of GET path on the admin port kadx logged."""
     line = proc.wait_for("admin: listening on", timeout=30,
                          what="the admin listening line")
     port = int(re.search(r"127\.0\.0\.1:(\d+)", line).group(1))
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        conn.request("GET", "/readyz")
+        conn.request("GET", path)
         r = conn.getresponse()
         return r.status, json.loads(r.read() or b"null")
     finally:
         conn.close()
+
+
+def readyz(proc):
+    return admin_get(proc, "/readyz")
 
 
 def produce(bootstrap, partitions, start, n, bad=None):
@@ -423,6 +427,33 @@ class ForwarderCase(ForwarderBase):
                               r["last"]), (n, n, 0, n - 1), r)
         old = emu.query("GamePlay | where isempty(KafkaTopic) | count")
         self.assertEqual(old[0]["Count"], 1)
+
+    def test_retention_retires_delivered_events(self):
+        """INV-8: delivered events leave the journal after retention_ms."""
+        n = 500
+        emu = self.start_emulator()
+        setup_table(emu)
+        write_config(self.cfg, self.bs, "g-ret", self.journal, emu.url,
+                     admin=True)
+        with open(self.cfg) as f:
+            cfg = json.load(f)
+        cfg["journal"]["retention_ms"] = 300
+        with open(self.cfg, "w") as f:
+            json.dump(cfg, f)
+        produce(self.bs, self.parts, 0, n)
+        k = self.start_kadx()
+        self.wait_count(emu, n * self.partitions, 60, k)
+
+        def retired():
+            st, body = admin_get(k, "/status")
+            parts = body["routes"][0]["partitions"]
+            return st == 200 and len(parts) == self.partitions and all(
+                p["journal_delivered"] == 0 and p["delivered_offset"] == n - 1
+                for p in parts)
+        wait_until(retired, timeout=30, interval=0.5,
+                   what="delivered events retired from the journal")
+        self.assertEqual(k.stop(), 0)
+        audit(emu, self.parts, n)
 
     def test_no_dedupe_column_counts_possible_duplicates(self):
         n = 200
