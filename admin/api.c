@@ -993,6 +993,36 @@ static const struct {
      rs_paused},
 };
 
+/* The batch latency histogram: cumulative buckets per route. */
+static void metrics_latency(struct sbuf *b, const struct config *cfg,
+                            const struct forwarder_route_stats *rs)
+{
+    static const char name[] = "kadx_batch_latency_seconds";
+
+    sb_family(b, name, "histogram",
+              "Seconds from a batch's cut to ADX's acknowledgement, retries "
+              "included.");
+    for (size_t r = 0; r < cfg->nroutes; r++) {
+        uint64_t cum = 0;
+
+        for (size_t i = 0; i <= FORWARDER_LATENCY_BUCKETS; i++) {
+            cum += rs[r].latency_hist[i];
+            sb_printf(b, "%s_bucket{route=\"", name);
+            sb_label(b, cfg->routes[r].name);
+            if (i < FORWARDER_LATENCY_BUCKETS) {
+                sb_printf(b, "\",le=\"%g\"} %" PRIu64 "\n",
+                          forwarder_latency_bounds[i], cum);
+            } else {
+                sb_printf(b, "\",le=\"+Inf\"} %" PRIu64 "\n", cum);
+            }
+        }
+        sb_route_sample(b, "kadx_batch_latency_seconds_sum",
+                        cfg->routes[r].name, NULL, rs[r].latency_sum_s);
+        sb_route_sample(b, "kadx_batch_latency_seconds_count",
+                        cfg->routes[r].name, NULL, (double)rs[r].latency_count);
+    }
+}
+
 static void metrics_forwarder(struct admin *a, struct sbuf *b)
 {
     const struct config *cfg = a->src.cfg;
@@ -1029,6 +1059,7 @@ static void metrics_forwarder(struct admin *a, struct sbuf *b)
         sb_route_sample(b, "kadx_retries_total", cfg->routes[r].name,
                         ",reason=\"auth\"", (double)rs[r].auth_errors);
     }
+    metrics_latency(b, cfg, rs);
     free(rs);
     exp = forwarder_token_expires_ms(a->src.forwarder);
     if (exp > 0) {

@@ -1013,9 +1013,31 @@ static void on_marked_done(void *arg, int status, const char *err)
     fb_finish(b);
 }
 
+const double forwarder_latency_bounds[FORWARDER_LATENCY_BUCKETS] = {
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
+
+/* Counts one delivered batch into the latency histogram. */
+void forwarder_latency_observe(struct forwarder_route_stats *st, double s)
+{
+    size_t i = 0;
+
+    if (!(s >= 0)) {
+        s = 0; /* a wall clock stepped back: the fastest bucket */
+    }
+    while (i < FORWARDER_LATENCY_BUCKETS && s > forwarder_latency_bounds[i]) {
+        i++;
+    }
+    st->latency_hist[i]++;
+    st->latency_count++;
+    st->latency_sum_s += s;
+}
+
 static void fb_delivered(struct fbatch *b, double latency_ms)
 {
     struct route *rt = b->rt;
+
+    forwarder_latency_observe(&rt->st,
+                              (double)(wall_ms() - b->cut_ms) / 1000.0);
 
     rt->st.batches_delivered++;
     rt->st.events_delivered += (uint64_t)b->jb->count;
@@ -1193,6 +1215,7 @@ static void on_split(void *arg, int status, struct journal_batch *first,
             journal_batch_free(kids[i]);
             continue;
         }
+        kid->cut_ms = b->cut_ms; /* latency counts from the parent's cut */
         rt->st.batches_cut++;
         fb_build(kid);
     }

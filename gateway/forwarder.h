@@ -93,6 +93,14 @@ void forwarder_free(struct forwarder *fw);
 int forwarder_pause(struct forwarder *fw, int route);
 int forwarder_resume(struct forwarder *fw, int route);
 
+/*
+ * Batch latency histogram: from the cut (this process got the batch from
+ * the journal) to ADX's definite yes, retries and backoff included.
+ * Upper bounds in seconds; a last, implied +Inf bucket catches the rest.
+ */
+#define FORWARDER_LATENCY_BUCKETS 14
+extern const double forwarder_latency_bounds[FORWARDER_LATENCY_BUCKETS];
+
 enum forwarder_route_state {
     FORWARDER_RUNNING = 0,
     FORWARDER_PAUSED_CONFIG,   /* config error at ADX: retrying slowly */
@@ -129,7 +137,15 @@ struct forwarder_route_stats {
     int64_t last_delivered_ms; /* wall clock, 0 = never */
     /* produce (Kafka timestamp) -> ADX acknowledgement, last delivery */
     double last_latency_ms;
+    /* batch latency (see forwarder_latency_bounds): per-bucket counts,
+     * not cumulative; [FORWARDER_LATENCY_BUCKETS] is the +Inf bucket */
+    uint64_t latency_hist[FORWARDER_LATENCY_BUCKETS + 1];
+    uint64_t latency_count;
+    double latency_sum_s;
 };
+
+/* Counts one delivered batch (latency in seconds) into st's histogram. */
+void forwarder_latency_observe(struct forwarder_route_stats *st, double s);
 
 size_t forwarder_nroutes(const struct forwarder *fw);
 int forwarder_route_stats(const struct forwarder *fw, int route,

@@ -135,6 +135,17 @@ class AdminCase(AdminBase):
                                                  "partition": str(p)}),
                           [(s[0], s[1]) for s in
                            fams["kadx_consumer_lag"].samples])
+        # the batch latency histogram: one observation per delivered batch
+        lat = fams["kadx_batch_latency_seconds"]
+        self.assertEqual(lat.type, "histogram")
+        batches = fams["kadx_delivered_batches_total"].get(route="gameplay")
+        self.assertGreater(batches, 0)
+        self.assertEqual(lat.get("kadx_batch_latency_seconds_count",
+                                 route="gameplay"), batches)
+        self.assertEqual(lat.get("kadx_batch_latency_seconds_bucket",
+                                 route="gameplay", le="+Inf"), batches)
+        self.assertGreater(lat.get("kadx_batch_latency_seconds_sum",
+                                   route="gameplay"), 0)
         for name in ("kadx_journal_file_bytes", "kadx_retries_total",
                      "kadx_dead_events_total",
                      "kadx_possible_duplicates_total",

@@ -1178,6 +1178,31 @@ static void test_fw_mark_delivered_failure_no_resend(void **state)
     fx_teardown(&f);
 }
 
+/* le semantics: a value equal to a bound counts in that bucket */
+static void test_fw_latency_histogram(void **state)
+{
+    struct forwarder_route_stats st;
+    const size_t last = FORWARDER_LATENCY_BUCKETS;
+
+    (void)state;
+    memset(&st, 0, sizeof(st));
+    for (size_t i = 1; i < last; i++) {
+        assert_true(forwarder_latency_bounds[i - 1] <
+                    forwarder_latency_bounds[i]);
+    }
+    forwarder_latency_observe(&st, forwarder_latency_bounds[0]);
+    forwarder_latency_observe(&st, 0.0051);
+    forwarder_latency_observe(&st, -3); /* clock stepped back */
+    forwarder_latency_observe(&st, forwarder_latency_bounds[last - 1]);
+    forwarder_latency_observe(&st, 1e6);
+    assert_int_equal(st.latency_hist[0], 2);
+    assert_int_equal(st.latency_hist[1], 1);
+    assert_int_equal(st.latency_hist[last - 1], 1);
+    assert_int_equal(st.latency_hist[last], 1);
+    assert_int_equal(st.latency_count, 5);
+    assert_true(st.latency_sum_s > 1e6 && st.latency_sum_s < 1e6 + 400);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1198,6 +1223,7 @@ int main(void)
         cmocka_unit_test(test_fw_mark_sent_failure_holds_request),
         cmocka_unit_test(test_fw_mark_delivered_failure_no_resend),
         cmocka_unit_test(test_fw_operator_pause_resume),
+        cmocka_unit_test(test_fw_latency_histogram),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
