@@ -41,10 +41,13 @@
  * committed by us, and if the group's committed offset has moved past them
  * meanwhile, another member journaled and settled them, so ours are dropped
  * (journal_drop_partition) before consuming resumes. Every commit carries
- * metadata "kadx1 <our journal uuid> [<previous committer>@<offset>]", which
+ * metadata "kadx1 <our journal uuid> [<earlier committer>@<offset> ...]"
+ * (each earlier committer once, with the offset it had committed when it
+ * handed over; newest first, at most INTAKE_CHAIN_MAX), which
  * closes the crash window between a commit's acknowledgement and the save:
- * if the last committer of a partition (or the one before it) is us, the
- * committed offset is ours. On a revoke, what is durable is committed
+ * if the last committer of a partition is us, the committed offset is
+ * ours; if an earlier one in the chain is us, the offset we handed over at
+ * is. On a revoke, what is durable is committed
  * synchronously and whatever is still in flight is dropped after the
  * append (the journal runs requests in order); on a lost partition nothing
  * can be committed, so everything unsettled is dropped.
@@ -97,7 +100,8 @@
 #define INTAKE_RETRY_MS             500
 #define INTAKE_STOP_DEADLINE_MS     15000
 #define INTAKE_SETTLED_MAX          (16 * 1024 * 1024)
-#define INTAKE_META_MAX             200
+#define INTAKE_CHAIN_MAX            16 /* earlier committers remembered */
+#define INTAKE_META_MAX             (INTAKE_CHAIN_MAX * 96 + 128)
 #define INTAKE_UUID_MAX             64
 
 #ifndef container_of
@@ -123,8 +127,9 @@ struct ipart {
     int64_t commit_sent; /* highest offset in a commit sent, -1 */
     int64_t settled;     /* saved to the settled file: exposed, -1 */
     int64_t end_offset;
-    char prev[INTAKE_META_MAX]; /* "<uuid>@<offset>" of the previous
-                                   committer, "" */
+    /* the earlier committers, newest first: "<uuid>@<offset> ..." (the
+     * offset each had committed when the next one took over), "" */
+    char prev[INTAKE_META_MAX];
     uint64_t n_consumed;
     uint64_t n_tombstones;
 };
@@ -889,10 +894,11 @@ static int settled_load(struct intake *in, char *err, size_t errlen)
 
 /* ------------------------------------------------------------ commits */
 
-/* Commit metadata: "kadx1 <uuid>[ <prev uuid>@<offset>]". */
+/* Commit metadata: "kadx1 <uuid>[ <uuid>@<offset>]..." (the chain of
+ * earlier committers, newest first, at most INTAKE_CHAIN_MAX). */
 static char *commit_meta(struct intake *in, const struct ipart *p)
 {
-    char buf[INTAKE_META_MAX * 2];
+    char buf[INTAKE_META_MAX + INTAKE_UUID_MAX + 8];
 
     if (p->prev[0] != '\0') {
         snprintf(buf, sizeof(buf), "kadx1 %s %s", in->uuid, p->prev);
@@ -911,17 +917,17 @@ static void copy_capped(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
-/* Parses commit metadata; fills owner and prev ("" when absent). */
-static void meta_parse(const void *meta, size_t len, char *owner,
-                       char *prev_owner, int64_t *prev_off)
+/*
+ * Parses commit metadata: owner gets the committer's uuid, chain (cap
+ * INTAKE_META_MAX) the earlier committers; both "" when absent or foreign.
+ */
+static void meta_parse(const void *meta, size_t len, char *owner, char *chain)
 {
-    char buf[INTAKE_META_MAX * 2];
+    char buf[INTAKE_META_MAX + INTAKE_UUID_MAX + 8];
     char *sp;
-    char *at;
 
     owner[0] = '\0';
-    prev_owner[0] = '\0';
-    *prev_off = -1;
+    chain[0] = '\0';
     if (meta == NULL || len < 7 || len >= sizeof(buf)) {
         return;
     }
@@ -935,16 +941,95 @@ static void meta_parse(const void *meta, size_t len, char *owner,
         *sp = '\0';
     }
     copy_capped(owner, INTAKE_UUID_MAX, buf + 6);
-    if (sp == NULL) {
-        return;
+    if (sp != NULL) {
+        copy_capped(chain, INTAKE_META_MAX, sp + 1);
     }
-    at = strrchr(sp + 1, '@');
-    if (at == NULL) {
-        return;
+}
+
+/* The highest offset uuid had committed according to chain, or -1. */
+static int64_t chain_find(const char *chain, const char *uuid)
+{
+    size_t ulen = strlen(uuid);
+    int64_t best = -1;
+    const char *t = chain;
+
+    while (*t != '\0') {
+        size_t tlen = strcspn(t, " ");
+
+        if (tlen > ulen && strncmp(t, uuid, ulen) == 0 && t[ulen] == '@') {
+            char *end;
+            long long off = strtoll(t + ulen + 1, &end, 10);
+
+            if (end == t + tlen && off > best) {
+                best = off;
+            }
+        }
+        t += tlen;
+        t += strspn(t, " ");
     }
-    *at = '\0';
-    copy_capped(prev_owner, INTAKE_UUID_MAX, sp + 1);
-    *prev_off = strtoll(at + 1, NULL, 10);
+    return best;
+}
+
+/* 1 if the chain token t (tlen bytes, "<uuid>@<offset>") names a
+ * committer already in the chain p->prev, or none ("-"). */
+static int chain_has(const char *chain, const char *t, size_t tlen)
+{
+    size_t ulen = strcspn(t, "@");
+
+    if (ulen >= tlen || (ulen == 1 && t[0] == '-')) {
+        return 1;
+    }
+    for (const char *c = chain; *c != '\0';) {
+        size_t clen = strcspn(c, " ");
+
+        if (clen > ulen && c[ulen] == '@' && memcmp(c, t, ulen) == 0) {
+            return 1;
+        }
+        c += clen;
+        c += strspn(c, " ");
+    }
+    return 0;
+}
+
+/*
+ * Sets p->prev for our commits after taking p over at committed offset
+ * `offset` from `owner` ("" = unknown): that hand-over first, then the
+ * owner's own chain, newest first, one entry per committer (its latest
+ * hand-over; a stable group's chain stays as short as the group) and at
+ * most INTAKE_CHAIN_MAX entries, so the metadata of every commit stays
+ * well under Kafka's offset.metadata.max.bytes (4096).
+ */
+static void chain_extend(struct ipart *p, const char *owner, const char *chain,
+                         int64_t offset)
+{
+    size_t len = 0;
+    int n = 0;
+    const char *t = chain;
+
+    p->prev[0] = '\0';
+    if (owner[0] != '\0') {
+        len = (size_t)snprintf(p->prev, sizeof(p->prev), "%s@%lld", owner,
+                               (long long)offset);
+        n = 1;
+    }
+    while (n < INTAKE_CHAIN_MAX && *t != '\0') {
+        size_t tlen = strcspn(t, " ");
+
+        if (len + 1 + tlen >= sizeof(p->prev)) {
+            break;
+        }
+        if (!chain_has(p->prev, t, tlen)) {
+            if (len > 0) {
+                p->prev[len++] = ' ';
+            }
+            memcpy(p->prev + len, t, tlen);
+            len += tlen;
+            p->prev[len] = '\0';
+            n++;
+        }
+        t += tlen;
+        t += strspn(t, " ");
+    }
 }
 
 /* The offset we may commit for p now (INV-1), or -1. Never at or below
@@ -1422,24 +1507,25 @@ static int64_t part_high(struct intake *in, struct ipart *p)
 
 /*
  * Learns from a committed offset and its metadata (assign time): when the
- * last committer (or the one before it) was us, the offsets it covers were
- * settled by us even if the settled file missed it (crash window).
+ * last committer, or one of the INTAKE_CHAIN_MAX before it, was us, the
+ * offsets we had committed were settled by us even if the settled file
+ * missed it (crash window). Fills owner and chain for chain_extend().
  */
 static void learn_committed(struct intake *in, struct ipart *p,
-                            const rd_kafka_topic_partition_t *tp, char *owner)
+                            const rd_kafka_topic_partition_t *tp, char *owner,
+                            char *chain)
 {
-    char prev[INTAKE_UUID_MAX];
-    int64_t prev_off;
+    int64_t ours;
 
-    meta_parse(tp->metadata, tp->metadata_size, owner, prev, &prev_off);
+    meta_parse(tp->metadata, tp->metadata_size, owner, chain);
     if (tp->offset < 0) {
         return;
     }
     p->group = max64(p->group, tp->offset);
     if (strcmp(owner, in->uuid) == 0) {
         p->acked = max64(p->acked, tp->offset - 1);
-    } else if (strcmp(prev, in->uuid) == 0 && prev_off > 0) {
-        p->acked = max64(p->acked, prev_off - 1);
+    } else if ((ours = chain_find(chain, in->uuid)) > 0) {
+        p->acked = max64(p->acked, ours - 1);
     }
     p->commit_sent = max64(p->commit_sent, p->acked);
 }
@@ -1478,6 +1564,7 @@ static void on_assign(struct intake *in, rd_kafka_topic_partition_list_t *l)
             rd_kafka_topic_partition_list_find(l, tp->topic, tp->partition);
         struct ipart *p = part_get(in, tp->topic, tp->partition, 1);
         char owner[INTAKE_UUID_MAX] = "";
+        char chain[INTAKE_META_MAX] = "";
         int64_t high;
         int64_t start;
         int pknown;
@@ -1493,7 +1580,7 @@ static void on_assign(struct intake *in, rd_kafka_topic_partition_list_t *l)
         p->durable = high;
         pknown = known && tp->err == RD_KAFKA_RESP_ERR_NO_ERROR;
         if (pknown) {
-            learn_committed(in, p, tp, owner);
+            learn_committed(in, p, tp, owner, chain);
         }
         if (at == NULL) {
             /* Journaled here before, owned by another member now. */
@@ -1515,8 +1602,10 @@ static void on_assign(struct intake *in, rd_kafka_topic_partition_list_t *l)
             continue;
         }
         if (tp->offset >= 0 && strcmp(owner, in->uuid) != 0) {
-            snprintf(p->prev, sizeof(p->prev), "%s@%lld",
-                     owner[0] ? owner : "-", (long long)tp->offset);
+            chain_extend(p, owner, chain, tp->offset);
+        } else if (tp->offset >= 0) {
+            /* ours: keep the chain our earlier commits carried */
+            snprintf(p->prev, sizeof(p->prev), "%s", chain);
         }
         if (tp->offset >= 0 && tp->offset - 1 > p->acked && high > p->acked) {
             /* Someone else settled past our settled point: our events

@@ -375,6 +375,50 @@ class TestJournalFull(IntakeCase):
         self.assert_exactly_once(journal_events(j), per)
 
 
+class TestCrashWindow(IntakeCase):
+    def test_settled_file_behind_after_many_owner_changes(self):
+        """The crash window between Kafka acknowledging A's commit and A
+        saving it as settled (the settled file is left behind), then the
+        partitions pass through three other instances before A starts
+        again: A must still know, from the chain of committers in the
+        commit metadata, that the events up to its commit were its own to
+        deliver, and keep them (dropping them would lose them: the next
+        owners started after A's commit)."""
+        group, per = "gwin", 300
+        paths = {}
+        for name in ("a", "b", "c", "d"):
+            j = os.path.join(self.tmp, name + ".db")
+            paths[name] = (write_config(os.path.join(self.tmp, name + ".json"),
+                                        self.bs, group, j), j)
+        done = 0
+        for name in ("a", "b", "c", "d"):
+            k = self.start_kadx(paths[name][0], name="kadx " + name)
+            k.wait_for("intake: assigned", timeout=30, what="an assignment")
+            Producer(self.bs, self.parts, per, chunk=per, start=done).run()
+            done += per
+            self.wait_committed(group, {p: done for p in self.parts})
+            self.assertEqual(k.stop(), 0, k.tail())
+            if name == "a":
+                # the crash window: acked up to `per`, file saved earlier
+                with open(paths["a"][1] + ".settled", "w") as f:
+                    for p in self.parts:
+                        f.write("%s\t%d\t%d\n" % (TOPIC, p, per // 2 - 1))
+        k = self.start_kadx(paths["a"][0], name="kadx a again")
+        k.wait_for("intake: assigned", timeout=30, what="A's assignment")
+        self.assertEqual(k.stop(), 0, k.tail())
+        self.assertFalse([l for l in k.lines() if "dropped" in l], k.tail())
+        settled = read_settled(paths["a"][1])
+        for p in self.parts:
+            self.assertEqual(settled[(TOPIC, p)], per - 1)
+        union = []
+        for name in ("a", "b", "c", "d"):
+            j = paths[name][1]
+            s = read_settled(j)
+            union += [e for e in journal_events(j)
+                      if e[2] <= s.get((e[0], e[1]), -1)]
+        self.assert_exactly_once(union, done)
+
+
 class TestTwoInstances(IntakeCase):
     def two_instances(self, strategy):
         per = 12000
