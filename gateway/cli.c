@@ -3,7 +3,9 @@
  */
 #include "gateway/cli.h"
 
+#include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
@@ -26,6 +28,57 @@ int cli_wants_help(int argc, char **argv)
         }
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             return 1;
+        }
+    }
+    return 0;
+}
+
+int cli_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
+        return -EINVAL;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_props_add(const char *cmd, struct cli_props *p, const char *arg)
+{
+    if (strchr(arg, '=') == NULL || arg[0] == '=') {
+        return cli_usage_error(cmd, "-X needs KEY=VALUE, got '%s'", arg);
+    }
+    if (p->n >= CLI_MAX_PROPS) {
+        return cli_usage_error(cmd, "too many -X properties");
+    }
+    p->v[p->n++] = arg;
+    return 0;
+}
+
+int cli_props_apply(const char *cmd, const struct cli_props *p,
+                    rd_kafka_conf_t *conf)
+{
+    char errstr[512];
+
+    for (size_t i = 0; i < p->n; i++) {
+        char key[256];
+        const char *eq = strchr(p->v[i], '=');
+        size_t klen = (size_t)(eq - p->v[i]);
+
+        if (klen >= sizeof(key)) {
+            fprintf(stderr, "kadx %s: -X property name too long\n", cmd);
+            return -EINVAL;
+        }
+        memcpy(key, p->v[i], klen);
+        key[klen] = '\0';
+        if (rd_kafka_conf_set(conf, key, eq + 1, errstr, sizeof(errstr)) !=
+            RD_KAFKA_CONF_OK) {
+            fprintf(stderr, "kadx %s: -X %s: %s\n", cmd, key, errstr);
+            return -EINVAL;
         }
     }
     return 0;

@@ -8,6 +8,9 @@
 #ifndef KADX_CLI_H
 #define KADX_CLI_H
 
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #define EXIT_USAGE 2
@@ -31,5 +34,23 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 
 /* True when argv holds -h or --help before any "--". */
 int cli_wants_help(int argc, char **argv);
+
+/* Parses a whole decimal integer in [min, max]; returns 0 or -EINVAL. */
+int cli_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
+
+/* librdkafka properties given as -X KEY=VALUE (borrowed from argv). */
+#define CLI_MAX_PROPS 64
+struct cli_props {
+    const char *v[CLI_MAX_PROPS];
+    size_t n;
+};
+
+/* Adds one -X argument; returns 0, or a usage error naming it (exit 2). */
+int cli_props_add(const char *cmd, struct cli_props *p, const char *arg);
+
+/* Sets every property on conf; on a refusal prints "kadx CMD: -X KEY:
+ * why" and returns -EINVAL. */
+int cli_props_apply(const char *cmd, const struct cli_props *p,
+                    rd_kafka_conf_t *conf);
 
 #endif

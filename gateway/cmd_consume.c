@@ -29,7 +29,6 @@
 
 #define CMD             "consume"
 #define DEFAULT_BROKERS "127.0.0.1:9092"
-#define MAX_PROPS       64
 /* Values bigger than this are printed without trying to parse them. */
 #define CONSUME_MAX_PARSE (8 * 1024 * 1024)
 /* How long to wait for the topic to exist without -g. */
@@ -45,10 +44,9 @@ struct consume_opts {
     const char *brokers;
     const char *group;
     int from_beginning;
-    int64_t max;        /* 0 = no limit */
-    int64_t timeout_ms; /* idle timeout, 0 = none */
-    size_t nprops;
-    const char *props[MAX_PROPS];
+    int64_t max;            /* 0 = no limit */
+    int64_t timeout_ms;     /* idle timeout, 0 = none */
+    struct cli_props props; /* -X */
 };
 
 static void usage(void)
@@ -115,20 +113,6 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
-{
-    char *end;
-    long long v;
-
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
-        return -EINVAL;
-    }
-    *out = v;
-    return 0;
-}
-
 static int parse_args(int argc, char **argv, struct consume_opts *o)
 {
     enum { OPT_FROM_BEGINNING = 256, OPT_TIMEOUT };
@@ -163,24 +147,19 @@ static int parse_args(int argc, char **argv, struct consume_opts *o)
             o->from_beginning = 1;
             break;
         case 'n':
-            if (parse_int(optarg, 1, INT64_MAX, &o->max) < 0) {
+            if (cli_parse_int(optarg, 1, INT64_MAX, &o->max) < 0) {
                 return cli_usage_error(CMD, "bad message count '%s'", optarg);
             }
             break;
         case OPT_TIMEOUT:
-            if (parse_int(optarg, 1, INT32_MAX, &o->timeout_ms) < 0) {
+            if (cli_parse_int(optarg, 1, INT32_MAX, &o->timeout_ms) < 0) {
                 return cli_usage_error(CMD, "bad --timeout-ms '%s'", optarg);
             }
             break;
         case 'X':
-            if (strchr(optarg, '=') == NULL || optarg[0] == '=') {
-                return cli_usage_error(CMD, "-X needs KEY=VALUE, got '%s'",
-                                       optarg);
+            if (cli_props_add(CMD, &o->props, optarg) != 0) {
+                return EXIT_USAGE;
             }
-            if (o->nprops >= MAX_PROPS) {
-                return cli_usage_error(CMD, "too many -X properties");
-            }
-            o->props[o->nprops++] = optarg;
             break;
         case ':':
             return cli_usage_error(CMD, "option '%s' needs a value",
@@ -284,20 +263,8 @@ static rd_kafka_t *make_consumer(const struct consume_opts *o,
         set_prop(conf, "group.id", o->group ? o->group : own_group) < 0) {
         goto fail;
     }
-    for (size_t i = 0; i < o->nprops; i++) {
-        char key[256];
-        const char *eq = strchr(o->props[i], '=');
-        size_t klen = (size_t)(eq - o->props[i]);
-
-        if (klen >= sizeof(key)) {
-            fprintf(stderr, "kadx consume: property name too long\n");
-            goto fail;
-        }
-        memcpy(key, o->props[i], klen);
-        key[klen] = '\0';
-        if (set_prop(conf, key, eq + 1) < 0) {
-            goto fail;
-        }
+    if (cli_props_apply(CMD, &o->props, conf) < 0) {
+        goto fail;
     }
     rd_kafka_conf_set_log_cb(conf, on_kafka_log);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);

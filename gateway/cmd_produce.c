@@ -35,7 +35,6 @@
 #define CMD             "produce"
 #define DEFAULT_BROKERS "127.0.0.1:9092"
 #define DEFAULT_EVENTS  10
-#define MAX_PROPS       64
 #define MAX_ANSWER      256
 /* The biggest burst sent before the loop polls and checks for Ctrl-C. */
 #define MAX_BURST 10000
@@ -53,8 +52,7 @@ struct produce_opts {
     int32_t games;
     uint64_t seed;
     int print;
-    size_t nprops;
-    const char *props[MAX_PROPS]; /* "key=value", borrowed from argv */
+    struct cli_props props; /* -X */
 };
 
 struct produce_state {
@@ -123,21 +121,6 @@ static int64_t mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Parses a whole decimal integer in [min, max]; returns 0 or -EINVAL. */
-static int parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
-{
-    char *end;
-    long long v;
-
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
-        return -EINVAL;
-    }
-    *out = v;
-    return 0;
-}
-
 static int valid_topic(const char *t)
 {
     size_t n = strlen(t);
@@ -193,7 +176,7 @@ static int parse_args(int argc, char **argv, struct produce_opts *o)
             o->loop = 1;
             break;
         case 'e':
-            if (parse_int(optarg, 0, INT64_MAX / 2, &v) < 0) {
+            if (cli_parse_int(optarg, 0, INT64_MAX / 2, &v) < 0) {
                 return cli_usage_error(CMD, "bad event count '%s'", optarg);
             }
             o->events = v;
@@ -209,21 +192,21 @@ static int parse_args(int argc, char **argv, struct produce_opts *o)
             break;
         }
         case OPT_PLAYERS:
-            if (parse_int(optarg, 1, GAMEPLAY_MAX_PLAYERS, &v) < 0) {
+            if (cli_parse_int(optarg, 1, GAMEPLAY_MAX_PLAYERS, &v) < 0) {
                 return cli_usage_error(CMD, "bad --players '%s' (1..%d)",
                                        optarg, GAMEPLAY_MAX_PLAYERS);
             }
             o->players = (int32_t)v;
             break;
         case OPT_GAMES:
-            if (parse_int(optarg, 1, GAMEPLAY_MAX_GAMES, &v) < 0) {
+            if (cli_parse_int(optarg, 1, GAMEPLAY_MAX_GAMES, &v) < 0) {
                 return cli_usage_error(CMD, "bad --games '%s' (1..%d)", optarg,
                                        GAMEPLAY_MAX_GAMES);
             }
             o->games = (int32_t)v;
             break;
         case OPT_SEED:
-            if (parse_int(optarg, 1, INT64_MAX, &v) < 0) {
+            if (cli_parse_int(optarg, 1, INT64_MAX, &v) < 0) {
                 return cli_usage_error(CMD, "bad --seed '%s'", optarg);
             }
             o->seed = (uint64_t)v;
@@ -232,14 +215,9 @@ static int parse_args(int argc, char **argv, struct produce_opts *o)
             o->print = 1;
             break;
         case 'X':
-            if (strchr(optarg, '=') == NULL || optarg[0] == '=') {
-                return cli_usage_error(CMD, "-X needs KEY=VALUE, got '%s'",
-                                       optarg);
+            if (cli_props_add(CMD, &o->props, optarg) != 0) {
+                return EXIT_USAGE;
             }
-            if (o->nprops >= MAX_PROPS) {
-                return cli_usage_error(CMD, "too many -X properties");
-            }
-            o->props[o->nprops++] = optarg;
             break;
         case ':':
             return cli_usage_error(CMD, "option '%s' needs a value",
@@ -326,22 +304,8 @@ static rd_kafka_t *make_producer(const struct produce_opts *o,
         fprintf(stderr, "kadx produce: %s\n", errstr);
         goto fail;
     }
-    for (size_t i = 0; i < o->nprops; i++) {
-        char key[256];
-        const char *eq = strchr(o->props[i], '=');
-        size_t klen = (size_t)(eq - o->props[i]);
-
-        if (klen >= sizeof(key)) {
-            fprintf(stderr, "kadx produce: property name too long\n");
-            goto fail;
-        }
-        memcpy(key, o->props[i], klen);
-        key[klen] = '\0';
-        if (rd_kafka_conf_set(conf, key, eq + 1, errstr, sizeof(errstr)) !=
-            RD_KAFKA_CONF_OK) {
-            fprintf(stderr, "kadx produce: -X %s: %s\n", key, errstr);
-            goto fail;
-        }
+    if (cli_props_apply(CMD, &o->props, conf) < 0) {
+        goto fail;
     }
     rd_kafka_conf_set_log_cb(conf, on_kafka_log);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
