@@ -20,6 +20,7 @@
  */
 #include "gateway/adx.h"
 #include "kadx_version.h"
+#include "storage/errbuf.h"
 
 #include <assert.h>
 #include <cjson/cJSON.h>
@@ -79,21 +80,6 @@ struct adx {
     size_t max_response;
     char *ca_file;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static void check_multi_info(struct adx *a);
 

@@ -25,6 +25,7 @@
  */
 #include "gateway/auth.h"
 #include "gateway/log.h"
+#include "storage/errbuf.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -103,21 +104,6 @@ static void set_state(struct auth *a, enum auth_state s)
         log_debug("auth", "%s -> %s", state_names[a->state], state_names[s]);
     }
     a->state = s;
-}
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
 }
 
 static uint64_t next_rand(struct auth *a)

@@ -39,6 +39,7 @@
 #include "gateway/auth.h"
 #include "gateway/config.h"
 #include "gateway/log.h"
+#include "storage/errbuf.h"
 #include "storage/journal.h"
 
 #include <assert.h>
@@ -180,21 +181,6 @@ static int64_t wall_ms(void)
 
     gettimeofday(&tv, NULL);
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
 }
 
 static uint64_t fw_rand(struct forwarder *fw)

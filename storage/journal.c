@@ -87,6 +87,7 @@
  */
 #include "storage/journal.h"
 #include "storage/chunk.h"
+#include "storage/errbuf.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -108,21 +109,6 @@
 #define GROUP_MAX_REQS 4096
 
 /* ---------------------------------------------------------------- utils */
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static void clear_err(char *err, size_t errlen)
 {

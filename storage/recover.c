@@ -20,6 +20,7 @@
  */
 #include "storage/recover.h"
 #include "storage/chunk.h"
+#include "storage/errbuf.h"
 #include "storage/journal.h"
 
 #include <errno.h>
@@ -34,21 +35,6 @@
 #include <unistd.h>
 
 /* ------------------------------------------------------------- helpers */
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static int64_t mono_ms(void)
 {
