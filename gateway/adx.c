@@ -20,7 +20,7 @@
  */
 #include "gateway/adx.h"
 #include "kadx_version.h"
-#include "storage/errbuf.h"
+#include "storage/util.h"
 
 #include <assert.h>
 #include <cjson/cJSON.h>

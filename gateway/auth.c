@@ -25,7 +25,7 @@
  */
 #include "gateway/auth.h"
 #include "gateway/log.h"
-#include "storage/errbuf.h"
+#include "storage/util.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>

@@ -39,8 +39,8 @@
 #include "gateway/auth.h"
 #include "gateway/config.h"
 #include "gateway/log.h"
-#include "storage/errbuf.h"
 #include "storage/journal.h"
+#include "storage/util.h"
 
 #include <assert.h>
 #include <errno.h>

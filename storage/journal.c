@@ -87,7 +87,7 @@
  */
 #include "storage/journal.h"
 #include "storage/chunk.h"
-#include "storage/errbuf.h"
+#include "storage/util.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -214,28 +214,6 @@ static void *xmemdup(const void *s, size_t n)
         memcpy(p, s, n);
     }
     return p;
-}
-
-/* Grows *arr (element size sz) to hold at least need elements. */
-static int grow(void **arr, size_t *cap, size_t need, size_t sz)
-{
-    size_t ncap;
-    void *p;
-
-    if (need <= *cap) {
-        return 0;
-    }
-    ncap = *cap ? *cap * 2 : 16;
-    while (ncap < need) {
-        ncap *= 2;
-    }
-    p = realloc(*arr, ncap * sz);
-    if (p == NULL) {
-        return -ENOMEM;
-    }
-    *arr = p;
-    *cap = ncap;
-    return 0;
 }
 
 /* ------------------------------------------------------------- requests */
@@ -664,7 +642,7 @@ struct items {
 
 static int items_push(struct items *is, const struct item *it)
 {
-    if (grow((void **)&is->v, &is->cap, is->n + 1, sizeof(*it)) < 0) {
+    if (grow_array((void **)&is->v, &is->cap, is->n + 1, sizeof(*it)) < 0) {
         return -ENOMEM;
     }
     is->v[is->n++] = *it;
@@ -685,7 +663,8 @@ static int bpriv_keep(struct journal_batch *b, void *p)
     if (p == NULL) {
         return -ENOMEM;
     }
-    if (grow((void **)&bp->keep, &bp->cap, bp->n + 1, sizeof(void *)) < 0) {
+    if (grow_array((void **)&bp->keep, &bp->cap, bp->n + 1, sizeof(void *)) <
+        0) {
         free(p);
         return -ENOMEM;
     }
@@ -802,8 +781,8 @@ static int batch_read_members(sqlite3 *db, int64_t seq, struct journal_batch *b,
         const char *topic = (const char *)sqlite3_column_text(st, 4);
         int32_t part = sqlite3_column_int(st, 5);
 
-        if (grow((void **)&b->ranges, &bp->rcap, b->nranges + 1,
-                 sizeof(*b->ranges)) < 0) {
+        if (grow_array((void **)&b->ranges, &bp->rcap, b->nranges + 1,
+                       sizeof(*b->ranges)) < 0) {
             rc = -ENOMEM;
             goto out;
         }
@@ -845,8 +824,8 @@ static int batch_read_members(sqlite3 *db, int64_t seq, struct journal_batch *b,
             if (ce.offset >= first) {
                 struct journal_event *e;
 
-                if (grow((void **)&b->events, &bp->evcap, b->nevents + 1,
-                         sizeof(*b->events)) < 0) {
+                if (grow_array((void **)&b->events, &bp->evcap, b->nevents + 1,
+                               sizeof(*b->events)) < 0) {
                     rc = -ENOMEM;
                     goto out;
                 }
@@ -1256,8 +1235,8 @@ static int op_append(struct journal *j, struct req *r)
                 }
             }
             if (g == ng) {
-                if (grow((void **)&res->parts, &pcap, ng + 1,
-                         sizeof(*res->parts)) < 0) {
+                if (grow_array((void **)&res->parts, &pcap, ng + 1,
+                               sizeof(*res->parts)) < 0) {
                     rc = -ENOMEM;
                     goto out;
                 }
@@ -1520,7 +1499,7 @@ static int op_cut(struct journal *j, struct req *r)
         if (p == NULL) {
             const char *topic = (const char *)sqlite3_column_text(st, 4);
 
-            if (grow((void **)&cp, &cpcap, ncp + 1, sizeof(*cp)) < 0) {
+            if (grow_array((void **)&cp, &cpcap, ncp + 1, sizeof(*cp)) < 0) {
                 rc = -ENOMEM;
                 goto out;
             }
@@ -1954,7 +1933,7 @@ static int op_drop(struct journal *j, struct req *r)
     sqlite3_bind_int64(st, 1, part_id);
     sqlite3_bind_int64(st, 2, after < batched ? after : batched);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow((void **)&rows, &cap, nrows + 1, sizeof(*rows)) < 0) {
+        if (grow_array((void **)&rows, &cap, nrows + 1, sizeof(*rows)) < 0) {
             rc = -ENOMEM;
             goto out;
         }
@@ -2100,7 +2079,7 @@ static int op_retire(struct journal *j, struct req *r)
     sqlite3_bind_int64(st, 1, r->i1);
     sqlite3_bind_int64(st, 2, r->i2 > 0 ? r->i2 : 64);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow((void **)&rows, &cap, nrows + 1, sizeof(*rows)) < 0) {
+        if (grow_array((void **)&rows, &cap, nrows + 1, sizeof(*rows)) < 0) {
             rc = -ENOMEM;
             goto out;
         }
@@ -2122,7 +2101,8 @@ static int op_retire(struct journal *j, struct req *r)
 
         sqlite3_bind_int64(st, 1, rows[i].id);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            if (grow((void **)&seqs, &seqcap, nseq + 1, sizeof(*seqs)) < 0) {
+            if (grow_array((void **)&seqs, &seqcap, nseq + 1, sizeof(*seqs)) <
+                0) {
                 rc = -ENOMEM;
                 break;
             }
@@ -2208,10 +2188,10 @@ static int cls_load(sqlite3 *db, int64_t chunk_id, int64_t batched,
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *reason = (const char *)sqlite3_column_text(st, 1);
 
-        if (grow((void **)&c->dead_off, &c->deadcap, c->ndead + 1,
-                 sizeof(int64_t)) < 0 ||
-            grow((void **)&c->dead_reason, &c->rcap, c->ndead + 1,
-                 sizeof(char *)) < 0) {
+        if (grow_array((void **)&c->dead_off, &c->deadcap, c->ndead + 1,
+                       sizeof(int64_t)) < 0 ||
+            grow_array((void **)&c->dead_reason, &c->rcap, c->ndead + 1,
+                       sizeof(char *)) < 0) {
             sqlite3_finalize(st);
             return -ENOMEM;
         }
@@ -2234,7 +2214,8 @@ static int cls_load(sqlite3 *db, int64_t chunk_id, int64_t batched,
     }
     sqlite3_bind_int64(st, 1, chunk_id);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow((void **)&c->fl, &c->flcap, c->nfl + 1, sizeof(*c->fl)) < 0) {
+        if (grow_array((void **)&c->fl, &c->flcap, c->nfl + 1, sizeof(*c->fl)) <
+            0) {
             sqlite3_finalize(st);
             return -ENOMEM;
         }
@@ -2304,7 +2285,7 @@ static int op_requeue(struct journal *j, struct req *r)
         it.bytes = sqlite3_column_int64(st, 5);
         it.ts = sqlite3_column_int64(st, 6);
         if (items_push(&items, &it) < 0 ||
-            grow((void **)&ids, &idcap, nids + 1, sizeof(*ids)) < 0) {
+            grow_array((void **)&ids, &idcap, nids + 1, sizeof(*ids)) < 0) {
             rc = -ENOMEM;
             goto out;
         }
@@ -2428,8 +2409,9 @@ static int op_replay(struct journal *j, struct req *r)
     sqlite3_bind_int64(st, 6, q->from_ts_ms);
     sqlite3_bind_int64(st, 7, q->to_ts_ms);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow((void **)&rows, &cap, nrows + 1, sizeof(*rows)) < 0 ||
-            grow((void **)&batched, &bcap, nrows + 1, sizeof(*batched)) < 0) {
+        if (grow_array((void **)&rows, &cap, nrows + 1, sizeof(*rows)) < 0 ||
+            grow_array((void **)&batched, &bcap, nrows + 1, sizeof(*batched)) <
+                0) {
             rc = -ENOMEM;
             goto out;
         }
@@ -3712,7 +3694,7 @@ int journal_batches_unfinished(struct journal *j, int route,
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t seq = 0;
 
-        if (grow((void **)&v, &cap, nv + 1, sizeof(*v)) < 0) {
+        if (grow_array((void **)&v, &cap, nv + 1, sizeof(*v)) < 0) {
             rc = -ENOMEM;
             goto out;
         }
@@ -3782,8 +3764,8 @@ int journal_stats(struct journal *j, struct journal_stats *out, char *err,
         const char *topic = (const char *)sqlite3_column_text(st, 1);
         int64_t count, bytes, undone, undone_b, dead, dead_b;
 
-        if (grow((void **)&out->parts, &cap, out->nparts + 1,
-                 sizeof(*out->parts)) < 0) {
+        if (grow_array((void **)&out->parts, &cap, out->nparts + 1,
+                       sizeof(*out->parts)) < 0) {
             rc = -ENOMEM;
             goto out;
         }

@@ -20,8 +20,8 @@
  */
 #include "storage/recover.h"
 #include "storage/chunk.h"
-#include "storage/errbuf.h"
 #include "storage/journal.h"
+#include "storage/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -664,27 +664,6 @@ static struct rpart *rparts_find(struct rparts *p, int64_t id)
     return NULL;
 }
 
-static int grow_arr(void **arr, size_t *cap, size_t need, size_t sz)
-{
-    size_t ncap;
-    void *np;
-
-    if (need <= *cap) {
-        return 0;
-    }
-    ncap = *cap ? *cap * 2 : 16;
-    while (ncap < need) {
-        ncap *= 2;
-    }
-    np = realloc(*arr, ncap * sz);
-    if (np == NULL) {
-        return -ENOMEM;
-    }
-    *arr = np;
-    *cap = ncap;
-    return 0;
-}
-
 /* Adds one partition row from st (columns id, topic, partition, route,
  * high, batched, pending_count, pending_bytes) unless its id is known. */
 static int rparts_add(struct rparts *p, sqlite3_stmt *st)
@@ -695,7 +674,7 @@ static int rparts_add(struct rparts *p, sqlite3_stmt *st)
     if (rparts_find(p, sqlite3_column_int64(st, 0)) != NULL) {
         return 0;
     }
-    if (grow_arr((void **)&p->v, &p->cap, p->n + 1, sizeof(*p->v)) < 0) {
+    if (grow_array((void **)&p->v, &p->cap, p->n + 1, sizeof(*p->v)) < 0) {
         return -ENOMEM;
     }
     r = &p->v[p->n];
@@ -824,7 +803,7 @@ static int read_chunk_ids(sqlite3 *db, struct rchunk **out, size_t *n,
             continue;
         }
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            if (grow_arr((void **)&v, &cap, nv + 1, sizeof(*v)) < 0) {
+            if (grow_array((void **)&v, &cap, nv + 1, sizeof(*v)) < 0) {
                 sqlite3_finalize(st);
                 free(v);
                 return -ENOMEM;
@@ -855,7 +834,7 @@ static int read_chunk_ids(sqlite3 *db, struct rchunk **out, size_t *n,
             for (int64_t id = 1; id <= maxid + 10000; id++) {
                 sqlite3_bind_int64(st, 1, id);
                 if (sqlite3_step(st) == SQLITE_ROW) {
-                    if (grow_arr((void **)&v, &cap, nv + 1, sizeof(*v)) < 0) {
+                    if (grow_array((void **)&v, &cap, nv + 1, sizeof(*v)) < 0) {
                         sqlite3_finalize(st);
                         free(v);
                         return -ENOMEM;
@@ -981,8 +960,8 @@ static void problem(struct ck *c, const char *fmt, ...)
             *q = ' ';
         }
     }
-    if (grow_arr((void **)&rep->lines, &c->linecap, rep->nlines + 1,
-                 sizeof(*rep->lines)) < 0) {
+    if (grow_array((void **)&rep->lines, &c->linecap, rep->nlines + 1,
+                   sizeof(*rep->lines)) < 0) {
         return;
     }
     copy = strdup(line);
@@ -1321,8 +1300,8 @@ static void ck_pieces(struct ck *c, sqlite3_stmt *st, int64_t id,
                         "cursor %" PRId64,
                         bid, p->topic, p->partition, p->batched);
             }
-            if (grow_arr((void **)&b->unf, &b->unfcap, b->nunf + 1,
-                         sizeof(*b->unf)) < 0) {
+            if (grow_array((void **)&b->unf, &b->unfcap, b->nunf + 1,
+                           sizeof(*b->unf)) < 0) {
                 continue;
             }
             iv = &b->unf[b->nunf++];
@@ -1334,8 +1313,8 @@ static void ck_pieces(struct ck *c, sqlite3_stmt *st, int64_t id,
                         "above %" PRId64 " of %s[%d])",
                         bid, p->batched, p->topic, p->partition);
             }
-            if (grow_arr((void **)&b->del, &b->delcap, b->ndel + 1,
-                         sizeof(*b->del)) < 0) {
+            if (grow_array((void **)&b->del, &b->delcap, b->ndel + 1,
+                           sizeof(*b->del)) < 0) {
                 continue;
             }
             iv = &b->del[b->ndel++];
@@ -1794,8 +1773,8 @@ static int sv_read_dead(struct sv *s)
         return 0;
     }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow_arr((void **)&s->dead, &cap, s->ndead + 1, sizeof(*s->dead)) <
-            0) {
+        if (grow_array((void **)&s->dead, &cap, s->ndead + 1,
+                       sizeof(*s->dead)) < 0) {
             sqlite3_finalize(st);
             return -ENOMEM;
         }
@@ -1831,8 +1810,8 @@ static int sv_read_inflight(struct sv *s)
         return 0;
     }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow_arr((void **)&s->infl, &cap, s->ninfl + 1, sizeof(*s->infl)) <
-            0) {
+        if (grow_array((void **)&s->infl, &cap, s->ninfl + 1,
+                       sizeof(*s->infl)) < 0) {
             sqlite3_finalize(st);
             return -ENOMEM;
         }
@@ -1939,7 +1918,7 @@ static int sv_copy_chunk(struct sv *s, struct journal *dst, int64_t id,
         } else if (state == SV_DEAD) {
             res->events_dead++;
         }
-        if (grow_arr((void **)evs, evcap, n + 1, sizeof(**evs)) < 0) {
+        if (grow_array((void **)evs, evcap, n + 1, sizeof(**evs)) < 0) {
             set_err(err, errlen, "out of memory");
             return -ENOMEM;
         }
@@ -2203,7 +2182,7 @@ static int dl_read(void *arg, sqlite3 *db)
         if (high < 0 || d < 0) {
             d = -1;
         }
-        if (grow_arr((void **)&x->v, &x->cap, x->n + 1, sizeof(*x->v)) < 0) {
+        if (grow_array((void **)&x->v, &x->cap, x->n + 1, sizeof(*x->v)) < 0) {
             sqlite3_finalize(st);
             return -ENOMEM;
         }
@@ -2306,7 +2285,7 @@ static int db_read(void *arg, sqlite3 *db)
         if (seq != last_seq) {
             const char *id = (const char *)sqlite3_column_text(st, 1);
 
-            if (grow_arr((void **)&x->v, &x->cap, x->n + 1, sizeof(*x->v)) <
+            if (grow_array((void **)&x->v, &x->cap, x->n + 1, sizeof(*x->v)) <
                 0) {
                 rc = -ENOMEM;
                 break;
@@ -2320,8 +2299,8 @@ static int db_read(void *arg, sqlite3 *db)
             pcap = 0;
         }
         b = &x->v[x->n - 1];
-        if (grow_arr((void **)&b->pieces, &pcap, b->npieces + 1,
-                     sizeof(*b->pieces)) < 0) {
+        if (grow_array((void **)&b->pieces, &pcap, b->npieces + 1,
+                       sizeof(*b->pieces)) < 0) {
             rc = -ENOMEM;
             break;
         }
