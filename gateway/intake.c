@@ -1287,7 +1287,8 @@ static void intake_submit(struct intake *in)
         e->headers = m->hdr_len ? d + m->hdr_off : NULL;
         e->headers_len = m->hdr_len;
     }
-    rc = journal_append_async(in->j, in->ev, nev, on_appended, in);
+    /* fly and in->ev stay untouched until on_appended */
+    rc = journal_append_async_borrowed(in->j, in->ev, nev, on_appended, in);
     if (rc < 0) {
         in->c.append_errors++;
         in->append_failed = 1;

@@ -46,7 +46,12 @@ typedef void (*intake_stopped_cb)(void *arg);
  */
 void intake_stop(struct intake *in, intake_stopped_cb cb, void *arg);
 
-/* Frees a stopped intake (or one whose start failed halfway). NULL ok. */
+/*
+ * Frees a stopped intake (or one whose start failed halfway). NULL ok.
+ * The journal borrows the events of intake's append in flight: when the
+ * stop gave up waiting for it (its deadline), close the journal first
+ * (journal_close drains its queue); the daemon always does.
+ */
 void intake_free(struct intake *in);
 
 /*

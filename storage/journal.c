@@ -3156,6 +3156,29 @@ int journal_append_async(struct journal *j, const struct journal_event *ev,
     return run_async(j, r);
 }
 
+int journal_append_async_borrowed(struct journal *j,
+                                  const struct journal_event *ev, size_t n,
+                                  journal_append_cb cb, void *arg)
+{
+    struct req *r;
+
+    if (cb == NULL || (n > 0 && ev == NULL)) {
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (ev[i].topic == NULL) {
+            return -EINVAL;
+        }
+    }
+    r = req_new(OP_APPEND, (void (*)(void))cb, arg, 0);
+    if (r == NULL) {
+        return -ENOMEM;
+    }
+    r->ev = ev; /* the caller keeps them until cb */
+    r->nev = n;
+    return run_async(j, r);
+}
+
 /* Copies a cut request (and its settled topics) into r's arena. */
 static int copy_cut(struct req *r, const struct journal_cut_req *q)
 {

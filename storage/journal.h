@@ -185,6 +185,15 @@ int journal_append_async(struct journal *j, const struct journal_event *ev,
                          size_t n, journal_append_cb cb, void *arg);
 
 /*
+ * The same without the copy: ev[0..n) and every byte they point to must
+ * stay valid and unchanged until cb has run (intake keeps its in-flight
+ * buffer for exactly that long). Saves a copy of each append's events.
+ */
+int journal_append_async_borrowed(struct journal *j,
+                                  const struct journal_event *ev, size_t n,
+                                  journal_append_cb cb, void *arg);
+
+/*
  * Highest journaled offset of (topic, partition), -1 when none: resume
  * after max(committed, high + 1) (INV-2). Read connection.
  */

@@ -1055,6 +1055,44 @@ static void run_until(uv_loop_t *loop, int *counter, int want)
     assert_int_equal(*counter, want);
 }
 
+/* Borrowed async append: the events stay with the caller until the
+ * callback; the stored bytes are the caller's; bad input is refused. */
+static void test_async_borrowed(void **state)
+{
+    struct fx *f = *state;
+    struct journal_options o;
+    struct actx a;
+    uv_loop_t loop;
+    struct evs e;
+    int64_t high = -1;
+    struct journal_event bad = {0};
+
+    memset(&a, 0, sizeof(a));
+    assert_int_equal(uv_loop_init(&loop), 0);
+    memset(&o, 0, sizeof(o));
+    o.path = f->path;
+    o.sync_full = 1;
+    o.loop = &loop;
+    assert_int_equal(journal_open(&o, &f->j, f->err, sizeof(f->err)), 0);
+    assert_int_equal(
+        journal_append_async_borrowed(f->j, &bad, 1, on_append, &a), -EINVAL);
+    assert_int_equal(
+        journal_append_async_borrowed(f->j, NULL, 1, on_append, &a), -EINVAL);
+    mkevs(&e, 0, "t", 0, 0, 99, 0);
+    assert_int_equal(
+        journal_append_async_borrowed(f->j, e.ev, e.n, on_append, &a), 0);
+    run_until(&loop, &a.appended_cbs, 1);
+    assert_int_equal(a.appended, 100);
+    freeevs(&e); /* only now */
+    assert_int_equal(
+        journal_high_offset(f->j, "t", 0, &high, f->err, sizeof(f->err)), 0);
+    assert_int_equal(high, 99);
+    journal_close(f->j);
+    f->j = NULL;
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 static void test_async(void **state)
 {
     struct fx *f = *state;
@@ -1306,6 +1344,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lock_and_read_only, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_async, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_async_borrowed, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_dead_ids_not_reused, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_names_and_read_db, fx_setup,
