@@ -3635,6 +3635,25 @@ int journal_replay_async(struct journal *j,
 
 /* ---------------------------------------------------------------- reads */
 
+/*
+ * The read connection (rdb) is shared by the loop and the thread pool:
+ * reads take rmu and run in one read transaction, so a multi-statement
+ * read sees one snapshot of the WAL.
+ */
+static void read_begin(struct journal *j)
+{
+    pthread_mutex_lock(&j->rmu);
+    sqlite3_exec(j->rdb, "BEGIN", NULL, NULL, NULL);
+}
+
+/* Ends read_begin(): finalizes st (NULL ok), commits, unlocks. */
+static void read_end(struct journal *j, sqlite3_stmt *st)
+{
+    sqlite3_finalize(st);
+    sqlite3_exec(j->rdb, "COMMIT", NULL, NULL, NULL);
+    pthread_mutex_unlock(&j->rmu);
+}
+
 int journal_high_offset(struct journal *j, const char *topic, int32_t partition,
                         int64_t *off, char *err, size_t errlen)
 {
@@ -3704,8 +3723,7 @@ int journal_batches_unfinished(struct journal *j, int route,
     clear_err(err, errlen);
     *list = NULL;
     *n = 0;
-    pthread_mutex_lock(&j->rmu);
-    sqlite3_exec(j->rdb, "BEGIN", NULL, NULL, NULL);
+    read_begin(j);
     rc = prep(j->rdb,
               "SELECT " BATCH_COLS " FROM batches WHERE state <= 2"
               " AND (?1 < 0 OR route = ?1) ORDER BY seq",
@@ -3737,9 +3755,7 @@ int journal_batches_unfinished(struct journal *j, int route,
     }
     rc = 0;
 out:
-    sqlite3_finalize(st);
-    sqlite3_exec(j->rdb, "COMMIT", NULL, NULL, NULL);
-    pthread_mutex_unlock(&j->rmu);
+    read_end(j, st);
     if (rc < 0) {
         journal_batch_list_free(v, nv);
         return rc;
@@ -3776,8 +3792,7 @@ int journal_stats(struct journal *j, struct journal_stats *out, char *err,
 
     clear_err(err, errlen);
     memset(out, 0, sizeof(*out));
-    pthread_mutex_lock(&j->rmu);
-    sqlite3_exec(j->rdb, "BEGIN", NULL, NULL, NULL);
+    read_begin(j);
     rc = prep(j->rdb, sql, &st, err, errlen);
     if (rc < 0) {
         goto out;
@@ -3837,9 +3852,7 @@ int journal_stats(struct journal *j, struct journal_stats *out, char *err,
     out->max_bytes = j->max_bytes;
     out->pending_bytes = journal_pending_bytes(j);
 out:
-    sqlite3_finalize(st);
-    sqlite3_exec(j->rdb, "COMMIT", NULL, NULL, NULL);
-    pthread_mutex_unlock(&j->rmu);
+    read_end(j, st);
     if (rc < 0) {
         journal_stats_release(out);
     }
@@ -3873,8 +3886,7 @@ int journal_dead_list(struct journal *j, int route, int64_t after_id,
     if (limit > 10000) {
         limit = 10000;
     }
-    pthread_mutex_lock(&j->rmu);
-    sqlite3_exec(j->rdb, "BEGIN", NULL, NULL, NULL);
+    read_begin(j);
     if (total != NULL) {
         rc = prep(j->rdb,
                   "SELECT COUNT(*) FROM dead WHERE (?1 < 0 OR route = ?1)", &st,
@@ -3934,9 +3946,7 @@ int journal_dead_list(struct journal *j, int route, int64_t after_id,
     }
     rc = 0;
 out:
-    sqlite3_finalize(st);
-    sqlite3_exec(j->rdb, "COMMIT", NULL, NULL, NULL);
-    pthread_mutex_unlock(&j->rmu);
+    read_end(j, st);
     if (rc < 0) {
         journal_dead_list_free(v, nv);
         return rc;
@@ -3971,8 +3981,7 @@ int journal_iterate(struct journal *j, const struct journal_iter_req *req,
         return -EINVAL;
     }
     memset(&c, 0, sizeof(c));
-    pthread_mutex_lock(&j->rmu);
-    sqlite3_exec(j->rdb, "BEGIN", NULL, NULL, NULL);
+    read_begin(j);
     rc = prep(j->rdb,
               "SELECT c.id, c.route, c.first_offset, p.topic, p.partition,"
               " p.batched_offset, c.data, c.dead"
@@ -4047,9 +4056,7 @@ int journal_iterate(struct journal *j, const struct journal_iter_req *req,
     }
     rc = 0;
 out:
-    sqlite3_finalize(st);
-    sqlite3_exec(j->rdb, "COMMIT", NULL, NULL, NULL);
-    pthread_mutex_unlock(&j->rmu);
+    read_end(j, st);
     cls_release(&c);
     return rc;
 }
