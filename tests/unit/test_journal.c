@@ -1055,12 +1055,24 @@ static void run_until(uv_loop_t *loop, int *counter, int want)
     assert_int_equal(*counter, want);
 }
 
+/* Opens f's journal (sync FULL) with its callbacks on loop. */
+static void open_on_loop(struct fx *f, uv_loop_t *loop)
+{
+    struct journal_options o;
+
+    assert_int_equal(uv_loop_init(loop), 0);
+    memset(&o, 0, sizeof(o));
+    o.path = f->path;
+    o.sync_full = 1;
+    o.loop = loop;
+    assert_int_equal(journal_open(&o, &f->j, f->err, sizeof(f->err)), 0);
+}
+
 /* Borrowed async append: the events stay with the caller until the
  * callback; the stored bytes are the caller's; bad input is refused. */
 static void test_async_borrowed(void **state)
 {
     struct fx *f = *state;
-    struct journal_options o;
     struct actx a;
     uv_loop_t loop;
     struct evs e;
@@ -1068,12 +1080,7 @@ static void test_async_borrowed(void **state)
     struct journal_event bad = {0};
 
     memset(&a, 0, sizeof(a));
-    assert_int_equal(uv_loop_init(&loop), 0);
-    memset(&o, 0, sizeof(o));
-    o.path = f->path;
-    o.sync_full = 1;
-    o.loop = &loop;
-    assert_int_equal(journal_open(&o, &f->j, f->err, sizeof(f->err)), 0);
+    open_on_loop(f, &loop);
     assert_int_equal(
         journal_append_async_borrowed(f->j, &bad, 1, on_append, &a), -EINVAL);
     assert_int_equal(
@@ -1096,18 +1103,12 @@ static void test_async_borrowed(void **state)
 static void test_async(void **state)
 {
     struct fx *f = *state;
-    struct journal_options o;
     struct actx a;
     uv_loop_t loop;
     struct evs e[20];
 
     memset(&a, 0, sizeof(a));
-    assert_int_equal(uv_loop_init(&loop), 0);
-    memset(&o, 0, sizeof(o));
-    o.path = f->path;
-    o.sync_full = 1;
-    o.loop = &loop;
-    assert_int_equal(journal_open(&o, &f->j, f->err, sizeof(f->err)), 0);
+    open_on_loop(f, &loop);
 
     /* 20 requests queued at once: group commit, FIFO completion; the
      * events are copied, so they are freed before the callbacks run */
