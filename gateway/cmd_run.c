@@ -13,6 +13,7 @@
 #include "gateway/daemon.h"
 #include "gateway/log.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -162,6 +163,11 @@ int cmd_run(int argc, char **argv)
         return 0;
     }
 
+    /* At most 2 malloc arenas: the loop, the journal writer, the thread
+     * pool (body building) and librdkafka's threads otherwise each keep
+     * their own freed memory. bench_e2e at 200k events/s: peak RSS 52 MiB
+     * instead of 61-62 MiB, same throughput (README, Benchmarks). */
+    (void)mallopt(M_ARENA_MAX, 2);
     {
         /* admin: the admin API rides on the daemon's hooks */
         struct daemon_hooks hooks = {admin_started, admin_stopping, NULL};
