@@ -18,6 +18,7 @@
  */
 #include "gateway/config.h"
 #include "gateway/log.h"
+#include "storage/util.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -2454,6 +2455,19 @@ int config_load_string(const char *json, const struct config_overrides *ov,
     if (len > CONFIG_MAX_BYTES) {
         fail(&l, "the config is larger than %d bytes", CONFIG_MAX_BYTES);
         return -EFBIG;
+    }
+    for (size_t i = 0, line = 1; i < len;) {
+        size_t n = utf8_len((const unsigned char *)json + i);
+
+        if (n == 0) {
+            /* JSON is UTF-8 (RFC 8259); a stray byte would reach names,
+             * logs and ADX as it is */
+            fail(&l, "the config is not valid UTF-8 (line %zu, byte %zu)", line,
+                 i + 1);
+            return -EINVAL;
+        }
+        line += json[i] == '\n';
+        i += n;
     }
     l.cfg = calloc(1, sizeof(*l.cfg));
     if (l.cfg == NULL) {

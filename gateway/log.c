@@ -8,6 +8,7 @@
  * format argument.
  */
 #include "gateway/log.h"
+#include "storage/util.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -132,23 +133,49 @@ char *log_mask(const char *src, char *dst, size_t dstlen)
     return dst;
 }
 
-static size_t json_escape(const char *s, char *out, size_t cap)
+size_t log_escape(const char *src, char *out, size_t cap, int json)
 {
+    const unsigned char *s = (const unsigned char *)src;
     size_t o = 0;
 
-    for (; *s != '\0' && o + 7 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c == '\n') {
-            out[o++] = '\\';
-            out[o++] = 'n';
-        } else if (c < 0x20) {
-            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
+    if (cap == 0) {
+        return 0;
+    }
+    while (*s != '\0') {
+        char unit[8];
+        size_t n = utf8_len(s);
+        size_t take = n ? n : 1;
+
+        if (n == 0) {
+            memcpy(unit, "\xef\xbf\xbd", 3); /* U+FFFD */
+            n = 3;
+        } else if (n > 1) {
+            memcpy(unit, s, n);
+        } else if (*s == '\n') {
+            memcpy(unit, "\\n", 2);
+            n = 2;
+        } else if (*s == '\r') {
+            memcpy(unit, "\\r", 2);
+            n = 2;
+        } else if (*s == '\t' && json) {
+            memcpy(unit, "\\t", 2);
+            n = 2;
+        } else if ((*s < 0x20 && *s != '\t') || *s == 0x7f) {
+            n = (size_t)snprintf(unit, sizeof(unit),
+                                 json ? "\\u%04x" : "\\x%02x", *s);
+        } else if (json && (*s == '"' || *s == '\\')) {
+            unit[0] = '\\';
+            unit[1] = (char)*s;
+            n = 2;
         } else {
-            out[o++] = (char)c;
+            unit[0] = (char)*s;
         }
+        if (o + n >= cap) {
+            break; /* never half a sequence or half an escape */
+        }
+        memcpy(out + o, unit, n);
+        o += n;
+        s += take;
     }
     out[o] = '\0';
     return o;
@@ -179,14 +206,16 @@ void log_vmsg(enum log_level level, const char *module, const char *fmt,
 
     if (cur_format == LOG_JSON) {
         char esc[LOG_LINE_MAX * 2 - 128];
-        json_escape(masked, esc, sizeof(esc));
+        log_escape(masked, esc, sizeof(esc), 1);
         n = snprintf(line, sizeof(line),
                      "{\"ts\":\"%s\",\"level\":\"%s\",\"module\":\"%s\","
                      "\"msg\":\"%s\"}\n",
                      ts, level_names[level], module, esc);
     } else {
+        char esc[LOG_LINE_MAX * 2 - 128];
+        log_escape(masked, esc, sizeof(esc), 0);
         n = snprintf(line, sizeof(line), "%s %-5s %s: %s\n", ts,
-                     level_names[level], module, masked);
+                     level_names[level], module, esc);
     }
     if (n < 0) {
         return;

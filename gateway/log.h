@@ -37,6 +37,16 @@ void log_add_secret(const char *secret);
  */
 char *log_mask(const char *src, char *dst, size_t dstlen);
 
+/*
+ * Writes src into out (cap bytes, NUL-terminated) so that a log line stays
+ * one line of valid UTF-8 whatever the bytes (a Kafka payload, a config
+ * key, an HTTP reply): invalid UTF-8 becomes U+FFFD; newline and carriage
+ * return become \n and \r; other control bytes \xNN (text) or \u00NN
+ * (json, which also escapes '"', '\' and tab). Stops before a unit that
+ * would not fit. Returns the length written.
+ */
+size_t log_escape(const char *src, char *out, size_t cap, int json);
+
 /* Frees the secret list (for leak checkers at exit). */
 void log_release(void);
 

@@ -1,5 +1,5 @@
 /*
- * util.h - two small helpers shared by storage and gateway.
+ * util.h - small helpers shared by storage and gateway.
  *
  * The error-buffer convention: functions that can fail take `char *err,
  * size_t errlen` and, on failure, write one line there (never a secret)
@@ -52,6 +52,39 @@ static inline int grow_array(void **arr, size_t *cap, size_t need, size_t sz)
     }
     *arr = p;
     *cap = ncap;
+    return 0;
+}
+
+/*
+ * Length of the valid UTF-8 sequence at s (1-4), or 0 when the bytes there
+ * are not one (stray continuation, overlong, surrogate, > U+10FFFF, cut).
+ * Reads at most up to the first NUL.
+ */
+static inline size_t utf8_len(const unsigned char *s)
+{
+    unsigned char c = s[0];
+
+    if (c < 0x80) {
+        return 1;
+    }
+    if (c >= 0xc2 && c <= 0xdf) {
+        return (s[1] & 0xc0) == 0x80 ? 2 : 0;
+    }
+    if (c >= 0xe0 && c <= 0xef) {
+        if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 ||
+            (c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f)) {
+            return 0;
+        }
+        return 3;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 ||
+            (s[3] & 0xc0) != 0x80 || (c == 0xf0 && s[1] < 0x90) ||
+            (c == 0xf4 && s[1] > 0x8f)) {
+            return 0;
+        }
+        return 4;
+    }
     return 0;
 }
 

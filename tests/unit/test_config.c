@@ -536,6 +536,9 @@ static const struct bad bad_configs[] = {
     /* syntax and shape */
     {"{\"kafka\": {", "the config is not valid JSON (line 1, column 12)"},
     {"[1,2]", "the config must be a JSON object"},
+    {"{" KAFKA ",\n" ADX "," ROUTE ",\"x\xe1\xff\":1}",
+     "the config is not valid UTF-8 (line 2, byte"},
+    {"{\"a\":\"\xc0\xaf\"}", "the config is not valid UTF-8 (line 1, byte 7)"},
     {"{" KAFKA "," ADX "," ROUTE ",\"admin\":{},\"admin\":{}}",
      "duplicate key 'admin'"},
     /* unknown keys, named by path */
