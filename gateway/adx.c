@@ -1081,16 +1081,39 @@ static int is_config_error(const struct oneapi *e)
     return 0;
 }
 
-/* Cuts s to one short line (no newlines) into dst. */
+/*
+ * Cuts s to one short line of valid UTF-8 into dst (it ends up in logs,
+ * /status and dead-letter reasons, so at most 200 bytes, which any
+ * reason buffer holds whole): control bytes become spaces, bytes
+ * that are not UTF-8 '?', and a character is never cut in half.
+ */
 static void one_line(char *dst, size_t cap, const char *s)
 {
+    const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
 
     if (cap == 0) {
         return;
     }
-    for (; s != NULL && *s != '\0' && i + 1 < cap && i < 300; s++) {
-        dst[i++] = (*s == '\r' || *s == '\n' || *s == '\t') ? ' ' : *s;
+    while (p != NULL && *p != '\0' && i < 200) {
+        size_t n = utf8_len(p);
+
+        if (n == 0 || n == 1) {
+            if (i + 1 >= cap) {
+                break;
+            }
+            dst[i++] = n == 0                      ? '?'
+                       : (*p < 0x20 || *p == 0x7f) ? ' '
+                                                   : (char)*p;
+            p++;
+            continue;
+        }
+        if (i + n >= cap) {
+            break;
+        }
+        memcpy(dst + i, p, n);
+        i += n;
+        p += n;
     }
     dst[i] = '\0';
 }

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "gateway/adx.h"
+#include "storage/util.h"
 #include "tests/unit/mini_http.h"
 
 #include <errno.h>
@@ -457,6 +458,67 @@ static void test_response_cap(void **state)
 }
 
 /* Pure classification: no network. */
+/* 1 when s is valid UTF-8 without control bytes */
+static int clean_utf8(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    while (*p != '\0') {
+        size_t n = utf8_len(p);
+
+        if (n == 0 || (n == 1 && (*p < 0x20 || *p == 0x7f))) {
+            return 0;
+        }
+        p += n;
+    }
+    return 1;
+}
+
+/* ADX's error text reaches logs, /status and dead-letter reasons: one
+ * line of valid UTF-8, whatever the reply held. */
+static void test_classify_reason_is_clean(void **state)
+{
+    static const char body[] =
+        "{\"error\":{\"code\":\"BadRequest\",\"@message\":\"bad \\n"
+        "line\xff\x80 \\u001b[31m "
+        "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+        "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+        "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+        "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+        "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+        "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+        "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+        "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+        "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+        "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+        "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+        "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+        "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+        "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+        "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+        "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+        "\",\"@permanent\":true}}";
+    struct adx_response r;
+    char reason[256];
+
+    (void)state;
+    memset(&r, 0, sizeof(r));
+    r.status = 400;
+    r.body = (char *)body;
+    r.body_len = sizeof(body) - 1;
+    r.body_sent = 1;
+    assert_int_equal(adx_classify(&r, reason, sizeof(reason)), ADX_PERMANENT);
+    assert_non_null(strstr(reason, "http 400 BadRequest: bad"));
+    assert_non_null(strstr(reason, "line?? "));
+    assert_true(clean_utf8(reason));
+    /* a plain-text body cut inside a character */
+    r.status = 500;
+    r.body = "oops \xe2\x82";
+    r.body_len = strlen(r.body);
+    assert_int_equal(adx_classify(&r, reason, sizeof(reason)), ADX_TRANSIENT);
+    assert_string_equal(reason, "http 500 oops ??");
+}
+
 static void test_classify_transport(void **state)
 {
     struct adx_response r;
@@ -682,6 +744,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_response_cap, setup_small_cap,
                                         teardown),
         cmocka_unit_test(test_classify_transport),
+        cmocka_unit_test(test_classify_reason_is_clean),
         cmocka_unit_test(test_gzip_roundtrip),
         cmocka_unit_test(test_tls_verification),
     };
