@@ -213,23 +213,12 @@ static void fb_set_state(struct fbatch *b, enum fb_state s)
 }
 
 /* Copies src into dst[cap], cut if needed, always NUL-terminated. */
-static void copy_str(char *dst, size_t cap, const char *src)
-{
-    size_t n = strlen(src);
-
-    if (n >= cap) {
-        n = cap - 1;
-    }
-    memcpy(dst, src, n);
-    dst[n] = '\0';
-}
-
 static void route_set_state(struct route *rt, enum forwarder_route_state s,
                             const char *reason)
 {
     if (rt->state == s) {
         if (reason != NULL) {
-            copy_str(rt->reason, sizeof(rt->reason), reason);
+            utf8_copy(rt->reason, sizeof(rt->reason), reason);
         }
         return;
     }
@@ -238,7 +227,7 @@ static void route_set_state(struct route *rt, enum forwarder_route_state s,
                  forwarder_route_state_name(rt->state));
         rt->reason[0] = '\0';
     } else {
-        copy_str(rt->reason, sizeof(rt->reason), reason ? reason : "");
+        utf8_copy(rt->reason, sizeof(rt->reason), reason ? reason : "");
         log_warn("forwarder", "route '%s' %s: %s", rt->cfg->name,
                  forwarder_route_state_name(s), rt->reason);
     }
@@ -1149,7 +1138,7 @@ static void fb_permanent(struct fbatch *b, const char *reason)
         }
         b->nbad = 1;
         b->bad[0].index = 0;
-        snprintf(b->bad[0].reason, sizeof(b->bad[0].reason), "%.150s", reason);
+        utf8_copy(b->bad[0].reason, sizeof(b->bad[0].reason), reason);
         b->kill_next = 0;
         fb_set_state(b, FB_KILLING);
         fb_kill_next(b);
@@ -2250,13 +2239,12 @@ int forwarder_route_stats(const struct forwarder *fw, int route,
     out->state = rt->state;
     out->inflight = rt->nbatches;
     if (rt->state != FORWARDER_RUNNING) {
-        snprintf(out->reason, sizeof(out->reason), "%s", rt->reason);
+        utf8_copy(out->reason, sizeof(out->reason), rt->reason);
     } else {
         out->reason[0] = '\0';
         for (const struct fbatch *b = rt->batches; b != NULL; b = b->next) {
             if (b->last_error[0] != '\0') {
-                snprintf(out->reason, sizeof(out->reason), "%.250s",
-                         b->last_error);
+                utf8_copy(out->reason, sizeof(out->reason), b->last_error);
                 break;
             }
         }

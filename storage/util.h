@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static inline void set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -86,6 +87,38 @@ static inline size_t utf8_len(const unsigned char *s)
         return 4;
     }
     return 0;
+}
+
+/*
+ * Copies src into dst (cap bytes, NUL-terminated), cut only between
+ * characters; bytes that are not UTF-8 become '?'. For text that reaches
+ * JSON answers and logs. Returns dst.
+ */
+static inline char *utf8_copy(char *dst, size_t cap, const char *src)
+{
+    const unsigned char *p = (const unsigned char *)src;
+    size_t o = 0;
+
+    if (cap == 0) {
+        return dst;
+    }
+    while (*p != '\0') {
+        size_t n = utf8_len(p);
+
+        if (o + (n ? n : 1) >= cap) {
+            break;
+        }
+        if (n == 0) {
+            dst[o++] = '?';
+            p++;
+        } else {
+            memcpy(dst + o, p, n);
+            o += n;
+            p += n;
+        }
+    }
+    dst[o] = '\0';
+    return dst;
 }
 
 #endif
