@@ -224,5 +224,33 @@ class TmpDirCase(unittest.TestCase):
         self.addCleanup(_kill_all)
 
 
+def _check_split(split):
+    """meson runs some files as several tests (tests/e2e/meson.build), each
+    with --split=E1,E2,... (every entry, "Class" or "Class.method") and one
+    entry to run. Every test of the file must be in exactly one entry, so a
+    new test cannot be silently left out; a stale entry is refused too."""
+    entries = split.split(",")
+    main_mod = sys.modules["__main__"]
+    loader = unittest.TestLoader()
+    ids = []
+    for name, v in vars(main_mod).items():
+        if (isinstance(v, type) and issubclass(v, unittest.TestCase)
+                and v.__module__ == "__main__"):
+            ids += [name + "." + m for m in loader.getTestCaseNames(v)]
+    for t in ids:
+        n = sum(1 for e in entries if e == t or e == t.split(".")[0])
+        if n != 1:
+            raise SystemExit("%s is in %d of meson's entries for this file "
+                             "(must be 1): %s" % (t, n, split))
+    for e in entries:
+        if not any(e == t or e == t.split(".")[0] for t in ids):
+            raise SystemExit("meson entry %r names no test of this file" % e)
+
+
 def main():
-    unittest.main(verbosity=2)
+    """unittest.main, after checking a --split=... list (see _check_split)."""
+    argv = [a for a in sys.argv if not a.startswith("--split=")]
+    for a in sys.argv:
+        if a.startswith("--split="):
+            _check_split(a[len("--split="):])
+    unittest.main(argv=argv, verbosity=2)

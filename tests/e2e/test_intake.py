@@ -501,19 +501,5 @@ class TestBrokerDown(IntakeCase):
         self.assert_exactly_once(journal_events(j), per)
 
 
-def _check_split():
-    """meson runs one test per class (tests/e2e/meson.build): every Test*
-    class here must be in its list, or it would silently not run."""
-    listed = os.environ.get("KADX_SPLIT_CLASSES")
-    if listed is None:
-        return
-    here = sorted(n for n, v in globals().items()
-                  if n.startswith("Test") and isinstance(v, type))
-    if sorted(listed.split(",")) != here:
-        raise SystemExit("test_intake.py classes %s != meson's list %s"
-                         % (here, listed))
-
-
 if __name__ == "__main__":
-    _check_split()
     harness.main()
