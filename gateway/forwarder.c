@@ -268,6 +268,18 @@ static int js_string(struct jscan *j)
             j->what = "control character in string";
             return -1;
         }
+        if (c >= 0x80) {
+            /* RFC 8259: UTF-8. ADX ignores malformed json records without
+             * an error, so one must be dead-lettered here, not sent */
+            size_t n = utf8_len_n(j->s + j->i, j->n - j->i);
+
+            if (n == 0) {
+                j->what = "invalid UTF-8 in string";
+                return -1;
+            }
+            j->i += n;
+            continue;
+        }
         if (c == '\\') {
             j->i++;
             if (j->i >= j->n) {

@@ -89,6 +89,17 @@ static inline size_t utf8_len(const unsigned char *s)
     return 0;
 }
 
+/* utf8_len for a buffer that is not NUL-terminated: avail bytes at s. */
+static inline size_t utf8_len_n(const unsigned char *s, size_t avail)
+{
+    unsigned char b[5] = {0};
+    size_t n;
+
+    memcpy(b, s, avail < 4 ? avail : 4);
+    n = utf8_len(b);
+    return n <= avail ? n : 0;
+}
+
 /*
  * Copies src into dst (cap bytes, NUL-terminated), cut only between
  * characters; bytes that are not UTF-8 become '?'. For text that reaches

@@ -68,13 +68,15 @@ class MockCluster:
 
 def produce(bootstrap, topic, partition, values, timeout=60.0, key_delim=None,
             headers=(), null_empty=False):
-    """Produces values (an iterable of str without newlines) to one partition
+    """Produces values (an iterable of str without newlines; lone surrogates
+    \udc80-\udcff stand for raw bytes that are not UTF-8) to one partition
     with kcat, acks=all, waiting for delivery. Returns the count sent.
     key_delim: each line is KEY<delim>VALUE (kcat -K); headers: (name,
     value) pairs added to every message (kcat -H); null_empty: an empty
     value is sent as a null value, a tombstone (kcat -Z)."""
-    with tempfile.NamedTemporaryFile("w", prefix="kadx-kcat-",
-                                     delete=False) as f:
+    # surrogateescape: a str may carry raw bytes ('\udce9' is byte 0xe9)
+    with tempfile.NamedTemporaryFile("w", prefix="kadx-kcat-", delete=False,
+                                     errors="surrogateescape") as f:
         n = 0
         for v in values:
             f.write(v)

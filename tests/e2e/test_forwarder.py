@@ -327,17 +327,23 @@ class ForwarderCase(ForwarderBase):
         emu = self.start_emulator()
         setup_table(emu)
         write_config(self.cfg, self.bs, "g-bad", self.journal, emu.url)
-        bad = {(2, 137): '{"playerId": 1, "gameId": oops}'}
+        # invalid JSON, and a Latin-1 byte in a string (ADX would drop a
+        # malformed json record without an error: it must be dead-lettered)
+        bad = {(2, 137): '{"playerId": 1, "gameId": oops}',
+               (1, 42): '{"playerId": 2, "gameId": 3, "x": "caf\udce9"}'}
         produce(self.bs, self.parts, 0, n, bad=bad)
         k = self.start_kadx()
-        self.wait_count(emu, n * self.partitions - 1, 120, k)
+        self.wait_count(emu, n * self.partitions - 2, 120, k)
         line = k.wait_for("dead-lettering gameplay[2]@137", timeout=10,
                           what="the dead-letter line")
         self.assertIn("not valid JSON", line)
+        line = k.wait_for("dead-lettering gameplay[1]@42", timeout=10,
+                          what="the dead-letter line")
+        self.assertIn("invalid UTF-8 in string", line)
         self.assertEqual(k.stop(), 0)
-        audit(emu, self.parts, n, missing=[(2, 137)])
+        audit(emu, self.parts, n, missing=[(2, 137), (1, 42)])
         dead = [l for l in k.lines() if "dead-lettering" in l]
-        self.assertEqual(len(dead), 1, dead)
+        self.assertEqual(len(dead), 2, dead)
 
     def test_table_missing_pauses_then_resumes(self):
         n = 300

@@ -471,6 +471,7 @@ static void test_json_check(void **state)
         "0",
         "{\"a\":{\"b\":{\"c\":[{}]}}}",
         "{\"a\":\r\n 1}",
+        "{\"caf\xc3\xa9\":\"\xe2\x82\xac \xf0\x9f\x8e\xb2\"}",
     };
     static const char *const bad[] = {
         "",
@@ -490,6 +491,11 @@ static void test_json_check(void **state)
         "\"ctl \x01\"",
         "{\"a\":\"line\nbreak\"}",
         "{'a':1}",
+        "{\"a\":\"latin-1 \xe9\"}",
+        "{\"a\":\"cut \xe2\x82\"}",
+        "\"overlong \xc0\xaf\"",
+        "\"surrogate \xed\xa0\x80\"",
+        "{\"\xff\":1}",
     };
     char why[128];
 

@@ -51,6 +51,10 @@ static void test_utf8_len(void **state)
     assert_int_equal(utf8_len((const unsigned char *)"\xed\xa0\x80"), 0);
     assert_int_equal(utf8_len((const unsigned char *)"\xf4\x90\x80\x80"), 0);
     assert_int_equal(utf8_len((const unsigned char *)"\xe2\x82"), 0);
+    /* not NUL-terminated: only avail bytes count */
+    assert_int_equal(utf8_len_n((const unsigned char *)"\xe2\x82\xac", 3), 3);
+    assert_int_equal(utf8_len_n((const unsigned char *)"\xe2\x82\xac", 2), 0);
+    assert_int_equal(utf8_len_n((const unsigned char *)"ab", 1), 1);
 }
 
 static void test_utf8_copy(void **state)
