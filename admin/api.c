@@ -1124,11 +1124,42 @@ static void metrics_intake(struct admin *a, struct sbuf *b)
     }
 }
 
+/* One family per route/topic/partition and state: event counts, or their
+ * bytes. */
+static void metrics_by_state(struct sbuf *b, const struct config *cfg,
+                             const struct journal_stats *st, const char *name,
+                             const char *help, int bytes)
+{
+    static const char *const state_names[] = {"pending", "inflight",
+                                              "delivered", "dead"};
+
+    sb_family(b, name, "gauge", help);
+    for (size_t i = 0; i < st->nparts; i++) {
+        const struct journal_partition_stats *p = &st->parts[i];
+        const int64_t counts[4] = {p->pending_count, p->inflight_count,
+                                   p->delivered_count, p->dead_count};
+        const int64_t sizes[4] = {p->pending_bytes, p->inflight_bytes,
+                                  p->delivered_bytes, p->dead_bytes};
+        const int64_t *v = bytes ? sizes : counts;
+        const char *route = p->route >= 0 && (size_t)p->route < cfg->nroutes
+                                ? cfg->routes[p->route].name
+                                : "";
+
+        for (int s = 0; s < 4; s++) {
+            sb_printf(b, "%s{route=\"", name);
+            sb_label(b, route);
+            sb_printf(b, "\",topic=\"");
+            sb_label(b, p->topic);
+            sb_printf(
+                b, "\",partition=\"%" PRId32 "\",state=\"%s\"} %" PRId64 "\n",
+                p->partition, state_names[s], v[s]);
+        }
+    }
+}
+
 static void metrics_journal(struct admin *a, struct sbuf *b,
                             const struct journal_stats *st)
 {
-    static const char *state_names[] = {"pending", "inflight", "delivered",
-                                        "dead"};
     const struct config *cfg = a->src.cfg;
 
     sb_family(b, "kadx_journal_file_bytes", "gauge",
@@ -1147,46 +1178,10 @@ static void metrics_journal(struct admin *a, struct sbuf *b,
               "Batches pending, sent or failed in the journal.");
     sb_printf(b, "kadx_journal_unfinished_batches %" PRId64 "\n",
               st->batches_unfinished);
-    sb_family(b, "kadx_journal_events", "gauge",
-              "Events in the journal by state.");
-    for (size_t i = 0; i < st->nparts; i++) {
-        const struct journal_partition_stats *p = &st->parts[i];
-        const int64_t v[4] = {p->pending_count, p->inflight_count,
-                              p->delivered_count, p->dead_count};
-        const char *route = p->route >= 0 && (size_t)p->route < cfg->nroutes
-                                ? cfg->routes[p->route].name
-                                : "";
-
-        for (int s = 0; s < 4; s++) {
-            sb_printf(b, "kadx_journal_events{route=\"");
-            sb_label(b, route);
-            sb_printf(b, "\",topic=\"");
-            sb_label(b, p->topic);
-            sb_printf(
-                b, "\",partition=\"%" PRId32 "\",state=\"%s\"} %" PRId64 "\n",
-                p->partition, state_names[s], v[s]);
-        }
-    }
-    sb_family(b, "kadx_journal_bytes", "gauge",
-              "Event bytes in the journal by state.");
-    for (size_t i = 0; i < st->nparts; i++) {
-        const struct journal_partition_stats *p = &st->parts[i];
-        const int64_t v[4] = {p->pending_bytes, p->inflight_bytes,
-                              p->delivered_bytes, p->dead_bytes};
-        const char *route = p->route >= 0 && (size_t)p->route < cfg->nroutes
-                                ? cfg->routes[p->route].name
-                                : "";
-
-        for (int s = 0; s < 4; s++) {
-            sb_printf(b, "kadx_journal_bytes{route=\"");
-            sb_label(b, route);
-            sb_printf(b, "\",topic=\"");
-            sb_label(b, p->topic);
-            sb_printf(
-                b, "\",partition=\"%" PRId32 "\",state=\"%s\"} %" PRId64 "\n",
-                p->partition, state_names[s], v[s]);
-        }
-    }
+    metrics_by_state(b, cfg, st, "kadx_journal_events",
+                     "Events in the journal by state.", 0);
+    metrics_by_state(b, cfg, st, "kadx_journal_bytes",
+                     "Event bytes in the journal by state.", 1);
 }
 
 static void metrics_answer(struct admin *a, struct http_request *req,
