@@ -1,6 +1,6 @@
 /*
  * adx_emulator.c - `kadx adx-emulator`: a local Azure Data Explorer that
- * speaks the REST protocol of ../shared/adx-protocol.md on loopback.
+ * speaks the REST protocol of docs/adx-protocol.md on loopback.
  *
  * This file is the HTTP surface: routing, auth (bearer tokens issued by an
  * AAD-shaped token endpoint, an IMDS-shaped endpoint, or one static token),
