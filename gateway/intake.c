@@ -80,6 +80,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <librdkafka/rdkafka.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -183,7 +184,15 @@ struct intake {
     uv_poll_t poll;
     uv_idle_t idle;
     uv_timer_t tick;
-    int handles; /* uv handles initialised and not yet closed */
+    /* Kafka error codes lately logged, to log a failure that repeats on
+     * every reconnect (a wrong password) once, not every backoff. */
+    struct kerr_seen {
+        int err;
+        uint64_t logged_ms;
+        uint64_t repeats;
+    } kerr[8];
+    uint64_t fix_me_ms; /* wall ms of the last error a user must fix */
+    int handles;        /* uv handles initialised and not yet closed */
 
     struct ipart **parts;
     size_t nparts;
@@ -1739,22 +1748,98 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ------------------------------------------------------------ callbacks */
 
+/* How often a Kafka error that keeps repeating is logged again. */
+#define KAFKA_ERR_RELOG_MS (5 * 60 * 1000)
+
+/* A hint for errors a user fixes in the config: which keys to look at. */
+static const char *kafka_error_hint(int err, const char *reason)
+{
+    if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+        if (strstr(reason, "SCRAM") != NULL &&
+            rd_kafka_version() < 0x020601ff) {
+            return " (check kafka sasl.username and sasl.password; "
+                   "librdkafka before 2.6.1 cannot log in with SCRAM to "
+                   "Kafka 4.x, see gateway/INTAKE.md)";
+        }
+        return " (check kafka sasl.mechanisms, sasl.username and "
+               "sasl.password)";
+    }
+    if (err == RD_KAFKA_RESP_ERR__SSL) {
+        return " (check kafka ssl.ca.location and the broker's certificate)";
+    }
+    return "";
+}
+
+/* The slot of err in in->kerr: its own, or the one logged longest ago. */
+static struct kerr_seen *kerr_slot(struct intake *in, int err)
+{
+    struct kerr_seen *old = &in->kerr[0];
+
+    for (size_t i = 0; i < sizeof(in->kerr) / sizeof(in->kerr[0]); i++) {
+        if (in->kerr[i].err == err && in->kerr[i].logged_ms != 0) {
+            return &in->kerr[i];
+        }
+        if (in->kerr[i].logged_ms < old->logged_ms) {
+            old = &in->kerr[i];
+        }
+    }
+    old->err = err;
+    old->logged_ms = 0;
+    old->repeats = 0;
+    return old;
+}
+
 static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason,
                            void *opaque)
 {
     struct intake *in = opaque;
+    uint64_t now = wall_ms();
+    int fix_me = err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+                 err == RD_KAFKA_RESP_ERR__SSL;
+    struct kerr_seen *seen;
 
     in->c.kafka_errors++;
-    intake_set_error(in, "kafka: %s: %s",
-                     rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char buf[256];
 
         rd_kafka_fatal_error(rk, buf, sizeof(buf));
-        log_error("intake", "kafka fatal error: %s", buf);
-    } else {
-        log_warn("intake", "%s", in->c.last_error);
+        intake_set_error(in, "kafka fatal error: %s", buf);
+        log_error("intake", "%s", in->c.last_error);
+        return;
     }
+    /* "all brokers down" follows a refused login: keep the cause as the
+     * last error (/readyz shows it) while it is recent */
+    if (!fix_me && in->fix_me_ms != 0 && now - in->fix_me_ms < 60000) {
+        log_debug("intake", "kafka: %s: %s",
+                  rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+        return;
+    }
+    /* the hint first: last_error is cut at its size */
+    intake_set_error(in, "kafka: %s%s: %s",
+                     rd_kafka_err2name((rd_kafka_resp_err_t)err),
+                     kafka_error_hint(err, reason), reason);
+    if (fix_me) {
+        in->fix_me_ms = now;
+    }
+    /* librdkafka reports a refused login or handshake again on every
+     * reconnect: log each error code once, then once per
+     * KAFKA_ERR_RELOG_MS with the count of those not logged. */
+    seen = kerr_slot(in, err);
+    if (seen->logged_ms != 0 && now - seen->logged_ms < KAFKA_ERR_RELOG_MS) {
+        seen->repeats++;
+        log_debug("intake", "%s", in->c.last_error);
+        return;
+    }
+    if (seen->repeats > 0) {
+        log_msg(fix_me ? LOG_ERROR : LOG_WARN, "intake",
+                "%s (and %" PRIu64 " times since it was last logged)",
+                in->c.last_error, seen->repeats);
+    } else {
+        log_msg(fix_me ? LOG_ERROR : LOG_WARN, "intake", "%s",
+                in->c.last_error);
+    }
+    seen->logged_ms = now;
+    seen->repeats = 0;
 }
 
 static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac,
@@ -2026,6 +2111,18 @@ static int build_conf(struct intake *in, rd_kafka_conf_t **out, char *err,
         rc = conf_set(conf, k->keys[i], k->values[i], err, errlen);
         if (rc < 0) {
             goto fail;
+        }
+        if ((strcmp(k->keys[i], "sasl.mechanisms") == 0 ||
+             strcmp(k->keys[i], "sasl.mechanism") == 0) &&
+            strncmp(k->values[i], "SCRAM", 5) == 0 &&
+            rd_kafka_version() < 0x020601ff) {
+            /* librdkafka#4895: the client-final-message repeats the client
+             * nonce; Kafka 4.x checks it strictly (RFC 5802) and refuses. */
+            log_warn("intake",
+                     "kafka sasl.mechanisms %s with librdkafka %s: versions "
+                     "before 2.6.1 cannot authenticate with SCRAM to Kafka "
+                     "4.x brokers (they can to 3.x); see gateway/INTAKE.md",
+                     k->values[i], rd_kafka_version_str());
         }
     }
     /* Not overridable: kadx's own wiring. */

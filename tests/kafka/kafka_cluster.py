@@ -122,12 +122,13 @@ def metadata(host, port, timeout=5.0):
     return brokers, controller
 
 
-def _classpath():
-    jars = glob.glob(os.path.join(JARS, "*.jar"))
+def _classpath(jars_dir=None):
+    jars_dir = jars_dir or JARS
+    jars = glob.glob(os.path.join(jars_dir, "*.jar"))
     if not any(os.path.basename(j).startswith("kafka_2.13-") for j in jars):
         raise RuntimeError(
             "no Kafka jars in %s: run .ci/install-deps (it copies them from "
-            "Maven Central with tests/kafka/pom.xml)" % JARS)
+            "Maven Central with tests/kafka/pom.xml)" % jars_dir)
     return os.pathsep.join(sorted(jars))
 
 
@@ -167,7 +168,8 @@ class KafkaCluster:
 
     def __init__(self, nodes=1, workdir=None, heap="512m",
                  extra_listeners=None, extra_props=None, jvm_args=(),
-                 format_args=(), start_timeout=120.0, quick_jit=True):
+                 format_args=(), start_timeout=120.0, quick_jit=True,
+                 jars=None):
         if nodes not in (1, 3):
             raise ValueError("nodes must be 1 or 3, not %r" % (nodes,))
         self.n = nodes
@@ -178,6 +180,7 @@ class KafkaCluster:
         self.format_args = list(format_args)
         self.start_timeout = start_timeout
         self.quick_jit = quick_jit
+        self.jars = jars  # None: JARS (Kafka 4.x); or another release's jars
         self._own_dir = workdir is None
         self.root = workdir or tempfile.mkdtemp(prefix="kadx-kafka-")
         self.nodes = {i: Node(i, self.root) for i in range(1, nodes + 1)}
@@ -254,7 +257,7 @@ class KafkaCluster:
         return [JAVA, "-Xmx%s" % self.heap, "-Xms64m", "-XX:+UseSerialGC",
                 "-Djava.awt.headless=true"] + jit + [
                 "-Dlog4j2.configurationFile=" + LOG4J2] + \
-            list(extra_jvm) + ["-cp", _classpath(), main] + list(args)
+            list(extra_jvm) + ["-cp", _classpath(self.jars), main] + list(args)
 
     def run_tool(self, main_class, *args, timeout=120.0, check=True):
         """Runs a Kafka command-line class (e.g. kafka.admin.ConfigCommand,
