@@ -332,6 +332,12 @@ class TestScramKafka39(SecurityBase):
             "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": USER,
             "sasl.password": SECRET})
 
+    def test_sasl_plaintext_scram_sha_512(self):
+        self.deliver("sec-scram-plain", "SASL_PLAIN", {
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": USER,
+            "sasl.password": SECRET})
+
 
 if __name__ == "__main__":
     harness.main()
