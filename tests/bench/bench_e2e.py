@@ -12,7 +12,13 @@ ADX emulator, in one run on this machine, beside each stage's own limit:
   EventTime, percentiles) at fixed offered rates, with `kadx produce
   --rate R` as the producer.
 
+--broker real runs every Kafka-facing part against a real Apache Kafka
+4.x broker (tests/kafka: one combined node, a fresh one for each part)
+instead of librdkafka's mock cluster. Beside each kadx run the table gives
+its peak RSS and its CPU seconds (user + sys) per million events.
+
 usage: bench_e2e.py [--kadx PATH] [--bench-dir DIR] [--events N]
+                    [--broker mock|real]
                     [--partitions P] [--rates R1,R2] [--seconds S]
                     [--linger MS] [--kafka K=V ...] [--batch-bytes B]
                     [--skip-stages] [--skip-backlog]
@@ -36,6 +42,41 @@ sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 import adx  # noqa: E402
 import harness  # noqa: E402
 import kafka  # noqa: E402
+
+sys.path.insert(0, os.path.join(HERE, "..", "kafka"))
+BROKER = ["mock"]  # --broker
+
+
+class RealCluster:
+    """A fresh single-node Apache Kafka 4.x with the topic TOPIC (imported
+    only for --broker real: the launcher needs the jars of .ci/install-deps)."""
+
+    def __init__(self, partitions):
+        import kafka_cluster
+        self.c = kafka_cluster.KafkaCluster(nodes=1, quick_jit=False,
+                                            heap="1g").start()
+        self.c.create_topic(TOPIC, partitions=partitions)
+        self.bootstrap = self.c.bootstrap
+
+    def stop(self):
+        self.c.stop()
+
+
+def new_cluster(partitions):
+    if BROKER[0] == "real":
+        return RealCluster(partitions)
+    return kafka.MockCluster(topics=[(TOPIC, partitions)])
+
+
+def cpu_seconds(pid):
+    """user + sys CPU seconds of a live process (/proc/PID/stat)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / \
+            os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
 
 TOPIC = "bench"
 BATCH_BYTES = [1024 * 1024]  # --batch-bytes (the config default)
@@ -126,7 +167,7 @@ def run_stage(cmd, pattern, what):
 
 
 def e2e_throughput(args, tmp):
-    mock = kafka.MockCluster(topics=[(TOPIC, args.partitions)])
+    mock = new_cluster(args.partitions)
     emu = adx.Emulator(count_only=True).start()
     try:
         emu.setup_gameplay()
@@ -155,8 +196,10 @@ def e2e_throughput(args, tmp):
             time.sleep(0.05)  # sampling interval of the measurement
         t_end = time.monotonic()
         peak = max(peak, rss_peak_kib(k.pid))
+        cpu = cpu_seconds(k.pid)
         k.stop()
         return {"events": args.events, "produce_s": t_prod,
+                "cpu_per_m": cpu * 1e6 / args.events,
                 "first_row_s": t_first - t_start,
                 "rate": args.events / max(t_end - t_first, 1e-9),
                 "rate_assigned": args.events / (t_end - t_assigned),
@@ -172,7 +215,7 @@ def forward_backlog(args, tmp):
     everything (503), is killed with SIGKILL, and restarted against a
     healthy ADX with nothing new in Kafka: time to the first row after the
     restart, and the journal -> ADX rate, and the RSS of that process."""
-    mock = kafka.MockCluster(topics=[(TOPIC, args.partitions)])
+    mock = new_cluster(args.partitions)
     emu = adx.Emulator(count_only=True).start()
     try:
         emu.setup_gameplay()
@@ -217,8 +260,9 @@ def forward_backlog(args, tmp):
             time.sleep(0.02)  # sampling interval of the measurement
         t_end = time.monotonic()
         peak = max(peak, rss_peak_kib(k.pid))
+        cpu = cpu_seconds(k.pid)
         k.stop()
-        return {"first_s": t_first - t0,
+        return {"first_s": t_first - t0, "cpu_per_m": cpu * 1e6 / want,
                 "rate": args.events / (t_end - t0), "rss_kib": peak}
     finally:
         emu.stop()
@@ -226,7 +270,7 @@ def forward_backlog(args, tmp):
 
 
 def e2e_latency(args, tmp, rate):
-    mock = kafka.MockCluster(topics=[(TOPIC, args.partitions)])
+    mock = new_cluster(args.partitions)
     emu = adx.Emulator().start()
     try:
         emu.setup_gameplay()
@@ -244,6 +288,7 @@ def e2e_latency(args, tmp, rate):
         harness.wait_until(lambda: emu.count("GamePlay") >= n,
                            timeout=120, what="%d rows" % n)
         peak = rss_peak_kib(k.pid)
+        cpu = cpu_seconds(k.pid)
         k.stop()
         rows = emu.query(
             "GamePlay | extend l = (ingestion_time() - EventTime) / 1ms "
@@ -251,7 +296,8 @@ def e2e_latency(args, tmp, rate):
             "p99=percentile(l, 99), mx=max(l)")
         r = rows[0]
         return {"rate": rate, "events": n, "p50": r["p50"], "p90": r["p90"],
-                "p99": r["p99"], "max": r["mx"], "rss_kib": peak}
+                "p99": r["p99"], "max": r["mx"], "rss_kib": peak,
+                "cpu_per_m": cpu * 1e6 / n}
     finally:
         emu.stop()
         mock.stop()
@@ -266,6 +312,8 @@ def main():
     ap.add_argument("--rates", default="10000,100000")
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--linger", type=int, default=20)
+    ap.add_argument("--broker", choices=("mock", "real"), default="mock",
+                    help="librdkafka's mock cluster, or Apache Kafka 4.x")
     ap.add_argument("--skip-stages", action="store_true")
     ap.add_argument("--skip-backlog", action="store_true")
     ap.add_argument("--batch-bytes", type=int, default=BATCH_BYTES[0],
@@ -275,16 +323,25 @@ def main():
     args = ap.parse_args()
     args.kprops = dict(kv.split("=", 1) for kv in args.kafka)
     BATCH_BYTES[0] = args.batch_bytes
+    BROKER[0] = args.broker
     harness.KADX = os.path.abspath(args.kadx)
     bench_dir = args.bench_dir or os.path.dirname(harness.KADX) + \
         "/tests/bench"
     with tempfile.TemporaryDirectory(prefix="kadx-bench-") as tmp:
         stages = []
         if not args.skip_stages:
-            _, out = run_stage([os.path.join(bench_dir, "bench_intake"),
-                                "--messages", str(args.events),
-                                "--partitions", str(args.partitions),
-                                "--dir", tmp], r"()", "intake")
+            cmd = [os.path.join(bench_dir, "bench_intake"),
+                   "--messages", str(args.events),
+                   "--partitions", str(args.partitions), "--dir", tmp]
+            real = new_cluster(args.partitions) \
+                if args.broker == "real" else None
+            try:
+                if real is not None:
+                    cmd += ["--bootstrap", real.bootstrap]
+                _, out = run_stage(cmd, r"()", "intake")
+            finally:
+                if real is not None:
+                    real.stop()
             m = re.search(r"\(a\) librdkafka consume \(raw\)\s+[\d.]+\s+(\d+)",
                           out)
             stages.append(("(a) librdkafka consume alone",
@@ -310,9 +367,10 @@ def main():
         lat = [e2e_latency(args, tmp, int(r))
                for r in args.rates.split(",") if r]
     print()
-    print("kadx end to end (Kafka mock -> kadx run, journal FULL -> ADX "
+    print("kadx end to end (Kafka %s -> kadx run, journal FULL -> ADX "
           "emulator), %d events, %d partitions, batches <= %d bytes"
-          % (tp["events"], args.partitions, args.batch_bytes))
+          % ("4.x broker" if args.broker == "real" else "mock cluster",
+             tp["events"], args.partitions, args.batch_bytes))
     print("%-44s %14s" % ("stage", "events/s"))
     for name, v in stages:
         print("%-44s %14s" % (name, "%.0f" % v if v else "n/a"))
@@ -324,6 +382,12 @@ def main():
                             tp["rate_incl_start"]))
     print("%-44s %14.1f" % ("    peak RSS of kadx run (MiB)",
                             tp["rss_kib"] / 1024.0))
+    print("%-44s %14.2f" % ("    CPU s (user+sys) per 1M events",
+                            tp["cpu_per_m"]))
+    known = [v for _, v in stages if v]
+    if known:
+        print("%-44s %14.2f" % ("    (d) / min(stages)",
+                                tp["rate_assigned"] / min(known)))
     if bl:
         print("%-44s %14.0f" % ("(e) forwarder alone: journal -> ADX after "
                                 "kill -9", bl["rate"]))
@@ -331,16 +395,18 @@ def main():
                                 bl["first_s"]))
         print("%-44s %14.1f" % ("    peak RSS of that kadx run (MiB)",
                                 bl["rss_kib"] / 1024.0))
+        print("%-44s %14.2f" % ("    CPU s (user+sys) per 1M events",
+                                bl["cpu_per_m"]))
     print()
     print("latency produce -> ADX ack (ingestion_time() - EventTime), "
           "linger %d ms" % args.linger)
-    print("%12s %10s %10s %10s %10s %10s %10s" % (
+    print("%12s %10s %10s %10s %10s %10s %10s %10s" % (
         "offered/s", "events", "p50 ms", "p90 ms", "p99 ms", "max ms",
-        "RSS MiB"))
+        "RSS MiB", "CPU s/1M"))
     for r in lat:
-        print("%12d %10d %10.1f %10.1f %10.1f %10.1f %10.1f" % (
+        print("%12d %10d %10.1f %10.1f %10.1f %10.1f %10.1f %10.2f" % (
             r["rate"], r["events"], r["p50"], r["p90"], r["p99"], r["max"],
-            r["rss_kib"] / 1024.0))
+            r["rss_kib"] / 1024.0, r["cpu_per_m"]))
 
 
 if __name__ == "__main__":

@@ -6,13 +6,15 @@
  *       journal (SQLite WAL, synchronous=FULL: durable before commit),
  *       timed until every message is journaled and until every offset
  *       commit is acknowledged.
- * The topic lives in an in-process librdkafka mock cluster, filled before
- * either run by a producer (150-byte JSON values by default). Each run uses
- * its own consumer group; times start at the first consumed message, so
- * the ~3 s group join of the mock cluster is left out.
+ * The topic lives in an in-process librdkafka mock cluster, or with
+ * --bootstrap in a real cluster where the topic 'bench' exists with
+ * P partitions and is empty; it is filled before either run by a producer
+ * (150-byte JSON values by default). Each run uses its own consumer group;
+ * times start at the first consumed message, so the group join is left
+ * out.
  *
  * usage: bench_intake [--messages N] [--partitions P] [--size BYTES]
- *                     [--dir DIR]
+ *                     [--dir DIR] [--bootstrap HOST:PORT]
  * Build without sanitizers for numbers that mean something:
  *   meson setup build-rel -Dbuildtype=release && ninja -C build-rel
  *   tests/bench/bench_intake
@@ -288,9 +290,9 @@ int main(int argc, char **argv)
     char tmpl[] = "/tmp/kadx-bench-XXXXXX";
     char errstr[512];
     rd_kafka_conf_t *conf;
-    rd_kafka_t *mrk;
-    rd_kafka_mock_cluster_t *mc;
-    const char *bs;
+    rd_kafka_t *mrk = NULL;
+    rd_kafka_mock_cluster_t *mc = NULL;
+    const char *bs = NULL;
     double raw_s;
     double raw_rate;
     double j_s;
@@ -306,6 +308,8 @@ int main(int argc, char **argv)
             size = (int)strtol(argv[i + 1], NULL, 10);
         } else if (strcmp(argv[i], "--dir") == 0) {
             dir = argv[i + 1];
+        } else if (strcmp(argv[i], "--bootstrap") == 0) {
+            bs = argv[i + 1];
         } else {
             fprintf(stderr, "bench_intake: unknown option '%s'\n", argv[i]);
             return 2;
@@ -315,7 +319,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_intake: bad arguments\n");
         return 2;
     }
-    if ((double)n * size / parts > 4.5 * 1024 * 1024) {
+    if (bs == NULL && (double)n * size / parts > 4.5 * 1024 * 1024) {
         fprintf(stderr,
                 "bench_intake: warning: %.1f MiB per partition; the mock "
                 "cluster keeps only ~5 MiB (use more --partitions)\n",
@@ -329,26 +333,28 @@ int main(int argc, char **argv)
     }
     log_setup(LOG_WARN, LOG_TEXT);
 
-    conf = rd_kafka_conf_new();
-    mrk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-    if (mrk == NULL) {
-        die("mock", errstr);
+    if (bs == NULL) {
+        conf = rd_kafka_conf_new();
+        mrk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+        if (mrk == NULL) {
+            die("mock", errstr);
+        }
+        mc = rd_kafka_mock_cluster_new(mrk, 3);
+        if (mc == NULL) {
+            die("mock", "cannot create the cluster");
+        }
+        rd_kafka_mock_topic_create(mc, TOPIC, parts, 1);
+        bs = rd_kafka_mock_cluster_bootstraps(mc);
     }
-    mc = rd_kafka_mock_cluster_new(mrk, 3);
-    if (mc == NULL) {
-        die("mock", "cannot create the cluster");
-    }
-    rd_kafka_mock_topic_create(mc, TOPIC, parts, 1);
-    bs = rd_kafka_mock_cluster_bootstraps(mc);
 
     produce(bs, n, parts, size);
     raw_rate = raw_consume(bs, n, &raw_s);
     kadx_consume(bs, n, dir, &j_s, &c_s, &rss);
 
     printf("bench_intake: %ld messages of %d bytes, topic '%s' with %d "
-           "partitions (librdkafka mock cluster, 3 brokers), journal in "
-           "%s, synchronous=FULL\n\n",
-           n, size, TOPIC, parts, dir);
+           "partitions (%s), journal in %s, synchronous=FULL\n\n",
+           n, size, TOPIC, parts,
+           mc != NULL ? "librdkafka mock cluster, 3 brokers" : bs, dir);
     printf("%-44s %10s %14s\n", "measure", "seconds", "messages/s");
     printf("%-44s %10.2f %14.0f\n", "(a) librdkafka consume (raw)", raw_s,
            raw_rate);
@@ -359,8 +365,10 @@ int main(int argc, char **argv)
     printf("\nkadx / raw: %.0f%%   peak RSS of this process: %ld MiB\n",
            100.0 * ((double)n / c_s) / raw_rate, rss / 1024);
 
-    rd_kafka_mock_cluster_destroy(mc);
-    rd_kafka_destroy(mrk);
+    if (mc != NULL) {
+        rd_kafka_mock_cluster_destroy(mc);
+        rd_kafka_destroy(mrk);
+    }
     if (strcmp(dir, tmpl) == 0) {
         rmdir(dir);
     }
