@@ -1754,7 +1754,11 @@ static void on_cut(void *arg, int status, struct journal_batch *jb,
         rt->started = 1;
         if (fw->stopping) {
             fw_check_stopped(fw);
+            return;
         }
+        /* a kick that came while cutting: wait the linger, not the idle
+         * poll */
+        route_maybe_cut(rt);
         return;
     }
     if (fw->stopping) {
