@@ -673,6 +673,7 @@ static cJSON *route_stats_json(const struct forwarder_route_stats *rs)
     add_num(f, "ambiguous", (double)rs->ambiguous);
     add_num(f, "dedupe_queries", (double)rs->dedupe_queries);
     add_num(f, "dedupe_found", (double)rs->dedupe_found);
+    add_num(f, "dedupe_absent_early", (double)rs->dedupe_absent_early);
     add_num(f, "possible_duplicates", (double)rs->possible_duplicates);
     add_num(f, "permanent_errors", (double)rs->permanent);
     add_num(f, "splits", (double)rs->splits);

@@ -780,12 +780,37 @@ static int make_header(char *dst, size_t cap, const char *name,
     return 0;
 }
 
+int adx_timespan(char *dst, size_t cap, int64_t ms)
+{
+    int64_t s = ms / 1000;
+    int n;
+
+    if (ms < 0 || cap == 0) {
+        return -EINVAL;
+    }
+    if (s >= 86400) {
+        n = snprintf(dst, cap, "%lld.", (long long)(s / 86400));
+        if (n < 0 || (size_t)n >= cap) {
+            return -ENAMETOOLONG;
+        }
+        dst += n;
+        cap -= (size_t)n;
+    }
+    n = snprintf(dst, cap, "%02d:%02d:%02d", (int)(s % 86400 / 3600),
+                 (int)(s % 3600 / 60), (int)(s % 60));
+    if (n >= 0 && (size_t)n < cap && ms % 1000 != 0) {
+        n += snprintf(dst + n, cap - (size_t)n, ".%03d", (int)(ms % 1000));
+    }
+    return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
 int adx_ingest(struct adx *a, const struct adx_ingest *in, adx_cb cb, void *arg,
                char *err, size_t errlen)
 {
     char url[ADX_URL_MAX];
     char rid[ADX_HEADER_MAX];
     char app[ADX_HEADER_MAX];
+    char srvto[64];
     char *auth = NULL;
     const char *hdrs[12];
     struct adx_request_spec spec;
@@ -833,6 +858,16 @@ int adx_ingest(struct adx *a, const struct adx_ingest *in, adx_cb cb, void *arg,
     if (rc == 0) {
         rc = make_header(app, sizeof(app), "x-ms-app", a->app);
     }
+    if (rc == 0 && in->server_timeout_ms > 0) {
+        /* the request property travels as a header on streaming ingest:
+         * the SDKs copy ClientRequestProperties options into headers */
+        char v[48];
+
+        rc = adx_timespan(v, sizeof(v), in->server_timeout_ms);
+        if (rc == 0) {
+            rc = make_header(srvto, sizeof(srvto), "servertimeout", v);
+        }
+    }
     if (rc < 0) {
         set_err(err, errlen, "invalid header value");
         return rc;
@@ -840,6 +875,9 @@ int adx_ingest(struct adx *a, const struct adx_ingest *in, adx_cb cb, void *arg,
     hdrs[nh++] = "Accept: application/json";
     hdrs[nh++] = "x-ms-version: 2024-12-12";
     hdrs[nh++] = "Content-Type: application/octet-stream";
+    if (in->server_timeout_ms > 0) {
+        hdrs[nh++] = srvto;
+    }
     if (in->gzipped) {
         hdrs[nh++] = "Content-Encoding: gzip";
     }

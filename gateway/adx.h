@@ -100,7 +100,17 @@ struct adx_ingest {
     size_t body_len;
     int gzipped;
     long timeout_ms; /* 0 = the client's default */
+    /* > 0: sent as the `servertimeout` request property (header, as the
+     * Java SDK sends it with every streaming ingest): the most ADX may
+     * spend on the request. 0 = not sent */
+    int64_t server_timeout_ms;
 };
+
+/*
+ * Formats ms as a KQL timespan `[d.]hh:mm:ss[.fff]` (the form the Java SDK
+ * sends, e.g. "00:10:00") into dst[cap]. Returns 0 or -ENAMETOOLONG.
+ */
+int adx_timespan(char *dst, size_t cap, int64_t ms);
 
 /* POST /v1/rest/ingest/{db}/{table}: same contract as adx_request(). */
 int adx_ingest(struct adx *a, const struct adx_ingest *in, adx_cb cb, void *arg,

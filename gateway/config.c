@@ -844,6 +844,7 @@ static int set_defaults(struct config *c)
     const char *authority = getenv("AZURE_AUTHORITY_HOST");
 
     c->adx.request_timeout_ms = 30000;
+    c->adx.server_timeout_ms = CONFIG_SERVER_TIMEOUT_DEFAULT_MS;
     c->journal.max_bytes = (int64_t)1024 * MIB;
     c->journal.retention_ms = (int64_t)24 * 3600 * 1000;
     c->journal.sync_full = 1;
@@ -855,6 +856,7 @@ static int set_defaults(struct config *c)
     c->forwarder.retry_max_ms = 30000;
     c->forwarder.retry_max_time_ms = 0;
     c->forwarder.ambiguous_delay_ms = 2000;
+    c->forwarder.ambiguous_window_ms = -1; /* computed in finish() */
     c->forwarder.on_error = CONFIG_ON_ERROR_DEADLETTER;
     c->intake.skip_tombstones = 1;
     c->intake.high_water_bytes = -1; /* computed in finish() */
@@ -874,8 +876,9 @@ static int set_defaults(struct config *c)
 
 static const char *const top_keys[] = {
     "kafka", "adx", "routes", "journal", "intake", "forwarder", "admin", NULL};
-static const char *const adx_keys[] = {"ingest_url", "query_url", "auth",
-                                       "request_timeout_ms", NULL};
+static const char *const adx_keys[] = {
+    "ingest_url",         "query_url",         "auth",
+    "request_timeout_ms", "server_timeout_ms", NULL};
 static const char *const auth_keys[] = {
     "method",     "tenant_id",      "client_id", "client_secret", "token",
     "token_file", "authority_host", "scope",     "imds_url",      NULL};
@@ -887,12 +890,17 @@ static const char *const meta_keys[] = {"topic",     "partition", "offset",
                                         "batch_id",  NULL};
 static const char *const journal_keys[] = {"path", "max_bytes", "retention_ms",
                                            "sync", NULL};
-static const char *const forwarder_keys[] = {
-    "batch_max_bytes",   "batch_max_rows",
-    "linger_ms",         "max_inflight",
-    "retry_initial_ms",  "retry_max_ms",
-    "retry_max_time_ms", "ambiguous_delay_ms",
-    "on_error",          NULL};
+static const char *const forwarder_keys[] = {"batch_max_bytes",
+                                             "batch_max_rows",
+                                             "linger_ms",
+                                             "max_inflight",
+                                             "retry_initial_ms",
+                                             "retry_max_ms",
+                                             "retry_max_time_ms",
+                                             "ambiguous_delay_ms",
+                                             "ambiguous_window_ms",
+                                             "on_error",
+                                             NULL};
 static const char *const intake_keys[] = {"skip_tombstones", "high_water_bytes",
                                           "low_water_bytes", "topics", NULL};
 static const char *const admin_keys[] = {"listen", "token", NULL};
@@ -1013,6 +1021,8 @@ static int load_adx_native(struct loader *l, const cJSON *o)
         (rc = opt_nonempty(l, o, "adx", "query_url", &x->query_url)) < 0 ||
         (rc = opt_num(l, o, "adx", "request_timeout_ms", NUM_MS, 100,
                       3600 * 1000, &x->request_timeout_ms)) < 0 ||
+        (rc = opt_num(l, o, "adx", "server_timeout_ms", NUM_MS, 1000,
+                      3600 * 1000, &x->server_timeout_ms)) < 0 ||
         (rc = opt_object(l, o, "adx", "auth", &auth)) < 0) {
         return rc;
     }
@@ -1194,6 +1204,8 @@ static int load_native(struct loader *l, const cJSON *root)
                           &f->retry_max_time_ms)) < 0 ||
             (rc = opt_num(l, o, p, "ambiguous_delay_ms", NUM_MS, 0, 3600 * 1000,
                           &f->ambiguous_delay_ms)) < 0 ||
+            (rc = opt_num(l, o, p, "ambiguous_window_ms", NUM_MS, 1,
+                          INT64_MAX / 4, &f->ambiguous_window_ms)) < 0 ||
             (rc = opt_nonempty(l, o, p, "on_error", &s)) < 0) {
             free(s);
             return rc;
@@ -2367,6 +2379,26 @@ static int finish(struct loader *l)
                     (long long)c->forwarder.retry_max_ms,
                     (long long)c->forwarder.retry_initial_ms);
     }
+    {
+        /* INV-5: a request ADX received may commit until the client gave
+         * up (request_timeout_ms after the send) plus the life the server
+         * gives it (server_timeout_ms); "absent" before then proves
+         * nothing (FORWARDER.md, "How long an ambiguous batch waits") */
+        int64_t min = c->adx.request_timeout_ms + c->adx.server_timeout_ms;
+
+        if (c->forwarder.ambiguous_window_ms < 0) {
+            c->forwarder.ambiguous_window_ms = min + CONFIG_AMBIGUOUS_SLACK_MS;
+        } else if (c->forwarder.ambiguous_window_ms < min) {
+            return fail(l,
+                        "'forwarder.ambiguous_window_ms' (%lld) must be at "
+                        "least 'adx.request_timeout_ms' + "
+                        "'adx.server_timeout_ms' (%lld): a batch resent "
+                        "sooner can duplicate a request ADX is still "
+                        "running",
+                        (long long)c->forwarder.ambiguous_window_ms,
+                        (long long)min);
+        }
+    }
     if (c->intake.high_water_bytes < 0) {
         c->intake.high_water_bytes = c->journal.max_bytes / 5 * 4;
     }
@@ -2762,6 +2794,7 @@ char *config_to_json(const struct config *cfg)
     rc |= add_str(o, "ingest_url", cfg->adx.ingest_url);
     rc |= add_str(o, "query_url", cfg->adx.query_url);
     rc |= add_num(o, "request_timeout_ms", cfg->adx.request_timeout_ms);
+    rc |= add_num(o, "server_timeout_ms", cfg->adx.server_timeout_ms);
     o = add_obj(o, "auth");
     if (rc < 0 || o == NULL) {
         goto out;
@@ -2831,6 +2864,7 @@ char *config_to_json(const struct config *cfg)
     rc |= add_num(o, "retry_max_ms", cfg->forwarder.retry_max_ms);
     rc |= add_num(o, "retry_max_time_ms", cfg->forwarder.retry_max_time_ms);
     rc |= add_num(o, "ambiguous_delay_ms", cfg->forwarder.ambiguous_delay_ms);
+    rc |= add_num(o, "ambiguous_window_ms", cfg->forwarder.ambiguous_window_ms);
     rc |= add_str(o, "on_error",
                   cfg->forwarder.on_error == CONFIG_ON_ERROR_PAUSE
                       ? "pause"

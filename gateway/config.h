@@ -22,6 +22,13 @@
 
 #define CONFIG_MAX_BYTES           (1024 * 1024)     /* config file size cap */
 #define CONFIG_ADX_MAX_BATCH_BYTES (4 * 1024 * 1024) /* ADX streaming limit */
+/* What Microsoft's SDKs give a streaming ingest request (10 minutes: the
+ * Java SDK also sends it as `servertimeout`; FORWARDER.md) */
+#define CONFIG_SERVER_TIMEOUT_DEFAULT_MS (10 * 60 * 1000)
+/* Added to request + server timeout for the default ambiguous window: the
+ * SDKs' client-server delta for network latency (30 s), which also covers
+ * the time between the journal's send mark and the request leaving */
+#define CONFIG_AMBIGUOUS_SLACK_MS (30 * 1000)
 
 /* librdkafka properties, verbatim, in file order (flag overrides last). */
 struct config_kafka {
@@ -59,6 +66,9 @@ struct config_adx {
     char *query_url;  /* engine URL for queries; default = ingest_url */
     struct config_auth auth;
     int64_t request_timeout_ms; /* per HTTP request, default 30000 */
+    int64_t server_timeout_ms;  /* life of an ingest request on the server,
+                                   sent as the `servertimeout` request
+                                   property; default 600000 (the SDKs') */
 };
 
 /* Field names added to each JSON record; NULL = that field is not added. */
@@ -113,6 +123,11 @@ struct config_forwarder {
     int64_t retry_max_time_ms;     /* 0 = retry forever (default); after it the
                                       route pauses, nothing is dropped */
     int64_t ambiguous_delay_ms;    /* wait before the dedupe query, def. 2000 */
+    int64_t ambiguous_window_ms;   /* after a send, how long its request may
+                                      still commit in ADX: an ambiguous batch
+                                      found absent is resent only after it;
+                                      default request + server timeout + 30 s,
+                                      never below their sum */
     enum config_on_error on_error; /* default DEADLETTER */
 };
 

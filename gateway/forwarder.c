@@ -14,13 +14,23 @@
  *           SENDING ──200──▶ MARKING_DONE (delivered) ──▶ freed
  *             │ 429/5xx/net ──▶ MARKING_FAILED ──▶ WAITING ──▶ MARKING_SENT
  *             │ ambiguous ──▶ WAITING (safety delay) ──▶ QUERYING
- *             │                   count > 0: MARKING_DONE; 0: MARKING_SENT
+ *             │     count > 0: MARKING_DONE (at once)
+ *             │     0, asked before the window passed: WAITING ──▶ QUERYING
+ *             │     0, asked after it: MARKING_SENT (resend)
  *             │ permanent ──▶ SPLITTING (two children) or KILLING (1 record)
  *             │ 401 ──▶ TOKEN (wait for a new token) ──▶ MARKING_SENT
  *             └ config ──▶ MARKING_FAILED ──▶ WAITING (route paused)
  *
+ * The window (forwarder.ambiguous_window_ms, at least request timeout +
+ * server timeout) is how long after a send ADX may still commit that
+ * request: ADX does not stop because the client hung up, and kadx bounds
+ * the request's life on the server with the `servertimeout` property. An
+ * answer "absent" proves the batch will never arrive only for a query
+ * issued after the window; before it, kadx asks again (INV-5).
+ *
  * A batch handed back by the journal in state SENT (left by a previous
- * process) starts as ambiguous; FAILED waits for its next_try_ms. The body
+ * process) starts as ambiguous, its window counted from the journal's
+ * last_sent_ms; FAILED waits for its next_try_ms. The body
  * is built again from the journal's members for each batch object and kept
  * (compressed) across retries, so a resend carries the same id and rows.
  *
@@ -108,10 +118,14 @@ struct fbatch {
     size_t kill_next;
     int build_rc;
     /* retry state */
-    int ambiguous;      /* must be resolved before any resend (INV-5) */
-    int restarted;      /* the journal's earlier state was looked at */
-    int auth_retry;     /* a 401 already led to a token refresh */
-    int64_t backoff_ms; /* next backoff step */
+    int ambiguous;        /* must be resolved before any resend (INV-5) */
+    int amb_told;         /* "still running?" logged for this ambiguity */
+    int64_t sent_mono;    /* mono_ms() when the last request went out */
+    int64_t amb_deadline; /* mono_ms() after which it cannot commit */
+    int64_t query_mono;   /* mono_ms() when the dedupe query went out */
+    int restarted;        /* the journal's earlier state was looked at */
+    int auth_retry;       /* a 401 already led to a token refresh */
+    int64_t backoff_ms;   /* next backoff step */
     int64_t first_fail_ms;
     int64_t cut_ms;   /* wall clock when this process got the batch */
     int64_t delay_ms; /* MARKING_FAILED: the wait that follows */
@@ -181,6 +195,13 @@ static int64_t wall_ms(void)
 
     gettimeofday(&tv, NULL);
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* Monotonic ms for the ambiguous window: read fresh (not the loop's cached
+ * time), so a send is never dated earlier, nor a query later, than it was. */
+static int64_t mono_ms(void)
+{
+    return (int64_t)(uv_hrtime() / 1000000u);
 }
 
 static uint64_t fw_rand(struct forwarder *fw)
@@ -1326,9 +1347,36 @@ static void on_query(void *arg, const struct adx_response *res)
             fb_delivered(b, -1);
             return;
         }
+        if (b->query_mono < b->amb_deadline) {
+            /* INV-5: the original request may still be running in ADX and
+             * commit after this answer: ask again, resend only once a
+             * query issued after the window says absent */
+            int64_t left = b->amb_deadline - mono_ms();
+            int64_t delay = backoff_next(b, -1);
+
+            rt->st.dedupe_absent_early++;
+            if (!b->amb_told) {
+                b->amb_told = 1;
+                log_info("forwarder",
+                         "%s: not in ADX yet; the request may still commit "
+                         "for %llds: asking again until then",
+                         b->jb->id, (long long)((left + 999) / 1000));
+            }
+            if (rt->fw->stopping) {
+                fb_finish(b); /* stays SENT: resolved at the next start */
+                return;
+            }
+            if (delay > left) {
+                delay = left > 1 ? left : 1;
+            }
+            fb_wait(b, delay, FB_NEXT_QUERY);
+            return;
+        }
         log_info("forwarder", "%s: ambiguous send resolved: absent, resending",
                  b->jb->id);
         b->ambiguous = 0;
+        b->amb_told = 0;
+        b->backoff_ms = rt->fw->cfg->forwarder.retry_initial_ms;
         if (rt->fw->stopping) {
             fb_finish(b);
             return;
@@ -1407,6 +1455,7 @@ static void fb_query(struct fbatch *b)
              table, (long long)minutes, col, b->jb->id);
     fb_set_state(b, FB_QUERYING);
     rt->st.dedupe_queries++;
+    b->query_mono = mono_ms();
     if (adx_query(fw->adx, fw->cfg->adx.query_url, rc->database, csl,
                   auth_token(fw->auth), b->jb->id, on_query, b, err,
                   sizeof(err)) < 0) {
@@ -1423,6 +1472,7 @@ static void fb_ambiguous(struct fbatch *b)
     rt->st.ambiguous++;
     if (rt->cfg->dedupe_column != NULL) {
         b->ambiguous = 1;
+        b->amb_deadline = b->sent_mono + fc->ambiguous_window_ms;
         fb_wait(b, fc->ambiguous_delay_ms, FB_NEXT_QUERY);
         return;
     }
@@ -1531,7 +1581,10 @@ static void on_token(void *arg)
     for (size_t i = 0; i < fw->nroutes; i++) {
         for (struct fbatch *b = fw->routes[i].batches; b != NULL; b = b->next) {
             if (b->state == FB_TOKEN) {
-                fb_send(b);
+                /* marked again: the journal's last_sent_ms must date the
+                 * request that goes out now (the ambiguous window after a
+                 * restart counts from it) */
+                fb_mark_sent(b);
             }
         }
     }
@@ -1576,7 +1629,9 @@ static void fb_send(struct fbatch *b)
     in.body_len = b->gz_len;
     in.gzipped = 1;
     in.timeout_ms = (long)fw->cfg->adx.request_timeout_ms;
+    in.server_timeout_ms = fw->cfg->adx.server_timeout_ms;
     fb_set_state(b, FB_SENDING);
+    b->sent_mono = mono_ms();
     rt->st.requests++;
     rt->st.bytes_sent += b->gz_len;
     if (adx_ingest(fw->adx, &in, on_ingest, b, err, sizeof(err)) < 0) {
@@ -1603,8 +1658,9 @@ static void on_marked_sent(void *arg, int status, const char *err)
         return;
     }
     b->jb->attempts++;
+    b->jb->last_sent_ms = wall_ms();
     if (b->jb->first_sent_ms == 0) {
-        b->jb->first_sent_ms = wall_ms();
+        b->jb->first_sent_ms = b->jb->last_sent_ms;
     }
     fb_send(b);
 }
@@ -1625,6 +1681,10 @@ static void fb_mark_sent(struct fbatch *b)
     }
     if (b->ambiguous) {
         fb_query(b); /* never resend an ambiguous batch unresolved */
+        return;
+    }
+    if (!auth_ready(rt->fw->auth)) {
+        fb_set_state(b, FB_TOKEN); /* on_token marks and sends it */
         return;
     }
     fb_set_state(b, FB_MARKING_SENT);
@@ -1787,11 +1847,23 @@ static void on_cut(void *arg, int status, struct journal_batch *jb,
         snprintf(b->last_error, sizeof(b->last_error),
                  "sent before a restart, outcome unknown");
         if (rt->cfg->dedupe_column != NULL) {
+            int64_t win = fw->cfg->forwarder.ambiguous_window_ms;
+            int64_t left =
+                jb->last_sent_ms > 0 ? jb->last_sent_ms + win - wall_ms() : win;
+
+            /* the window counts from the journal's send time; a wall
+             * clock that stepped back cannot stretch it past a whole
+             * window from now */
+            if (left > win) {
+                left = win;
+            }
             b->ambiguous = 1; /* fb_mark_sent asks ADX first */
+            b->amb_deadline = mono_ms() + (left > 0 ? left : 0);
             log_info("forwarder",
-                     "%s: found sent before a restart (attempt %d): "
-                     "asking ADX",
-                     jb->id, jb->attempts);
+                     "%s: found sent before a restart (attempt %d, %llds "
+                     "ago): asking ADX",
+                     jb->id, jb->attempts,
+                     (long long)((wall_ms() - jb->last_sent_ms) / 1000));
         } else {
             rt->st.possible_duplicates++;
             log_warn("forwarder",

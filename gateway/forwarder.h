@@ -127,6 +127,8 @@ struct forwarder_route_stats {
     uint64_t ambiguous;       /* timeouts/resets after send + SENT at start */
     uint64_t dedupe_queries;
     uint64_t dedupe_found;        /* ambiguous batches found in ADX */
+    uint64_t dedupe_absent_early; /* "absent" while the original request
+                                     could still commit: asked again */
     uint64_t possible_duplicates; /* resends without a dedupe column */
     uint64_t permanent;           /* permanent answers */
     uint64_t splits;              /* bisections */

@@ -13,6 +13,7 @@
 #define KADX_MINI_HTTP_H
 
 #include <assert.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@ struct mh_request {
     char *head; /* all header lines, NUL-terminated (owned) */
     char *body; /* owned, NUL-terminated */
     size_t body_len;
+    int64_t at_ms; /* monotonic (uv_hrtime) ms when it was complete */
 };
 
 struct mh_conn;
@@ -178,6 +180,7 @@ static void mh_record(struct mini_http *mh, struct mh_conn *c, size_t hl,
     memcpy(r->body, c->buf + hl, bl);
     r->body[bl] = '\0';
     r->body_len = bl;
+    r->at_ms = (int64_t)(uv_hrtime() / 1000000u);
     sp1 = strchr(r->head, ' ');
     sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
     if (sp1 && sp2) {

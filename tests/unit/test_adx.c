@@ -177,7 +177,28 @@ static void test_ingest_ok_request_shape(void **state)
                         "Bearer tok-secret-1");
     assert_string_equal(mh_header(r, "Content-Encoding", v, sizeof(v)), "gzip");
     assert_null(mh_header(r, "Expect", v, sizeof(v)));
+    /* server_timeout_ms 0: no servertimeout property */
+    assert_null(mh_header(r, "servertimeout", v, sizeof(v)));
     gunzip_equals(r->body, r->body_len, payload);
+}
+
+/* The servertimeout request property as a KQL timespan, the form the Java
+ * SDK sends with every streaming ingest ("00:10:00") */
+static void test_timespan(void **state)
+{
+    char v[32];
+
+    (void)state;
+    assert_int_equal(adx_timespan(v, sizeof(v), 600000), 0);
+    assert_string_equal(v, "00:10:00");
+    assert_int_equal(adx_timespan(v, sizeof(v), 3600000), 0);
+    assert_string_equal(v, "01:00:00");
+    assert_int_equal(adx_timespan(v, sizeof(v), 1500), 0);
+    assert_string_equal(v, "00:00:01.500");
+    assert_int_equal(adx_timespan(v, sizeof(v), 90061007), 0);
+    assert_string_equal(v, "1.01:01:01.007");
+    assert_int_equal(adx_timespan(v, 8, 600000), -ENAMETOOLONG);
+    assert_int_equal(adx_timespan(v, sizeof(v), -1), -EINVAL);
 }
 
 static void test_keep_alive(void **state)
@@ -740,6 +761,7 @@ int main(void)
         cmocka_unit_test(test_classify_transport),
         cmocka_unit_test(test_classify_reason_is_clean),
         cmocka_unit_test(test_gzip_roundtrip),
+        cmocka_unit_test(test_timespan),
         cmocka_unit_test(test_tls_verification),
     };
 

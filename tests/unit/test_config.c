@@ -119,6 +119,27 @@ static void assert_str_or_null(const char *a, const char *b)
 
 /* ---- happy paths ------------------------------------------------------ */
 
+/* INV-5: the ambiguous window is derived from both timeouts unless given,
+ * and a given one may be anything at or above their sum */
+static void test_ambiguous_window(void **state)
+{
+    struct config *cfg;
+
+    (void)state;
+    cfg = load_ok(
+        "{" KAFKA ",\"adx\":{\"ingest_url\":\"http://127.0.0.1:8080\","
+        "\"request_timeout_ms\":2000,\"server_timeout_ms\":\"5s\"}," ROUTE "}");
+    assert_int_equal(cfg->adx.server_timeout_ms, 5000);
+    assert_int_equal(cfg->forwarder.ambiguous_window_ms, 2000 + 5000 + 30000);
+    config_free(cfg);
+    cfg = load_ok(
+        "{" KAFKA ",\"adx\":{\"ingest_url\":\"http://127.0.0.1:8080\","
+        "\"request_timeout_ms\":2000,\"server_timeout_ms\":\"5s\"}," ROUTE
+        ",\"forwarder\":{\"ambiguous_window_ms\":7000}}");
+    assert_int_equal(cfg->forwarder.ambiguous_window_ms, 7000);
+    config_free(cfg);
+}
+
 static void test_native_minimal_defaults(void **state)
 {
     struct config *cfg = load_ok(NATIVE(""));
@@ -147,6 +168,11 @@ static void test_native_minimal_defaults(void **state)
     assert_int_equal(cfg->forwarder.retry_max_ms, 30000);
     assert_int_equal(cfg->forwarder.retry_max_time_ms, 0);
     assert_int_equal(cfg->forwarder.ambiguous_delay_ms, 2000);
+    /* INV-5: the SDKs' 10 minutes on the server; the window is request +
+     * server timeout + 30 s of slack */
+    assert_int_equal(cfg->adx.server_timeout_ms, 600000);
+    assert_int_equal(cfg->forwarder.ambiguous_window_ms,
+                     30000 + 600000 + 30000);
     assert_int_equal(cfg->forwarder.on_error, CONFIG_ON_ERROR_DEADLETTER);
     assert_int_equal(cfg->intake.skip_tombstones, 1);
     assert_true(cfg->intake.low_water_bytes < cfg->intake.high_water_bytes);
@@ -168,6 +194,9 @@ static void test_native_full_fixture(void **state)
     assert_string_equal(cfg->adx.ingest_url, "http://127.0.0.1:8080");
     assert_string_equal(cfg->adx.query_url, "http://localhost:8080");
     assert_int_equal(cfg->adx.request_timeout_ms, 10000);
+    /* derived from the fixture's request timeout */
+    assert_int_equal(cfg->forwarder.ambiguous_window_ms,
+                     10000 + 600000 + 30000);
     assert_int_equal(cfg->adx.auth.method, CONFIG_AUTH_STATIC_TOKEN);
     assert_string_equal(cfg->adx.auth.token, "static-fixture-token-abcdef");
     assert_int_equal(cfg->nroutes, 3);
@@ -673,6 +702,18 @@ static const struct bad bad_configs[] = {
      "'forwarder.max_inflight' must be at least 1"},
     {NATIVE(",\"forwarder\":{\"batch_max_rows\":0}"),
      "'forwarder.batch_max_rows' must be at least 1"},
+    {"{" KAFKA ",\"adx\":{\"ingest_url\":\"http://127.0.0.1:8080\","
+     "\"request_timeout_ms\":5000,\"server_timeout_ms\":\"10s\"}," ROUTE
+     ",\"forwarder\":{\"ambiguous_window_ms\":14000}}",
+     "'forwarder.ambiguous_window_ms' (14000) must be at least "
+     "'adx.request_timeout_ms' + 'adx.server_timeout_ms' (15000): a batch "
+     "resent sooner can duplicate a request ADX is still running"},
+    {"{" KAFKA ",\"adx\":{\"ingest_url\":\"http://127.0.0.1:8080\","
+     "\"server_timeout_ms\":\"2h\"}," ROUTE "}",
+     "'adx.server_timeout_ms' must be at most 3600000"},
+    {"{" KAFKA ",\"adx\":{\"ingest_url\":\"http://127.0.0.1:8080\","
+     "\"server_timeout_ms\":500}," ROUTE "}",
+     "'adx.server_timeout_ms' must be at least 1000"},
     {NATIVE(",\"forwarder\":{\"retry_initial_ms\":5000,\"retry_max_ms\":"
             "1000}"),
      "'forwarder.retry_max_ms' (1000) must not be below "
@@ -847,6 +888,7 @@ int main(void)
         cmocka_unit_test(test_errors_hide_secrets),
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_units),
+        cmocka_unit_test(test_ambiguous_window),
     };
 
     log_setup(LOG_WARN, LOG_TEXT);

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zlib.h>
 
 /* ------------------------------------------------ an in-memory journal */
@@ -51,6 +52,7 @@ struct fj_batch {
     int claimed;
     int attempts;
     int64_t first_sent_ms;
+    int64_t last_sent_ms;
     int64_t next_try_ms;
     int members[FJ_MAX_EVENTS / 4];
     int nmembers;
@@ -118,6 +120,7 @@ static struct journal_batch *fj_export(struct journal *j, struct fj_batch *fb)
     b->state = fb->state;
     b->attempts = fb->attempts;
     b->first_sent_ms = fb->first_sent_ms;
+    b->last_sent_ms = fb->last_sent_ms;
     b->next_try_ms = fb->next_try_ms;
     b->created_ms = 1;
     b->events = calloc((size_t)fb->nmembers + 1, sizeof(*b->events));
@@ -258,14 +261,17 @@ static void fj_sent_run(struct journal *j, struct fj_call *c)
     }
     fb->state = JOURNAL_BATCH_SENT;
     fb->attempts++;
+    fb->last_sent_ms = c->n;
     c->cb.done(c->arg, 0, "");
 }
 
 int journal_batch_mark_sent_async(struct journal *j, const char *id,
                                   int64_t now_ms, journal_done_cb cb, void *arg)
 {
-    (void)now_ms;
-    fj_queue(j, fj_sent_run, arg, id)->cb.done = cb;
+    struct fj_call *c = fj_queue(j, fj_sent_run, arg, id);
+
+    c->cb.done = cb;
+    c->n = now_ms;
     return 0;
 }
 
@@ -658,6 +664,9 @@ static void test_body_csv_passthrough(void **state)
 
 /* ------------------------------------------------ the state machine */
 
+/* the ambiguous window of the fixture: request 2000 + server 1000 ms */
+#define FX_WINDOW_MS 3000
+
 struct fx {
     uv_loop_t loop;
     struct mini_http mh;
@@ -666,6 +675,13 @@ struct fx {
     struct forwarder *fw;
     int stopped;
     int64_t query_count; /* what the scripted dedupe query answers */
+    /* decide_ambiguous: reset this many ingests after reading them; the
+     * dedupe query answers 0 until its found_at-th call (1-based; 0 =
+     * never), then the batch's 5 rows */
+    int resets;
+    int found_at;
+    int nqueries;
+    int64_t found_ms; /* mono ms of the first "found" answer */
     char url[128];
 };
 
@@ -685,15 +701,16 @@ static int fx_setup(struct fx *f, int nev, int bad_at, const char *auth,
              "{\"kafka\":{\"bootstrap.servers\":\"127.0.0.1:1\","
              "\"group.id\":\"g\"},"
              "\"adx\":{\"ingest_url\":\"%s\",\"request_timeout_ms\":2000,"
-             "\"auth\":%s},"
+             "\"server_timeout_ms\":1000,\"auth\":%s},"
              "\"routes\":[{\"topic\":\"gameplay\",\"database\":\"db\","
              "\"table\":\"T\",\"format\":\"json\",\"meta\":{\"batch_id\":"
              "\"kadx_batch\"},\"dedupe_column\":\"BatchId\"}],"
              "\"forwarder\":{\"linger_ms\":10,"
              "\"retry_initial_ms\":20,\"retry_max_ms\":1000,"
-             "\"ambiguous_delay_ms\":20,\"max_inflight\":2%s%s},"
+             "\"ambiguous_delay_ms\":20,\"ambiguous_window_ms\":%d,"
+             "\"max_inflight\":2%s%s},"
              "\"admin\":{\"listen\":null}}",
-             f->url, auth ? auth : "{\"method\":\"none\"}", ",",
+             f->url, auth ? auth : "{\"method\":\"none\"}", FX_WINDOW_MS, ",",
              fwd ? fwd : "\"batch_max_rows\":10");
     if (config_load_string(json, NULL, &f->cfg, err, sizeof(err)) != 0) {
         fail_msg("config: %s", err);
@@ -950,54 +967,214 @@ static void test_fw_ambiguous_found(void **state)
     fx_teardown(&f);
 }
 
-/* ... absent -> sent again, same batch id, attempt 2. */
-static void test_fw_ambiguous_absent(void **state)
+static int64_t now_mono(void)
+{
+    return (int64_t)(uv_hrtime() / 1000000u);
+}
+
+static int64_t now_wall(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ADX for the ambiguous cases: resets the first f->resets ingests after
+ * reading them (maybe applied), answers the others 200, and answers the
+ * dedupe query "absent" until its f->found_at-th call. */
+static int decide_ambiguous(void *arg, const struct mh_request *r,
+                            struct mh_step *out)
+{
+    struct fx *f = arg;
+
+    if (strcmp(r->target, "/v1/rest/query") == 0) {
+        int found = f->found_at > 0 && ++f->nqueries >= f->found_at;
+
+        if (f->found_at <= 0) {
+            f->nqueries++;
+        }
+        if (found && f->found_ms == 0) {
+            f->found_ms = now_mono();
+        }
+        out->status = 200;
+        out->body = found ? "{\"Tables\":[{\"TableName\":\"Table_0\","
+                            "\"Columns\":[],\"Rows\":[[5]]}]}"
+                          : "{\"Tables\":[{\"TableName\":\"Table_0\","
+                            "\"Columns\":[],\"Rows\":[[0]]}]}";
+        return 1;
+    }
+    if (is_ingest(r)) {
+        if (f->resets > 0) {
+            f->resets--;
+            out->action = MH_RESET;
+            return 1;
+        }
+        out->status = 200;
+        out->body = "{}";
+        return 1;
+    }
+    return 0;
+}
+
+static const struct mh_request *nth_ingest(struct fx *f, int n)
+{
+    for (int i = 0; i < f->mh.nreqs; i++) {
+        if (is_ingest(&f->mh.reqs[i]) && n-- == 0) {
+            return &f->mh.reqs[i];
+        }
+    }
+    return NULL;
+}
+
+/* INV-5: "absent" while the original request may still commit proves
+ * nothing: ADX is asked again (with backoff) until the window (request +
+ * server timeout) has passed since the send, and only then is the batch
+ * sent again, same batch id, attempt 2. */
+static void test_fw_ambiguous_absent_before_window_asks_again(void **state)
 {
     struct fx f;
+    struct forwarder_route_stats st;
+    const struct mh_request *first, *second;
+    int64_t last_query = 0;
     char v[128];
 
     (void)state;
     fx_setup(&f, 5, -1, NULL, NULL);
-    mh_push(&f.mh, MH_RESET, 0, NULL, NULL);
-    mh_push(&f.mh, MH_RESPOND, 200, NULL,
-            "{\"Tables\":[{\"TableName\":\"Table_0\",\"Columns\":[],"
-            "\"Rows\":[[0]]}]}");
+    f.mh.decide = decide_ambiguous;
+    f.mh.decide_arg = &f;
+    f.resets = 1;
     fx_start(&f);
     assert_true(fx_run(&f, all_done, 10000));
-    assert_int_equal(f.mh.nreqs, 3);
     assert_int_equal(n_ingests(&f), 2);
+    first = nth_ingest(&f, 0);
+    second = nth_ingest(&f, 1);
     assert_string_equal(
-        mh_header(&f.mh.reqs[2], "x-ms-client-request-id", v, sizeof(v)),
+        mh_header(second, "x-ms-client-request-id", v, sizeof(v)),
         "KADX.ingest;fj-1;2");
+    /* the life the request is given on the server, sent with it */
+    assert_string_equal(mh_header(first, "servertimeout", v, sizeof(v)),
+                        "00:00:01");
+    /* asked more than once, and the resend only after the window */
+    assert_true(f.nqueries >= 2);
+    for (int i = 0; i < f.mh.nreqs; i++) {
+        if (strcmp(f.mh.reqs[i].target, "/v1/rest/query") == 0) {
+            assert_true(f.mh.reqs[i].at_ms <= second->at_ms);
+            last_query = f.mh.reqs[i].at_ms;
+        }
+    }
+    assert_true(last_query - first->at_ms >= FX_WINDOW_MS - 50);
+    assert_true(second->at_ms - first->at_ms >= FX_WINDOW_MS - 50);
+    assert_int_equal(forwarder_route_stats(f.fw, 0, &st), 0);
+    assert_true(st.dedupe_absent_early >= 1);
+    assert_int_equal(st.dedupe_found, 0);
     fx_teardown(&f);
 }
 
-/* INV-5: a batch left SENT by a previous process is resolved first. */
-static void test_fw_sent_at_start_is_queried(void **state)
+/* INV-5: the original request commits late (ADX applied it after the
+ * client gave up): found by a later query, delivered at once, never sent
+ * twice. */
+static void test_fw_ambiguous_found_late_is_delivered_at_once(void **state)
 {
     struct fx f;
-    struct fj_batch *fb;
+    struct forwarder_route_stats st;
 
     (void)state;
     fx_setup(&f, 5, -1, NULL, NULL);
-    fb = &f.j->b[f.j->nb++];
+    f.mh.decide = decide_ambiguous;
+    f.mh.decide_arg = &f;
+    f.resets = 1;
+    f.found_at = 3;
+    fx_start(&f);
+    assert_true(fx_run(&f, all_done, 10000));
+    assert_int_equal(n_ingests(&f), 1);
+    assert_int_equal(f.nqueries, 3);
+    assert_int_equal(fj_count(f.j, FJ_DELIVERED), 5);
+    /* delivered on the answer, not at the end of the window */
+    assert_true(f.found_ms - nth_ingest(&f, 0)->at_ms < FX_WINDOW_MS);
+    assert_int_equal(forwarder_route_stats(f.fw, 0, &st), 0);
+    assert_int_equal(st.dedupe_found, 1);
+    assert_int_equal(st.dedupe_absent_early, 2);
+    fx_teardown(&f);
+}
+
+/* A batch the journal holds as SENT (left by a previous process). */
+static void fx_old_sent_batch(struct fx *f, int64_t last_sent_ms)
+{
+    struct fj_batch *fb = &f->j->b[f->j->nb++];
+
     snprintf(fb->id, sizeof(fb->id), "old-7");
     fb->state = JOURNAL_BATCH_SENT;
     fb->attempts = 1;
-    fb->first_sent_ms = 1;
+    fb->first_sent_ms = last_sent_ms;
+    fb->last_sent_ms = last_sent_ms;
     for (int i = 0; i < 5; i++) {
         fb->members[fb->nmembers++] = i;
-        f.j->ev[i].state = FJ_INFLIGHT;
-        f.j->ev[i].batch = 0;
+        f->j->ev[i].state = FJ_INFLIGHT;
+        f->j->ev[i].batch = 0;
     }
-    mh_push(&f.mh, MH_RESPOND, 200, NULL,
-            "{\"Tables\":[{\"TableName\":\"Table_0\",\"Columns\":[],"
-            "\"Rows\":[[0]]}]}");
+}
+
+/* INV-5: a batch left SENT long ago (past the window) is asked about
+ * once; absent -> resent. */
+static void test_fw_sent_at_start_is_queried(void **state)
+{
+    struct fx f;
+
+    (void)state;
+    fx_setup(&f, 5, -1, NULL, NULL);
+    fx_old_sent_batch(&f, now_wall() - 60000);
+    f.mh.decide = decide_ambiguous;
+    f.mh.decide_arg = &f;
     fx_start(&f);
     assert_true(fx_run(&f, all_done, 10000));
     assert_string_equal(f.mh.reqs[0].target, "/v1/rest/query");
     assert_non_null(strstr(f.mh.reqs[0].body, "BatchId == 'old-7'"));
+    assert_int_equal(f.nqueries, 1);
     assert_int_equal(n_ingests(&f), 1);
+    fx_teardown(&f);
+}
+
+/* INV-5, kill -9 in the middle of the wait: the journal's last_sent_ms is
+ * 1 s old, so the window has 2 s left after the restart: asked until then,
+ * resent only after it. */
+static void test_fw_restart_mid_window_waits_the_rest(void **state)
+{
+    struct fx f;
+    int64_t start, resend;
+
+    (void)state;
+    fx_setup(&f, 5, -1, NULL, NULL);
+    fx_old_sent_batch(&f, now_wall() - 1000);
+    f.mh.decide = decide_ambiguous;
+    f.mh.decide_arg = &f;
+    start = now_mono();
+    fx_start(&f);
+    assert_true(fx_run(&f, all_done, 10000));
+    assert_int_equal(n_ingests(&f), 1);
+    assert_true(f.nqueries >= 2);
+    resend = nth_ingest(&f, 0)->at_ms;
+    assert_true(resend - start >= FX_WINDOW_MS - 1000 - 50);
+    assert_true(resend - start < FX_WINDOW_MS + 1000);
+    fx_teardown(&f);
+}
+
+/* ... and found after the restart: delivered at once, nothing sent. */
+static void test_fw_restart_mid_window_found(void **state)
+{
+    struct fx f;
+
+    (void)state;
+    fx_setup(&f, 5, -1, NULL, NULL);
+    fx_old_sent_batch(&f, now_wall() - 1000);
+    f.mh.decide = decide_ambiguous;
+    f.mh.decide_arg = &f;
+    f.found_at = 2;
+    fx_start(&f);
+    assert_true(fx_run(&f, all_done, 10000));
+    assert_int_equal(n_ingests(&f), 0);
+    assert_int_equal(f.nqueries, 2);
+    assert_int_equal(fj_count(f.j, FJ_DELIVERED), 5);
     fx_teardown(&f);
 }
 
@@ -1220,8 +1397,11 @@ int main(void)
         cmocka_unit_test(test_fw_bisects_permanent),
         cmocka_unit_test(test_fw_local_invalid_record),
         cmocka_unit_test(test_fw_ambiguous_found),
-        cmocka_unit_test(test_fw_ambiguous_absent),
+        cmocka_unit_test(test_fw_ambiguous_absent_before_window_asks_again),
+        cmocka_unit_test(test_fw_ambiguous_found_late_is_delivered_at_once),
         cmocka_unit_test(test_fw_sent_at_start_is_queried),
+        cmocka_unit_test(test_fw_restart_mid_window_waits_the_rest),
+        cmocka_unit_test(test_fw_restart_mid_window_found),
         cmocka_unit_test(test_fw_transient_and_throttled),
         cmocka_unit_test(test_fw_401_refreshes_token),
         cmocka_unit_test(test_fw_config_error_pauses_and_resumes),
