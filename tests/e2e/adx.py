@@ -215,7 +215,8 @@ class Emulator:
     def faults(self, **kw):
         """POST /_emulator/faults with the given keys (fail_count,
         fail_status, fail_permanent, fail_code, fail_message, latency_ms,
-        reset_count, throttle_rps, retry_after_s); returns the new state."""
+        reset_count, throttle_rps, retry_after_s, late_share, late_min_ms,
+        late_max_ms); returns the new state."""
         return self._ok("POST", "/_emulator/faults", kw)
 
     def stats(self):

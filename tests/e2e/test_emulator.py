@@ -409,6 +409,61 @@ class TestFaults(EmulatorCase):
         with self.assertRaises(adx.AdxError):
             emu.faults(frobnicate=1)
 
+    def test_late_apply(self):
+        """The late-apply fault (issue 19): a share of ingest requests is
+        applied only after a delay, even when the client has hung up (ADX
+        keeps working); a request whose servertimeout ends first is cut
+        off and never applied."""
+        emu = self.emu
+        st = emu.faults(late_share=1, late_min_ms=500, late_max_ms=600)
+        self.assertEqual((st["late_share"], st["late_min_ms"],
+                          st["late_max_ms"]), (1, 500, 600))
+        # a client that gives up at once: the rows arrive anyway, later
+        s = socket.create_connection(("127.0.0.1", emu.port), timeout=10)
+        body = gzip.compress(b'{"playerId":1}\n{"playerId":2}\n'
+                             b'{"playerId":3}\n')
+        t0 = time.monotonic()
+        s.sendall(b"POST /v1/rest/ingest/leaderboard/GamePlay?streamFormat="
+                  b"json HTTP/1.1\r\nContent-Encoding: gzip\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        harness.wait_until(lambda: emu.stats()["faults_fired"]["late"] == 1,
+                           what="the request to be held")
+        self.assertEqual(emu.count("GamePlay"), 0)
+        s.close()
+        harness.wait_until(lambda: emu.count("GamePlay") == 3, timeout=10,
+                           what="the late rows")
+        self.assertGreaterEqual(time.monotonic() - t0, 0.45)
+        st = emu.stats()
+        self.assertEqual((st["late_applied"], st["late_client_gone"],
+                          st["late_expired"]), (1, 1, 0))
+        # a client that waits gets its answer after the delay; the Java
+        # SDK's servertimeout form is understood
+        t0 = time.monotonic()
+        emu.ingest("GamePlay", events(2), mapping=adx.GAMEPLAY_MAPPING,
+                   headers={"servertimeout": "00:10:00"})
+        self.assertGreaterEqual(time.monotonic() - t0, 0.45)
+        self.assertEqual(emu.count("GamePlay"), 5)
+        # servertimeout shorter than the delay: cut off, never applied
+        with self.assertRaises(adx.AdxError) as cm:
+            emu.ingest("GamePlay", events(4), mapping=adx.GAMEPLAY_MAPPING,
+                       headers={"servertimeout": "00:00:00.200"})
+        self.assertEqual((cm.exception.status, cm.exception.code),
+                         (504, "General_Timeout"))
+        st = emu.stats()
+        self.assertEqual((st["late_applied"], st["late_expired"]), (2, 1))
+        self.assertEqual(emu.count("GamePlay"), 5)
+        with self.assertRaises(adx.AdxError) as cm:
+            emu.ingest("GamePlay", events(1), mapping=adx.GAMEPLAY_MAPPING,
+                       headers={"servertimeout": "soon"})
+        self.assertEqual(cm.exception.status, 400)
+        with self.assertRaises(adx.AdxError) as cm:
+            emu.faults(late_min_ms=900, late_max_ms=100)
+        self.assertIn("late_max_ms", str(cm.exception.body))
+        emu.reset()
+        st = emu.stats()["faults"]
+        self.assertEqual((st["late_share"], st["late_min_ms"],
+                          st["late_max_ms"]), (0, 1000, 8000))
+
     def test_stop_with_a_request_waiting(self):
         emu = self.emu
         emu.faults(latency_ms=60000)

@@ -15,8 +15,12 @@
  *
  * Faults, in the order an ingest request meets them: throttle (429 with
  * Retry-After, not applied), fail-next-N (status S, not applied), latency
- * (the request waits, then goes on), reset-next-N (the rows are stored,
- * then the connection is reset without an answer: the ambiguous case).
+ * (the request waits, then goes on), late apply (a share of requests is
+ * applied only after a random delay, whether or not the client is still
+ * there, as ADX keeps working after a client hung up; cut off, not
+ * applied, at the request's `servertimeout`), reset-next-N (the rows are
+ * stored, then the connection is reset without an answer: the ambiguous
+ * case).
  */
 #include "gateway/cli.h"
 #include "gateway/log.h"
@@ -172,6 +176,9 @@ struct faults {
     char fail_code[64];
     char fail_message[256];
     uint64_t latency_ms;
+    double late_share;    /* share of ingest requests applied late, 0: off */
+    uint64_t late_min_ms; /* their delay: uniform in [min, max] */
+    uint64_t late_max_ms;
     int reset_count;
     double throttle_rps;   /* 0: off */
     int retry_after_s;     /* for 429s; 0: derived from the rate */
@@ -191,6 +198,10 @@ struct stats {
     uint64_t fired_latency;
     uint64_t fired_reset;
     uint64_t fired_throttle;
+    uint64_t fired_late;       /* requests that took the late path */
+    uint64_t late_applied;     /* ... applied after their delay */
+    uint64_t late_client_gone; /* ... of which the client had hung up */
+    uint64_t late_expired;     /* ... cut off by servertimeout first */
 };
 
 struct delayed;
@@ -226,11 +237,15 @@ struct emu {
     struct ingest_mapping *map; /* ... and its parse (owned) */
 };
 
-/* A request that waits out the latency fault before it is processed. */
+/* A request that waits out the latency fault before it is processed, or
+ * the late-apply fault before it is applied (late) or cut off (expire). */
+enum delay_kind { DELAY_LATENCY = 0, DELAY_LATE, DELAY_EXPIRE };
+
 struct delayed {
     uv_timer_t timer;
     struct emu *e;
     struct http_request *req;
+    enum delay_kind kind;
     struct delayed *next;
     struct delayed *prev;
 };
@@ -1326,21 +1341,122 @@ static void delayed_unlink(struct delayed *d)
     }
 }
 
+static void ingest_maybe_late(struct emu *e, struct http_request *req);
+
 static void on_delay_done(uv_timer_t *t)
 {
     struct delayed *d = t->data;
     struct emu *e = d->e;
     struct http_request *req = d->req;
+    enum delay_kind kind = d->kind;
 
     delayed_unlink(d);
     uv_close((uv_handle_t *)&d->timer, delayed_closed);
+    if (kind == DELAY_LATE) {
+        /* ADX does not stop because the client hung up: applied anyway */
+        e->st.late_applied++;
+        if (http_req_aborted(req)) {
+            e->st.late_client_gone++;
+        }
+        ingest_process(e, req);
+        return;
+    }
+    if (kind == DELAY_EXPIRE) {
+        /* the request's servertimeout passed first: never applied */
+        struct ctx c;
+
+        e->st.late_expired++;
+        e->st.ingest_failed++;
+        ctx_init(&c, req);
+        respond_error(req, &c, 504, "General_Timeout", 0,
+                      "the request ran past its servertimeout and was "
+                      "cancelled (nothing applied)");
+        return;
+    }
     if (http_req_aborted(req)) {
         /* the client gave up while waiting: nothing was applied */
         http_respond(req, 499, NULL, 0, "", 0);
         e->st.ingest_failed++;
         return;
     }
-    ingest_process(e, req);
+    ingest_maybe_late(e, req);
+}
+
+/* Parks req on a timer; 0, or -ENOMEM (then the caller goes on). */
+static int delay_start(struct emu *e, struct http_request *req,
+                       enum delay_kind kind, uint64_t ms)
+{
+    struct delayed *d = calloc(1, sizeof(*d));
+
+    if (d == NULL) {
+        return -ENOMEM;
+    }
+    d->e = e;
+    d->req = req;
+    d->kind = kind;
+    d->timer.data = d;
+    uv_timer_init(e->loop, &d->timer);
+    uv_timer_start(&d->timer, on_delay_done, ms, 0);
+    d->next = e->delayed;
+    if (e->delayed != NULL) {
+        e->delayed->prev = d;
+    }
+    e->delayed = d;
+    return 0;
+}
+
+static double random_unit(void)
+{
+    uint64_t r;
+
+    random_bytes((unsigned char *)&r, sizeof(r));
+    return (double)(r >> 11) / 9007199254740992.0; /* [0, 1) */
+}
+
+/* The late-apply fault: a late_share of requests is applied only after a
+ * delay in [late_min_ms, late_max_ms], answered (or not: the client may be
+ * gone) afterwards. A request whose `servertimeout` is shorter than its
+ * delay is cut off at the servertimeout, never applied, as ADX bounds a
+ * request's life on the server. */
+static void ingest_maybe_late(struct emu *e, struct http_request *req)
+{
+    const char *st = http_req_header(req, "servertimeout");
+    int64_t ticks = 0;
+    uint64_t limit = 0;
+    uint64_t delay;
+
+    /* a KQL timespan, as the Java SDK sends it ("00:10:00") */
+    if (st != NULL &&
+        (ingest_parse_timespan(st, strlen(st), &ticks) < 0 || ticks < 0)) {
+        struct ctx c;
+
+        e->st.ingest_failed++;
+        ctx_init(&c, req);
+        respond_error(req, &c, 400, "General_BadRequest", 1,
+                      "invalid servertimeout '%.60s' (a timespan: "
+                      "hh:mm:ss or 10m)",
+                      st);
+        return;
+    }
+    limit = (uint64_t)(ticks / 10000); /* 100 ns ticks -> ms */
+    if (e->f.late_share <= 0 || random_unit() >= e->f.late_share) {
+        ingest_process(e, req);
+        return;
+    }
+    delay = e->f.late_min_ms;
+    if (e->f.late_max_ms > e->f.late_min_ms) {
+        delay += (uint64_t)(random_unit() *
+                            (double)(e->f.late_max_ms - e->f.late_min_ms + 1));
+    }
+    e->st.fired_late++;
+    if (st != NULL && limit < delay) {
+        if (delay_start(e, req, DELAY_EXPIRE, limit) == 0) {
+            return;
+        }
+    } else if (delay_start(e, req, DELAY_LATE, delay) == 0) {
+        return;
+    }
+    ingest_process(e, req); /* out of memory: not late after all */
 }
 
 /* Takes one throttle token; 0 when the request may go on. */
@@ -1397,24 +1513,12 @@ static void handle_ingest(struct emu *e, struct http_request *req,
                       e->f.fail_permanent, "%s", e->f.fail_message);
         return;
     }
-    if (e->f.latency_ms > 0) {
-        struct delayed *d = calloc(1, sizeof(*d));
-        if (d != NULL) {
-            e->st.fired_latency++;
-            d->e = e;
-            d->req = req;
-            d->timer.data = d;
-            uv_timer_init(e->loop, &d->timer);
-            uv_timer_start(&d->timer, on_delay_done, e->f.latency_ms, 0);
-            d->next = e->delayed;
-            if (e->delayed != NULL) {
-                e->delayed->prev = d;
-            }
-            e->delayed = d;
-            return;
-        }
+    if (e->f.latency_ms > 0 &&
+        delay_start(e, req, DELAY_LATENCY, e->f.latency_ms) == 0) {
+        e->st.fired_latency++;
+        return;
     }
-    ingest_process(e, req);
+    ingest_maybe_late(e, req);
 }
 
 /* ---- control endpoint ---- */
@@ -1453,9 +1557,11 @@ static void render_faults(struct emu *e, struct sbuf *b)
     sb_json(b, e->f.fail_message);
     sb_printf(b,
               ",\"latency_ms\":%" PRIu64 ",\"reset_count\":%d,"
-              "\"throttle_rps\":%g,\"retry_after_s\":%d}",
+              "\"throttle_rps\":%g,\"retry_after_s\":%d,\"late_share\":%g,"
+              "\"late_min_ms\":%" PRIu64 ",\"late_max_ms\":%" PRIu64 "}",
               e->f.latency_ms, e->f.reset_count, e->f.throttle_rps,
-              e->f.retry_after_s);
+              e->f.retry_after_s, e->f.late_share, e->f.late_min_ms,
+              e->f.late_max_ms);
 }
 
 static void faults_clear(struct emu *e)
@@ -1465,6 +1571,8 @@ static void faults_clear(struct emu *e)
     snprintf(e->f.fail_code, sizeof(e->f.fail_code), "%s",
              default_fail_code(503));
     snprintf(e->f.fail_message, sizeof(e->f.fail_message), "injected fault");
+    e->f.late_min_ms = 1000;
+    e->f.late_max_ms = 8000;
 }
 
 /* Reads an optional number member into *out with bounds; -EINVAL if bad. */
@@ -1492,9 +1600,9 @@ static void handle_faults_post(struct emu *e, struct http_request *req,
     const char *body = http_req_body(req, &blen);
     cJSON *root = cJSON_ParseWithLength(body, blen);
     static const char *const known[] = {
-        "fail_count",  "fail_status",  "fail_permanent",
-        "fail_code",   "fail_message", "latency_ms",
-        "reset_count", "throttle_rps", "retry_after_s"};
+        "fail_count",    "fail_status", "fail_permanent", "fail_code",
+        "fail_message",  "latency_ms",  "reset_count",    "throttle_rps",
+        "retry_after_s", "late_share",  "late_min_ms",    "late_max_ms"};
     struct faults nf;
     const cJSON *it;
     double v;
@@ -1540,7 +1648,17 @@ static void handle_faults_post(struct emu *e, struct http_request *req,
     NUM("reset_count", 0, 1e9, nf.reset_count, int);
     NUM("throttle_rps", 0, 1e9, nf.throttle_rps, double);
     NUM("retry_after_s", 0, 3600, nf.retry_after_s, int);
+    NUM("late_share", 0, 1, nf.late_share, double);
+    NUM("late_min_ms", 0, 600000, nf.late_min_ms, uint64_t);
+    NUM("late_max_ms", 0, 600000, nf.late_max_ms, uint64_t);
 #undef NUM
+    if (nf.late_max_ms < nf.late_min_ms) {
+        respond_error(req, c, 400, "General_BadRequest", 1,
+                      "fault key 'late_max_ms' (%" PRIu64
+                      ") must not be below 'late_min_ms' (%" PRIu64 ")",
+                      nf.late_max_ms, nf.late_min_ms);
+        goto out;
+    }
     it = cJSON_GetObjectItemCaseSensitive(root, "fail_permanent");
     if (it != NULL) {
         if (!cJSON_IsBool(it)) {
@@ -1589,20 +1707,23 @@ static void handle_stats(struct emu *e, struct http_request *req, struct ctx *c)
 {
     struct sbuf b = {0};
 
-    sb_printf(&b,
-              "{\"requests\":%" PRIu64 ",\"ingest_requests\":%" PRIu64
-              ",\"ingest_ok\":%" PRIu64 ",\"ingest_failed\":%" PRIu64
-              ",\"queries\":%" PRIu64 ",\"mgmt\":%" PRIu64
-              ",\"auth_failures\":%" PRIu64 ",\"rows_accepted\":%" PRIu64
-              ",\"count_only\":%s,\"connections\":%zu,"
-              "\"faults_fired\":{\"fail\":%" PRIu64 ",\"latency\":%" PRIu64
-              ",\"reset\":%" PRIu64 ",\"throttle\":%" PRIu64 "},\"tables\":{",
-              e->st.requests, e->st.ingest_requests, e->st.ingest_ok,
-              e->st.ingest_failed, e->st.queries, e->st.mgmt,
-              e->st.auth_failures, kusto_rows_accepted(e->k),
-              e->count_only ? "true" : "false", http_server_connections(e->srv),
-              e->st.fired_fail, e->st.fired_latency, e->st.fired_reset,
-              e->st.fired_throttle);
+    sb_printf(
+        &b,
+        "{\"requests\":%" PRIu64 ",\"ingest_requests\":%" PRIu64
+        ",\"ingest_ok\":%" PRIu64 ",\"ingest_failed\":%" PRIu64
+        ",\"queries\":%" PRIu64 ",\"mgmt\":%" PRIu64
+        ",\"auth_failures\":%" PRIu64 ",\"rows_accepted\":%" PRIu64
+        ",\"count_only\":%s,\"connections\":%zu,"
+        "\"faults_fired\":{\"fail\":%" PRIu64 ",\"latency\":%" PRIu64
+        ",\"reset\":%" PRIu64 ",\"throttle\":%" PRIu64 ",\"late\":%" PRIu64
+        "},\"late_applied\":%" PRIu64 ",\"late_client_gone\":%" PRIu64
+        ",\"late_expired\":%" PRIu64 ",\"tables\":{",
+        e->st.requests, e->st.ingest_requests, e->st.ingest_ok,
+        e->st.ingest_failed, e->st.queries, e->st.mgmt, e->st.auth_failures,
+        kusto_rows_accepted(e->k), e->count_only ? "true" : "false",
+        http_server_connections(e->srv), e->st.fired_fail, e->st.fired_latency,
+        e->st.fired_reset, e->st.fired_throttle, e->st.fired_late,
+        e->st.late_applied, e->st.late_client_gone, e->st.late_expired);
     for (size_t i = 0; i < e->ntables; i++) {
         if (i > 0) {
             sb_put(&b, ",", 1);

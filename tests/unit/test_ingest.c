@@ -106,6 +106,12 @@ static void test_timespan_parse(void **state)
     assert_int_equal(t, 5400 * T0);
     assert_int_equal(ingest_parse_timespan("250ms", 5, &t), 0);
     assert_int_equal(t, T0 / 4);
+    /* servertimeout as the Java SDK ("00:10:00") and Python's
+     * str(timedelta) ("0:10:00") send it: the late-apply fault's bound */
+    assert_int_equal(ingest_parse_timespan("00:10:00", 8, &t), 0);
+    assert_int_equal(t, 600 * T0);
+    assert_int_equal(ingest_parse_timespan("0:10:00", 7, &t), 0);
+    assert_int_equal(t, 600 * T0);
     assert_int_equal(ingest_parse_timespan("3parsecs", 8, &t), -EINVAL);
     assert_int_equal(ingest_parse_timespan("25:00:00", 8, &t), -EINVAL);
 }
