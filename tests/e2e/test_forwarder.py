@@ -59,7 +59,8 @@ def event(p, i):
 
 
 def write_config(path, bootstrap, group, journal, adx_url, dedupe=True,
-                 forwarder=None, auth=None, meta=True, admin=False):
+                 forwarder=None, auth=None, meta=True, admin=False,
+                 adx_cfg=None):
     route = {"topic": TOPIC, "database": "leaderboard", "table": TABLE,
              "format": "json", "mapping": MAPPING}
     if meta:
@@ -68,15 +69,21 @@ def write_config(path, bootstrap, group, journal, adx_url, dedupe=True,
                          "offset": "kafka_offset", "batch_id": "kadx_batch"}
     if dedupe:
         route["dedupe_column"] = "BatchId"
+    # server_timeout_ms / ambiguous_window_ms: a batch left SENT by a kill
+    # waits the window before a resend (INV-5); the defaults (10 min) are
+    # for real ADX, these keep the tests short (window >= 5000 + 1000)
     fw = {"linger_ms": 50, "batch_max_rows": 2000, "retry_initial_ms": 100,
-          "retry_max_ms": 1000, "ambiguous_delay_ms": 200}
+          "retry_max_ms": 1000, "ambiguous_delay_ms": 200,
+          "ambiguous_window_ms": 6500}
     fw.update(forwarder or {})
+    adx_c = {"ingest_url": adx_url, "request_timeout_ms": 5000,
+             "server_timeout_ms": 1000, "auth": auth or {"method": "none"}}
+    adx_c.update(adx_cfg or {})
     cfg = {
         "kafka": {"bootstrap.servers": bootstrap, "group.id": group,
                   "session.timeout.ms": "6000",
                   "heartbeat.interval.ms": "500"},
-        "adx": {"ingest_url": adx_url, "request_timeout_ms": 5000,
-                "auth": auth or {"method": "none"}},
+        "adx": adx_c,
         "routes": [route],
         "journal": {"path": journal},
         "forwarder": fw,
@@ -505,6 +512,47 @@ class ForwarderCase(ForwarderBase):
         wait_until(lambda: emu.count(TABLE) > n * self.partitions,
                    timeout=60, what="the resent batch")
         self.assertEqual(k.stop(), 0)
+
+    def test_late_apply_no_duplicates(self):
+        """Issue 19, hole 1: an ADX that applies a share of streaming
+        requests 1-4 s late, after kadx's request timeout (800 ms) gave up.
+        kadx bounds each request's life on the server (servertimeout 3 s:
+        the emulator cuts off, unapplied, what runs longer) and resends an
+        ambiguous batch only when a dedupe query issued after the window
+        (request + server timeout) says absent. 20k events (4 x 5000):
+        every (partition, offset) exactly once. Before the fix the dedupe
+        query ran while the late request was still pending, found nothing,
+        and the resend plus the late apply made duplicates."""
+        n = 5000
+        emu = self.start_emulator()
+        setup_table(emu)
+        write_config(self.cfg, self.bs, "g-late", self.journal, emu.url,
+                     adx_cfg={"request_timeout_ms": 800,
+                              "server_timeout_ms": 3000},
+                     forwarder={"batch_max_rows": 1000, "max_inflight": 8,
+                                "ambiguous_delay_ms": 300,
+                                "ambiguous_window_ms": 4500})
+        emu.faults(late_share=0.3, late_min_ms=1000, late_max_ms=4000)
+        produce(self.bs, self.parts, 0, n)
+        k = self.start_kadx()
+        self.wait_count(emu, n * self.partitions, 120, k)
+        # the late requests still pending must land (or be cut off) before
+        # the audit: nothing of kadx's may be in flight at the emulator
+        wait_until(lambda: emu.stats()["faults_fired"]["late"] ==
+                   emu.stats()["late_applied"] + emu.stats()["late_expired"],
+                   timeout=30, what="no late request pending")
+        st = emu.stats()
+        # the window that made duplicates was really opened: requests
+        # applied after kadx had hung up
+        self.assertGreater(st["late_client_gone"], 0, st)
+        self.assertEqual(k.stop(), 0)
+        audit(emu, self.parts, n)
+        log = "\n".join(k.lines())
+        self.assertIn("the request may still commit", log)
+        print("late-apply: %d requests late, %d applied after kadx hung up, "
+              "%d cut off by servertimeout, %d ingest requests" % (
+                  st["faults_fired"]["late"], st["late_client_gone"],
+                  st["late_expired"], st["ingest_requests"]))
 
     def test_sigterm_waits_for_inflight(self):
         n = 200
