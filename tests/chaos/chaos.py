@@ -17,7 +17,8 @@ usage: chaos.py [--events N] [--kills K] [--broker-restarts R]
                 [--seed S] [--timeout S]
   --faults: comma-separated phases cycled while kadx is killed:
             fail (500), throttle (429), reset (applied, then TCP RST),
-            slow (answers after kadx's request timeout); default all.
+            slow (50% applied 2.5-5 s late: after kadx's 2 s request
+            timeout, some after the 4 s server timeout); default all.
 The meson test `chaos` runs a short version (tests/chaos/meson.build);
 `KADX_FULL=1` or the flags give the long one: 1M events, 100 kills.
 Needs root for --disk-mb (it mounts a tmpfs and unmounts it at the end).
@@ -43,6 +44,8 @@ import test_forwarder as tf  # noqa: E402
 
 TOPIC = "chaos"
 REQUEST_TIMEOUT_MS = 2000
+SERVER_TIMEOUT_MS = 4000  # servertimeout sent with each ingest
+WINDOW_MS = 7000          # forwarder.ambiguous_window_ms (>= the two)
 
 
 class Producer(threading.Thread):
@@ -115,12 +118,13 @@ class Faults(threading.Thread):
             e.faults(fail_count=self.rnd.randint(3, 20), fail_status=500,
                      fail_permanent=False)
         elif name == "throttle":
-            e.faults(throttle_rps=self.rnd.randint(2, 10), retry_after_s=1)
+            e.faults(throttle_rps=self.rnd.randint(1, 3), retry_after_s=1)
         elif name == "reset":
             e.faults(reset_count=self.rnd.randint(1, 4))
         elif name == "slow":
-            e.faults(latency_ms=REQUEST_TIMEOUT_MS + self.rnd.randint(
-                500, 3000))
+            # applied 2.5-5 s late: after kadx's request timeout, some
+            # after the server timeout too (then not applied: 504)
+            e.faults(late_share=0.5, late_min_ms=2500, late_max_ms=5000)
         self.ran[name] = self.ran.get(name, 0) + 1
 
     def healthy(self, all_off=False):
@@ -128,9 +132,9 @@ class Faults(threading.Thread):
         requests consume them, unless all_off."""
         if all_off:
             self.emu.faults(fail_count=0, throttle_rps=0, reset_count=0,
-                            latency_ms=0)
+                            late_share=0)
         else:
-            self.emu.faults(throttle_rps=0, latency_ms=0)
+            self.emu.faults(throttle_rps=0, late_share=0)
 
     def run(self):
         try:
@@ -158,6 +162,7 @@ def write_config(path, bootstrap, journal, url):
                   "session.timeout.ms": "6000",
                   "heartbeat.interval.ms": "500"},
         "adx": {"ingest_url": url, "request_timeout_ms": REQUEST_TIMEOUT_MS,
+                "server_timeout_ms": SERVER_TIMEOUT_MS,
                 "auth": {"method": "none"}},
         "routes": [{"topic": TOPIC, "database": "leaderboard",
                     "table": tf.TABLE, "format": "json",
@@ -170,7 +175,8 @@ def write_config(path, bootstrap, journal, url):
         "journal": {"path": journal},
         "forwarder": {"linger_ms": 50, "batch_max_rows": 2000,
                       "retry_initial_ms": 100, "retry_max_ms": 1000,
-                      "ambiguous_delay_ms": 200},
+                      "ambiguous_delay_ms": 200,
+                      "ambiguous_window_ms": WINDOW_MS},
         "admin": {"listen": "off"},
     }
     with open(path, "w") as f:
@@ -314,11 +320,11 @@ def main():
                 ("broker kill -9 + restart", broker_restarts),
                 ("ADX fault phases (%s)" % ",".join(
                     "%s %d" % kv for kv in sorted(faults.ran.items())), ""),
-                ("  fired: fail / throttle / reset / latency",
+                ("  fired: fail / throttle / reset / late",
                  "%s / %s / %s / %s" % (fired.get("fail"),
                                         fired.get("throttle"),
                                         fired.get("reset"),
-                                        fired.get("latency"))),
+                                        fired.get("late"))),
                 ("journal filesystem", "%d MiB tmpfs" % args.disk_mb
                  if args.disk_mb else "the temp dir's"),
                 ("events lost", lost),
