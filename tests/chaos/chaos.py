@@ -111,6 +111,7 @@ class Faults(threading.Thread):
         self.stop_ev = threading.Event()
         self.error = None
         self.ran = {}
+        self.late_from = None  # late faults fired when a slow phase began
 
     def phase(self, name):
         e = self.emu
@@ -124,6 +125,8 @@ class Faults(threading.Thread):
         elif name == "slow":
             # applied 2.5-5 s late: after kadx's request timeout, some
             # after the server timeout too (then not applied: 504)
+            if self.late_from is None:
+                self.late_from = e.stats()["faults_fired"]["late"]
             e.faults(late_share=0.5, late_min_ms=2500, late_max_ms=5000)
         self.ran[name] = self.ran.get(name, 0) + 1
 
@@ -133,8 +136,14 @@ class Faults(threading.Thread):
         if all_off:
             self.emu.faults(fail_count=0, throttle_rps=0, reset_count=0,
                             late_share=0)
-        else:
-            self.emu.faults(throttle_rps=0, late_share=0)
+            return
+        self.emu.faults(throttle_rps=0)
+        # a slow phase lasts until a request was late (kadx may have been
+        # waiting for its group while it ran)
+        if self.late_from is not None and \
+                self.emu.stats()["faults_fired"]["late"] > self.late_from:
+            self.emu.faults(late_share=0)
+            self.late_from = None
 
     def run(self):
         try:
