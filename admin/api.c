@@ -57,7 +57,10 @@ struct admin {
     uv_loop_t *loop;
     struct http_server *srv;
     struct admin_sources src;
-    char *token; /* NULL = POSTs are open */
+    char *token;      /* NULL = POSTs are open */
+    int token_on_get; /* GETs need the token too (not /healthz, /readyz) */
+    char *tls_cert;   /* NULL = plain HTTP */
+    char *tls_key;
     int64_t started_ms;
     int paused_all;       /* POST /pause without a route */
     int stopped;          /* admin_stop ran */
@@ -89,6 +92,8 @@ static void admin_free(struct admin *a)
     pthread_mutex_destroy(&a->jmu);
     pthread_cond_destroy(&a->jcv);
     free(a->token);
+    free(a->tls_cert);
+    free(a->tls_key);
     free(a);
 }
 
@@ -2255,6 +2260,12 @@ static void on_request(struct http_request *req, void *data)
             continue;
         }
         if (strcmp(method, "GET") == 0 && (e->methods & GET)) {
+            /* probes carry no token: /healthz and /readyz stay open */
+            if (a->token_on_get && e->get != h_healthz && e->get != h_readyz &&
+                !token_ok(a, req)) {
+                respond_error(req, 401, "a valid bearer token is required");
+                return;
+            }
             e->get(a, req);
             return;
         }
@@ -2323,12 +2334,28 @@ int admin_start(uv_loop_t *loop, const struct admin_sources *src,
         o->max_header_bytes ? o->max_header_bytes : DEFAULT_MAX_HEADER;
     hc.max_body_bytes =
         o->max_body_bytes ? o->max_body_bytes : DEFAULT_MAX_BODY;
-    hc.max_connections = 64;
+    hc.max_connections = o->max_connections ? o->max_connections : 64;
+    hc.max_requests_per_s =
+        o->max_requests_per_s > 0 ? o->max_requests_per_s : 20;
+    a->token_on_get = o->token_on_get && a->token != NULL;
     a->srv = http_server_new(loop, &hc, on_request, a);
     if (a->srv == NULL) {
         snprintf(err, errlen, "out of memory");
         rc = -ENOMEM;
         goto free_admin;
+    }
+    if (o->tls_cert != NULL) {
+        a->tls_cert = strdup(o->tls_cert);
+        a->tls_key = strdup(o->tls_key != NULL ? o->tls_key : "");
+        if (a->tls_cert == NULL || a->tls_key == NULL) {
+            snprintf(err, errlen, "out of memory");
+            rc = -ENOMEM;
+            goto free_server;
+        }
+        rc = http_server_set_tls(a->srv, a->tls_cert, a->tls_key, err, errlen);
+        if (rc < 0) {
+            goto free_server;
+        }
     }
     rc = http_server_listen(a->srv, o->listen, err, errlen);
     if (rc < 0) {
@@ -2347,6 +2374,15 @@ free_admin:
 int admin_port(const struct admin *a)
 {
     return http_server_port(a->srv);
+}
+
+int admin_reload_tls(struct admin *a, char *err, size_t errlen)
+{
+    if (a->tls_cert == NULL || a->srv == NULL) {
+        snprintf(err, errlen, "tls is not configured");
+        return -ENOENT;
+    }
+    return http_server_set_tls(a->srv, a->tls_cert, a->tls_key, err, errlen);
 }
 
 void admin_set_sources(struct admin *a, const struct admin_sources *src)
