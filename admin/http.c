@@ -27,7 +27,8 @@
  * within the read timeout is closed by the same timer as a slow request.
  *
  * Limits, so a flood cannot starve the loop: at most max_connections open
- * (the next is answered 503 and closed; over TLS closed at once), and per
+ * (the next is answered 503 and closed, over TLS closed at once; or, with
+ * defer_over_limit, not accepted until one closes), and per
  * connection at most max_requests_per_s requests handed to the handler
  * (a token bucket of one second's worth): a faster client's next request
  * waits, unread, on a timer, so the loop spends nothing on it meanwhile.
@@ -136,6 +137,8 @@ struct http_server {
     int freeing;
     int listener_open;
     SSL_CTX *tls; /* NULL = plain HTTP; each SSL holds its own reference */
+    int accept_waiting; /* defer_over_limit: a connection waits in the
+                           kernel's backlog; libuv stopped polling */
 };
 
 struct wreq {
@@ -787,6 +790,7 @@ static void send_error(struct conn *c, int status, const char *message)
 /* ---- connection lifecycle ---- */
 
 static void conn_free_if_done(struct conn *c);
+static void on_connection(uv_stream_t *ls, int status);
 
 static void on_handle_closed(uv_handle_t *h)
 {
@@ -820,6 +824,10 @@ static void conn_free_if_done(struct conn *c)
         c->next->prev = c->prev;
     }
     s->nconns--;
+    if (s->accept_waiting && !s->freeing) {
+        s->accept_waiting = 0;
+        on_connection((uv_stream_t *)&s->listener, 0); /* accepts it now */
+    }
     req_free(c->cur);
     req_free(c->ready);
     SSL_free(c->ssl);
@@ -1147,6 +1155,13 @@ static void on_connection(uv_stream_t *ls, int status)
     int sslen = sizeof(ss);
 
     if (status < 0 || s->freeing) {
+        return;
+    }
+    if (s->cfg.defer_over_limit && s->nconns >= s->cfg.max_connections) {
+        /* not accepted: libuv stops watching the listener until a
+         * connection closes (conn_free_if_done accepts it then), so a
+         * flood costs the loop nothing; the kernel's backlog holds it */
+        s->accept_waiting = 1;
         return;
     }
     c = calloc(1, sizeof(*c));

@@ -62,6 +62,10 @@ struct http_server_config {
     uint64_t idle_timeout_ms;  /* a keep-alive connection with no request in
                                   progress is closed after this */
     size_t max_connections;    /* over -> 503 and close (TLS: close) */
+    int defer_over_limit;      /* 1: over max_connections, leave the next
+                                  connection in the kernel's backlog until
+                                  one closes (nothing for the loop to do)
+                                  instead of 503 and close */
     double max_requests_per_s; /* per connection; a faster client's next
                                   request waits (unread); 0 = no limit */
     http_error_fn error_body;  /* NULL: http_error_body_default */
