@@ -57,7 +57,10 @@ struct admin {
     uv_loop_t *loop;
     struct http_server *srv;
     struct admin_sources src;
-    char *token; /* NULL = POSTs are open */
+    char *token;      /* NULL = POSTs are open */
+    int token_on_get; /* GETs need the token too (not /healthz, /readyz) */
+    char *tls_cert;   /* NULL = plain HTTP */
+    char *tls_key;
     int64_t started_ms;
     int paused_all;       /* POST /pause without a route */
     int stopped;          /* admin_stop ran */
@@ -70,6 +73,12 @@ struct admin {
     pthread_cond_t jcv;
     int closing;      /* under jmu: no new read may start */
     int jobs_in_work; /* under jmu: reads running now */
+    /* loop thread: one journal read queued on the thread pool at a time;
+     * the others wait here in order, so an admin flood cannot take the
+     * pool's threads (the intake's settled-file writes use them) or more
+     * than one core of scans */
+    int rjob_running;
+    struct rjob *rq_head, *rq_tail;
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -89,6 +98,8 @@ static void admin_free(struct admin *a)
     pthread_mutex_destroy(&a->jmu);
     pthread_cond_destroy(&a->jcv);
     free(a->token);
+    free(a->tls_cert);
+    free(a->tls_key);
     free(a);
 }
 
@@ -368,6 +379,7 @@ typedef void (*rjob_answer_fn)(struct admin *a, struct http_request *req,
 
 struct rjob {
     uv_work_t w;
+    struct rjob *next; /* waiting for the running read (rjob_start) */
     struct admin *a;
     struct http_request *req;
     rjob_answer_fn answer;
@@ -421,10 +433,13 @@ static void rjob_work(uv_work_t *w)
     pthread_mutex_unlock(&a->jmu);
 }
 
+static int rjob_queue(struct admin *a, struct rjob *j);
+
 static void rjob_after(uv_work_t *w, int status)
 {
     struct rjob *j = container_of(w, struct rjob, w);
     struct admin *a = j->a;
+    struct rjob *next;
 
     if (status < 0 || j->skipped || a->stopped) {
         respond_error(j->req, 503, "the admin server is stopping");
@@ -437,27 +452,61 @@ static void rjob_after(uv_work_t *w, int status)
     recover_delivered_free(j->dl, j->ndl);
     journal_dead_list_free(j->list, j->n);
     free(j);
+    a->rjob_running = 0;
+    while ((next = a->rq_head) != NULL) {
+        a->rq_head = next->next;
+        if (a->rq_head == NULL) {
+            a->rq_tail = NULL;
+        }
+        if (!a->stopped) {
+            if (rjob_queue(a, next) == 0) {
+                break;
+            }
+            continue; /* answered 500: try the next one */
+        }
+        respond_error(next->req, 503, "the admin server is stopping");
+        free(next);
+        op_done(a); /* a outlives this: j's own op_done is still owed */
+    }
     op_done(a);
+}
+
+/* Hands j to the thread pool. 0, or -1 after answering 500 itself (j is
+ * freed, its operation done). */
+static int rjob_queue(struct admin *a, struct rjob *j)
+{
+    int rc = uv_queue_work(a->loop, &j->w, rjob_work, rjob_after);
+
+    if (rc < 0) {
+        respond_error(j->req, 500, "cannot queue the journal read: %s",
+                      uv_strerror(rc));
+        free(j);
+        op_done(a);
+        return -1;
+    }
+    a->rjob_running = 1;
+    return 0;
 }
 
 /* Starts a read job; on failure answers 500 itself. j is taken. */
 static void rjob_start(struct admin *a, struct http_request *req,
                        struct rjob *j, int what, rjob_answer_fn answer)
 {
-    int rc;
-
     j->a = a;
     j->req = req;
     j->what = what;
     j->answer = answer;
-    rc = uv_queue_work(a->loop, &j->w, rjob_work, rjob_after);
-    if (rc < 0) {
-        free(j);
-        respond_error(req, 500, "cannot queue the journal read: %s",
-                      uv_strerror(rc));
+    a->pending++;
+    if (a->rjob_running) {
+        if (a->rq_tail != NULL) {
+            a->rq_tail->next = j;
+        } else {
+            a->rq_head = j;
+        }
+        a->rq_tail = j;
         return;
     }
-    a->pending++;
+    rjob_queue(a, j);
 }
 
 static struct rjob *rjob_new(struct http_request *req)
@@ -564,7 +613,14 @@ static void readyz_answer(struct admin *a, struct http_request *req,
                 add_check(checks, name, 0, "unknown route", &all_ok);
                 continue;
             }
-            if (rs.state == FORWARDER_RUNNING) {
+            if (forwarder_route_exactly_once_error(a->src.forwarder, (int)i) !=
+                NULL) {
+                /* issue 18: a dedupe query that cannot see its batches */
+                snprintf(detail, sizeof(detail), "not exactly once: %s",
+                         forwarder_route_exactly_once_error(a->src.forwarder,
+                                                            (int)i));
+                add_check(checks, name, 0, detail, &all_ok);
+            } else if (rs.state == FORWARDER_RUNNING) {
                 add_check(checks, name, 1, "running", &all_ok);
             } else if (rs.state == FORWARDER_PAUSED_OPERATOR) {
                 /* an operator's pause is not a fault */
@@ -2255,6 +2311,12 @@ static void on_request(struct http_request *req, void *data)
             continue;
         }
         if (strcmp(method, "GET") == 0 && (e->methods & GET)) {
+            /* probes carry no token: /healthz and /readyz stay open */
+            if (a->token_on_get && e->get != h_healthz && e->get != h_readyz &&
+                !token_ok(a, req)) {
+                respond_error(req, 401, "a valid bearer token is required");
+                return;
+            }
             e->get(a, req);
             return;
         }
@@ -2323,12 +2385,29 @@ int admin_start(uv_loop_t *loop, const struct admin_sources *src,
         o->max_header_bytes ? o->max_header_bytes : DEFAULT_MAX_HEADER;
     hc.max_body_bytes =
         o->max_body_bytes ? o->max_body_bytes : DEFAULT_MAX_BODY;
-    hc.max_connections = 64;
+    hc.max_connections = o->max_connections ? o->max_connections : 64;
+    hc.defer_over_limit = 1; /* a reconnecting flood must not cost the loop */
+    hc.max_requests_per_s =
+        o->max_requests_per_s > 0 ? o->max_requests_per_s : 20;
+    a->token_on_get = o->token_on_get && a->token != NULL;
     a->srv = http_server_new(loop, &hc, on_request, a);
     if (a->srv == NULL) {
         snprintf(err, errlen, "out of memory");
         rc = -ENOMEM;
         goto free_admin;
+    }
+    if (o->tls_cert != NULL) {
+        a->tls_cert = strdup(o->tls_cert);
+        a->tls_key = strdup(o->tls_key != NULL ? o->tls_key : "");
+        if (a->tls_cert == NULL || a->tls_key == NULL) {
+            snprintf(err, errlen, "out of memory");
+            rc = -ENOMEM;
+            goto free_server;
+        }
+        rc = http_server_set_tls(a->srv, a->tls_cert, a->tls_key, err, errlen);
+        if (rc < 0) {
+            goto free_server;
+        }
     }
     rc = http_server_listen(a->srv, o->listen, err, errlen);
     if (rc < 0) {
@@ -2347,6 +2426,15 @@ free_admin:
 int admin_port(const struct admin *a)
 {
     return http_server_port(a->srv);
+}
+
+int admin_reload_tls(struct admin *a, char *err, size_t errlen)
+{
+    if (a->tls_cert == NULL || a->srv == NULL) {
+        snprintf(err, errlen, "tls is not configured");
+        return -ENOENT;
+    }
+    return http_server_set_tls(a->srv, a->tls_cert, a->tls_key, err, errlen);
 }
 
 void admin_set_sources(struct admin *a, const struct admin_sources *src)

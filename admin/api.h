@@ -16,9 +16,10 @@
  *                                "to_offset":B, "from_time":T, "to_time":T,
  *                                "topic":S, "mode":"all"|"missing"}
  * R is a route name or index. When a token is configured, every POST needs
- * "Authorization: Bearer <token>" (401 otherwise). Unknown path 404, wrong
- * method 405 (with Allow), oversized body 413, oversized headers 431, a
- * request that does not arrive in time 408 (admin/http.c).
+ * "Authorization: Bearer <token>" (401 otherwise); with token_on_get every
+ * GET too, except /healthz and /readyz (probes carry no token). Unknown path
+ * 404, wrong method 405 (with Allow), oversized body 413, oversized headers
+ * 431, a request that does not arrive in time 408 (admin/http.c).
  *
  * Threading: everything runs on the loop thread given to admin_start; the
  * sources it reads (intake, forwarder) belong to that thread too.
@@ -48,11 +49,17 @@ struct admin_sources {
 };
 
 struct admin_options {
-    const char *listen;       /* "HOST:PORT" (port 0 = any free port) */
-    const char *token;        /* bearer token for POSTs; NULL/"" = none */
-    uint64_t read_timeout_ms; /* slow request -> 408; 0 = 5000 */
-    size_t max_header_bytes;  /* 0 = 16 KiB */
-    size_t max_body_bytes;    /* 0 = 64 KiB */
+    const char *listen;        /* "HOST:PORT" (port 0 = any free port) */
+    const char *token;         /* bearer token for POSTs; NULL/"" = none */
+    uint64_t read_timeout_ms;  /* slow request -> 408; 0 = 5000 */
+    size_t max_header_bytes;   /* 0 = 16 KiB */
+    size_t max_body_bytes;     /* 0 = 64 KiB */
+    int token_on_get;          /* 1: GETs need the token too (not /healthz,
+                                  /readyz) */
+    const char *tls_cert;      /* PEM certificate chain; NULL = plain HTTP */
+    const char *tls_key;       /* PEM private key (with tls_cert) */
+    size_t max_connections;    /* 0 = 64 */
+    double max_requests_per_s; /* per connection; 0 = 20 */
 };
 
 /*
@@ -66,6 +73,14 @@ int admin_start(uv_loop_t *loop, const struct admin_sources *src,
 
 /* The bound port (useful with port 0). */
 int admin_port(const struct admin *a);
+
+/*
+ * Reloads the TLS certificate and key from the files given at start (for
+ * SIGHUP: a renewed certificate is served to new connections; open ones
+ * keep theirs). On failure the old pair stays in use. Returns 0, -ENOENT
+ * when TLS is off, or a negative errno with err filled. Loop thread.
+ */
+int admin_reload_tls(struct admin *a, char *err, size_t errlen);
 
 /*
  * Updates the sources (e.g. the forwarder started after the admin). Loop

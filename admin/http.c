@@ -17,6 +17,22 @@
  * request is read and discarded, so the client sees the answer rather than
  * a reset.
  *
+ * TLS (http_server_set_tls): each connection then owns an SSL object over
+ * two memory BIOs, so libuv keeps doing all socket I/O. Ciphertext read
+ * from the socket goes into the read BIO; whatever SSL_read decrypts is
+ * appended to the same plaintext input buffer the parser reads, so parsing,
+ * caps and backpressure are the same as without TLS. A response is given
+ * to SSL_write and the write BIO's ciphertext is queued with uv_write.
+ * A handshake that fails closes the connection; one that does not finish
+ * within the read timeout is closed by the same timer as a slow request.
+ *
+ * Limits, so a flood cannot starve the loop: at most max_connections open
+ * (the next is answered 503 and closed, over TLS closed at once; or, with
+ * defer_over_limit, not accepted until one closes), and per
+ * connection at most max_requests_per_s requests handed to the handler
+ * (a token bucket of one second's worth): a faster client's next request
+ * waits, unread, on a timer, so the loop spends nothing on it meanwhile.
+ *
  * Memory: a connection is freed in its handles' close callbacks; a request
  * is freed by http_respond()/http_reset(), or with its connection when it
  * was never handed out. A pending request whose connection closes is
@@ -32,6 +48,8 @@
 #include <http_parser.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +95,7 @@ struct http_request {
 struct conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
+    uv_timer_t rate_timer; /* a throttled request's wait */
     uv_shutdown_t shut;
     struct http_server *srv;
     struct conn *prev;
@@ -99,6 +118,11 @@ struct conn {
     int in_process; /* inside process(): no re-entry */
     int open_handles;
     int peer_loopback;
+    int throttled;      /* a ready request waits for rate_timer */
+    double tokens;      /* rate limit: requests that may start now */
+    uint64_t refill_ms; /* uv_now of the last refill */
+    SSL *ssl;           /* TLS: owns both memory BIOs; NULL = plain */
+    char *cbuf;         /* TLS: ciphertext read buffer (HTTP_IN_CHUNK) */
 };
 
 struct http_server {
@@ -112,6 +136,9 @@ struct http_server {
     size_t nconns;
     int freeing;
     int listener_open;
+    SSL_CTX *tls; /* NULL = plain HTTP; each SSL holds its own reference */
+    int accept_waiting; /* defer_over_limit: a connection waits in the
+                           kernel's backlog; libuv stopped polling */
 };
 
 struct wreq {
@@ -258,6 +285,7 @@ void http_server_config_default(struct http_server_config *cfg)
     cfg->read_timeout_ms = 30000;
     cfg->idle_timeout_ms = 120000;
     cfg->max_connections = 1024;
+    cfg->max_requests_per_s = 0;
     cfg->error_body = NULL;
     cfg->error_data = NULL;
 }
@@ -574,10 +602,10 @@ static void after_write(uv_write_t *w, int status)
     }
 }
 
-/* Queues len bytes (copied). Returns 0 or a negative errno (the connection
- * is then being closed). */
-static int write_raw(struct conn *c, const char *data, size_t len,
-                     int close_after)
+/* Queues len bytes (copied) on the socket as they are. Returns 0 or a
+ * negative errno (the connection is then being closed). */
+static int sock_write(struct conn *c, const char *data, size_t len,
+                      int close_after)
 {
     struct wreq *wr;
     uv_buf_t b;
@@ -603,6 +631,100 @@ static int write_raw(struct conn *c, const char *data, size_t len,
         return rc;
     }
     return 0;
+}
+
+/* TLS: queues the ciphertext waiting in the write BIO (handshake
+ * messages, records, alerts, close_notify). 0 or a negative errno. */
+static int tls_flush(struct conn *c, int close_after)
+{
+    BIO *wbio = SSL_get_wbio(c->ssl);
+    size_t n = BIO_ctrl_pending(wbio);
+    char *buf;
+    int rc;
+
+    if (n == 0) {
+        if (close_after) {
+            conn_graceful_close(c);
+        }
+        return 0;
+    }
+    buf = malloc(n);
+    if (buf == NULL) {
+        conn_close(c, 0);
+        return -ENOMEM;
+    }
+    if (BIO_read(wbio, buf, (int)n) != (int)n) {
+        free(buf);
+        conn_close(c, 0);
+        return -EIO;
+    }
+    rc = sock_write(c, buf, n, close_after);
+    free(buf);
+    return rc;
+}
+
+/* Queues len bytes of the HTTP stream (encrypted first over TLS). */
+static int write_raw(struct conn *c, const char *data, size_t len,
+                     int close_after)
+{
+    if (c->ssl == NULL) {
+        return sock_write(c, data, len, close_after);
+    }
+    if (c->closing || c->shutting) {
+        return -ECONNRESET;
+    }
+    /* memory BIOs grow: SSL_write takes everything once the handshake is
+     * done (it is: a request was decrypted before any answer) */
+    if (len > 0 && SSL_write(c->ssl, data, (int)len) != (int)len) {
+        ERR_clear_error();
+        conn_close(c, 0);
+        return -EIO;
+    }
+    return tls_flush(c, close_after);
+}
+
+/*
+ * TLS: takes len bytes of ciphertext from the socket, advances the
+ * handshake and appends the plaintext to c->in. 0, or a negative errno when
+ * the connection must close (bad handshake, protocol error, peer's
+ * close_notify).
+ */
+static int tls_feed(struct conn *c, const char *data, size_t len)
+{
+    int n;
+    int e;
+
+    if (BIO_write(SSL_get_rbio(c->ssl), data, (int)len) != (int)len) {
+        return -ENOMEM;
+    }
+    if (!SSL_is_init_finished(c->ssl)) {
+        n = SSL_do_handshake(c->ssl);
+        if (n != 1) {
+            e = SSL_get_error(c->ssl, n);
+            ERR_clear_error();
+            tls_flush(c, 0); /* our part of the handshake, or an alert */
+            return e == SSL_ERROR_WANT_READ ? 0 : -EPROTO;
+        }
+    }
+    for (;;) {
+        if (grow(&c->in, &c->in_cap, c->in_len + HTTP_IN_CHUNK) < 0) {
+            return -ENOMEM;
+        }
+        n = SSL_read(c->ssl, c->in + c->in_len, HTTP_IN_CHUNK);
+        if (n > 0) {
+            c->in_len += (size_t)n;
+            continue;
+        }
+        e = SSL_get_error(c->ssl, n);
+        ERR_clear_error();
+        if (e == SSL_ERROR_WANT_READ) {
+            break;
+        }
+        tls_flush(c, 0);
+        return e == SSL_ERROR_ZERO_RETURN ? -ECONNRESET : -EPROTO;
+    }
+    /* session tickets after the handshake, key updates */
+    return tls_flush(c, 0);
 }
 
 /* Builds and queues a full response. */
@@ -668,6 +790,7 @@ static void send_error(struct conn *c, int status, const char *message)
 /* ---- connection lifecycle ---- */
 
 static void conn_free_if_done(struct conn *c);
+static void on_connection(uv_stream_t *ls, int status);
 
 static void on_handle_closed(uv_handle_t *h)
 {
@@ -680,6 +803,7 @@ static void on_handle_closed(uv_handle_t *h)
 static void server_free_if_done(struct http_server *s)
 {
     if (s->freeing && !s->listener_open && s->nconns == 0) {
+        SSL_CTX_free(s->tls);
         free(s);
     }
 }
@@ -700,8 +824,14 @@ static void conn_free_if_done(struct conn *c)
         c->next->prev = c->prev;
     }
     s->nconns--;
+    if (s->accept_waiting && !s->freeing) {
+        s->accept_waiting = 0;
+        on_connection((uv_stream_t *)&s->listener, 0); /* accepts it now */
+    }
     req_free(c->cur);
     req_free(c->ready);
+    SSL_free(c->ssl);
+    free(c->cbuf);
     free(c->in);
     free(c);
     server_free_if_done(s);
@@ -720,6 +850,7 @@ static void conn_close(struct conn *c, int reset)
     c->pending = NULL;
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->rate_timer, on_handle_closed);
     if (reset && !c->shutting) {
         if (uv_tcp_close_reset(&c->tcp, on_handle_closed) < 0) {
             uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
@@ -752,6 +883,14 @@ static void conn_graceful_close(struct conn *c)
     if (c->draining && c->in_message) {
         /* still reading the rest of a refused body; close at its end */
         return;
+    }
+    if (c->ssl != NULL && SSL_is_init_finished(c->ssl)) {
+        SSL_shutdown(c->ssl); /* close_notify; the peer's is not awaited */
+        ERR_clear_error();
+        tls_flush(c, 0);
+        if (c->closing) {
+            return;
+        }
     }
     c->shutting = 1;
     c->shut.data = c;
@@ -794,6 +933,14 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     struct conn *c = h->data;
 
     (void)suggested;
+    if (c->ssl != NULL) {
+        if (c->cbuf == NULL) {
+            c->cbuf = malloc(HTTP_IN_CHUNK);
+        }
+        *buf = c->cbuf != NULL ? uv_buf_init(c->cbuf, HTTP_IN_CHUNK)
+                               : uv_buf_init(NULL, 0);
+        return;
+    }
     if (grow(&c->in, &c->in_cap, c->in_len + HTTP_IN_CHUNK) < 0) {
         *buf = uv_buf_init(NULL, 0);
         return;
@@ -806,7 +953,6 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     struct conn *c = st->data;
     size_t limit;
 
-    (void)buf;
     if (c->closing) {
         return;
     }
@@ -818,7 +964,17 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0) {
         return;
     }
-    c->in_len += (size_t)nread;
+    if (c->ssl != NULL) {
+        if (tls_feed(c, buf->base, (size_t)nread) < 0) {
+            conn_close(c, 0);
+            return;
+        }
+        if (c->closing) {
+            return;
+        }
+    } else {
+        c->in_len += (size_t)nread;
+    }
     if (c->shutting) {
         c->in_len = 0; /* answered and closing: ignore what comes */
         return;
@@ -830,6 +986,46 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         c->reading = 0;
     }
     conn_process(c);
+}
+
+static void on_rate_timer(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+
+    c->throttled = 0;
+    if (!c->closing) {
+        conn_process(c);
+    }
+}
+
+/*
+ * Rate limit: takes one request token (bucket of max_requests_per_s,
+ * refilled continuously). Returns 1, or 0 with rate_timer armed for when
+ * the next token is due.
+ */
+static int rate_take(struct conn *c)
+{
+    double rate = (double)c->srv->cfg.max_requests_per_s;
+    uint64_t now;
+    double wait_ms;
+
+    if (rate <= 0) {
+        return 1;
+    }
+    now = uv_now(c->srv->loop);
+    c->tokens += (double)(now - c->refill_ms) * rate / 1000.0;
+    c->refill_ms = now;
+    if (c->tokens > rate) {
+        c->tokens = rate;
+    }
+    if (c->tokens >= 1.0) {
+        c->tokens -= 1.0;
+        return 1;
+    }
+    wait_ms = (1.0 - c->tokens) * 1000.0 / rate;
+    c->throttled = 1;
+    uv_timer_start(&c->rate_timer, on_rate_timer, (uint64_t)wait_ms + 1, 0);
+    return 0;
 }
 
 static void conn_dispatch(struct conn *c)
@@ -856,6 +1052,9 @@ static void conn_process(struct conn *c)
         enum http_errno e;
 
         if (c->ready != NULL) {
+            if (c->throttled || !rate_take(c)) {
+                break;
+            }
             conn_dispatch(c);
             continue;
         }
@@ -909,6 +1108,15 @@ static void conn_process(struct conn *c)
     if (c->closing || c->shutting) {
         return;
     }
+    if (c->ready != NULL) {
+        /* throttled: read nothing more until the request is handed out */
+        if (c->reading) {
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->reading = 0;
+        }
+        uv_timer_stop(&c->timer);
+        return;
+    }
     if (c->pending == NULL && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) {
             c->reading = 1;
@@ -949,6 +1157,13 @@ static void on_connection(uv_stream_t *ls, int status)
     if (status < 0 || s->freeing) {
         return;
     }
+    if (s->cfg.defer_over_limit && s->nconns >= s->cfg.max_connections) {
+        /* not accepted: libuv stops watching the listener until a
+         * connection closes (conn_free_if_done accepts it then), so a
+         * flood costs the loop nothing; the kernel's backlog holds it */
+        s->accept_waiting = 1;
+        return;
+    }
     c = calloc(1, sizeof(*c));
     if (c == NULL) {
         return;
@@ -956,9 +1171,13 @@ static void on_connection(uv_stream_t *ls, int status)
     c->srv = s;
     uv_tcp_init(s->loop, &c->tcp);
     uv_timer_init(s->loop, &c->timer);
+    uv_timer_init(s->loop, &c->rate_timer);
     c->tcp.data = c;
     c->timer.data = c;
-    c->open_handles = 2;
+    c->rate_timer.data = c;
+    c->open_handles = 3;
+    c->tokens = (double)s->cfg.max_requests_per_s;
+    c->refill_ms = uv_now(s->loop);
     c->next = s->conns;
     if (s->conns != NULL) {
         s->conns->prev = c;
@@ -977,8 +1196,27 @@ static void on_connection(uv_stream_t *ls, int status)
         c->peer_loopback = addr_is_loopback(&ss);
     }
     if (s->nconns > s->cfg.max_connections) {
-        send_error(c, 503, "too many connections");
+        if (s->tls != NULL) {
+            conn_close(c, 0); /* no handshake spent on it */
+        } else {
+            send_error(c, 503, "too many connections");
+        }
         return;
+    }
+    if (s->tls != NULL) {
+        BIO *rbio = BIO_new(BIO_s_mem());
+        BIO *wbio = BIO_new(BIO_s_mem());
+
+        c->ssl = SSL_new(s->tls);
+        if (c->ssl == NULL || rbio == NULL || wbio == NULL) {
+            BIO_free(rbio);
+            BIO_free(wbio);
+            ERR_clear_error();
+            conn_close(c, 0);
+            return;
+        }
+        SSL_set_bio(c->ssl, rbio, wbio); /* the SSL owns both */
+        SSL_set_accept_state(c->ssl);
     }
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
         conn_close(c, 0);
@@ -1110,6 +1348,53 @@ int http_server_port(const struct http_server *s)
 size_t http_server_connections(const struct http_server *s)
 {
     return s->nconns;
+}
+
+/* The first queued OpenSSL error as text (and the queue cleared). */
+static void tls_error(char *err, size_t errlen, const char *what,
+                      const char *file)
+{
+    char buf[256] = "unknown error";
+    unsigned long e = ERR_get_error();
+
+    if (e != 0) {
+        ERR_error_string_n(e, buf, sizeof(buf));
+    }
+    ERR_clear_error();
+    snprintf(err, errlen, "%s '%s': %s", what, file, buf);
+}
+
+int http_server_set_tls(struct http_server *s, const char *cert_file,
+                        const char *key_file, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+    if (ctx == NULL) {
+        tls_error(err, errlen, "tls", "context");
+        return -ENOMEM;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+        tls_error(err, errlen, "cannot load certificate", cert_file);
+        SSL_CTX_free(ctx);
+        return -EINVAL;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+        tls_error(err, errlen, "cannot load private key", key_file);
+        SSL_CTX_free(ctx);
+        return -EINVAL;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        tls_error(err, errlen, "private key does not match the certificate",
+                  key_file);
+        SSL_CTX_free(ctx);
+        return -EINVAL;
+    }
+    SSL_CTX_free(s->tls); /* open connections keep their own reference */
+    s->tls = ctx;
+    return 0;
 }
 
 static void on_listener_closed(uv_handle_t *h)

@@ -55,19 +55,26 @@ typedef size_t (*http_error_fn)(int status, const char *message, char *buf,
                                 size_t len, void *data);
 
 struct http_server_config {
-    size_t max_header_bytes;  /* request line + headers; over -> 431 */
-    size_t max_body_bytes;    /* decoded body; over -> 413 */
-    uint64_t read_timeout_ms; /* a started request must be complete in this
-                                 time; over -> 408 and close */
-    uint64_t idle_timeout_ms; /* a keep-alive connection with no request in
-                                 progress is closed after this */
-    size_t max_connections;   /* over -> 503 and close */
-    http_error_fn error_body; /* NULL: http_error_body_default */
+    size_t max_header_bytes;   /* request line + headers; over -> 431 */
+    size_t max_body_bytes;     /* decoded body; over -> 413 */
+    uint64_t read_timeout_ms;  /* a started request must be complete in this
+                                  time; over -> 408 and close */
+    uint64_t idle_timeout_ms;  /* a keep-alive connection with no request in
+                                  progress is closed after this */
+    size_t max_connections;    /* over -> 503 and close (TLS: close) */
+    int defer_over_limit;      /* 1: over max_connections, leave the next
+                                  connection in the kernel's backlog until
+                                  one closes (nothing for the loop to do)
+                                  instead of 503 and close */
+    double max_requests_per_s; /* per connection; a faster client's next
+                                  request waits (unread); 0 = no limit */
+    http_error_fn error_body;  /* NULL: http_error_body_default */
     void *error_data;
 };
 
 /* Fills cfg with the defaults: 64 KiB headers, 8 MiB body, 30 s read
- * timeout, 120 s idle timeout, 1024 connections, default error body. */
+ * timeout, 120 s idle timeout, 1024 connections, no request rate limit,
+ * default error body. */
 void http_server_config_default(struct http_server_config *cfg);
 
 /* {"error":{"code":"<Reason>","message":"<message>","@permanent":<4xx>}} */
@@ -92,6 +99,16 @@ struct http_server *http_server_new(uv_loop_t *loop,
  */
 int http_server_listen(struct http_server *s, const char *hostport, char *err,
                        size_t errlen);
+
+/*
+ * Serves HTTPS from now on: loads a PEM certificate chain and its private
+ * key (TLS 1.2 or later, no renegotiation). Called again, it replaces them
+ * for new connections (a reload: open connections keep what they
+ * negotiated); on failure the server keeps what it had. Returns 0 or a
+ * negative errno with err naming the file and OpenSSL's reason.
+ */
+int http_server_set_tls(struct http_server *s, const char *cert_file,
+                        const char *key_file, char *err, size_t errlen);
 
 /* The bound port (after http_server_listen), else 0. */
 int http_server_port(const struct http_server *s);

@@ -917,9 +917,31 @@ int adx_ingest(struct adx *a, const struct adx_ingest *in, adx_cb cb, void *arg,
     return rc;
 }
 
+static int post_csl(struct adx *a, const char *path, const char *cluster,
+                    const char *database, const char *csl, const char *token,
+                    const char *request_id, adx_cb cb, void *arg, char *err,
+                    size_t errlen);
+
 int adx_query(struct adx *a, const char *cluster, const char *database,
               const char *csl, const char *token, const char *request_id,
               adx_cb cb, void *arg, char *err, size_t errlen)
+{
+    return post_csl(a, "/v1/rest/query", cluster, database, csl, token,
+                    request_id, cb, arg, err, errlen);
+}
+
+int adx_mgmt(struct adx *a, const char *cluster, const char *database,
+             const char *csl, const char *token, const char *request_id,
+             adx_cb cb, void *arg, char *err, size_t errlen)
+{
+    return post_csl(a, "/v1/rest/mgmt", cluster, database, csl, token,
+                    request_id, cb, arg, err, errlen);
+}
+
+static int post_csl(struct adx *a, const char *path, const char *cluster,
+                    const char *database, const char *csl, const char *token,
+                    const char *request_id, adx_cb cb, void *arg, char *err,
+                    size_t errlen)
 {
     char url[ADX_URL_MAX];
     char rid[ADX_HEADER_MAX];
@@ -935,7 +957,7 @@ int adx_query(struct adx *a, const char *cluster, const char *database,
 
     rc = url_base(url, sizeof(url), &pos, cluster);
     if (rc == 0) {
-        rc = url_append(url, sizeof(url), &pos, "/v1/rest/query");
+        rc = url_append(url, sizeof(url), &pos, path);
     }
     if (rc < 0) {
         set_err(err, errlen, "query url too long");
@@ -1034,6 +1056,55 @@ int adx_parse_count(const char *body, size_t len, int64_t *out)
             rc = 0;
         }
     }
+    cJSON_Delete(root);
+    return rc;
+}
+
+int adx_parse_cell(const char *body, size_t len, const char *column, char *out,
+                   size_t outlen)
+{
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    cJSON *tables, *t0, *cols, *rows, *r0, *col, *cell;
+    int idx = -1, i = 0;
+    int rc = -EBADMSG;
+
+    if (root == NULL) {
+        return -EBADMSG;
+    }
+    tables = cJSON_GetObjectItemCaseSensitive(root, "Tables");
+    t0 = cJSON_IsArray(tables) ? cJSON_GetArrayItem(tables, 0) : NULL;
+    cols = t0 ? cJSON_GetObjectItemCaseSensitive(t0, "Columns") : NULL;
+    rows = t0 ? cJSON_GetObjectItemCaseSensitive(t0, "Rows") : NULL;
+    if (!cJSON_IsArray(cols)) {
+        goto out;
+    }
+    cJSON_ArrayForEach(col, cols)
+    {
+        cJSON *name = cJSON_GetObjectItemCaseSensitive(col, "ColumnName");
+
+        if (cJSON_IsString(name) && strcmp(name->valuestring, column) == 0) {
+            idx = i;
+            break;
+        }
+        i++;
+    }
+    if (idx < 0 || !cJSON_IsArray(rows)) {
+        goto out;
+    }
+    r0 = cJSON_GetArrayItem(rows, 0);
+    if (r0 == NULL) {
+        rc = -ENOENT;
+        goto out;
+    }
+    cell = cJSON_IsArray(r0) ? cJSON_GetArrayItem(r0, idx) : NULL;
+    if (cJSON_IsString(cell)) {
+        snprintf(out, outlen, "%s", cell->valuestring);
+        rc = strlen(cell->valuestring) < outlen ? 0 : -EMSGSIZE;
+    } else if (cJSON_IsNull(cell)) {
+        snprintf(out, outlen, "null");
+        rc = 0;
+    }
+out:
     cJSON_Delete(root);
     return rc;
 }

@@ -121,6 +121,21 @@ int adx_query(struct adx *a, const char *cluster, const char *database,
               const char *csl, const char *token, const char *request_id,
               adx_cb cb, void *arg, char *err, size_t errlen);
 
+/* POST /v1/rest/mgmt {"db":..,"csl":..} (a management command such as
+ * `.show table T cslschema`): same contract as adx_request(). */
+int adx_mgmt(struct adx *a, const char *cluster, const char *database,
+             const char *csl, const char *token, const char *request_id,
+             adx_cb cb, void *arg, char *err, size_t errlen);
+
+/*
+ * Reads the string cell of column `column` in the first row of a v1
+ * answer's first table into out (outlen bytes; a null cell reads "null").
+ * Returns 0, -ENOENT when the table has no row, -EMSGSIZE when it does not
+ * fit, or -EBADMSG (not a v1 answer, no such column, not a string).
+ */
+int adx_parse_cell(const char *body, size_t len, const char *column, char *out,
+                   size_t outlen);
+
 /*
  * Reads a v1 query answer whose first table's first row's first cell is a
  * number (`T | ... | count`). Returns 0 and *out, or -EBADMSG.

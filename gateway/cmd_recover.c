@@ -22,6 +22,7 @@
 #include "storage/recover.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -380,6 +381,37 @@ static void progress_done(struct progress_out *po)
 
 /* ------------------------------------------------------------ commands */
 
+/*
+ * Opens PATH for writing an export: events' payloads, so a file it creates
+ * is 0600 whatever the umask, and an existing regular file is truncated and
+ * set to 0600 too (a FIFO or a device such as /dev/stdout is left as is).
+ * Returns an owned stream (fclose), or NULL with errno set.
+ */
+static FILE *open_private(const char *path)
+{
+    struct stat sb;
+    FILE *f;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+    if (fd < 0) {
+        return NULL;
+    }
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
+        (sb.st_mode & 0777) != 0600 && fchmod(fd, 0600) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return NULL;
+    }
+    f = fdopen(fd, "w");
+    if (f == NULL) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    return f;
+}
+
 /* An open journal, possibly a snapshot of one a gateway holds. */
 struct opened {
     struct journal *j;
@@ -452,6 +484,12 @@ static int open_journal(const struct recover_opts *o, int read_only,
     jo.read_only = read_only;
     err[0] = '\0';
     rc = journal_open(&jo, &op->j, err, sizeof(err));
+    if (rc == 0 && journal_permission_warning(op->j) != NULL) {
+        fprintf(stderr,
+                "kadx recover: warning: %s: others may read or change the "
+                "journal (chmod 600 them)\n",
+                journal_permission_warning(op->j));
+    }
     if (rc == -EBUSY && read_only) {
         /* a running gateway holds it: read a snapshot instead */
         fprintf(stderr, "kadx recover: %s: reading a snapshot\n", err);
@@ -612,7 +650,7 @@ static int cmd_export(const struct recover_opts *o,
         return rc;
     }
     if (o->out != NULL && strcmp(o->out, "-") != 0) {
-        out = fopen(o->out, "w");
+        out = open_private(o->out);
         if (out == NULL) {
             fprintf(stderr, "kadx recover: cannot create '%s': %s\n", o->out,
                     strerror(errno));

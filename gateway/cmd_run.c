@@ -37,15 +37,24 @@ static int admin_started(struct kadx *k, void *arg)
     memset(&o, 0, sizeof(o));
     o.listen = cfg->admin.listen;
     o.token = cfg->admin.token;
+    o.token_on_get = cfg->admin.token_on_get;
+    o.tls_cert = cfg->admin.tls_cert;
+    o.tls_key = cfg->admin.tls_key;
+    o.max_connections = (size_t)cfg->admin.max_connections;
+    o.max_requests_per_s = (double)cfg->admin.max_requests_per_s;
     rc = admin_start(&k->loop, &src, &o, &k->admin, err, sizeof(err));
     if (rc < 0) {
         log_error("admin", "cannot serve on %s: %s", cfg->admin.listen, err);
         return rc;
     }
-    log_info("admin", "listening on %.*s:%d%s",
+    log_info("admin", "listening on %.*s:%d%s%s",
              (int)(strrchr(cfg->admin.listen, ':') - cfg->admin.listen),
              cfg->admin.listen, admin_port(k->admin),
-             cfg->admin.token ? " (token required for POST)" : "");
+             cfg->admin.tls_cert != NULL ? " (https)" : "",
+             cfg->admin.token == NULL ? ""
+             : cfg->admin.token_on_get
+                 ? " (token required except /healthz, /readyz)"
+                 : " (token required for POST)");
     return 0;
 }
 

@@ -859,6 +859,8 @@ static int set_defaults(struct config *c)
     c->forwarder.ambiguous_window_ms = -1; /* computed in finish() */
     c->forwarder.on_error = CONFIG_ON_ERROR_DEADLETTER;
     c->intake.skip_tombstones = 1;
+    c->admin.max_connections = 64;
+    c->admin.max_requests_per_s = 20;
     c->intake.high_water_bytes = -1; /* computed in finish() */
     c->intake.low_water_bytes = -1;
     if (replace(&c->journal.path, "./kadx-journal.db") < 0 ||
@@ -903,7 +905,9 @@ static const char *const forwarder_keys[] = {"batch_max_bytes",
                                              NULL};
 static const char *const intake_keys[] = {"skip_tombstones", "high_water_bytes",
                                           "low_water_bytes", "topics", NULL};
-static const char *const admin_keys[] = {"listen", "token", NULL};
+static const char *const admin_keys[] = {
+    "listen",  "token",           "token_on_get",       "tls_cert",
+    "tls_key", "max_connections", "max_requests_per_s", NULL};
 
 static const char *const auth_names[] = {"none", "static_token",
                                          "client_secret", "managed_identity",
@@ -1299,7 +1303,17 @@ static int load_native(struct loader *l, const cJSON *root)
     if (o != NULL) {
         if ((rc = check_keys(l, o, "admin", admin_keys)) < 0 ||
             (rc = opt_string(l, o, "admin", "listen", &c->admin.listen)) < 0 ||
-            (rc = opt_nonempty(l, o, "admin", "token", &c->admin.token)) < 0) {
+            (rc = opt_nonempty(l, o, "admin", "token", &c->admin.token)) < 0 ||
+            (rc = opt_bool(l, o, "admin", "token_on_get",
+                           &c->admin.token_on_get)) < 0 ||
+            (rc = opt_nonempty(l, o, "admin", "tls_cert", &c->admin.tls_cert)) <
+                0 ||
+            (rc = opt_nonempty(l, o, "admin", "tls_key", &c->admin.tls_key)) <
+                0 ||
+            (rc = opt_num(l, o, "admin", "max_connections", NUM_INT, 1, 100000,
+                          &c->admin.max_connections)) < 0 ||
+            (rc = opt_num(l, o, "admin", "max_requests_per_s", NUM_INT, 1,
+                          1000000, &c->admin.max_requests_per_s)) < 0) {
             return rc;
         }
         if (c->admin.listen == NULL || c->admin.listen[0] == '\0' ||
@@ -2434,6 +2448,14 @@ static int finish(struct loader *l)
         (rc = check_listen(l, "admin.listen", c->admin.listen)) < 0) {
         return rc;
     }
+    if (c->admin.token_on_get && c->admin.token == NULL) {
+        return fail(l, "'admin.token_on_get' needs 'admin.token'");
+    }
+    if ((c->admin.tls_cert == NULL) != (c->admin.tls_key == NULL)) {
+        return fail(l, "'admin.%s' needs 'admin.%s' (TLS takes both files)",
+                    c->admin.tls_cert != NULL ? "tls_cert" : "tls_key",
+                    c->admin.tls_cert != NULL ? "tls_key" : "tls_cert");
+    }
     return 0;
 }
 
@@ -2565,6 +2587,21 @@ int config_load_string(const char *json, const struct config_overrides *ov,
                      "admin.token is not set: anyone who can reach it can "
                      "replay and pause",
                      l.cfg->admin.listen);
+        } else if (l.cfg->admin.listen != NULL &&
+                   strncmp(l.cfg->admin.listen, "127.", 4) != 0 &&
+                   strncmp(l.cfg->admin.listen, "localhost:", 10) != 0 &&
+                   strncmp(l.cfg->admin.listen, "[::1]:", 6) != 0 &&
+                   (l.cfg->admin.tls_cert == NULL ||
+                    !l.cfg->admin.token_on_get)) {
+            log_warn("config",
+                     "admin.listen '%s' is not a loopback address: %s",
+                     l.cfg->admin.listen,
+                     l.cfg->admin.tls_cert == NULL
+                         ? "without admin.tls_cert the token and the "
+                           "status travel in clear text"
+                         : "without admin.token_on_get anyone who can "
+                           "reach it can read /status, /metrics and "
+                           "/dead-letters");
         }
         *out = l.cfg;
         l.cfg = NULL;
@@ -2702,6 +2739,8 @@ void config_free(struct config *cfg)
     strv_free(cfg->intake.topics, cfg->intake.ntopics);
     free(cfg->admin.listen);
     free(cfg->admin.token);
+    free(cfg->admin.tls_cert);
+    free(cfg->admin.tls_key);
     free(cfg);
 }
 
@@ -2898,6 +2937,14 @@ char *config_to_json(const struct config *cfg)
     rc |= add_str(o, "listen",
                   cfg->admin.listen != NULL ? cfg->admin.listen : "off");
     rc |= add_secret(o, "token", cfg->admin.token);
+    rc |= cJSON_AddBoolToObject(o, "token_on_get", cfg->admin.token_on_get) ==
+          NULL;
+    if (cfg->admin.tls_cert != NULL) {
+        rc |= add_str(o, "tls_cert", cfg->admin.tls_cert);
+        rc |= add_str(o, "tls_key", cfg->admin.tls_key);
+    }
+    rc |= add_num(o, "max_connections", cfg->admin.max_connections);
+    rc |= add_num(o, "max_requests_per_s", cfg->admin.max_requests_per_s);
     if (rc == 0) {
         text = cJSON_Print(root);
     }

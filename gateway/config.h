@@ -144,8 +144,15 @@ struct config_intake {
 };
 
 struct config_admin {
-    char *listen; /* "HOST:PORT", default "127.0.0.1:8081"; NULL = off */
-    char *token;  /* bearer token for POSTs; NULL = none; secret */
+    char *listen;     /* "HOST:PORT", default "127.0.0.1:8081"; NULL = off */
+    char *token;      /* bearer token for POSTs; NULL = none; secret */
+    int token_on_get; /* 1: GETs need the token too (except
+                         /healthz, /readyz); needs token */
+    char *tls_cert;   /* PEM certificate (chain) file; NULL = plain
+                         HTTP; set with tls_key */
+    char *tls_key;    /* PEM private key file */
+    int64_t max_connections;    /* open connections; default 64 */
+    int64_t max_requests_per_s; /* per connection; default 20 */
 };
 
 struct config {

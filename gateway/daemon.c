@@ -145,6 +145,12 @@ int daemon_run_hooks(const struct config *cfg, const struct daemon_hooks *hooks)
         k.exit_code = 1;
         goto close_loop;
     }
+    if (journal_permission_warning(k.journal) != NULL) {
+        log_warn("kadx",
+                 "journal: %s: others may read or change the journal "
+                 "(chmod 600 them)",
+                 journal_permission_warning(k.journal));
+    }
 
     rc = intake_start(&k.loop, cfg, k.journal, &k.intake, err, sizeof(err));
     if (rc < 0) {

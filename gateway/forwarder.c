@@ -53,6 +53,7 @@
 #include "storage/util.h"
 
 #include <assert.h>
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -134,6 +135,32 @@ struct fbatch {
     struct fbatch *prev, *next;
 };
 
+/*
+ * Exactly once rests on the dedupe query `T | where ingestion_time() >
+ * ago(..) | where Col == 'id' | count` (INV-5). It finds nothing, and the
+ * batch is sent again, when the table's IngestionTime policy is off
+ * (ingestion_time() is null) or the column is missing or not a string. So
+ * for a route with a dedupe column kadx asks ADX (two management commands,
+ * `.show table T policy ingestiontime` and `.show table T cslschema`) at
+ * start and again on the route's first ambiguous failure. A definite "no"
+ * makes the route say so (/readyz red, an error in the log) and resolve
+ * ambiguous sends as a route without a dedupe column does: resend and
+ * count a possible duplicate. A check that cannot run (network, 5xx,
+ * permissions) changes nothing and is logged.
+ */
+enum eo_state { EO_UNKNOWN = 0, EO_OK, EO_BROKEN };
+
+struct eo_check {
+    enum eo_state state;
+    int wanted;    /* a check waits for a token */
+    int inflight;  /* management commands not answered yet */
+    int rechecked; /* the first ambiguous failure re-ran it */
+    int policy;    /* -1 unknown, 0 off, 1 on (this round) */
+    int column;    /* -1 unknown, 0 missing/not string, 1 string */
+    char coltype[64];
+    char reason[256]; /* EO_BROKEN: why */
+};
+
 struct route {
     struct forwarder *fw;
     int idx;
@@ -149,6 +176,7 @@ struct route {
     enum forwarder_route_state state;
     char reason[256];
     struct forwarder_route_stats st;
+    struct eo_check eo; /* the dedupe query's assumptions (eo_*) */
 };
 
 struct forwarder {
@@ -157,6 +185,7 @@ struct forwarder {
     struct journal *journal;
     struct forwarder_settled_source settled;
     int gzip_level;
+    int no_eo_check; /* forwarder_options.no_eo_check */
     struct adx *adx;
     struct auth *auth;
     struct route *routes;
@@ -180,6 +209,7 @@ static void route_maybe_cut(struct route *rt);
 static void fb_send(struct fbatch *b);
 static void fb_mark_sent(struct fbatch *b);
 static void fb_query(struct fbatch *b);
+static void eo_check(struct route *rt);
 static void fb_finish(struct fbatch *b);
 static void fb_build(struct fbatch *b);
 static void fb_reload(struct fbatch *b);
@@ -1418,6 +1448,190 @@ static void kql_ident(char *out, size_t cap, const char *name)
     }
 }
 
+/* ------------------------------------------ exactly-once assumptions */
+
+/* Both answers are in: decides the route's eo state and logs a change. */
+static void eo_decide(struct route *rt)
+{
+    struct eo_check *e = &rt->eo;
+    enum eo_state was = e->state;
+
+    if (e->policy < 0 || e->column < 0) {
+        return; /* a check failed: keep what was known */
+    }
+    if (e->policy == 0) {
+        snprintf(e->reason, sizeof(e->reason),
+                 "table '%s': the IngestionTime policy is off, so "
+                 "ingestion_time() is null and the dedupe query cannot find "
+                 "a batch; run '.alter table %s policy ingestiontime true'",
+                 rt->cfg->table, rt->cfg->table);
+    } else if (e->column == 0 && e->coltype[0] == '\0') {
+        snprintf(e->reason, sizeof(e->reason),
+                 "table '%s' has no dedupe column '%s'", rt->cfg->table,
+                 rt->cfg->dedupe_column);
+    } else if (e->column == 0) {
+        snprintf(e->reason, sizeof(e->reason),
+                 "dedupe column '%s' of table '%s' is %s, not string",
+                 rt->cfg->dedupe_column, rt->cfg->table, e->coltype);
+    }
+    e->state = e->policy == 1 && e->column == 1 ? EO_OK : EO_BROKEN;
+    if (e->state == EO_BROKEN && was != EO_BROKEN) {
+        log_error("forwarder",
+                  "route '%s' is not exactly once: %s (ambiguous sends are "
+                  "resent and counted as possible duplicates)",
+                  rt->cfg->name, e->reason);
+    } else if (e->state == EO_OK && was != EO_OK) {
+        e->reason[0] = '\0';
+        log_info("forwarder",
+                 "route '%s': exactly once verified (IngestionTime policy "
+                 "on, dedupe column '%s' is a string)",
+                 rt->cfg->name, rt->cfg->dedupe_column);
+    }
+}
+
+/* The answer's error, for the log: status and ADX's reason. */
+static void eo_failed(struct route *rt, const char *what,
+                      const struct adx_response *res)
+{
+    char why[256] = "";
+
+    adx_classify(res, why, sizeof(why));
+    log_warn("forwarder",
+             "route '%s': cannot check the exactly-once assumptions (%s): "
+             "HTTP %ld %s",
+             rt->cfg->name, what, res->status, why);
+}
+
+static void on_eo_policy(void *arg, const struct adx_response *res)
+{
+    struct route *rt = arg;
+    char policy[512];
+    cJSON *p, *en;
+
+    rt->eo.inflight--;
+    if (rt->fw->freed || rt->fw->stop_cancelled) {
+        return;
+    }
+    if (res->status != 200 || adx_parse_cell(res->body, res->body_len, "Policy",
+                                             policy, sizeof(policy)) < 0) {
+        eo_failed(rt, "ingestiontime policy", res);
+        return;
+    }
+    /* {"IsEnabled": true}; null = no policy: not known to be on */
+    p = cJSON_Parse(policy);
+    en = cJSON_IsObject(p) ? cJSON_GetObjectItemCaseSensitive(p, "IsEnabled")
+                           : NULL;
+    rt->eo.policy = cJSON_IsTrue(en) ? 1 : 0;
+    cJSON_Delete(p);
+    if (rt->eo.inflight == 0) {
+        eo_decide(rt);
+    }
+}
+
+static void on_eo_schema(void *arg, const struct adx_response *res)
+{
+    struct route *rt = arg;
+    struct eo_check *e = &rt->eo;
+    char schema[8192];
+    const char *col = rt->cfg->dedupe_column;
+    size_t cl = strlen(col);
+
+    e->inflight--;
+    if (rt->fw->freed || rt->fw->stop_cancelled) {
+        return;
+    }
+    if (res->status != 200 || adx_parse_cell(res->body, res->body_len, "Schema",
+                                             schema, sizeof(schema)) < 0) {
+        eo_failed(rt, "cslschema", res);
+        return;
+    }
+    /* "A:int,B:string,['c d']:string" */
+    e->column = 0;
+    e->coltype[0] = '\0';
+    for (const char *p = schema; *p != '\0';) {
+        const char *end = strchr(p, ',');
+        const char *colon;
+        size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
+        const char *name = p;
+        size_t nl;
+
+        colon = memrchr(p, ':', n);
+        if (colon != NULL) {
+            nl = (size_t)(colon - p);
+            if (nl > 4 && name[0] == '[' && name[1] == '\'' &&
+                name[nl - 1] == ']' && name[nl - 2] == '\'') {
+                name += 2;
+                nl -= 4;
+            }
+            if (nl == cl && memcmp(name, col, cl) == 0) {
+                size_t tl = n - (size_t)(colon + 1 - p);
+
+                snprintf(e->coltype, sizeof(e->coltype), "%.*s", (int)tl,
+                         colon + 1);
+                e->column = strcmp(e->coltype, "string") == 0;
+                break;
+            }
+        }
+        p += n;
+        if (*p == ',') {
+            p++;
+        }
+    }
+    if (e->inflight == 0) {
+        eo_decide(rt);
+    }
+}
+
+/* Asks ADX for the route's IngestionTime policy and schema (see eo_check
+ * above struct route). No-op without a dedupe column or while asking. */
+static void eo_check(struct route *rt)
+{
+    struct forwarder *fw = rt->fw;
+    const struct config_route *rc = rt->cfg;
+    char table[300], csl[400], err[256];
+
+    if (rc->dedupe_column == NULL || rt->eo.inflight > 0 || fw->stopping ||
+        fw->no_eo_check) {
+        return;
+    }
+    if (!auth_ready(fw->auth)) {
+        rt->eo.wanted = 1; /* on_token runs it */
+        return;
+    }
+    rt->eo.wanted = 0;
+    rt->eo.policy = -1;
+    rt->eo.column = -1;
+    kql_ident(table, sizeof(table), rc->table);
+    snprintf(csl, sizeof(csl), ".show table %s policy ingestiontime", table);
+    if (adx_mgmt(fw->adx, fw->cfg->adx.query_url, rc->database, csl,
+                 auth_token(fw->auth), "eo-policy", on_eo_policy, rt, err,
+                 sizeof(err)) == 0) {
+        rt->eo.inflight++;
+    } else {
+        log_warn("forwarder", "route '%s': cannot check policy: %s", rc->name,
+                 err);
+    }
+    snprintf(csl, sizeof(csl), ".show table %s cslschema", table);
+    if (adx_mgmt(fw->adx, fw->cfg->adx.query_url, rc->database, csl,
+                 auth_token(fw->auth), "eo-schema", on_eo_schema, rt, err,
+                 sizeof(err)) == 0) {
+        rt->eo.inflight++;
+    } else {
+        log_warn("forwarder", "route '%s': cannot check schema: %s", rc->name,
+                 err);
+    }
+}
+
+const char *forwarder_route_exactly_once_error(const struct forwarder *fw,
+                                               int route)
+{
+    if (route < 0 || (size_t)route >= fw->nroutes ||
+        fw->routes[route].eo.state != EO_BROKEN) {
+        return NULL;
+    }
+    return fw->routes[route].eo.reason;
+}
+
 /* INV-5: is batch b already in ADX? */
 static void fb_query(struct fbatch *b)
 {
@@ -1436,8 +1650,19 @@ static void fb_query(struct fbatch *b)
         fb_mark_sent(b);
         return;
     }
-    if (!auth_ready(fw->auth)) {
-        fb_wait(b, 500, FB_NEXT_QUERY);
+    if (rt->eo.state == EO_BROKEN) {
+        /* the query cannot see the batch: do not pretend (issue 18) */
+        rt->st.possible_duplicates++;
+        log_warn("forwarder",
+                 "%s: ambiguous send and the dedupe query cannot be trusted "
+                 "(%s): resending, possible duplicate",
+                 b->jb->id, rt->eo.reason);
+        b->ambiguous = 0;
+        fb_mark_sent(b);
+        return;
+    }
+    if (!auth_ready(fw->auth) || rt->eo.inflight > 0) {
+        fb_wait(b, 500, FB_NEXT_QUERY); /* a token; the check's answer */
         return;
     }
     /* batch ids are "<uuid>-<seq>": no quotes to escape */
@@ -1470,6 +1695,10 @@ static void fb_ambiguous(struct fbatch *b)
     const struct config_forwarder *fc = &rt->fw->cfg->forwarder;
 
     rt->st.ambiguous++;
+    if (rt->cfg->dedupe_column != NULL && !rt->eo.rechecked) {
+        rt->eo.rechecked = 1; /* the first ambiguous failure: ask again */
+        eo_check(rt);
+    }
     if (rt->cfg->dedupe_column != NULL) {
         b->ambiguous = 1;
         b->amb_deadline = b->sent_mono + fc->ambiguous_window_ms;
@@ -1579,6 +1808,9 @@ static void on_token(void *arg)
     struct forwarder *fw = arg;
 
     for (size_t i = 0; i < fw->nroutes; i++) {
+        if (fw->routes[i].eo.wanted) {
+            eo_check(&fw->routes[i]);
+        }
         for (struct fbatch *b = fw->routes[i].batches; b != NULL; b = b->next) {
             if (b->state == FB_TOKEN) {
                 /* marked again: the journal's last_sent_ms must date the
@@ -2056,6 +2288,7 @@ int forwarder_new(uv_loop_t *loop, const struct forwarder_options *o,
     fw->journal = o->journal;
     fw->settled = o->settled;
     fw->gzip_level = o->gzip_level > 0 ? o->gzip_level : 1;
+    fw->no_eo_check = o->no_eo_check;
     fw->rng = (uint64_t)wall_ms() ^ ((uint64_t)getpid() << 20) ^
               (uint64_t)(uintptr_t)fw;
     if (fw->rng == 0) {
@@ -2124,6 +2357,7 @@ int forwarder_start(struct forwarder *fw, char *err, size_t errlen)
     uv_timer_start(&fw->idle, on_idle, FW_IDLE_POLL_MS, FW_IDLE_POLL_MS);
     uv_timer_start(&fw->retire_timer, on_retire_timer, FW_RETIRE_IDLE_MS, 0);
     for (size_t i = 0; i < fw->nroutes; i++) {
+        eo_check(&fw->routes[i]); /* issue 18: before the first ambiguity */
         route_maybe_cut(&fw->routes[i]);
     }
     log_info("forwarder", "started: %zu route(s) to %s", fw->nroutes,

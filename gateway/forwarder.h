@@ -52,6 +52,9 @@ struct forwarder_options {
     struct forwarder_settled_source settled;
     const char *ca_file; /* extra CA bundle for https (tests); NULL */
     int gzip_level;      /* 1..9; 0 = 1 */
+    int no_eo_check;     /* 1: skip the exactly-once assumptions check
+                            (unit tests whose scripted ADX answers only
+                            ingest and query; see forwarder.c, eo_check) */
 };
 
 /*
@@ -158,6 +161,15 @@ int forwarder_route_stats(const struct forwarder *fw, int route,
  * else 0 and a one-line reason in why.
  */
 int forwarder_ready(const struct forwarder *fw, char *why, size_t whylen);
+
+/*
+ * NULL, or why route's exactly-once check cannot be trusted (its table's
+ * IngestionTime policy is off, or the dedupe column is missing or not a
+ * string: checked with management commands at start and on the route's
+ * first ambiguous failure). Valid until the next loop iteration.
+ */
+const char *forwarder_route_exactly_once_error(const struct forwarder *fw,
+                                               int route);
 
 /* Token expiry (wall ms, 0 = none or static) and last token error. */
 int64_t forwarder_token_expires_ms(const struct forwarder *fw);

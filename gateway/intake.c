@@ -679,8 +679,9 @@ static void persist_work_cb(uv_work_t *w)
     }
     memcpy(tmp, in->settled_path, plen);
     memcpy(tmp + plen, ".tmp", 5);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
+    /* 0600 whatever the umask; a leftover .tmp of another mode is reset */
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || fchmod(fd, 0600) < 0) {
         rc = -errno;
         snprintf(in->persist_err, sizeof(in->persist_err), "open '%s': %s", tmp,
                  strerror(errno));

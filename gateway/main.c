@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 struct command {
     const char *name;
@@ -135,6 +136,11 @@ int main(int argc, char **argv)
     int rc;
 
     no_core_files();
+    /* Everything kadx writes (journal and its -wal/-shm, lock, settled
+     * file, exports, snapshots, logs) holds event payloads or state: owner
+     * only, whatever umask it was started with. The modules also pass 0600
+     * themselves where they create files (storage/README.md, Permissions). */
+    umask(077);
     /* A closed peer must give EPIPE, not kill the daemon. */
     signal(SIGPIPE, SIG_IGN);
 

@@ -281,6 +281,7 @@ struct journal {
     char *path;
     char *lock_path;
     char uuid[40];
+    char perm_warning[512]; /* "" or files found with group/other bits */
     int read_only;
     int sync_full;
     int64_t max_bytes;
@@ -313,6 +314,53 @@ struct journal {
 
 static void req_free(struct req *r);
 
+/* --------------------------------------------------------- permissions */
+
+/*
+ * The journal holds every event's payload: its files are the owner's only.
+ * Each file kadx creates is opened with mode 0600 (the lock file here, the
+ * database pre-created by create_private before SQLite opens it). SQLite
+ * gives its -wal and -shm files the mode of the database file (unix VFS,
+ * findCreateFileMode and unixOpenSharedMemory), so they are 0600 too,
+ * whatever the umask; kadx's main() also sets umask 077.
+ *
+ * Files that already exist are left as they are (an operator may have
+ * widened them on purpose) but named in perm_warning, which the caller logs.
+ */
+static void perm_check(struct journal *j, const char *suffix)
+{
+    char p[4096];
+    struct stat sb;
+    size_t used = strlen(j->perm_warning);
+
+    if ((size_t)snprintf(p, sizeof(p), "%s%s", j->path, suffix) >= sizeof(p) ||
+        stat(p, &sb) < 0 || !S_ISREG(sb.st_mode) || (sb.st_mode & 077) == 0) {
+        return;
+    }
+    snprintf(j->perm_warning + used, sizeof(j->perm_warning) - used,
+             "%s'%s' has mode %04o", used > 0 ? ", " : "", p,
+             (unsigned)(sb.st_mode & 07777));
+}
+
+static int create_private(struct journal *j, char *err, size_t errlen)
+{
+    int fd = open(j->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+    if (fd < 0) {
+        int e = errno;
+        set_err(err, errlen, "cannot open journal '%s': %s", j->path,
+                strerror(e));
+        return -e;
+    }
+    close(fd);
+    return 0;
+}
+
+const char *journal_permission_warning(const struct journal *j)
+{
+    return j->perm_warning[0] != '\0' ? j->perm_warning : NULL;
+}
+
 /* ----------------------------------------------------------- lock file */
 
 /*
@@ -327,7 +375,7 @@ static int lock_take(struct journal *j, char *err, size_t errlen)
     char buf[32];
     int fd;
 
-    fd = open(j->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    fd = open(j->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0 && j->read_only) {
         fd = open(j->lock_path, O_RDONLY | O_CLOEXEC);
     }
@@ -2903,6 +2951,11 @@ int journal_open(const struct journal_options *opts, struct journal **out,
             goto fail;
         }
     }
+    perm_check(j, "");
+    perm_check(j, "-wal");
+    perm_check(j, "-shm");
+    perm_check(j, ".lock");
+    perm_check(j, ".settled"); /* gateway/intake.c's settled offsets */
     rc = lock_take(j, err, errlen);
     if (rc < 0) {
         goto fail;
@@ -2911,6 +2964,10 @@ int journal_open(const struct journal_options *opts, struct journal **out,
         char sql[96];
         int64_t v;
 
+        rc = create_private(j, err, errlen);
+        if (rc < 0) {
+            goto fail;
+        }
         rc = open_db(j, opts, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                      &j->wdb, err, errlen);
         if (rc < 0) {

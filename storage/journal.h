@@ -99,6 +99,14 @@ const char *journal_uuid(const struct journal *j);
 /* The database path given at open. Valid until close. */
 const char *journal_path(const struct journal *j);
 
+/*
+ * NULL, or one line naming the journal's files (database, -wal, -shm,
+ * .lock, .settled) that existed at open with group or other permission bits,
+ * with their modes: the caller logs it as a warning. Files the journal creates
+ * are 0600 whatever the umask. Valid until close.
+ */
+const char *journal_permission_warning(const struct journal *j);
+
 /* ---------------------------------------------------------------- events */
 
 /*

@@ -560,7 +560,7 @@ static int lock_read(const char *path, int *fd_out, char *err, size_t errlen)
         set_err(err, errlen, "journal path too long");
         return -ENAMETOOLONG;
     }
-    fd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    fd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
         fd = open(lpath, O_RDONLY | O_CLOEXEC);
     }
@@ -2093,7 +2093,7 @@ int recover_snapshot(const char *src, const char *dst, char *err, size_t errlen)
     sqlite3 *sdb = NULL, *ddb = NULL;
     sqlite3_backup *bk;
     struct stat sb;
-    int rc;
+    int fd, rc;
 
     if (stat(dst, &sb) == 0) {
         set_err(err, errlen, "snapshot target '%s' exists", dst);
@@ -2103,6 +2103,15 @@ int recover_snapshot(const char *src, const char *dst, char *err, size_t errlen)
     if (rc < 0) {
         return rc;
     }
+    /* the copy holds every payload: 0600 whatever the umask (SQLite would
+     * create it 0644 & ~umask) */
+    fd = open(dst, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        set_err(err, errlen, "cannot create '%s': %s", dst, strerror(errno));
+        sqlite3_close(sdb);
+        return -EIO;
+    }
+    close(fd);
     if (sqlite3_open_v2(dst, &ddb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                         NULL) != SQLITE_OK) {
         set_err(err, errlen, "cannot create '%s': %s", dst,

@@ -6,7 +6,10 @@
  *
  * Schema of that database (kusto.h states the row-table conventions):
  *   "$kusto_databases"(name PK, streaming)     streaming NULL = no policy
- *   "$kusto_tables"(db, name, folder, docstring, streaming), PK (db, name)
+ *   "$kusto_tables"(db, name, folder, docstring, streaming, itime),
+ *                  PK (db, name); itime 0 = IngestionTime policy off
+ *                  (ingestion_time() null for rows ingested then), NULL/1
+ *                  on (ADX's default for new tables)
  *   "$kusto_columns"(db, tbl, ord, name, type)  type = KQL type name
  *   "$kusto_mappings"(db, tbl, kind, name, json, updated), PK all four keys
  *   "D.T"(<one column per ADX column, in order>, "$IngestionTime")
@@ -444,7 +447,7 @@ static const char catalog_sql[] =
     " name TEXT PRIMARY KEY, streaming INTEGER);"
     "CREATE TABLE IF NOT EXISTS \"$kusto_tables\"("
     " db TEXT NOT NULL, name TEXT NOT NULL, folder TEXT NOT NULL DEFAULT '',"
-    " docstring TEXT NOT NULL DEFAULT '', streaming INTEGER,"
+    " docstring TEXT NOT NULL DEFAULT '', streaming INTEGER, itime INTEGER,"
     " PRIMARY KEY (db, name));"
     "CREATE TABLE IF NOT EXISTS \"$kusto_columns\"("
     " db TEXT NOT NULL, tbl TEXT NOT NULL, ord INTEGER NOT NULL,"
@@ -486,6 +489,11 @@ struct kusto *kusto_open(const char *path, char *err, size_t errlen)
         sqlite3_free(msg);
         goto fail;
     }
+    /* a file written before the itime column: add it (an error only says
+     * it is there already) */
+    sqlite3_exec(k->db,
+                 "ALTER TABLE \"$kusto_tables\" ADD COLUMN itime INTEGER", NULL,
+                 NULL, NULL);
     if (kql_register(k->db) < 0) {
         snprintf(err, errlen, "cannot register the KQL functions: %s",
                  sqlite3_errmsg(k->db));
@@ -817,11 +825,32 @@ static void bind_value(sqlite3_stmt *st, int idx, enum kusto_type ct,
     }
 }
 
+/* A table's IngestionTime policy: 1 on (also when never set), 0 off. */
+static int itime_value(struct kusto *k, const char *db, const char *table)
+{
+    sqlite3_stmt *st = NULL;
+    int v = 1;
+
+    if (!(st = cached(k, "SELECT itime FROM \"$kusto_tables\" WHERE db = ? "
+                         "AND name = ?"))) {
+        return 1;
+    }
+    sqlite3_bind_text(st, 1, db, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, table, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) == SQLITE_ROW &&
+        sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        v = sqlite3_column_int(st, 0) ? 1 : 0;
+    }
+    stmt_done(st);
+    return v;
+}
+
 int kusto_insert_rows(struct kusto *k, const char *db, const char *table,
                       const struct kusto_value *values, size_t nrows,
                       int64_t ingest_ticks, struct kusto_error *err)
 {
     size_t r, c;
+    int itime_on;
     int rc;
 
     rc = kusto_table_schema(k, db, table, &(const struct kusto_column *){0},
@@ -837,6 +866,7 @@ int kusto_insert_rows(struct kusto *k, const char *db, const char *table,
     if (rc < 0) {
         return rc;
     }
+    itime_on = itime_value(k, db, table) != 0;
     rc = exec_sql(k, "BEGIN", err);
     if (rc < 0) {
         return rc;
@@ -848,7 +878,11 @@ int kusto_insert_rows(struct kusto *k, const char *db, const char *table,
         for (c = 0; c < k->nscols; c++) {
             bind_value(k->ins, (int)c + 1, k->scols[c].type, &row[c]);
         }
-        sqlite3_bind_int64(k->ins, (int)k->nscols + 1, ingest_ticks);
+        if (itime_on) {
+            sqlite3_bind_int64(k->ins, (int)k->nscols + 1, ingest_ticks);
+        } else {
+            sqlite3_bind_null(k->ins, (int)k->nscols + 1);
+        }
         if (sqlite3_step(k->ins) != SQLITE_DONE) {
             rc = sql_fail(k, err, "cannot insert");
             sqlite3_reset(k->ins);
@@ -1760,6 +1794,63 @@ static int show_policy(struct cmd *c, const char *db, const char *table,
     return 0;
 }
 
+/* `.show table T policy ingestiontime`: ADX's policy row, Policy
+ * {"IsEnabled":true|false}. */
+static int show_itime_policy(struct cmd *c, const char *db, const char *table,
+                             struct kusto_result **out)
+{
+    static const struct colspec cols[] = {
+        {"PolicyName", KT_STRING}, {"EntityName", KT_STRING},
+        {"Policy", KT_STRING},     {"ChildEntities", KT_STRING},
+        {"EntityType", KT_STRING},
+    };
+    struct kusto_result *r = result_new("Table_0", cols, 5);
+    struct kusto_value *row;
+    char entity[2 * NAME_MAX_LEN + 16];
+    size_t cap = 0;
+    int on = itime_value(c->k, db, table);
+
+    snprintf(entity, sizeof(entity), "[%s].[%s]", db, table);
+    if (!r || !(row = table_add_row(&r->tables[0], &cap)) ||
+        cell_str(&row[0], "IngestionTimePolicy") < 0 ||
+        cell_str(&row[1], entity) < 0 ||
+        cell_str(&row[2],
+                 on ? "{\"IsEnabled\":true}" : "{\"IsEnabled\":false}") < 0 ||
+        cell_str(&row[3], "null") < 0 || cell_str(&row[4], "Table") < 0) {
+        kusto_result_free(r);
+        return oom(c);
+    }
+    *out = r;
+    return 0;
+}
+
+/* `.alter table T policy ingestiontime true|false` */
+static int set_itime_policy(struct cmd *c, const char *db, const char *table,
+                            struct kusto_result **out)
+{
+    int on;
+    int rc;
+
+    if (accept_word(c, "true")) {
+        on = 1;
+    } else if (accept_word(c, "false")) {
+        on = 0;
+    } else {
+        return syntax(c, "true or false");
+    }
+    if (expect_end(c) < 0 || require_table(c, db, table) < 0) {
+        return -EINVAL;
+    }
+    rc = exec_bound(c->k,
+                    "UPDATE \"$kusto_tables\" SET itime = CAST(?3 AS "
+                    "INTEGER) WHERE db = ?1 AND name = ?2",
+                    db, table, on ? "1" : "0", c->err);
+    if (rc < 0) {
+        return rc;
+    }
+    return show_itime_policy(c, db, table, out);
+}
+
 /* enable | disable | '<policy JSON>' -> 1/0. */
 static int read_policy_value(struct cmd *c, int *enabled)
 {
@@ -2101,8 +2192,13 @@ static int cmd_show(struct cmd *c, struct kusto_result **out)
                    : show_mappings(c, c->db, name, kind, mname, out);
     }
     if (accept_word(c, "policy")) {
+        if (accept_word(c, "ingestiontime")) {
+            return expect_end(c) < 0 || require_table(c, c->db, name) < 0
+                       ? -EINVAL
+                       : show_itime_policy(c, c->db, name, out);
+        }
         if (!accept_word(c, "streamingingestion")) {
-            return syntax(c, "streamingingestion");
+            return syntax(c, "streamingingestion or ingestiontime");
         }
         return expect_end(c) < 0 ? -EINVAL : show_policy(c, c->db, name, out);
     }
@@ -2221,8 +2317,11 @@ static int cmd_create_alter(struct cmd *c, const char *verb,
         if (!is_alter) {
             return unsupported_command(c);
         }
+        if (accept_word(c, "ingestiontime")) {
+            return set_itime_policy(c, c->db, name, out);
+        }
         if (!accept_word(c, "streamingingestion")) {
-            return syntax(c, "streamingingestion");
+            return syntax(c, "streamingingestion or ingestiontime");
         }
         if (read_policy_value(c, &enabled) < 0 || expect_end(c) < 0 ||
             require_table(c, c->db, name) < 0) {

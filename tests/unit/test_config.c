@@ -793,6 +793,40 @@ static void test_malformed(void **state)
 }
 
 /* A secret must not leak through an error message either. */
+/* issue 18: the admin's TLS, token-on-GET and limit keys */
+static void test_admin_security_keys(void **state)
+{
+    struct config *cfg;
+
+    (void)state;
+    cfg = load_ok("{" KAFKA "," ADX "," ROUTE "}");
+    assert_int_equal(cfg->admin.token_on_get, 0);
+    assert_null(cfg->admin.tls_cert);
+    assert_int_equal(cfg->admin.max_connections, 64);
+    assert_int_equal(cfg->admin.max_requests_per_s, 20);
+    config_free(cfg);
+    cfg = load_ok("{" KAFKA "," ADX "," ROUTE ",\"admin\":{\"listen\":"
+                  "\"0.0.0.0:8443\",\"token\":\"tok-12345678\","
+                  "\"token_on_get\":true,\"tls_cert\":\"/c.pem\","
+                  "\"tls_key\":\"/k.pem\",\"max_connections\":8,"
+                  "\"max_requests_per_s\":5}}");
+    assert_int_equal(cfg->admin.token_on_get, 1);
+    assert_string_equal(cfg->admin.tls_cert, "/c.pem");
+    assert_string_equal(cfg->admin.tls_key, "/k.pem");
+    assert_int_equal(cfg->admin.max_connections, 8);
+    assert_int_equal(cfg->admin.max_requests_per_s, 5);
+    config_free(cfg);
+    load_bad("{" KAFKA "," ADX "," ROUTE ",\"admin\":{\"token_on_get\":true}}",
+             "'admin.token_on_get' needs 'admin.token'");
+    load_bad("{" KAFKA "," ADX "," ROUTE
+             ",\"admin\":{\"tls_cert\":\"/c.pem\"}}",
+             "'admin.tls_cert' needs 'admin.tls_key'");
+    load_bad("{" KAFKA "," ADX "," ROUTE ",\"admin\":{\"max_connections\":0}}",
+             "'admin.max_connections' must be at least 1");
+    load_bad("{" KAFKA "," ADX "," ROUTE ",\"admin\":{\"token_on_get\":1}}",
+             "'admin.token_on_get' must be true or false");
+}
+
 static void test_errors_hide_secrets(void **state)
 {
     struct config *cfg = NULL;
@@ -885,6 +919,7 @@ int main(void)
         cmocka_unit_test(test_to_json_masks_secrets),
         cmocka_unit_test(test_to_json_round_trip),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_admin_security_keys),
         cmocka_unit_test(test_errors_hide_secrets),
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_units),

@@ -4,7 +4,10 @@
  * pipelining, chunked bodies, the caps (431, 413, 408), malformed requests
  * (400 and the server keeps serving), deferred responses, http_reset (the
  * client sees a reset), a peer that leaves while its request is pending,
- * Expect: 100-continue and the query-string helpers.
+ * Expect: 100-continue and the query-string helpers; the admin's limits:
+ * a connection over max_connections is accepted only once another closes
+ * (defer_over_limit), and max_requests_per_s spaces one connection's
+ * requests.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -124,6 +127,10 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
+/* Limits for the next setup_cfg (0 = defaults); reset by each setup. */
+static size_t next_max_conns;
+static double next_rate;
+
 static int setup_cfg(void **state, uint64_t read_timeout_ms)
 {
     struct fixture *f = calloc(1, sizeof(*f));
@@ -136,6 +143,13 @@ static int setup_cfg(void **state, uint64_t read_timeout_ms)
     cfg.max_header_bytes = 4096;
     cfg.max_body_bytes = 1000;
     cfg.read_timeout_ms = read_timeout_ms;
+    if (next_max_conns > 0) {
+        cfg.max_connections = next_max_conns;
+        cfg.defer_over_limit = 1;
+    }
+    cfg.max_requests_per_s = next_rate;
+    next_max_conns = 0;
+    next_rate = 0;
     f->srv = http_server_new(&f->loop, &cfg, handler, f);
     assert_non_null(f->srv);
     assert_int_equal(
@@ -157,6 +171,18 @@ static int setup(void **state)
 static int setup_short_timeout(void **state)
 {
     return setup_cfg(state, 200);
+}
+
+static int setup_one_conn(void **state)
+{
+    next_max_conns = 1;
+    return setup_cfg(state, 5000);
+}
+
+static int setup_rate_2(void **state)
+{
+    next_rate = 2;
+    return setup_cfg(state, 5000);
 }
 
 static int teardown(void **state)
@@ -497,6 +523,66 @@ static void test_query_helpers(void **state)
     assert_string_equal(out, "a+b/");
 }
 
+/* max_connections 1, defer_over_limit: B is not served while A is open,
+ * and is served once A closes (nothing refused, nothing lost). */
+static void test_over_limit_waits_for_a_close(void **state)
+{
+    struct fixture *f = *state;
+    int a = connect_to(f->port);
+    int b;
+    char buf[8192];
+    struct pollfd p;
+    int e;
+
+    send_str(a, "GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_int_equal(read_response(a, buf, sizeof(buf), &e), 200);
+    b = connect_to(f->port); /* the kernel's backlog completes it */
+    send_str(b, "GET /b HTTP/1.1\r\nHost: h\r\n\r\n");
+    p.fd = b;
+    p.events = POLLIN;
+    p.revents = 0;
+    /* A is open: no answer (and no 503) for B */
+    assert_int_equal(poll(&p, 1, 300), 0);
+    assert_int_equal(atomic_load(&f->handled), 1);
+    close(a);
+    assert_int_equal(read_response(b, buf, sizeof(buf), &e), 200);
+    assert_non_null(strstr(body_of(buf), "GET /b?"));
+    close(b);
+}
+
+/* max_requests_per_s 2: five pipelined requests are all answered, in
+ * order, but the three past the burst of two wait their turn (>= 1 s). */
+static void test_rate_limit_spaces_requests(void **state)
+{
+    struct fixture *f = *state;
+    int fd = connect_to(f->port);
+    char buf[8192];
+    struct timespec t0, t1;
+    double secs;
+    int e;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < 5; i++) {
+        char req[64];
+
+        snprintf(req, sizeof(req), "GET /r%d HTTP/1.1\r\nHost: h\r\n\r\n", i);
+        send_str(fd, req);
+    }
+    for (int i = 0; i < 5; i++) {
+        char want[16];
+
+        assert_int_equal(read_response(fd, buf, sizeof(buf), &e), 200);
+        snprintf(want, sizeof(want), "GET /r%d?", i);
+        assert_non_null(strstr(body_of(buf), want));
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    secs = (double)(t1.tv_sec - t0.tv_sec) +
+           (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    /* 2 at once, then one per 0.5 s: 1.5 s; a lower bound only */
+    assert_true(secs >= 1.0);
+    close(fd);
+}
+
 static void test_listen_errors(void **state)
 {
     uv_loop_t loop;
@@ -536,6 +622,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expect_continue_and_json, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_head_has_no_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_over_limit_waits_for_a_close,
+                                        setup_one_conn, teardown),
+        cmocka_unit_test_setup_teardown(test_rate_limit_spaces_requests,
+                                        setup_rate_2, teardown),
         cmocka_unit_test(test_query_helpers),
         cmocka_unit_test(test_listen_errors),
     };

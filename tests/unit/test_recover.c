@@ -494,6 +494,63 @@ static void test_json_string(void **state)
     assert_false(recover_utf8_valid("a\0b", 3));
 }
 
+static void assert_mode(const char *path, unsigned want)
+{
+    struct stat sb;
+
+    if (stat(path, &sb) != 0) {
+        fail_msg("stat %s: %s", path, strerror(errno));
+    }
+    if ((sb.st_mode & 07777) != want) {
+        fail_msg("%s has mode %04o, want %04o", path,
+                 (unsigned)(sb.st_mode & 07777), want);
+    }
+}
+
+/*
+ * Files the journal and recover create are 0600 even under umask 000 (the
+ * library's own modes, without main()'s umask 077): database, -wal, -shm,
+ * lock, and a snapshot; a journal reopened after a chmod 644 names the
+ * file in journal_permission_warning.
+ */
+static void test_private_files_under_umask_000(void **state)
+{
+    struct fixture *f = *state;
+    char p[256], snap[160];
+    const char *w;
+    mode_t old = umask(0);
+    struct journal *j;
+
+    j = open_j(f->path2);
+    assert_null(journal_permission_warning(j));
+    fill(j);
+    assert_mode(f->path2, 0600);
+    snprintf(p, sizeof(p), "%s-wal", f->path2);
+    assert_mode(p, 0600);
+    snprintf(p, sizeof(p), "%s-shm", f->path2);
+    assert_mode(p, 0600);
+    snprintf(p, sizeof(p), "%s.lock", f->path2);
+    assert_mode(p, 0600);
+    journal_close(j);
+
+    snprintf(snap, sizeof(snap), "%s/snap.db", f->dir);
+    {
+        char err[256] = "";
+        assert_int_equal(recover_snapshot(f->path2, snap, err, sizeof(err)), 0);
+    }
+    assert_mode(snap, 0600);
+
+    assert_int_equal(chmod(f->path2, 0644), 0);
+    j = open_j(f->path2);
+    w = journal_permission_warning(j);
+    assert_non_null(w);
+    assert_non_null(strstr(w, f->path2));
+    assert_non_null(strstr(w, "0644"));
+    assert_null(strstr(w, ".lock")); /* only the widened file is named */
+    journal_close(j);
+    umask(old);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -509,6 +566,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_salvage_skips_delivered, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_private_files_under_umask_000,
+                                        setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
