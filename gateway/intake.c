@@ -2084,6 +2084,10 @@ static int build_conf(struct intake *in, rd_kafka_conf_t **out, char *err,
         {"enable.auto.commit", "false"},
         {"enable.auto.offset.store", "false"},
         {"auto.offset.reset", "earliest"},
+        /* Records of aborted transactions never reach the journal (and
+         * so ADX); librdkafka's default too, but kadx's own contract:
+         * tests/e2e/test_real_kafka.py checks it against a real broker. */
+        {"isolation.level", "read_committed"},
         {"enable.partition.eof", "false"},
         {"queued.min.messages", "1000000"},
         {"fetch.wait.max.ms", "100"},
