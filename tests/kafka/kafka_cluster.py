@@ -64,6 +64,8 @@ _clusters = []
 def _cleanup_all():
     for c in list(_clusters):
         c._kill_all()
+        if c._own_dir:
+            shutil.rmtree(c.root, ignore_errors=True)
 
 
 atexit.register(_cleanup_all)
