@@ -126,6 +126,7 @@ struct demo_opts {
     int64_t timeout_ms; /* wait for delivery after producing */
     int keep;
     int print_kql;
+    const char *bootstrap; /* --bootstrap-servers: NULL = the mock */
 };
 
 struct child {
@@ -143,6 +144,8 @@ struct demo {
     struct child emu;
     struct child gw;
     char bootstrap[512];
+    char topic[128];   /* DEMO_TOPIC, or a fresh one on an outside cluster */
+    int topic_created; /* delete it at the end (unless --keep) */
     char adx_url[128];
     char admin_url[128];
     CURL *curl;
@@ -182,6 +185,7 @@ static void usage(void)
         "usage: kadx demo [--duration S] [--rate R] [--events N] "
         "[--players P]\n"
         "                 [--timeout S] [--keep] [--print-kql]\n"
+        "                 [--bootstrap-servers HOST:PORT,...]\n"
         "\n"
         "Runs the whole pipeline locally with no outside service: the Kafka "
         "mock\n"
@@ -208,6 +212,15 @@ static void usage(void)
         "      --keep         keep the work directory (config, journal, "
         "logs)\n"
         "      --print-kql    print the embedded setup.kql and exit\n"
+        "      --bootstrap-servers HOST:PORT,...\n"
+        "                     use this Kafka cluster instead of the mock: "
+        "the demo\n"
+        "                     creates its own topic and group there "
+        "(kadx-demo-<id>,\n"
+        "                     4 partitions, the broker's replication factor) "
+        "and\n"
+        "                     deletes the topic at the end (not with "
+        "--keep)\n"
         "\n"
         "Exit status: 0 every produced event delivered, 1 not (or a part "
         "failed),\n"
@@ -238,7 +251,8 @@ static int parse_args(int argc, char **argv, struct demo_opts *o)
         OPT_PLAYERS,
         OPT_TIMEOUT,
         OPT_KEEP,
-        OPT_PRINT_KQL
+        OPT_PRINT_KQL,
+        OPT_BOOTSTRAP
     };
     static const struct option longopts[] = {
         {"duration", required_argument, NULL, OPT_DURATION},
@@ -248,6 +262,7 @@ static int parse_args(int argc, char **argv, struct demo_opts *o)
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"keep", no_argument, NULL, OPT_KEEP},
         {"print-kql", no_argument, NULL, OPT_PRINT_KQL},
+        {"bootstrap-servers", required_argument, NULL, OPT_BOOTSTRAP},
         {NULL, 0, NULL, 0},
     };
     int have_duration = 0;
@@ -299,6 +314,13 @@ static int parse_args(int argc, char **argv, struct demo_opts *o)
             break;
         case OPT_PRINT_KQL:
             o->print_kql = 1;
+            break;
+        case OPT_BOOTSTRAP:
+            if (optarg[0] == '\0' || strlen(optarg) >= 512) {
+                return cli_usage_error(CMD, "bad --bootstrap-servers '%s'",
+                                       optarg);
+            }
+            o->bootstrap = optarg;
             break;
         case ':':
             return cli_usage_error(CMD, "option '%s' needs a value",
@@ -787,12 +809,14 @@ static int write_config(struct demo *d, const char *path, int admin_port,
     cJSON_AddItemToArray(routes, route);
     /* the mock cluster rebalances only after session.timeout.ms - 1 s */
     if (!cJSON_AddStringToObject(kafka, "bootstrap.servers", d->bootstrap) ||
-        !cJSON_AddStringToObject(kafka, "group.id", "kadx-demo") ||
+        !cJSON_AddStringToObject(kafka, "group.id",
+                                 d->o.bootstrap != NULL ? d->topic
+                                                        : "kadx-demo") ||
         !cJSON_AddStringToObject(kafka, "session.timeout.ms", "6000") ||
         !cJSON_AddStringToObject(kafka, "heartbeat.interval.ms", "500") ||
         !cJSON_AddStringToObject(adx, "ingest_url", d->adx_url) ||
         !cJSON_AddStringToObject(auth, "method", "none") ||
-        !cJSON_AddStringToObject(route, "topic", DEMO_TOPIC) ||
+        !cJSON_AddStringToObject(route, "topic", d->topic) ||
         !cJSON_AddStringToObject(route, "database", DEMO_DB) ||
         !cJSON_AddStringToObject(route, "table", DEMO_TABLE) ||
         !cJSON_AddStringToObject(route, "format", "json") ||
@@ -833,9 +857,9 @@ out:
 static int wait_gateway_ready(struct demo *d, int64_t timeout_ms)
 {
     int64_t deadline = mono_ns() + timeout_ms * 1000000;
-    char needle[64];
+    char needle[160];
 
-    snprintf(needle, sizeof(needle), "intake: assigned %s[", DEMO_TOPIC);
+    snprintf(needle, sizeof(needle), "intake: assigned %s[", d->topic);
     for (;;) {
         char buf[65536];
         int fd = open(d->gw.log, O_RDONLY | O_CLOEXEC);
@@ -1083,7 +1107,7 @@ static int make_producer(struct demo *d, char *err, size_t errlen)
      * the first events do not wait in the producer (their eventTime would
      * count that wait as ingestion latency).
      */
-    rkt = rd_kafka_topic_new(d->rk, DEMO_TOPIC, NULL);
+    rkt = rd_kafka_topic_new(d->rk, d->topic, NULL);
     if (rkt != NULL) {
         rerr = rd_kafka_metadata(d->rk, 0, rkt, &md, 10000);
         if (rerr == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -1092,7 +1116,7 @@ static int make_producer(struct demo *d, char *err, size_t errlen)
         rd_kafka_topic_destroy(rkt);
     }
     if (rkt == NULL || rerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        snprintf(err, errlen, "no metadata for topic '%s': %s", DEMO_TOPIC,
+        snprintf(err, errlen, "no metadata for topic '%s': %s", d->topic,
                  rkt == NULL ? "cannot create the topic handle"
                              : rd_kafka_err2str(rerr));
         return -EIO;
@@ -1118,7 +1142,7 @@ static int produce_one(struct demo *d, struct gameplay *g, char *err,
     klen = snprintf(key, sizeof(key), "%d", (int)ev.player_id);
     for (;;) {
         rd_kafka_resp_err_t e = rd_kafka_producev(
-            d->rk, RD_KAFKA_V_TOPIC(DEMO_TOPIC),
+            d->rk, RD_KAFKA_V_TOPIC(d->topic),
             RD_KAFKA_V_KEY(key, (size_t)klen),
             RD_KAFKA_V_VALUE(json, (size_t)n),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
@@ -1214,7 +1238,7 @@ static int run_pipeline(struct demo *d, struct demo_progress *last, char *err,
             }
             show_progress(d, last, secs, rate, 0);
             if (!child_alive(&d->gw) || !child_alive(&d->emu) ||
-                !child_alive(&d->mock)) {
+                (d->o.bootstrap == NULL && !child_alive(&d->mock))) {
                 if (d->tty) {
                     printf("\n");
                 }
@@ -1336,6 +1360,108 @@ static int rm_entry(const char *path, const struct stat *sb, int flag,
     return 0;
 }
 
+/*
+ * Creates (create=1) or deletes d->topic on the cluster of
+ * --bootstrap-servers with librdkafka's admin API, on a short-lived client
+ * of its own. 0, or a negative errno with err filled.
+ */
+static int topic_admin(struct demo *d, int create, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_t *rk = NULL;
+    rd_kafka_queue_t *q = NULL;
+    rd_kafka_event_t *ev = NULL;
+    rd_kafka_NewTopic_t *nt = NULL;
+    rd_kafka_DeleteTopic_t *dt = NULL;
+    const rd_kafka_topic_result_t **res = NULL;
+    size_t n = 0;
+    char e[512];
+    int rc = -EIO;
+
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", d->o.bootstrap, e,
+                          sizeof(e)) != RD_KAFKA_CONF_OK) {
+        snprintf(err, errlen, "--bootstrap-servers: %.300s", e);
+        rd_kafka_conf_destroy(conf);
+        return -EINVAL;
+    }
+    rd_kafka_conf_set_log_cb(conf, on_kafka_log);
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
+    if (rk == NULL) {
+        snprintf(err, errlen, "kafka client: %.300s", e);
+        rd_kafka_conf_destroy(conf);
+        return -EINVAL;
+    }
+    q = rd_kafka_queue_new(rk);
+    if (create) {
+        nt = rd_kafka_NewTopic_new(d->topic, DEMO_PARTITIONS, -1, e, sizeof(e));
+        if (nt == NULL) {
+            snprintf(err, errlen, "topic '%s': %.300s", d->topic, e);
+            goto out;
+        }
+        rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+    } else {
+        dt = rd_kafka_DeleteTopic_new(d->topic);
+        rd_kafka_DeleteTopics(rk, &dt, 1, NULL, q);
+    }
+    ev = rd_kafka_queue_poll(q, 70000);
+    if (ev == NULL) {
+        snprintf(err, errlen, "no answer from %s", d->o.bootstrap);
+        rc = -ETIMEDOUT;
+        goto out;
+    }
+    if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(err, errlen, "%.300s", rd_kafka_event_error_string(ev));
+        goto out;
+    }
+    res = create ? rd_kafka_CreateTopics_result_topics(
+                       rd_kafka_event_CreateTopics_result(ev), &n)
+                 : rd_kafka_DeleteTopics_result_topics(
+                       rd_kafka_event_DeleteTopics_result(ev), &n);
+    if (n != 1 || rd_kafka_topic_result_error(res[0]) != 0) {
+        snprintf(err, errlen, "%.300s",
+                 n != 1 ? "no result"
+                        : rd_kafka_topic_result_error_string(res[0]));
+        goto out;
+    }
+    rc = 0;
+out:
+    if (ev != NULL) {
+        rd_kafka_event_destroy(ev);
+    }
+    if (nt != NULL) {
+        rd_kafka_NewTopic_destroy(nt);
+    }
+    if (dt != NULL) {
+        rd_kafka_DeleteTopic_destroy(dt);
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+/* --bootstrap-servers: a fresh topic (and group) of the demo's own, so the
+ * delivered count is of this run's events only. */
+static int outside_cluster(struct demo *d, char *err, size_t errlen)
+{
+    char why[512] = "";
+    int rc;
+
+    snprintf(d->bootstrap, sizeof(d->bootstrap), "%s", d->o.bootstrap);
+    snprintf(d->topic, sizeof(d->topic), "kadx-demo-%lx-%ld",
+             (unsigned long)time(NULL), (long)getpid());
+    rc = topic_admin(d, 1, why, sizeof(why));
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot create topic '%s' on %.200s: %.300s",
+                 d->topic, d->bootstrap, why);
+        return rc;
+    }
+    d->topic_created = 1;
+    printf("kadx demo: Kafka at %s: created topic %s (%d partitions), "
+           "group %s\n",
+           d->bootstrap, d->topic, DEMO_PARTITIONS, d->topic);
+    return 0;
+}
+
 static int start_all(struct demo *d, char *err, size_t errlen)
 {
     char parts[64];
@@ -1351,6 +1477,13 @@ static int start_all(struct demo *d, char *err, size_t errlen)
     int rc;
 
     snprintf(parts, sizeof(parts), "%s:%d", DEMO_TOPIC, DEMO_PARTITIONS);
+    if (d->o.bootstrap != NULL) {
+        rc = outside_cluster(d, err, errlen);
+        if (rc < 0) {
+            return rc;
+        }
+        goto emulator;
+    }
     rc = child_start(d, &d->mock, mock_argv, 1, &fd, err, errlen);
     if (rc < 0) {
         return rc;
@@ -1369,6 +1502,7 @@ static int start_all(struct demo *d, char *err, size_t errlen)
     printf("kadx demo: Kafka mock cluster at %s (topic %s, %d partitions)\n",
            d->bootstrap, DEMO_TOPIC, DEMO_PARTITIONS);
 
+emulator:
     rc = child_start(d, &d->emu, emu_argv, 0, &fd, err, errlen);
     if (rc < 0) {
         return rc;
@@ -1451,6 +1585,7 @@ int cmd_demo(int argc, char **argv)
         fputs(setup_kql, stdout);
         return 0;
     }
+    snprintf(d.topic, sizeof(d.topic), "%s", DEMO_TOPIC);
     d.mock = (struct child){.name = "kafka-mock", .in_fd = -1};
     d.emu = (struct child){.name = "adx-emulator", .in_fd = -1};
     d.gw = (struct child){.name = "gateway", .in_fd = -1};
@@ -1538,6 +1673,14 @@ out:
     child_stop(&d.gw, 15000);
     child_stop(&d.emu, 5000);
     child_stop(&d.mock, 5000);
+    if (d.topic_created && !d.o.keep) {
+        char why[512] = "";
+
+        if (topic_admin(&d, 0, why, sizeof(why)) < 0) {
+            fprintf(stderr, "kadx demo: cannot delete topic '%s': %s\n",
+                    d.topic, why);
+        }
+    }
     if (d.curl != NULL) {
         curl_easy_cleanup(d.curl);
     }

@@ -1,5 +1,11 @@
-"""kafka.py - Kafka for kadx's end-to-end tests (python3 stdlib only).
+"""kafka.py - Kafka for kadx's end-to-end tests.
 
+- cluster() is the tests' Kafka: a real Apache Kafka 4.x broker
+  (tests/kafka/kafka_cluster.py), one per test process (meson runs each file,
+  class or method as its own process), started on first use and stopped at
+  exit. KADX_KAFKA=mock gives librdkafka's mock instead (a machine without
+  Java). RealCluster.command() accepts the mock's "create-topic NAME N",
+  which a test reaches with fresh_topic() for a topic of a known state.
 - MockCluster starts `kadx kafka-mock` (librdkafka's mock cluster in its own
   process, so kadx can be killed and restarted against the same cluster) and
   sends it fault-injection commands (broker down/up, request errors).
@@ -18,9 +24,68 @@ import subprocess
 import tempfile
 import time
 
+import sys
+
 import harness
 
 KCAT = os.environ.get("KCAT", "kcat")
+
+sys.path.insert(0, os.path.join(harness.SRC, "tests", "kafka"))
+import kafka_cluster  # noqa: E402  (tests/kafka/, the real-broker tier)
+
+_shared = {}
+
+
+class RealCluster:
+    """A real broker (or three) with the mock's small interface: bootstrap,
+    command("create-topic NAME PARTITIONS"), stop(). stop() of the shared
+    cluster is a no-op (it lives until the process exits); kc is the
+    kafka_cluster.KafkaCluster for kill/restart and other topics."""
+
+    def __init__(self, kc, shared):
+        self.kc = kc
+        self.bootstrap = kc.bootstrap
+        self.shared = shared
+
+    def command(self, cmd, timeout=60.0):
+        words = cmd.split()
+        if len(words) != 3 or words[0] != "create-topic":
+            raise AssertionError("the real broker has no fault command %r: "
+                                 "the test needs kafka.MockCluster" % cmd)
+        fresh_topic(self, words[1], int(words[2]))
+        return "ok"
+
+    def stop(self):
+        if not self.shared:
+            self.kc.stop()
+        return 0
+
+
+def fresh_topic(cluster, name, partitions, config=None):
+    """Creates topic name, first deleting it if the cluster has it (a
+    shared broker outlives a test), so offsets start at 0."""
+    kc = cluster.kc
+    if name in kc.admin().list_topics(timeout=10).topics:
+        kc.delete_topic(name)
+    kc.create_topic(name, partitions, config=config)
+
+
+def cluster(topics=(), nodes=1, shared=True):
+    """The test process's Kafka with topics [(name, partitions)] freshly
+    created: the real broker unless KADX_KAFKA=mock. shared=False starts a
+    cluster of its own (e.g. nodes=3), stopped by its stop()."""
+    if os.environ.get("KADX_KAFKA", "real") == "mock":
+        return MockCluster(brokers=nodes if nodes > 1 else 3, topics=topics)
+    if shared and nodes in _shared:
+        c = _shared[nodes]
+    else:
+        c = RealCluster(kafka_cluster.KafkaCluster(nodes=nodes).start(),
+                        shared)
+        if shared:
+            _shared[nodes] = c
+    for name, parts in topics:
+        fresh_topic(c, name, parts)
+    return c
 
 
 class MockCluster:

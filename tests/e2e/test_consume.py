@@ -39,10 +39,10 @@ def parse_lines(out):
 class TestConsume(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.mock = kafka.MockCluster(brokers=1)
-        cls.bs = cls.mock.bootstrap
+        cls.kafka = kafka.cluster()  # the real broker (tests/kafka)
+        cls.bs = cls.kafka.bootstrap
         # 300 JSON messages over partitions 0 and 1 of topic "c-json"
-        cls.mock.command("create-topic c-json 2")
+        cls.kafka.command("create-topic c-json 2")
         kafka.produce(cls.bs, "c-json", 0,
                       ('{"i":%d}' % i for i in range(0, 200)))
         kafka.produce(cls.bs, "c-json", 1,
@@ -50,10 +50,10 @@ class TestConsume(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.mock.stop()
+        cls.kafka.stop()
 
     def topic(self, name, parts=1):
-        self.mock.command("create-topic %s %d" % (name, parts))
+        self.kafka.command("create-topic %s %d" % (name, parts))
         return name
 
     def check_shape(self, rows, topic):

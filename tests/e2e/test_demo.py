@@ -124,6 +124,33 @@ class TestDemo(harness.TmpDirCase):
         self.assert_no_children_left()
         self.assertEqual(os.listdir(self.tmp), [])
 
+    def test_bootstrap_servers_runs_on_a_real_broker(self):
+        """--bootstrap-servers: no mock child; the demo's own topic on the
+        real broker (tests/kafka), every event delivered, topic deleted."""
+        import kafka
+        k = kafka.cluster()
+        if not isinstance(k, kafka.RealCluster):
+            self.fail("needs the real broker (KADX_KAFKA=mock is set)")
+        rc, out, err = run("demo", "--events", "1000", "--rate", "500",
+                           "--timeout", "90", "--bootstrap-servers",
+                           k.bootstrap, env=self.env(), timeout=240)
+        self.assertEqual(rc, 0, out + err)
+        self.assertNotIn("mock", out)
+        m = re.search(r"Kafka at (\S+): created topic (kadx-demo-\S+) \(4 "
+                      r"partitions\)", out)
+        self.assertIsNotNone(m, out)
+        self.assertEqual(m.group(1), k.bootstrap)
+        self.assertIn("delivered 1000 of 1000 produced events",
+                      out.splitlines()[-1])
+        self.assert_no_children_left()
+        harness.wait_until(lambda: m.group(2) not in k.kc.admin(
+        ).list_topics(timeout=10).topics, timeout=30,
+            what="the demo's topic deleted")
+        self.assertEqual(os.listdir(self.tmp), [])
+        rc, _, err = run("demo", "--bootstrap-servers", "", timeout=30)
+        self.assertEqual(rc, 2)
+        self.assertIn("bad --bootstrap-servers", err)
+
     def test_children_die_with_a_killed_demo(self):
         p = harness.kadx("demo", "--duration", "120", "--rate", "100",
                          env=self.env(), name="demo")

@@ -215,9 +215,10 @@ class ForwarderBase(harness.TmpDirCase):
 
     def setUp(self):
         super().setUp()
-        self.mock = kafka.MockCluster(topics=[(TOPIC, self.partitions)])
-        self.addCleanup(self.mock.stop)
-        self.bs = self.mock.bootstrap
+        # the real broker (tests/kafka), one per test process; TOPIC fresh
+        self.kafka = kafka.cluster(topics=[(TOPIC, self.partitions)])
+        self.addCleanup(self.kafka.stop)
+        self.bs = self.kafka.bootstrap
         self.parts = list(range(self.partitions))
         self.journal = os.path.join(self.tmp, "journal.db")
         self.cfg = os.path.join(self.tmp, "kadx.json")

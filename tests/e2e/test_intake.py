@@ -182,12 +182,16 @@ class Producer(threading.Thread):
 
 class IntakeCase(harness.TmpDirCase):
     partitions = 4
+    mock = False  # True: librdkafka's mock cluster, for its fault commands
 
     def setUp(self):
         super().setUp()
-        self.mock = kafka.MockCluster(topics=[(TOPIC, self.partitions)])
-        self.addCleanup(self.mock.stop)
-        self.bs = self.mock.bootstrap
+        if self.mock:
+            self.kafka = kafka.MockCluster(topics=[(TOPIC, self.partitions)])
+        else:  # the real broker (tests/kafka), one per test process
+            self.kafka = kafka.cluster(topics=[(TOPIC, self.partitions)])
+        self.addCleanup(self.kafka.stop)
+        self.bs = self.kafka.bootstrap
         self.parts = list(range(self.partitions))
 
     def start_kadx(self, cfg, name="kadx run"):
@@ -473,6 +477,8 @@ class TestTwoInstances(IntakeCase):
 
 
 class TestBrokerDown(IntakeCase):
+    mock = True  # broker-down/up: a fault only the mock injects on cue
+
     def test_broker_down_5s_loses_nothing(self):
         per = 10000
         j = os.path.join(self.tmp, "j.db")
@@ -486,14 +492,14 @@ class TestBrokerDown(IntakeCase):
                    what="events journaled")
         # The leader of partition 0: kadx fetches from it, so it notices.
         broker = kafka.leader(self.bs, TOPIC, 0)
-        self.mock.command("broker-down %d" % broker)
+        self.kafka.command("broker-down %d" % broker)
         down_at = time.monotonic()
         k.wait_for(lambda l: "intake: kafka:" in l, timeout=20,
                    what="kadx reporting the broker outage")
         left = 5.0 - (time.monotonic() - down_at)
         if left > 0:
             time.sleep(left)  # the outage's length is the test's input
-        self.mock.command("broker-up %d" % broker)
+        self.kafka.command("broker-up %d" % broker)
         self.assertTrue(k.alive(), k.tail())
         prod.finish(timeout=90)
         self.wait_committed("gdown", {p: per for p in self.parts}, timeout=45)

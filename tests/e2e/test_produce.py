@@ -65,15 +65,15 @@ def summary(out):
 class TestProduce(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.mock = kafka.MockCluster(brokers=1)
-        cls.bs = cls.mock.bootstrap
+        cls.kafka = kafka.cluster()  # the real broker (tests/kafka)
+        cls.bs = cls.kafka.bootstrap
 
     @classmethod
     def tearDownClass(cls):
-        cls.mock.stop()
+        cls.kafka.stop()
 
     def topic(self, name, parts=3):
-        self.mock.command("create-topic %s %d" % (name, parts))
+        self.kafka.command("create-topic %s %d" % (name, parts))
         return name
 
     def test_loop_default_is_10_events(self):

@@ -64,6 +64,8 @@ _clusters = []
 def _cleanup_all():
     for c in list(_clusters):
         c._kill_all()
+        if c._own_dir:
+            shutil.rmtree(c.root, ignore_errors=True)
 
 
 atexit.register(_cleanup_all)
@@ -226,6 +228,8 @@ class KafkaCluster:
             "share.coordinator.state.topic.replication.factor": str(rf),
             "share.coordinator.state.topic.min.isr": "2" if rf == 3 else "1",
             "group.initial.rebalance.delay.ms": "0",
+            # tests kill members and want the group to notice in seconds
+            "group.min.session.timeout.ms": "1000",
             "auto.create.topics.enable": "false",
             "unclean.leader.election.enable": "false",
             # a restarted node catches up and rejoins the ISR quickly
