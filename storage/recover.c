@@ -1025,8 +1025,8 @@ static int ck_schema(struct ck *c)
         version = sqlite3_column_int(st, 0);
     }
     sqlite3_finalize(st);
-    if (version != 1) {
-        problem(c, "schema version %d is not the one this kadx knows (1)",
+    if (version != 2) {
+        problem(c, "schema version %d is not the one this kadx knows (2)",
                 version);
         return 0;
     }
@@ -2171,7 +2171,8 @@ static int dl_read(void *arg, sqlite3 *db)
         " (SELECT MIN(bp.first_offset) FROM batches b JOIN pieces bp"
         "  ON bp.batch_seq = b.seq WHERE b.state <= 2 AND (b.flags & 1) = 0"
         "  AND bp.part_id = p.id)"
-        " FROM partitions p ORDER BY p.topic, p.partition",
+        " FROM partitions p WHERE p.sealed = 0"
+        " ORDER BY p.topic, p.partition",
         -1, &st, NULL);
     if (rc != SQLITE_OK) {
         set_err(x->err, x->errlen, "delivered offsets: %s", sqlite3_errmsg(db));
