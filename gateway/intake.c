@@ -1885,22 +1885,76 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ------------------------------------------------------------ offsets */
 
-/* Moves p's fetch position to off (librdkafka fetches from there). */
-static void part_seek(struct intake *in, struct ipart *p, int64_t off)
+/*
+ * Restarts p's fetching at off. After a refused position (reset "error")
+ * librdkafka has stopped fetching the partition and a seek is refused
+ * (__STATE), so the partition is assigned again: cooperative, alone
+ * (incremental unassign + assign); eager, the whole assignment with every
+ * other partition at its next offset (what it already consumed is skipped
+ * by intake_take and the journal, INV-2). Pauses are applied again.
+ */
+static void part_restart(struct intake *in, struct ipart *p, int64_t off)
 {
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_error_t *e;
+    int coop = strcmp(rd_kafka_rebalance_protocol(in->rk), "COOPERATIVE") == 0;
+    rd_kafka_topic_partition_list_t *l = NULL;
+    rd_kafka_error_t *error = NULL;
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
 
-    rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = off;
-    e = rd_kafka_seek_partitions(in->rk, l, 0);
-    if (e != NULL) {
-        intake_set_error(in, "seeking %s[%d] to %lld: %s", p->topic,
-                         (int)p->partition, (long long)off,
-                         rd_kafka_error_string(e));
-        log_error("intake", "%s", in->c.last_error);
-        rd_kafka_error_destroy(e);
+    if (coop) {
+        l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+        error = rd_kafka_incremental_unassign(in->rk, l);
+        if (error == NULL) {
+            l->elems[0].offset = off;
+            error = rd_kafka_incremental_assign(in->rk, l);
+        }
+    } else {
+        e = rd_kafka_assignment(in->rk, &l);
+        for (int i = 0; e == RD_KAFKA_RESP_ERR_NO_ERROR && i < l->cnt; i++) {
+            rd_kafka_topic_partition_t *tp = &l->elems[i];
+            struct ipart *q = part_get(in, tp->topic, tp->partition, 0);
+
+            if (q == p) {
+                tp->offset = off;
+            } else if (q != NULL && q->consumed >= 0) {
+                tp->offset = q->consumed + 1;
+            } else if (q != NULL && q->skip_below >= 0) {
+                tp->offset = q->skip_below;
+            } else {
+                tp->offset = in->cfg->intake.reset_latest
+                                 ? RD_KAFKA_OFFSET_END
+                                 : RD_KAFKA_OFFSET_BEGINNING;
+            }
+        }
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            e = rd_kafka_assign(in->rk, l);
+        }
     }
-    rd_kafka_topic_partition_list_destroy(l);
+    if (error != NULL || e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        intake_set_error(in, "restarting %s[%d] at %lld: %s", p->topic,
+                         (int)p->partition, (long long)off,
+                         error ? rd_kafka_error_string(error)
+                               : rd_kafka_err2str(e));
+        log_error("intake", "%s", in->c.last_error);
+        if (error != NULL) {
+            rd_kafka_error_destroy(error);
+        }
+    } else if (l != NULL && l->cnt > 0) {
+        /* a pause outlives an assign in librdkafka: set it either way */
+        if (in->kpaused) {
+            rd_kafka_pause_partitions(in->rk, l);
+        } else {
+            rd_kafka_resume_partitions(in->rk, l);
+        }
+        for (size_t i = 0; i < in->nparts; i++) {
+            if (in->parts[i]->assigned && in->parts[i]->rewind != REWIND_NONE) {
+                part_kpause(in, in->parts[i], 1);
+            }
+        }
+    }
+    if (l != NULL) {
+        rd_kafka_topic_partition_list_destroy(l);
+    }
 }
 
 /* The broker's log start and end of p (blocking, bounded). 0 or -EAGAIN
@@ -2011,7 +2065,7 @@ static void intake_offset_reset(struct intake *in, struct ipart *p, int64_t off)
         from = off; /* in range again (the log moved): fetch it */
     }
     p->skip_below = max64(p->skip_below, from);
-    part_seek(in, p, from);
+    part_restart(in, p, from);
 }
 
 /* Checks refused offsets again whose log range was unknown. */
@@ -2071,10 +2125,7 @@ static void on_epoch(void *arg, int status, int64_t epoch, const char *err)
              "older epochs are still delivered",
              p->topic, (int)p->partition, (long long)epoch, (long long)x->from);
     if (p->assigned && in->stop == STOP_NONE) {
-        part_seek(in, p, x->from);
-        if (!in->kpaused) {
-            part_kpause(in, p, 0);
-        }
+        part_restart(in, p, x->from);
         intake_commit(in);
     }
     free(x);
