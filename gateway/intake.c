@@ -1001,16 +1001,32 @@ static int settled_load(struct intake *in, char *err, size_t errlen)
 
 /* ------------------------------------------------------------ commits */
 
-/* Commit metadata: "kadx1 <uuid>[ <uuid>@<offset>]..." (the chain of
+/* This journal as a committer of p: its uuid, with "/<epoch>" after the
+ * first epoch, so that a commit of an older life of the partition is never
+ * taken as ours (its offsets mean other events). buf: INTAKE_UUID_MAX. */
+static const char *part_ident(const struct intake *in, const struct ipart *p,
+                              char *buf)
+{
+    if (p->epoch == 0) {
+        return in->uuid;
+    }
+    /* a uuid is 36 characters */
+    snprintf(buf, INTAKE_UUID_MAX, "%.40s/%lld", in->uuid, (long long)p->epoch);
+    return buf;
+}
+
+/* Commit metadata: "kadx1 <ident>[ <ident>@<offset>]..." (the chain of
  * earlier committers, newest first, at most INTAKE_CHAIN_MAX). */
 static char *commit_meta(struct intake *in, const struct ipart *p)
 {
     char buf[INTAKE_META_MAX + INTAKE_UUID_MAX + 8];
+    char id[INTAKE_UUID_MAX];
 
     if (p->prev[0] != '\0') {
-        snprintf(buf, sizeof(buf), "kadx1 %s %s", in->uuid, p->prev);
+        snprintf(buf, sizeof(buf), "kadx1 %s %s", part_ident(in, p, id),
+                 p->prev);
     } else {
-        snprintf(buf, sizeof(buf), "kadx1 %s", in->uuid);
+        snprintf(buf, sizeof(buf), "kadx1 %s", part_ident(in, p, id));
     }
     return strdup(buf);
 }
@@ -1646,6 +1662,8 @@ static void learn_committed(struct intake *in, struct ipart *p,
                             const rd_kafka_topic_partition_t *tp, char *owner,
                             char *chain)
 {
+    char idbuf[INTAKE_UUID_MAX];
+    const char *id = part_ident(in, p, idbuf);
     int64_t ours;
 
     meta_parse(tp->metadata, tp->metadata_size, owner, chain);
@@ -1653,14 +1671,10 @@ static void learn_committed(struct intake *in, struct ipart *p,
         return;
     }
     p->group = max64(p->group, tp->offset);
-    /* ours only if it fits this epoch: a commit past what the journal
-     * holds is from an older life of the partition */
-    if (strcmp(owner, in->uuid) == 0) {
-        if (tp->offset - 1 <= p->durable) {
-            p->acked = max64(p->acked, tp->offset - 1);
-        }
-    } else if ((ours = chain_find(chain, in->uuid)) > 0 &&
-               ours - 1 <= p->durable) {
+    /* ours only if made in this epoch (part_ident) */
+    if (strcmp(owner, id) == 0) {
+        p->acked = max64(p->acked, tp->offset - 1);
+    } else if ((ours = chain_find(chain, id)) > 0) {
         p->acked = max64(p->acked, ours - 1);
     }
     p->commit_sent = max64(p->commit_sent, p->acked);
@@ -1700,6 +1714,7 @@ static void on_assign(struct intake *in, rd_kafka_topic_partition_list_t *l)
             rd_kafka_topic_partition_list_find(l, tp->topic, tp->partition);
         struct ipart *p = part_get(in, tp->topic, tp->partition, 1);
         char owner[INTAKE_UUID_MAX] = "";
+        char idbuf[INTAKE_UUID_MAX];
         char chain[INTAKE_META_MAX] = "";
         int64_t high;
         int64_t start;
@@ -1740,7 +1755,7 @@ static void on_assign(struct intake *in, rd_kafka_topic_partition_list_t *l)
             p->group = max64(p->group, high + 1);
             continue;
         }
-        if (tp->offset >= 0 && strcmp(owner, in->uuid) != 0) {
+        if (tp->offset >= 0 && strcmp(owner, part_ident(in, p, idbuf)) != 0) {
             chain_extend(p, owner, chain, tp->offset);
         } else if (tp->offset >= 0) {
             /* ours: keep the chain our earlier commits carried */
