@@ -593,22 +593,6 @@ static int msgbuf_push(struct msgbuf *b, struct ipart *p, rd_kafka_message_t *m)
 
 /* ------------------------------------------------------------ pausing */
 
-/* Pauses or resumes one partition in librdkafka. */
-static void part_kpause(struct intake *in, struct ipart *p, int pause)
-{
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_resp_err_t e;
-
-    rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
-    e = pause ? rd_kafka_pause_partitions(in->rk, l)
-              : rd_kafka_resume_partitions(in->rk, l);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        log_warn("intake", "%s %s[%d]: %s", pause ? "pausing" : "resuming",
-                 p->topic, (int)p->partition, rd_kafka_err2str(e));
-    }
-    rd_kafka_topic_partition_list_destroy(l);
-}
-
 /* Makes librdkafka's pause state of the assignment match what we want. */
 static void intake_apply_pause(struct intake *in)
 {
@@ -635,13 +619,6 @@ static void intake_apply_pause(struct intake *in)
     }
     rd_kafka_topic_partition_list_destroy(a);
     in->kpaused = want;
-    if (!want) {
-        for (size_t i = 0; i < in->nparts; i++) {
-            if (in->parts[i]->assigned && in->parts[i]->rewind != REWIND_NONE) {
-                part_kpause(in, in->parts[i], 1);
-            }
-        }
-    }
 }
 
 /* INV-7: pause at high water or -ENOSPC, resume at low water only. */
@@ -1961,11 +1938,6 @@ static void part_restart(struct intake *in, struct ipart *p, int64_t off)
         } else {
             rd_kafka_resume_partitions(in->rk, l);
         }
-        for (size_t i = 0; i < in->nparts; i++) {
-            if (in->parts[i]->assigned && in->parts[i]->rewind != REWIND_NONE) {
-                part_kpause(in, in->parts[i], 1);
-            }
-        }
     }
     if (l != NULL) {
         rd_kafka_topic_partition_list_destroy(l);
@@ -2000,7 +1972,9 @@ static void part_rewound(struct intake *in, struct ipart *p, int64_t off)
     p->rewind = REWIND_PAUSED;
     p->rewind_at = off;
     in->c.rewinds++;
-    part_kpause(in, p, 1);
+    /* not paused in librdkafka: after the refused position it fetches
+     * nothing of p until part_restart, and intake_take drops anything of
+     * a rewound partition (a pause/resume pair raced with the restart) */
     intake_set_error(
         in,
         "%s[%d] went backwards: kadx needs offset %lld (journal mark %lld, "
