@@ -547,6 +547,45 @@ static void add_check(cJSON *arr, const char *name, int ok, const char *detail,
     }
 }
 
+/* Offset continuity: red while a partition waits for the operator's
+ * epoch (it went backwards; gateway/INTAKE.md). */
+static void readyz_offsets(struct admin *a, cJSON *checks, int *all_ok)
+{
+    const struct intake_partition *ip;
+    char detail[512] = "";
+    size_t n = 0;
+    size_t len = 0;
+    int bad = 0;
+
+    ip = intake_partitions(a->src.intake, &n);
+    for (size_t i = 0; ip != NULL && i < n; i++) {
+        if (!ip[i].assigned || !ip[i].rewound) {
+            continue;
+        }
+        bad++;
+        if (len < sizeof(detail) - 1) {
+            int w =
+                snprintf(detail + len, sizeof(detail) - len,
+                         "%s'%s'[%d] went backwards (needs %lld, broker "
+                         "log %lld..%lld)",
+                         bad > 1 ? "; " : "", ip[i].topic, (int)ip[i].partition,
+                         (long long)ip[i].rewind_offset,
+                         (long long)ip[i].log_start, (long long)ip[i].log_end);
+            len = w > 0 ? len + (size_t)w : len;
+            len = len < sizeof(detail) ? len : sizeof(detail) - 1;
+        }
+    }
+    if (bad == 0) {
+        add_check(checks, "kafka_offsets", 1, "continuous", all_ok);
+        return;
+    }
+    if (len < sizeof(detail) - 1) {
+        snprintf(detail + len, sizeof(detail) - len,
+                 ": paused until POST /partitions/epoch");
+    }
+    add_check(checks, "kafka_offsets", 0, detail, all_ok);
+}
+
 static void readyz_answer(struct admin *a, struct http_request *req,
                           struct rjob *job)
 {
@@ -573,6 +612,7 @@ static void readyz_answer(struct admin *a, struct http_request *req,
                      ic.last_error[0] ? ": " : "", ic.last_error);
             add_check(checks, "kafka_group", 0, detail, &all_ok);
         }
+        readyz_offsets(a, checks, &all_ok);
     }
 
     /* journal: readable, under its cap */
@@ -708,6 +748,18 @@ static cJSON *partition_json(const char *topic, int32_t partition,
     add_num(p, "journal_delivered_bytes", jp ? (double)jp->delivered_bytes : 0);
     add_num(p, "dead_letters", jp ? (double)jp->dead_count : 0);
     add_num(p, "oldest_pending_ms", jp ? (double)jp->oldest_pending_ms : 0);
+    /* offset continuity (gateway/INTAKE.md) */
+    add_num(p, "epoch", jp ? (double)jp->epoch : (ip ? (double)ip->epoch : 0));
+    cJSON_AddBoolToObject(p, "sealed", jp != NULL && jp->sealed);
+    add_off(p, "epoch_start", jp ? jp->epoch_start : -1);
+    cJSON_AddBoolToObject(p, "rewound", ip != NULL && ip->rewound);
+    add_off(p, "rewind_offset", ip ? ip->rewind_offset : -1);
+    add_off(p, "log_start_offset", ip ? ip->log_start : -1);
+    add_off(p, "log_end_offset", ip ? ip->log_end : -1);
+    add_num(p, "gaps", ip ? (double)ip->gaps : 0);
+    add_num(p, "gap_events", ip ? (double)ip->gap_events : 0);
+    add_off(p, "gap_first_offset", ip ? ip->gap_first : -1);
+    add_off(p, "gap_last_offset", ip ? ip->gap_last : -1);
     return p;
 }
 
@@ -759,6 +811,11 @@ static cJSON *intake_json(struct intake *in)
     add_num(o, "lost_partitions", (double)c.lost);
     add_num(o, "dropped", (double)c.dropped);
     add_num(o, "backpressure_pauses", (double)c.pauses);
+    add_num(o, "offset_rewinds", (double)c.rewinds);
+    add_num(o, "partitions_rewound", (double)c.rewound);
+    add_num(o, "epochs_started", (double)c.epochs);
+    add_num(o, "offset_gaps", (double)c.gaps);
+    add_num(o, "offset_gap_events", (double)c.gap_events);
     cJSON_AddBoolToObject(o, "paused", c.paused);
     cJSON_AddStringToObject(o, "last_error", c.last_error);
     add_num(o, "last_error_ms", (double)c.last_error_ms);
@@ -857,11 +914,13 @@ static void status_answer(struct admin *a, struct http_request *req,
                     doff = &dl[k].delivered_offset;
                 }
             }
+            /* an older (sealed) epoch: the journal's view only */
             cJSON_AddItemToArray(
-                parts,
-                partition_json(jp->topic, jp->partition,
-                               find_ip(ip, nip, jp->topic, jp->partition), jp,
-                               doff));
+                parts, partition_json(jp->topic, jp->partition,
+                                      jp->sealed ? NULL
+                                                 : find_ip(ip, nip, jp->topic,
+                                                           jp->partition),
+                                      jp, jp->sealed ? NULL : doff));
             dead += jp->dead_count;
             depth += jp->pending_count + jp->inflight_count;
             bytes += jp->pending_bytes + jp->inflight_bytes;
@@ -1155,6 +1214,18 @@ static void metrics_intake(struct admin *a, struct sbuf *b)
     sb_family(b, "kadx_intake_paused", "gauge",
               "1 while intake is paused (backpressure or operator).");
     sb_printf(b, "kadx_intake_paused %d\n", c.paused ? 1 : 0);
+    sb_family(b, "kadx_offset_rewinds_total", "counter",
+              "Partitions found gone backwards (recreated, rebuilt).");
+    sb_printf(b, "kadx_offset_rewinds_total %" PRIu64 "\n", c.rewinds);
+    sb_family(b, "kadx_partitions_rewound", "gauge",
+              "Partitions paused until an operator starts a new epoch.");
+    sb_printf(b, "kadx_partitions_rewound %d\n", c.rewound);
+    sb_family(b, "kadx_offset_epochs_total", "counter",
+              "New offset epochs started.");
+    sb_printf(b, "kadx_offset_epochs_total %" PRIu64 "\n", c.epochs);
+    sb_family(b, "kadx_offset_gaps_total", "counter",
+              "Retention gaps: offsets deleted before kadx read them.");
+    sb_printf(b, "kadx_offset_gaps_total %" PRIu64 "\n", c.gaps);
 
     ip = intake_partitions(a->src.intake, &n);
     sb_family(b, "kadx_consumed_events_total", "counter",
@@ -1169,6 +1240,20 @@ static void metrics_intake(struct admin *a, struct sbuf *b)
         if (ip[i].committed >= 0) {
             sb_part_sample(b, "kadx_committed_offset", ip[i].topic,
                            ip[i].partition, (double)ip[i].committed);
+        }
+    }
+    sb_family(b, "kadx_offset_gap_events_total", "counter",
+              "Events skipped by retention gaps, per partition.");
+    for (size_t i = 0; i < n; i++) {
+        sb_part_sample(b, "kadx_offset_gap_events_total", ip[i].topic,
+                       ip[i].partition, (double)ip[i].gap_events);
+    }
+    sb_family(b, "kadx_partition_rewound", "gauge",
+              "1 while the partition is paused: it went backwards.");
+    for (size_t i = 0; i < n; i++) {
+        if (ip[i].assigned) {
+            sb_part_sample(b, "kadx_partition_rewound", ip[i].topic,
+                           ip[i].partition, ip[i].rewound ? 1 : 0);
         }
     }
     sb_family(b, "kadx_consumer_lag", "gauge",
@@ -1193,11 +1278,27 @@ static void metrics_by_state(struct sbuf *b, const struct config *cfg,
     sb_family(b, name, "gauge", help);
     for (size_t i = 0; i < st->nparts; i++) {
         const struct journal_partition_stats *p = &st->parts[i];
-        const int64_t counts[4] = {p->pending_count, p->inflight_count,
-                                   p->delivered_count, p->dead_count};
-        const int64_t sizes[4] = {p->pending_bytes, p->inflight_bytes,
-                                  p->delivered_bytes, p->dead_bytes};
+        int64_t counts[4] = {p->pending_count, p->inflight_count,
+                             p->delivered_count, p->dead_count};
+        int64_t sizes[4] = {p->pending_bytes, p->inflight_bytes,
+                            p->delivered_bytes, p->dead_bytes};
         const int64_t *v = bytes ? sizes : counts;
+
+        /* the epochs of one partition (sorted together): one series */
+        while (i + 1 < st->nparts && st->parts[i + 1].route == p->route &&
+               st->parts[i + 1].partition == p->partition &&
+               strcmp(st->parts[i + 1].topic, p->topic) == 0) {
+            const struct journal_partition_stats *q = &st->parts[++i];
+
+            counts[0] += q->pending_count;
+            counts[1] += q->inflight_count;
+            counts[2] += q->delivered_count;
+            counts[3] += q->dead_count;
+            sizes[0] += q->pending_bytes;
+            sizes[1] += q->inflight_bytes;
+            sizes[2] += q->delivered_bytes;
+            sizes[3] += q->dead_bytes;
+        }
         const char *route = p->route >= 0 && (size_t)p->route < cfg->nroutes
                                 ? cfg->routes[p->route].name
                                 : "";
@@ -1516,6 +1617,82 @@ static void h_pause_resume(struct admin *a, struct http_request *req, int pause)
              route < 0 ? "the gateway" : "route ",
              route < 0 ? "" : a->src.cfg->routes[route].name);
     respond_obj(req, 200, res);
+}
+
+/* ----------------------------------------------- POST /partitions/epoch */
+
+/*
+ * {"topic": T, "partition": N, "from": OFFSET (optional: the broker's log
+ * start)}: the operator's answer to a partition that went backwards
+ * (intake_new_epoch).
+ */
+static void h_epoch(struct admin *a, struct http_request *req)
+{
+    static const char *const allowed[] = {"topic", "partition", "from", NULL};
+    cJSON *o = body_object(req);
+    const cJSON *t;
+    const cJSON *pn;
+    const cJSON *from;
+    cJSON *res;
+    char err[512];
+    int64_t off = -1;
+    int rc;
+
+    if (o == NULL) {
+        return;
+    }
+    if (check_members(req, o, allowed) < 0) {
+        cJSON_Delete(o);
+        return;
+    }
+    t = cJSON_GetObjectItemCaseSensitive(o, "topic");
+    pn = cJSON_GetObjectItemCaseSensitive(o, "partition");
+    from = cJSON_GetObjectItemCaseSensitive(o, "from");
+    if (!cJSON_IsString(t) || t->valuestring[0] == '\0') {
+        respond_error(req, 400, "'topic' must be a topic name");
+        goto out;
+    }
+    if (!cJSON_IsNumber(pn) || pn->valuedouble < 0 ||
+        pn->valuedouble > INT32_MAX ||
+        pn->valuedouble != floor(pn->valuedouble)) {
+        respond_error(req, 400, "'partition' must be a partition number");
+        goto out;
+    }
+    if (from != NULL && !cJSON_IsNull(from)) {
+        if (!cJSON_IsNumber(from) || from->valuedouble < 0 ||
+            from->valuedouble > 9007199254740992.0 ||
+            from->valuedouble != floor(from->valuedouble)) {
+            respond_error(req, 400, "'from' must be an offset (>= 0)");
+            goto out;
+        }
+        off = (int64_t)from->valuedouble;
+    }
+    if (a->src.intake == NULL) {
+        respond_error(req, 503, "the intake is not running");
+        goto out;
+    }
+    rc = intake_new_epoch(a->src.intake, t->valuestring,
+                          (int32_t)pn->valuedouble, &off, err, sizeof(err));
+    if (rc < 0) {
+        respond_error(req,
+                      rc == -ENOENT                   ? 404
+                      : rc == -EINVAL || rc == -EBUSY ? 409
+                      : rc == -ERANGE                 ? 400
+                      : rc == -EAGAIN                 ? 503
+                                                      : 500,
+                      "%s", err);
+        goto out;
+    }
+    log_info("admin", "new epoch of '%s'[%d] requested from offset %lld",
+             t->valuestring, (int)pn->valuedouble, (long long)off);
+    res = cJSON_CreateObject();
+    cJSON_AddStringToObject(res, "topic", t->valuestring);
+    add_num(res, "partition", pn->valuedouble);
+    add_off(res, "from", off);
+    cJSON_AddBoolToObject(res, "accepted", 1);
+    respond_obj(req, 202, res);
+out:
+    cJSON_Delete(o);
 }
 
 /* -------------------------------------------------------- POST /replay */
@@ -2291,6 +2468,7 @@ static const struct endpoint endpoints[] = {
     {"/pause", POST, NULL, h_pause},
     {"/resume", POST, NULL, h_resume},
     {"/replay", POST, NULL, h_replay},
+    {"/partitions/epoch", POST, NULL, h_epoch},
 };
 
 static void on_request(struct http_request *req, void *data)

@@ -904,7 +904,8 @@ static const char *const forwarder_keys[] = {"batch_max_bytes",
                                              "on_error",
                                              NULL};
 static const char *const intake_keys[] = {"skip_tombstones", "high_water_bytes",
-                                          "low_water_bytes", "topics", NULL};
+                                          "low_water_bytes", "topics",
+                                          "on_rewind",       NULL};
 static const char *const admin_keys[] = {
     "listen",  "token",           "token_on_get",       "tls_cert",
     "tls_key", "max_connections", "max_requests_per_s", NULL};
@@ -1248,6 +1249,26 @@ static int load_native(struct loader *l, const cJSON *root)
             (rc = opt_num(l, o, "intake", "low_water_bytes", NUM_SIZE, 0,
                           INT64_MAX, &in->low_water_bytes)) < 0) {
             return rc;
+        }
+        if ((rc = opt_nonempty(l, o, "intake", "on_rewind", &s)) < 0) {
+            return rc;
+        }
+        if (s != NULL) {
+            if (strcasecmp(s, "pause") == 0) {
+                in->on_rewind = CONFIG_ON_REWIND_PAUSE;
+            } else if (strcasecmp(s, "new_epoch") == 0) {
+                in->on_rewind = CONFIG_ON_REWIND_EPOCH;
+            } else {
+                rc = fail(l,
+                          "'intake.on_rewind' must be pause or new_epoch, "
+                          "not '%s'",
+                          clean(s, shown, sizeof(shown)));
+            }
+            free(s);
+            s = NULL;
+            if (rc < 0) {
+                return rc;
+            }
         }
         arr = cJSON_GetObjectItemCaseSensitive(o, "topics");
         if (arr != NULL && !cJSON_IsNull(arr)) {
@@ -2242,6 +2263,25 @@ static int check_kafka(struct loader *l)
                       path);
             break;
         }
+        if (strcmp(k->keys[i], "auto.offset.reset") == 0) {
+            /* kadx runs librdkafka with "error" and applies the choice
+             * itself, counting what a reset skips (INTAKE.md) */
+            const char *v = k->values[i];
+
+            if (strcmp(v, "earliest") == 0 || strcmp(v, "smallest") == 0 ||
+                strcmp(v, "beginning") == 0) {
+                l->cfg->intake.reset_latest = 0;
+            } else if (strcmp(v, "latest") == 0 || strcmp(v, "largest") == 0 ||
+                       strcmp(v, "end") == 0) {
+                l->cfg->intake.reset_latest = 1;
+            } else {
+                rc = fail(l,
+                          "'%s' must be earliest or latest (kadx resets "
+                          "offsets itself and reports what a reset skips)",
+                          path);
+                break;
+            }
+        }
         /* setting it loads shared objects: not a side effect for --check */
         if (strcmp(k->keys[i], "plugin.library.paths") == 0) {
             continue;
@@ -2918,6 +2958,9 @@ char *config_to_json(const struct config *cfg)
     }
     rc |= add_num(o, "high_water_bytes", cfg->intake.high_water_bytes);
     rc |= add_num(o, "low_water_bytes", cfg->intake.low_water_bytes);
+    rc |= add_str(o, "on_rewind",
+                  cfg->intake.on_rewind == CONFIG_ON_REWIND_EPOCH ? "new_epoch"
+                                                                  : "pause");
     arr = cJSON_AddArrayToObject(o, "topics");
     if (rc < 0 || arr == NULL) {
         goto out;

@@ -131,8 +131,17 @@ struct config_forwarder {
     enum config_on_error on_error; /* default DEADLETTER */
 };
 
+/* What intake does when a partition went backwards (INTAKE.md). */
+enum config_on_rewind {
+    CONFIG_ON_REWIND_PAUSE = 0, /* pause it until POST /partitions/epoch */
+    CONFIG_ON_REWIND_EPOCH,     /* new epoch from the broker's log start */
+};
+
 struct config_intake {
-    int skip_tombstones;      /* default 1 */
+    int skip_tombstones;             /* default 1 */
+    enum config_on_rewind on_rewind; /* default pause */
+    int reset_latest;         /* kafka.auto.offset.reset is latest (default: 0,
+                                 earliest); kadx applies it itself */
     int64_t high_water_bytes; /* pending journal bytes that pause intake;
                                  default 80% of journal.max_bytes */
     int64_t low_water_bytes;  /* ... that resume it; default 50% */

@@ -65,6 +65,24 @@
  *  - journal_high_offset() on assignment (a read on the WAL read
  *    connection, no fsync).
  *
+ * Offset resets (gateway/INTAKE.md "Offsets that go backwards"). librdkafka
+ * runs with auto.offset.reset=error, so it never moves a partition's fetch
+ * position on its own: a position the broker refuses (out of range) comes
+ * back as an __AUTO_OFFSET_RESET error message, and on every one (the first
+ * fetch after each assignment included) kadx reads the broker's log start
+ * and end (rd_kafka_query_watermark_offsets, blocking, rare) and decides:
+ *  - position below the log start: a retention GAP; the skipped range is
+ *    counted, logged and shown; consuming goes on from the log start
+ *    (earliest) or end (latest), as the user's auto.offset.reset says;
+ *  - position above the log end: the partition went BACKWARDS (recreated,
+ *    rebuilt, truncated); every new event would be at or below the
+ *    journal's mark and dropped as a duplicate (INV-2), so the partition is
+ *    paused and reported until the operator (or intake.on_rewind) starts a
+ *    new journal epoch (journal_new_epoch): its own duplicate filter, its
+ *    own settled watermark (the settled file carries the epoch), the old
+ *    epoch's settled events still delivered, its unsettled ones dropped as
+ *    on a revoke (INV-3).
+ *
  * Backpressure (INV-7): when an append gets -ENOSPC, or the journal's
  * pending bytes reach intake.high_water_bytes, every assigned partition is
  * paused (rd_kafka_pause_partitions: the consumer keeps polling, so the
@@ -104,6 +122,15 @@
 #define INTAKE_CHAIN_MAX            16 /* earlier committers remembered */
 #define INTAKE_META_MAX             (INTAKE_CHAIN_MAX * 96 + 128)
 #define INTAKE_UUID_MAX             64
+#define INTAKE_WATERMARK_TIMEOUT_MS 5000
+#define INTAKE_RESET_RETRY_MS       5000
+
+/* A partition's offset continuity (see "Offset resets" above). */
+enum rewind_state {
+    REWIND_NONE = 0, /* consuming normally */
+    REWIND_PAUSED,   /* went backwards: paused until the operator chooses */
+    REWIND_EPOCH,    /* a new epoch is being written to the journal */
+};
 
 #ifndef container_of
 #define container_of(ptr, type, member)                                        \
@@ -130,6 +157,22 @@ struct ipart {
     int64_t commit_sent; /* highest offset in a commit sent, -1 */
     int64_t settled;     /* saved to the settled file: exposed, -1 */
     int64_t end_offset;
+    int64_t epoch;      /* the journal's offset epoch of this partition */
+    int64_t file_epoch; /* epoch of its settled file line, -1 = none */
+    enum rewind_state rewind;
+    int epoch_commit;  /* commit the new epoch's start even if nothing is
+                          journaled in it yet (overwrites a stale offset) */
+    int epoch_guard;   /* a late ack of an old epoch's commit is ignored */
+    int64_t rewind_at; /* the offset the broker refused (backwards), -1 */
+    int64_t log_start; /* broker watermarks at the last check, -1 */
+    int64_t log_end;
+    int reset_pending; /* a refused offset to check again (broker down) */
+    int64_t reset_off;
+    uint64_t reset_at; /* uv_now of that check */
+    uint64_t n_gaps;   /* retention gaps (offsets deleted unread) */
+    uint64_t n_gap_events;
+    int64_t gap_first; /* the last gap's range, -1 */
+    int64_t gap_last;
     /* the earlier committers, newest first: "<uuid>@<offset> ..." (the
      * offset each had committed when the next one took over), "" */
     char prev[INTAKE_META_MAX];
@@ -224,6 +267,7 @@ struct intake {
     char *settled_path;
     int persist_inflight;
     int persist_wanted;
+    int persist_force; /* save even if no watermark rose (new epoch) */
     uint64_t persist_retry_at;
     uv_work_t persist_work;
     char *persist_buf;
@@ -256,6 +300,8 @@ static void intake_submit(struct intake *in);
 static void intake_commit(struct intake *in);
 static void intake_persist(struct intake *in);
 static void intake_stop_advance(struct intake *in);
+static void intake_offset_reset(struct intake *in, struct ipart *p,
+                                int64_t off);
 
 /* ------------------------------------------------------------ helpers */
 
@@ -343,6 +389,12 @@ static struct ipart *part_get(struct intake *in, const char *topic,
     p->commit_sent = -1;
     p->settled = -1;
     p->end_offset = -1;
+    p->file_epoch = -1;
+    p->rewind_at = -1;
+    p->log_start = -1;
+    p->log_end = -1;
+    p->gap_first = -1;
+    p->gap_last = -1;
     in->parts[in->nparts++] = p;
     in->last = p;
     return p;
@@ -761,6 +813,7 @@ static void persist_after_cb(uv_work_t *w, int status)
             }
         }
     } else {
+        in->persist_force = 1;
         log_error("intake", "saving settled offsets: %s",
                   status ? uv_strerror(status) : in->persist_err);
         intake_set_error(in, "saving settled offsets: %s",
@@ -795,11 +848,13 @@ static void intake_persist(struct intake *in)
         return;
     }
     in->persist_wanted = 0;
+    changed = in->persist_force;
+    in->persist_force = 0;
     for (size_t i = 0; i < in->nparts; i++) {
         if (in->parts[i]->acked > in->parts[i]->settled) {
             changed = 1;
         }
-        cap += strlen(in->parts[i]->topic) + 48;
+        cap += strlen(in->parts[i]->topic) + 72;
     }
     if (!changed) {
         return;
@@ -813,6 +868,7 @@ static void intake_persist(struct intake *in)
         in->persist_buf == NULL) {
         free(in->persist_buf);
         in->persist_buf = NULL;
+        in->persist_force = changed;
         in->persist_wanted = 1;
         in->persist_retry_at = uv_now(in->loop) + INTAKE_RETRY_MS;
         return;
@@ -824,9 +880,17 @@ static void intake_persist(struct intake *in)
         if (v < 0) {
             continue;
         }
-        len += (size_t)snprintf(in->persist_buf + len, cap + 1 - len,
-                                "%s\t%d\t%lld\n", p->topic, (int)p->partition,
-                                (long long)v);
+        /* the epoch column only when there is one: an older kadx reads
+         * a journal without epochs */
+        if (p->epoch > 0) {
+            len += (size_t)snprintf(
+                in->persist_buf + len, cap + 1 - len, "%s\t%d\t%lld\t%lld\n",
+                p->topic, (int)p->partition, (long long)v, (long long)p->epoch);
+        } else {
+            len += (size_t)snprintf(in->persist_buf + len, cap + 1 - len,
+                                    "%s\t%d\t%lld\n", p->topic,
+                                    (int)p->partition, (long long)v);
+        }
         in->persist_p[n] = p;
         in->persist_v[n] = v;
         n++;
@@ -838,6 +902,7 @@ static void intake_persist(struct intake *in)
                       persist_after_cb) < 0) {
         free(in->persist_buf);
         in->persist_buf = NULL;
+        in->persist_force = 1;
         in->persist_wanted = 1;
         in->persist_retry_at = uv_now(in->loop) + INTAKE_RETRY_MS;
         return;
@@ -867,6 +932,7 @@ static int settled_load(struct intake *in, char *err, size_t errlen)
         char *end = NULL;
         long part;
         long long off;
+        long long epoch;
         struct ipart *p;
 
         lineno++;
@@ -886,6 +952,13 @@ static int settled_load(struct intake *in, char *err, size_t errlen)
             break;
         }
         off = strtoll(tab2 + 1, &end, 10);
+        epoch = 0;
+        if (errno == 0 && *end == '\t') {
+            epoch = strtoll(end + 1, &end, 10);
+            if (epoch < 0) {
+                errno = EINVAL;
+            }
+        }
         if (errno != 0 || (*end != '\n' && *end != '\0') || off < -1) {
             snprintf(err, errlen, "'%s' line %ld: bad offset", in->settled_path,
                      lineno);
@@ -899,6 +972,7 @@ static int settled_load(struct intake *in, char *err, size_t errlen)
             break;
         }
         p->acked = p->settled = p->commit_sent = off;
+        p->file_epoch = epoch;
     }
     fclose(f);
     return rc;
@@ -906,16 +980,32 @@ static int settled_load(struct intake *in, char *err, size_t errlen)
 
 /* ------------------------------------------------------------ commits */
 
-/* Commit metadata: "kadx1 <uuid>[ <uuid>@<offset>]..." (the chain of
+/* This journal as a committer of p: its uuid, with "/<epoch>" after the
+ * first epoch, so that a commit of an older life of the partition is never
+ * taken as ours (its offsets mean other events). buf: INTAKE_UUID_MAX. */
+static const char *part_ident(const struct intake *in, const struct ipart *p,
+                              char *buf)
+{
+    if (p->epoch == 0) {
+        return in->uuid;
+    }
+    /* a uuid is 36 characters */
+    snprintf(buf, INTAKE_UUID_MAX, "%.40s/%lld", in->uuid, (long long)p->epoch);
+    return buf;
+}
+
+/* Commit metadata: "kadx1 <ident>[ <ident>@<offset>]..." (the chain of
  * earlier committers, newest first, at most INTAKE_CHAIN_MAX). */
 static char *commit_meta(struct intake *in, const struct ipart *p)
 {
     char buf[INTAKE_META_MAX + INTAKE_UUID_MAX + 8];
+    char id[INTAKE_UUID_MAX];
 
     if (p->prev[0] != '\0') {
-        snprintf(buf, sizeof(buf), "kadx1 %s %s", in->uuid, p->prev);
+        snprintf(buf, sizeof(buf), "kadx1 %s %s", part_ident(in, p, id),
+                 p->prev);
     } else {
-        snprintf(buf, sizeof(buf), "kadx1 %s", in->uuid);
+        snprintf(buf, sizeof(buf), "kadx1 %s", part_ident(in, p, id));
     }
     return strdup(buf);
 }
@@ -1050,7 +1140,13 @@ static int64_t commit_target(const struct ipart *p)
 {
     int64_t floor = max64(p->acked, p->group - 1);
 
-    if (!p->assigned || p->drops_pending > 0 || p->durable <= floor) {
+    if (!p->assigned || p->drops_pending > 0 || p->rewind != REWIND_NONE) {
+        return -1;
+    }
+    if (p->epoch_commit) {
+        return p->durable + 1; /* a new epoch's start, maybe 0 */
+    }
+    if (p->durable <= floor) {
         return -1;
     }
     return p->durable + 1;
@@ -1097,6 +1193,11 @@ static void commit_apply(struct intake *in, rd_kafka_resp_err_t err,
             continue;
         }
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            if (p->epoch_guard && tp->offset - 1 > p->durable) {
+                continue; /* an older epoch's commit, acknowledged late */
+            }
+            p->epoch_guard = 0;
+            p->epoch_commit = 0;
             p->acked = max64(p->acked, tp->offset - 1);
             p->group = max64(p->group, tp->offset);
             ok = 1;
@@ -1343,6 +1444,18 @@ static void intake_take(struct intake *in, rd_kafka_message_t *m)
 {
     struct ipart *p;
 
+    if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && m->rkt != NULL) {
+        p = part_get(in, rd_kafka_topic_name(m->rkt), m->partition, 0);
+        if (p != NULL) {
+            int64_t off = m->offset;
+
+            log_debug("intake", "%s[%d]: %s", p->topic, (int)p->partition,
+                      rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            intake_offset_reset(in, p, off);
+            return;
+        }
+    }
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             in->c.kafka_errors++;
@@ -1355,8 +1468,8 @@ static void intake_take(struct intake *in, rd_kafka_message_t *m)
         return;
     }
     p = part_get(in, rd_kafka_topic_name(m->rkt), m->partition, 1);
-    if (p == NULL || !p->assigned || m->offset < p->skip_below ||
-        m->offset <= p->consumed) {
+    if (p == NULL || !p->assigned || p->rewind != REWIND_NONE ||
+        m->offset < p->skip_below || m->offset <= p->consumed) {
         /* Not ours any more, or already journaled (INV-2). */
         rd_kafka_message_destroy(m);
         return;
@@ -1544,6 +1657,8 @@ static void learn_committed(struct intake *in, struct ipart *p,
                             const rd_kafka_topic_partition_t *tp, char *owner,
                             char *chain)
 {
+    char idbuf[INTAKE_UUID_MAX];
+    const char *id = part_ident(in, p, idbuf);
     int64_t ours;
 
     meta_parse(tp->metadata, tp->metadata_size, owner, chain);
@@ -1551,9 +1666,10 @@ static void learn_committed(struct intake *in, struct ipart *p,
         return;
     }
     p->group = max64(p->group, tp->offset);
-    if (strcmp(owner, in->uuid) == 0) {
+    /* ours only if made in this epoch (part_ident) */
+    if (strcmp(owner, id) == 0) {
         p->acked = max64(p->acked, tp->offset - 1);
-    } else if ((ours = chain_find(chain, in->uuid)) > 0) {
+    } else if ((ours = chain_find(chain, id)) > 0) {
         p->acked = max64(p->acked, ours - 1);
     }
     p->commit_sent = max64(p->commit_sent, p->acked);
@@ -1593,6 +1709,7 @@ static void on_assign(struct intake *in, rd_kafka_topic_partition_list_t *l)
             rd_kafka_topic_partition_list_find(l, tp->topic, tp->partition);
         struct ipart *p = part_get(in, tp->topic, tp->partition, 1);
         char owner[INTAKE_UUID_MAX] = "";
+        char idbuf[INTAKE_UUID_MAX];
         char chain[INTAKE_META_MAX] = "";
         int64_t high;
         int64_t start;
@@ -1621,6 +1738,9 @@ static void on_assign(struct intake *in, rd_kafka_topic_partition_list_t *l)
         p->assigned = 1;
         p->consumed = -1;
         p->in_fly = 0;
+        p->rewind = REWIND_NONE; /* the broker tells again (reset events) */
+        p->rewind_at = -1;
+        p->reset_pending = 0;
         if (!pknown) {
             /* librdkafka fetches the committed offset itself; whatever
              * we already hold is skipped (INV-2) and never committed
@@ -1630,7 +1750,7 @@ static void on_assign(struct intake *in, rd_kafka_topic_partition_list_t *l)
             p->group = max64(p->group, high + 1);
             continue;
         }
-        if (tp->offset >= 0 && strcmp(owner, in->uuid) != 0) {
+        if (tp->offset >= 0 && strcmp(owner, part_ident(in, p, idbuf)) != 0) {
             chain_extend(p, owner, chain, tp->offset);
         } else if (tp->offset >= 0) {
             /* ours: keep the chain our earlier commits carried */
@@ -1645,7 +1765,12 @@ static void on_assign(struct intake *in, rd_kafka_topic_partition_list_t *l)
         } else {
             start = max64(tp->offset, high + 1);
         }
-        at->offset = start >= 0 ? start : RD_KAFKA_OFFSET_INVALID;
+        /* Nothing known: the user's auto.offset.reset, applied by kadx
+         * (librdkafka's is "error": a refused position comes back as an
+         * event, see intake_offset_reset). */
+        at->offset = start >= 0                     ? start
+                     : in->cfg->intake.reset_latest ? RD_KAFKA_OFFSET_END
+                                                    : RD_KAFKA_OFFSET_BEGINNING;
         p->skip_below = start;
         log_info("intake",
                  "assigned %s[%d]: committed %lld, journal high %lld, "
@@ -1726,6 +1851,9 @@ static void on_revoke(struct intake *in, rd_kafka_topic_partition_list_t *l,
         }
         p->assigned = 0;
         p->in_fly = 0;
+        if (p->rewind == REWIND_PAUSED) {
+            p->rewind = REWIND_NONE; /* its next owner checks again */
+        }
         log_info("intake", "%s %s[%d]: settled %lld", lost ? "lost" : "revoked",
                  p->topic, (int)p->partition, (long long)p->acked);
     }
@@ -1770,6 +1898,327 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         log_error("intake", "rebalance: %s", rd_kafka_err2str(e));
     }
     intake_persist(in);
+}
+
+/* ------------------------------------------------------------ offsets */
+
+/*
+ * Restarts p's fetching at off. After a refused position (reset "error")
+ * librdkafka has stopped fetching the partition and a seek is refused
+ * (__STATE), so the partition is assigned again: cooperative, alone
+ * (incremental unassign + assign); eager, the whole assignment with every
+ * other partition at its next offset (what it already consumed is skipped
+ * by intake_take and the journal, INV-2). Pauses are applied again.
+ */
+static void part_restart(struct intake *in, struct ipart *p, int64_t off)
+{
+    int coop = strcmp(rd_kafka_rebalance_protocol(in->rk), "COOPERATIVE") == 0;
+    rd_kafka_topic_partition_list_t *l = NULL;
+    rd_kafka_error_t *error = NULL;
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+    if (coop) {
+        l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+        error = rd_kafka_incremental_unassign(in->rk, l);
+        if (error == NULL) {
+            l->elems[0].offset = off;
+            error = rd_kafka_incremental_assign(in->rk, l);
+        }
+    } else {
+        e = rd_kafka_assignment(in->rk, &l);
+        for (int i = 0; e == RD_KAFKA_RESP_ERR_NO_ERROR && i < l->cnt; i++) {
+            rd_kafka_topic_partition_t *tp = &l->elems[i];
+            struct ipart *q = part_get(in, tp->topic, tp->partition, 0);
+
+            if (q == p) {
+                tp->offset = off;
+            } else if (q != NULL && q->consumed >= 0) {
+                tp->offset = q->consumed + 1;
+            } else if (q != NULL && q->skip_below >= 0) {
+                tp->offset = q->skip_below;
+            } else {
+                tp->offset = in->cfg->intake.reset_latest
+                                 ? RD_KAFKA_OFFSET_END
+                                 : RD_KAFKA_OFFSET_BEGINNING;
+            }
+        }
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            e = rd_kafka_assign(in->rk, l);
+        }
+    }
+    if (error != NULL || e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        intake_set_error(in, "restarting %s[%d] at %lld: %s", p->topic,
+                         (int)p->partition, (long long)off,
+                         error ? rd_kafka_error_string(error)
+                               : rd_kafka_err2str(e));
+        log_error("intake", "%s", in->c.last_error);
+        if (error != NULL) {
+            rd_kafka_error_destroy(error);
+        }
+    } else if (l != NULL && l->cnt > 0) {
+        /* a pause outlives an assign in librdkafka: set it either way */
+        if (in->kpaused) {
+            rd_kafka_pause_partitions(in->rk, l);
+        } else {
+            rd_kafka_resume_partitions(in->rk, l);
+        }
+    }
+    if (l != NULL) {
+        rd_kafka_topic_partition_list_destroy(l);
+    }
+}
+
+/* The broker's log start and end of p (blocking, bounded). 0 or -EAGAIN
+ * with err filled. */
+static int part_watermarks(struct intake *in, struct ipart *p, int64_t *lo,
+                           int64_t *hi, char *err, size_t errlen)
+{
+    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+        in->rk, p->topic, p->partition, lo, hi, INTAKE_WATERMARK_TIMEOUT_MS);
+
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(err, errlen, "reading the log range of %s[%d]: %s", p->topic,
+                 (int)p->partition, rd_kafka_err2str(e));
+        return -EAGAIN;
+    }
+    p->log_start = *lo;
+    p->log_end = *hi;
+    return 0;
+}
+
+/* The partition went backwards: pause it and say so (or start a new
+ * epoch at once when intake.on_rewind says so). */
+static void part_rewound(struct intake *in, struct ipart *p, int64_t off)
+{
+    char err[256];
+    int64_t from = -1;
+
+    p->rewind = REWIND_PAUSED;
+    p->rewind_at = off;
+    in->c.rewinds++;
+    /* not paused in librdkafka: after the refused position it fetches
+     * nothing of p until part_restart, and intake_take drops anything of
+     * a rewound partition (a pause/resume pair raced with the restart) */
+    intake_set_error(
+        in,
+        "%s[%d] went backwards: kadx needs offset %lld (journal mark %lld, "
+        "epoch %lld; group committed %lld) but the broker's log starts at "
+        "%lld and ends at %lld; its new events would be dropped as "
+        "duplicates: partition paused until a new epoch is started (POST "
+        "/partitions/epoch)",
+        p->topic, (int)p->partition, (long long)off, (long long)p->durable,
+        (long long)p->epoch, (long long)p->group, (long long)p->log_start,
+        (long long)p->log_end);
+    log_error("intake", "%s", in->c.last_error);
+    if (in->cfg->intake.on_rewind == CONFIG_ON_REWIND_EPOCH) {
+        if (intake_new_epoch(in, p->topic, p->partition, &from, err,
+                             sizeof(err)) < 0) {
+            log_error("intake", "intake.on_rewind new_epoch: %s", err);
+        }
+    }
+}
+
+/*
+ * The broker refused p's fetch position off (librdkafka's
+ * __AUTO_OFFSET_RESET with auto.offset.reset=error; off < 0 when
+ * librdkafka had no position of its own). Decides with the broker's log
+ * range: gap, backwards, or the user's start for a partition with no
+ * history.
+ */
+static void intake_offset_reset(struct intake *in, struct ipart *p, int64_t off)
+{
+    const char *choice = in->cfg->intake.reset_latest ? "latest" : "earliest";
+    char err[256];
+    int64_t lo = -1;
+    int64_t hi = -1;
+    int64_t from;
+
+    if (!p->assigned || p->rewind != REWIND_NONE || in->stop != STOP_NONE) {
+        return;
+    }
+    if (off < 0) {
+        off = p->skip_below; /* -1: no committed offset, nothing journaled */
+    }
+    p->reset_pending = 0;
+    if (part_watermarks(in, p, &lo, &hi, err, sizeof(err)) < 0) {
+        in->c.kafka_errors++;
+        intake_set_error(in, "%s: checking again", err);
+        log_warn("intake", "%s", in->c.last_error);
+        p->reset_pending = 1;
+        p->reset_off = off;
+        p->reset_at = uv_now(in->loop) + INTAKE_RESET_RETRY_MS;
+        return;
+    }
+    from = in->cfg->intake.reset_latest ? hi : lo;
+    if (off < 0) {
+        log_info("intake",
+                 "%s[%d]: no committed offset, starting at %lld "
+                 "(auto.offset.reset=%s)",
+                 p->topic, (int)p->partition, (long long)from, choice);
+    } else if (off > hi) {
+        part_rewound(in, p, off);
+        return;
+    } else if (off < lo) {
+        p->n_gaps++;
+        p->n_gap_events += (uint64_t)(from - off);
+        p->gap_first = off;
+        p->gap_last = from - 1;
+        in->c.gaps++;
+        in->c.gap_events += (uint64_t)(from - off);
+        intake_set_error(in,
+                         "%s[%d]: offsets %lld..%lld were deleted by "
+                         "retention before kadx read them; %lld events "
+                         "skipped, consuming from %lld "
+                         "(auto.offset.reset=%s)",
+                         p->topic, (int)p->partition, (long long)off,
+                         (long long)(lo - 1), (long long)(from - off),
+                         (long long)from, choice);
+        log_error("intake", "%s", in->c.last_error);
+    } else {
+        from = off; /* in range again (the log moved): fetch it */
+    }
+    p->skip_below = max64(p->skip_below, from);
+    part_restart(in, p, from);
+}
+
+/* Checks refused offsets again whose log range was unknown. */
+static void intake_reset_retry(struct intake *in)
+{
+    uint64_t now = uv_now(in->loop);
+
+    for (size_t i = 0; i < in->nparts; i++) {
+        struct ipart *p = in->parts[i];
+
+        if (p->reset_pending && p->reset_at <= now) {
+            intake_offset_reset(in, p, p->reset_off);
+        }
+    }
+}
+
+struct epoch_ctx {
+    struct intake *in;
+    struct ipart *p;
+    int64_t from;
+};
+
+static void on_epoch(void *arg, int status, int64_t epoch, const char *err)
+{
+    struct epoch_ctx *x = arg;
+    struct intake *in = x->in;
+    struct ipart *p = x->p;
+
+    if (status < 0) {
+        p->rewind = REWIND_PAUSED;
+        intake_set_error(in, "new epoch of %s[%d]: %s", p->topic,
+                         (int)p->partition, err);
+        log_error("intake", "%s", in->c.last_error);
+        free(x);
+        return;
+    }
+    /* Everything below belongs to the old epoch (sealed in the journal,
+     * delivered without a settled limit). INV-2 and INV-3 start over. */
+    p->epoch = epoch;
+    p->file_epoch = epoch;
+    p->acked = p->settled = p->commit_sent = -1;
+    p->group = -1;
+    p->prev[0] = '\0';
+    p->durable = x->from - 1;
+    p->consumed = -1;
+    p->skip_below = x->from;
+    p->rewind = REWIND_NONE;
+    p->rewind_at = -1;
+    p->epoch_commit = 1;
+    p->epoch_guard = 1;
+    in->c.epochs++;
+    settled_rebuild(in);
+    in->persist_force = 1;
+    intake_persist(in);
+    log_info("intake",
+             "%s[%d]: epoch %lld started at offset %lld; the events of the "
+             "older epochs are still delivered",
+             p->topic, (int)p->partition, (long long)epoch, (long long)x->from);
+    if (p->assigned && in->stop == STOP_NONE) {
+        part_restart(in, p, x->from);
+        intake_commit(in);
+    }
+    free(x);
+}
+
+int intake_new_epoch(struct intake *in, const char *topic, int32_t partition,
+                     int64_t *fromp, char *err, size_t errlen)
+{
+    int64_t from = *fromp;
+    struct ipart *p = part_get(in, topic, partition, 0);
+    struct epoch_ctx *x;
+    int64_t lo = -1;
+    int64_t hi = -1;
+    int rc;
+
+    if (p == NULL || !p->assigned) {
+        snprintf(err, errlen,
+                 "partition '%s'[%d] is not assigned to this "
+                 "instance",
+                 topic, (int)partition);
+        return -ENOENT;
+    }
+    if (p->rewind == REWIND_EPOCH) {
+        snprintf(err, errlen, "a new epoch of '%s'[%d] is being started", topic,
+                 (int)partition);
+        return -EBUSY;
+    }
+    if (p->rewind != REWIND_PAUSED) {
+        snprintf(err, errlen, "partition '%s'[%d] did not go backwards", topic,
+                 (int)partition);
+        return -EINVAL;
+    }
+    rc = part_watermarks(in, p, &lo, &hi, err, errlen);
+    if (rc < 0) {
+        return rc;
+    }
+    if (from < 0) {
+        from = lo;
+    } else if (from < lo || from > hi) {
+        snprintf(err, errlen,
+                 "offset %lld is outside the log of '%s'[%d] "
+                 "(start %lld, end %lld)",
+                 (long long)from, topic, (int)partition, (long long)lo,
+                 (long long)hi);
+        return -ERANGE;
+    }
+    *fromp = from;
+    x = malloc(sizeof(*x));
+    if (x == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    x->in = in;
+    x->p = p;
+    x->from = from;
+    /* INV-3: the old epoch's events we never settled cannot be committed
+     * any more (that log is gone): dropped as on a revoke, queued before
+     * the epoch (the journal runs requests in order). */
+    if (in->appending && p->in_fly) {
+        p->fly_stale = 1;
+    }
+    if (p->durable > p->acked || (in->appending && p->in_fly)) {
+        intake_drop(in, p, p->acked);
+    }
+    rc = journal_new_epoch_async(in->j, p->topic, p->partition, p->route, from,
+                                 on_epoch, x);
+    if (rc < 0) {
+        free(x);
+        snprintf(err, errlen, "journal: %s", strerror(-rc));
+        return rc;
+    }
+    p->rewind = REWIND_EPOCH;
+    log_info("intake",
+             "%s[%d]: starting epoch %lld at offset %lld (log start %lld, "
+             "end %lld; old journal mark %lld)",
+             p->topic, (int)p->partition, (long long)(p->epoch + 1),
+             (long long)from, (long long)lo, (long long)hi,
+             (long long)p->durable);
+    return 0;
 }
 
 /* ------------------------------------------------------------ callbacks */
@@ -1893,6 +2342,9 @@ static void on_tick(uv_timer_t *t)
     struct intake *in = container_of(t, struct intake, tick);
     uint64_t now = uv_now(in->loop);
 
+    if (in->stop == STOP_NONE) {
+        intake_reset_retry(in);
+    }
     if (in->stop == STOP_NONE || in->stop == STOP_FLUSH) {
         intake_check_pressure(in);
         if (in->append_failed && !in->appending && in->retry_at <= now) {
@@ -2075,6 +2527,15 @@ const struct intake_partition *intake_partitions(struct intake *in, size_t *n)
         o->lag = p->end_offset >= 0 ? max64(p->end_offset - pos - 1, 0) : -1;
         o->n_consumed = p->n_consumed;
         o->n_tombstones = p->n_tombstones;
+        o->epoch = p->epoch;
+        o->rewound = p->rewind != REWIND_NONE;
+        o->rewind_offset = p->rewind_at;
+        o->log_start = p->log_start;
+        o->log_end = p->log_end;
+        o->gaps = p->n_gaps;
+        o->gap_events = p->n_gap_events;
+        o->gap_first = p->gap_first;
+        o->gap_last = p->gap_last;
     }
     *n = in->nparts;
     return in->pout;
@@ -2084,6 +2545,12 @@ void intake_get_counters(const struct intake *in, struct intake_counters *out)
 {
     *out = in->c;
     out->pending_bytes = journal_pending_bytes(in->j);
+    out->rewound = 0;
+    for (size_t i = 0; i < in->nparts; i++) {
+        if (in->parts[i]->assigned && in->parts[i]->rewind != REWIND_NONE) {
+            out->rewound++;
+        }
+    }
 }
 
 /* ------------------------------------------------------------ start */
@@ -2109,7 +2576,6 @@ static int build_conf(struct intake *in, rd_kafka_conf_t **out, char *err,
         {"group.id", "kadx"},
         {"enable.auto.commit", "false"},
         {"enable.auto.offset.store", "false"},
-        {"auto.offset.reset", "earliest"},
         /* Records of aborted transactions never reach the journal (and
          * so ADX); librdkafka's default too, but kadx's own contract:
          * tests/e2e/test_real_kafka.py checks it against a real broker. */
@@ -2155,8 +2621,12 @@ static int build_conf(struct intake *in, rd_kafka_conf_t **out, char *err,
                      k->values[i], rd_kafka_version_str());
         }
     }
-    /* Not overridable: kadx's own wiring. */
+    /* Not overridable: kadx's own wiring. The user's auto.offset.reset
+     * (earliest or latest, config.c) is applied by intake itself. */
     rc = conf_set(conf, "log.queue", "true", err, errlen);
+    if (rc == 0) {
+        rc = conf_set(conf, "auto.offset.reset", "error", err, errlen);
+    }
     if (rc < 0) {
         goto fail;
     }
@@ -2189,9 +2659,29 @@ static int load_journal_parts(struct intake *in, char *err, size_t errlen)
             snprintf(err, errlen, "out of memory");
             return -ENOMEM;
         }
+        if (st.parts[i].sealed) {
+            continue; /* an older epoch: delivered without a limit */
+        }
+        p->epoch = st.parts[i].epoch;
         p->durable = max64(p->durable, st.parts[i].high_offset);
     }
     journal_stats_release(&st);
+    /* A settled line of another epoch says nothing about this one (a crash
+     * between the journal's new epoch and the file's rewrite). */
+    for (size_t i = 0; i < in->nparts; i++) {
+        struct ipart *p = in->parts[i];
+
+        if (p->file_epoch >= 0 && p->file_epoch != p->epoch) {
+            log_info("intake",
+                     "%s[%d]: settled offset %lld is of epoch %lld, the "
+                     "journal is at epoch %lld: not settled in this epoch",
+                     p->topic, (int)p->partition, (long long)p->settled,
+                     (long long)p->file_epoch, (long long)p->epoch);
+            p->acked = p->settled = p->commit_sent = -1;
+            p->file_epoch = p->epoch;
+            in->persist_force = 1;
+        }
+    }
     return 0;
 }
 

@@ -84,6 +84,20 @@ void intake_on_settled(struct intake *in, intake_settled_cb cb, void *arg);
  * the partitions paused). */
 void intake_set_paused(struct intake *in, int paused);
 
+/*
+ * The operator's answer to a partition that went backwards (admin POST
+ * /partitions/epoch): the journal starts a new offset epoch of it at
+ * *from (-1 = the broker's log start, set to it; else within the broker's
+ * log), the
+ * old epoch's settled events stay and are delivered, and consuming resumes
+ * there. Returns 0 (the epoch is written asynchronously; /status shows it)
+ * or -ENOENT (not assigned here), -EINVAL (it did not go backwards),
+ * -EBUSY (already starting), -ERANGE (from outside the log), -EAGAIN (the
+ * broker's log range is unknown) with err filled.
+ */
+int intake_new_epoch(struct intake *in, const char *topic, int32_t partition,
+                     int64_t *from, char *err, size_t errlen);
+
 /* Per partition: assigned now, or known from the journal / settled file. */
 struct intake_partition {
     const char *topic; /* borrowed, valid until intake_free */
@@ -100,6 +114,15 @@ struct intake_partition {
     int64_t lag;         /* end_offset - (consumed or committed) - 1, -1 */
     uint64_t n_consumed; /* messages consumed by this process */
     uint64_t n_tombstones;
+    int64_t epoch;         /* the journal's offset epoch (0 = first) */
+    int rewound;           /* 1: went backwards, paused for the operator */
+    int64_t rewind_offset; /* the offset the broker refused, -1 */
+    int64_t log_start;     /* broker log start/end at the last check, -1 */
+    int64_t log_end;
+    uint64_t gaps;       /* retention gaps: offsets deleted unread */
+    uint64_t gap_events; /* events skipped by them */
+    int64_t gap_first;   /* the last gap's skipped range, -1 */
+    int64_t gap_last;
 };
 
 struct intake_counters {
@@ -116,6 +139,11 @@ struct intake_counters {
     uint64_t dropped;       /* unsettled events dropped (INV-3) */
     uint64_t pauses;        /* backpressure pauses */
     int paused;             /* 1 while backpressure/operator pause holds */
+    uint64_t rewinds;       /* partitions found gone backwards (INTAKE.md) */
+    uint64_t epochs;        /* new offset epochs started */
+    uint64_t gaps;          /* retention gaps found */
+    uint64_t gap_events;    /* events those gaps skipped */
+    int rewound;            /* assigned partitions paused on a rewind now */
     int64_t pending_bytes;  /* journal_pending_bytes() at the last check */
     int64_t last_error_ms;  /* wall clock ms of last_error, 0 = none */
     char last_error[256];   /* last Kafka/journal problem, "" = none */

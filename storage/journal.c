@@ -17,14 +17,21 @@
  * are tracked by offset ranges and per-chunk counters, never per event
  * rows. The ceiling moves from SQLite's row rate to the disk's MB/s.
  *
- * Schema (user_version 1; numbered migrations in `migrations[]`):
+ * Schema (user_version 2; numbered migrations in `migrations[]`):
  *
  *   meta(key TEXT PRIMARY KEY, value)
  *       'uuid'    the journal's UUID (batch ids are "<uuid>-<seq>")
  *       'session' incremented at every read-write open: batch claims
  *   partitions(id INTEGER PRIMARY KEY, topic, partition, route,
  *              high_offset, batched_offset, pending_count, pending_bytes,
- *              UNIQUE(topic, partition))
+ *              epoch, sealed, epoch_start, UNIQUE(topic, partition, epoch))
+ *       One row per offset EPOCH of (topic, partition): when a partition
+ *       starts again below its high_offset (topic recreated, cluster
+ *       rebuilt), journal_new_epoch seals the row (its events are still
+ *       batched and delivered, all of them settled) and inserts epoch + 1
+ *       with its own high_offset and cursor, from epoch_start - 1. Only the
+ *       unsealed row (one per partition) takes appends, drops and the
+ *       INV-2 filter.
  *       high_offset: highest offset ever journaled (duplicate filter, INV-2;
  *       lowered only by journal_drop_partition). batched_offset: the batch
  *       cursor: every journaled event <= it is (or was) in a batch, every
@@ -230,6 +237,7 @@ enum op {
     OP_RETIRE,
     OP_REQUEUE,
     OP_REPLAY,
+    OP_EPOCH,
 };
 
 /*
@@ -470,6 +478,26 @@ static const char *const migrations[] = {
     " value_len INTEGER NOT NULL);"
     "CREATE INDEX dead_chunk ON dead(chunk_id, offset);"
     "CREATE INDEX dead_route ON dead(route, id);",
+    /* 2: offset epochs. A partition that starts again below its high
+     * offset (topic recreated, cluster rebuilt) gets a new row (epoch + 1)
+     * and the old one is sealed: its events are still delivered, the new
+     * row has its own duplicate filter and batch cursor. The table is
+     * rebuilt because UNIQUE(topic, partition) becomes (.., epoch). */
+    "CREATE TABLE partitions_v2("
+    " id INTEGER PRIMARY KEY, topic TEXT NOT NULL, partition INTEGER NOT NULL,"
+    " route INTEGER NOT NULL, high_offset INTEGER NOT NULL,"
+    " batched_offset INTEGER NOT NULL, pending_count INTEGER NOT NULL,"
+    " pending_bytes INTEGER NOT NULL, epoch INTEGER NOT NULL DEFAULT 0,"
+    " sealed INTEGER NOT NULL DEFAULT 0, epoch_start INTEGER NOT NULL"
+    " DEFAULT -1, UNIQUE(topic, partition, epoch));"
+    "INSERT INTO partitions_v2(id, topic, partition, route, high_offset,"
+    " batched_offset, pending_count, pending_bytes)"
+    " SELECT id, topic, partition, route, high_offset, batched_offset,"
+    " pending_count, pending_bytes FROM partitions;"
+    "DROP TABLE partitions;"
+    "ALTER TABLE partitions_v2 RENAME TO partitions;"
+    "CREATE UNIQUE INDEX partitions_current ON partitions(topic, partition)"
+    " WHERE sealed = 0;",
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -1145,7 +1173,7 @@ static int wstmts_prepare(struct journal *j, char *err, size_t errlen)
 
     rc = prep(j->wdb,
               "SELECT id, high_offset FROM partitions"
-              " WHERE topic = ? AND partition = ?",
+              " WHERE topic = ? AND partition = ? AND sealed = 0",
               &w->sel_part, err, errlen);
     if (rc == 0) {
         rc = prep(j->wdb,
@@ -1520,7 +1548,7 @@ static int op_cut(struct journal *j, struct req *r)
     }
     rc = prep(j->wdb,
               "SELECT c.id, c.part_id, c.first_offset, c.last_offset,"
-              " p.topic, p.partition, p.batched_offset, c.data"
+              " p.topic, p.partition, p.batched_offset, c.data, p.sealed"
               " FROM chunks c JOIN partitions p ON p.id = c.part_id"
               " WHERE c.route = ? AND c.cut = 0 ORDER BY c.id",
               &st, r->err, sizeof(r->err));
@@ -1555,8 +1583,12 @@ static int op_cut(struct journal *j, struct req *r)
             memset(p, 0, sizeof(*p));
             p->part_id = part_id;
             p->batched = sqlite3_column_int64(st, 6);
-            p->settled = settled_of(q, topic ? topic : "",
-                                    sqlite3_column_int(st, 5)); /* INV-3 */
+            /* INV-3; a sealed epoch was settled before it was sealed
+             * (the caller dropped what was not) */
+            p->settled = sqlite3_column_int(st, 8)
+                             ? INT64_MAX
+                             : settled_of(q, topic ? topic : "",
+                                          sqlite3_column_int(st, 5));
         }
         if (p->blocked || first > p->settled) {
             p->blocked = 1;
@@ -1947,7 +1979,7 @@ static int op_drop(struct journal *j, struct req *r)
     res->high_offset = -1;
     rc = prep(j->wdb,
               "SELECT id, high_offset, batched_offset FROM partitions"
-              " WHERE topic = ? AND partition = ?",
+              " WHERE topic = ? AND partition = ? AND sealed = 0",
               &st, r->err, sizeof(r->err));
     if (rc < 0) {
         return rc;
@@ -2098,6 +2130,73 @@ out:
     sqlite3_finalize(st);
     chunk_buf_release(&buf);
     free(rows);
+    return rc;
+}
+
+/* --------------------------------------------------------- writer: epoch */
+
+/*
+ * Seals (topic, partition)'s current row and inserts the next epoch, whose
+ * duplicate filter and batch cursor start at start_offset - 1 (INV-2 holds
+ * within each epoch). r->n1 = the new epoch. A partition never journaled
+ * gets its first row (epoch 0) starting there.
+ */
+static int op_epoch(struct journal *j, struct req *r)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t id = -1, epoch = -1, route = r->route;
+    int rc = prep(j->wdb,
+                  "SELECT id, epoch, route FROM partitions"
+                  " WHERE topic = ? AND partition = ? AND sealed = 0",
+                  &st, r->err, sizeof(r->err));
+
+    if (rc < 0) {
+        return rc;
+    }
+    sqlite3_bind_text(st, 1, r->text, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, r->partition);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        id = sqlite3_column_int64(st, 0);
+        epoch = sqlite3_column_int64(st, 1);
+        route = sqlite3_column_int64(st, 2);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = 0;
+    } else {
+        rc = sql_fail(j->wdb, rc, "read partition", r->err, sizeof(r->err));
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc < 0) {
+        return rc;
+    }
+    if (id >= 0) {
+        rc = exec_i64(j->wdb, "UPDATE partitions SET sealed = 1 WHERE id = ?",
+                      1, &id, r->err, sizeof(r->err));
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    rc = prep(j->wdb,
+              "INSERT INTO partitions(topic, partition, route, high_offset,"
+              " batched_offset, pending_count, pending_bytes, epoch, sealed,"
+              " epoch_start) VALUES(?, ?, ?, ?, ?, 0, 0, ?, 0, ?)",
+              &st, r->err, sizeof(r->err));
+    if (rc < 0) {
+        return rc;
+    }
+    sqlite3_bind_text(st, 1, r->text, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, r->partition);
+    sqlite3_bind_int64(st, 3, route);
+    sqlite3_bind_int64(st, 4, r->i1 - 1);
+    sqlite3_bind_int64(st, 5, r->i1 - 1);
+    sqlite3_bind_int64(st, 6, epoch + 1);
+    sqlite3_bind_int64(st, 7, r->i1);
+    rc =
+        step_done(j->wdb, st, "insert partition epoch", r->err, sizeof(r->err));
+    sqlite3_finalize(st);
+    r->n1 = epoch + 1;
     return rc;
 }
 
@@ -2587,6 +2686,8 @@ static int run_op(struct journal *j, struct req *r)
         return op_requeue(j, r);
     case OP_REPLAY:
         return op_replay(j, r);
+    case OP_EPOCH:
+        return op_epoch(j, r);
     }
     return -EINVAL;
 }
@@ -2767,6 +2868,9 @@ static void call_cb(struct req *r)
         break;
     case OP_REPLAY:
         ((journal_replay_cb)r->cb)(r->arg, r->status, r->n1, r->n2, e);
+        break;
+    case OP_EPOCH:
+        ((journal_count_cb)r->cb)(r->arg, r->status, r->n1, e);
         break;
     }
 }
@@ -3024,7 +3128,21 @@ int journal_open(const struct journal_options *opts, struct journal **out,
         goto fail;
     }
     if (j->read_only) {
-        rc = load_meta(j, j->rdb, err, errlen);
+        int64_t ver = 0;
+
+        rc = query_i64(j->rdb, "PRAGMA user_version", &ver, err, errlen);
+        if (rc == 0 && ver != NMIGRATIONS) {
+            /* the read queries know only the current schema */
+            set_err(err, errlen,
+                    "journal '%s' has schema version %" PRId64
+                    ", this kadx reads %d: open it read-write once "
+                    "(kadx run) to migrate it",
+                    j->path, ver, NMIGRATIONS);
+            rc = -EINVAL;
+        }
+        if (rc == 0) {
+            rc = load_meta(j, j->rdb, err, errlen);
+        }
         if (rc == 0) {
             rc = query_i64(j->rdb,
                            "SELECT COALESCE(SUM(undone_bytes), 0) FROM chunks",
@@ -3557,6 +3675,51 @@ int journal_drop_partition_async(struct journal *j, const char *topic,
     return run_async(j, r);
 }
 
+int journal_new_epoch(struct journal *j, const char *topic, int32_t partition,
+                      int route, int64_t start_offset, int64_t *epoch,
+                      char *err, size_t errlen)
+{
+    struct req r;
+    int rc;
+
+    if (topic == NULL || start_offset < 0) {
+        set_err(err, errlen, "new epoch: no topic or a negative offset");
+        return -EINVAL;
+    }
+    memset(&r, 0, sizeof(r));
+    r.op = OP_EPOCH;
+    r.text = topic;
+    r.partition = partition;
+    r.route = route;
+    r.i1 = start_offset;
+    rc = run_sync(j, &r, err, errlen);
+    if (rc == 0 && epoch != NULL) {
+        *epoch = r.n1;
+    }
+    return rc;
+}
+
+int journal_new_epoch_async(struct journal *j, const char *topic,
+                            int32_t partition, int route, int64_t start_offset,
+                            journal_count_cb cb, void *arg)
+{
+    struct req *r;
+
+    if (cb == NULL || topic == NULL || start_offset < 0) {
+        return -EINVAL;
+    }
+    r = req_new(OP_EPOCH, (void (*)(void))cb, arg, strlen(topic) + 1);
+    if (r == NULL) {
+        return -ENOMEM;
+    }
+    memcpy(r->arena, topic, strlen(topic) + 1);
+    r->text = r->arena;
+    r->partition = partition;
+    r->route = route;
+    r->i1 = start_offset;
+    return run_async(j, r);
+}
+
 int journal_retire(struct journal *j, int64_t cutoff_ms, int max_chunks,
                    int64_t *deleted, char *err, size_t errlen)
 {
@@ -3726,7 +3889,7 @@ int journal_high_offset(struct journal *j, const char *topic, int32_t partition,
     pthread_mutex_lock(&j->rmu);
     rc = prep(j->rdb,
               "SELECT high_offset FROM partitions WHERE topic = ?"
-              " AND partition = ?",
+              " AND partition = ? AND sealed = 0",
               &st, err, errlen);
     if (rc == 0) {
         sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
@@ -3840,9 +4003,10 @@ int journal_stats(struct journal *j, struct journal_stats *out, char *err,
         " COALESCE(SUM(c.count), 0), COALESCE(SUM(c.bytes), 0),"
         " COALESCE(SUM(c.undone), 0), COALESCE(SUM(c.undone_bytes), 0),"
         " COALESCE(SUM(c.dead), 0), COALESCE(SUM(c.dead_bytes), 0),"
-        " MIN(CASE WHEN c.undone > 0 THEN c.appended_ms END)"
+        " MIN(CASE WHEN c.undone > 0 THEN c.appended_ms END),"
+        " p.epoch, p.sealed, p.epoch_start"
         " FROM partitions p LEFT JOIN chunks c ON c.part_id = p.id"
-        " GROUP BY p.id ORDER BY p.route, p.topic, p.partition";
+        " GROUP BY p.id ORDER BY p.route, p.topic, p.partition, p.epoch";
     sqlite3_stmt *st = NULL;
     size_t cap = 0;
     int rc;
@@ -3878,6 +4042,9 @@ int journal_stats(struct journal *j, struct journal_stats *out, char *err,
         p->batched_offset = sqlite3_column_int64(st, 4);
         p->pending_count = sqlite3_column_int64(st, 5);
         p->pending_bytes = sqlite3_column_int64(st, 6);
+        p->epoch = sqlite3_column_int64(st, 14);
+        p->sealed = sqlite3_column_int(st, 15);
+        p->epoch_start = sqlite3_column_int64(st, 16);
         count = sqlite3_column_int64(st, 7);
         bytes = sqlite3_column_int64(st, 8);
         undone = sqlite3_column_int64(st, 9);

@@ -422,6 +422,23 @@ int journal_drop_partition_async(struct journal *j, const char *topic,
                                  int32_t partition, int64_t after_offset,
                                  journal_drop_cb cb, void *arg);
 
+/* ---------------------------------------------------------------- epochs */
+
+/*
+ * Starts a new offset epoch of (topic, partition) (the partition went
+ * backwards: topic recreated, cluster rebuilt, log truncated). The current
+ * row is sealed: its remaining events are batched without a settled limit,
+ * so the caller drops its unsettled ones first (journal_drop_partition,
+ * queued before this: requests run in order). The new epoch's duplicate
+ * filter and batch cursor start at start_offset - 1 (INV-2 holds within an
+ * epoch). route is used only when the partition has no row yet. *epoch
+ * (may be NULL) = the new epoch number. The async form reports it as the
+ * callback's count.
+ */
+int journal_new_epoch(struct journal *j, const char *topic, int32_t partition,
+                      int route, int64_t start_offset, int64_t *epoch,
+                      char *err, size_t errlen);
+
 /* ------------------------------------------------------------ retention */
 
 /*
@@ -436,6 +453,9 @@ int journal_retire(struct journal *j, int64_t cutoff_ms, int max_chunks,
                    int64_t *deleted, char *err, size_t errlen);
 typedef void (*journal_count_cb)(void *arg, int status, int64_t count,
                                  const char *err);
+int journal_new_epoch_async(struct journal *j, const char *topic,
+                            int32_t partition, int route, int64_t start_offset,
+                            journal_count_cb cb, void *arg);
 int journal_retire_async(struct journal *j, int64_t cutoff_ms, int max_chunks,
                          journal_count_cb cb, void *arg);
 
@@ -530,11 +550,14 @@ struct journal_partition_stats {
     int64_t dead_count, dead_bytes;
     int64_t oldest_pending_ms; /* append time of the oldest pending or
                                   in-flight event, 0 when none */
+    int64_t epoch;       /* offset epoch (0 = the first; journal_new_epoch) */
+    int sealed;          /* 1: an older epoch (no more appends) */
+    int64_t epoch_start; /* first offset of the epoch, -1 for epoch 0 */
 };
 
 struct journal_stats {
     size_t nparts;
-    struct journal_partition_stats *parts; /* sorted by route,topic,part */
+    struct journal_partition_stats *parts; /* by route,topic,part,epoch */
     int64_t file_bytes;                    /* database file size */
     int64_t wal_bytes;                     /* -wal file size */
     int64_t max_bytes;                     /* the cap, 0 = none */

@@ -636,6 +636,8 @@ struct rpart {
     int32_t partition;
     int route;
     int64_t high, batched, pending_count, pending_bytes;
+    int64_t epoch, epoch_start; /* offset epoch (journal.h); 0, -1 */
+    int epoch_begun;            /* salvage: the epoch exists in dst */
     /* check: sums over the chunks */
     int64_t sum_pending, sum_pending_bytes, max_last, prev_last;
 };
@@ -752,6 +754,32 @@ static int read_parts(sqlite3 *db, struct rparts *p, char *why, size_t whylen)
     }
     sqlite3_finalize(st);
     return 1;
+}
+
+/* Salvage: each row's offset epoch (schema 2; a schema 1 file, or a
+ * damaged table, leaves every row at epoch 0). */
+static void sv_read_epochs(struct rparts *p, sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+
+    for (size_t i = 0; i < p->n; i++) {
+        p->v[i].epoch = 0;
+        p->v[i].epoch_start = -1;
+    }
+    if (sqlite3_prepare_v2(db, "SELECT id, epoch, epoch_start FROM partitions",
+                           -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return;
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        struct rpart *r = rparts_find(p, sqlite3_column_int64(st, 0));
+
+        if (r != NULL) {
+            r->epoch = sqlite3_column_int64(st, 1);
+            r->epoch_start = sqlite3_column_int64(st, 2);
+        }
+    }
+    sqlite3_finalize(st);
 }
 
 /* A chunk's identity, for ordering reads. */
@@ -1025,8 +1053,8 @@ static int ck_schema(struct ck *c)
         version = sqlite3_column_int(st, 0);
     }
     sqlite3_finalize(st);
-    if (version != 1) {
-        problem(c, "schema version %d is not the one this kadx knows (1)",
+    if (version != 2) {
+        problem(c, "schema version %d is not the one this kadx knows (2)",
                 version);
         return 0;
     }
@@ -2005,6 +2033,7 @@ int recover_salvage(const char *src, const char *dst, int flags,
         goto unlock;
     }
     rc = read_parts(s.db, &s.parts, why, sizeof(why));
+    sv_read_epochs(&s.parts, s.db);
     if (rc == 0) {
         rc = sv_read_dead(&s);
     }
@@ -2034,7 +2063,7 @@ int recover_salvage(const char *src, const char *dst, int flags,
     ticker_init(&tick, pg, "salvage", (int64_t)nids);
     for (size_t i = 0; i < nids; i++) {
         struct rrow r;
-        const struct rpart *p;
+        struct rpart *p;
 
         ticker_tick(&tick, (int64_t)i);
         rc = read_chunk(row, ids[i].id, &r, why, sizeof(why));
@@ -2064,6 +2093,18 @@ int recover_salvage(const char *src, const char *dst, int flags,
             free(r.data);
             continue;
         }
+        if (p->epoch > 0 && !p->epoch_begun) {
+            /* a later epoch of the partition: its offsets start again, so
+             * it gets its own epoch in dst (chunks come in epoch order) */
+            rc = journal_new_epoch(dj, p->topic, p->partition, p->route,
+                                   p->epoch_start > 0 ? p->epoch_start : 0,
+                                   NULL, err, errlen);
+            if (rc < 0) {
+                free(r.data);
+                goto close_dst;
+            }
+        }
+        p->epoch_begun = 1;
         rc = sv_copy_chunk(&s, dj, ids[i].id, &r, p, flags, res, &evs, &evcap,
                            err, errlen);
         free(r.data);
@@ -2171,7 +2212,8 @@ static int dl_read(void *arg, sqlite3 *db)
         " (SELECT MIN(bp.first_offset) FROM batches b JOIN pieces bp"
         "  ON bp.batch_seq = b.seq WHERE b.state <= 2 AND (b.flags & 1) = 0"
         "  AND bp.part_id = p.id)"
-        " FROM partitions p ORDER BY p.topic, p.partition",
+        " FROM partitions p WHERE p.sealed = 0"
+        " ORDER BY p.topic, p.partition",
         -1, &st, NULL);
     if (rc != SQLITE_OK) {
         set_err(x->err, x->errlen, "delivered offsets: %s", sqlite3_errmsg(db));

@@ -175,12 +175,35 @@ static void test_native_minimal_defaults(void **state)
                      30000 + 600000 + 30000);
     assert_int_equal(cfg->forwarder.on_error, CONFIG_ON_ERROR_DEADLETTER);
     assert_int_equal(cfg->intake.skip_tombstones, 1);
+    assert_int_equal(cfg->intake.on_rewind, CONFIG_ON_REWIND_PAUSE);
+    assert_int_equal(cfg->intake.reset_latest, 0);
     assert_true(cfg->intake.low_water_bytes < cfg->intake.high_water_bytes);
     assert_true(cfg->intake.high_water_bytes <= cfg->journal.max_bytes);
     assert_int_equal(cfg->intake.ntopics, 1);
     assert_string_equal(cfg->intake.topics[0], "t");
     assert_string_equal(cfg->admin.listen, "127.0.0.1:8081");
     assert_null(cfg->admin.token);
+    config_free(cfg);
+}
+
+/* intake.on_rewind, and kafka.auto.offset.reset that kadx applies itself
+ * (gateway/INTAKE.md "Offsets that go backwards") */
+static void test_offset_reset_keys(void **state)
+{
+    struct config *cfg;
+
+    (void)state;
+    cfg = load_ok("{\"kafka\":{\"bootstrap.servers\":\"b:1\","
+                  "\"group.id\":\"g\",\"auto.offset.reset\":\"largest\"}," ADX
+                  "," ROUTE ",\"intake\":{\"on_rewind\":\"new_epoch\"}}");
+    assert_int_equal(cfg->intake.on_rewind, CONFIG_ON_REWIND_EPOCH);
+    assert_int_equal(cfg->intake.reset_latest, 1);
+    config_free(cfg);
+    cfg = load_ok("{\"kafka\":{\"bootstrap.servers\":\"b:1\","
+                  "\"group.id\":\"g\",\"auto.offset.reset\":\"earliest\"}," ADX
+                  "," ROUTE ",\"intake\":{\"on_rewind\":\"pause\"}}");
+    assert_int_equal(cfg->intake.on_rewind, CONFIG_ON_REWIND_PAUSE);
+    assert_int_equal(cfg->intake.reset_latest, 0);
     config_free(cfg);
 }
 
@@ -596,6 +619,11 @@ static const struct bad bad_configs[] = {
      "'journal.max_bytes' must be a byte count"},
     {NATIVE(",\"intake\":{\"skip_tombstones\":\"yes\"}"),
      "'intake.skip_tombstones' must be true or false"},
+    {NATIVE(",\"intake\":{\"on_rewind\":\"skip\"}"),
+     "'intake.on_rewind' must be pause or new_epoch, not 'skip'"},
+    {"{\"kafka\":{\"bootstrap.servers\":\"b:1\",\"group.id\":\"g\","
+     "\"auto.offset.reset\":\"error\"}," ADX "," ROUTE "}",
+     "'kafka.auto.offset.reset' must be earliest or latest"},
     {"{" KAFKA ",\"adx\":{\"ingest_url\":42}," ROUTE "}",
      "'adx.ingest_url' must be a string"},
     {"{" KAFKA "," ADX ",\"routes\":{}}", "'routes' must be an array"},
@@ -909,6 +937,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_native_minimal_defaults),
+        cmocka_unit_test(test_offset_reset_keys),
         cmocka_unit_test(test_native_full_fixture),
         cmocka_unit_test(test_route_for_topic),
         cmocka_unit_test(test_connector_equals_native),

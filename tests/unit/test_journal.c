@@ -572,6 +572,188 @@ static void test_mark_failed_dead_split(void **state)
     assert_int_equal(nbat, 0);
 }
 
+/*
+ * Offset epochs (a partition that went backwards: topic recreated). The
+ * old epoch's settled events are still cut and delivered (sealed: no
+ * settled limit), the new epoch has its own duplicate filter (INV-2 within
+ * an epoch) and its own cut cursor, and both survive a reopen.
+ */
+static void test_epoch(void **state)
+{
+    struct fx *f = *state;
+    struct journal_append_result res;
+    struct journal_cut_req q;
+    struct journal_batch *b;
+    struct journal_stats st;
+    int64_t high, epoch = -1;
+
+    jopen(f, 0, 0);
+    assert_int_equal(append_range(f, 0, "t", 0, 0, 99, NULL), 0);
+    /* the old life: 0..49 settled and batched, 50..99 settled, pending */
+    struct journal_offset settled[1] = {{"t", 0, 49}};
+    memset(&q, 0, sizeof(q));
+    q.route = 0;
+    q.max_rows = 1000;
+    q.max_bytes = 1 << 20;
+    q.settled = settled;
+    q.nsettled = 1;
+    assert_int_equal(journal_batch_cut(f->j, &q, &b, f->err, sizeof(f->err)),
+                     0);
+    assert_int_equal(b->nevents, 50);
+    journal_batch_free(b);
+
+    /* without an epoch, a recreated topic's 0..29 are "duplicates" */
+    assert_int_equal(append_range(f, 0, "t", 0, 0, 29, &res), 0);
+    assert_int_equal(res.appended, 0);
+    assert_int_equal(res.duplicates, 30);
+    journal_append_result_release(&res);
+
+    assert_int_equal(
+        journal_new_epoch(f->j, "t", 0, 0, 0, &epoch, f->err, sizeof(f->err)),
+        0);
+    assert_int_equal(epoch, 1);
+    assert_int_equal(
+        journal_high_offset(f->j, "t", 0, &high, f->err, sizeof(f->err)), 0);
+    assert_int_equal(high, -1);
+    assert_int_equal(append_range(f, 0, "t", 0, 0, 29, &res), 0);
+    assert_int_equal(res.appended, 30);
+    assert_int_equal(res.parts[0].high_offset, 29);
+    journal_append_result_release(&res);
+    /* INV-2 within the epoch */
+    assert_int_equal(append_range(f, 0, "t", 0, 20, 34, &res), 0);
+    assert_int_equal(res.appended, 5);
+    assert_int_equal(res.duplicates, 10);
+    journal_append_result_release(&res);
+
+    /* the new epoch is settled up to 9 only: the cut takes the sealed
+     * epoch's 50..99 (no settled limit) and the new epoch's 0..9 */
+    settled[0].offset = 9;
+    assert_int_equal(journal_batch_cut(f->j, &q, &b, f->err, sizeof(f->err)),
+                     0);
+    assert_non_null(b);
+    assert_int_equal(b->nevents, 60);
+    {
+        int old = 0, neu = 0;
+
+        for (size_t i = 0; i < b->nevents; i++) {
+            if (b->events[i].offset >= 50) {
+                old++;
+            } else {
+                assert_true(b->events[i].offset <= 9);
+                neu++;
+            }
+        }
+        assert_int_equal(old, 50);
+        assert_int_equal(neu, 10);
+    }
+    journal_batch_free(b);
+    assert_int_equal(journal_batch_cut(f->j, &q, &b, f->err, sizeof(f->err)),
+                     0);
+    assert_null(b);
+
+    /* drops touch the current epoch only */
+    struct journal_drop_result dr;
+    assert_int_equal(
+        journal_drop_partition(f->j, "t", 0, 19, &dr, f->err, sizeof(f->err)),
+        0);
+    assert_int_equal(dr.dropped, 15); /* 20..34 of epoch 1 */
+    assert_int_equal(dr.high_offset, 19);
+
+    jreopen(f);
+    assert_int_equal(journal_stats(f->j, &st, f->err, sizeof(f->err)), 0);
+    assert_int_equal(st.nparts, 2);
+    assert_int_equal(st.parts[0].epoch, 0);
+    assert_int_equal(st.parts[0].sealed, 1);
+    assert_int_equal(st.parts[0].high_offset, 99);
+    assert_int_equal(st.parts[0].pending_count, 0);
+    assert_int_equal(st.parts[0].inflight_count, 100);
+    assert_int_equal(st.parts[1].epoch, 1);
+    assert_int_equal(st.parts[1].sealed, 0);
+    assert_int_equal(st.parts[1].epoch_start, 0);
+    assert_int_equal(st.parts[1].high_offset, 19);
+    assert_int_equal(st.parts[1].pending_count, 10); /* 10..19 */
+    journal_stats_release(&st);
+    assert_int_equal(
+        journal_high_offset(f->j, "t", 0, &high, f->err, sizeof(f->err)), 0);
+    assert_int_equal(high, 19);
+
+    /* an epoch from a given offset; a partition never journaled */
+    assert_int_equal(
+        journal_new_epoch(f->j, "t", 0, 0, 500, &epoch, f->err, sizeof(f->err)),
+        0);
+    assert_int_equal(epoch, 2);
+    assert_int_equal(append_range(f, 0, "t", 0, 498, 501, &res), 0);
+    assert_int_equal(res.appended, 2); /* 500, 501 */
+    journal_append_result_release(&res);
+    assert_int_equal(
+        journal_new_epoch(f->j, "u", 3, 0, 7, &epoch, f->err, sizeof(f->err)),
+        0);
+    assert_int_equal(epoch, 0);
+    assert_int_equal(
+        journal_high_offset(f->j, "u", 3, &high, f->err, sizeof(f->err)), 0);
+    assert_int_equal(high, 6);
+    assert_int_equal(
+        journal_new_epoch(f->j, "t", 0, 0, -1, &epoch, f->err, sizeof(f->err)),
+        -EINVAL);
+}
+
+/* A journal of schema 1 (before epochs) is migrated at the first
+ * read-write open and keeps its partitions as epoch 0; a read-only open
+ * of an unmigrated file is refused with the reason. */
+static void test_epoch_migration(void **state)
+{
+    struct fx *f = *state;
+    struct journal_options o;
+    struct journal_stats st;
+    struct journal_append_result res;
+    sqlite3 *db;
+    int64_t high;
+
+    jopen(f, 0, 0);
+    assert_int_equal(append_range(f, 0, "t", 0, 0, 9, NULL), 0);
+    journal_close(f->j);
+    f->j = NULL;
+    /* rewrite the file as schema 1 had it */
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(
+            db,
+            "BEGIN;"
+            "CREATE TABLE p1(id INTEGER PRIMARY KEY, topic TEXT NOT NULL,"
+            " partition INTEGER NOT NULL, route INTEGER NOT NULL,"
+            " high_offset INTEGER NOT NULL, batched_offset INTEGER NOT NULL,"
+            " pending_count INTEGER NOT NULL, pending_bytes INTEGER NOT NULL,"
+            " UNIQUE(topic, partition));"
+            "INSERT INTO p1 SELECT id, topic, partition, route, high_offset,"
+            " batched_offset, pending_count, pending_bytes FROM partitions;"
+            "DROP TABLE partitions; ALTER TABLE p1 RENAME TO partitions;"
+            "PRAGMA user_version=1; COMMIT;",
+            NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+
+    memset(&o, 0, sizeof(o));
+    o.path = f->path;
+    o.read_only = 1;
+    assert_int_equal(journal_open(&o, &f->j, f->err, sizeof(f->err)), -EINVAL);
+    assert_non_null(strstr(f->err, "schema version 1"));
+    f->j = NULL;
+
+    jopen(f, 0, 0);
+    assert_int_equal(
+        journal_high_offset(f->j, "t", 0, &high, f->err, sizeof(f->err)), 0);
+    assert_int_equal(high, 9);
+    assert_int_equal(append_range(f, 0, "t", 0, 5, 12, &res), 0);
+    assert_int_equal(res.appended, 3);
+    journal_append_result_release(&res);
+    assert_int_equal(journal_stats(f->j, &st, f->err, sizeof(f->err)), 0);
+    assert_int_equal(st.nparts, 1);
+    assert_int_equal(st.parts[0].epoch, 0);
+    assert_int_equal(st.parts[0].sealed, 0);
+    assert_int_equal(st.parts[0].pending_count, 13);
+    journal_stats_release(&st);
+}
+
 static void test_settled_and_drop(void **state)
 {
     struct fx *f = *state;
@@ -1334,6 +1516,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cut_load_deliver_reopen, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_mark_failed_dead_split, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_epoch, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_epoch_migration, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_settled_and_drop, fx_setup,
                                         fx_teardown),

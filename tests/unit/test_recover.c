@@ -477,6 +477,62 @@ static void test_salvage_skips_delivered(void **state)
     f->j = open_j(f->path);
 }
 
+/* A partition with two offset epochs (journal_new_epoch): salvage keeps
+ * both lives, the later one as its own epoch in the new journal (before,
+ * its offsets already copied from the first life counted as present). */
+static void test_salvage_keeps_epochs(void **state)
+{
+    struct fixture *f = *state;
+    struct recover_salvage_result res;
+    struct journal_stats st;
+    struct journal *j2;
+    char err[256] = "";
+    int64_t epoch = -1;
+
+    assert_int_equal(
+        journal_new_epoch(f->j, TOPIC, 0, 0, 0, &epoch, err, sizeof(err)), 0);
+    assert_int_equal(epoch, 1);
+    {
+        struct journal_event ev[20];
+        char values[20][32];
+
+        for (int i = 0; i < 20; i++) {
+            snprintf(values[i], sizeof(values[i]), "{\"new\":%d}", i);
+            memset(&ev[i], 0, sizeof(ev[i]));
+            ev[i].topic = TOPIC;
+            ev[i].partition = 0;
+            ev[i].offset = i;
+            ev[i].value = values[i];
+            ev[i].value_len = strlen(values[i]);
+        }
+        assert_int_equal(journal_append(f->j, ev, 20, NULL, err, sizeof(err)),
+                         0);
+    }
+    journal_close(f->j);
+    f->j = NULL;
+    assert_int_equal(recover_salvage(f->path, f->path2,
+                                     RECOVER_SALVAGE_DELIVERED, NULL, &res, err,
+                                     sizeof(err)),
+                     0);
+    assert_int_equal(res.events_read, NPART * PER_PART + 20);
+    assert_int_equal(res.events_copied, NPART * PER_PART + 20);
+    j2 = open_j(f->path2);
+    assert_int_equal(journal_stats(j2, &st, err, sizeof(err)), 0);
+    assert_int_equal(st.nparts, 3);
+    for (size_t i = 0; i < st.nparts; i++) {
+        if (st.parts[i].partition == 0 && st.parts[i].epoch == 1) {
+            assert_int_equal(st.parts[i].sealed, 0);
+            assert_int_equal(st.parts[i].high_offset, 19);
+        } else if (st.parts[i].partition == 0) {
+            assert_int_equal(st.parts[i].sealed, 1);
+            assert_int_equal(st.parts[i].high_offset, PER_PART - 1);
+        }
+    }
+    journal_stats_release(&st);
+    journal_close(j2);
+    f->j = open_j(f->path);
+}
+
 static void test_json_string(void **state)
 {
     char *buf = NULL;
@@ -563,6 +619,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_check_refuses_held, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_check_and_salvage, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_salvage_keeps_epochs, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_salvage_skips_delivered, setup,
                                         teardown),
