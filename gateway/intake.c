@@ -594,6 +594,7 @@ static void intake_check_pressure(struct intake *in)
                  (long long)pending, (long long)lw);
     }
     in->c.paused = in->bp_paused || in->op_paused;
+    in->c.bp_paused = in->bp_paused;
     intake_apply_pause(in);
 }
 

@@ -116,6 +116,8 @@ struct intake_counters {
     uint64_t dropped;       /* unsettled events dropped (INV-3) */
     uint64_t pauses;        /* backpressure pauses */
     int paused;             /* 1 while backpressure/operator pause holds */
+    int bp_paused;          /* 1 while the backpressure pause holds (INV-7:
+                               journal full, disk full or over high water) */
     int64_t pending_bytes;  /* journal_pending_bytes() at the last check */
     int64_t last_error_ms;  /* wall clock ms of last_error, 0 = none */
     char last_error[256];   /* last Kafka/journal problem, "" = none */
