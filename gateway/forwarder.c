@@ -2233,12 +2233,13 @@ static void on_retired(void *arg, int status, int64_t count, const char *err)
         return;
     }
     /* more to retire: go on soon, in small transactions; else idle (but
-     * look again soon while the disk is short of space: deliveries free
-     * chunks) */
+     * look again soon while the disk sets the cap: deliveries free chunks
+     * and appends fill them, faster than FW_RETIRE_IDLE_MS) */
     uv_timer_start(&fw->retire_timer, on_retire_timer,
-                   count > 0            ? FW_RETIRE_BUSY_MS
-                   : fw->space_pressure ? FW_RETIRE_PRESSURE_MS
-                                        : FW_RETIRE_IDLE_MS,
+                   count > 0 ? FW_RETIRE_BUSY_MS
+                   : fw->space_pressure || fw->space_limited
+                       ? FW_RETIRE_PRESSURE_MS
+                       : FW_RETIRE_IDLE_MS,
                    0);
 }
 

@@ -3183,12 +3183,13 @@ int journal_open(const struct journal_options *opts, struct journal **out,
         if (rc == 0) {
             /* after a checkpoint the -wal file is cut back to 64 MiB
              * instead of keeping its largest size; with space awareness
-             * to the reserve, if smaller (a WAL that keeps its peak size
-             * would hold the reserve's space for good) */
+             * to a quarter of the reserve, if smaller (a WAL that keeps
+             * its peak size holds disk space the journal's pages and the
+             * reserve need) */
             int64_t lim = (int64_t)64 << 20;
 
-            if (j->reserve_bytes > 0 && j->reserve_bytes < lim) {
-                lim = j->reserve_bytes;
+            if (j->reserve_bytes > 0 && j->reserve_bytes / 4 < lim) {
+                lim = j->reserve_bytes / 4;
             }
             snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit=%" PRId64,
                      lim);
