@@ -317,10 +317,11 @@ struct journal {
      * space_cap and group_bytes belong to the writer thread; used_last and
      * full are written by the writer and read anywhere (atomics) */
     int64_t reserve_bytes;
-    int64_t space_cap;   /* effective cap measured at the group's start */
-    int64_t group_bytes; /* bytes appended by the running group so far */
-    int64_t used_last;   /* pages in use after the last commit */
-    int full;            /* enum journal_full of the last append */
+    int64_t space_cap;    /* effective cap measured at the group's start */
+    int64_t group_bytes;  /* bytes appended by the running group so far */
+    int64_t used_last;    /* pages in use after the last commit */
+    int full;             /* enum journal_full of the last append */
+    int64_t fs_size_fake; /* options.fs_size_bytes (tests) */
 };
 
 static void req_free(struct req *r);
@@ -2664,7 +2665,8 @@ static int64_t file_size(const char *path, const char *suffix);
 /* Measures the filesystem and the journal's files into *out (fs_*, file,
  * wal, effective cap); used_bytes is left to the caller. */
 static int space_fill(const char *path, int64_t max_bytes, int64_t reserve,
-                      struct journal_space *out, char *err, size_t errlen)
+                      int64_t fake_size, struct journal_space *out, char *err,
+                      size_t errlen)
 {
     char *dir = dir_of(path);
     struct statvfs sv;
@@ -2678,6 +2680,12 @@ static int space_fill(const char *path, int64_t max_bytes, int64_t reserve,
     out->wal_bytes = file_size(path, "-wal");
     if (dir == NULL) {
         rc = -ENOMEM;
+    } else if (fake_size > 0) {
+        out->fs_bytes = fake_size;
+        out->fs_free_bytes = fake_size - out->file_bytes - out->wal_bytes;
+        if (out->fs_free_bytes < 0) {
+            out->fs_free_bytes = 0;
+        }
     } else if (statvfs(dir, &sv) < 0) {
         rc = -errno;
         set_err(err, errlen, "cannot measure the filesystem of '%s': %s", dir,
@@ -2702,15 +2710,16 @@ static void space_measure_group(struct journal *j)
     if (j->reserve_bytes <= 0) {
         return;
     }
-    if (space_fill(j->path, j->max_bytes, j->reserve_bytes, &sp, NULL, 0) ==
-        0) {
+    if (space_fill(j->path, j->max_bytes, j->reserve_bytes, j->fs_size_fake,
+                   &sp, NULL, 0) == 0) {
         j->space_cap = sp.effective_cap;
     }
 }
 
 void journal_space(struct journal *j, struct journal_space *out)
 {
-    (void)space_fill(j->path, j->max_bytes, j->reserve_bytes, out, NULL, 0);
+    (void)space_fill(j->path, j->max_bytes, j->reserve_bytes, j->fs_size_fake,
+                     out, NULL, 0);
     out->used_bytes = __atomic_load_n(&j->used_last, __ATOMIC_RELAXED);
     out->full = (enum journal_full)__atomic_load_n(&j->full, __ATOMIC_RELAXED);
 }
@@ -2722,7 +2731,7 @@ int journal_space_probe(const char *path, int64_t max_bytes,
     int rc;
 
     clear_err(err, errlen);
-    rc = space_fill(path, max_bytes, reserve_bytes, out, err, errlen);
+    rc = space_fill(path, max_bytes, reserve_bytes, 0, out, err, errlen);
     out->used_bytes = out->file_bytes;
     return rc;
 }
@@ -3134,6 +3143,7 @@ int journal_open(const struct journal_options *opts, struct journal **out,
     j->max_bytes = opts->max_bytes;
     j->reserve_bytes = opts->reserve_bytes > 0 ? opts->reserve_bytes : 0;
     j->space_cap = INT64_MAX;
+    j->fs_size_fake = opts->fs_size_bytes > 0 ? opts->fs_size_bytes : 0;
     j->loop = opts->loop;
     pthread_mutex_init(&j->mu, NULL);
     pthread_mutex_init(&j->rmu, NULL);

@@ -77,6 +77,10 @@ struct journal_options {
                                  cutting, marking and retiring batches and
                                  the settled file; 0 = off (appends only
                                  stop at max_bytes or SQLITE_FULL) */
+    int64_t fs_size_bytes;    /* tests: measure as if the journal's files
+                                 were alone on a filesystem this big (free
+                                 = size - file - wal) instead of statvfs;
+                                 0 = the real filesystem */
 };
 
 /*
