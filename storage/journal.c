@@ -2790,10 +2790,30 @@ static void req_fail(struct req *r, int status, const char *msg)
  * `end`) in one transaction, each in its own savepoint, and commits once
  * (group commit: one fsync for all). Sets every request's status.
  */
+/*
+ * After appends went through: the "full" state (journal_space) ends only
+ * once the pages in use are at or below 3/4 of the cap that refused (the
+ * pressure mark), so /readyz does not flap green each time an append
+ * squeezes into a few freed pages of an otherwise full journal.
+ */
+static void space_full_clear(struct journal *j, int64_t used)
+{
+    int f = __atomic_load_n(&j->full, __ATOMIC_RELAXED);
+    int64_t cap = f == JOURNAL_FULL_DISK  ? j->space_cap
+                  : f == JOURNAL_FULL_CAP ? j->max_bytes
+                                          : 0;
+
+    if (cap <= 0 || cap == INT64_MAX || used <= cap - cap / 4) {
+        __atomic_store_n(&j->full, JOURNAL_FULL_NO, __ATOMIC_RELAXED);
+    }
+}
+
 static void run_group(struct journal *j, struct req *head, struct req *end)
 {
     char err[ERR_MAX];
     struct req *r;
+    int64_t used;
+    int appended;
     int rc;
 
     for (r = head; r != end; r = r->next) {
@@ -2868,17 +2888,22 @@ retry:
         }
         return;
     }
+    appended = 0;
     for (r = head; r != end; r = r->next) {
         if (r->status == 1) {
             r->status = 0;
             __atomic_add_fetch(&j->pending_bytes, r->pending_delta,
                                __ATOMIC_RELAXED);
             if (r->op == OP_APPEND && r->ares.appended > 0) {
-                __atomic_store_n(&j->full, JOURNAL_FULL_NO, __ATOMIC_RELAXED);
+                appended = 1;
             }
         }
     }
-    __atomic_store_n(&j->used_last, used_bytes(j), __ATOMIC_RELAXED);
+    used = used_bytes(j);
+    __atomic_store_n(&j->used_last, used, __ATOMIC_RELAXED);
+    if (appended) {
+        space_full_clear(j, used);
+    }
 }
 
 static void *writer_main(void *arg)

@@ -19,13 +19,15 @@ configured cap, is the limit, so kadx must find that out itself
   reports the replay window actually kept, and everything is delivered
   exactly once.
 """
+import atexit
+import http.client
 import json
+import re
 import os
 import subprocess
 import threading
 import time
 
-import adx
 import harness
 import kafka
 import test_forwarder as tf
@@ -43,11 +45,14 @@ def mount_tmpfs(case, size_mib):
                     "tmpfs", mnt], check=True, capture_output=True)
 
     def umount():
+        if not os.path.ismount(mnt):
+            return
         harness._kill_all()
         r = subprocess.run(["umount", mnt], capture_output=True)
         if r.returncode != 0:  # still busy: detach it now, freed when idle
             subprocess.run(["umount", "-l", mnt], capture_output=True)
     case.addCleanup(umount)
+    atexit.register(umount)  # also when SIGTERM (meson's timeout) ends us
     return mnt
 
 
@@ -93,6 +98,16 @@ class DiskBase(tf.ForwarderBase):
     def get(self, k, path):
         return tf.admin_get(k, path)
 
+    def metrics(self, k):
+        line = k.wait_for("admin: listening on", timeout=30)
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", line).group(1))
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("GET", "/metrics")
+            return conn.getresponse().read().decode()
+        finally:
+            conn.close()
+
     def journal_check(self, k):
         st, body = self.get(k, "/readyz")
         return st, [c for c in body["checks"] if c["name"] == "journal"][0]
@@ -108,6 +123,11 @@ class FullDisk(DiskBase):
         emu.faults(fail_count=10 ** 9, fail_status=503, fail_permanent=False)
         self.config(emu)
         size0, _ = fs_bytes(self.mnt)
+        # --check says the configured cap cannot fit
+        rc, out, err = harness.run("run", "-c", self.cfg, "--check")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("journal.max_bytes 1073741824 cannot fit on the disk",
+                      err)
         k = self.start_kadx()
         k.wait_for("assigned", timeout=60, what="partitions assigned")
         prod = tf.Producer(self.bs, self.parts, per, 2500)
@@ -129,13 +149,17 @@ class FullDisk(DiskBase):
         self.assertEqual(jn["max_bytes"], 1024 * MIB)
         self.assertLess(jn["effective_max_bytes"], 24 * MIB)
         self.assertTrue(status["intake"]["paused"], status["intake"])
+        m = self.metrics(k)
+        self.assertIn("\nkadx_journal_disk_full 1\n", m)
+        self.assertIn("\nkadx_journal_reserve_bytes %d\n" % (8 * MIB), m)
+        cap = re.search(r"\nkadx_journal_effective_max_bytes (\d+)\n", m)
+        self.assertTrue(cap and 0 < int(cap.group(1)) < 24 * MIB, m)
         # the reserve stays free for draining (WAL, settled file, batches)
         _, free = fs_bytes(self.mnt)
         print("disk full: %d bytes free, journal %s, intake %s" % (
             free, json.dumps(jn), json.dumps(status["intake"])))
         self.assertGreater(free, 2 * MIB, jn)
-        journaled = emu.count(tf.TABLE)
-        self.assertEqual(journaled, 0)  # ADX refused everything
+        self.assertEqual(emu.count(tf.TABLE), 0)  # ADX refused everything
         # it stays so: ADX keeps refusing, kadx keeps retrying
         failed0 = emu.stats()["ingest_failed"]
         wait_until(lambda: emu.stats()["ingest_failed"] >= failed0 + 5,
