@@ -200,6 +200,7 @@ struct forwarder {
     int space_pressure;      /* journal_space_pressure at the last check */
     int space_limited;       /* the disk set the effective cap, last check */
     int space_full;          /* enum journal_full at the last check */
+    int pressure_seen;       /* pressure was logged once (then: debug) */
     int64_t early_events;    /* delivered events retired early, total */
     int64_t last_early_ms;   /* wall ms of the last early retirement */
     int open_handles;
@@ -2284,7 +2285,10 @@ static void fw_space_log(struct forwarder *fw, const struct journal_space *sp,
     }
     if (pressure != fw->space_pressure) {
         fw->space_pressure = pressure;
-        if (pressure) {
+        /* a small disk goes in and out of pressure all day: warn once,
+         * then say it at debug level */
+        if (pressure && !fw->pressure_seen) {
+            fw->pressure_seen = 1;
             log_warn("forwarder",
                      "journal: space pressure (%lld bytes used of an "
                      "effective cap of %lld): delivered events older than "
@@ -2292,11 +2296,16 @@ static void fw_space_log(struct forwarder *fw, const struct journal_space *sp,
                      "oldest first",
                      (long long)sp->used_bytes, (long long)sp->effective_cap,
                      (long long)fw->cfg->journal.min_retention_ms);
+        } else if (pressure) {
+            log_debug("forwarder",
+                      "journal: space pressure again (%lld bytes used of an "
+                      "effective cap of %lld)",
+                      (long long)sp->used_bytes, (long long)sp->effective_cap);
         } else {
-            log_info("forwarder",
-                     "journal: space pressure over (%lld bytes "
-                     "used of an effective cap of %lld)",
-                     (long long)sp->used_bytes, (long long)sp->effective_cap);
+            log_debug("forwarder",
+                      "journal: space pressure over (%lld bytes "
+                      "used of an effective cap of %lld)",
+                      (long long)sp->used_bytes, (long long)sp->effective_cap);
         }
     }
 }

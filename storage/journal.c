@@ -2791,10 +2791,11 @@ static void req_fail(struct req *r, int status, const char *msg)
  * (group commit: one fsync for all). Sets every request's status.
  */
 /*
- * After appends went through: the "full" state (journal_space) ends only
- * once the pages in use are at or below 3/4 of the cap that refused (the
- * pressure mark), so /readyz does not flap green each time an append
- * squeezes into a few freed pages of an otherwise full journal.
+ * After each commit: the "full" state (journal_space) ends once the pages
+ * in use are at or below 3/4 of the cap that refused (the pressure mark),
+ * not when one append squeezes into a few freed pages of an otherwise full
+ * journal (/readyz would flap), and also without an append (retirement
+ * made room but intake has nothing left to write).
  */
 static void space_full_clear(struct journal *j, int64_t used)
 {
@@ -2813,7 +2814,6 @@ static void run_group(struct journal *j, struct req *head, struct req *end)
     char err[ERR_MAX];
     struct req *r;
     int64_t used;
-    int appended;
     int rc;
 
     for (r = head; r != end; r = r->next) {
@@ -2888,22 +2888,16 @@ retry:
         }
         return;
     }
-    appended = 0;
     for (r = head; r != end; r = r->next) {
         if (r->status == 1) {
             r->status = 0;
             __atomic_add_fetch(&j->pending_bytes, r->pending_delta,
                                __ATOMIC_RELAXED);
-            if (r->op == OP_APPEND && r->ares.appended > 0) {
-                appended = 1;
-            }
         }
     }
     used = used_bytes(j);
     __atomic_store_n(&j->used_last, used, __ATOMIC_RELAXED);
-    if (appended) {
-        space_full_clear(j, used);
-    }
+    space_full_clear(j, used);
 }
 
 static void *writer_main(void *arg)

@@ -546,9 +546,10 @@ int journal_replay_async(struct journal *j,
  * retire transactions (which are never refused for space), checkpoints and
  * the settled-offsets file.
  */
-/* Why appends are refused. Set by a refused append; cleared by an append
- * that goes through leaving the pages in use at or below 3/4 of that cap
- * (hysteresis: no flapping while a full journal refills freed pages). */
+/* Why appends are refused. Set by a refused append; cleared by the first
+ * commit (of any write) after which the pages in use are at or below 3/4
+ * of that cap (hysteresis: no flapping while a full journal refills freed
+ * pages). */
 enum journal_full {
     JOURNAL_FULL_NO = 0, /* appends go through (or none yet) */
     JOURNAL_FULL_CAP,    /* the last append hit max_bytes */
