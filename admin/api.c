@@ -615,18 +615,49 @@ static void readyz_answer(struct admin *a, struct http_request *req,
         readyz_offsets(a, checks, &all_ok);
     }
 
-    /* journal: readable, under its cap */
+    /* journal: readable, room for appends (not at its cap, disk not
+     * full), intake not held back by backpressure (INV-7) */
     if (job->st_rc < 0) {
         snprintf(detail, sizeof(detail), "stats failed: %s", job->st_err);
         add_check(checks, "journal", 0, detail, &all_ok);
     } else {
-        int64_t used = stp->file_bytes + stp->wal_bytes;
-        int under = stp->max_bytes <= 0 || stp->file_bytes < stp->max_bytes;
+        struct journal_space sp;
+        struct intake_counters ic;
+        int ok = 1;
 
-        snprintf(detail, sizeof(detail),
-                 "%" PRId64 " bytes used of %" PRId64 "%s", used,
-                 stp->max_bytes, under ? "" : ": at its cap, intake paused");
-        add_check(checks, "journal", under, detail, &all_ok);
+        memset(&ic, 0, sizeof(ic));
+        if (a->src.intake != NULL) {
+            intake_get_counters(a->src.intake, &ic);
+        }
+        journal_space(a->src.journal, &sp);
+        if (sp.full == JOURNAL_FULL_DISK) {
+            snprintf(detail, sizeof(detail),
+                     "disk full: %" PRId64 " bytes used of an effective cap "
+                     "of %" PRId64 " (%" PRId64 " bytes free on the "
+                     "filesystem, %" PRId64 " kept in reserve); intake %s",
+                     sp.used_bytes, sp.effective_cap, sp.fs_free_bytes,
+                     sp.reserve_bytes, ic.bp_paused ? "paused" : "retrying");
+            ok = 0;
+        } else if (sp.full == JOURNAL_FULL_CAP) {
+            snprintf(detail, sizeof(detail),
+                     "journal at its cap: %" PRId64 " bytes used of %" PRId64
+                     "; intake %s",
+                     sp.used_bytes, stp->max_bytes,
+                     ic.bp_paused ? "paused" : "retrying");
+            ok = 0;
+        } else if (ic.bp_paused) {
+            snprintf(detail, sizeof(detail),
+                     "intake paused: %" PRId64 " journal bytes pending "
+                     "(high water %" PRId64 ")",
+                     ic.pending_bytes, cfg->intake.high_water_bytes);
+            ok = 0;
+        } else {
+            snprintf(detail, sizeof(detail),
+                     "%" PRId64 " bytes used of %" PRId64 "%s", sp.used_bytes,
+                     sp.effective_cap,
+                     sp.disk_limited ? " (effective cap set by the disk)" : "");
+        }
+        add_check(checks, "journal", ok, detail, &all_ok);
     }
 
     /* ADX: a token, and no route paused by a configuration error */
@@ -822,6 +853,49 @@ static cJSON *intake_json(struct intake *in)
     return o;
 }
 
+/* /status journal: the disk (journal_space) and the replay window kept
+ * (retention yields to space pressure). */
+static void status_space(struct admin *a, cJSON *j,
+                         const struct journal_stats *st, int64_t now)
+{
+    struct journal_space sp;
+    cJSON *d, *r;
+
+    journal_space(a->src.journal, &sp);
+    add_num(j, "used_bytes", (double)sp.used_bytes);
+    add_num(j, "effective_max_bytes", (double)sp.effective_cap);
+    d = cJSON_AddObjectToObject(j, "disk");
+    add_num(d, "fs_bytes", (double)sp.fs_bytes);
+    add_num(d, "free_bytes", (double)sp.fs_free_bytes);
+    add_num(d, "reserve_bytes", (double)sp.reserve_bytes);
+    cJSON_AddBoolToObject(d, "limits_cap", sp.disk_limited);
+    cJSON_AddStringToObject(d, "full",
+                            sp.full == JOURNAL_FULL_DISK  ? "disk"
+                            : sp.full == JOURNAL_FULL_CAP ? "cap"
+                                                          : "no");
+    r = cJSON_AddObjectToObject(j, "retention");
+    if (a->src.forwarder != NULL) {
+        struct forwarder_retention fr;
+
+        forwarder_retention(a->src.forwarder, &fr);
+        add_num(r, "retention_ms", (double)fr.retention_ms);
+        add_num(r, "min_retention_ms", (double)fr.min_retention_ms);
+        cJSON_AddBoolToObject(r, "space_pressure", fr.pressure);
+        add_num(r, "early_retired_events", (double)fr.early_events);
+        add_num(r, "last_early_retire_ms", (double)fr.last_early_ms);
+        /* shortened: the last early retirement is younger than the
+         * normal retention would have allowed */
+        cJSON_AddBoolToObject(r, "shortened",
+                              fr.last_early_ms > 0 &&
+                                  now - fr.last_early_ms < fr.retention_ms);
+    }
+    if (st->oldest_delivered_ms > 0) {
+        add_num(r, "replay_window_ms", (double)(now - st->oldest_delivered_ms));
+    } else {
+        cJSON_AddNullToObject(r, "replay_window_ms");
+    }
+}
+
 static void status_answer(struct admin *a, struct http_request *req,
                           struct rjob *job)
 {
@@ -856,6 +930,7 @@ static void status_answer(struct admin *a, struct http_request *req,
     add_num(j, "pending_bytes", (double)st.pending_bytes);
     add_num(j, "batches_unfinished", (double)st.batches_unfinished);
     add_num(j, "chunks", (double)st.chunks);
+    status_space(a, j, &st, now);
 
     if (a->src.intake != NULL) {
         cJSON_AddItemToObject(o, "intake", intake_json(a->src.intake));
@@ -1315,6 +1390,51 @@ static void metrics_by_state(struct sbuf *b, const struct config *cfg,
     }
 }
 
+/* The disk under the journal and retention under space pressure. */
+static void metrics_space(struct admin *a, struct sbuf *b,
+                          const struct journal_stats *st)
+{
+    struct journal_space sp;
+    int64_t now = wall_ms();
+
+    journal_space(a->src.journal, &sp);
+    sb_family(b, "kadx_journal_disk_free_bytes", "gauge",
+              "bytes the journal's filesystem still grants");
+    sb_printf(b, "kadx_journal_disk_free_bytes %" PRId64 "\n",
+              sp.fs_free_bytes);
+    sb_family(b, "kadx_journal_reserve_bytes", "gauge",
+              "disk bytes appends never take (journal.reserve_bytes)");
+    sb_printf(b, "kadx_journal_reserve_bytes %" PRId64 "\n", sp.reserve_bytes);
+    sb_family(b, "kadx_journal_effective_max_bytes", "gauge",
+              "the cap appends obey: journal.max_bytes or what the disk "
+              "holds minus the reserve, the smaller");
+    sb_printf(b, "kadx_journal_effective_max_bytes %" PRId64 "\n",
+              sp.effective_cap == INT64_MAX ? (int64_t)0 : sp.effective_cap);
+    sb_family(b, "kadx_journal_used_bytes", "gauge",
+              "journal pages in use (the cap's measure)");
+    sb_printf(b, "kadx_journal_used_bytes %" PRId64 "\n", sp.used_bytes);
+    sb_family(b, "kadx_journal_disk_full", "gauge",
+              "1 while appends are refused because the disk is full");
+    sb_printf(b, "kadx_journal_disk_full %d\n",
+              sp.full == JOURNAL_FULL_DISK ? 1 : 0);
+    sb_family(b, "kadx_journal_replay_window_seconds", "gauge",
+              "age of the oldest delivered event still kept for replay");
+    sb_printf(b, "kadx_journal_replay_window_seconds %.3f\n",
+              st->oldest_delivered_ms > 0
+                  ? (double)(now - st->oldest_delivered_ms) / 1000.0
+                  : 0.0);
+    if (a->src.forwarder != NULL) {
+        struct forwarder_retention fr;
+
+        forwarder_retention(a->src.forwarder, &fr);
+        sb_family(b, "kadx_early_retired_events_total", "counter",
+                  "delivered events retired before journal.retention_ms "
+                  "under disk space pressure");
+        sb_printf(b, "kadx_early_retired_events_total %" PRId64 "\n",
+                  fr.early_events);
+    }
+}
+
 static void metrics_journal(struct admin *a, struct sbuf *b,
                             const struct journal_stats *st)
 {
@@ -1329,6 +1449,7 @@ static void metrics_journal(struct admin *a, struct sbuf *b,
     sb_family(b, "kadx_journal_max_bytes", "gauge",
               "The journal's byte cap (0 = none).");
     sb_printf(b, "kadx_journal_max_bytes %" PRId64 "\n", st->max_bytes);
+    metrics_space(a, b, st);
     sb_family(b, "kadx_journal_pending_bytes", "gauge",
               "Bytes of events not yet delivered nor dead.");
     sb_printf(b, "kadx_journal_pending_bytes %" PRId64 "\n", st->pending_bytes);

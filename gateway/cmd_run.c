@@ -12,6 +12,7 @@
 #include "gateway/config.h"
 #include "gateway/daemon.h"
 #include "gateway/log.h"
+#include "storage/journal.h"
 
 #include <malloc.h>
 #include <stdlib.h>
@@ -117,6 +118,34 @@ static int take_value(int argc, char **argv, int *i, const char *name,
     return 1;
 }
 
+/*
+ * --check: says when journal.max_bytes cannot fit on the journal's disk
+ * (what the filesystem grants now plus the journal's own file, minus
+ * journal.reserve_bytes). A warning, not a refusal: the journal then obeys
+ * the smaller effective cap and intake pauses there (INV-7).
+ */
+static void check_space(const struct config *cfg)
+{
+    struct journal_space sp;
+    char err[512];
+
+    if (journal_space_probe(cfg->journal.path, cfg->journal.max_bytes,
+                            cfg->journal.reserve_bytes, &sp, err,
+                            sizeof(err)) < 0) {
+        log_warn("run", "journal: %s", err);
+        return;
+    }
+    if (sp.disk_limited) {
+        log_warn("run",
+                 "journal.max_bytes %lld cannot fit on the disk of '%s': "
+                 "%lld bytes free, %lld held by the journal, %lld kept in "
+                 "reserve (journal.reserve_bytes): effective cap %lld bytes",
+                 (long long)sp.max_bytes, cfg->journal.path,
+                 (long long)sp.fs_free_bytes, (long long)sp.file_bytes,
+                 (long long)sp.reserve_bytes, (long long)sp.effective_cap);
+    }
+}
+
 int cmd_run(int argc, char **argv)
 {
     struct config_overrides ov = {0};
@@ -160,6 +189,8 @@ int cmd_run(int argc, char **argv)
     }
     if (check) {
         char *json = config_to_json(cfg);
+
+        check_space(cfg);
 
         if (json == NULL) {
             log_error("run", "out of memory");

@@ -847,6 +847,8 @@ static int set_defaults(struct config *c)
     c->adx.server_timeout_ms = CONFIG_SERVER_TIMEOUT_DEFAULT_MS;
     c->journal.max_bytes = (int64_t)1024 * MIB;
     c->journal.retention_ms = (int64_t)24 * 3600 * 1000;
+    c->journal.reserve_bytes = 8 * MIB;
+    c->journal.min_retention_ms = 0;
     c->journal.sync_full = 1;
     c->forwarder.batch_max_bytes = MIB;
     c->forwarder.batch_max_rows = 10000;
@@ -890,8 +892,10 @@ static const char *const route_keys[] = {
 static const char *const meta_keys[] = {"topic",     "partition", "offset",
                                         "timestamp", "key",       "headers",
                                         "batch_id",  NULL};
-static const char *const journal_keys[] = {"path", "max_bytes", "retention_ms",
-                                           "sync", NULL};
+static const char *const journal_keys[] = {
+    "path", "max_bytes",     "retention_ms",
+    "sync", "reserve_bytes", "min_retention_ms",
+    NULL};
 static const char *const forwarder_keys[] = {"batch_max_bytes",
                                              "batch_max_rows",
                                              "linger_ms",
@@ -1163,6 +1167,11 @@ static int load_native(struct loader *l, const cJSON *root)
             (rc = opt_num(l, o, "journal", "retention_ms", NUM_MS, 0,
                           (int64_t)365 * 24 * 3600 * 1000,
                           &c->journal.retention_ms)) < 0 ||
+            (rc = opt_num(l, o, "journal", "reserve_bytes", NUM_SIZE, 0,
+                          (int64_t)1 << 40, &c->journal.reserve_bytes)) < 0 ||
+            (rc = opt_num(l, o, "journal", "min_retention_ms", NUM_MS, 0,
+                          (int64_t)365 * 24 * 3600 * 1000,
+                          &c->journal.min_retention_ms)) < 0 ||
             (rc = opt_nonempty(l, o, "journal", "sync", &s)) < 0) {
             free(s);
             return rc;
@@ -2930,6 +2939,8 @@ char *config_to_json(const struct config *cfg)
     rc |= add_str(o, "path", cfg->journal.path);
     rc |= add_num(o, "max_bytes", cfg->journal.max_bytes);
     rc |= add_num(o, "retention_ms", cfg->journal.retention_ms);
+    rc |= add_num(o, "reserve_bytes", cfg->journal.reserve_bytes);
+    rc |= add_num(o, "min_retention_ms", cfg->journal.min_retention_ms);
     rc |= add_str(o, "sync", cfg->journal.sync_full ? "full" : "normal");
     o = add_obj(root, "forwarder");
     if (rc < 0 || o == NULL) {

@@ -96,10 +96,14 @@ struct config_route {
 };
 
 struct config_journal {
-    char *path;           /* default "./kadx-journal.db" */
-    int64_t max_bytes;    /* default 1 GiB */
-    int64_t retention_ms; /* delivered data kept for replay; default 24 h */
-    int sync_full;        /* 1 = synchronous=FULL (default), 0 = NORMAL */
+    char *path;               /* default "./kadx-journal.db" */
+    int64_t max_bytes;        /* default 1 GiB */
+    int64_t retention_ms;     /* delivered data kept for replay; default 24 h */
+    int sync_full;            /* 1 = synchronous=FULL (default), 0 = NORMAL */
+    int64_t reserve_bytes;    /* disk space appends never take (kept for
+                                 draining); default 8 MiB, 0 = off */
+    int64_t min_retention_ms; /* replay window kept even under disk
+                                 pressure; default 0 */
 };
 
 /*

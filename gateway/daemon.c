@@ -138,6 +138,7 @@ int daemon_run_hooks(const struct config *cfg, const struct daemon_hooks *hooks)
     jo.path = cfg->journal.path;
     jo.max_bytes = cfg->journal.max_bytes;
     jo.sync_full = cfg->journal.sync_full;
+    jo.reserve_bytes = cfg->journal.reserve_bytes;
     jo.loop = &k.loop;
     rc = journal_open(&jo, &k.journal, err, sizeof(err));
     if (rc < 0) {
@@ -152,6 +153,20 @@ int daemon_run_hooks(const struct config *cfg, const struct daemon_hooks *hooks)
                  journal_permission_warning(k.journal));
     }
 
+    {
+        struct journal_space sp;
+
+        journal_space(k.journal, &sp);
+        if (sp.disk_limited) {
+            log_warn("kadx",
+                     "journal.max_bytes %lld cannot fit on the disk: %lld "
+                     "bytes free, %lld held by the journal, %lld kept in "
+                     "reserve: effective cap %lld bytes",
+                     (long long)sp.max_bytes, (long long)sp.fs_free_bytes,
+                     (long long)sp.file_bytes, (long long)sp.reserve_bytes,
+                     (long long)sp.effective_cap);
+        }
+    }
     rc = intake_start(&k.loop, cfg, k.journal, &k.intake, err, sizeof(err));
     if (rc < 0) {
         log_error("kadx", "intake: %s", err);

@@ -175,6 +175,18 @@ const char *forwarder_route_exactly_once_error(const struct forwarder *fw,
 int64_t forwarder_token_expires_ms(const struct forwarder *fw);
 const char *forwarder_token_error(const struct forwarder *fw);
 
+/* Retention under disk pressure (journal_space_pressure): delivered
+ * events retired before journal.retention_ms to make room. */
+struct forwarder_retention {
+    int64_t retention_ms;     /* journal.retention_ms */
+    int64_t min_retention_ms; /* journal.min_retention_ms */
+    int pressure;             /* under space pressure at the last check */
+    int64_t early_events;     /* delivered events retired early, total */
+    int64_t last_early_ms;    /* wall ms of the last one, 0 = never */
+};
+void forwarder_retention(const struct forwarder *fw,
+                         struct forwarder_retention *out);
+
 /* Batches held in memory over all routes (0 when idle). */
 size_t forwarder_inflight(const struct forwarder *fw);
 

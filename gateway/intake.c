@@ -249,12 +249,14 @@ struct intake {
     struct msgbuf fly;
     struct journal_event *ev;
     size_t evcap;
-    int appending;      /* fly is with the journal */
-    int append_failed;  /* fly came back with an error: retry it */
-    int append_retries; /* failed attempts of the current fly */
-    uint64_t retry_at;  /* uv_now of the next append retry */
-    int drain_blocked;  /* acc full: drain again after the append */
-    int first_assigned; /* the first assignment of this process is done */
+    int appending;         /* fly is with the journal */
+    int append_failed;     /* fly came back with an error: retry it */
+    int64_t acc_max_bytes; /* INTAKE_ACC_MAX_BYTES, or less on a small
+                              disk (intake_acc_limit) */
+    int append_retries;    /* failed attempts of the current fly */
+    uint64_t retry_at;     /* uv_now of the next append retry */
+    int drain_blocked;     /* acc full: drain again after the append */
+    int first_assigned;    /* the first assignment of this process is done */
 
     int bp_paused; /* backpressure (journal full or over high water) */
     int op_paused; /* operator */
@@ -623,6 +625,29 @@ static void intake_apply_pause(struct intake *in)
     in->kpaused = want;
 }
 
+/*
+ * INV-7 on a small disk: one append must fit in the journal's effective
+ * cap with room to spare, twice over (the journal counts an append's bytes
+ * once in its pages and once in the WAL), or a paused intake could hold a
+ * request that never fits. So an append carries at most 1/8 of the
+ * effective cap (journal.h "disk space"), between 256 KiB and
+ * INTAKE_ACC_MAX_BYTES.
+ */
+static void intake_acc_limit(struct intake *in)
+{
+    struct journal_space sp;
+    int64_t lim = INTAKE_ACC_MAX_BYTES;
+
+    journal_space(in->j, &sp);
+    if (sp.effective_cap / 8 < lim) {
+        lim = sp.effective_cap / 8;
+    }
+    if (lim < 256 * 1024) {
+        lim = 256 * 1024;
+    }
+    in->acc_max_bytes = lim;
+}
+
 /* INV-7: pause at high water or -ENOSPC, resume at low water only. */
 static void intake_check_pressure(struct intake *in)
 {
@@ -632,6 +657,7 @@ static void intake_check_pressure(struct intake *in)
     int full = in->append_failed;
 
     in->c.pending_bytes = pending;
+    intake_acc_limit(in);
     if (!in->bp_paused && (full || (hw > 0 && pending >= hw))) {
         in->bp_paused = 1;
         in->c.pauses++;
@@ -648,6 +674,7 @@ static void intake_check_pressure(struct intake *in)
                  (long long)pending, (long long)lw);
     }
     in->c.paused = in->bp_paused || in->op_paused;
+    in->c.bp_paused = in->bp_paused;
     intake_apply_pause(in);
 }
 
@@ -1504,7 +1531,7 @@ static void intake_take(struct intake *in, rd_kafka_message_t *m)
 static int acc_full(const struct intake *in)
 {
     return in->acc.n >= INTAKE_ACC_MAX_MSGS ||
-           in->acc.used >= INTAKE_ACC_MAX_BYTES;
+           in->acc.used >= (size_t)in->acc_max_bytes;
 }
 
 static void on_idle(uv_idle_t *h)
@@ -2704,6 +2731,7 @@ int intake_start(uv_loop_t *loop, const struct config *cfg, struct journal *j,
     in->loop = loop;
     in->cfg = cfg;
     in->j = j;
+    intake_acc_limit(in);
     in->pipefd[0] = in->pipefd[1] = -1;
     snprintf(in->uuid, sizeof(in->uuid), "%s", journal_uuid(j));
     if (cfg->intake.ntopics == 0) {

@@ -144,6 +144,8 @@ struct intake_counters {
     uint64_t gaps;          /* retention gaps found */
     uint64_t gap_events;    /* events those gaps skipped */
     int rewound;            /* assigned partitions paused on a rewind now */
+    int bp_paused;          /* 1 while the backpressure pause holds (INV-7:
+                               journal full, disk full or over high water) */
     int64_t pending_bytes;  /* journal_pending_bytes() at the last check */
     int64_t last_error_ms;  /* wall clock ms of last_error, 0 = none */
     char last_error[256];   /* last Kafka/journal problem, "" = none */

@@ -107,6 +107,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -262,6 +263,7 @@ struct req {
     int64_t now_ms;
     int64_t i1; /* next_try_ms / at / after_offset / cutoff / id */
     int64_t i2; /* max_chunks / max_rows */
+    int64_t i3; /* retire: target used bytes (0 = none) */
     int route;
     const char *text; /* error text / reason / topic */
     int32_t partition;
@@ -318,6 +320,16 @@ struct journal {
     int async_init;
 
     int64_t pending_bytes; /* atomic (__atomic builtins) */
+
+    /* space awareness (journal_space): reserve_bytes is fixed at open;
+     * space_cap and group_bytes belong to the writer thread; used_last and
+     * full are written by the writer and read anywhere (atomics) */
+    int64_t reserve_bytes;
+    int64_t space_cap;    /* effective cap measured at the group's start */
+    int64_t group_bytes;  /* bytes appended by the running group so far */
+    int64_t used_last;    /* pages in use after the last commit */
+    int full;             /* enum journal_full of the last append */
+    int64_t fs_size_fake; /* options.fs_size_bytes (tests) */
 };
 
 static void req_free(struct req *r);
@@ -1237,6 +1249,36 @@ static int64_t used_bytes(struct journal *j)
     return (pages - (freel > 0 ? freel : 0)) * 4096;
 }
 
+/*
+ * INV-7: refuses an append (-ENOSPC, the caller rolls its savepoint back)
+ * that would cross max_bytes, or the effective cap the disk sets: its new
+ * pages are counted once in the pages in use and once more, with the rest
+ * of its group, for the WAL that holds them until a checkpoint (see
+ * journal.h, "disk space"). Writer thread.
+ */
+static int append_space_check(struct journal *j, int64_t bytes, char *err,
+                              size_t errlen)
+{
+    int64_t used = used_bytes(j);
+
+    if (j->max_bytes > 0 && used > j->max_bytes) {
+        set_err(err, errlen, "journal full: byte cap %" PRId64 " reached",
+                j->max_bytes);
+        __atomic_store_n(&j->full, JOURNAL_FULL_CAP, __ATOMIC_RELAXED);
+        return -ENOSPC;
+    }
+    if (j->reserve_bytes > 0 && used + j->group_bytes + bytes > j->space_cap) {
+        set_err(err, errlen,
+                "journal full (disk): effective cap %" PRId64
+                " bytes reached (%" PRId64 " bytes of pages in use, %" PRId64
+                " bytes kept free on the disk for draining)",
+                j->space_cap, used, j->reserve_bytes);
+        __atomic_store_n(&j->full, JOURNAL_FULL_DISK, __ATOMIC_RELAXED);
+        return -ENOSPC;
+    }
+    return 0;
+}
+
 /* Finds or creates the partition row: *id, *high. */
 static int part_get(struct journal *j, const char *topic, int32_t partition,
                     int route, int64_t *id, int64_t *high, char *err,
@@ -1422,11 +1464,11 @@ static int op_append(struct journal *j, struct req *r)
         res->appended += p->appended;
         res->duplicates += p->duplicates;
     }
-    if (j->max_bytes > 0 && res->appended > 0 && used_bytes(j) > j->max_bytes) {
-        set_err(r->err, sizeof(r->err),
-                "journal full: byte cap %" PRId64 " reached", j->max_bytes);
-        rc = -ENOSPC; /* INV-7: the savepoint is rolled back */
-        goto out;
+    if (res->appended > 0 && (j->max_bytes > 0 || j->reserve_bytes > 0)) {
+        rc = append_space_check(j, res->bytes, r->err, sizeof(r->err));
+        if (rc < 0) {
+            goto out; /* INV-7: the savepoint is rolled back */
+        }
     }
 out:
     /* the topics were borrowed from the events: copy them now */
@@ -2270,6 +2312,9 @@ static int op_retire(struct journal *j, struct req *r)
                           r->err, sizeof(r->err));
         }
         r->n1 += rows[i].count;
+        if (rc == 0 && r->i3 > 0 && used_bytes(j) <= r->i3) {
+            break; /* journal_retire_to: enough room again */
+        }
     }
     /* finished batches left without pieces go too */
     for (size_t i = 0; i < nseq && rc == 0; i++) {
@@ -2650,6 +2695,146 @@ out:
     return rc;
 }
 
+/* ---------------------------------------------------------- disk space */
+
+int64_t journal_effective_cap(int64_t max_bytes, int64_t fs_free_bytes,
+                              int64_t file_bytes, int64_t reserve_bytes,
+                              int *disk_limited)
+{
+    int64_t cap = max_bytes > 0 ? max_bytes : INT64_MAX;
+    int64_t disk;
+
+    if (disk_limited != NULL) {
+        *disk_limited = 0;
+    }
+    if (reserve_bytes <= 0) {
+        return cap;
+    }
+    disk = fs_free_bytes + file_bytes - reserve_bytes;
+    if (disk < 0) {
+        disk = 0;
+    }
+    if (disk < cap) {
+        cap = disk;
+        if (disk_limited != NULL) {
+            *disk_limited = 1;
+        }
+    }
+    return cap;
+}
+
+int journal_space_pressure(const struct journal_space *s, int64_t *target)
+{
+    int64_t cap = s->effective_cap;
+
+    if (target != NULL) {
+        *target = cap == INT64_MAX ? INT64_MAX : cap / 2;
+    }
+    if (s->full != JOURNAL_FULL_NO) {
+        return 1;
+    }
+    if (cap == INT64_MAX) {
+        return 0;
+    }
+    return s->used_bytes >= cap - cap / 4;
+}
+
+/* The directory that holds `path` (owned: free), for statvfs. */
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *d;
+
+    if (slash == NULL) {
+        return xstrdup(".");
+    }
+    if (slash == path) {
+        return xstrdup("/");
+    }
+    d = malloc((size_t)(slash - path) + 1);
+    if (d != NULL) {
+        memcpy(d, path, (size_t)(slash - path));
+        d[slash - path] = '\0';
+    }
+    return d;
+}
+
+static int64_t file_size(const char *path, const char *suffix);
+
+/* Measures the filesystem and the journal's files into *out (fs_*, file,
+ * wal, effective cap); used_bytes is left to the caller. */
+static int space_fill(const char *path, int64_t max_bytes, int64_t reserve,
+                      int64_t fake_size, struct journal_space *out, char *err,
+                      size_t errlen)
+{
+    char *dir = dir_of(path);
+    struct statvfs sv;
+    int rc = 0;
+
+    memset(out, 0, sizeof(*out));
+    out->checked_ms = wall_ms();
+    out->max_bytes = max_bytes;
+    out->reserve_bytes = reserve;
+    out->file_bytes = file_size(path, "");
+    out->wal_bytes = file_size(path, "-wal");
+    if (dir == NULL) {
+        rc = -ENOMEM;
+    } else if (fake_size > 0) {
+        out->fs_bytes = fake_size;
+        out->fs_free_bytes = fake_size - out->file_bytes - out->wal_bytes;
+        if (out->fs_free_bytes < 0) {
+            out->fs_free_bytes = 0;
+        }
+    } else if (statvfs(dir, &sv) < 0) {
+        rc = -errno;
+        set_err(err, errlen, "cannot measure the filesystem of '%s': %s", dir,
+                strerror(errno));
+    } else {
+        out->fs_bytes = (int64_t)sv.f_blocks * (int64_t)sv.f_frsize;
+        out->fs_free_bytes = (int64_t)sv.f_bavail * (int64_t)sv.f_frsize;
+    }
+    free(dir);
+    out->effective_cap =
+        journal_effective_cap(max_bytes, out->fs_free_bytes, out->file_bytes,
+                              rc == 0 ? reserve : 0, &out->disk_limited);
+    return rc;
+}
+
+/* Writer thread, before each group: the effective cap its appends obey. A
+ * filesystem that cannot be measured leaves the previous value. */
+static void space_measure_group(struct journal *j)
+{
+    struct journal_space sp;
+
+    if (j->reserve_bytes <= 0) {
+        return;
+    }
+    if (space_fill(j->path, j->max_bytes, j->reserve_bytes, j->fs_size_fake,
+                   &sp, NULL, 0) == 0) {
+        j->space_cap = sp.effective_cap;
+    }
+}
+
+void journal_space(struct journal *j, struct journal_space *out)
+{
+    (void)space_fill(j->path, j->max_bytes, j->reserve_bytes, j->fs_size_fake,
+                     out, NULL, 0);
+    out->used_bytes = __atomic_load_n(&j->used_last, __ATOMIC_RELAXED);
+    out->full = (enum journal_full)__atomic_load_n(&j->full, __ATOMIC_RELAXED);
+}
+
+int journal_space_probe(const char *path, int64_t max_bytes,
+                        int64_t reserve_bytes, struct journal_space *out,
+                        char *err, size_t errlen)
+{
+    int rc;
+
+    clear_err(err, errlen);
+    rc = space_fill(path, max_bytes, reserve_bytes, 0, out, err, errlen);
+    out->used_bytes = out->file_bytes;
+    return rc;
+}
+
 /* -------------------------------------------------------- writer thread */
 
 static void req_reset_outputs(struct req *r)
@@ -2706,16 +2891,38 @@ static void req_fail(struct req *r, int status, const char *msg)
  * `end`) in one transaction, each in its own savepoint, and commits once
  * (group commit: one fsync for all). Sets every request's status.
  */
+/*
+ * After each commit: the "full" state (journal_space) ends once the pages
+ * in use are at or below 3/4 of the cap that refused (the pressure mark),
+ * not when one append squeezes into a few freed pages of an otherwise full
+ * journal (/readyz would flap), and also without an append (retirement
+ * made room but intake has nothing left to write).
+ */
+static void space_full_clear(struct journal *j, int64_t used)
+{
+    int f = __atomic_load_n(&j->full, __ATOMIC_RELAXED);
+    int64_t cap = f == JOURNAL_FULL_DISK  ? j->space_cap
+                  : f == JOURNAL_FULL_CAP ? j->max_bytes
+                                          : 0;
+
+    if (cap <= 0 || cap == INT64_MAX || used <= cap - cap / 4) {
+        __atomic_store_n(&j->full, JOURNAL_FULL_NO, __ATOMIC_RELAXED);
+    }
+}
+
 static void run_group(struct journal *j, struct req *head, struct req *end)
 {
     char err[ERR_MAX];
     struct req *r;
+    int64_t used;
     int rc;
 
     for (r = head; r != end; r = r->next) {
         r->status = 1; /* 1 = not run yet / not final */
     }
+    space_measure_group(j);
 retry:
+    j->group_bytes = 0;
     rc = exec1(j->wdb, "BEGIN IMMEDIATE", err, sizeof(err));
     if (rc < 0) {
         for (r = head; r != end; r = r->next) {
@@ -2737,8 +2944,17 @@ retry:
         if (rc == 0) {
             rc = exec1(j->wdb, "RELEASE r", r->err, sizeof(r->err));
             if (rc == 0) {
+                if (r->op == OP_APPEND) {
+                    j->group_bytes += r->ares.bytes;
+                }
                 continue;
             }
+        }
+        if (r->op == OP_APPEND && rc == -ENOSPC) {
+            /* SQLITE_FULL: the disk itself (the cap checks set it too) */
+            int none = JOURNAL_FULL_NO;
+            __atomic_compare_exchange_n(&j->full, &none, JOURNAL_FULL_DISK, 0,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED);
         }
         if (rc == -EIO && r->err[0] == '\0') {
             snprintf(r->err, sizeof(r->err), "journal: %s",
@@ -2764,6 +2980,10 @@ retry:
         sqlite3_exec(j->wdb, "ROLLBACK", NULL, NULL, NULL);
         for (r = head; r != end; r = r->next) {
             if (r->status == 1) {
+                if (r->op == OP_APPEND && rc == -ENOSPC) {
+                    __atomic_store_n(&j->full, JOURNAL_FULL_DISK,
+                                     __ATOMIC_RELAXED);
+                }
                 req_fail(r, rc, err);
             }
         }
@@ -2776,6 +2996,9 @@ retry:
                                __ATOMIC_RELAXED);
         }
     }
+    used = used_bytes(j);
+    __atomic_store_n(&j->used_last, used, __ATOMIC_RELAXED);
+    space_full_clear(j, used);
 }
 
 static void *writer_main(void *arg)
@@ -3041,6 +3264,9 @@ int journal_open(const struct journal_options *opts, struct journal **out,
     j->read_only = opts->read_only != 0;
     j->sync_full = opts->sync_full;
     j->max_bytes = opts->max_bytes;
+    j->reserve_bytes = opts->reserve_bytes > 0 ? opts->reserve_bytes : 0;
+    j->space_cap = INT64_MAX;
+    j->fs_size_fake = opts->fs_size_bytes > 0 ? opts->fs_size_bytes : 0;
     j->loop = opts->loop;
     pthread_mutex_init(&j->mu, NULL);
     pthread_mutex_init(&j->rmu, NULL);
@@ -3089,9 +3315,18 @@ int journal_open(const struct journal_options *opts, struct journal **out,
         }
         if (rc == 0) {
             /* after a checkpoint the -wal file is cut back to 64 MiB
-             * instead of keeping its largest size */
-            rc = exec1(j->wdb, "PRAGMA journal_size_limit=67108864", err,
-                       errlen);
+             * instead of keeping its largest size; with space awareness
+             * to a quarter of the reserve, if smaller (a WAL that keeps
+             * its peak size holds disk space the journal's pages and the
+             * reserve need) */
+            int64_t lim = (int64_t)64 << 20;
+
+            if (j->reserve_bytes > 0 && j->reserve_bytes / 4 < lim) {
+                lim = j->reserve_bytes / 4;
+            }
+            snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit=%" PRId64,
+                     lim);
+            rc = exec1(j->wdb, sql, err, errlen);
         }
         if (rc == 0 && opts->disk_limit_bytes > 0) {
             snprintf(sql, sizeof(sql), "PRAGMA max_page_count=%" PRId64,
@@ -3118,6 +3353,9 @@ int journal_open(const struct journal_options *opts, struct journal **out,
         }
         if (rc == 0) {
             rc = wstmts_prepare(j, err, errlen);
+        }
+        if (rc == 0) {
+            j->used_last = used_bytes(j);
         }
         if (rc < 0) {
             goto fail;
@@ -3754,6 +3992,44 @@ int journal_retire_async(struct journal *j, int64_t cutoff_ms, int max_chunks,
     return run_async(j, r);
 }
 
+int journal_retire_to(struct journal *j, int64_t cutoff_ms,
+                      int64_t target_used_bytes, int max_chunks,
+                      int64_t *deleted, char *err, size_t errlen)
+{
+    struct req r;
+    int rc;
+
+    memset(&r, 0, sizeof(r));
+    r.op = OP_RETIRE;
+    r.i1 = cutoff_ms;
+    r.i2 = max_chunks;
+    r.i3 = target_used_bytes > 0 ? target_used_bytes : 1;
+    rc = run_sync(j, &r, err, errlen);
+    if (deleted != NULL) {
+        *deleted = rc == 0 ? r.n1 : 0;
+    }
+    return rc;
+}
+
+int journal_retire_to_async(struct journal *j, int64_t cutoff_ms,
+                            int64_t target_used_bytes, int max_chunks,
+                            journal_count_cb cb, void *arg)
+{
+    struct req *r;
+
+    if (cb == NULL) {
+        return -EINVAL;
+    }
+    r = req_new(OP_RETIRE, (void (*)(void))cb, arg, 0);
+    if (r == NULL) {
+        return -ENOMEM;
+    }
+    r->i1 = cutoff_ms;
+    r->i2 = max_chunks;
+    r->i3 = target_used_bytes > 0 ? target_used_bytes : 1;
+    return run_async(j, r);
+}
+
 int journal_purge_delivered(struct journal *j, int64_t cutoff_ms,
                             int64_t *deleted, char *err, size_t errlen)
 {
@@ -4070,6 +4346,13 @@ int journal_stats(struct journal *j, struct journal_stats *out, char *err,
     if (rc == 0) {
         rc = query_i64(j->rdb, "SELECT COUNT(*) FROM chunks", &out->chunks, err,
                        errlen);
+    }
+    if (rc == 0) {
+        /* the replay window kept (partial index chunks_done) */
+        rc = query_i64(j->rdb,
+                       "SELECT COALESCE(MIN(appended_ms), 0) FROM chunks"
+                       " WHERE undone = 0 AND dead = 0",
+                       &out->oldest_delivered_ms, err, errlen);
     }
     out->file_bytes = file_size(j->path, "");
     out->wal_bytes = file_size(j->path, "-wal");

@@ -71,6 +71,16 @@ struct journal_options {
     int64_t disk_limit_bytes; /* tests/ops: simulate a disk this small
                                  (PRAGMA max_page_count: SQLITE_FULL);
                                  0 = none */
+    int64_t reserve_bytes;    /* space awareness (see "disk space" below):
+                                 bytes of the journal's filesystem appends
+                                 never take, kept for the WAL, checkpoints,
+                                 cutting, marking and retiring batches and
+                                 the settled file; 0 = off (appends only
+                                 stop at max_bytes or SQLITE_FULL) */
+    int64_t fs_size_bytes;    /* tests: measure as if the journal's files
+                                 were alone on a filesystem this big (free
+                                 = size - file - wal) instead of statvfs;
+                                 0 = the real filesystem */
 };
 
 /*
@@ -536,6 +546,103 @@ int journal_replay_async(struct journal *j,
                          const struct journal_replay_req *req,
                          journal_replay_cb cb, void *arg);
 
+/* ------------------------------------------------------------ disk space */
+
+/*
+ * Space awareness (INV-7 on a full disk; storage/README.md "The byte cap
+ * and a full disk"). With options.reserve_bytes > 0 the writer measures the
+ * filesystem (statvfs of the journal's directory, the sizes of the database
+ * and its -wal) before each group transaction, and an append is refused
+ * (-ENOSPC, "journal full (disk): ...") when
+ *
+ *     used pages after it + bytes appended by its group so far
+ *         > effective cap = min(max_bytes, free + file - reserve)
+ *
+ * "free" is what the filesystem still grants (f_bavail), "file" the
+ * database file: the journal may fill its own file's free pages and the
+ * disk's free space, minus the reserve; the group's bytes are counted twice
+ * because they go to the WAL before a checkpoint copies them into the file.
+ * So the reserve stays free for what drains the journal: cut, mark and
+ * retire transactions (which are never refused for space), checkpoints and
+ * the settled-offsets file.
+ */
+/* Why appends are refused. Set by a refused append; cleared by the first
+ * commit (of any write) after which the pages in use are at or below 3/4
+ * of that cap (hysteresis: no flapping while a full journal refills freed
+ * pages). */
+enum journal_full {
+    JOURNAL_FULL_NO = 0, /* appends go through (or none yet) */
+    JOURNAL_FULL_CAP,    /* the last append hit max_bytes */
+    JOURNAL_FULL_DISK,   /* the last append hit the effective cap set by
+                            the disk, or SQLITE_FULL */
+};
+
+struct journal_space {
+    int64_t checked_ms;    /* wall clock of the filesystem measure */
+    int64_t fs_bytes;      /* filesystem size (f_blocks * f_frsize) */
+    int64_t fs_free_bytes; /* what it still grants us (f_bavail) */
+    int64_t file_bytes;    /* database file */
+    int64_t wal_bytes;     /* -wal file */
+    int64_t used_bytes;    /* pages in use (the cap's measure), last commit */
+    int64_t max_bytes;     /* configured cap (0 = none) */
+    int64_t reserve_bytes; /* 0 = space awareness off */
+    int64_t effective_cap; /* journal_effective_cap() of the above */
+    int disk_limited;      /* 1 when the disk, not max_bytes, sets the cap */
+    enum journal_full full;
+};
+
+/*
+ * The cap arithmetic, pure: min(max_bytes, fs_free + file - reserve),
+ * never below 0. max_bytes 0 = no configured cap; reserve 0 = the disk is
+ * not considered (returns max_bytes, or INT64_MAX with no cap).
+ * *disk_limited (may be NULL) = 1 when the disk term is the smaller.
+ */
+int64_t journal_effective_cap(int64_t max_bytes, int64_t fs_free_bytes,
+                              int64_t file_bytes, int64_t reserve_bytes,
+                              int *disk_limited);
+
+/*
+ * Fills *out from a fresh statvfs/stat of the journal's files and the
+ * writer's last measure of the pages in use. Any thread; cheap (three
+ * system calls). Without space awareness fs_* are still measured, the cap
+ * is max_bytes.
+ */
+void journal_space(struct journal *j, struct journal_space *out);
+
+/*
+ * The same for a journal that is not open (kadx run --check): measures the
+ * filesystem that holds (or would hold) `path`, with used_bytes = the
+ * current file size. -errno and err when the directory cannot be
+ * measured.
+ */
+int journal_space_probe(const char *path, int64_t max_bytes,
+                        int64_t reserve_bytes, struct journal_space *out,
+                        char *err, size_t errlen);
+
+/*
+ * Space pressure, pure: 1 when the journal uses 3/4 of its effective cap
+ * or more, or its last append was refused for space. Retention then
+ * yields: delivered events are retired early (journal_retire_to).
+ * *target (may be NULL) = the used bytes early retirement aims for (half
+ * the effective cap).
+ */
+int journal_space_pressure(const struct journal_space *s, int64_t *target);
+
+/*
+ * Early retirement under space pressure (INV-8 still holds: only chunks
+ * whose events are all delivered and no unfinished batch references):
+ * like journal_retire, oldest first, but stops as soon as the pages in use
+ * are at or below target_used_bytes. cutoff_ms is the youngest append time
+ * that may go (now - journal.min_retention_ms). *deleted (may be NULL) =
+ * events deleted.
+ */
+int journal_retire_to(struct journal *j, int64_t cutoff_ms,
+                      int64_t target_used_bytes, int max_chunks,
+                      int64_t *deleted, char *err, size_t errlen);
+int journal_retire_to_async(struct journal *j, int64_t cutoff_ms,
+                            int64_t target_used_bytes, int max_chunks,
+                            journal_count_cb cb, void *arg);
+
 /* ----------------------------------------------------------------- stats */
 
 struct journal_partition_stats {
@@ -563,7 +670,10 @@ struct journal_stats {
     int64_t max_bytes;                     /* the cap, 0 = none */
     int64_t pending_bytes;                 /* = journal_pending_bytes() */
     int64_t batches_unfinished;
-    int64_t chunks; /* stored chunk rows */
+    int64_t chunks;              /* stored chunk rows */
+    int64_t oldest_delivered_ms; /* append time of the oldest retained
+                                    chunk whose events are all delivered
+                                    (the replay window kept), 0 = none */
 };
 
 /* Read connection. Release with journal_stats_release. */

@@ -426,6 +426,31 @@ int journal_retire_async(struct journal *j, int64_t cutoff_ms, int max_chunks,
     return 0;
 }
 
+/* Space awareness (journal.h "disk space"): the fake journal has plenty
+ * of room, so retention never runs early here. */
+void journal_space(struct journal *j, struct journal_space *out)
+{
+    (void)j;
+    memset(out, 0, sizeof(*out));
+    out->effective_cap = INT64_MAX;
+}
+
+int journal_space_pressure(const struct journal_space *s, int64_t *target)
+{
+    if (target != NULL) {
+        *target = INT64_MAX;
+    }
+    return s->full != JOURNAL_FULL_NO;
+}
+
+int journal_retire_to_async(struct journal *j, int64_t cutoff_ms,
+                            int64_t target_used_bytes, int max_chunks,
+                            journal_count_cb cb, void *arg)
+{
+    (void)target_used_bytes;
+    return journal_retire_async(j, cutoff_ms, max_chunks, cb, arg);
+}
+
 static struct journal *fj_new(uv_loop_t *loop, int nev, int bad_at)
 {
     struct journal *j = calloc(1, sizeof(*j));

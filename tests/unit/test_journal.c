@@ -1082,6 +1082,226 @@ static void test_enospc_disk_full(void **state)
     assert_int_equal(append_range(f, 0, "t", 0, high + 1, high + 10, NULL), 0);
 }
 
+/* journal_iterate callback: records the first offset, then stops (1). */
+static int first_offset_cb(void *arg, const struct journal_event *ev,
+                           enum journal_event_state state,
+                           const char *dead_reason)
+{
+    (void)state;
+    (void)dead_reason;
+    *(int64_t *)arg = ev->offset;
+    return 1;
+}
+
+/* --------------------------------------------------------- disk space */
+
+/* The cap arithmetic (journal.h, "disk space"): the smaller of max_bytes
+ * and what the disk grants plus the journal's own file, minus the
+ * reserve; never below 0; reserve 0 = the disk is not considered. */
+static void test_space_cap_arithmetic(void **state)
+{
+    const int64_t mib = 1 << 20;
+    int lim = -1;
+
+    (void)state;
+    /* no reserve: the configured cap, or none */
+    assert_int_equal(journal_effective_cap(1024 * mib, 10 * mib, 0, 0, &lim),
+                     1024 * mib);
+    assert_int_equal(lim, 0);
+    assert_true(journal_effective_cap(0, 10 * mib, 0, 0, NULL) == INT64_MAX);
+    /* the issue's case: 1 GiB cap on a 24 MiB disk, reserve 8 MiB; the
+     * journal's file (4 MiB) counts as room it already holds */
+    assert_int_equal(
+        journal_effective_cap(1024 * mib, 20 * mib, 4 * mib, 8 * mib, &lim),
+        16 * mib);
+    assert_int_equal(lim, 1);
+    /* plenty of disk: max_bytes rules */
+    assert_int_equal(
+        journal_effective_cap(64 * mib, 900 * mib, 4 * mib, 8 * mib, &lim),
+        64 * mib);
+    assert_int_equal(lim, 0);
+    /* no configured cap: the disk's */
+    assert_int_equal(journal_effective_cap(0, 900 * mib, 0, 8 * mib, &lim),
+                     892 * mib);
+    assert_int_equal(lim, 1);
+    /* less free than the reserve: 0, never negative */
+    assert_int_equal(journal_effective_cap(1024 * mib, mib, 0, 8 * mib, &lim),
+                     0);
+    assert_int_equal(lim, 1);
+
+    /* pressure at 3/4 of the effective cap, or after a refused append */
+    struct journal_space sp;
+    int64_t target = 0;
+
+    memset(&sp, 0, sizeof(sp));
+    sp.effective_cap = 16 * mib;
+    sp.used_bytes = 12 * mib - 1;
+    assert_int_equal(journal_space_pressure(&sp, &target), 0);
+    assert_int_equal(target, 8 * mib);
+    sp.used_bytes = 12 * mib;
+    assert_int_equal(journal_space_pressure(&sp, NULL), 1);
+    sp.used_bytes = mib;
+    sp.full = JOURNAL_FULL_DISK;
+    assert_int_equal(journal_space_pressure(&sp, NULL), 1);
+    sp.full = JOURNAL_FULL_NO;
+    sp.effective_cap = INT64_MAX; /* no cap at all: never */
+    sp.used_bytes = 1000 * mib;
+    assert_int_equal(journal_space_pressure(&sp, NULL), 0);
+}
+
+/*
+ * A 24 MiB filesystem (options.fs_size_bytes: the journal's files alone on
+ * it) with the 8 MiB default reserve and no max_bytes: appends stop with
+ * "journal full (disk)" while the reserve is still free, journal_space
+ * says why, and the forwarder's writes (cut, deliver, retire) still go
+ * through on the full journal (INV-7); after retirement appends go on.
+ */
+static void test_space_reserve_stops_appends(void **state)
+{
+    struct fx *f = *state;
+    struct journal_options o;
+    struct journal_space sp;
+    const int64_t fs = 24 << 20, reserve = 8 << 20;
+    int64_t off = 0, deleted = 0;
+    int rc = 0;
+
+    memset(&o, 0, sizeof(o));
+    o.path = f->path;
+    o.sync_full = 0;
+    o.reserve_bytes = reserve;
+    o.fs_size_bytes = fs;
+    assert_int_equal(journal_open(&o, &f->j, f->err, sizeof(f->err)), 0);
+    journal_space(f->j, &sp);
+    assert_int_equal(sp.disk_limited, 1);
+    assert_int_equal(sp.fs_bytes, fs);
+    assert_true(sp.effective_cap <= fs - reserve);
+    assert_int_equal(sp.full, JOURNAL_FULL_NO);
+    while (rc == 0) {
+        struct evs e;
+
+        mkevs(&e, 0, "t", 0, off, off + 999, 100);
+        rc = journal_append(f->j, e.ev, e.n, NULL, f->err, sizeof(f->err));
+        freeevs(&e);
+        if (rc == 0) {
+            off += 1000;
+        }
+        assert_true(off < 1000000); /* 24 MiB hold far fewer */
+    }
+    assert_int_equal(rc, -ENOSPC);
+    assert_non_null(strstr(f->err, "journal full (disk)"));
+    assert_true(off >= 50000); /* ~5 MB of events at least went in */
+    journal_space(f->j, &sp);
+    assert_int_equal(sp.full, JOURNAL_FULL_DISK);
+    assert_true(journal_space_pressure(&sp, NULL));
+    /* the reserve is (nearly) intact: the journal's files take at most
+     * the filesystem minus the reserve, plus one append's WAL */
+    assert_true(sp.file_bytes + sp.wal_bytes <= fs - reserve + (1 << 20));
+    /* draining works on the full journal */
+    struct journal_batch *b = cut(f, 0, 1000000, 1 << 30);
+    assert_non_null(b);
+    assert_int_equal(b->nevents, off);
+    assert_int_equal(
+        journal_batch_mark_delivered(f->j, b->id, 1, f->err, sizeof(f->err)),
+        0);
+    journal_batch_free(b);
+    assert_int_equal(journal_retire_to(f->j, 4102444800000LL, 1, 100000,
+                                       &deleted, f->err, sizeof(f->err)),
+                     0);
+    assert_int_equal(deleted, off);
+    /* room again: the freed pages take new appends */
+    assert_int_equal(append_range(f, 0, "t", 0, off, off + 999, NULL), 0);
+    journal_space(f->j, &sp);
+    assert_int_equal(sp.full, JOURNAL_FULL_NO);
+}
+
+/*
+ * Early retirement (journal_retire_to): delivered chunks go oldest first,
+ * only until the pages in use reach the target; pending chunks and
+ * chunks younger than the cutoff stay (INV-8).
+ */
+static void test_space_early_retirement(void **state)
+{
+    struct fx *f = *state;
+    struct journal_space sp;
+    struct journal_stats st;
+    int64_t deleted = -1, used0, chunk, high;
+
+    jopen(f, 0, 0);
+    for (int64_t c = 0; c < 10; c++) {
+        struct evs e;
+
+        mkevs(&e, 0, "t", 0, c * 100, c * 100 + 99, 200);
+        assert_int_equal(
+            journal_append(f->j, e.ev, e.n, NULL, f->err, sizeof(f->err)), 0);
+        freeevs(&e);
+    }
+    /* the first 9 chunks delivered, the 10th still pending */
+    struct journal_cut_req q;
+    struct journal_batch *b = NULL;
+    struct journal_offset settled = {"t", 0, 899};
+
+    memset(&q, 0, sizeof(q));
+    q.route = 0;
+    q.max_rows = 100000;
+    q.max_bytes = 1 << 30;
+    q.settled = &settled;
+    q.nsettled = 1;
+    assert_int_equal(journal_batch_cut(f->j, &q, &b, f->err, sizeof(f->err)),
+                     0);
+    assert_non_null(b);
+    assert_int_equal(b->nevents, 900);
+    assert_int_equal(
+        journal_batch_mark_delivered(f->j, b->id, 1, f->err, sizeof(f->err)),
+        0);
+    journal_batch_free(b);
+    assert_int_equal(journal_stats(f->j, &st, f->err, sizeof(f->err)), 0);
+    assert_true(st.oldest_delivered_ms > 0);
+    journal_stats_release(&st);
+    journal_space(f->j, &sp);
+    used0 = sp.used_bytes;
+    /* a cutoff older than every chunk (min_retention covers them all):
+     * nothing goes */
+    assert_int_equal(
+        journal_retire_to(f->j, 1, 1, 64, &deleted, f->err, sizeof(f->err)), 0);
+    assert_int_equal(deleted, 0);
+    /* one chunk is ~20 KiB of pages: aim 2.5 chunks lower */
+    chunk = 100 * 205;
+    assert_int_equal(journal_retire_to(f->j, 4102444800000LL,
+                                       used0 - chunk * 5 / 2, 64, &deleted,
+                                       f->err, sizeof(f->err)),
+                     0);
+    journal_space(f->j, &sp);
+    assert_true(sp.used_bytes <= used0 - chunk * 5 / 2);
+    assert_true(deleted >= 300 && deleted < 900); /* stopped early */
+    assert_int_equal(deleted % 100, 0);           /* whole chunks */
+    /* oldest first: offsets below `deleted` are gone, the rest is there */
+    struct journal_iter_req ir;
+    int64_t first = -1;
+
+    memset(&ir, 0, sizeof(ir));
+    ir.states = JOURNAL_SEL_ALL;
+    ir.route = -1;
+    ir.partition = -1;
+    ir.from_offset = -1;
+    ir.to_offset = -1;
+    assert_int_equal(journal_iterate(f->j, &ir, first_offset_cb, &first, f->err,
+                                     sizeof(f->err)),
+                     1);
+    assert_int_equal(first, deleted);
+    /* everything else delivered goes; the pending chunk stays */
+    assert_int_equal(journal_retire_to(f->j, 4102444800000LL, 1, 64, &deleted,
+                                       f->err, sizeof(f->err)),
+                     0);
+    assert_int_equal(journal_stats(f->j, &st, f->err, sizeof(f->err)), 0);
+    assert_int_equal(st.chunks, 1);
+    assert_int_equal(st.parts[0].pending_count, 100);
+    assert_int_equal(st.oldest_delivered_ms, 0);
+    journal_stats_release(&st);
+    assert_int_equal(
+        journal_high_offset(f->j, "t", 0, &high, f->err, sizeof(f->err)), 0);
+    assert_int_equal(high, 999);
+}
+
 static void test_lock_and_read_only(void **state)
 {
     struct fx *f = *state;
@@ -1526,6 +1746,11 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_enospc_cap, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_enospc_disk_full, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test(test_space_cap_arithmetic),
+        cmocka_unit_test_setup_teardown(test_space_reserve_stops_appends,
+                                        fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_space_early_retirement, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_lock_and_read_only, fx_setup,
                                         fx_teardown),
