@@ -1044,7 +1044,10 @@ int adx_parse_count(const char *body, size_t len, int64_t *out)
     rows = t0 ? cJSON_GetObjectItemCaseSensitive(t0, "Rows") : NULL;
     r0 = cJSON_IsArray(rows) ? cJSON_GetArrayItem(rows, 0) : NULL;
     c0 = cJSON_IsArray(r0) ? cJSON_GetArrayItem(r0, 0) : NULL;
-    if (cJSON_IsNumber(c0) && c0->valuedouble >= 0) {
+    /* below 2^63: a larger count is not a count, and converting it to
+     * int64_t is undefined (found by tests/fuzz/fuzz_adx) */
+    if (cJSON_IsNumber(c0) && c0->valuedouble >= 0 &&
+        c0->valuedouble < 9223372036854775808.0) {
         *out = (int64_t)c0->valuedouble;
         rc = 0;
     } else if (cJSON_IsString(c0)) {

@@ -359,6 +359,8 @@ static int child_start(struct demo *d, struct child *c, char *const argv[],
     char *args[32];
     size_t n = 0;
     pid_t parent = getpid();
+    sigset_t all;
+    sigset_t old;
     int logfd;
     pid_t pid;
 
@@ -385,22 +387,33 @@ static int child_start(struct demo *d, struct child *c, char *const argv[],
         return -e;
     }
     fflush(NULL);
+    /* Every signal blocked across fork: the child must not run the demo's
+     * SIGTERM handler (inherited until it resets it), which would swallow
+     * the parent-death signal of a demo killed in that window and leave a
+     * `kadx run` with parent 1 (issue 12; reproduced with strace delaying
+     * the child's setpgid). */
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
     pid = fork();
     if (pid < 0) {
         int e = errno;
+        sigprocmask(SIG_SETMASK, &old, NULL);
         snprintf(err, errlen, "fork: %s", strerror(e));
         close(logfd);
         return -e;
     }
     if (pid == 0) {
-        /* the child: die with the demo, keep out of the terminal's ^C */
+        /* the child: default dispositions first, then die with the demo
+         * (a SIGTERM pending from here on kills it once unblocked), keep
+         * out of the terminal's ^C */
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent) {
             _exit(127);
         }
         setpgid(0, 0);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
+        sigprocmask(SIG_SETMASK, &old, NULL);
         if (want_stdin) {
             dup2(in_pipe[0], STDIN_FILENO);
         } else {
@@ -421,6 +434,7 @@ static int child_start(struct demo *d, struct child *c, char *const argv[],
         }
         _exit(127);
     }
+    sigprocmask(SIG_SETMASK, &old, NULL);
     close(logfd);
     c->pid = pid;
     if (want_stdin) {

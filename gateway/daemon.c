@@ -11,7 +11,12 @@
  * journaled; the forwarder stops after it so that it can still send what
  * became settled. Signals arrive through uv_signal_t, i.e. on the loop
  * thread like everything else. A second signal while stopping is logged and
- * otherwise ignored: every stop step has its own deadline.
+ * otherwise ignored: every stop step has its own deadline (intake
+ * INTAKE_STOP_DEADLINE_MS, 15 s; forwarder DAEMON_FORWARDER_STOP_MS, 5 s),
+ * and the whole stop, up to the process's exit, is bounded by
+ * DAEMON_STOP_DEADLINE_MS: a watchdog thread (watchdog.h) started with the
+ * first stop request ends the process with status 1 at that deadline even
+ * if the loop thread is blocked (gateway/FORWARDER.md "Stopping").
  */
 #include "gateway/daemon.h"
 
@@ -19,10 +24,19 @@
 #include "gateway/forwarder.h" /* forwarder: added */
 #include "gateway/intake.h"
 #include "gateway/log.h"
+#include "gateway/watchdog.h"
 #include "storage/journal.h"
 
 #include <signal.h>
 #include <string.h>
+
+/* Answers in flight get this long to arrive once the intake has stopped;
+ * the rest stays SENT (ambiguous) for the next start. */
+#define DAEMON_FORWARDER_STOP_MS 5000
+/* From the first stop request to the process's end, whatever Kafka, ADX,
+ * the disk or a library is doing: the intake's 15 s and the forwarder's
+ * 5 s, plus 5 s for the journal close, librdkafka's destroy and exit. */
+#define DAEMON_STOP_DEADLINE_MS 25000
 
 static void daemon_finish(struct kadx *k)
 {
@@ -35,6 +49,7 @@ static void daemon_finish(struct kadx *k)
     }
     uv_close((uv_handle_t *)&k->sigterm, NULL);
     uv_close((uv_handle_t *)&k->sigint, NULL);
+    watchdog_phase(k->watchdog, "journal close");
     /* Waits for queued writes; its memory goes with the loop's last run. */
     journal_close(k->journal);
     k->journal = NULL;
@@ -53,7 +68,9 @@ static void on_intake_stopped(void *arg)
     /* forwarder: stop here: answers in flight get 5 s to arrive and be
      * recorded; the rest stays SENT (ambiguous) for the next start */
     if (k->forwarder != NULL) {
-        forwarder_stop(k->forwarder, 5000, on_forwarder_stopped, k);
+        watchdog_phase(k->watchdog, "forwarder stop");
+        forwarder_stop(k->forwarder, DAEMON_FORWARDER_STOP_MS,
+                       on_forwarder_stopped, k);
         return;
     }
     daemon_finish(k);
@@ -67,6 +84,8 @@ static void on_settled_kick(void *arg)
 
 void daemon_request_stop(struct kadx *k, int exit_code)
 {
+    int rc;
+
     if (exit_code > k->exit_code) {
         k->exit_code = exit_code;
     }
@@ -74,7 +93,15 @@ void daemon_request_stop(struct kadx *k, int exit_code)
         return;
     }
     k->stopping = 1;
+    rc = watchdog_start(DAEMON_STOP_DEADLINE_MS, 1, &k->watchdog);
+    if (rc < 0) {
+        log_warn("kadx",
+                 "stop: no watchdog (%s): the stop is bounded only "
+                 "by its steps' deadlines",
+                 uv_strerror(rc));
+    }
     if (k->intake != NULL) {
+        watchdog_phase(k->watchdog, "intake stop");
         intake_stop(k->intake, on_intake_stopped, k);
     } else {
         daemon_finish(k);
@@ -217,8 +244,10 @@ int daemon_run_hooks(const struct config *cfg, const struct daemon_hooks *hooks)
         daemon_request_stop(&k, 1);
     }
     uv_run(&k.loop, UV_RUN_DEFAULT);
+    watchdog_phase(k.watchdog, "kafka client destroy");
     intake_free(k.intake);
     k.intake = NULL;
+    watchdog_phase(k.watchdog, "exit");
     log_info("kadx", "stopped");
     goto close_loop;
 

@@ -19,6 +19,7 @@ struct journal_offset;
 struct intake;
 struct forwarder;
 struct admin;
+struct watchdog;
 
 struct kadx;
 
@@ -47,8 +48,10 @@ struct kadx {
     const struct daemon_hooks *hooks; /* admin: hooks (added by admin) */
     uv_signal_t sigterm;
     uv_signal_t sigint;
-    int stopping;  /* a stop was requested */
-    int exit_code; /* daemon_run's return value */
+    struct watchdog *watchdog; /* started by the first stop request; ends
+                                  the process at the stop deadline */
+    int stopping;              /* a stop was requested */
+    int exit_code;             /* daemon_run's return value */
 };
 
 /*

@@ -179,7 +179,10 @@ int chunk_reader_next(struct chunk_reader *r, struct chunk_event *ev)
         get_varint(r, &hlen) < 0) {
         return -EIO;
     }
-    if (doff > (uint64_t)INT64_MAX - (uint64_t)r->prev_off) {
+    /* Kafka offsets are >= 0: a negative one (a damaged row's first offset)
+     * is corrupt, and would make the overflow check below wrap (found by
+     * tests/fuzz/fuzz_chunk). */
+    if (r->prev_off < 0 || doff > (uint64_t)(INT64_MAX - r->prev_off)) {
         return -EIO;
     }
     ev->offset = r->prev_off + (int64_t)doff;

@@ -9,6 +9,7 @@ embedded setup script must be docker/kql/setup.kql.
 import os
 import re
 import signal
+import time
 import unittest
 import uuid
 
@@ -21,6 +22,7 @@ LEADERBOARD = ("GamePlay | summarize TotalWin=sum(Win), Spins=count() by "
 LATENCY = ("GamePlay | extend Latency = ingestion_time() - EventTime | "
            "summarize percentiles(Latency, 50, 90, 99)")
 TIMESPAN = r"\d+(\.\d+)?:\d\d:\d\d(\.\d+)?"
+STOP_DEADLINE_S = 25  # DAEMON_STOP_DEADLINE_MS in gateway/daemon.c
 
 
 def marked(mark):
@@ -48,8 +50,12 @@ class TestDemo(harness.TmpDirCase):
         return {"KADX_TEST_MARK": self.mark, "TMPDIR": self.tmp}
 
     def assert_no_children_left(self):
-        harness.wait_until(lambda: not marked(self.mark), timeout=20,
-                           what="the demo's children to exit")
+        # a SIGTERMed gateway ends within its stop deadline (25 s,
+        # gateway/FORWARDER.md "Stopping"), the demo's other children at once
+        harness.wait_until(lambda: not marked(self.mark),
+                           timeout=STOP_DEADLINE_S + 5,
+                           what="the demo's children to exit: %s"
+                           % marked(self.mark))
 
     def wait_for_children(self, p):
         """The demo and its three children (Kafka mock, emulator, gateway)
@@ -158,6 +164,48 @@ class TestDemo(harness.TmpDirCase):
         self.wait_for_children(p)
         p.kill()
         self.assert_no_children_left()
+
+    def test_twenty_killed_demos_leave_nothing(self):
+        """kill -9 right after the gateway's fork (the moment the issue's
+        survivor was made), 20 times in a row: nothing survives any run."""
+        t0 = time.monotonic()
+        for i in range(20):
+            p = harness.kadx("demo", "--duration", "120", "--rate", "100",
+                             env=self.env(), name="demo %d" % i)
+            p.wait_for("gateway started", timeout=60, what="the gateway")
+            self.wait_for_children(p)
+            p.kill()
+            self.assert_no_children_left()
+        print("20 killed demos, nothing left: %.1f s" % (time.monotonic() - t0))
+
+    def test_demo_killed_while_a_child_is_before_exec(self):
+        """The issue's survivor, made on purpose: strace holds the gateway
+        child in setpgid() (between prctl(PR_SET_PDEATHSIG) and exec) for
+        3 s and the demo is SIGKILLed meanwhile. The parent-death SIGTERM
+        must kill that child, not be swallowed by the demo's own SIGTERM
+        handler that a forked child inherits until it resets it (which made
+        a `kadx run` with parent 1 that ran forever)."""
+        env = dict(self.env())
+        log = os.path.join(self.tmp, "strace.log")
+        st = harness.Proc(["strace", "-f", "-qq", "-o", log, "-e",
+                           "trace=setpgid,execve", "-e",
+                           "inject=setpgid:delay_enter=3000000",
+                           harness.KADX, "demo", "--duration", "120",
+                           "--rate", "100"], env=env, name="strace demo")
+        st.wait_for("gateway started", timeout=120, what="the gateway")
+        def demo_pid():
+            for pid in marked(self.mark):
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    if f.read().split(b"\0")[1:2] == [b"demo"]:
+                        return pid
+            return None
+        demo = harness.wait_until(demo_pid, what="the demo's pid")
+        os.kill(demo, signal.SIGKILL)
+        self.assert_no_children_left()
+        st.wait(30)  # strace ends with its last tracee
+        with open(log) as f:
+            trace = f.read()
+        self.assertIn("+++ killed by SIGTERM +++", trace)
 
 
 if __name__ == "__main__":

@@ -432,6 +432,20 @@ static void test_query_count(void **state)
         "Bearer tk-12345");
     assert_int_equal(adx_parse_count("{\"Tables\":[]}", 13, &n), -EBADMSG);
     assert_int_equal(adx_parse_count("nope", 4, &n), -EBADMSG);
+    /* a count past int64_t is refused, not converted (UBSan: "outside the
+     * range of representable values"; tests/fuzz/corpus/adx/huge-count) */
+    {
+        static const char huge[] = "{\"Tables\":[{\"Rows\":[[4444444444444"
+                                   "44444444444444444444444444444444444444444"
+                                   "44444444444444]]}]}";
+        static const char big[] = "{\"Tables\":[{\"Rows\":[[1e19]]}]}";
+        static const char max[] = "{\"Tables\":[{\"Rows\":[[1e18]]}]}";
+
+        assert_int_equal(adx_parse_count(huge, strlen(huge), &n), -EBADMSG);
+        assert_int_equal(adx_parse_count(big, strlen(big), &n), -EBADMSG);
+        assert_int_equal(adx_parse_count(max, strlen(max), &n), 0);
+        assert_true(n == 1000000000000000000LL);
+    }
 }
 
 static void test_close_cancels_inflight(void **state)

@@ -181,6 +181,39 @@ static void test_chunk_roundtrip(void **state)
     chunk_buf_release(&buf);
 }
 
+/* A negative first offset (a damaged chunk row) is corrupt, whatever the
+ * delta: no signed overflow (tests/fuzz/corpus/chunk/negative-first-offset,
+ * found by fuzz_chunk: UBSan "signed integer overflow" in the reader). */
+static void test_chunk_negative_first_offset(void **state)
+{
+    static const uint8_t fuzz[] = {
+        0xdf, 0xa9, 0xa9, 0xa9, 0xa9, 0xa9, 0xa9, 0xa9, 0xa9, 0xa9,
+        0xa9, 0xa9, 0xa9, 0xa9, 0xa9, 0xa9, 0xa9, 0x17, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x7f, 0xa0, 0xa9, 0xa9, 0xa9};
+    struct chunk_buf buf = {0};
+    struct chunk_writer w;
+    struct chunk_reader r;
+    struct chunk_event ev;
+    int64_t first;
+    (void)state;
+
+    memcpy(&first, fuzz, 8);
+    assert_true(first < 0);
+    chunk_reader_init(&r, fuzz + 8, sizeof(fuzz) - 8, first);
+    assert_int_equal(chunk_reader_next(&r, &ev), -EIO);
+    /* a well-formed chunk read with a negative first offset */
+    chunk_writer_init(&w, &buf, 0);
+    assert_int_equal(chunk_writer_add(&w, 0, 5, NULL, 0, "a", 1, NULL, 0), 0);
+    chunk_reader_init(&r, buf.data, buf.len, -1);
+    assert_int_equal(chunk_reader_next(&r, &ev), -EIO);
+    chunk_reader_init(&r, buf.data, buf.len, INT64_MIN);
+    assert_int_equal(chunk_reader_next(&r, &ev), -EIO);
+    chunk_reader_init(&r, buf.data, buf.len, 0);
+    assert_int_equal(chunk_reader_next(&r, &ev), 1);
+    assert_int_equal(ev.offset, 0);
+    chunk_buf_release(&buf);
+}
+
 /* ------------------------------------------------------------- append */
 
 static void test_append_duplicates_high_offset(void **state)
@@ -1729,6 +1762,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chunk_roundtrip),
+        cmocka_unit_test(test_chunk_negative_first_offset),
         cmocka_unit_test_setup_teardown(test_append_duplicates_high_offset,
                                         fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_append_many_partitions, fx_setup,
