@@ -9,8 +9,10 @@
 // the URL's host with the string "http://localhost", which never matches),
 // and it leaves authentication out altogether for a cluster URL that starts
 // with "http://localhost". So over plain HTTP the Java SDK can only talk to
-// an emulator without auth, at "localhost". The token paths are covered by
-// the Node.js and Python conformance tests.
+// an emulator without auth, at "localhost" (run_java.py's plain run). Its
+// tls run gives https://localhost:PORT (a TLS front before an emulator with
+// --auth token): then the SDK's token path runs, with the TokenCredential
+// below, and the same checks follow.
 //
 // What it checks, exiting non-zero on the first failure:
 // 1. management commands through Client.executeMgmt (the seed's table,
@@ -27,6 +29,9 @@
 // 5. a permanent 400 is raised, with no queued fallback.
 package kadx;
 
+import com.azure.core.credential.AccessToken;
+import com.azure.core.credential.TokenCredential;
+import com.azure.core.credential.TokenRequestContext;
 import com.microsoft.azure.kusto.data.Client;
 import com.microsoft.azure.kusto.data.ClientFactory;
 import com.microsoft.azure.kusto.data.KustoOperationResult;
@@ -44,6 +49,11 @@ import java.io.OutputStream;
 import java.lang.reflect.Method;
 import java.net.HttpURLConnection;
 import java.net.URL;
+import java.net.URLEncoder;
+import java.time.OffsetDateTime;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import reactor.core.publisher.Mono;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -69,6 +79,39 @@ public final class Conformance {
         KustoResultSetTable t = c.executeQuery(DB, "GamePlay | count").getPrimaryResults();
         t.next();
         return t.getLong(0);
+    }
+
+    static final List<String> scopesAsked = new ArrayList<>();
+
+    // The client-credentials flow against the emulator's AAD-shaped token
+    // endpoint, as an azure-core TokenCredential (MSAL4J would first ask
+    // login.microsoftonline.com for instance discovery).
+    static TokenCredential emulatorCredential(String url, String id, String secret) {
+        return (TokenRequestContext ctx) -> Mono.fromCallable(() -> {
+            synchronized (scopesAsked) {
+                scopesAsked.addAll(ctx.getScopes());
+            }
+            String form = "grant_type=client_credentials&client_id=" + URLEncoder.encode(id, StandardCharsets.UTF_8)
+                    + "&client_secret=" + URLEncoder.encode(secret, StandardCharsets.UTF_8)
+                    + "&scope=" + URLEncoder.encode(String.join(" ", ctx.getScopes()), StandardCharsets.UTF_8);
+            HttpURLConnection h = (HttpURLConnection) new URL(url + "/kadx-tenant/oauth2/v2.0/token").openConnection();
+            h.setRequestMethod("POST");
+            h.setDoOutput(true);
+            h.setRequestProperty("Content-Type", "application/x-www-form-urlencoded");
+            try (OutputStream o = h.getOutputStream()) {
+                o.write(form.getBytes(StandardCharsets.UTF_8));
+            }
+            if (h.getResponseCode() != 200) {
+                throw new IllegalStateException("token endpoint answered " + h.getResponseCode());
+            }
+            String body = new String(h.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+            Matcher m = Pattern.compile("\"access_token\"\\s*:\\s*\"([^\"]+)\"").matcher(body);
+            Matcher e = Pattern.compile("\"expires_in\"\\s*:\\s*(\\d+)").matcher(body);
+            if (!m.find() || !e.find()) {
+                throw new IllegalStateException("no access_token/expires_in in " + body.length() + " bytes");
+            }
+            return new AccessToken(m.group(1), OffsetDateTime.now().plusSeconds(Long.parseLong(e.group(1))));
+        });
     }
 
     static String control(String url, String path, String body) throws Exception {
@@ -104,13 +147,22 @@ public final class Conformance {
     }
 
     public static void main(String[] args) throws Exception {
-        String url = args[0]; // http://localhost:PORT
+        String url = args[0]; // http://localhost:PORT, or https://localhost:PORT
         Path dir = Path.of(args[1]);
         String seedTable = args[2], seedMapping = args[3], seedPolicy = args[4];
+        boolean tls = url.startsWith("https://");
 
-        // kusto-data ignores the credential for http://localhost (see above)
-        ConnectionStringBuilder engine = ConnectionStringBuilder.createWithAadAccessTokenAuthentication(url, "unused");
-        ConnectionStringBuilder dm = ConnectionStringBuilder.createWithAadAccessTokenAuthentication(url, "unused");
+        ConnectionStringBuilder engine, dm;
+        if (tls) {
+            // the SDK's token path: cloud info from GET /v1/rest/auth/metadata,
+            // the scope from its KustoServiceResourceId, a bearer on each call
+            engine = ConnectionStringBuilder.createWithTokenCredential(url, emulatorCredential(url, args[6], args[7]));
+            dm = ConnectionStringBuilder.createWithTokenCredential(url, emulatorCredential(url, args[6], args[7]));
+        } else {
+            // kusto-data ignores the credential for http://localhost (see above)
+            engine = ConnectionStringBuilder.createWithAadAccessTokenAuthentication(url, "unused");
+            dm = ConnectionStringBuilder.createWithAadAccessTokenAuthentication(url, "unused");
+        }
         Client client = ClientFactory.createClient(engine);
 
         // 1. management commands
@@ -179,6 +231,13 @@ public final class Conformance {
         check(raised, "an unknown mapping is raised as a permanent error");
         check(count(client) == 50, "nothing stored by the failure");
 
+        if (tls) {
+            synchronized (scopesAsked) {
+                check(!scopesAsked.isEmpty() && scopesAsked.stream().allMatch(
+                        x -> x.equals("https://kusto.kusto.windows.net/.default")),
+                        "tokens asked for the metadata's KustoServiceResourceId scope: " + scopesAsked);
+            }
+        }
         managed.close();
         System.out.println(passed + " passed, 0 failed");
         System.exit(0);
