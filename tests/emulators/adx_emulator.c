@@ -1421,24 +1421,21 @@ static double random_unit(void)
 static void ingest_maybe_late(struct emu *e, struct http_request *req)
 {
     const char *st = http_req_header(req, "servertimeout");
-    int64_t ticks = 0;
     uint64_t limit = 0;
     uint64_t delay;
 
-    /* a KQL timespan, as the Java SDK sends it ("00:10:00") */
-    if (st != NULL &&
-        (ingest_parse_timespan(st, strlen(st), &ticks) < 0 || ticks < 0)) {
+    /* a KQL timespan, or the Java SDK 7.0.x's milliseconds ("600000") */
+    if (st != NULL && ingest_parse_servertimeout(st, strlen(st), &limit) < 0) {
         struct ctx c;
 
         e->st.ingest_failed++;
         ctx_init(&c, req);
         respond_error(req, &c, 400, "General_BadRequest", 1,
                       "invalid servertimeout '%.60s' (a timespan: "
-                      "hh:mm:ss or 10m)",
+                      "hh:mm:ss or 10m, or milliseconds)",
                       st);
         return;
     }
-    limit = (uint64_t)(ticks / 10000); /* 100 ns ticks -> ms */
     if (e->f.late_share <= 0 || random_unit() >= e->f.late_share) {
         ingest_process(e, req);
         return;

@@ -209,6 +209,30 @@ int ingest_parse_datetime(const char *s, size_t len, int64_t *ticks)
     return 0;
 }
 
+int ingest_parse_servertimeout(const char *s, size_t len, uint64_t *ms)
+{
+    int64_t ticks = 0;
+    uint64_t v = 0;
+    size_t i;
+
+    trim(&s, &len);
+    for (i = 0; i < len && isdigit((unsigned char)s[i]); i++) {
+        if (v > (UINT64_MAX - 9) / 10) {
+            return -EINVAL;
+        }
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (len > 0 && i == len) {
+        *ms = v;
+        return 0;
+    }
+    if (ingest_parse_timespan(s, len, &ticks) < 0 || ticks < 0) {
+        return -EINVAL;
+    }
+    *ms = (uint64_t)(ticks / 10000); /* 100 ns ticks -> ms */
+    return 0;
+}
+
 int ingest_parse_timespan(const char *s, size_t len, int64_t *ticks)
 {
     int neg = 0;

@@ -123,6 +123,13 @@ int ingest_gunzip(const void *in, size_t inlen, size_t max_out, char **out,
 int ingest_parse_datetime(const char *s, size_t len, int64_t *ticks);
 /* "[-][d.]hh:mm[:ss[.fffffff]]" or "1d" "2h" "3m" "4s" "5ms" to ticks. */
 int ingest_parse_timespan(const char *s, size_t len, int64_t *ticks);
+
+/* A streaming-ingest request's `servertimeout` header in milliseconds: a
+ * KQL timespan ("00:10:00", "10m"), or a bare integer of milliseconds, the
+ * form the Java SDK 7.0.x sends on streaming ingest (its
+ * ClientRequestProperties option, a Long of ms, copied as the header:
+ * "600000"). 0, or -EINVAL for anything else or a negative span. */
+int ingest_parse_servertimeout(const char *s, size_t len, uint64_t *ms);
 /* Converts text (a CSV field or a string constant) to type t into v.
  * Never fails: a bad value is null. Strings are strdup'ed (NULL on OOM
  * gives -ENOMEM). */

@@ -1966,6 +1966,46 @@ static int show_version(struct cmd *c, struct kusto_result **out)
     return 0;
 }
 
+/* .show/.get ingestion resources: what a queued-ingestion client asks the
+ * data-management endpoint for (blob containers and queues with SAS). The
+ * emulator has no blob storage, so the table has ADX's columns and no row:
+ * a client (the Java SDK's ManagedStreamingIngestClient asks at start)
+ * sees the answer it parses, and queued ingestion finds no resource. */
+static int show_ingestion_resources(struct cmd *c, struct kusto_result **out)
+{
+    static const struct colspec cols[] = {
+        {"ResourceTypeName", KT_STRING},
+        {"StorageRoot", KT_STRING},
+    };
+    struct kusto_result *r = result_new("Table_0", cols, 2);
+
+    if (!r) {
+        return oom(c);
+    }
+    *out = r;
+    return 0;
+}
+
+/* .get kusto identity token: the DM's token for queued-ingestion messages,
+ * one row, column AuthorizationContext. An opaque string here. */
+static int get_identity_token(struct cmd *c, struct kusto_result **out)
+{
+    static const struct colspec cols[] = {
+        {"AuthorizationContext", KT_STRING},
+    };
+    struct kusto_result *r = result_new("Table_0", cols, 1);
+    struct kusto_value *row;
+    size_t cap = 0;
+
+    if (!r || !(row = table_add_row(&r->tables[0], &cap)) ||
+        cell_str(&row[0], "kadx-emulator-identity-token") < 0) {
+        kusto_result_free(r);
+        return oom(c);
+    }
+    *out = r;
+    return 0;
+}
+
 static int show_databases(struct cmd *c, struct kusto_result **out)
 {
     static const struct colspec cols[] = {
@@ -2130,7 +2170,8 @@ static int unsupported_command(struct cmd *c)
                 "unsupported management command '%.*s' (the emulator "
                 "supports .create/.create-merge/.drop/.clear table, "
                 "ingestion mappings, streamingingestion policies, "
-                ".show tables/databases/version)",
+                ".show tables/databases/version, .show/.get ingestion "
+                "resources, .get kusto identity token)",
                 (int)n, c->src);
 }
 
@@ -2145,6 +2186,12 @@ static int cmd_show(struct cmd *c, struct kusto_result **out)
     }
     if (accept_word(c, "databases")) {
         return expect_end(c) < 0 ? -EINVAL : show_databases(c, out);
+    }
+    if (accept_word(c, "ingestion")) {
+        if (!accept_word(c, "resources")) {
+            return syntax(c, "resources");
+        }
+        return expect_end(c) < 0 ? -EINVAL : show_ingestion_resources(c, out);
     }
     if (accept_word(c, "tables")) {
         accept_word(c, "details");
@@ -2432,6 +2479,20 @@ static int run_command(struct kusto *k, const char *db, const char *csl,
                strcmp(verb, "create-or-alter") == 0 ||
                strcmp(verb, "alter") == 0 || strcmp(verb, "alter-merge") == 0) {
         rc = cmd_create_alter(&c, verb, out);
+    } else if (strcmp(verb, "get") == 0) {
+        if (accept_word(&c, "ingestion")) {
+            rc = !accept_word(&c, "resources") ? syntax(&c, "resources")
+                 : (rc = expect_end(&c)) < 0
+                     ? rc
+                     : show_ingestion_resources(&c, out);
+        } else if (accept_word(&c, "kusto")) {
+            rc = !accept_word(&c, "identity") ? syntax(&c, "identity")
+                 : !accept_word(&c, "token")  ? syntax(&c, "token")
+                 : (rc = expect_end(&c)) < 0  ? rc
+                                              : get_identity_token(&c, out);
+        } else {
+            rc = unsupported_command(&c);
+        }
     } else if (strcmp(verb, "drop") == 0) {
         rc = cmd_drop(&c, out);
     } else if (strcmp(verb, "clear") == 0) {

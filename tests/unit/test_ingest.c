@@ -106,14 +106,34 @@ static void test_timespan_parse(void **state)
     assert_int_equal(t, 5400 * T0);
     assert_int_equal(ingest_parse_timespan("250ms", 5, &t), 0);
     assert_int_equal(t, T0 / 4);
-    /* servertimeout as the Java SDK ("00:10:00") and Python's
-     * str(timedelta) ("0:10:00") send it: the late-apply fault's bound */
+    /* servertimeout as a KQL timespan ("00:10:00", kadx's form) and
+     * Python's str(timedelta) ("0:10:00"): the late-apply fault's bound */
     assert_int_equal(ingest_parse_timespan("00:10:00", 8, &t), 0);
     assert_int_equal(t, 600 * T0);
     assert_int_equal(ingest_parse_timespan("0:10:00", 7, &t), 0);
     assert_int_equal(t, 600 * T0);
     assert_int_equal(ingest_parse_timespan("3parsecs", 8, &t), -EINVAL);
     assert_int_equal(ingest_parse_timespan("25:00:00", 8, &t), -EINVAL);
+    {
+        /* the servertimeout header: a timespan, or the Java SDK 7.0.x's
+         * milliseconds on streaming ingest */
+        uint64_t ms = 1;
+        assert_int_equal(ingest_parse_servertimeout("600000", 6, &ms), 0);
+        assert_int_equal(ms, 600000);
+        assert_int_equal(ingest_parse_servertimeout("00:10:00", 8, &ms), 0);
+        assert_int_equal(ms, 600000);
+        assert_int_equal(ingest_parse_servertimeout("10m", 3, &ms), 0);
+        assert_int_equal(ms, 600000);
+        assert_int_equal(ingest_parse_servertimeout(" 250 ", 5, &ms), 0);
+        assert_int_equal(ms, 250);
+        assert_int_equal(ingest_parse_servertimeout("-00:00:01", 9, &ms),
+                         -EINVAL);
+        assert_int_equal(ingest_parse_servertimeout("", 0, &ms), -EINVAL);
+        assert_int_equal(ingest_parse_servertimeout("12x", 3, &ms), -EINVAL);
+        assert_int_equal(
+            ingest_parse_servertimeout("99999999999999999999999", 23, &ms),
+            -EINVAL);
+    }
 }
 
 static void test_convert_text_bad_values_are_null(void **state)

@@ -455,6 +455,37 @@ static void test_show_version_databases(void **state)
     kusto_close(k);
 }
 
+/* What the Java SDK's ingest clients ask the DM endpoint at start. */
+static void test_ingestion_resources_identity_token(void **state)
+{
+    struct kusto *k = open_db();
+    struct kusto_result *r;
+
+    (void)state;
+    r = run_ok(k, ".show ingestion resources");
+    assert_int_equal(r->ntables, 1);
+    assert_int_equal(r->tables[0].ncols, 2);
+    assert_string_equal(r->tables[0].cols[0].name, "ResourceTypeName");
+    assert_string_equal(r->tables[0].cols[1].name, "StorageRoot");
+    assert_int_equal(r->tables[0].nrows, 0);
+    kusto_result_free(r);
+    r = run_ok(k, ".get ingestion resources");
+    assert_string_equal(r->tables[0].cols[1].name, "StorageRoot");
+    assert_int_equal(r->tables[0].nrows, 0);
+    kusto_result_free(r);
+    r = run_ok(k, ".get kusto identity token");
+    assert_int_equal(r->tables[0].ncols, 1);
+    assert_string_equal(r->tables[0].cols[0].name, "AuthorizationContext");
+    assert_int_equal(r->tables[0].nrows, 1);
+    assert_true(strlen(cell(&r->tables[0], 0, "AuthorizationContext")->s) > 0);
+    kusto_result_free(r);
+    run_err(k, ".get kusto identity", "token");
+    run_err(k, ".get ingestion", "resources");
+    run_err(k, ".show ingestion resources x", "");
+    run_err(k, ".get nothing", "unsupported management command");
+    kusto_close(k);
+}
+
 static void test_command_errors(void **state)
 {
     struct kusto *k = open_db();
@@ -1144,6 +1175,7 @@ int main(void)
         cmocka_unit_test(test_streaming_policy),
         cmocka_unit_test(test_insert_clear_count_only),
         cmocka_unit_test(test_show_version_databases),
+        cmocka_unit_test(test_ingestion_resources_identity_token),
         cmocka_unit_test(test_command_errors),
         cmocka_unit_test(test_seed_queries),
         cmocka_unit_test(test_where),
