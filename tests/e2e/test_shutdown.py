@@ -154,16 +154,20 @@ class ShutdownCase(tf.ForwarderBase):
     def test_kafka_goes_silent_after_assignment(self):
         """The worst Kafka case: the group coordinator stops answering with
         commits to make and a group to leave (the mock is SIGSTOPped)."""
+        # librdkafka's mock in a process of its own: a whole cluster to
+        # SIGSTOP (coordinator included)
+        mock = kafka.MockCluster(topics=[(tf.TOPIC, self.partitions)])
+        self.addCleanup(mock.stop)
         emu = self.start_emulator()
         tf.setup_table(emu)
-        tf.write_config(self.cfg, self.bs, "g-sd-kafka-silent", self.journal,
-                        emu.url)
+        tf.write_config(self.cfg, mock.bootstrap, "g-sd-kafka-silent",
+                        self.journal, emu.url)
         k = self.start_kadx()
         k.wait_for("assigned", timeout=30, what="partitions assigned")
-        tf.produce(self.bs, self.parts, 0, 100)
+        tf.produce(mock.bootstrap, self.parts, 0, 100)
         self.wait_count(emu, 100 * self.partitions, 60, k)
-        os.kill(self.mock.proc.pid, signal.SIGSTOP)
-        self.addCleanup(os.kill, self.mock.proc.pid, signal.SIGCONT)
+        os.kill(mock.proc.pid, signal.SIGSTOP)
+        self.addCleanup(os.kill, mock.proc.pid, signal.SIGCONT)
         self.sigterm_and_time(k)
 
 
