@@ -259,5 +259,8 @@ close_loop:
     if (uv_loop_close(&k.loop) == UV_EBUSY) {
         uv_walk(&k.loop, on_walk, NULL);
     }
+    /* the stop has finished: what is left is freeing the config */
+    watchdog_cancel(k.watchdog);
+    k.watchdog = NULL;
     return k.exit_code;
 }

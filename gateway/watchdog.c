@@ -1,11 +1,13 @@
 /*
  * watchdog.c - a thread that ends the process at a deadline (watchdog.h).
  *
- * The thread sleeps on CLOCK_MONOTONIC until the deadline (absolute, so
- * EINTR only resumes the wait), logs one line and calls _exit(): no atexit
- * handler, no destructor, nothing that could wait for the stuck part. The
- * struct belongs to the thread; the loop thread only stores the phase
- * (an atomic pointer to a string literal).
+ * The thread waits on a condition variable clocked on CLOCK_MONOTONIC
+ * until the absolute deadline (a spurious wake-up only resumes the wait),
+ * logs one line and calls _exit(): no atexit handler, no destructor,
+ * nothing that could wait for the stuck part. The loop thread stores the
+ * phase (an atomic pointer to a string literal) and, once the stop has
+ * finished, cancels the wait and joins the thread (watchdog_cancel), so
+ * that a clean exit leaves no thread or memory behind (valgrind).
  */
 #include "gateway/watchdog.h"
 
@@ -21,6 +23,10 @@
 #include <unistd.h>
 
 struct watchdog {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;  /* clocked on CLOCK_MONOTONIC */
+    int cancelled;        /* under mu */
     struct timespec deadline; /* CLOCK_MONOTONIC, absolute */
     int64_t deadline_ms;
     int exit_code;
@@ -30,10 +36,17 @@ struct watchdog {
 static void *watchdog_main(void *arg)
 {
     struct watchdog *w = arg;
+    int rc = 0;
 
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &w->deadline,
-                           NULL) == EINTR) {
+    pthread_mutex_lock(&w->mu);
+    while (!w->cancelled && rc != ETIMEDOUT) {
+        rc = pthread_cond_timedwait(&w->cond, &w->mu, &w->deadline);
     }
+    if (w->cancelled) {
+        pthread_mutex_unlock(&w->mu);
+        return NULL;
+    }
+    pthread_mutex_unlock(&w->mu);
     log_error("kadx",
               "stop: not finished %" PRId64 " ms after it began (still in "
               "'%s'): exiting now with status %d; the journal is consistent "
@@ -46,8 +59,7 @@ static void *watchdog_main(void *arg)
 int watchdog_start(int64_t deadline_ms, int exit_code, struct watchdog **out)
 {
     struct watchdog *w = calloc(1, sizeof(*w));
-    pthread_attr_t attr;
-    pthread_t t;
+    pthread_condattr_t cattr;
     sigset_t all;
     sigset_t old;
     int rc;
@@ -65,15 +77,19 @@ int watchdog_start(int64_t deadline_ms, int exit_code, struct watchdog **out)
     w->deadline_ms = deadline_ms;
     w->exit_code = exit_code;
     atomic_init(&w->phase, "stopping");
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_condattr_init(&cattr);
+    pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cond, &cattr);
+    pthread_condattr_destroy(&cattr);
     /* the thread takes no signal: SIGTERM/SIGINT stay the loop's */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    rc = pthread_create(&t, &attr, watchdog_main, w);
+    rc = pthread_create(&w->thread, NULL, watchdog_main, w);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
     if (rc != 0) {
+        pthread_cond_destroy(&w->cond);
+        pthread_mutex_destroy(&w->mu);
         free(w);
         return -rc;
     }
@@ -86,4 +102,19 @@ void watchdog_phase(struct watchdog *w, const char *phase)
     if (w != NULL) {
         atomic_store(&w->phase, phase);
     }
+}
+
+void watchdog_cancel(struct watchdog *w)
+{
+    if (w == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&w->mu);
+    w->cancelled = 1;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
 }

@@ -21,11 +21,14 @@ struct watchdog;
 /*
  * Starts the watchdog thread: deadline_ms from now it logs one error line
  * naming the last phase set (watchdog_phase) and calls _exit(exit_code),
- * unless the process has exited before. The watchdog cannot be stopped: it
- * ends with the process (its memory is the thread's until then). Returns 0
- * and sets *out, or -errno (then nothing was started).
+ * unless watchdog_cancel was called before. Returns 0 and sets *out, or
+ * -errno (then nothing was started).
  */
 int watchdog_start(int64_t deadline_ms, int exit_code, struct watchdog **out);
+
+/* Ends the wait, joins the thread and frees w (NULL: nothing). Called once
+ * the stop has finished, from the thread that started it. */
+void watchdog_cancel(struct watchdog *w);
 
 /* Records what the stop is doing now, for the watchdog's message. phase
  * must be a string literal (borrowed for the life of the process). Any

@@ -139,6 +139,32 @@ static void test_prompt_exit_keeps_its_status(void **state)
     assert_null(strstr(err, "not finished"));
 }
 
+static void cancelled_body(void)
+{
+    struct watchdog *w = NULL;
+    struct timespec past = {.tv_sec = 0, .tv_nsec = 500 * 1000000};
+
+    if (watchdog_start(200, 7, &w) != 0) {
+        _exit(98);
+    }
+    watchdog_cancel(w); /* joins the thread: no _exit(7) after this */
+    while (nanosleep(&past, &past) != 0 && errno == EINTR) {
+    }
+    _exit(5);
+}
+
+/* A cancelled watchdog never fires, even once its deadline has passed. */
+static void test_cancelled_watchdog_never_fires(void **state)
+{
+    char err[4096];
+    int64_t ms;
+
+    (void)state;
+    assert_int_equal(run_child(cancelled_body, err, sizeof(err), &ms), 5);
+    assert_true(ms >= 500);
+    assert_null(strstr(err, "not finished"));
+}
+
 /* SIGTERM to the process still reaches a handler on the main thread: the
  * watchdog thread blocks every signal. */
 static volatile sig_atomic_t got_term;
@@ -183,6 +209,7 @@ int main(void)
         cmocka_unit_test(test_stuck_process_ends_at_the_deadline),
         cmocka_unit_test(test_prompt_exit_keeps_its_status),
         cmocka_unit_test(test_signals_stay_with_the_main_thread),
+        cmocka_unit_test(test_cancelled_watchdog_never_fires),
     };
 
     log_setup(LOG_INFO, LOG_TEXT);
