@@ -25,8 +25,8 @@
 struct watchdog {
     pthread_t thread;
     pthread_mutex_t mu;
-    pthread_cond_t cond;  /* clocked on CLOCK_MONOTONIC */
-    int cancelled;        /* under mu */
+    pthread_cond_t cond;      /* clocked on CLOCK_MONOTONIC */
+    int cancelled;            /* under mu */
     struct timespec deadline; /* CLOCK_MONOTONIC, absolute */
     int64_t deadline_ms;
     int exit_code;
