@@ -1817,7 +1817,7 @@ static void handle(struct http_request *req, void *data)
     const char *m = http_req_method(req);
     int is_post = strcmp(m, "POST") == 0;
     int is_get = strcmp(m, "GET") == 0;
-    int v1;
+    int v1 = 0;
 
     ctx_init(&c, req);
     if (strncmp(path, "/_emulator/", 11) == 0) {
