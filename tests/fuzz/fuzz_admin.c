@@ -14,6 +14,7 @@
 #include "gateway/config.h"
 #include "gateway/log.h"
 #include "storage/journal.h"
+#include "tests/fuzz/loopback.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -103,61 +104,15 @@ static void setup(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct sockaddr_in sa;
-    char buf[65536];
-    size_t off = 0;
-    int fd;
-
     if (admin == NULL) {
         setup();
     }
     if (size > 32768) {
         return 0;
     }
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    assert(fd >= 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 &&
-        errno != EINPROGRESS) {
-        abort();
-    }
-    if (size == 0) {
-        shutdown(fd, SHUT_WR);
-    }
     /* the API answers reads from the thread pool: wait for quiet, not
      * for one turn of the loop */
-    for (int idle = 0; idle < 200;) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int progressed = 0;
-
-        if (off < size) {
-            ssize_t w = send(fd, data + off, size - off, MSG_NOSIGNAL);
-
-            if (w > 0) {
-                off += (size_t)w;
-                progressed = 1;
-                if (off == size) {
-                    shutdown(fd, SHUT_WR);
-                }
-            }
-        }
-        uv_run(&loop, UV_RUN_NOWAIT);
-        if (poll(&p, 1, 1) > 0) {
-            ssize_t r = recv(fd, buf, sizeof(buf), 0);
-
-            if (r == 0 || (r < 0 && errno != EAGAIN)) {
-                break; /* the server closed (or reset) */
-            }
-            if (r > 0) {
-                progressed = 1;
-            }
-        }
-        idle = progressed ? 0 : idle + 1;
-    }
-    close(fd);
+    fuzz_loopback_send(&loop, port, data, size, 200);
     for (int i = 0; i < 10; i++) {
         uv_run(&loop, UV_RUN_NOWAIT); /* the server sees the close */
     }

@@ -10,6 +10,7 @@
  * Small limits make the 413/431 paths reachable with small inputs.
  */
 #include "admin/http.h"
+#include "tests/fuzz/loopback.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -64,60 +65,13 @@ static void setup(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct sockaddr_in sa;
-    char buf[65536];
-    size_t off = 0;
-    int fd;
-
     if (server == NULL) {
         setup();
     }
     if (size > 32768) {
         return 0;
     }
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    assert(fd >= 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 &&
-        errno != EINPROGRESS) {
-        abort();
-    }
-    /* write all, read what comes, until the server closes or goes quiet */
-    for (int idle = 0; idle < 50;) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int progressed = 0;
-
-        if (off < size) {
-            ssize_t w = send(fd, data + off, size - off, MSG_NOSIGNAL);
-
-            if (w > 0) {
-                off += (size_t)w;
-                progressed = 1;
-                if (off == size) {
-                    shutdown(fd, SHUT_WR);
-                }
-            }
-        } else if (size == 0 && off == 0) {
-            shutdown(fd, SHUT_WR);
-            off = 1; /* once */
-        }
-        uv_run(&loop, UV_RUN_NOWAIT);
-        if (poll(&p, 1, 1) > 0) {
-            ssize_t r = recv(fd, buf, sizeof(buf), 0);
-
-            if (r == 0 || (r < 0 && errno != EAGAIN)) {
-                break; /* the server closed (or reset) */
-            }
-            if (r > 0) {
-                progressed = 1;
-            }
-        }
-        idle = progressed ? 0 : idle + 1;
-    }
-    close(fd);
+    fuzz_loopback_send(&loop, port, data, size, 50);
     /* let the server see the close and free the connection */
     for (int i = 0; i < 100 && http_server_connections(server) > 0; i++) {
         uv_run(&loop, UV_RUN_NOWAIT);
