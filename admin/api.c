@@ -2093,6 +2093,8 @@ static int rc_client(struct admin *a, char *err, size_t errlen)
     memset(&ao, 0, sizeof(ao));
     ao.app = "kadx-admin";
     ao.timeout_ms = a->src.cfg->adx.request_timeout_ms;
+    ao.proxy = a->src.cfg->adx.proxy;
+    ao.no_proxy = a->src.cfg->adx.no_proxy;
     r = adx_new(a->loop, &ao, &a->adx, err, errlen);
     if (r < 0) {
         return r;

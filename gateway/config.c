@@ -839,6 +839,36 @@ static int kafka_set(struct config_kafka *k, const char *key, const char *value)
 
 /* ---- defaults --------------------------------------------------------- */
 
+/*
+ * journal.path's default: under systemd's StateDirectory= when the service
+ * manager gives one ($STATE_DIRECTORY, a ':'-separated list: the first
+ * entry; the packaged unit sets StateDirectory=kadx, i.e. /var/lib/kadx),
+ * else ./kadx-journal.db in the working directory (CONFIG.md, "journal").
+ */
+static int default_journal_path(char **out)
+{
+    const char *sd = getenv("STATE_DIRECTORY");
+    size_t n;
+    char *p;
+
+    if (sd == NULL || sd[0] == '\0' || sd[0] != '/') {
+        return replace(out, "./kadx-journal.db");
+    }
+    n = strcspn(sd, ":");
+    while (n > 1 && sd[n - 1] == '/') {
+        n--;
+    }
+    p = malloc(n + sizeof("/kadx-journal.db"));
+    if (p == NULL) {
+        return -ENOMEM;
+    }
+    memcpy(p, sd, n);
+    memcpy(p + n, "/kadx-journal.db", sizeof("/kadx-journal.db"));
+    free(*out);
+    *out = p;
+    return 0;
+}
+
 static int set_defaults(struct config *c)
 {
     const char *authority = getenv("AZURE_AUTHORITY_HOST");
@@ -861,7 +891,7 @@ static int set_defaults(struct config *c)
     c->intake.skip_tombstones = 1;
     c->intake.high_water_bytes = -1; /* computed in finish() */
     c->intake.low_water_bytes = -1;
-    if (replace(&c->journal.path, "./kadx-journal.db") < 0 ||
+    if (default_journal_path(&c->journal.path) < 0 ||
         replace(&c->admin.listen, "127.0.0.1:8081") < 0 ||
         replace(&c->adx.auth.authority_host,
                 authority != NULL && authority[0] != '\0'
@@ -877,8 +907,8 @@ static int set_defaults(struct config *c)
 static const char *const top_keys[] = {
     "kafka", "adx", "routes", "journal", "intake", "forwarder", "admin", NULL};
 static const char *const adx_keys[] = {
-    "ingest_url",         "query_url",         "auth",
-    "request_timeout_ms", "server_timeout_ms", NULL};
+    "ingest_url",        "query_url", "auth",     "request_timeout_ms",
+    "server_timeout_ms", "proxy",     "no_proxy", NULL};
 static const char *const auth_keys[] = {
     "method",     "tenant_id",      "client_id", "client_secret", "token",
     "token_file", "authority_host", "scope",     "imds_url",      NULL};
@@ -1023,6 +1053,8 @@ static int load_adx_native(struct loader *l, const cJSON *o)
                       3600 * 1000, &x->request_timeout_ms)) < 0 ||
         (rc = opt_num(l, o, "adx", "server_timeout_ms", NUM_MS, 1000,
                       3600 * 1000, &x->server_timeout_ms)) < 0 ||
+        (rc = opt_nonempty(l, o, "adx", "proxy", &x->proxy)) < 0 ||
+        (rc = opt_string(l, o, "adx", "no_proxy", &x->no_proxy)) < 0 ||
         (rc = opt_object(l, o, "adx", "auth", &auth)) < 0) {
         return rc;
     }
@@ -1331,6 +1363,8 @@ struct conn {
     char *retry_max_time;
     char *retry_backoff;
     char *on_error;
+    char *proxy_host;
+    char *proxy_port;
 };
 
 static const struct {
@@ -1351,6 +1385,8 @@ static const struct {
     {"aad.auth.accesstoken", offsetof(struct conn, accesstoken)},
     {"kusto.tables.topics.mapping", offsetof(struct conn, mapping)},
     {"flush.size.bytes", offsetof(struct conn, flush_size)},
+    {"proxy.host", offsetof(struct conn, proxy_host)},
+    {"proxy.port", offsetof(struct conn, proxy_port)},
     {"flush.interval.ms", offsetof(struct conn, flush_interval)},
     {"errors.retry.max.time.ms", offsetof(struct conn, retry_max_time)},
     {"errors.retry.backoff.time.ms", offsetof(struct conn, retry_backoff)},
@@ -1370,8 +1406,7 @@ static const char *const conn_info_prefix[] = {
     "key.converter.", "value.converter.", "header.converter.", NULL};
 /* Keys whose behaviour kadx does not reproduce. */
 static const char *const conn_warn_exact[] = {
-    "tempdir.path",     "proxy.host",
-    "proxy.port",       "kusto.validation.table.enable",
+    "tempdir.path",     "kusto.validation.table.enable",
     "errors.tolerance", "transforms",
     "predicates",       NULL};
 static const char *const conn_warn_prefix[] = {
@@ -1677,6 +1712,29 @@ static int load_conn_values(struct loader *l, struct conn *cn)
         }
     } else if (engine_from_dm(cn->ingest_url, &c->adx.ingest_url) < 0) {
         return oom(l);
+    }
+
+    /* proxy.host and proxy.port: the connector's HTTP proxy */
+    if (cn->proxy_host != NULL && cn->proxy_host[0] != '\0') {
+        char url[512];
+        char *end = NULL;
+        long port = 0;
+
+        if (cn->proxy_port != NULL) {
+            errno = 0;
+            port = strtol(cn->proxy_port, &end, 10);
+        }
+        if (cn->proxy_port == NULL || end == cn->proxy_port || *end != '\0' ||
+            errno != 0 || port < 1 || port > 65535) {
+            return fail(l, "'proxy.port' must be a port number (1-65535) "
+                           "when 'proxy.host' is set");
+        }
+        snprintf(url, sizeof(url), "%s%s:%ld",
+                 strstr(cn->proxy_host, "://") != NULL ? "" : "http://",
+                 cn->proxy_host, port);
+        if (replace(&c->adx.proxy, url) < 0) {
+            return oom(l);
+        }
     }
 
     /* aad.auth.* */
@@ -2248,6 +2306,53 @@ static int check_kafka(struct loader *l)
     return rc;
 }
 
+/*
+ * adx.proxy: a proxy URL libcurl understands (http://, https://, socks4://,
+ * socks4a://, socks5://, socks5h://), possibly with user:password (then it
+ * is a secret). adx.no_proxy: libcurl's list (comma-separated host names,
+ * domains, IPs, CIDRs, or "*"). The environment's http_proxy, https_proxy,
+ * all_proxy and no_proxy are ignored (adx.c): CONFIG.md, "Proxy".
+ */
+static int check_proxy(struct loader *l)
+{
+    static const char *const schemes[] = {
+        "http://",   "https://",   "socks4://", "socks4a://",
+        "socks5://", "socks5h://", NULL};
+    const char *p = l->cfg->adx.proxy;
+    const char *np = l->cfg->adx.no_proxy;
+    int ok = 0;
+
+    if (p != NULL) {
+        for (size_t i = 0; schemes[i] != NULL; i++) {
+            if (strncasecmp(p, schemes[i], strlen(schemes[i])) == 0 &&
+                p[strlen(schemes[i])] != '\0') {
+                ok = 1;
+            }
+        }
+        if (!ok) {
+            return fail(l, "'adx.proxy' must be a URL starting with http://, "
+                           "https://, socks4://, socks4a://, socks5:// or "
+                           "socks5h://");
+        }
+        for (const char *s = p; *s != '\0'; s++) {
+            if ((unsigned char)*s <= 0x20) {
+                return fail(l, "'adx.proxy' must not contain spaces or "
+                               "control characters");
+            }
+        }
+        if (strchr(p, '@') != NULL) {
+            log_add_secret(p); /* user:password inside */
+        }
+    }
+    for (const char *s = np; s != NULL && *s != '\0'; s++) {
+        if ((unsigned char)*s < 0x20) {
+            return fail(l, "'adx.no_proxy' must not contain control "
+                           "characters");
+        }
+    }
+    return 0;
+}
+
 static int finish(struct loader *l)
 {
     struct config *c = l->cfg;
@@ -2301,6 +2406,9 @@ static int finish(struct loader *l)
     }
     if ((rc = check_url(l, "adx.query_url", c->adx.query_url, NULL)) < 0 ||
         (rc = check_auth(l)) < 0) {
+        return rc;
+    }
+    if ((rc = check_proxy(l)) < 0) {
         return rc;
     }
     if (c->adx.auth.scope != NULL) {
@@ -2685,6 +2793,8 @@ void config_free(struct config *cfg)
     strv_free(cfg->kafka.values, cfg->kafka.n);
     free(cfg->adx.ingest_url);
     free(cfg->adx.query_url);
+    free(cfg->adx.proxy);
+    free(cfg->adx.no_proxy);
     a = &cfg->adx.auth;
     free(a->tenant_id);
     free(a->client_id);
@@ -2795,6 +2905,12 @@ char *config_to_json(const struct config *cfg)
     rc |= add_str(o, "query_url", cfg->adx.query_url);
     rc |= add_num(o, "request_timeout_ms", cfg->adx.request_timeout_ms);
     rc |= add_num(o, "server_timeout_ms", cfg->adx.server_timeout_ms);
+    if (cfg->adx.proxy != NULL) {
+        rc |= add_secret(o, "proxy", cfg->adx.proxy);
+    }
+    if (cfg->adx.no_proxy != NULL) {
+        rc |= add_str(o, "no_proxy", cfg->adx.no_proxy);
+    }
     o = add_obj(o, "auth");
     if (rc < 0 || o == NULL) {
         goto out;

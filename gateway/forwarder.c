@@ -2071,6 +2071,8 @@ int forwarder_new(uv_loop_t *loop, const struct forwarder_options *o,
     memset(&ao, 0, sizeof(ao));
     ao.timeout_ms = (long)cfg->adx.request_timeout_ms;
     ao.ca_file = o->ca_file;
+    ao.proxy = cfg->adx.proxy;
+    ao.no_proxy = cfg->adx.no_proxy;
     rc = adx_new(loop, &ao, &fw->adx, err, errlen);
     if (rc < 0) {
         free(fw->routes);

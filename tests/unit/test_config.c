@@ -694,6 +694,22 @@ static const struct bad bad_configs[] = {
      "a '*' route needs 'intake.topics'"},
     {NATIVE(",\"intake\":{\"topics\":[\"other\"]}"),
      "topic 'other' in 'intake.topics' has no route"},
+    /* proxy */
+    {"{" KAFKA ",\"adx\":{\"ingest_url\":\"https://h\",\"proxy\":"
+     "\"proxy.example:3128\"}," ROUTE "}",
+     "'adx.proxy' must be a URL starting with http://, https://"},
+    {"{" KAFKA ",\"adx\":{\"ingest_url\":\"https://h\",\"proxy\":\"\"}," ROUTE
+     "}",
+     "'adx.proxy' must not be empty"},
+    {"{" KAFKA ",\"adx\":{\"ingest_url\":\"https://h\",\"proxy\":"
+     "\"http://p x:1\"}," ROUTE "}",
+     "'adx.proxy' must not contain spaces"},
+    {"{" KAFKA ",\"adx\":{\"ingest_url\":\"https://h\",\"no_proxy\":7}," ROUTE
+     "}",
+     "'adx.no_proxy' must be a string"},
+    {"{" KAFKA ",\"adx\":{\"ingest_url\":\"https://h\",\"proxi\":"
+     "\"http://p:1\"}," ROUTE "}",
+     "unknown key 'adx.proxi'"},
     /* impossible limits */
     {NATIVE(",\"forwarder\":{\"batch_max_bytes\":\"5MiB\"}"),
      "'forwarder.batch_max_bytes' (5242880) must be at most 4194304: ADX "
@@ -851,6 +867,67 @@ static void test_file_errors(void **state)
     assert_null(cfg);
 }
 
+/* journal.path defaults under systemd's StateDirectory= when given one */
+static void test_journal_default_state_directory(void **state)
+{
+    struct config *cfg;
+
+    (void)state;
+    setenv("STATE_DIRECTORY", "/var/lib/kadx/:/var/lib/other", 1);
+    cfg = load_ok(NATIVE(""));
+    assert_string_equal(cfg->journal.path, "/var/lib/kadx/kadx-journal.db");
+    config_free(cfg);
+    /* an explicit path wins */
+    cfg = load_ok(NATIVE(",\"journal\":{\"path\":\"j.db\"}"));
+    assert_string_equal(cfg->journal.path, "j.db");
+    config_free(cfg);
+    /* not absolute: ignored */
+    setenv("STATE_DIRECTORY", "relative", 1);
+    cfg = load_ok(NATIVE(""));
+    assert_string_equal(cfg->journal.path, "./kadx-journal.db");
+    config_free(cfg);
+    unsetenv("STATE_DIRECTORY");
+    cfg = load_ok(NATIVE(""));
+    assert_string_equal(cfg->journal.path, "./kadx-journal.db");
+    config_free(cfg);
+}
+
+/* adx.proxy / adx.no_proxy, and the connector's proxy.host/proxy.port */
+static void test_proxy(void **state)
+{
+    struct config *cfg;
+    char *json;
+
+    (void)state;
+    cfg = load_ok(NATIVE(""));
+    assert_null(cfg->adx.proxy);
+    assert_null(cfg->adx.no_proxy);
+    config_free(cfg);
+    cfg = load_ok("{" KAFKA ",\"adx\":{\"ingest_url\":\"https://h\","
+                  "\"proxy\":\"http://user:pw@proxy.example:3128\","
+                  "\"no_proxy\":\"169.254.169.254,.internal\"}," ROUTE "}");
+    assert_string_equal(cfg->adx.proxy, "http://user:pw@proxy.example:3128");
+    assert_string_equal(cfg->adx.no_proxy, "169.254.169.254,.internal");
+    json = config_to_json(cfg);
+    assert_non_null(json);
+    assert_null(strstr(json, "user:pw"));
+    assert_non_null(strstr(json, "\"no_proxy\""));
+    free(json);
+    config_free(cfg);
+    setenv("KADX_BOOTSTRAP_SERVERS", "b:1", 1);
+    cfg = load_ok("{\"name\":\"c\",\"config\":{\"topics\":\"t\","
+                  "\"kusto.ingestion.url\":\"https://ingest-h.k.example\","
+                  "\"kusto.query.url\":\"https://h.k.example\","
+                  "\"aad.auth.appid\":\"a\",\"aad.auth.appkey\":\"k\","
+                  "\"aad.auth.authority\":\"t\","
+                  "\"kusto.tables.topics.mapping\":\"[{'topic': 't','db': "
+                  "'d', 'table': 'T','format': 'json'}]\","
+                  "\"proxy.host\":\"proxy.example\",\"proxy.port\":\"8080\"}}");
+    unsetenv("KADX_BOOTSTRAP_SERVERS");
+    assert_string_equal(cfg->adx.proxy, "http://proxy.example:8080");
+    config_free(cfg);
+}
+
 static void test_units(void **state)
 {
     struct config *cfg = load_ok(NATIVE(
@@ -889,6 +966,8 @@ int main(void)
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_units),
         cmocka_unit_test(test_ambiguous_window),
+        cmocka_unit_test(test_journal_default_state_directory),
+        cmocka_unit_test(test_proxy),
     };
 
     log_setup(LOG_WARN, LOG_TEXT);
