@@ -2356,6 +2356,31 @@ void admin_set_sources(struct admin *a, const struct admin_sources *src)
     a->src = *src;
 }
 
+int admin_reconfigure(struct admin *a, const struct config *cfg)
+{
+    char *token = NULL;
+
+    if (cfg->admin.token != NULL && cfg->admin.token[0] != '\0') {
+        token = strdup(cfg->admin.token);
+        if (token == NULL) {
+            return -ENOMEM;
+        }
+        log_add_secret(token);
+    }
+    free(a->token);
+    a->token = token;
+    a->src.cfg = cfg;
+    if (a->rc == NULL) {
+        /* no reconcile running: its client is made again, from cfg, on
+         * the next use (new URL, credentials or proxy) */
+        auth_close(a->auth);
+        adx_close(a->adx);
+        a->auth = NULL;
+        a->adx = NULL;
+    }
+    return 0;
+}
+
 void admin_stop(struct admin *a)
 {
     struct adx *adx;

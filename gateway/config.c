@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <librdkafka/rdkafka.h>
+#include <limits.h>
 #include <math.h>
 #include <regex.h>
 #include <stdarg.h>
@@ -327,9 +328,69 @@ static int json_int(const cJSON *it, int64_t *out)
 /* ---- ${ENV_VAR} substitution ------------------------------------------ */
 
 /*
+ * ${file:/path}: the file's content, one final newline ("\n" or "\r\n")
+ * removed (a secret mounted by Kubernetes, Docker or systemd credentials).
+ * At most VALUE_MAX bytes; the path must be absolute. Appends to b.
+ */
+static int subst_file(struct loader *l, const char *path, const char *file,
+                      struct sbuf *b)
+{
+    char buf[4096];
+    size_t total = 0;
+    size_t start = b->len;
+    FILE *f;
+    int rc = 0;
+
+    if (file[0] != '/') {
+        return fail(l, "'${file:%s}' in '%s': the path must be absolute", file,
+                    path);
+    }
+    f = fopen(file, "rb");
+    if (f == NULL) {
+        return fail(l, "cannot read '%s' (used in '%s'): %s", file, path,
+                    strerror(errno));
+    }
+    for (;;) {
+        size_t n = fread(buf, 1, sizeof(buf), f);
+
+        if (n == 0) {
+            break;
+        }
+        total += n;
+        if (total > VALUE_MAX) {
+            rc = -EMSGSIZE;
+            break;
+        }
+        rc = sbuf_add(b, buf, n);
+        if (rc < 0) {
+            break;
+        }
+    }
+    if (rc == 0 && ferror(f)) {
+        rc = fail(l, "cannot read '%s' (used in '%s'): %s", file, path,
+                  strerror(EIO));
+    }
+    fclose(f);
+    if (rc < 0) {
+        return rc;
+    }
+    if (b->len > start && b->s[b->len - 1] == '\n') {
+        b->len--;
+        if (b->len > start && b->s[b->len - 1] == '\r') {
+            b->len--;
+        }
+        b->s[b->len] = '\0';
+    }
+    return 0;
+}
+
+/*
  * Returns in *out (owned) the value with every ${NAME} replaced by the
- * environment variable NAME; "$${" stands for a literal "${". A missing
- * variable is an error that names it and the key.
+ * environment variable NAME, every ${NAME:-default} by NAME's value when it
+ * is set and not empty, else by default (taken as written), and every
+ * ${file:/path} by the file's content (subst_file); "$${" stands for a
+ * literal "${". A missing variable (without a default) or an unreadable
+ * file is an error that names it and the key.
  */
 static int subst_env(struct loader *l, const char *path, const char *in,
                      char **out)
@@ -348,7 +409,8 @@ static int subst_env(struct loader *l, const char *path, const char *in,
         } else if (p[0] == '$' && p[1] == '{') {
             const char *name = p + 2;
             const char *end = strchr(name, '}');
-            char var[129];
+            const char *dflt = NULL;
+            char var[PATH_MAX];
             const char *val;
             size_t n;
 
@@ -357,7 +419,29 @@ static int subst_env(struct loader *l, const char *path, const char *in,
                 return fail(l, "unterminated '${' in '%s'", path);
             }
             n = (size_t)(end - name);
-            if (n == 0 || n >= sizeof(var) ||
+            if (n > 5 && strncmp(name, "file:", 5) == 0) {
+                if (n - 5 >= sizeof(var)) {
+                    free(b.s);
+                    return fail(l, "file name too long in '%s'", path);
+                }
+                memcpy(var, name + 5, n - 5);
+                var[n - 5] = '\0';
+                rc = subst_file(l, path, var, &b);
+                if (rc < 0 && rc != -EMSGSIZE) {
+                    free(b.s);
+                    return rc;
+                }
+                p = end + 1;
+                continue;
+            }
+            for (size_t i = 0; i + 1 < n; i++) {
+                if (name[i] == ':' && name[i + 1] == '-') {
+                    dflt = name + i + 2;
+                    n = i;
+                    break;
+                }
+            }
+            if (n == 0 || n >= 129 ||
                 !(isalpha((unsigned char)name[0]) || name[0] == '_')) {
                 free(b.s);
                 return fail(l, "bad environment variable name in '%s'", path);
@@ -372,14 +456,17 @@ static int subst_env(struct loader *l, const char *path, const char *in,
             memcpy(var, name, n);
             var[n] = '\0';
             val = getenv(var);
-            if (val == NULL) {
+            if (dflt != NULL && (val == NULL || val[0] == '\0')) {
+                rc = sbuf_add(&b, dflt, (size_t)(end - dflt));
+            } else if (val == NULL) {
                 free(b.s);
                 return fail(l,
                             "environment variable '%s' is not set (used in "
                             "'%s')",
                             var, path);
+            } else {
+                rc = sbuf_adds(&b, val);
             }
-            rc = sbuf_adds(&b, val);
             p = end + 1;
         } else {
             rc = sbuf_add(&b, p, 1);
@@ -873,6 +960,7 @@ static int set_defaults(struct config *c)
 {
     const char *authority = getenv("AZURE_AUTHORITY_HOST");
 
+    c->log_level = -1;
     c->adx.request_timeout_ms = 30000;
     c->adx.server_timeout_ms = CONFIG_SERVER_TIMEOUT_DEFAULT_MS;
     c->journal.max_bytes = (int64_t)1024 * MIB;
@@ -904,8 +992,9 @@ static int set_defaults(struct config *c)
 
 /* ---- native reader ---------------------------------------------------- */
 
-static const char *const top_keys[] = {
-    "kafka", "adx", "routes", "journal", "intake", "forwarder", "admin", NULL};
+static const char *const top_keys[] = {"kafka",   "adx",    "routes",
+                                       "journal", "intake", "forwarder",
+                                       "admin",   "log",    NULL};
 static const char *const adx_keys[] = {
     "ingest_url",        "query_url", "auth",     "request_timeout_ms",
     "server_timeout_ms", "proxy",     "no_proxy", NULL};
@@ -934,6 +1023,7 @@ static const char *const forwarder_keys[] = {"batch_max_bytes",
 static const char *const intake_keys[] = {"skip_tombstones", "high_water_bytes",
                                           "low_water_bytes", "topics", NULL};
 static const char *const admin_keys[] = {"listen", "token", NULL};
+static const char *const log_keys[] = {"level", NULL};
 
 static const char *const auth_names[] = {"none", "static_token",
                                          "client_secret", "managed_identity",
@@ -1338,6 +1428,30 @@ static int load_native(struct loader *l, const cJSON *root)
             strcasecmp(c->admin.listen, "off") == 0) {
             free(c->admin.listen);
             c->admin.listen = NULL;
+        }
+    }
+    if ((rc = opt_object(l, root, "", "log", &o)) < 0) {
+        return rc;
+    }
+    if (o != NULL) {
+        char *lv = NULL;
+        enum log_level level;
+
+        if ((rc = check_keys(l, o, "log", log_keys)) < 0 ||
+            (rc = opt_nonempty(l, o, "log", "level", &lv)) < 0) {
+            return rc;
+        }
+        if (lv != NULL) {
+            if (log_level_parse(lv, &level) < 0) {
+                rc = fail(l,
+                          "'log.level' must be error, warn, info or debug, "
+                          "not '%s'",
+                          clean(lv, shown, sizeof(shown)));
+                free(lv);
+                return rc;
+            }
+            c->log_level = (int)level;
+            free(lv);
         }
     }
     return 0;
@@ -2906,7 +3020,9 @@ char *config_to_json(const struct config *cfg)
     rc |= add_num(o, "request_timeout_ms", cfg->adx.request_timeout_ms);
     rc |= add_num(o, "server_timeout_ms", cfg->adx.server_timeout_ms);
     if (cfg->adx.proxy != NULL) {
-        rc |= add_secret(o, "proxy", cfg->adx.proxy);
+        rc |= strchr(cfg->adx.proxy, '@') != NULL
+                  ? add_secret(o, "proxy", cfg->adx.proxy)
+                  : add_str(o, "proxy", cfg->adx.proxy);
     }
     if (cfg->adx.no_proxy != NULL) {
         rc |= add_str(o, "no_proxy", cfg->adx.no_proxy);
@@ -3014,6 +3130,15 @@ char *config_to_json(const struct config *cfg)
     rc |= add_str(o, "listen",
                   cfg->admin.listen != NULL ? cfg->admin.listen : "off");
     rc |= add_secret(o, "token", cfg->admin.token);
+    if (cfg->log_level >= 0) {
+        static const char *const names[] = {"error", "warn", "info", "debug"};
+
+        o = add_obj(root, "log");
+        if (o == NULL) {
+            goto out;
+        }
+        rc |= add_str(o, "level", names[cfg->log_level & 3]);
+    }
     if (rc == 0) {
         text = cJSON_Print(root);
     }

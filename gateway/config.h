@@ -165,6 +165,8 @@ struct config {
     struct config_intake intake;
     struct config_admin admin;
     int from_connector; /* 1 when loaded from a connector config */
+    int log_level;      /* log.level as an enum log_level; -1 = not set (the
+                           --log-level flag stays in force) */
 };
 
 /*

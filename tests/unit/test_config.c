@@ -928,6 +928,58 @@ static void test_proxy(void **state)
     config_free(cfg);
 }
 
+/* ${VAR:-default}, ${file:/path} and log.level */
+static void test_defaults_files_log(void **state)
+{
+    char path[] = "/tmp/kadx-test-secret-XXXXXX";
+    struct config *cfg;
+    int fd;
+
+    (void)state;
+    unsetenv("KADX_T_UNSET");
+    setenv("KADX_T_EMPTY", "", 1);
+    setenv("KADX_T_SET", "T9", 1);
+    cfg = load_ok("{" KAFKA "," ADX ",\"routes\":[{\"topic\":\"t\","
+                  "\"database\":\"${KADX_T_UNSET:-d1}\",\"table\":"
+                  "\"${KADX_T_SET:-x}\",\"mapping\":\"${KADX_T_EMPTY:-m}\"}],"
+                  "\"log\":{\"level\":\"debug\"}}");
+    assert_string_equal(cfg->routes[0].database, "d1");
+    assert_string_equal(cfg->routes[0].table, "T9");
+    assert_string_equal(cfg->routes[0].mapping, "m");
+    assert_int_equal(cfg->log_level, 3);
+    config_free(cfg);
+    unsetenv("KADX_T_EMPTY");
+    unsetenv("KADX_T_SET");
+
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "tok-from-file\r\n", 15), 15);
+    close(fd);
+    {
+        char json[1024];
+
+        snprintf(json, sizeof(json),
+                 "{" KAFKA ",\"adx\":{\"ingest_url\":\"http://127.0.0.1:1\","
+                 "\"auth\":{\"method\":\"static_token\",\"token\":"
+                 "\"${file:%s}\"}}," ROUTE "}",
+                 path);
+        cfg = load_ok(json);
+        assert_string_equal(cfg->adx.auth.token, "tok-from-file");
+        assert_int_equal(cfg->log_level, -1);
+        config_free(cfg);
+    }
+    unlink(path);
+    load_bad("{" KAFKA ",\"adx\":{\"ingest_url\":\"${file:/nonexistent/u}\"}"
+             "," ROUTE "}",
+             "cannot read '/nonexistent/u' (used in 'adx.ingest_url')");
+    load_bad("{" KAFKA ",\"adx\":{\"ingest_url\":\"${file:rel}\"}," ROUTE "}",
+             "'${file:rel}' in 'adx.ingest_url': the path must be absolute");
+    load_bad(NATIVE(",\"log\":{\"level\":\"loud\"}"),
+             "'log.level' must be error, warn, info or debug, not 'loud'");
+    load_bad(NATIVE(",\"log\":{\"format\":\"json\"}"),
+             "unknown key 'log.format'");
+}
+
 static void test_units(void **state)
 {
     struct config *cfg = load_ok(NATIVE(
@@ -968,6 +1020,7 @@ int main(void)
         cmocka_unit_test(test_ambiguous_window),
         cmocka_unit_test(test_journal_default_state_directory),
         cmocka_unit_test(test_proxy),
+        cmocka_unit_test(test_defaults_files_log),
     };
 
     log_setup(LOG_WARN, LOG_TEXT);
