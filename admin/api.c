@@ -20,6 +20,7 @@
  * Everything runs on the loop thread.
  */
 #include "admin/api.h"
+#include "admin/connect.h"
 
 #include "admin/http.h"
 #include "gateway/adx.h"
@@ -2246,6 +2247,28 @@ static void on_request(struct http_request *req, void *data)
     const char *path = http_req_path(req);
     size_t plen = strlen(path);
 
+    if (connect_owns(path)) { /* Kafka Connect's REST API (connect.c) */
+        struct connect_ctx cx;
+        char worker[300];
+        const char *l = a->src.cfg->admin.listen;
+        const char *colon = l != NULL ? strrchr(l, ':') : NULL;
+
+        if (strcmp(method, "GET") != 0 && !token_ok(a, req)) {
+            respond_error(req, 401, "a valid bearer token is required");
+            return;
+        }
+        snprintf(worker, sizeof(worker), "%.*s:%d",
+                 colon != NULL ? (int)(colon - l) : 9, colon ? l : "127.0.0.1",
+                 http_server_port(a->srv));
+        memset(&cx, 0, sizeof(cx));
+        cx.cfg = a->src.cfg;
+        cx.intake = a->src.intake;
+        cx.forwarder = a->src.forwarder;
+        cx.paused_all = &a->paused_all;
+        cx.worker_id = worker;
+        connect_handle(&cx, req);
+        return;
+    }
     /* one trailing slash is forgiven: /status/ = /status */
     if (plen > 1 && path[plen - 1] == '/') {
         plen--;

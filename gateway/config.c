@@ -2095,6 +2095,11 @@ static int load_connector(struct loader *l, const cJSON *map, const char *name)
             goto out;
         }
     }
+    if (cn.name != NULL && cn.name[0] != '\0' &&
+        replace(&l->cfg->connector_name, cn.name) < 0) {
+        rc = oom(l);
+        goto out;
+    }
     /* Connect's own group for a sink connector, the last fallback */
     if (cn.name != NULL && config_kafka_get(l->cfg, "group.id") == NULL &&
         (l->ov == NULL || l->ov->group_id == NULL) &&
@@ -2926,6 +2931,7 @@ void config_free(struct config *cfg)
     strv_free(cfg->intake.topics, cfg->intake.ntopics);
     free(cfg->admin.listen);
     free(cfg->admin.token);
+    free(cfg->connector_name);
     free(cfg);
 }
 

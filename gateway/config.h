@@ -164,9 +164,11 @@ struct config {
     struct config_forwarder forwarder;
     struct config_intake intake;
     struct config_admin admin;
-    int from_connector; /* 1 when loaded from a connector config */
-    int log_level;      /* log.level as an enum log_level; -1 = not set (the
-                           --log-level flag stays in force) */
+    int from_connector;   /* 1 when loaded from a connector config */
+    char *connector_name; /* the connector config's "name"; NULL = none
+                             (native, or a bare map without one) */
+    int log_level;        /* log.level as an enum log_level; -1 = not set (the
+                             --log-level flag stays in force) */
 };
 
 /*

@@ -171,7 +171,11 @@ int reload_keep_restart_keys(struct config *next, const struct config *run,
     if (!str_eq(run->admin.listen, next->admin.listen)) {
         add_name(restart, restartlen, "admin.listen");
     }
+    if (!str_eq(run->connector_name, next->connector_name)) {
+        add_name(restart, restartlen, "name");
+    }
     if (str_dup(&next->journal.path, run->journal.path) < 0 ||
+        str_dup(&next->connector_name, run->connector_name) < 0 ||
         str_dup(&next->admin.listen, run->admin.listen) < 0) {
         goto nomem;
     }

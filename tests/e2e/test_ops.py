@@ -7,6 +7,10 @@ and the ADX emulator, checked for what a platform team relies on:
 - TestReload: SIGHUP during delivery reloads (logged), the process stays,
   every event arrives exactly once; a bad file is refused with its reason
   and the running config stays; a secret read from a file is re-read.
+- TestConnect: Kafka Connect's REST API on the admin port (admin/connect.c)
+  with the documented response shapes and status codes, pause/resume
+  stopping and restarting delivery, for a native config (one connector per
+  route) and a connector config (one connector named by its "name").
 """
 import http.client
 import http.server
@@ -237,6 +241,171 @@ class TestReload(tf.ForwarderBase):
         self.assertNotIn("right-token-1", "\n".join(p.lines()))
         self.wait_count(emu, 10 * self.partitions, 30, p)
         tf.audit(emu, self.parts, 10)
+        self.assertEqual(p.stop(), 0)
+
+
+def admin_req(port, method, path, token=None):
+    """(status, parsed JSON body or None, headers) of one admin request."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        hdrs = {"Authorization": "Bearer " + token} if token else {}
+        conn.request(method, path, headers=hdrs)
+        r = conn.getresponse()
+        raw = r.read()
+        return r.status, (json.loads(raw) if raw else None), dict(
+            r.getheaders())
+    finally:
+        conn.close()
+
+
+class TestConnect(tf.ForwarderBase):
+    partitions = 2
+
+    def admin_port(self, p):
+        line = p.wait_for("admin: listening on", timeout=30,
+                          what="the admin listening line")
+        return int(re.search(r"127\.0\.0\.1:(\d+)", line).group(1))
+
+    def test_native_routes_are_connectors(self):
+        emu = self.start_emulator()
+        tf.setup_table(emu)
+        tf.write_config(self.cfg, self.bs, "g-connect", self.journal,
+                        emu.url, admin=True)
+        patch_config(self.cfg, lambda c: c["admin"].update(
+            {"token": "connect-admin-token"}))
+        p = self.start_kadx()
+        port = self.admin_port(p)
+        tok = "connect-admin-token"
+        st, body, _ = admin_req(port, "GET", "/connectors")
+        self.assertEqual((st, body), (200, ["gameplay"]))
+        st, info, _ = admin_req(port, "GET", "/connectors/gameplay")
+        self.assertEqual(st, 200)
+        self.assertEqual(set(info), {"name", "config", "tasks", "type"})
+        self.assertEqual(info["type"], "sink")
+        self.assertEqual(info["tasks"], [{"connector": "gameplay", "task": 0}])
+        cfg = info["config"]
+        self.assertTrue(all(isinstance(v, str) for v in cfg.values()), cfg)
+        self.assertTrue(cfg["connector.class"].endswith("KustoSinkConnector"))
+        self.assertEqual(cfg["topics"], "gameplay")
+        self.assertEqual(cfg["kusto.query.url"], emu.url)
+        st, conf, _ = admin_req(port, "GET", "/connectors/gameplay/config")
+        self.assertEqual((st, conf), (200, cfg))
+        st, tasks, _ = admin_req(port, "GET", "/connectors/gameplay/tasks")
+        self.assertEqual(st, 200)
+        self.assertEqual(tasks[0]["id"], {"connector": "gameplay", "task": 0})
+        self.assertIsInstance(tasks[0]["config"], dict)
+
+        def status():
+            st, b, _ = admin_req(port, "GET", "/connectors/gameplay/status")
+            self.assertEqual(st, 200)
+            self.assertEqual(set(b), {"name", "connector", "tasks", "type"})
+            self.assertEqual(set(b["connector"]), {"state", "worker_id"})
+            self.assertEqual(b["connector"]["worker_id"], "127.0.0.1:%d" % port)
+            self.assertEqual(set(b["tasks"][0]) - {"trace"},
+                             {"id", "state", "worker_id"})
+            return b
+
+        self.assertEqual(status()["connector"]["state"], "RUNNING")
+        self.assertEqual(status()["tasks"][0]["state"], "RUNNING")
+        tf.produce(self.bs, self.parts, 0, 10)
+        self.wait_count(emu, 10 * self.partitions, 30, p)
+
+        # pause: mutating calls need the admin token
+        st, b, _ = admin_req(port, "PUT", "/connectors/gameplay/pause")
+        self.assertEqual(st, 401)
+        st, b, _ = admin_req(port, "PUT", "/connectors/gameplay/pause", tok)
+        self.assertEqual((st, b), (202, None))
+        self.assertEqual(status()["connector"]["state"], "PAUSED")
+        self.assertEqual(status()["tasks"][0]["state"], "PAUSED")
+        tf.produce(self.bs, self.parts, 10, 10)
+        # journaled while paused, not sent
+        wait_until(lambda: self.journaled(port) >= 20 * self.partitions,
+                   timeout=30, what="the paused events in the journal")
+        self.assertEqual(emu.count(tf.TABLE), 10 * self.partitions)
+        st, b, _ = admin_req(port, "PUT", "/connectors/gameplay/resume", tok)
+        self.assertEqual((st, b), (202, None))
+        self.wait_count(emu, 20 * self.partitions, 30, p)
+        self.assertEqual(status()["connector"]["state"], "RUNNING")
+
+        st, b, _ = admin_req(port, "POST", "/connectors/gameplay/restart", tok)
+        self.assertEqual((st, b), (204, None))
+        st, b, _ = admin_req(port, "POST", "/connectors/gameplay/restart"
+                        "?includeTasks=true&onlyFailed=false", tok)
+        self.assertEqual(st, 202)
+        self.assertEqual(b["name"], "gameplay")
+        st, b, _ = admin_req(port, "POST", "/connectors/gameplay/tasks/0/restart",
+                        tok)
+        self.assertEqual((st, b), (204, None))
+        st, b, _ = admin_req(port, "GET", "/connectors/gameplay/tasks/0/status")
+        self.assertEqual((st, b["id"], b["state"]), (200, 0, "RUNNING"))
+
+        st, b, _ = admin_req(port, "GET", "/connectors?expand=status&expand=info")
+        self.assertEqual(st, 200)
+        self.assertEqual(set(b["gameplay"]), {"status", "info"})
+        self.assertEqual(b["gameplay"]["status"]["type"], "sink")
+        st, b, _ = admin_req(port, "GET", "/connector-plugins")
+        self.assertEqual(st, 200)
+        self.assertEqual(b[0]["type"], "sink")
+
+        # errors: Connect's shape
+        st, b, _ = admin_req(port, "GET", "/connectors/nope/status")
+        self.assertEqual((st, b), (404, {"error_code": 404,
+                                         "message": "Connector nope not "
+                                                    "found"}))
+        st, b, _ = admin_req(port, "GET", "/connectors/gameplay/tasks/7/status")
+        self.assertEqual((st, b["error_code"]), (404, 404))
+        st, b, h = admin_req(port, "POST", "/connectors", tok)
+        self.assertEqual((st, b["error_code"], h.get("Allow")),
+                         (405, 405, "GET"))
+        st, b, _ = admin_req(port, "DELETE", "/connectors/gameplay", tok)
+        self.assertEqual((st, b["error_code"]), (405, 405))
+        st, b, _ = admin_req(port, "GET", "/connectors/gameplay/pause")
+        self.assertEqual(st, 405)
+        tf.audit(emu, self.parts, 20)
+        self.assertEqual(p.stop(), 0)
+
+    def journaled(self, port):
+        st, b, _ = admin_req(port, "GET", "/status")
+        return b["intake"]["journaled"]
+
+    def test_connector_config_is_one_connector(self):
+        emu = self.start_emulator()
+        tf.setup_table(emu)
+        with open(self.cfg, "w") as f:
+            json.dump({"name": "kusto-sink", "config": {
+                "connector.class": "com.microsoft.azure.kusto.kafka.connect."
+                                   "sink.KustoSinkConnector",
+                "topics": "gameplay",
+                "kusto.query.url": emu.url,
+                "kusto.ingestion.url": emu.url,
+                "aad.auth.strategy": "az_dev_token",
+                "aad.auth.accesstoken": "any-token-123",
+                "kusto.tables.topics.mapping":
+                    "[{'topic': 'gameplay','db': 'leaderboard', "
+                    "'table': 'GamePlay','format': 'json', "
+                    "'mapping': 'kadx_mapping'}]"}}, f)
+        p = harness.kadx("run", "-c", self.cfg, "--bootstrap-servers",
+                         self.bs, name="kadx run")
+        p.wait_for("running (group", timeout=30, what="the running line")
+        port = self.admin_port(p)
+        st, body, _ = admin_req(port, "GET", "/connectors")
+        self.assertEqual((st, body), (200, ["kusto-sink"]))
+        st, b, _ = admin_req(port, "GET", "/connectors/kusto-sink/status")
+        self.assertEqual(st, 200)
+        self.assertEqual(b["connector"]["state"], "RUNNING")
+        self.assertEqual(len(b["tasks"]), 1)
+        st, b, _ = admin_req(port, "GET", "/connectors/kusto-sink/config")
+        self.assertNotIn("any-token-123", json.dumps(b))
+        self.assertEqual(b["name"], "kusto-sink")
+        # pausing the connector pauses the whole gateway
+        st, _, _ = admin_req(port, "PUT", "/connectors/kusto-sink/pause")
+        self.assertEqual(st, 202)
+        st, b, _ = admin_req(port, "GET", "/status")
+        self.assertTrue(b["paused"], b)
+        st, _, _ = admin_req(port, "PUT", "/connectors/kusto-sink/resume")
+        self.assertEqual(st, 202)
+        tf.produce(self.bs, self.parts, 0, 5)
+        self.wait_count(emu, 5 * self.partitions, 30, p)
         self.assertEqual(p.stop(), 0)
 
 
