@@ -78,6 +78,7 @@ void daemon_request_stop(struct kadx *k, int exit_code)
         return;
     }
     k->stopping = 1;
+    notify_stopping(&k->notify);
     if (k->intake != NULL) {
         intake_stop(k->intake, on_intake_stopped, k);
     } else {
@@ -218,6 +219,9 @@ int daemon_run_hooks(const struct config *cfg, const struct daemon_hooks *hooks)
              cfg->nroutes);
     if (fw_failed) { /* forwarder: could not start */
         daemon_request_stop(&k, 1);
+    }
+    if (!k.stopping) {
+        notify_ready(&k.notify, &k.loop, "running");
     }
     uv_run(&k.loop, UV_RUN_DEFAULT);
     intake_free(k.intake);

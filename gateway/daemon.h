@@ -10,6 +10,7 @@
 #ifndef KADX_DAEMON_H
 #define KADX_DAEMON_H
 
+#include "gateway/notify.h"
 #include "gateway/reload.h"
 
 #include <stddef.h>
@@ -57,6 +58,7 @@ struct kadx {
     uv_signal_t sigterm;
     uv_signal_t sigint;
     uv_signal_t sighup;      /* reload (reload.h); never stops the process */
+    struct notify notify;    /* systemd: READY, WATCHDOG, STOPPING */
     const char *config_path; /* borrowed; NULL = none */
     const struct config_overrides *overrides; /* borrowed; may be NULL */
     struct reload_hook reload_hooks[RELOAD_MAX_HOOKS];

@@ -314,12 +314,14 @@ int reload_run(struct kadx *k)
         log_warn("reload", "SIGHUP while stopping: ignored");
         return -ECANCELED;
     }
+    notify_reloading();
     rc =
         config_load_file(k->config_path, k->overrides, &next, err, sizeof(err));
     if (rc < 0) {
         log_error("reload",
                   "'%s' not applied, the running configuration stays: %s",
                   k->config_path, err);
+        notify_reloaded("running (last reload refused)");
         return rc;
     }
     rc = reload_keep_restart_keys(next, k->cfg, restart, sizeof(restart), err,
@@ -351,6 +353,7 @@ int reload_run(struct kadx *k)
                   "'%s' not applied, the running configuration stays: %s",
                   k->config_path, err);
         config_free(next);
+        notify_reloaded("running (last reload refused)");
         return rc;
     }
     for (size_t i = 0; i < k->nreload_hooks; i++) {
@@ -364,6 +367,7 @@ int reload_run(struct kadx *k)
         log_set_level((enum log_level)next->log_level);
     }
     k->cfg = next;
+    notify_reloaded("running");
     log_info("reload", "'%s' applied: %s", k->config_path,
              changed[0] ? changed : "no change");
     if (restart[0] != '\0') {

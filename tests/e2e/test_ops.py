@@ -11,6 +11,8 @@ and the ADX emulator, checked for what a platform team relies on:
   with the documented response shapes and status codes, pause/resume
   stopping and restarting delivery, for a native config (one connector per
   route) and a connector config (one connector named by its "name").
+- TestNotify: systemd's notify protocol (Type=notify): READY=1, WATCHDOG=1
+  at half of WATCHDOG_USEC, RELOADING=1/READY=1 around SIGHUP, STOPPING=1.
 """
 import http.client
 import http.server
@@ -18,6 +20,7 @@ import json
 import os
 import re
 import signal
+import socket
 import threading
 import urllib.parse
 
@@ -407,6 +410,47 @@ class TestConnect(tf.ForwarderBase):
         tf.produce(self.bs, self.parts, 0, 5)
         self.wait_count(emu, 5 * self.partitions, 30, p)
         self.assertEqual(p.stop(), 0)
+
+
+class TestNotify(tf.ForwarderBase):
+    partitions = 1
+
+    def test_ready_watchdog_reload_stopping(self):
+        emu = self.start_emulator()
+        tf.setup_table(emu)
+        tf.write_config(self.cfg, self.bs, "g-notify", self.journal, emu.url)
+        path = os.path.join(self.tmp, "notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        sock.settimeout(0.2)
+        self.addCleanup(sock.close)
+        got = []
+
+        def received(msg):
+            def seen():
+                try:
+                    got.append(sock.recv(4096).decode())
+                except socket.timeout:
+                    pass
+                return sum(1 for g in got if msg in g)
+            return seen
+
+        p = harness.kadx("run", "-c", self.cfg, name="kadx run",
+                         env={"NOTIFY_SOCKET": path,
+                              "WATCHDOG_USEC": "200000"})
+        wait_until(received("READY=1"), timeout=30, what="READY=1")
+        # sent once the gateway runs (after its "running" line)
+        p.wait_for("running (group", timeout=10, what="the running line")
+        # every 100 ms: at least 3 within a generous deadline
+        wait_until(lambda: received("WATCHDOG=1")() >= 3, timeout=10,
+                   what="three WATCHDOG=1")
+        p.signal(signal.SIGHUP)
+        wait_until(received("RELOADING=1"), timeout=10, what="RELOADING=1")
+        wait_until(lambda: received("READY=1")() >= 2, timeout=10,
+                   what="READY=1 after the reload")
+        p.signal(signal.SIGTERM)
+        wait_until(received("STOPPING=1"), timeout=10, what="STOPPING=1")
+        self.assertEqual(p.wait(30), 0)
 
 
 if __name__ == "__main__":
