@@ -21,6 +21,7 @@
  */
 #include "admin/api.h"
 #include "admin/connect.h"
+#include "admin/procstat.h"
 
 #include "admin/http.h"
 #include "gateway/adx.h"
@@ -36,8 +37,10 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <librdkafka/rdkafka.h>
 #include <math.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -1159,6 +1162,70 @@ static void metrics_by_state(struct sbuf *b, const struct config *cfg,
     }
 }
 
+/* Per route: age of its oldest undelivered (pending or in-flight) event,
+ * from its journal append time; 0 when nothing waits. */
+static void metrics_oldest(struct sbuf *b, const struct config *cfg,
+                           const struct journal_stats *st)
+{
+    int64_t now = wall_ms();
+
+    sb_family(b, "kadx_oldest_undelivered_age_seconds", "gauge",
+              "Age of the route's oldest event not yet delivered (journal "
+              "append time), 0 when none.");
+    for (size_t r = 0; r < cfg->nroutes; r++) {
+        int64_t oldest = 0;
+
+        for (size_t i = 0; i < st->nparts; i++) {
+            const struct journal_partition_stats *p = &st->parts[i];
+
+            if (p->route == (int)r && p->oldest_pending_ms > 0 &&
+                (oldest == 0 || p->oldest_pending_ms < oldest)) {
+                oldest = p->oldest_pending_ms;
+            }
+        }
+        sb_route_sample(
+            b, "kadx_oldest_undelivered_age_seconds", cfg->routes[r].name, NULL,
+            oldest > 0 && now > oldest ? (double)(now - oldest) / 1000.0 : 0.0);
+    }
+}
+
+/* kadx_build_info and the standard process_* metrics. */
+static void metrics_process(struct sbuf *b)
+{
+    struct procstat ps;
+
+    sb_family(b, "kadx_build_info", "gauge",
+              "Always 1; the labels say which kadx this is.");
+    sb_printf(b,
+              "kadx_build_info{version=\"%s\",sqlite=\"%s\","
+              "librdkafka=\"%s\",libuv=\"%s\"} 1\n",
+              KADX_VERSION, sqlite3_libversion(), rd_kafka_version_str(),
+              uv_version_string());
+    if (procstat_read(&ps) < 0) {
+        return;
+    }
+    sb_family(b, "process_cpu_seconds_total", "counter",
+              "Total user and system CPU time spent in seconds.");
+    sb_printf(b, "process_cpu_seconds_total %.2f\n", ps.cpu_seconds);
+    sb_family(b, "process_resident_memory_bytes", "gauge",
+              "Resident memory size in bytes.");
+    sb_printf(b, "process_resident_memory_bytes %" PRId64 "\n", ps.rss_bytes);
+    sb_family(b, "process_virtual_memory_bytes", "gauge",
+              "Virtual memory size in bytes.");
+    sb_printf(b, "process_virtual_memory_bytes %" PRId64 "\n", ps.vsize_bytes);
+    sb_family(b, "process_open_fds", "gauge",
+              "Number of open file descriptors.");
+    sb_printf(b, "process_open_fds %" PRId64 "\n", ps.open_fds);
+    if (ps.max_fds >= 0) {
+        sb_family(b, "process_max_fds", "gauge",
+                  "Maximum number of open file descriptors.");
+        sb_printf(b, "process_max_fds %" PRId64 "\n", ps.max_fds);
+    }
+    sb_family(b, "process_start_time_seconds", "gauge",
+              "Start time of the process since unix epoch in seconds.");
+    sb_printf(b, "process_start_time_seconds %.2f\n", ps.start_time_seconds);
+}
+
 static void metrics_journal(struct admin *a, struct sbuf *b,
                             const struct journal_stats *st)
 {
@@ -1184,6 +1251,7 @@ static void metrics_journal(struct admin *a, struct sbuf *b,
                      "Events in the journal by state.", 0);
     metrics_by_state(b, cfg, st, "kadx_journal_bytes",
                      "Event bytes in the journal by state.", 1);
+    metrics_oldest(b, cfg, st);
 }
 
 static void metrics_answer(struct admin *a, struct http_request *req,
@@ -1205,6 +1273,7 @@ static void metrics_answer(struct admin *a, struct http_request *req,
     sb_family(&b, "kadx_paused", "gauge",
               "1 while the operator paused the whole gateway.");
     sb_printf(&b, "kadx_paused %d\n", a->paused_all);
+    metrics_process(&b);
     metrics_journal(a, &b, &job->st);
     if (a->src.intake != NULL) {
         metrics_intake(a, &b);

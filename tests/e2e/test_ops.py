@@ -26,6 +26,7 @@ import urllib.parse
 
 import harness
 import kafka
+import promparse
 import test_forwarder as tf
 from harness import wait_until
 
@@ -325,10 +326,34 @@ class TestConnect(tf.ForwarderBase):
         wait_until(lambda: self.journaled(port) >= 20 * self.partitions,
                    timeout=30, what="the paused events in the journal")
         self.assertEqual(emu.count(tf.TABLE), 10 * self.partitions)
+        # /metrics while paused: the oldest waiting event's age grows
+        ages = []
+        for _ in range(2):
+            fams = self.metrics(port)
+            ages.append(fams["kadx_oldest_undelivered_age_seconds"].get(
+                route="gameplay"))
+            wait_until(lambda: self.metrics(port)[
+                "kadx_oldest_undelivered_age_seconds"].get(
+                    route="gameplay") > ages[-1], timeout=10,
+                what="the age to grow")
+        self.assertGreater(ages[0], 0)
+        (_, lab, v, _), = fams["kadx_build_info"].samples
+        self.assertEqual((lab["version"], v), ("0.1.0", 1))
+        self.assertIn("librdkafka", lab)
+        self.assertGreater(fams["process_resident_memory_bytes"].get(),
+                           4 << 20)
+        self.assertGreater(fams["process_cpu_seconds_total"].get(), 0)
+        self.assertGreaterEqual(fams["process_open_fds"].get(), 5)
+        self.assertGreater(fams["process_max_fds"].get(),
+                           fams["process_open_fds"].get())
+        self.assertEqual(fams["process_cpu_seconds_total"].type, "counter")
         st, b, _ = admin_req(port, "PUT", "/connectors/gameplay/resume", tok)
         self.assertEqual((st, b), (202, None))
         self.wait_count(emu, 20 * self.partitions, 30, p)
         self.assertEqual(status()["connector"]["state"], "RUNNING")
+        wait_until(lambda: self.metrics(port)[
+            "kadx_oldest_undelivered_age_seconds"].get(route="gameplay") == 0,
+            timeout=30, what="no undelivered event left")
 
         st, b, _ = admin_req(port, "POST", "/connectors/gameplay/restart", tok)
         self.assertEqual((st, b), (204, None))
@@ -367,6 +392,16 @@ class TestConnect(tf.ForwarderBase):
         tf.audit(emu, self.parts, 20)
         self.assertEqual(p.stop(), 0)
 
+    def metrics(self, port):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("GET", "/metrics")
+            r = conn.getresponse()
+            self.assertEqual(r.status, 200)
+            return promparse.parse(r.read().decode())
+        finally:
+            conn.close()
+
     def journaled(self, port):
         st, b, _ = admin_req(port, "GET", "/status")
         return b["intake"]["journaled"]
@@ -387,8 +422,12 @@ class TestConnect(tf.ForwarderBase):
                     "[{'topic': 'gameplay','db': 'leaderboard', "
                     "'table': 'GamePlay','format': 'json', "
                     "'mapping': 'kadx_mapping'}]"}}, f)
-        p = harness.kadx("run", "-c", self.cfg, "--bootstrap-servers",
-                         self.bs, name="kadx run")
+        # the connector config cannot name a journal: the default
+        # ./kadx-journal.db, in the test's own directory; the admin port is
+        # the default 127.0.0.1:8081 (suite tests do not run in parallel)
+        p = harness.Proc([harness.KADX, "run", "-c", self.cfg,
+                          "--bootstrap-servers", self.bs], cwd=self.tmp,
+                         name="kadx run")
         p.wait_for("running (group", timeout=30, what="the running line")
         port = self.admin_port(p)
         st, body, _ = admin_req(port, "GET", "/connectors")
@@ -400,6 +439,8 @@ class TestConnect(tf.ForwarderBase):
         st, b, _ = admin_req(port, "GET", "/connectors/kusto-sink/config")
         self.assertNotIn("any-token-123", json.dumps(b))
         self.assertEqual(b["name"], "kusto-sink")
+        tf.produce(self.bs, self.parts, 0, 5)
+        self.wait_count(emu, 5 * self.partitions, 30, p)
         # pausing the connector pauses the whole gateway
         st, _, _ = admin_req(port, "PUT", "/connectors/kusto-sink/pause")
         self.assertEqual(st, 202)
@@ -407,8 +448,10 @@ class TestConnect(tf.ForwarderBase):
         self.assertTrue(b["paused"], b)
         st, _, _ = admin_req(port, "PUT", "/connectors/kusto-sink/resume")
         self.assertEqual(st, 202)
-        tf.produce(self.bs, self.parts, 0, 5)
-        self.wait_count(emu, 5 * self.partitions, 30, p)
+        st, b, _ = admin_req(port, "GET", "/status")
+        self.assertFalse(b["paused"], b)
+        tf.produce(self.bs, self.parts, 5, 5)
+        self.wait_count(emu, 10 * self.partitions, 30, p)
         self.assertEqual(p.stop(), 0)
 
 
