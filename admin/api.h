@@ -89,6 +89,15 @@ int admin_reload_tls(struct admin *a, char *err, size_t errlen);
 void admin_set_sources(struct admin *a, const struct admin_sources *src);
 
 /*
+ * SIGHUP reload: from now on the API reads cfg (borrowed; same routes as
+ * before) and checks POSTs against cfg->admin.token. The ADX client of
+ * `replay mode=missing` is made again from cfg on its next use (a reconcile
+ * running now finishes with the old one). admin.listen needs a restart.
+ * Returns 0 or -ENOMEM (nothing changed). Loop thread.
+ */
+int admin_reconfigure(struct admin *a, const struct config *cfg);
+
+/*
  * Stops listening and closes every connection; requests still waiting for
  * the journal are answered with nothing (their connections are gone) when
  * the journal calls back. Memory goes once the last of those callbacks ran

@@ -634,6 +634,7 @@ static int http_call(struct demo *d, const char *url, const char *json,
     curl_easy_setopt(d->curl, CURLOPT_TIMEOUT_MS, 10000L);
     curl_easy_setopt(d->curl, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
     curl_easy_setopt(d->curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(d->curl, CURLOPT_PROXY, ""); /* loopback: no proxy */
     curl_easy_setopt(d->curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(d->curl, CURLOPT_WRITEDATA, &b);
     if (json != NULL) {

@@ -18,6 +18,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* reload: the admin API switches to the reloaded config (token) */
+static void admin_reload_apply(struct kadx *k, const struct config *next,
+                               void *arg)
+{
+    if (k->admin != NULL && admin_reconfigure(k->admin, next) < 0) {
+        log_error("reload", "admin: out of memory (admin.token kept)");
+    }
+}
+
 /* admin: start the admin API on the daemon's loop (added by admin) */
 static int admin_started(struct kadx *k, void *arg)
 {
@@ -47,6 +56,11 @@ static int admin_started(struct kadx *k, void *arg)
     if (rc < 0) {
         log_error("admin", "cannot serve on %s: %s", cfg->admin.listen, err);
         return rc;
+    }
+    {
+        struct reload_hook h = {NULL, admin_reload_apply, NULL};
+
+        (void)reload_add_hook(k, &h);
     }
     log_info("admin", "listening on %.*s:%d%s%s",
              (int)(strrchr(cfg->admin.listen, ':') - cfg->admin.listen),
@@ -187,6 +201,9 @@ int cmd_run(int argc, char **argv)
         log_error("run", "%s", err);
         return EXIT_USAGE;
     }
+    if (cfg->log_level >= 0) {
+        log_set_level((enum log_level)cfg->log_level);
+    }
     if (check) {
         char *json = config_to_json(cfg);
 
@@ -210,7 +227,8 @@ int cmd_run(int argc, char **argv)
     (void)mallopt(M_ARENA_MAX, 2);
     {
         /* admin: the admin API rides on the daemon's hooks */
-        struct daemon_hooks hooks = {admin_started, admin_stopping, NULL};
+        struct daemon_hooks hooks = {admin_started, admin_stopping, NULL, path,
+                                     &ov};
 
         rc = daemon_run_hooks(cfg, &hooks);
     }
