@@ -2823,13 +2823,35 @@ int admin_port(const struct admin *a)
     return http_server_port(a->srv);
 }
 
-int admin_reload_tls(struct admin *a, char *err, size_t errlen)
+int admin_reload_tls(struct admin *a, const char *cert, const char *key,
+                     char *err, size_t errlen)
 {
+    char *c, *k;
+    int rc;
+
     if (a->tls_cert == NULL || a->srv == NULL) {
         snprintf(err, errlen, "tls is not configured");
         return -ENOENT;
     }
-    return http_server_set_tls(a->srv, a->tls_cert, a->tls_key, err, errlen);
+    c = strdup(cert != NULL ? cert : a->tls_cert);
+    k = strdup(key != NULL ? key : a->tls_key);
+    if (c == NULL || k == NULL) {
+        free(c);
+        free(k);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    rc = http_server_set_tls(a->srv, c, k, err, errlen);
+    if (rc < 0) { /* the running pair (and its file names) stay */
+        free(c);
+        free(k);
+        return rc;
+    }
+    free(a->tls_cert);
+    free(a->tls_key);
+    a->tls_cert = c;
+    a->tls_key = k;
+    return 0;
 }
 
 void admin_set_sources(struct admin *a, const struct admin_sources *src)

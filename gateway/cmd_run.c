@@ -22,8 +22,27 @@
 static void admin_reload_apply(struct kadx *k, const struct config *next,
                                void *arg)
 {
-    if (k->admin != NULL && admin_reconfigure(k->admin, next) < 0) {
+    char err[512] = "";
+
+    if (k->admin == NULL) {
+        return;
+    }
+    if (admin_reconfigure(k->admin, next) < 0) {
         log_error("reload", "admin: out of memory (admin.token kept)");
+    }
+    /* the certificate files are read again even when their names did not
+     * change: a renewed certificate replaces the old one in place */
+    if (next->admin.tls_cert != NULL) {
+        if (admin_reload_tls(k->admin, next->admin.tls_cert,
+                             next->admin.tls_key, err, sizeof(err)) < 0) {
+            log_error("reload",
+                      "admin: TLS certificate not reloaded, the previous "
+                      "one stays in use: %s",
+                      err);
+        } else {
+            log_info("reload", "admin: TLS certificate reloaded from '%s'",
+                     next->admin.tls_cert);
+        }
     }
 }
 

@@ -178,12 +178,20 @@ int reload_keep_restart_keys(struct config *next, const struct config *run,
         run->admin.max_requests_per_s != next->admin.max_requests_per_s) {
         add_name(restart, restartlen, "admin.max_connections/requests_per_s");
     }
+    if ((run->admin.tls_cert == NULL) != (next->admin.tls_cert == NULL)) {
+        add_name(restart, restartlen, "admin.tls_cert (https on/off)");
+    }
     if (!str_eq(run->connector_name, next->connector_name)) {
         add_name(restart, restartlen, "name");
     }
     if (str_dup(&next->journal.path, run->journal.path) < 0 ||
         str_dup(&next->connector_name, run->connector_name) < 0 ||
         str_dup(&next->admin.listen, run->admin.listen) < 0) {
+        goto nomem;
+    }
+    if ((run->admin.tls_cert == NULL) != (next->admin.tls_cert == NULL) &&
+        (str_dup(&next->admin.tls_cert, run->admin.tls_cert) < 0 ||
+         str_dup(&next->admin.tls_key, run->admin.tls_key) < 0)) {
         goto nomem;
     }
     strv_free(next->kafka.keys, next->kafka.n);

@@ -13,6 +13,9 @@ and the ADX emulator, checked for what a platform team relies on:
   route) and a connector config (one connector named by its "name").
 - TestNotify: systemd's notify protocol (Type=notify): READY=1, WATCHDOG=1
   at half of WATCHDOG_USEC, RELOADING=1/READY=1 around SIGHUP, STOPPING=1.
+- TestTlsReload: the admin TLS certificate and key re-read on SIGHUP (issue
+  18): new connections get the renewed certificate; a bad file keeps the
+  previous one, with the reason in the log.
 """
 import http.client
 import http.server
@@ -20,7 +23,9 @@ import json
 import os
 import re
 import signal
+import shutil
 import socket
+import ssl
 import threading
 import urllib.parse
 
@@ -494,6 +499,79 @@ class TestNotify(tf.ForwarderBase):
         p.signal(signal.SIGTERM)
         wait_until(received("STOPPING=1"), timeout=10, what="STOPPING=1")
         self.assertEqual(p.wait(30), 0)
+
+
+def peer_cert_der(port):
+    """The DER certificate the admin port presents to a new connection."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw) as s:
+            return s.getpeercert(binary_form=True)
+
+
+def pem_der(path):
+    with open(path) as f:
+        return ssl.PEM_cert_to_DER_cert(f.read())
+
+
+class TestTlsReload(tf.ForwarderBase):
+    partitions = 1
+
+    def test_hup_reloads_admin_certificate(self):
+        import test_security as ts
+        old = os.path.join(self.tmp, "old")
+        new = os.path.join(self.tmp, "new")
+        live = os.path.join(self.tmp, "live")
+        for d in (old, new, live):
+            os.mkdir(d)
+        old_cert, old_key = ts.make_cert(old)
+        new_cert, new_key = ts.make_cert(new)
+        self.assertNotEqual(pem_der(old_cert), pem_der(new_cert))
+        cert = os.path.join(live, "tls.crt")
+        key = os.path.join(live, "tls.key")
+        shutil.copy(old_cert, cert)
+        shutil.copy(old_key, key)
+        emu = self.start_emulator()
+        tf.setup_table(emu)
+        tf.write_config(self.cfg, self.bs, "g-tlshup", self.journal, emu.url)
+        ts.set_admin(self.cfg, token=ts.TOKEN, token_on_get=True,
+                     tls_cert=cert, tls_key=key)
+        p = self.start_kadx()
+        port = ts.admin_port(p)
+        self.assertEqual(peer_cert_der(port), pem_der(old_cert))
+        tf.produce(self.bs, self.parts, 0, 10)
+        self.wait_count(emu, 10, 30, p)
+        # renewed in place (what certbot or cert-manager does), then HUP
+        shutil.copy(new_cert, cert)
+        shutil.copy(new_key, key)
+        line = TestReload.hup(self, p, "admin: TLS certificate reloaded")
+        self.assertIn(cert, line)
+        self.assertEqual(peer_cert_der(port), pem_der(new_cert))
+        code, body = ts.curl("https://127.0.0.1:%d/status" % port, new_cert,
+                             ts.TOKEN)
+        self.assertEqual(code, 200, body)
+        # a broken certificate file: the renewed pair stays, the log says why
+        with open(cert, "w") as f:
+            f.write("-----BEGIN CERTIFICATE-----\nnot base64\n")
+        line = TestReload.hup(self, p, "TLS certificate not reloaded")
+        self.assertIn("the previous one stays in use", line)
+        self.assertIn("cannot load certificate '%s'" % cert, line)
+        self.assertEqual(peer_cert_der(port), pem_der(new_cert))
+        # a key that does not match the certificate: refused too
+        shutil.copy(old_cert, cert)
+        line = TestReload.hup(self, p, "TLS certificate not reloaded")
+        self.assertIn("private key", line)  # load or match: OpenSSL says which
+        self.assertEqual(peer_cert_der(port), pem_der(new_cert))
+        code, body = ts.curl("https://127.0.0.1:%d/status" % port, new_cert,
+                             ts.TOKEN)
+        self.assertEqual(code, 200, body)
+        # still delivering
+        tf.produce(self.bs, self.parts, 10, 10)
+        self.wait_count(emu, 20, 30, p)
+        tf.audit(emu, self.parts, 20)
+        self.assertEqual(p.stop(), 0)
 
 
 if __name__ == "__main__":
