@@ -13,6 +13,10 @@ and the ADX emulator, checked for what a platform team relies on:
   route) and a connector config (one connector named by its "name").
 - TestNotify: systemd's notify protocol (Type=notify): READY=1, WATCHDOG=1
   at half of WATCHDOG_USEC, RELOADING=1/READY=1 around SIGHUP, STOPPING=1.
+- TestKql: `kadx kql -c FILE --sample EVENT` prints the KQL for the
+  routes' tables, mappings and policies; run against an empty emulator
+  database, it makes the table kadx then fills exactly once (the dedupe
+  check verified at start).
 - TestTlsReload: the admin TLS certificate and key re-read on SIGHUP (issue
   18): new connections get the renewed certificate; a bad file keeps the
   previous one, with the reason in the log.
@@ -572,6 +576,95 @@ class TestTlsReload(tf.ForwarderBase):
         self.wait_count(emu, 20, 30, p)
         tf.audit(emu, self.parts, 20)
         self.assertEqual(p.stop(), 0)
+
+
+def kql_blocks(text):
+    """The management commands of a setup.kql-style text, as
+    docker/kql/apply.sh sends them (// lines dropped, blocks joined)."""
+    out, cur = [], []
+    for line in text.splitlines() + [""]:
+        if line.strip().startswith("//"):
+            continue
+        if not line.strip():
+            if cur and cur[0].startswith("."):
+                out.append(" ".join(cur))
+            cur = []
+            continue
+        cur.append(line.strip())
+    return out
+
+
+class TestKql(tf.ForwarderBase):
+    partitions = 2
+
+    def test_printed_kql_makes_an_exactly_once_table(self):
+        n = 200
+        emu = self.start_emulator()
+        tf.write_config(self.cfg, self.bs, "g-kql", self.journal, emu.url)
+        patch_config(self.cfg, lambda c: c["routes"][0].update(
+            {"meta": {"topic": "KafkaTopic", "partition": "KafkaPartition",
+                      "offset": "KafkaOffset", "batch_id": "kadx_batch"},
+             "dedupe_column": "BatchId"}))
+        sample = os.path.join(self.tmp, "event.json")
+        with open(sample, "w") as f:
+            f.write(tf.event(0, 0))
+        # without a sample the mapping is only a comment (it would replace
+        # the payload's entries)
+        p = harness.kadx("kql", "-c", self.cfg, name="kadx kql")
+        self.assertEqual(p.wait(30), 0, p.tail())
+        text = "\n".join(p.out)
+        self.assertIn("\n// .create-or-alter table GamePlay ingestion json "
+                      "mapping 'kadx_mapping'", text)
+        self.assertFalse([b for b in kql_blocks(text) if "mapping" in b])
+        p = harness.kadx("kql", "-c", self.cfg, "--sample", sample,
+                         name="kadx kql")
+        self.assertEqual(p.wait(30), 0, p.tail())
+        blocks = kql_blocks("\n".join(p.out))
+        self.assertEqual(blocks[0], ".alter database leaderboard policy "
+                                    "streamingingestion enable")
+        self.assertEqual(blocks[1],
+                         ".create-merge table GamePlay (playerId: long, "
+                         "gameId: long, win: long, stake: long, eventTime: "
+                         "datetime, KafkaTopic: string, KafkaPartition: int, "
+                         "KafkaOffset: long, BatchId: string)")
+        self.assertEqual(blocks[2],
+                         ".alter table GamePlay policy ingestiontime true")
+        m = re.match(r"^\.create-or-alter table GamePlay ingestion json "
+                     r"mapping 'kadx_mapping' '(.*)'$", blocks[3])
+        self.assertIsNotNone(m, blocks[3])
+        paths = {e["column"]: e["Properties"]["Path"]
+                 for e in json.loads(m.group(1))}
+        self.assertEqual(paths["BatchId"], "$.kadx_batch")
+        self.assertEqual(paths["playerId"], "$.playerId")
+        self.assertEqual(len(blocks), 4)
+        for b in blocks:  # an empty database: the KQL makes everything
+            emu.mgmt(b)
+        # kadx checks the exactly-once assumptions at start (issue 18)
+        k = self.start_kadx()
+        k.wait_for("exactly once verified", timeout=60,
+                   what="the dedupe check's verdict")
+        tf.produce(self.bs, self.parts, 0, n)
+        self.wait_count(emu, n * self.partitions, 60, k)
+        tf.audit(emu, self.parts, n)
+        rows = emu.query("GamePlay | where isempty(BatchId) | count")
+        self.assertEqual(rows[0]["Count"], 0)
+        self.assertEqual(k.stop(), 0)
+        # a config error names the key; a bad sample says so
+        with open(self.cfg) as f:
+            good = f.read()
+        with open(self.cfg, "w") as f:
+            f.write(good.replace('"linger_ms"', '"lingr_ms"'))
+        p = harness.kadx("kql", "-c", self.cfg, name="kadx kql")
+        self.assertEqual(p.wait(30), 2)
+        self.assertIn("forwarder.lingr_ms", p.tail())
+        with open(self.cfg, "w") as f:
+            f.write(good)
+        with open(sample, "w") as f:
+            f.write("[1, 2]")
+        p = harness.kadx("kql", "-c", self.cfg, "--sample", sample,
+                         name="kadx kql")
+        self.assertEqual(p.wait(30), 1)
+        self.assertIn("is not one JSON object", p.tail())
 
 
 if __name__ == "__main__":
