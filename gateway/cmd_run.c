@@ -12,6 +12,7 @@
 #include "gateway/config.h"
 #include "gateway/daemon.h"
 #include "gateway/log.h"
+#include "gateway/online_check.h"
 #include "storage/journal.h"
 
 #include <malloc.h>
@@ -102,7 +103,8 @@ static void admin_stopping(struct kadx *k, void *arg)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: kadx run -c FILE [--check] [--bootstrap-servers B] "
+            "usage: kadx run -c FILE [--check] [--online] "
+            "[--bootstrap-servers B] "
             "[--group-id G]\n\n"
             "run the gateway: Kafka -> journal -> ADX.\n\n"
             "FILE is a kadx.json or a Kusto Kafka sink connector config "
@@ -113,6 +115,13 @@ static void usage(FILE *f)
             "  --check                    validate, print the effective "
             "config as JSON\n"
             "                             (secrets masked) and exit\n"
+            "  --online                   with --check: also reach Kafka "
+            "(metadata, topics,\n"
+            "                             group) and ADX (token, tables, "
+            "dedupe column,\n"
+            "                             policies, mappings); one line per "
+            "check on stderr,\n"
+            "                             exit 1 when one fails\n"
             "  --bootstrap-servers B      Kafka bootstrap servers (overrides "
             "the file;\n"
             "                             else $KADX_BOOTSTRAP_SERVERS if the "
@@ -186,6 +195,7 @@ int cmd_run(int argc, char **argv)
     struct config *cfg = NULL;
     char err[512];
     int check = 0;
+    int online = 0; /* --check --online: Kafka and ADX too */
     int rc;
 
     if (cli_wants_help(argc, argv)) {
@@ -198,6 +208,8 @@ int cmd_run(int argc, char **argv)
 
         if (strcmp(a, "--check") == 0) {
             check = 1;
+        } else if (strcmp(a, "--online") == 0) {
+            online = 1;
         } else if (take_value(argc, argv, &i, "--config", &path, &missing) ||
                    take_value(argc, argv, &i, "-c", &path, &missing) ||
                    take_value(argc, argv, &i, "--bootstrap-servers",
@@ -213,6 +225,9 @@ int cmd_run(int argc, char **argv)
     }
     if (path == NULL) {
         return cli_usage_error("run", "a config file is required (-c FILE)");
+    }
+    if (online && !check) {
+        return cli_usage_error("run", "--online goes with --check");
     }
 
     rc = config_load_file(path, &ov, &cfg, err, sizeof(err));
@@ -235,8 +250,11 @@ int cmd_run(int argc, char **argv)
         }
         printf("%s\n", json);
         free(json);
+        fflush(stdout);
+        /* the report goes to stderr: stdout stays the config's JSON */
+        rc = online ? online_check(cfg, stderr) : 0;
         config_free(cfg);
-        return 0;
+        return rc;
     }
 
     /* At most 2 malloc arenas: the loop, the journal writer, the thread

@@ -16,7 +16,9 @@ and the ADX emulator, checked for what a platform team relies on:
 - TestKql: `kadx kql -c FILE --sample EVENT` prints the KQL for the
   routes' tables, mappings and policies; run against an empty emulator
   database, it makes the table kadx then fills exactly once (the dedupe
-  check verified at start).
+  check verified at start). `kadx run --check --online` fails before the
+  KQL ran (no table), passes after it, and fails with the IngestionTime
+  policy off.
 - TestTlsReload: the admin TLS certificate and key re-read on SIGHUP (issue
   18): new connections get the renewed certificate; a bad file keeps the
   previous one, with the reason in the log.
@@ -597,6 +599,14 @@ def kql_blocks(text):
 class TestKql(tf.ForwarderBase):
     partitions = 2
 
+    def check_online(self, *extra):
+        """`kadx run --check --online`: (exit status, its report)."""
+        p = harness.kadx("run", "--check", "--online", "-c", self.cfg,
+                         *extra, name="kadx check online")
+        rc = p.wait(90)
+        json.loads("\n".join(p.out))  # stdout stays the config's JSON
+        return rc, "\n".join(p.err)
+
     def test_printed_kql_makes_an_exactly_once_table(self):
         n = 200
         emu = self.start_emulator()
@@ -637,8 +647,48 @@ class TestKql(tf.ForwarderBase):
         self.assertEqual(paths["BatchId"], "$.kadx_batch")
         self.assertEqual(paths["playerId"], "$.playerId")
         self.assertEqual(len(blocks), 4)
+        # before the KQL: the online check finds no table, exit 1
+        rc, lines = self.check_online()
+        self.assertEqual(rc, 1, lines)
+        self.assertIn("FAIL adx: route 'gameplay': table leaderboard.GamePlay",
+                      lines)
+        self.assertIn("ok   kafka: topic 'gameplay' (route 'gameplay'): "
+                      "%d partitions" % self.partitions, lines)
         for b in blocks:  # an empty database: the KQL makes everything
             emu.mgmt(b)
+        rc, lines = self.check_online()
+        self.assertEqual(rc, 0, lines)
+        for want in ("ok   kafka: metadata from",
+                     "ok   kafka: group 'g-kql': coordinator answers",
+                     "ok   adx: no authentication configured",
+                     "ok   adx: route 'gameplay': table leaderboard.GamePlay "
+                     "exists",
+                     "ok   adx: route 'gameplay': dedupe column 'BatchId' is "
+                     "string",
+                     "ok   adx: route 'gameplay': IngestionTime policy on",
+                     "ok   adx: route 'gameplay': streaming ingestion enabled "
+                     "on the database",
+                     "ok   adx: route 'gameplay': json mapping 'kadx_mapping' "
+                     "exists and maps the dedupe column BatchId",
+                     "online check: all ok"):
+            self.assertIn(want, lines)
+        # the policy off: said, with the command that fixes it
+        emu.mgmt(".alter table GamePlay policy ingestiontime false")
+        rc, lines = self.check_online()
+        self.assertEqual(rc, 1, lines)
+        self.assertIn("FAIL adx: route 'gameplay': IngestionTime policy off",
+                      lines)
+        emu.mgmt(".alter table GamePlay policy ingestiontime true")
+        # Kafka unreachable (a closed loopback port): said within the
+        # bounded wait, and the ADX checks still run
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            closed = "127.0.0.1:%d" % s.getsockname()[1]
+        rc, lines = self.check_online("--bootstrap-servers", closed)
+        self.assertEqual(rc, 1, lines)
+        self.assertIn("FAIL kafka: no metadata from the brokers within", lines)
+        self.assertIn("ok   adx: route 'gameplay': IngestionTime policy on",
+                      lines)
         # kadx checks the exactly-once assumptions at start (issue 18)
         k = self.start_kadx()
         k.wait_for("exactly once verified", timeout=60,
