@@ -16,15 +16,22 @@ What it checks, against one Azurite (npm, tests/conformance) and one
 - a failure report for an unknown mapping, and for an injected blob fault
   (POST /_emulator/dm/faults fail_count), each Permanent, nothing stored;
 - a delayed status (status_delay_ms): the rows are in at once, the success
-  message is written after the delay.
+  message is written after the delay;
+- the status table (ReportMethod Table, IngestionStatusInTable): a message
+  the test composes as the Node/Java SDKs do (a Pending row first, through
+  the table REST API with the SAS of `.get ingestion resources`); the
+  emulator sets the row to Succeeded. (The Python SDK reports by queue only,
+  and the Node SDK cannot address Azurite's path-style table URL.)
 Everything is waited on with deadlines (harness.wait_until), nothing slept.
 """
+import base64
 import datetime
 import io
 import json
 import os
 import sys
 import unittest
+import urllib.request
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -44,6 +51,7 @@ try:
                                     StreamDescriptor)
     from azure.kusto.ingest.status import KustoIngestStatusQueues
     from azure.storage.blob import BlobClient
+    from azure.storage.queue import QueueClient
     import azure.kusto.ingest._version as _ki_version
 except ImportError as e:  # pragma: no cover
     print("skipped: azure-kusto-ingest is not installed "
@@ -235,6 +243,52 @@ class PythonQueuedConformance(unittest.TestCase):
         finally:
             self.emu._ok("POST", "/_emulator/dm/faults",
                          {"status_delay_ms": 0})
+
+    def test_6_status_table_row(self):
+        res = self.emu.mgmt(".get ingestion resources")
+        rows = {r[0]: r[1] for r in res["Tables"][0]["Rows"]}
+        table = rows["IngestionsStatusTable"]
+        tbase, tsas = table.split("?", 1)
+        cbase, csas = rows["TempStorage"].split("?", 1)
+        sid = str(uuid.uuid4())
+        hdrs = {"Content-Type": "application/json",
+                "Accept": "application/json;odata=nometadata",
+                "x-ms-version": "2019-02-02"}
+        req = urllib.request.Request(
+            "%s?%s" % (tbase, tsas), method="POST", headers=hdrs,
+            data=json.dumps({"PartitionKey": sid, "RowKey": sid,
+                             "Status": "Pending"}).encode())
+        with urllib.request.urlopen(req, timeout=20) as r:
+            self.assertEqual(r.status, 201)
+        blob = "%s/%s.json?%s" % (cbase, sid, csas)
+        BlobClient.from_blob_url(blob).upload_blob(gameplay(4, start=600))
+        before = self.count()
+        msg = {"Id": sid, "BlobPath": blob, "DatabaseName": DB,
+               "TableName": "GamePlay", "ReportLevel": 2,
+               "ReportMethod": "Table",
+               "IngestionStatusInTable": {"TableConnectionString": table,
+                                          "PartitionKey": sid,
+                                          "RowKey": sid},
+               "AdditionalProperties": {
+                   "format": "json",
+                   "ingestionMappingReference": adx.GAMEPLAY_MAPPING}}
+        QueueClient.from_queue_url(
+            rows["SecuredReadyForAggregationQueue"]).send_message(
+            base64.b64encode(json.dumps(msg).encode()).decode())
+        entity = "%s(PartitionKey='%s',RowKey='%s')?%s" % (tbase, sid, sid,
+                                                           tsas)
+        got = {}
+
+        def succeeded():
+            r = urllib.request.Request(entity, headers=hdrs)
+            with urllib.request.urlopen(r, timeout=20) as resp:
+                got.update(json.loads(resp.read()))
+            return got.get("Status") == "Succeeded"
+        harness.wait_until(succeeded, timeout=DEADLINE,
+                           what="the status row to say Succeeded")
+        self.assertEqual((got["Database"], got["Table"],
+                          got["IngestionSourceId"]), (DB, "GamePlay", sid))
+        self.assertEqual(self.count(), before + 4)
 
 
 if __name__ == "__main__":
