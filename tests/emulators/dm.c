@@ -1415,6 +1415,8 @@ static void *worker(void *arg)
         log_error(DM_MOD, "queued ingestion: curl_easy_init failed");
         return NULL;
     }
+    int failing = 0; /* log a storage outage once, and its end */
+
     for (;;) {
         int n;
         pthread_mutex_lock(&d->mu);
@@ -1424,6 +1426,15 @@ static void *worker(void *arg)
         }
         pthread_mutex_unlock(&d->mu);
         n = drain_once(d, h);
+        if (n < 0 && !failing) {
+            log_warn(DM_MOD,
+                     "queued ingestion: the queue at %s does not "
+                     "answer; retrying every %d ms",
+                     d->queue_url, DM_ERROR_WAIT_MS);
+        } else if (n >= 0 && failing) {
+            log_info(DM_MOD, "queued ingestion: the queue answers again");
+        }
+        failing = n < 0;
         if (n < 0) {
             if (wait_or_stop(d, DM_ERROR_WAIT_MS)) {
                 break;
