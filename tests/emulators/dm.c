@@ -125,6 +125,7 @@ struct buf {
     size_t n;
     size_t cap;
     int oom;
+    int too_big; /* a download over DM_MAX_BLOB */
 };
 
 static void buf_put(struct buf *b, const void *s, size_t n)
@@ -414,7 +415,8 @@ static size_t on_body(char *p, size_t size, size_t n, void *data)
     struct buf *b = data;
 
     if (b->n + size * n > DM_MAX_BLOB) {
-        return 0; /* too big: the call fails */
+        b->too_big = 1;
+        return 0; /* the call fails */
     }
     buf_put(b, p, size * n);
     return b->oom ? 0 : size * n;
@@ -1255,14 +1257,19 @@ static int process_message(struct dm *d, CURL *h, const char *text)
     }
     pthread_mutex_unlock(&d->mu);
     if (j.outcome != JOB_FAILED) {
-        if (storage_call(d, h, "GET", blob_url, NULL, NULL, 0, &blob, &status) <
-            0) {
+        int got =
+            storage_call(d, h, "GET", blob_url, NULL, NULL, 0, &blob, &status);
+        if (got < 0 && blob.too_big) {
+            /* code chosen here: a blob the emulator will not hold */
+            job_fail(&j, 1, "BadRequest_BlobTooLarge",
+                     "blob %s is over the emulator's %u MiB", r.blob_path,
+                     DM_MAX_BLOB >> 20);
+        } else if (got < 0) {
             /* storage not answering: leave the message for later */
             count(d, &d->st.storage_errors, 1);
             result = 0;
             goto out;
-        }
-        if (status == 404 || status == 403) {
+        } else if (status == 404 || status == 403) {
             job_fail(&j, 1,
                      status == 404 ? "Download_SourceNotFound"
                                    : "Download_AccessConditionNotSatisfied",
