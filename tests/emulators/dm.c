@@ -1473,8 +1473,8 @@ struct dm *dm_start(uv_loop_t *loop, struct kusto *k,
     if (cfg->blob_url == NULL || cfg->queue_url == NULL ||
         cfg->table_url == NULL) {
         snprintf(err, errlen,
-                 "queued ingestion needs --storage-blob, "
-                 "--storage-queue and --storage-table");
+                 "--storage-blob, --storage-queue and --storage-table go "
+                 "together (one is missing)");
         return NULL;
     }
     d = calloc(1, sizeof(*d));
