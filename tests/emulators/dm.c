@@ -217,14 +217,22 @@ static void utc_iso(long long secs, int frac7, char *out, size_t len)
     time_t t = (time_t)secs;
     struct tm tm;
 
+    int n;
+
     gmtime_r(&t, &tm);
+    /* the return value checked: gcc -O2 (release and .deb builds) warns of
+     * a possible truncation otherwise (-Werror=format-truncation) */
     if (frac7 >= 0) {
-        snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%07dZ",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                 tm.tm_min, tm.tm_sec, frac7);
+        n = snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%07dZ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                     tm.tm_min, tm.tm_sec, frac7 % 10000000);
     } else {
-        snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
-                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        n = snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02dZ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                     tm.tm_min, tm.tm_sec);
+    }
+    if ((n < 0 || (size_t)n >= len) && len > 0) {
+        out[0] = '\0'; /* not a time: never a cut one */
     }
 }
 
