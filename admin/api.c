@@ -20,6 +20,8 @@
  * Everything runs on the loop thread.
  */
 #include "admin/api.h"
+#include "admin/connect.h"
+#include "admin/procstat.h"
 
 #include "admin/http.h"
 #include "gateway/adx.h"
@@ -35,8 +37,10 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <librdkafka/rdkafka.h>
 #include <math.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -1435,6 +1439,70 @@ static void metrics_space(struct admin *a, struct sbuf *b,
     }
 }
 
+/* Per route: age of its oldest undelivered (pending or in-flight) event,
+ * from its journal append time; 0 when nothing waits. */
+static void metrics_oldest(struct sbuf *b, const struct config *cfg,
+                           const struct journal_stats *st)
+{
+    int64_t now = wall_ms();
+
+    sb_family(b, "kadx_oldest_undelivered_age_seconds", "gauge",
+              "Age of the route's oldest event not yet delivered (journal "
+              "append time), 0 when none.");
+    for (size_t r = 0; r < cfg->nroutes; r++) {
+        int64_t oldest = 0;
+
+        for (size_t i = 0; i < st->nparts; i++) {
+            const struct journal_partition_stats *p = &st->parts[i];
+
+            if (p->route == (int)r && p->oldest_pending_ms > 0 &&
+                (oldest == 0 || p->oldest_pending_ms < oldest)) {
+                oldest = p->oldest_pending_ms;
+            }
+        }
+        sb_route_sample(
+            b, "kadx_oldest_undelivered_age_seconds", cfg->routes[r].name, NULL,
+            oldest > 0 && now > oldest ? (double)(now - oldest) / 1000.0 : 0.0);
+    }
+}
+
+/* kadx_build_info and the standard process_* metrics. */
+static void metrics_process(struct sbuf *b)
+{
+    struct procstat ps;
+
+    sb_family(b, "kadx_build_info", "gauge",
+              "Always 1; the labels say which kadx this is.");
+    sb_printf(b,
+              "kadx_build_info{version=\"%s\",sqlite=\"%s\","
+              "librdkafka=\"%s\",libuv=\"%s\"} 1\n",
+              KADX_VERSION, sqlite3_libversion(), rd_kafka_version_str(),
+              uv_version_string());
+    if (procstat_read(&ps) < 0) {
+        return;
+    }
+    sb_family(b, "process_cpu_seconds_total", "counter",
+              "Total user and system CPU time spent in seconds.");
+    sb_printf(b, "process_cpu_seconds_total %.2f\n", ps.cpu_seconds);
+    sb_family(b, "process_resident_memory_bytes", "gauge",
+              "Resident memory size in bytes.");
+    sb_printf(b, "process_resident_memory_bytes %" PRId64 "\n", ps.rss_bytes);
+    sb_family(b, "process_virtual_memory_bytes", "gauge",
+              "Virtual memory size in bytes.");
+    sb_printf(b, "process_virtual_memory_bytes %" PRId64 "\n", ps.vsize_bytes);
+    sb_family(b, "process_open_fds", "gauge",
+              "Number of open file descriptors.");
+    sb_printf(b, "process_open_fds %" PRId64 "\n", ps.open_fds);
+    if (ps.max_fds >= 0) {
+        sb_family(b, "process_max_fds", "gauge",
+                  "Maximum number of open file descriptors.");
+        sb_printf(b, "process_max_fds %" PRId64 "\n", ps.max_fds);
+    }
+    sb_family(b, "process_start_time_seconds", "gauge",
+              "Start time of the process since unix epoch in seconds.");
+    sb_printf(b, "process_start_time_seconds %.2f\n", ps.start_time_seconds);
+}
+
 static void metrics_journal(struct admin *a, struct sbuf *b,
                             const struct journal_stats *st)
 {
@@ -1461,6 +1529,7 @@ static void metrics_journal(struct admin *a, struct sbuf *b,
                      "Events in the journal by state.", 0);
     metrics_by_state(b, cfg, st, "kadx_journal_bytes",
                      "Event bytes in the journal by state.", 1);
+    metrics_oldest(b, cfg, st);
 }
 
 static void metrics_answer(struct admin *a, struct http_request *req,
@@ -1482,6 +1551,7 @@ static void metrics_answer(struct admin *a, struct http_request *req,
     sb_family(&b, "kadx_paused", "gauge",
               "1 while the operator paused the whole gateway.");
     sb_printf(&b, "kadx_paused %d\n", a->paused_all);
+    metrics_process(&b);
     metrics_journal(a, &b, &job->st);
     if (a->src.intake != NULL) {
         metrics_intake(a, &b);
@@ -2447,6 +2517,8 @@ static int rc_client(struct admin *a, char *err, size_t errlen)
     memset(&ao, 0, sizeof(ao));
     ao.app = "kadx-admin";
     ao.timeout_ms = a->src.cfg->adx.request_timeout_ms;
+    ao.proxy = a->src.cfg->adx.proxy;
+    ao.no_proxy = a->src.cfg->adx.no_proxy;
     r = adx_new(a->loop, &ao, &a->adx, err, errlen);
     if (r < 0) {
         return r;
@@ -2599,6 +2671,30 @@ static void on_request(struct http_request *req, void *data)
     const char *path = http_req_path(req);
     size_t plen = strlen(path);
 
+    if (connect_owns(path)) { /* Kafka Connect's REST API (connect.c) */
+        struct connect_ctx cx;
+        char worker[300];
+        const char *l = a->src.cfg->admin.listen;
+        const char *colon = l != NULL ? strrchr(l, ':') : NULL;
+
+        /* GETs too when admin.token_on_get (as for the other endpoints) */
+        if ((strcmp(method, "GET") != 0 || a->token_on_get) &&
+            !token_ok(a, req)) {
+            respond_error(req, 401, "a valid bearer token is required");
+            return;
+        }
+        snprintf(worker, sizeof(worker), "%.*s:%d",
+                 colon != NULL ? (int)(colon - l) : 9, colon ? l : "127.0.0.1",
+                 http_server_port(a->srv));
+        memset(&cx, 0, sizeof(cx));
+        cx.cfg = a->src.cfg;
+        cx.intake = a->src.intake;
+        cx.forwarder = a->src.forwarder;
+        cx.paused_all = &a->paused_all;
+        cx.worker_id = worker;
+        connect_handle(&cx, req);
+        return;
+    }
     /* one trailing slash is forgiven: /status/ = /status */
     if (plen > 1 && path[plen - 1] == '/') {
         plen--;
@@ -2727,18 +2823,66 @@ int admin_port(const struct admin *a)
     return http_server_port(a->srv);
 }
 
-int admin_reload_tls(struct admin *a, char *err, size_t errlen)
+int admin_reload_tls(struct admin *a, const char *cert, const char *key,
+                     char *err, size_t errlen)
 {
+    char *c, *k;
+    int rc;
+
     if (a->tls_cert == NULL || a->srv == NULL) {
         snprintf(err, errlen, "tls is not configured");
         return -ENOENT;
     }
-    return http_server_set_tls(a->srv, a->tls_cert, a->tls_key, err, errlen);
+    c = strdup(cert != NULL ? cert : a->tls_cert);
+    k = strdup(key != NULL ? key : a->tls_key);
+    if (c == NULL || k == NULL) {
+        free(c);
+        free(k);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    rc = http_server_set_tls(a->srv, c, k, err, errlen);
+    if (rc < 0) { /* the running pair (and its file names) stay */
+        free(c);
+        free(k);
+        return rc;
+    }
+    free(a->tls_cert);
+    free(a->tls_key);
+    a->tls_cert = c;
+    a->tls_key = k;
+    return 0;
 }
 
 void admin_set_sources(struct admin *a, const struct admin_sources *src)
 {
     a->src = *src;
+}
+
+int admin_reconfigure(struct admin *a, const struct config *cfg)
+{
+    char *token = NULL;
+
+    if (cfg->admin.token != NULL && cfg->admin.token[0] != '\0') {
+        token = strdup(cfg->admin.token);
+        if (token == NULL) {
+            return -ENOMEM;
+        }
+        log_add_secret(token);
+    }
+    free(a->token);
+    a->token = token;
+    a->token_on_get = cfg->admin.token_on_get && token != NULL;
+    a->src.cfg = cfg;
+    if (a->rc == NULL) {
+        /* no reconcile running: its client is made again, from cfg, on
+         * the next use (new URL, credentials or proxy) */
+        auth_close(a->auth);
+        adx_close(a->adx);
+        a->auth = NULL;
+        a->adx = NULL;
+    }
+    return 0;
 }
 
 void admin_stop(struct admin *a)

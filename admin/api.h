@@ -75,18 +75,30 @@ int admin_start(uv_loop_t *loop, const struct admin_sources *src,
 int admin_port(const struct admin *a);
 
 /*
- * Reloads the TLS certificate and key from the files given at start (for
- * SIGHUP: a renewed certificate is served to new connections; open ones
- * keep theirs). On failure the old pair stays in use. Returns 0, -ENOENT
- * when TLS is off, or a negative errno with err filled. Loop thread.
+ * Reloads the TLS certificate and key from the files cert and key (NULL:
+ * the files in use), for SIGHUP: a renewed certificate is served to new
+ * connections; open ones keep theirs. On failure the old pair (and its
+ * file names) stays in use. Returns 0, -ENOENT when TLS is off, or a
+ * negative errno with err naming the file and OpenSSL's reason. Loop
+ * thread.
  */
-int admin_reload_tls(struct admin *a, char *err, size_t errlen);
+int admin_reload_tls(struct admin *a, const char *cert, const char *key,
+                     char *err, size_t errlen);
 
 /*
  * Updates the sources (e.g. the forwarder started after the admin). Loop
  * thread.
  */
 void admin_set_sources(struct admin *a, const struct admin_sources *src);
+
+/*
+ * SIGHUP reload: from now on the API reads cfg (borrowed; same routes as
+ * before) and checks POSTs against cfg->admin.token. The ADX client of
+ * `replay mode=missing` is made again from cfg on its next use (a reconcile
+ * running now finishes with the old one). admin.listen needs a restart.
+ * Returns 0 or -ENOMEM (nothing changed). Loop thread.
+ */
+int admin_reconfigure(struct admin *a, const struct config *cfg);
 
 /*
  * Stops listening and closes every connection; requests still waiting for

@@ -79,6 +79,8 @@ struct adx {
     long timeout_ms;
     size_t max_response;
     char *ca_file;
+    char *proxy;    /* NULL = direct; the environment is never consulted */
+    char *no_proxy; /* NULL = none */
 };
 
 static void check_multi_info(struct adx *a);
@@ -87,6 +89,8 @@ static void maybe_free(struct adx *a)
 {
     if (a->closing && a->open_handles == 0) {
         free(a->ca_file);
+        free(a->proxy);
+        free(a->no_proxy);
         free(a);
     }
 }
@@ -234,6 +238,10 @@ int adx_new(uv_loop_t *loop, const struct adx_options *opt, struct adx **out,
             goto fail;
         }
     }
+    if (adx_set_proxy(a, opt->proxy, opt->no_proxy) < 0) {
+        set_err(err, errlen, "out of memory");
+        goto fail;
+    }
     a->multi = curl_multi_init();
     if (a->multi == NULL) {
         set_err(err, errlen, "curl_multi_init failed");
@@ -260,10 +268,29 @@ fail_multi:
 fail:
     if (a != NULL) {
         free(a->ca_file);
+        free(a->proxy);
+        free(a->no_proxy);
     }
     free(a);
     curl_global_cleanup();
     return rc;
+}
+
+int adx_set_proxy(struct adx *a, const char *proxy, const char *no_proxy)
+{
+    char *p = NULL;
+    char *np = NULL;
+
+    if ((proxy != NULL && (p = strdup(proxy)) == NULL) ||
+        (no_proxy != NULL && (np = strdup(no_proxy)) == NULL)) {
+        free(p);
+        return -ENOMEM;
+    }
+    free(a->proxy);
+    free(a->no_proxy);
+    a->proxy = p;
+    a->no_proxy = np;
+    return 0;
 }
 
 static void req_unlink(struct adx *a, struct adx_req *r)
@@ -656,6 +683,13 @@ int adx_request(struct adx *a, const struct adx_request_spec *spec, adx_cb cb,
                      spec->timeout_ms > 0 ? spec->timeout_ms : a->timeout_ms);
     if (a->ca_file != NULL) {
         curl_easy_setopt(r->easy, CURLOPT_CAINFO, a->ca_file);
+    }
+    /* "" disables every proxy, including http_proxy, https_proxy,
+     * all_proxy and no_proxy from the environment: the config is the only
+     * source (CONFIG.md, "Proxy") */
+    curl_easy_setopt(r->easy, CURLOPT_PROXY, a->proxy != NULL ? a->proxy : "");
+    if (a->no_proxy != NULL) {
+        curl_easy_setopt(r->easy, CURLOPT_NOPROXY, a->no_proxy);
     }
     if (spec->method != NULL && strcmp(spec->method, "POST") == 0) {
         curl_easy_setopt(r->easy, CURLOPT_POST, 1L);

@@ -30,6 +30,8 @@ struct adx_options {
     long timeout_ms;         /* whole request, default for specs; 0 = 60000 */
     size_t max_response;     /* response body cap; 0 = 1 MiB (rest dropped) */
     const char *ca_file;     /* extra CA bundle (tests); NULL = system */
+    const char *proxy;       /* proxy URL; NULL = none (environment ignored) */
+    const char *no_proxy;    /* libcurl NOPROXY list; NULL = none */
 };
 
 /* A response as the callback sees it. Pointers are valid during the call. */
@@ -74,6 +76,13 @@ int adx_new(uv_loop_t *loop, const struct adx_options *opt, struct adx **out,
  * from inside an adx callback.
  */
 void adx_close(struct adx *a);
+
+/*
+ * Replaces the proxy settings (copied) for the requests started from now
+ * on; NULL = no proxy / no exceptions. The environment's proxy variables
+ * are never used. Returns 0 or -ENOMEM (settings unchanged). Loop thread.
+ */
+int adx_set_proxy(struct adx *a, const char *proxy, const char *no_proxy);
 
 /* Requests in flight (for status and shutdown). */
 size_t adx_inflight(const struct adx *a);

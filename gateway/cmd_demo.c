@@ -69,8 +69,7 @@ static const char setup_kql[] =
     "docker\n"
     "// stack, `kadx demo` and a real Azure Data Explorer cluster need it.\n"
     "//\n"
-    "// Format: one command or query per block; blocks are separated by "
-    "blank\n"
+    "// Format: one command or query per block; blocks are separated by blank\n"
     "// lines; lines starting with // are comments. Blocks starting with '.' "
     "are\n"
     "// management commands (POST /v1/rest/mgmt), the others are queries\n"
@@ -79,8 +78,7 @@ static const char setup_kql[] =
     "//\n"
     "// On a real cluster: create the database `leaderboard` first (Azure "
     "portal),\n"
-    "// then paste the management commands into the ADX web UI's query "
-    "window\n"
+    "// then paste the management commands into the ADX web UI's query window\n"
     "// and run them one by one.\n"
     "\n"
     "// 1. Streaming ingestion, which kadx uses, must be enabled on the "
@@ -89,20 +87,33 @@ static const char setup_kql[] =
     "//    ingestion).\n"
     ".alter database leaderboard policy streamingingestion enable\n"
     "\n"
-    "// 2. The table.\n"
+    "// 2. The table. KadxBatchId holds the id of the request that carried "
+    "each\n"
+    "//    row: kadx's exactly-once check (the route's dedupe_column).\n"
     ".create table GamePlay (PlayerID: int, GameID: int, Win: long, Stake: "
-    "int, EventTime: datetime)\n"
+    "int, EventTime: datetime, KadxBatchId: string)\n"
     "\n"
     "// 3. How a `kadx produce` event maps onto it:\n"
     "//    "
     "{\"playerId\":7,\"gameId\":3,\"win\":20,\"stake\":10,\"eventTime\":\"..."
     "Z\"}\n"
+    "//    plus the field kadx adds to each record (the route's "
+    "meta.batch_id):\n"
+    "//    \"kadx_batch_id\".\n"
     ".create table GamePlay ingestion json mapping 'gameplay_json_mapping' "
     "'[{\"column\":\"PlayerID\",\"Properties\":{\"Path\":\"$.playerId\"}},{"
-    "\"column\":\"GameID\",\"Properties\":{\"Path\":\"$.gameId\"}},{"
-    "\"column\":\"Win\",\"Properties\":{\"Path\":\"$.win\"}},{\"column\":"
-    "\"Stake\",\"Properties\":{\"Path\":\"$.stake\"}},{\"column\":"
-    "\"EventTime\",\"Properties\":{\"Path\":\"$.eventTime\"}}]'\n"
+    "\"column\":\"GameID\",\"Properties\":{\"Path\":\"$.gameId\"}},{\"column\":"
+    "\"Win\",\"Properties\":{\"Path\":\"$.win\"}},{\"column\":\"Stake\","
+    "\"Properties\":{\"Path\":\"$.stake\"}},{\"column\":\"EventTime\","
+    "\"Properties\":{\"Path\":\"$.eventTime\"}},{\"column\":\"KadxBatchId\","
+    "\"Properties\":{\"Path\":\"$.kadx_batch_id\"}}]'\n"
+    "\n"
+    "// 4. Exactly once: after an ambiguous failure kadx asks whether a batch\n"
+    "//    arrived with a query filtered on ingestion_time(), which is null "
+    "for\n"
+    "//    rows ingested while this policy is off (on by default on new "
+    "tables).\n"
+    ".alter table GamePlay policy ingestiontime true\n"
     "\n"
     "// ---- queries "
     "---------------------------------------------------------------\n"
@@ -110,10 +121,13 @@ static const char setup_kql[] =
     "// How many events have arrived.\n"
     "GamePlay | count\n"
     "\n"
-    "// The leaderboard: the ten players who won most.\n" LEADERBOARD_KQL "\n"
+    "// The leaderboard: the ten players who won most.\n"
+    "GamePlay | summarize TotalWin=sum(Win), Spins=count() by PlayerID | top "
+    "10 by TotalWin\n"
     "\n"
     "// End-to-end latency: from the event's time to its ingestion into ADX.\n"
-    "" LATENCY_KQL "\n";
+    "GamePlay | extend Latency = ingestion_time() - EventTime | summarize "
+    "percentiles(Latency, 50, 90, 99)\n";
 
 /* Set by the SIGINT/SIGTERM handler (the only global). */
 static volatile sig_atomic_t interrupted;
@@ -630,6 +644,7 @@ static int http_call(struct demo *d, const char *url, const char *json,
     curl_easy_setopt(d->curl, CURLOPT_TIMEOUT_MS, 10000L);
     curl_easy_setopt(d->curl, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
     curl_easy_setopt(d->curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(d->curl, CURLOPT_PROXY, ""); /* loopback: no proxy */
     curl_easy_setopt(d->curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(d->curl, CURLOPT_WRITEDATA, &b);
     if (json != NULL) {
@@ -805,6 +820,7 @@ static int write_config(struct demo *d, const char *path, int admin_port,
     cJSON *auth = cJSON_AddObjectToObject(adx, "auth");
     cJSON *routes = cJSON_AddArrayToObject(root, "routes");
     cJSON *route = cJSON_CreateObject();
+    cJSON *meta = cJSON_AddObjectToObject(route, "meta");
     cJSON *journal = cJSON_AddObjectToObject(root, "journal");
     cJSON *fwd = cJSON_AddObjectToObject(root, "forwarder");
     cJSON *admin = cJSON_AddObjectToObject(root, "admin");
@@ -831,6 +847,9 @@ static int write_config(struct demo *d, const char *path, int admin_port,
         !cJSON_AddStringToObject(route, "table", DEMO_TABLE) ||
         !cJSON_AddStringToObject(route, "format", "json") ||
         !cJSON_AddStringToObject(route, "mapping", DEMO_MAPPING) ||
+        /* exactly once: setup.kql's KadxBatchId column and mapping entry */
+        !cJSON_AddStringToObject(meta, "batch_id", "kadx_batch_id") ||
+        !cJSON_AddStringToObject(route, "dedupe_column", "KadxBatchId") ||
         !cJSON_AddStringToObject(journal, "path", jpath) ||
         !cJSON_AddNumberToObject(fwd, "linger_ms", 50) ||
         !cJSON_AddStringToObject(admin, "listen", listen) ||

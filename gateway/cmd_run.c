@@ -12,11 +12,40 @@
 #include "gateway/config.h"
 #include "gateway/daemon.h"
 #include "gateway/log.h"
+#include "gateway/online_check.h"
 #include "storage/journal.h"
 
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* reload: the admin API switches to the reloaded config (token) */
+static void admin_reload_apply(struct kadx *k, const struct config *next,
+                               void *arg)
+{
+    char err[512] = "";
+
+    if (k->admin == NULL) {
+        return;
+    }
+    if (admin_reconfigure(k->admin, next) < 0) {
+        log_error("reload", "admin: out of memory (admin.token kept)");
+    }
+    /* the certificate files are read again even when their names did not
+     * change: a renewed certificate replaces the old one in place */
+    if (next->admin.tls_cert != NULL) {
+        if (admin_reload_tls(k->admin, next->admin.tls_cert,
+                             next->admin.tls_key, err, sizeof(err)) < 0) {
+            log_error("reload",
+                      "admin: TLS certificate not reloaded, the previous "
+                      "one stays in use: %s",
+                      err);
+        } else {
+            log_info("reload", "admin: TLS certificate reloaded from '%s'",
+                     next->admin.tls_cert);
+        }
+    }
+}
 
 /* admin: start the admin API on the daemon's loop (added by admin) */
 static int admin_started(struct kadx *k, void *arg)
@@ -48,6 +77,11 @@ static int admin_started(struct kadx *k, void *arg)
         log_error("admin", "cannot serve on %s: %s", cfg->admin.listen, err);
         return rc;
     }
+    {
+        struct reload_hook h = {NULL, admin_reload_apply, NULL};
+
+        (void)reload_add_hook(k, &h);
+    }
     log_info("admin", "listening on %.*s:%d%s%s",
              (int)(strrchr(cfg->admin.listen, ':') - cfg->admin.listen),
              cfg->admin.listen, admin_port(k->admin),
@@ -69,7 +103,8 @@ static void admin_stopping(struct kadx *k, void *arg)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: kadx run -c FILE [--check] [--bootstrap-servers B] "
+            "usage: kadx run -c FILE [--check] [--online] "
+            "[--bootstrap-servers B] "
             "[--group-id G]\n\n"
             "run the gateway: Kafka -> journal -> ADX.\n\n"
             "FILE is a kadx.json or a Kusto Kafka sink connector config "
@@ -80,6 +115,13 @@ static void usage(FILE *f)
             "  --check                    validate, print the effective "
             "config as JSON\n"
             "                             (secrets masked) and exit\n"
+            "  --online                   with --check: also reach Kafka "
+            "(metadata, topics,\n"
+            "                             group) and ADX (token, tables, "
+            "dedupe column,\n"
+            "                             policies, mappings); one line per "
+            "check on stderr,\n"
+            "                             exit 1 when one fails\n"
             "  --bootstrap-servers B      Kafka bootstrap servers (overrides "
             "the file;\n"
             "                             else $KADX_BOOTSTRAP_SERVERS if the "
@@ -153,6 +195,7 @@ int cmd_run(int argc, char **argv)
     struct config *cfg = NULL;
     char err[512];
     int check = 0;
+    int online = 0; /* --check --online: Kafka and ADX too */
     int rc;
 
     if (cli_wants_help(argc, argv)) {
@@ -165,6 +208,8 @@ int cmd_run(int argc, char **argv)
 
         if (strcmp(a, "--check") == 0) {
             check = 1;
+        } else if (strcmp(a, "--online") == 0) {
+            online = 1;
         } else if (take_value(argc, argv, &i, "--config", &path, &missing) ||
                    take_value(argc, argv, &i, "-c", &path, &missing) ||
                    take_value(argc, argv, &i, "--bootstrap-servers",
@@ -181,11 +226,17 @@ int cmd_run(int argc, char **argv)
     if (path == NULL) {
         return cli_usage_error("run", "a config file is required (-c FILE)");
     }
+    if (online && !check) {
+        return cli_usage_error("run", "--online goes with --check");
+    }
 
     rc = config_load_file(path, &ov, &cfg, err, sizeof(err));
     if (rc < 0) {
         log_error("run", "%s", err);
         return EXIT_USAGE;
+    }
+    if (cfg->log_level >= 0) {
+        log_set_level((enum log_level)cfg->log_level);
     }
     if (check) {
         char *json = config_to_json(cfg);
@@ -199,8 +250,11 @@ int cmd_run(int argc, char **argv)
         }
         printf("%s\n", json);
         free(json);
+        fflush(stdout);
+        /* the report goes to stderr: stdout stays the config's JSON */
+        rc = online ? online_check(cfg, stderr) : 0;
         config_free(cfg);
-        return 0;
+        return rc;
     }
 
     /* At most 2 malloc arenas: the loop, the journal writer, the thread
@@ -210,7 +264,8 @@ int cmd_run(int argc, char **argv)
     (void)mallopt(M_ARENA_MAX, 2);
     {
         /* admin: the admin API rides on the daemon's hooks */
-        struct daemon_hooks hooks = {admin_started, admin_stopping, NULL};
+        struct daemon_hooks hooks = {admin_started, admin_stopping, NULL, path,
+                                     &ov};
 
         rc = daemon_run_hooks(cfg, &hooks);
     }

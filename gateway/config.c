@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <librdkafka/rdkafka.h>
+#include <limits.h>
 #include <math.h>
 #include <regex.h>
 #include <stdarg.h>
@@ -327,9 +328,69 @@ static int json_int(const cJSON *it, int64_t *out)
 /* ---- ${ENV_VAR} substitution ------------------------------------------ */
 
 /*
+ * ${file:/path}: the file's content, one final newline ("\n" or "\r\n")
+ * removed (a secret mounted by Kubernetes, Docker or systemd credentials).
+ * At most VALUE_MAX bytes; the path must be absolute. Appends to b.
+ */
+static int subst_file(struct loader *l, const char *path, const char *file,
+                      struct sbuf *b)
+{
+    char buf[4096];
+    size_t total = 0;
+    size_t start = b->len;
+    FILE *f;
+    int rc = 0;
+
+    if (file[0] != '/') {
+        return fail(l, "'${file:%s}' in '%s': the path must be absolute", file,
+                    path);
+    }
+    f = fopen(file, "rb");
+    if (f == NULL) {
+        return fail(l, "cannot read '%s' (used in '%s'): %s", file, path,
+                    strerror(errno));
+    }
+    for (;;) {
+        size_t n = fread(buf, 1, sizeof(buf), f);
+
+        if (n == 0) {
+            break;
+        }
+        total += n;
+        if (total > VALUE_MAX) {
+            rc = -EMSGSIZE;
+            break;
+        }
+        rc = sbuf_add(b, buf, n);
+        if (rc < 0) {
+            break;
+        }
+    }
+    if (rc == 0 && ferror(f)) {
+        rc = fail(l, "cannot read '%s' (used in '%s'): %s", file, path,
+                  strerror(EIO));
+    }
+    fclose(f);
+    if (rc < 0) {
+        return rc;
+    }
+    if (b->len > start && b->s[b->len - 1] == '\n') {
+        b->len--;
+        if (b->len > start && b->s[b->len - 1] == '\r') {
+            b->len--;
+        }
+        b->s[b->len] = '\0';
+    }
+    return 0;
+}
+
+/*
  * Returns in *out (owned) the value with every ${NAME} replaced by the
- * environment variable NAME; "$${" stands for a literal "${". A missing
- * variable is an error that names it and the key.
+ * environment variable NAME, every ${NAME:-default} by NAME's value when it
+ * is set and not empty, else by default (taken as written), and every
+ * ${file:/path} by the file's content (subst_file); "$${" stands for a
+ * literal "${". A missing variable (without a default) or an unreadable
+ * file is an error that names it and the key.
  */
 static int subst_env(struct loader *l, const char *path, const char *in,
                      char **out)
@@ -348,7 +409,8 @@ static int subst_env(struct loader *l, const char *path, const char *in,
         } else if (p[0] == '$' && p[1] == '{') {
             const char *name = p + 2;
             const char *end = strchr(name, '}');
-            char var[129];
+            const char *dflt = NULL;
+            char var[PATH_MAX];
             const char *val;
             size_t n;
 
@@ -357,7 +419,29 @@ static int subst_env(struct loader *l, const char *path, const char *in,
                 return fail(l, "unterminated '${' in '%s'", path);
             }
             n = (size_t)(end - name);
-            if (n == 0 || n >= sizeof(var) ||
+            if (n > 5 && strncmp(name, "file:", 5) == 0) {
+                if (n - 5 >= sizeof(var)) {
+                    free(b.s);
+                    return fail(l, "file name too long in '%s'", path);
+                }
+                memcpy(var, name + 5, n - 5);
+                var[n - 5] = '\0';
+                rc = subst_file(l, path, var, &b);
+                if (rc < 0 && rc != -EMSGSIZE) {
+                    free(b.s);
+                    return rc;
+                }
+                p = end + 1;
+                continue;
+            }
+            for (size_t i = 0; i + 1 < n; i++) {
+                if (name[i] == ':' && name[i + 1] == '-') {
+                    dflt = name + i + 2;
+                    n = i;
+                    break;
+                }
+            }
+            if (n == 0 || n >= 129 ||
                 !(isalpha((unsigned char)name[0]) || name[0] == '_')) {
                 free(b.s);
                 return fail(l, "bad environment variable name in '%s'", path);
@@ -372,14 +456,17 @@ static int subst_env(struct loader *l, const char *path, const char *in,
             memcpy(var, name, n);
             var[n] = '\0';
             val = getenv(var);
-            if (val == NULL) {
+            if (dflt != NULL && (val == NULL || val[0] == '\0')) {
+                rc = sbuf_add(&b, dflt, (size_t)(end - dflt));
+            } else if (val == NULL) {
                 free(b.s);
                 return fail(l,
                             "environment variable '%s' is not set (used in "
                             "'%s')",
                             var, path);
+            } else {
+                rc = sbuf_adds(&b, val);
             }
-            rc = sbuf_adds(&b, val);
             p = end + 1;
         } else {
             rc = sbuf_add(&b, p, 1);
@@ -839,10 +926,41 @@ static int kafka_set(struct config_kafka *k, const char *key, const char *value)
 
 /* ---- defaults --------------------------------------------------------- */
 
+/*
+ * journal.path's default: under systemd's StateDirectory= when the service
+ * manager gives one ($STATE_DIRECTORY, a ':'-separated list: the first
+ * entry; the packaged unit sets StateDirectory=kadx, i.e. /var/lib/kadx),
+ * else ./kadx-journal.db in the working directory (CONFIG.md, "journal").
+ */
+static int default_journal_path(char **out)
+{
+    const char *sd = getenv("STATE_DIRECTORY");
+    size_t n;
+    char *p;
+
+    if (sd == NULL || sd[0] == '\0' || sd[0] != '/') {
+        return replace(out, "./kadx-journal.db");
+    }
+    n = strcspn(sd, ":");
+    while (n > 1 && sd[n - 1] == '/') {
+        n--;
+    }
+    p = malloc(n + sizeof("/kadx-journal.db"));
+    if (p == NULL) {
+        return -ENOMEM;
+    }
+    memcpy(p, sd, n);
+    memcpy(p + n, "/kadx-journal.db", sizeof("/kadx-journal.db"));
+    free(*out);
+    *out = p;
+    return 0;
+}
+
 static int set_defaults(struct config *c)
 {
     const char *authority = getenv("AZURE_AUTHORITY_HOST");
 
+    c->log_level = -1;
     c->adx.request_timeout_ms = 30000;
     c->adx.server_timeout_ms = CONFIG_SERVER_TIMEOUT_DEFAULT_MS;
     c->journal.max_bytes = (int64_t)1024 * MIB;
@@ -865,7 +983,7 @@ static int set_defaults(struct config *c)
     c->admin.max_requests_per_s = 20;
     c->intake.high_water_bytes = -1; /* computed in finish() */
     c->intake.low_water_bytes = -1;
-    if (replace(&c->journal.path, "./kadx-journal.db") < 0 ||
+    if (default_journal_path(&c->journal.path) < 0 ||
         replace(&c->admin.listen, "127.0.0.1:8081") < 0 ||
         replace(&c->adx.auth.authority_host,
                 authority != NULL && authority[0] != '\0'
@@ -878,11 +996,12 @@ static int set_defaults(struct config *c)
 
 /* ---- native reader ---------------------------------------------------- */
 
-static const char *const top_keys[] = {
-    "kafka", "adx", "routes", "journal", "intake", "forwarder", "admin", NULL};
+static const char *const top_keys[] = {"kafka",   "adx",    "routes",
+                                       "journal", "intake", "forwarder",
+                                       "admin",   "log",    NULL};
 static const char *const adx_keys[] = {
-    "ingest_url",         "query_url",         "auth",
-    "request_timeout_ms", "server_timeout_ms", NULL};
+    "ingest_url",        "query_url", "auth",     "request_timeout_ms",
+    "server_timeout_ms", "proxy",     "no_proxy", NULL};
 static const char *const auth_keys[] = {
     "method",     "tenant_id",      "client_id", "client_secret", "token",
     "token_file", "authority_host", "scope",     "imds_url",      NULL};
@@ -913,6 +1032,7 @@ static const char *const intake_keys[] = {"skip_tombstones", "high_water_bytes",
 static const char *const admin_keys[] = {
     "listen",  "token",           "token_on_get",       "tls_cert",
     "tls_key", "max_connections", "max_requests_per_s", NULL};
+static const char *const log_keys[] = {"level", NULL};
 
 static const char *const auth_names[] = {"none", "static_token",
                                          "client_secret", "managed_identity",
@@ -1032,6 +1152,8 @@ static int load_adx_native(struct loader *l, const cJSON *o)
                       3600 * 1000, &x->request_timeout_ms)) < 0 ||
         (rc = opt_num(l, o, "adx", "server_timeout_ms", NUM_MS, 1000,
                       3600 * 1000, &x->server_timeout_ms)) < 0 ||
+        (rc = opt_nonempty(l, o, "adx", "proxy", &x->proxy)) < 0 ||
+        (rc = opt_string(l, o, "adx", "no_proxy", &x->no_proxy)) < 0 ||
         (rc = opt_object(l, o, "adx", "auth", &auth)) < 0) {
         return rc;
     }
@@ -1352,6 +1474,30 @@ static int load_native(struct loader *l, const cJSON *root)
             c->admin.listen = NULL;
         }
     }
+    if ((rc = opt_object(l, root, "", "log", &o)) < 0) {
+        return rc;
+    }
+    if (o != NULL) {
+        char *lv = NULL;
+        enum log_level level;
+
+        if ((rc = check_keys(l, o, "log", log_keys)) < 0 ||
+            (rc = opt_nonempty(l, o, "log", "level", &lv)) < 0) {
+            return rc;
+        }
+        if (lv != NULL) {
+            if (log_level_parse(lv, &level) < 0) {
+                rc = fail(l,
+                          "'log.level' must be error, warn, info or debug, "
+                          "not '%s'",
+                          clean(lv, shown, sizeof(shown)));
+                free(lv);
+                return rc;
+            }
+            c->log_level = (int)level;
+            free(lv);
+        }
+    }
     return 0;
 }
 
@@ -1375,6 +1521,8 @@ struct conn {
     char *retry_max_time;
     char *retry_backoff;
     char *on_error;
+    char *proxy_host;
+    char *proxy_port;
 };
 
 static const struct {
@@ -1395,6 +1543,8 @@ static const struct {
     {"aad.auth.accesstoken", offsetof(struct conn, accesstoken)},
     {"kusto.tables.topics.mapping", offsetof(struct conn, mapping)},
     {"flush.size.bytes", offsetof(struct conn, flush_size)},
+    {"proxy.host", offsetof(struct conn, proxy_host)},
+    {"proxy.port", offsetof(struct conn, proxy_port)},
     {"flush.interval.ms", offsetof(struct conn, flush_interval)},
     {"errors.retry.max.time.ms", offsetof(struct conn, retry_max_time)},
     {"errors.retry.backoff.time.ms", offsetof(struct conn, retry_backoff)},
@@ -1414,8 +1564,7 @@ static const char *const conn_info_prefix[] = {
     "key.converter.", "value.converter.", "header.converter.", NULL};
 /* Keys whose behaviour kadx does not reproduce. */
 static const char *const conn_warn_exact[] = {
-    "tempdir.path",     "proxy.host",
-    "proxy.port",       "kusto.validation.table.enable",
+    "tempdir.path",     "kusto.validation.table.enable",
     "errors.tolerance", "transforms",
     "predicates",       NULL};
 static const char *const conn_warn_prefix[] = {
@@ -1723,6 +1872,29 @@ static int load_conn_values(struct loader *l, struct conn *cn)
         return oom(l);
     }
 
+    /* proxy.host and proxy.port: the connector's HTTP proxy */
+    if (cn->proxy_host != NULL && cn->proxy_host[0] != '\0') {
+        char url[512];
+        char *end = NULL;
+        long port = 0;
+
+        if (cn->proxy_port != NULL) {
+            errno = 0;
+            port = strtol(cn->proxy_port, &end, 10);
+        }
+        if (cn->proxy_port == NULL || end == cn->proxy_port || *end != '\0' ||
+            errno != 0 || port < 1 || port > 65535) {
+            return fail(l, "'proxy.port' must be a port number (1-65535) "
+                           "when 'proxy.host' is set");
+        }
+        snprintf(url, sizeof(url), "%s%s:%ld",
+                 strstr(cn->proxy_host, "://") != NULL ? "" : "http://",
+                 cn->proxy_host, port);
+        if (replace(&c->adx.proxy, url) < 0) {
+            return oom(l);
+        }
+    }
+
     /* aad.auth.* */
     if (cn->strategy == NULL || strcasecmp(cn->strategy, "application") == 0) {
         a->method = CONFIG_AUTH_CLIENT_SECRET;
@@ -1966,6 +2138,11 @@ static int load_connector(struct loader *l, const cJSON *map, const char *name)
             rc = oom(l);
             goto out;
         }
+    }
+    if (cn.name != NULL && cn.name[0] != '\0' &&
+        replace(&l->cfg->connector_name, cn.name) < 0) {
+        rc = oom(l);
+        goto out;
     }
     /* Connect's own group for a sink connector, the last fallback */
     if (cn.name != NULL && config_kafka_get(l->cfg, "group.id") == NULL &&
@@ -2311,6 +2488,53 @@ static int check_kafka(struct loader *l)
     return rc;
 }
 
+/*
+ * adx.proxy: a proxy URL libcurl understands (http://, https://, socks4://,
+ * socks4a://, socks5://, socks5h://), possibly with user:password (then it
+ * is a secret). adx.no_proxy: libcurl's list (comma-separated host names,
+ * domains, IPs, CIDRs, or "*"). The environment's http_proxy, https_proxy,
+ * all_proxy and no_proxy are ignored (adx.c): CONFIG.md, "Proxy".
+ */
+static int check_proxy(struct loader *l)
+{
+    static const char *const schemes[] = {
+        "http://",   "https://",   "socks4://", "socks4a://",
+        "socks5://", "socks5h://", NULL};
+    const char *p = l->cfg->adx.proxy;
+    const char *np = l->cfg->adx.no_proxy;
+    int ok = 0;
+
+    if (p != NULL) {
+        for (size_t i = 0; schemes[i] != NULL; i++) {
+            if (strncasecmp(p, schemes[i], strlen(schemes[i])) == 0 &&
+                p[strlen(schemes[i])] != '\0') {
+                ok = 1;
+            }
+        }
+        if (!ok) {
+            return fail(l, "'adx.proxy' must be a URL starting with http://, "
+                           "https://, socks4://, socks4a://, socks5:// or "
+                           "socks5h://");
+        }
+        for (const char *s = p; *s != '\0'; s++) {
+            if ((unsigned char)*s <= 0x20) {
+                return fail(l, "'adx.proxy' must not contain spaces or "
+                               "control characters");
+            }
+        }
+        if (strchr(p, '@') != NULL) {
+            log_add_secret(p); /* user:password inside */
+        }
+    }
+    for (const char *s = np; s != NULL && *s != '\0'; s++) {
+        if ((unsigned char)*s < 0x20) {
+            return fail(l, "'adx.no_proxy' must not contain control "
+                           "characters");
+        }
+    }
+    return 0;
+}
+
 static int finish(struct loader *l)
 {
     struct config *c = l->cfg;
@@ -2364,6 +2588,9 @@ static int finish(struct loader *l)
     }
     if ((rc = check_url(l, "adx.query_url", c->adx.query_url, NULL)) < 0 ||
         (rc = check_auth(l)) < 0) {
+        return rc;
+    }
+    if ((rc = check_proxy(l)) < 0) {
         return rc;
     }
     if (c->adx.auth.scope != NULL) {
@@ -2771,6 +2998,8 @@ void config_free(struct config *cfg)
     strv_free(cfg->kafka.values, cfg->kafka.n);
     free(cfg->adx.ingest_url);
     free(cfg->adx.query_url);
+    free(cfg->adx.proxy);
+    free(cfg->adx.no_proxy);
     a = &cfg->adx.auth;
     free(a->tenant_id);
     free(a->client_id);
@@ -2790,6 +3019,7 @@ void config_free(struct config *cfg)
     free(cfg->admin.token);
     free(cfg->admin.tls_cert);
     free(cfg->admin.tls_key);
+    free(cfg->connector_name);
     free(cfg);
 }
 
@@ -2883,6 +3113,14 @@ char *config_to_json(const struct config *cfg)
     rc |= add_str(o, "query_url", cfg->adx.query_url);
     rc |= add_num(o, "request_timeout_ms", cfg->adx.request_timeout_ms);
     rc |= add_num(o, "server_timeout_ms", cfg->adx.server_timeout_ms);
+    if (cfg->adx.proxy != NULL) {
+        rc |= strchr(cfg->adx.proxy, '@') != NULL
+                  ? add_secret(o, "proxy", cfg->adx.proxy)
+                  : add_str(o, "proxy", cfg->adx.proxy);
+    }
+    if (cfg->adx.no_proxy != NULL) {
+        rc |= add_str(o, "no_proxy", cfg->adx.no_proxy);
+    }
     o = add_obj(o, "auth");
     if (rc < 0 || o == NULL) {
         goto out;
@@ -2999,6 +3237,15 @@ char *config_to_json(const struct config *cfg)
     }
     rc |= add_num(o, "max_connections", cfg->admin.max_connections);
     rc |= add_num(o, "max_requests_per_s", cfg->admin.max_requests_per_s);
+    if (cfg->log_level >= 0) {
+        static const char *const names[] = {"error", "warn", "info", "debug"};
+
+        o = add_obj(root, "log");
+        if (o == NULL) {
+            goto out;
+        }
+        rc |= add_str(o, "level", names[cfg->log_level & 3]);
+    }
     if (rc == 0) {
         text = cJSON_Print(root);
     }

@@ -69,6 +69,11 @@ struct config_adx {
     int64_t server_timeout_ms;  /* life of an ingest request on the server,
                                    sent as the `servertimeout` request
                                    property; default 600000 (the SDKs') */
+    char *proxy;    /* every HTTP request kadx makes (ADX, token endpoints)
+                       goes through it; NULL = direct (the environment's
+                       proxy variables are ignored); secret when it holds
+                       user:password */
+    char *no_proxy; /* libcurl's NOPROXY list; NULL = none */
 };
 
 /* Field names added to each JSON record; NULL = that field is not added. */
@@ -96,7 +101,9 @@ struct config_route {
 };
 
 struct config_journal {
-    char *path;               /* default "./kadx-journal.db" */
+    char *path;               /* default "$STATE_DIRECTORY/kadx-journal.db"
+                                 (first entry) when set, else
+                                 "./kadx-journal.db" */
     int64_t max_bytes;        /* default 1 GiB */
     int64_t retention_ms;     /* delivered data kept for replay; default 24 h */
     int sync_full;            /* 1 = synchronous=FULL (default), 0 = NORMAL */
@@ -177,7 +184,11 @@ struct config {
     struct config_forwarder forwarder;
     struct config_intake intake;
     struct config_admin admin;
-    int from_connector; /* 1 when loaded from a connector config */
+    int from_connector;   /* 1 when loaded from a connector config */
+    char *connector_name; /* the connector config's "name"; NULL = none
+                             (native, or a bare map without one) */
+    int log_level;        /* log.level as an enum log_level; -1 = not set (the
+                             --log-level flag stays in force) */
 };
 
 /*

@@ -49,6 +49,10 @@ static void daemon_finish(struct kadx *k)
     }
     uv_close((uv_handle_t *)&k->sigterm, NULL);
     uv_close((uv_handle_t *)&k->sigint, NULL);
+    uv_close((uv_handle_t *)&k->sighup, NULL);
+    /* libuv restored SIGHUP's default action (terminate): a late SIGHUP
+     * must not kill a gateway that is still stopping in order */
+    signal(SIGHUP, SIG_IGN);
     watchdog_phase(k->watchdog, "journal close");
     /* Waits for queued writes; its memory goes with the loop's last run. */
     journal_close(k->journal);
@@ -100,6 +104,7 @@ void daemon_request_stop(struct kadx *k, int exit_code)
                  "by its steps' deadlines",
                  uv_strerror(rc));
     }
+    notify_stopping(&k->notify);
     if (k->intake != NULL) {
         watchdog_phase(k->watchdog, "intake stop");
         intake_stop(k->intake, on_intake_stopped, k);
@@ -119,6 +124,16 @@ static void on_signal(uv_signal_t *s, int signum)
     }
     log_info("kadx", "%s: stopping", name);
     daemon_request_stop(k, 0);
+}
+
+/* SIGHUP: reload (reload.c); whatever happens, the process goes on */
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    struct kadx *k = s->data;
+
+    log_info("reload", "SIGHUP: reading '%s' again",
+             k->config_path != NULL ? k->config_path : "(none)");
+    (void)reload_run(k);
 }
 
 const struct journal_offset *kadx_settled_all(void *arg, size_t *n)
@@ -152,9 +167,16 @@ int daemon_run_hooks(const struct config *cfg, const struct daemon_hooks *hooks)
     int rc;
     int fw_failed = 0; /* forwarder: added */
 
+    /* SIGHUP before the loop watches it (journal open, Kafka start) must
+     * not kill the process either */
+    signal(SIGHUP, SIG_IGN);
     memset(&k, 0, sizeof(k));
     k.cfg = cfg;
     k.hooks = hooks; /* admin: hooks */
+    if (hooks != NULL) {
+        k.config_path = hooks->config_path;
+        k.overrides = hooks->overrides;
+    }
     rc = uv_loop_init(&k.loop);
     if (rc < 0) {
         log_error("kadx", "event loop: %s", uv_strerror(rc));
@@ -230,6 +252,9 @@ int daemon_run_hooks(const struct config *cfg, const struct daemon_hooks *hooks)
     k.sigint.data = &k;
     uv_signal_start(&k.sigterm, on_signal, SIGTERM);
     uv_signal_start(&k.sigint, on_signal, SIGINT);
+    uv_signal_init(&k.loop, &k.sighup);
+    k.sighup.data = &k;
+    uv_signal_start(&k.sighup, on_sighup, SIGHUP);
 
     /* admin: started hook (added by admin; after the signals, so that a
      * failure can stop the daemon the usual way) */
@@ -242,6 +267,9 @@ int daemon_run_hooks(const struct config *cfg, const struct daemon_hooks *hooks)
              cfg->nroutes);
     if (fw_failed) { /* forwarder: could not start */
         daemon_request_stop(&k, 1);
+    }
+    if (!k.stopping) {
+        notify_ready(&k.notify, &k.loop, "running");
     }
     uv_run(&k.loop, UV_RUN_DEFAULT);
     watchdog_phase(k.watchdog, "kafka client destroy");
@@ -259,6 +287,7 @@ close_loop:
     if (uv_loop_close(&k.loop) == UV_EBUSY) {
         uv_walk(&k.loop, on_walk, NULL);
     }
+    reload_release(&k);
     /* the stop has finished: what is left is freeing the config */
     watchdog_cancel(k.watchdog);
     k.watchdog = NULL;

@@ -10,6 +10,9 @@
 #ifndef KADX_DAEMON_H
 #define KADX_DAEMON_H
 
+#include "gateway/notify.h"
+#include "gateway/reload.h"
+
 #include <stddef.h>
 #include <uv.h>
 
@@ -31,23 +34,38 @@ struct kadx;
  * stopping runs on the loop thread during shutdown, before the journal is
  * closed. Either may be NULL.
  */
+struct config_overrides;
+
 struct daemon_hooks {
     int (*started)(struct kadx *k, void *arg);
     void (*stopping)(struct kadx *k, void *arg);
     void *arg;
+    /* SIGHUP reads this file again (gateway/reload.h); NULL = SIGHUP only
+     * logs that there is nothing to reload. Borrowed for the run. */
+    const char *config_path;
+    const struct config_overrides *overrides;
 };
 
 struct kadx {
     uv_loop_t loop;
-    const struct config *cfg;    /* borrowed from the caller of daemon_run */
-    struct journal *journal;     /* opened first, closed last */
-    struct intake *intake;       /* Kafka -> journal (gateway/intake.h) */
-    struct forwarder *forwarder; /* journal -> ADX (gateway/forwarder.h);
-                                    NULL until its engineer wires it */
-    struct admin *admin;         /* admin HTTP API; NULL until wired */
+    const struct config *cfg;         /* the one in force: the caller's, or the
+                                         last SIGHUP reload's (reload.h) */
+    struct journal *journal;          /* opened first, closed last */
+    struct intake *intake;            /* Kafka -> journal (gateway/intake.h) */
+    struct forwarder *forwarder;      /* journal -> ADX (gateway/forwarder.h);
+                                         NULL until its engineer wires it */
+    struct admin *admin;              /* admin HTTP API; NULL until wired */
     const struct daemon_hooks *hooks; /* admin: hooks (added by admin) */
     uv_signal_t sigterm;
     uv_signal_t sigint;
+    uv_signal_t sighup;      /* reload (reload.h); never stops the process */
+    struct notify notify;    /* systemd: READY, WATCHDOG, STOPPING */
+    const char *config_path; /* borrowed; NULL = none */
+    const struct config_overrides *overrides; /* borrowed; may be NULL */
+    struct reload_hook reload_hooks[RELOAD_MAX_HOOKS];
+    size_t nreload_hooks;
+    struct config **reloaded; /* configs SIGHUP loaded, freed at the end */
+    size_t nreloaded;
     struct watchdog *watchdog; /* started by the first stop request; ends
                                   the process at the stop deadline */
     int stopping;              /* a stop was requested */

@@ -2411,6 +2411,8 @@ int forwarder_new(uv_loop_t *loop, const struct forwarder_options *o,
     memset(&ao, 0, sizeof(ao));
     ao.timeout_ms = (long)cfg->adx.request_timeout_ms;
     ao.ca_file = o->ca_file;
+    ao.proxy = cfg->adx.proxy;
+    ao.no_proxy = cfg->adx.no_proxy;
     rc = adx_new(loop, &ao, &fw->adx, err, errlen);
     if (rc < 0) {
         free(fw->routes);
@@ -2608,6 +2610,99 @@ void forwarder_free(struct forwarder *fw)
     for (size_t i = 0; i < fw->nroutes; i++) {
         uv_close((uv_handle_t *)&fw->routes[i].linger, on_route_handle_closed);
     }
+}
+
+static int auth_cfg_same(const struct config *a, const struct config *b)
+{
+    const struct config_auth *x = &a->adx.auth;
+    const struct config_auth *y = &b->adx.auth;
+    const char *const xs[] = {x->tenant_id, x->client_id,  x->client_secret,
+                              x->token,     x->token_file, x->authority_host,
+                              x->scope,     x->imds_url,   a->adx.ingest_url};
+    const char *const ys[] = {y->tenant_id, y->client_id,  y->client_secret,
+                              y->token,     y->token_file, y->authority_host,
+                              y->scope,     y->imds_url,   b->adx.ingest_url};
+
+    if (x->method != y->method) {
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(xs) / sizeof(xs[0]); i++) {
+        if ((xs[i] == NULL) != (ys[i] == NULL) ||
+            (xs[i] != NULL && strcmp(xs[i], ys[i]) != 0)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int forwarder_reconfigure(struct forwarder *fw, const struct config *cfg,
+                          char *err, size_t errlen)
+{
+    struct auth *fresh = NULL;
+    int rc;
+
+    assert(cfg->nroutes == fw->nroutes);
+    if (fw->stopping) {
+        set_err(err, errlen, "the forwarder is stopping");
+        return -ECANCELED;
+    }
+    /* everything that can fail first, so that a failure changes nothing */
+    if (!auth_cfg_same(fw->cfg, cfg)) {
+        struct auth_options au;
+
+        memset(&au, 0, sizeof(au));
+        au.cfg = &cfg->adx.auth;
+        au.cluster = cfg->adx.ingest_url;
+        au.retry_initial_ms = cfg->forwarder.retry_initial_ms;
+        au.retry_max_ms = cfg->forwarder.retry_max_ms;
+        rc = auth_new(fw->loop, fw->adx, &au, &fresh, err, errlen);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    rc = adx_set_proxy(fw->adx, cfg->adx.proxy, cfg->adx.no_proxy);
+    if (rc < 0) {
+        auth_close(fresh);
+        set_err(err, errlen, "out of memory");
+        return rc;
+    }
+    fw->cfg = cfg;
+    for (size_t i = 0; i < fw->nroutes; i++) {
+        fw->routes[i].cfg = &cfg->routes[i];
+        fw->routes[i].st.name = cfg->routes[i].name;
+    }
+    if (fresh != NULL) {
+        /* batches waiting for a token wait for the new provider's first
+         * one; a request in flight keeps the token it was sent with */
+        auth_close(fw->auth);
+        fw->auth = fresh;
+        auth_set_listener(fw->auth, on_token, fw);
+        if (fw->started) {
+            rc = auth_start(fw->auth);
+            if (rc < 0) {
+                log_warn("forwarder", "token provider: %s", strerror(-rc));
+            }
+        }
+        if (auth_ready(fw->auth)) {
+            on_token(fw);
+        }
+    }
+    /* a new limit or linger applies at the next cut; a route paused by a
+     * configuration error at ADX probes again now (the fix may be here;
+     * its first delivery resumes it) */
+    for (size_t i = 0; i < fw->nroutes && fw->started; i++) {
+        struct route *rt = &fw->routes[i];
+
+        if (rt->state == FORWARDER_PAUSED_CONFIG) {
+            for (struct fbatch *o = rt->batches; o != NULL; o = o->next) {
+                if (o->state == FB_WAITING) {
+                    uv_timer_start(&o->timer, on_fb_timer, 0, 0);
+                }
+            }
+        }
+        route_maybe_cut(rt);
+    }
+    return 0;
 }
 
 int forwarder_pause(struct forwarder *fw, int route)

@@ -94,6 +94,19 @@ void forwarder_free(struct forwarder *fw);
 /* Operator pause/resume of a route (admin POST /pause, /resume); route -1 =
  * all. 0 or -EINVAL. */
 int forwarder_pause(struct forwarder *fw, int route);
+
+/*
+ * SIGHUP reload (gateway/reload.c): from now on the forwarder reads cfg
+ * (borrowed; it must outlive the forwarder), which has the same routes, in
+ * the same order, as the config it runs with. ADX URLs, auth, proxy,
+ * forwarder.*, journal.retention_ms and the routes' ADX settings (database,
+ * table, format, mapping, meta, dedupe_column) apply to what is sent next;
+ * a batch in flight finishes with what it was sent with. A changed auth (or
+ * ingest URL) gets a new token provider. Returns 0, or -errno with err set
+ * and nothing changed. Loop thread.
+ */
+int forwarder_reconfigure(struct forwarder *fw, const struct config *cfg,
+                          char *err, size_t errlen);
 int forwarder_resume(struct forwarder *fw, int route);
 
 /*

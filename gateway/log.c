@@ -65,6 +65,11 @@ void log_setup(enum log_level level, enum log_format format)
     cur_format = format;
 }
 
+void log_set_level(enum log_level level)
+{
+    cur_level = level;
+}
+
 enum log_level log_get_level(void)
 {
     return cur_level;

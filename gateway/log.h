@@ -23,6 +23,8 @@ int log_format_parse(const char *s, enum log_format *out);
 
 void log_setup(enum log_level level, enum log_format format);
 enum log_level log_get_level(void);
+/* Changes the level only (SIGHUP reload of log.level). Main thread. */
+void log_set_level(enum log_level level);
 
 /*
  * Registers a secret: every later log line has each occurrence replaced by

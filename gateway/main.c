@@ -26,6 +26,8 @@ static const struct command commands[] = {
     {"run", cmd_run, "run the gateway: Kafka -> journal -> ADX", 0},
     {"recover", cmd_recover, "inspect and repair a stopped gateway's journal",
      0},
+    {"kql", cmd_kql,
+     "print the KQL that prepares ADX for a config's routes (exactly once)", 0},
     {"produce", cmd_produce, "produce GamePlay events to a Kafka topic", 0},
     {"consume", cmd_consume, "print a Kafka topic's events as JSON lines", 0},
     {"demo", cmd_demo,

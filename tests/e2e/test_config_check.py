@@ -112,15 +112,18 @@ class TestConfigCheck(harness.TmpDirCase):
                 "'streaming':'false'}]",
             "tempdir.path": "/var/tmp",
             "proxy.host": "proxy.example.com",
+            "proxy.port": "3128",
             "consumer.override.group.id": "g1",
         }))
         rc, out, err = check("-c", path, "--bootstrap-servers", "b:1")
         self.assertEqual(rc, 0, err)
         warn = [l for l in err.splitlines() if " warn " in l]
         self.assertEqual(len(warn), 1, err)
-        for k in ("tempdir.path", "proxy.host", "streaming=false"):
+        for k in ("tempdir.path", "streaming=false"):
             self.assertIn(k, warn[0])
+        self.assertNotIn("proxy", warn[0])  # honoured: adx.proxy
         cfg = json.loads(out)
+        self.assertEqual(cfg["adx"]["proxy"], "http://proxy.example.com:3128")
         self.assertEqual(cfg["adx"]["ingest_url"], "https://c.kusto.windows.net")
 
     def test_env_substitution(self):
@@ -202,6 +205,9 @@ class TestConfigCheck(harness.TmpDirCase):
         rc, out, err = run("run", "-c")
         self.assertEqual(rc, 2)
         self.assertIn("option '-c' needs a value", err)
+        rc, out, err = run("run", "--online", "-c", NATIVE_FULL)
+        self.assertEqual(rc, 2)
+        self.assertIn("--online goes with --check", err)
         rc, out, err = run("run", "--help")
         self.assertEqual(rc, 0)
         self.assertIn("usage: kadx run -c FILE [--check]", out)

@@ -410,7 +410,7 @@ class TestDocker(unittest.TestCase):
         self.assertIsNotNone(m)
         return m.group(1), json.loads(m.group(2))
 
-    def check_route(self, cfg):
+    def check_route(self, cfg, exactly_once=True):
         name, _ = self.kql_mapping()
         self.assertEqual(len(cfg["routes"]), 1)
         r = cfg["routes"][0]
@@ -420,6 +420,10 @@ class TestDocker(unittest.TestCase):
         self.assertEqual(r["table"], "GamePlay")
         self.assertEqual(r["format"], "json")
         self.assertEqual(r["mapping"], name)
+        # exactly once by default: the batch id lands in setup.kql's column
+        if exactly_once:
+            self.assertEqual(r["dedupe_column"], "KadxBatchId")
+            self.assertEqual(r["meta"]["batch_id"], "kadx_batch_id")
 
     def test_gateway_configs_check(self):
         for svc_name in ("kadx", "kadx-local"):
@@ -456,7 +460,8 @@ class TestDocker(unittest.TestCase):
         env = env_map(self.svcs["kadx"])
         cfg = self.check_config(os.path.join(DOCKER,
                                              "connector-config.json"), env)
-        self.check_route(cfg)
+        # a Kafka Connect config has no meta/dedupe keys (CONFIG.md)
+        self.check_route(cfg, exactly_once=False)
         self.assertEqual(cfg["adx"]["auth"]["method"], "client_secret")
         self.assertTrue(cfg["adx"]["ingest_url"].startswith("https://"))
         self.assertNotIn("ingest-", cfg["adx"]["ingest_url"])
@@ -466,7 +471,8 @@ class TestDocker(unittest.TestCase):
                 ".alter database leaderboard policy streamingingestion "
                 "enable",
                 ".create table GamePlay (PlayerID: int, GameID: int, Win: "
-                "long, Stake: int, EventTime: datetime)",
+                "long, Stake: int, EventTime: datetime, KadxBatchId: string)",
+                ".alter table GamePlay policy ingestiontime true",
                 "GamePlay | summarize TotalWin=sum(Win), Spins=count() by "
                 "PlayerID | top 10 by TotalWin",
                 "GamePlay | extend Latency = ingestion_time() - EventTime | "
@@ -478,7 +484,8 @@ class TestDocker(unittest.TestCase):
         self.assertEqual(cols, {"PlayerID": "$.playerId",
                                 "GameID": "$.gameId", "Win": "$.win",
                                 "Stake": "$.stake",
-                                "EventTime": "$.eventTime"})
+                                "EventTime": "$.eventTime",
+                                "KadxBatchId": "$.kadx_batch_id"})
 
     # --- the commands, run for real ---------------------------------------
 
@@ -513,6 +520,8 @@ class TestDocker(unittest.TestCase):
             value = json.loads(out.splitlines()[0])["value"]
             _, mapping = self.kql_mapping()
             for m_ in mapping:
+                if m_["column"] == "KadxBatchId":
+                    continue  # added by kadx (meta.batch_id), not produced
                 self.assertIn(m_["Properties"]["Path"][2:], value)
         finally:
             mock.stop()
@@ -539,7 +548,7 @@ class TestDocker(unittest.TestCase):
                                    capture_output=True, timeout=120)
                 self.assertEqual(p.returncode, 0,
                                  p.stdout.decode() + p.stderr.decode())
-                self.assertIn("applied 3 commands to leaderboard",
+                self.assertIn("applied 4 commands to leaderboard",
                               p.stdout.decode())
             req = urllib.request.Request(
                 url + "/v1/rest/mgmt",

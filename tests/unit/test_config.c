@@ -722,6 +722,22 @@ static const struct bad bad_configs[] = {
      "a '*' route needs 'intake.topics'"},
     {NATIVE(",\"intake\":{\"topics\":[\"other\"]}"),
      "topic 'other' in 'intake.topics' has no route"},
+    /* proxy */
+    {"{" KAFKA ",\"adx\":{\"ingest_url\":\"https://h\",\"proxy\":"
+     "\"proxy.example:3128\"}," ROUTE "}",
+     "'adx.proxy' must be a URL starting with http://, https://"},
+    {"{" KAFKA ",\"adx\":{\"ingest_url\":\"https://h\",\"proxy\":\"\"}," ROUTE
+     "}",
+     "'adx.proxy' must not be empty"},
+    {"{" KAFKA ",\"adx\":{\"ingest_url\":\"https://h\",\"proxy\":"
+     "\"http://p x:1\"}," ROUTE "}",
+     "'adx.proxy' must not contain spaces"},
+    {"{" KAFKA ",\"adx\":{\"ingest_url\":\"https://h\",\"no_proxy\":7}," ROUTE
+     "}",
+     "'adx.no_proxy' must be a string"},
+    {"{" KAFKA ",\"adx\":{\"ingest_url\":\"https://h\",\"proxi\":"
+     "\"http://p:1\"}," ROUTE "}",
+     "unknown key 'adx.proxi'"},
     /* impossible limits */
     {NATIVE(",\"forwarder\":{\"batch_max_bytes\":\"5MiB\"}"),
      "'forwarder.batch_max_bytes' (5242880) must be at most 4194304: ADX "
@@ -913,6 +929,119 @@ static void test_file_errors(void **state)
     assert_null(cfg);
 }
 
+/* journal.path defaults under systemd's StateDirectory= when given one */
+static void test_journal_default_state_directory(void **state)
+{
+    struct config *cfg;
+
+    (void)state;
+    setenv("STATE_DIRECTORY", "/var/lib/kadx/:/var/lib/other", 1);
+    cfg = load_ok(NATIVE(""));
+    assert_string_equal(cfg->journal.path, "/var/lib/kadx/kadx-journal.db");
+    config_free(cfg);
+    /* an explicit path wins */
+    cfg = load_ok(NATIVE(",\"journal\":{\"path\":\"j.db\"}"));
+    assert_string_equal(cfg->journal.path, "j.db");
+    config_free(cfg);
+    /* not absolute: ignored */
+    setenv("STATE_DIRECTORY", "relative", 1);
+    cfg = load_ok(NATIVE(""));
+    assert_string_equal(cfg->journal.path, "./kadx-journal.db");
+    config_free(cfg);
+    unsetenv("STATE_DIRECTORY");
+    cfg = load_ok(NATIVE(""));
+    assert_string_equal(cfg->journal.path, "./kadx-journal.db");
+    config_free(cfg);
+}
+
+/* adx.proxy / adx.no_proxy, and the connector's proxy.host/proxy.port */
+static void test_proxy(void **state)
+{
+    struct config *cfg;
+    char *json;
+
+    (void)state;
+    cfg = load_ok(NATIVE(""));
+    assert_null(cfg->adx.proxy);
+    assert_null(cfg->adx.no_proxy);
+    config_free(cfg);
+    cfg = load_ok("{" KAFKA ",\"adx\":{\"ingest_url\":\"https://h\","
+                  "\"proxy\":\"http://user:pw@proxy.example:3128\","
+                  "\"no_proxy\":\"169.254.169.254,.internal\"}," ROUTE "}");
+    assert_string_equal(cfg->adx.proxy, "http://user:pw@proxy.example:3128");
+    assert_string_equal(cfg->adx.no_proxy, "169.254.169.254,.internal");
+    json = config_to_json(cfg);
+    assert_non_null(json);
+    assert_null(strstr(json, "user:pw"));
+    assert_non_null(strstr(json, "\"no_proxy\""));
+    free(json);
+    config_free(cfg);
+    setenv("KADX_BOOTSTRAP_SERVERS", "b:1", 1);
+    cfg = load_ok("{\"name\":\"c\",\"config\":{\"topics\":\"t\","
+                  "\"kusto.ingestion.url\":\"https://ingest-h.k.example\","
+                  "\"kusto.query.url\":\"https://h.k.example\","
+                  "\"aad.auth.appid\":\"a\",\"aad.auth.appkey\":\"k\","
+                  "\"aad.auth.authority\":\"t\","
+                  "\"kusto.tables.topics.mapping\":\"[{'topic': 't','db': "
+                  "'d', 'table': 'T','format': 'json'}]\","
+                  "\"proxy.host\":\"proxy.example\",\"proxy.port\":\"8080\"}}");
+    unsetenv("KADX_BOOTSTRAP_SERVERS");
+    assert_string_equal(cfg->adx.proxy, "http://proxy.example:8080");
+    config_free(cfg);
+}
+
+/* ${VAR:-default}, ${file:/path} and log.level */
+static void test_defaults_files_log(void **state)
+{
+    char path[] = "/tmp/kadx-test-secret-XXXXXX";
+    struct config *cfg;
+    int fd;
+
+    (void)state;
+    unsetenv("KADX_T_UNSET");
+    setenv("KADX_T_EMPTY", "", 1);
+    setenv("KADX_T_SET", "T9", 1);
+    cfg = load_ok("{" KAFKA "," ADX ",\"routes\":[{\"topic\":\"t\","
+                  "\"database\":\"${KADX_T_UNSET:-d1}\",\"table\":"
+                  "\"${KADX_T_SET:-x}\",\"mapping\":\"${KADX_T_EMPTY:-m}\"}],"
+                  "\"log\":{\"level\":\"debug\"}}");
+    assert_string_equal(cfg->routes[0].database, "d1");
+    assert_string_equal(cfg->routes[0].table, "T9");
+    assert_string_equal(cfg->routes[0].mapping, "m");
+    assert_int_equal(cfg->log_level, 3);
+    config_free(cfg);
+    unsetenv("KADX_T_EMPTY");
+    unsetenv("KADX_T_SET");
+
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "tok-from-file\r\n", 15), 15);
+    close(fd);
+    {
+        char json[1024];
+
+        snprintf(json, sizeof(json),
+                 "{" KAFKA ",\"adx\":{\"ingest_url\":\"http://127.0.0.1:1\","
+                 "\"auth\":{\"method\":\"static_token\",\"token\":"
+                 "\"${file:%s}\"}}," ROUTE "}",
+                 path);
+        cfg = load_ok(json);
+        assert_string_equal(cfg->adx.auth.token, "tok-from-file");
+        assert_int_equal(cfg->log_level, -1);
+        config_free(cfg);
+    }
+    unlink(path);
+    load_bad("{" KAFKA ",\"adx\":{\"ingest_url\":\"${file:/nonexistent/u}\"}"
+             "," ROUTE "}",
+             "cannot read '/nonexistent/u' (used in 'adx.ingest_url')");
+    load_bad("{" KAFKA ",\"adx\":{\"ingest_url\":\"${file:rel}\"}," ROUTE "}",
+             "'${file:rel}' in 'adx.ingest_url': the path must be absolute");
+    load_bad(NATIVE(",\"log\":{\"level\":\"loud\"}"),
+             "'log.level' must be error, warn, info or debug, not 'loud'");
+    load_bad(NATIVE(",\"log\":{\"format\":\"json\"}"),
+             "unknown key 'log.format'");
+}
+
 static void test_units(void **state)
 {
     struct config *cfg = load_ok(NATIVE(
@@ -953,6 +1082,9 @@ int main(void)
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_units),
         cmocka_unit_test(test_ambiguous_window),
+        cmocka_unit_test(test_journal_default_state_directory),
+        cmocka_unit_test(test_proxy),
+        cmocka_unit_test(test_defaults_files_log),
     };
 
     log_setup(LOG_WARN, LOG_TEXT);
