@@ -82,6 +82,14 @@ struct config_meta {
     char *batch_id;
 };
 
+/* A Confluent-compatible Schema Registry (gateway/REGISTRY.md). */
+struct config_registry {
+    char *url;          /* NULL = none configured */
+    char *basic_auth;   /* "user:secret"; NULL = none; secret */
+    char *ca_file;      /* extra CA bundle for https; NULL = system */
+    int64_t timeout_ms; /* per request, default 10000 */
+};
+
 struct config_route {
     char *name;        /* unique; default = topic, topic_regex or "*" */
     char *topic;       /* exact topic, or "*" (fallback); NULL if regex */
@@ -92,7 +100,12 @@ struct config_route {
     char *mapping;           /* ingestion mapping reference name; NULL = none */
     struct config_meta meta; /* json/multijson only */
     char *dedupe_column;     /* NULL = none; requires meta.batch_id */
-    void *topic_re;          /* private to config.c (compiled topic_regex) */
+    /* Schema Registry framing of values / keys: "avro", "json_schema" or
+       NULL (raw bytes, as before); format "avro" needs value "avro" */
+    char *value_converter;
+    char *key_converter;
+    struct config_registry registry; /* the route's, else the global one */
+    void *topic_re; /* private to config.c (compiled topic_regex) */
 };
 
 struct config_journal {
@@ -177,7 +190,8 @@ struct config {
     struct config_forwarder forwarder;
     struct config_intake intake;
     struct config_admin admin;
-    int from_connector; /* 1 when loaded from a connector config */
+    struct config_registry registry; /* global `schema_registry` */
+    int from_connector;              /* 1 when loaded from a connector config */
 };
 
 /*
