@@ -3,11 +3,12 @@
  * gateway/srbody.c (bodies of Schema Registry routes: dead-letter reasons,
  * one schema per Avro request, metadata fields).
  */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
 
 #include <errno.h>
 #include <stdio.h>
