@@ -2566,6 +2566,14 @@ static int finish(struct loader *l)
         kafka_set(&c->kafka, "group.id", ov->group_id) < 0) {
         return oom(l);
     }
+    if (ov != NULL && ov->admin_listen != NULL) {
+        free(c->admin.listen);
+        c->admin.listen = NULL;
+        if (strcasecmp(ov->admin_listen, "off") != 0 &&
+            replace(&c->admin.listen, ov->admin_listen) < 0) {
+            return oom(l);
+        }
+    }
     env = getenv("KADX_BOOTSTRAP_SERVERS");
     if (config_kafka_get(c, "bootstrap.servers") == NULL && env != NULL &&
         env[0] != '\0' && kafka_set(&c->kafka, "bootstrap.servers", env) < 0) {

@@ -204,6 +204,8 @@ struct config {
 struct config_overrides {
     const char *bootstrap_servers;
     const char *group_id;
+    const char *admin_listen; /* "HOST:PORT" or "off" (a connector config
+                                 has no admin key of its own) */
 };
 
 /*
