@@ -2549,7 +2549,7 @@ int forwarder_new(uv_loop_t *loop, const struct forwarder_options *o,
         free(fw);
         return rc;
     }
-    rc = registry_new(loop, &fw->registry, err, errlen);
+    rc = registry_new(loop, o->journal, &fw->registry, err, errlen);
     if (rc < 0) {
         auth_close(fw->auth);
         adx_close(fw->adx);

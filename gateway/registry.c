@@ -15,11 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gateway/adx.h"
 #include "gateway/avro.h"
 #include "gateway/config.h"
 #include "gateway/log.h"
+#include "storage/journal.h"
 
 #define REGISTRY_MAX_RESPONSE (1024 * 1024) /* a schema's JSON, capped */
 
@@ -50,6 +52,7 @@ struct rget {
 
 struct registry {
     uv_loop_t *loop;
+    struct journal *journal; /* borrowed; NULL = memory only */
     struct rclient *clients;
     size_t nclients;
     struct rentry **entries;
@@ -86,8 +89,8 @@ int registry_frame(const void *data, size_t len, int32_t *id)
     return 0;
 }
 
-int registry_new(uv_loop_t *loop, struct registry **out, char *err,
-                 size_t errlen)
+int registry_new(uv_loop_t *loop, struct journal *journal,
+                 struct registry **out, char *err, size_t errlen)
 {
     struct registry *r = calloc(1, sizeof(*r));
 
@@ -97,6 +100,7 @@ int registry_new(uv_loop_t *loop, struct registry **out, char *err,
         return -ENOMEM;
     }
     r->loop = loop;
+    r->journal = journal;
     *out = r;
     return 0;
 }
@@ -276,13 +280,52 @@ static void wake_waiters(struct registry *r)
     }
 }
 
+/* Sets ent from a schema text and its type ("AVRO" when NULL) */
+static void take_text(struct rentry *ent, const char *text, const char *type)
+{
+    char why[128];
+
+    ent->e.text = strdup(text);
+    if (ent->e.text == NULL) {
+        ent->e.state = REGISTRY_FAILED;
+        snprintf(ent->e.reason, sizeof(ent->e.reason), "out of memory");
+        return;
+    }
+    if (type != NULL && strcmp(type, "JSON") == 0) {
+        ent->e.json_schema = 1;
+        ent->e.state = REGISTRY_OK;
+    } else if (type != NULL && strcmp(type, "AVRO") != 0) {
+        ent->e.state = REGISTRY_UNKNOWN;
+        snprintf(ent->e.reason, sizeof(ent->e.reason),
+                 "schema id %d is of type %.20s (kadx reads AVRO and JSON)",
+                 (int)ent->e.id, type);
+    } else if (avro_schema_parse(ent->e.text, &ent->e.avro, why, sizeof(why)) <
+               0) {
+        ent->e.state = REGISTRY_UNKNOWN;
+        snprintf(ent->e.reason, sizeof(ent->e.reason),
+                 "schema id %d does not parse: %.100s", (int)ent->e.id, why);
+    } else {
+        ent->e.state = REGISTRY_OK;
+    }
+}
+
+static void on_persisted(void *arg, int status, int64_t count, const char *err)
+{
+    (void)arg;
+    (void)count;
+    if (status < 0 && status != -ECANCELED) {
+        log_warn("registry", "cannot keep a schema in the journal: %s", err);
+    }
+}
+
 /* Takes the body of a 200 answer: {"schema": "...", "schemaType": ...} */
-static void take_schema(struct rentry *ent, const struct adx_response *res)
+static void take_schema(struct registry *r, struct rentry *ent,
+                        const struct adx_response *res)
 {
     cJSON *j = cJSON_ParseWithLength(res->body, res->body_len);
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "schema");
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "schemaType");
-    char why[128];
+    const char *type = cJSON_IsString(t) ? t->valuestring : "AVRO";
 
     if (res->truncated || !cJSON_IsString(s)) {
         ent->e.state = REGISTRY_UNKNOWN;
@@ -292,28 +335,13 @@ static void take_schema(struct rentry *ent, const struct adx_response *res)
         cJSON_Delete(j);
         return;
     }
-    ent->e.text = strdup(s->valuestring);
-    if (ent->e.text == NULL) {
-        ent->e.state = REGISTRY_FAILED;
-        snprintf(ent->e.reason, sizeof(ent->e.reason), "out of memory");
-        cJSON_Delete(j);
-        return;
-    }
-    if (cJSON_IsString(t) && strcmp(t->valuestring, "JSON") == 0) {
-        ent->e.json_schema = 1;
-        ent->e.state = REGISTRY_OK;
-    } else if (cJSON_IsString(t) && strcmp(t->valuestring, "AVRO") != 0) {
-        ent->e.state = REGISTRY_UNKNOWN;
-        snprintf(ent->e.reason, sizeof(ent->e.reason),
-                 "schema id %d is of type %.20s (kadx reads AVRO and JSON)",
-                 (int)ent->e.id, t->valuestring);
-    } else if (avro_schema_parse(ent->e.text, &ent->e.avro, why, sizeof(why)) <
-               0) {
-        ent->e.state = REGISTRY_UNKNOWN;
-        snprintf(ent->e.reason, sizeof(ent->e.reason),
-                 "schema id %d does not parse: %.100s", (int)ent->e.id, why);
-    } else {
-        ent->e.state = REGISTRY_OK;
+    take_text(ent, s->valuestring, type);
+    if (ent->e.state == REGISTRY_OK && r->journal != NULL &&
+        journal_schema_put_async(r->journal, ent->url, ent->e.id, type,
+                                 ent->e.text, (int64_t)time(NULL) * 1000,
+                                 on_persisted, NULL) < 0) {
+        log_warn("registry", "cannot keep schema id %d in the journal",
+                 (int)ent->e.id);
     }
     cJSON_Delete(j);
 }
@@ -326,7 +354,7 @@ static void on_get(void *arg, const struct adx_response *res)
 
     free(g);
     if (res->status == 200) {
-        take_schema(ent, res);
+        take_schema(r, ent, res);
         r->last_error[0] = '\0';
         if (ent->e.state == REGISTRY_OK) {
             log_info("registry", "schema id %d fetched (%s, %zu bytes)",
@@ -403,6 +431,70 @@ static int start_get(struct registry *r, const struct config_registry *g,
     return rc;
 }
 
+/* A new FAILED entry for (g->url, id), or NULL on ENOMEM */
+static struct rentry *entry_add(struct registry *r,
+                                const struct config_registry *g, int32_t id)
+{
+    struct rentry *e;
+
+    if (r->nentries == r->capentries) {
+        size_t nc = r->capentries ? r->capentries * 2 : 16;
+        struct rentry **a = realloc(r->entries, nc * sizeof(*a));
+
+        if (a == NULL) {
+            return NULL;
+        }
+        r->entries = a;
+        r->capentries = nc;
+    }
+    e = calloc(1, sizeof(*e));
+    if (e == NULL || (e->url = strdup(g->url)) == NULL) {
+        free(e);
+        return NULL;
+    }
+    e->e.id = id;
+    e->e.state = REGISTRY_FAILED;
+    r->entries[r->nentries++] = e;
+    return e;
+}
+
+/* An id not in memory: the journal's copy, if it has one */
+static int from_journal(struct registry *r, const struct config_registry *g,
+                        int32_t id)
+{
+    char *type = NULL, *text = NULL;
+    char err[200];
+    struct rentry *e;
+    int rc;
+
+    if (r->journal == NULL) {
+        return 0;
+    }
+    rc = journal_schema_get(r->journal, g->url, id, &type, &text, err,
+                            sizeof(err));
+    if (rc == -ENOENT) {
+        return 0;
+    }
+    if (rc < 0) {
+        log_warn("registry", "schema id %d: journal read failed: %s", (int)id,
+                 err);
+        return 0;
+    }
+    e = entry_add(r, g, id);
+    if (e == NULL) {
+        free(type);
+        free(text);
+        return -ENOMEM;
+    }
+    take_text(e, text, type);
+    if (e->e.state == REGISTRY_OK) {
+        log_info("registry", "schema id %d read from the journal", (int)id);
+    }
+    free(type);
+    free(text);
+    return 0;
+}
+
 int registry_fetch(struct registry *r, const struct config_registry *g,
                    const int32_t *ids, size_t n, registry_cb cb, void *arg)
 {
@@ -410,6 +502,11 @@ int registry_fetch(struct registry *r, const struct config_registry *g,
     char err[200];
     int missing = 0;
 
+    for (size_t i = 0; i < n; i++) {
+        if (find(r, g->url, ids[i]) == NULL && from_journal(r, g, ids[i]) < 0) {
+            return -ENOMEM;
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         struct rentry *e = find(r, g->url, ids[i]);
 
@@ -437,27 +534,9 @@ int registry_fetch(struct registry *r, const struct config_registry *g,
         if (e != NULL && e->e.state != REGISTRY_FAILED) {
             continue;
         }
-        if (e == NULL) {
-            if (r->nentries == r->capentries) {
-                size_t nc = r->capentries ? r->capentries * 2 : 16;
-                struct rentry **a = realloc(r->entries, nc * sizeof(*a));
-
-                if (a == NULL) {
-                    waiter_free(w);
-                    return -ENOMEM;
-                }
-                r->entries = a;
-                r->capentries = nc;
-            }
-            e = calloc(1, sizeof(*e));
-            if (e == NULL || (e->url = strdup(g->url)) == NULL) {
-                free(e);
-                waiter_free(w);
-                return -ENOMEM;
-            }
-            e->e.id = ids[i];
-            e->e.state = REGISTRY_FAILED;
-            r->entries[r->nentries++] = e;
+        if (e == NULL && (e = entry_add(r, g, ids[i])) == NULL) {
+            waiter_free(w);
+            return -ENOMEM;
         }
         if (start_get(r, g, e, err, sizeof(err)) < 0) {
             /* the waiter is told through the loop below: mark and go on */

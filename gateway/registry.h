@@ -23,6 +23,7 @@
 struct config_registry;
 struct avro_schema;
 struct registry;
+struct journal;
 
 enum registry_state {
     REGISTRY_FETCHING = 0, /* a GET is in flight */
@@ -43,8 +44,13 @@ struct registry_entry {
 /* Reads the 5-byte header: 0 and *id, or -EBADMSG (short / no magic). */
 int registry_frame(const void *data, size_t len, int32_t *id);
 
-int registry_new(uv_loop_t *loop, struct registry **out, char *err,
-                 size_t errlen);
+/*
+ * journal (borrowed, may be NULL) keeps the schemas fetched (journal.h,
+ * journal_schema_*) and is asked first for an id not in memory: a restart
+ * with the registry down still decodes what was journaled.
+ */
+int registry_new(uv_loop_t *loop, struct journal *journal,
+                 struct registry **out, char *err, size_t errlen);
 /* Cancels what is in flight (waiters get -ECANCELED) and frees; the loop
  * must run once more for the HTTP handles. NULL-safe. */
 void registry_free(struct registry *r);

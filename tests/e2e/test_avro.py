@@ -16,7 +16,9 @@ against each other.
   with their reasons, and fetches each schema id once.
 - test_registry_down: the registry answers 503 for 30 s while records of
   a schema kadx has not seen yet arrive: sending of the route pauses,
-  /readyz is red with the reason, then everything is delivered once.
+  /readyz is red with the reason, then everything is delivered once. Then
+  kadx restarts with the registry down: the schemas kept in the journal
+  decode the new records.
 """
 import json
 import os
@@ -306,8 +308,22 @@ class AvroCase(tf.ForwarderBase):
         k.wait_for("sending resumed", timeout=10, what="the resumed line")
         self.assertEqual(k.stop(), 0, k.tail())
         self.audit_json(emu, 2 * n)
+        # a restart with the registry down: the schemas come from the
+        # journal (both ids), nothing is asked of the registry
+        self.reg.down = True
+        gets = dict(self.reg.gets)
+        prod.send(2 * n, 500, 1, self.parts)
+        prod.send(2 * n + 500, 500, 2, self.parts)
+        k = harness.kadx("run", "-c", self.cfg, name="kadx json again")
+        self.wait_rows(emu, "JsonT", 2 * n + 1000, k)
+        self.assertEqual(tf.readyz(k)[0], 200)
+        self.assertEqual(len([l for l in k.lines()
+                              if "read from the journal" in l]), 2)
+        self.assertEqual(self.reg.gets, gets)
+        self.assertEqual(k.stop(), 0, k.tail())
+        self.audit_json(emu, 2 * n + 1000)
         rows = emu.query("JsonT | summarize b=countif(isnotnull(Bonus))")
-        self.assertEqual(rows[0]["b"], n)
+        self.assertEqual(rows[0]["b"], n + 500)
 
 
 if __name__ == "__main__":
