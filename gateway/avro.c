@@ -374,11 +374,12 @@ static struct avro_node *parse_complex(struct sparse *p, const cJSON *j,
                 if (n->names[i] == NULL) {
                     return NULL;
                 }
+                n->n = i + 1; /* the name is freed with the node */
                 n->kids[i] = parse_node(p, ftype, cns, depth + 1);
                 if (n->kids[i] == NULL) {
                     return NULL;
                 }
-                n->n = ++i;
+                i++;
             }
             return n;
         }

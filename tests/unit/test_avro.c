@@ -231,6 +231,10 @@ static void test_schema_errors(void **state)
         {"[]", "an empty union"},
         {"{\"type\":\"record\",\"fields\":[]}", "without a 'name'"},
         {"{\"type\":\"array\"}", "array without items"},
+        /* a field whose type fails after its name was taken (fuzz_avro) */
+        {"{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\","
+         "\"type\":\"nosuch\"}]}",
+         "unknown type 'nosuch'"},
         {"[{\"type\":\"record\",\"name\":\"R\",\"fields\":[]},"
          "{\"type\":\"record\",\"name\":\"R\",\"fields\":[]}]",
          "defined twice"},
