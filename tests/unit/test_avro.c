@@ -505,6 +505,88 @@ static void test_srbody_avro(void **state)
     avro_schema_free(entry_v1.avro);
 }
 
+/* key_converter avro with meta.key: a string key as is, a record key as
+ * its JSON text, an undecodable key dead-letters its record */
+static void test_srbody_keys(void **state)
+{
+    struct registry_entry kstr, krec;
+    struct config_route r;
+    struct avro_buf user = {0}, v = {0}, k[3] = {{0}}, kb = {0};
+    struct journal_event ev[3];
+    struct srbody_schema sch[3];
+    struct forwarder_bad *bad = NULL;
+    size_t nbad = 0, len = 0, split = 0;
+    char *body = NULL;
+    char err[160];
+
+    (void)state;
+    entries_setup();
+    memset(&kstr, 0, sizeof(kstr));
+    kstr.id = 20;
+    kstr.state = REGISTRY_OK;
+    kstr.text = (char *)"\"string\"";
+    assert_int_equal(avro_schema_parse(kstr.text, &kstr.avro, err, sizeof(err)),
+                     0);
+    memset(&krec, 0, sizeof(krec));
+    krec.id = 21;
+    krec.state = REGISTRY_OK;
+    krec.text = (char *)"{\"type\":\"record\",\"name\":\"K\",\"fields\":"
+                        "[{\"name\":\"id\",\"type\":\"int\"}]}";
+    assert_int_equal(avro_schema_parse(krec.text, &krec.avro, err, sizeof(err)),
+                     0);
+    sch[0] = (struct srbody_schema){7, &entry_v1};
+    sch[1] = (struct srbody_schema){20, &kstr};
+    sch[2] = (struct srbody_schema){21, &krec};
+    memset(&r, 0, sizeof(r));
+    r.name = "r";
+    r.format = "json";
+    r.value_converter = "avro";
+    r.key_converter = "avro";
+    r.meta.key = "k";
+    put_user(&user, "kid", 0);
+    framed(&v, 7, user.p, user.len);
+    avro_put_string(&kb, "p-1", 3);
+    framed(&k[0], 20, kb.p, kb.len);
+    kb.len = 0;
+    avro_put_long(&kb, 5);
+    framed(&k[1], 21, kb.p, kb.len);
+    framed(&k[2], 21, "\x80", 1); /* a varint cut short */
+    memset(ev, 0, sizeof(ev));
+    for (int i = 0; i < 3; i++) {
+        ev[i].topic = "t";
+        ev[i].value = v.p;
+        ev[i].value_len = v.len;
+        ev[i].key = k[i].p;
+        ev[i].key_len = k[i].len;
+    }
+    assert_int_equal(
+        srbody_build(&r, "b", ev, 3, sch, 3, &body, &len, &bad, &nbad, &split),
+        0);
+    assert_int_equal(nbad, 1);
+    assert_int_equal(bad[0].index, 2);
+    assert_non_null(strstr(bad[0].reason, "key: does not decode"));
+    {
+        char want[2048];
+
+        snprintf(want, sizeof(want),
+                 "{\"k\":\"p-1\",%s\n{\"k\":"
+                 "\"{\\\"id\\\":5}\",%s\n",
+                 USER_JSON_KID + 1, USER_JSON_KID + 1);
+        assert_string_equal(body, want);
+    }
+    free(body);
+    free(bad);
+    for (int i = 0; i < 3; i++) {
+        avro_buf_release(&k[i]);
+    }
+    avro_buf_release(&kb);
+    avro_buf_release(&v);
+    avro_buf_release(&user);
+    avro_schema_free(kstr.avro);
+    avro_schema_free(krec.avro);
+    avro_schema_free(entry_v1.avro);
+}
+
 static void test_frame(void **state)
 {
     int32_t id = 0;
@@ -527,6 +609,7 @@ int main(void)
         cmocka_unit_test(test_ocf_round_trip),
         cmocka_unit_test(test_srbody_json),
         cmocka_unit_test(test_srbody_avro),
+        cmocka_unit_test(test_srbody_keys),
         cmocka_unit_test(test_frame),
     };
     int rc;
