@@ -138,7 +138,8 @@ struct fbatch {
     /* Schema Registry routes (srbody.h): ids resolved for the build */
     struct srbody_schema *sr;
     size_t nsr;
-    size_t split_at; /* format avro: records of two schemas, split here */
+    size_t split_at;  /* format avro: records of two schemas, split here */
+    int schema_split; /* the running split is split_at's, not a bisection */
     struct fbatch *prev, *next;
 };
 
@@ -1255,10 +1256,10 @@ static void on_split(void *arg, int status, struct journal_batch *first,
         fb_wait(b, backoff_next(b, -1), FB_NEXT_SEND);
         return;
     }
-    log_info("forwarder",
-             "%s: permanent error, bisected into %s (%lld) and "
-             "%s (%lld)",
-             b->jb->id, first->id, (long long)first->count, second->id,
+    log_info("forwarder", "%s: %s into %s (%lld) and %s (%lld)", b->jb->id,
+             b->schema_split ? "two writer schemas, split"
+                             : "permanent error, bisected",
+             first->id, (long long)first->count, second->id,
              (long long)second->count);
     for (int i = 0; i < 2; i++) {
         struct fbatch *kid;
@@ -2015,6 +2016,7 @@ static void build_done(uv_work_t *w, int status)
         fb_release_body(b);
         fb_set_state(b, FB_SPLITTING);
         rt->st.splits++;
+        b->schema_split = 1;
         rc = journal_batch_split_async(rt->fw->journal, b->jb->id,
                                        (int64_t)b->split_at, on_split, b);
         b->split_at = 0;
