@@ -13,7 +13,8 @@ against each other.
   (AvroConverter, "format": "avro", an Avro mapping) and a native route
   with format json (JSON mapping, metadata fields, dedupe column). Each
   delivers every good record exactly once, dead-letters exactly the three
-  with their reasons, and fetches each schema id once.
+  with their reasons, and fetches each schema id once. The native instance
+  also reads a JSON Schema topic (confluent-kafka's JSONSerializer).
 - test_registry_down: the registry answers 503 for 30 s while records of
   a schema kadx has not seen yet arrive: sending of the route pauses,
   /readyz is red with the reason, then everything is delivered once. Then
@@ -26,6 +27,7 @@ import threading
 import time
 
 import harness
+import kafka
 import registry
 import test_forwarder as tf
 from harness import wait_until
@@ -64,12 +66,27 @@ JSON_MAPPING = (
     "{\"column\":\"BatchId\",\"Properties\":{\"Path\":\"$.kb\"}}]'")
 
 
+JS_TOPIC = "gameplay-js"
+JS_SCHEMA = {"$schema": "http://json-schema.org/draft-07/schema#",
+             "title": "Play", "type": "object",
+             "properties": {"seq": {"type": "integer"},
+                            "playerId": {"type": "integer"}},
+             "required": ["seq", "playerId"]}
+JS_MAPPING = (
+    ".create table JsT ingestion json mapping 'js_mapping' '["
+    "{\"column\":\"Seq\",\"Properties\":{\"Path\":\"$.seq\"}},"
+    "{\"column\":\"PlayerID\",\"Properties\":{\"Path\":\"$.playerId\"}},"
+    "{\"column\":\"KafkaOffset\",\"Properties\":{\"Path\":\"$.ko\"}}]'")
+
+
 def setup_tables(emu):
     emu.mgmt(".create table AvroT (%s)" % COLS)
     emu.mgmt(AVRO_MAPPING)
     emu.mgmt(".create table JsonT (%s, Tags: dynamic, KafkaPartition: int, "
              "KafkaOffset: long, BatchId: string)" % COLS)
     emu.mgmt(JSON_MAPPING)
+    emu.mgmt(".create table JsT (Seq: long, PlayerID: int, KafkaOffset: long)")
+    emu.mgmt(JS_MAPPING)
     emu.mgmt(".alter database leaderboard policy streamingingestion enable")
 
 
@@ -136,7 +153,8 @@ class AvroCase(tf.ForwarderBase):
         self.reg = registry.Registry(USER, PASSWORD).start()
         self.addCleanup(self.reg.stop)
 
-    def native_config(self, path, emu, group, journal):
+    def native_config(self, path, emu, group, journal, extra_routes=()):
+        extra_routes = list(extra_routes)
         route = {"topic": TOPIC, "database": "leaderboard", "table": "JsonT",
                  "format": "json", "mapping": "json_mapping",
                  "value_converter": "avro",
@@ -150,7 +168,7 @@ class AvroCase(tf.ForwarderBase):
                "schema_registry": {"url": self.reg.url,
                                    "basic_auth": "%s:%s" % (USER, PASSWORD),
                                    "timeout_ms": 2000},
-               "routes": [route], "journal": {"path": journal},
+               "routes": [route] + extra_routes, "journal": {"path": journal},
                "forwarder": {"linger_ms": 50, "batch_max_rows": 2000,
                              "retry_initial_ms": 100, "retry_max_ms": 1000,
                              "ambiguous_delay_ms": 200,
@@ -218,9 +236,31 @@ class AvroCase(tf.ForwarderBase):
 
         conn = os.path.join(self.tmp, "connector.json")
         self.connector_config(conn, emu)
+        # JSON Schema values (confluent-kafka's JSONSerializer) on a second
+        # topic, a route of the native instance
+        kafka.fresh_topic(self.kafka, JS_TOPIC, 1)
+        from confluent_kafka.schema_registry.json_schema import JSONSerializer
+        from confluent_kafka.serialization import (MessageField,
+                                                   SerializationContext)
+        js = JSONSerializer(json.dumps(JS_SCHEMA), prod.src)
+        for i in range(200):
+            v = js({"seq": i, "playerId": i * 2},
+                   SerializationContext(JS_TOPIC, MessageField.VALUE))
+            while True:
+                try:
+                    prod.p.produce(JS_TOPIC, v, partition=0)
+                    break
+                except BufferError:
+                    prod.p.poll(0.1)
+        prod.flush()
         native = os.path.join(self.tmp, "native.json")
-        self.native_config(native, emu, "g-avro-json",
-                           os.path.join(self.tmp, "j2.db"))
+        self.native_config(
+            native, emu, "g-avro-json", os.path.join(self.tmp, "j2.db"),
+            extra_routes=[{"topic": JS_TOPIC, "database": "leaderboard",
+                           "table": "JsT", "format": "json",
+                           "mapping": "js_mapping",
+                           "value_converter": "json_schema",
+                           "meta": {"offset": "ko"}}])
         # a connector config has no journal key: ./kadx-journal.db, so the
         # process runs in the test's directory
         ka = harness.Proc([harness.KADX, "run", "-c", conn, "--admin-listen",
@@ -239,6 +279,12 @@ class AvroCase(tf.ForwarderBase):
                          (total, total, n2, 0, total - 1))
         # format json: the same, plus offsets once and the metadata
         self.audit_json(emu, total)
+        # JSON Schema: the documents after the 5-byte header
+        self.wait_rows(emu, "JsT", 200, kj, timeout=30)
+        rows = emu.query("JsT | summarize c=count(), d=dcount(KafkaOffset), "
+                         "s=sum(Seq), p=sum(PlayerID)")
+        self.assertEqual((rows[0]["c"], rows[0]["d"], rows[0]["s"],
+                          rows[0]["p"]), (200, 200, 19900, 39800))
         rows = emu.query("JsonT | where Seq == 7777 | project PlayerID, "
                          "Bonus, Tags, BatchId")
         self.assertEqual(rows[0]["PlayerID"], 777)
@@ -266,7 +312,10 @@ class AvroCase(tf.ForwarderBase):
         self.assertEqual(kj.stop(), 0, kj.tail())
         # each schema id fetched once per instance (404 included), with
         # the basic auth; the secret in no log line
-        self.assertEqual(self.reg.gets, {ids[0]: 2, ids[1]: 2, 9999: 2})
+        js_id = max(self.reg.schemas)
+        self.assertEqual(self.reg.schemas[js_id][1], "JSON")
+        self.assertEqual(self.reg.gets,
+                         {ids[0]: 2, ids[1]: 2, 9999: 2, js_id: 1})
         for k in (ka, kj):
             self.assertFalse([l for l in k.lines() if PASSWORD in l])
         self.assertEqual(len([l for l in ka.lines()
