@@ -12,7 +12,8 @@ confluent-kafka's serializers call:
   left out for AVRO, as the registry does), 404 {"error_code": 40403}.
 - GET /subjects, GET /subjects/{subject}/versions.
 
-Basic auth when a user is given (401 {"error_code": 401} otherwise); the
+https with a given certificate (tls=(cert, key)). Basic auth when a user
+is given (401 {"error_code": 401} otherwise); the
 content type is application/vnd.schemaregistry.v1+json. Test controls:
 `down` (every request answers 503, as a registry whose backing store is
 gone does), `gets` (GET /schemas/ids/{id} count per id) and `auths` (the
@@ -22,13 +23,16 @@ import base64
 import http.server
 import json
 import re
+import ssl
 import threading
 
 CT = "application/vnd.schemaregistry.v1+json"
 
 
 class Registry:
-    def __init__(self, user=None, password=None):
+    def __init__(self, user=None, password=None, tls=None):
+        """tls: (certificate file, key file) to serve https."""
+        self.tls = tls
         self.user = user
         self.password = password
         self.lock = threading.Lock()
@@ -160,8 +164,16 @@ class Registry:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
                                                       Handler)
         self.server.daemon_threads = True
+        scheme = "http"
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket,
+                                                 server_side=True)
+            scheme = "https"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.url = "%s://127.0.0.1:%d" % (scheme,
+                                          self.server.server_address[1])
         return self
 
     def stop(self):

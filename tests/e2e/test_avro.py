@@ -15,6 +15,8 @@ against each other.
   delivers every good record exactly once, dead-letters exactly the three
   with their reasons, and fetches each schema id once. The native instance
   also reads a JSON Schema topic (confluent-kafka's JSONSerializer).
+- test_registry_tls_ca_file: an https registry with a self-signed
+  certificate, verified only with schema_registry.ca_file.
 - test_registry_down: the registry answers 503 for 30 s while records of
   a schema kadx has not seen yet arrive: sending of the route pauses,
   /readyz is red with the reason, then everything is delivered once. Then
@@ -153,7 +155,8 @@ class AvroCase(tf.ForwarderBase):
         self.reg = registry.Registry(USER, PASSWORD).start()
         self.addCleanup(self.reg.stop)
 
-    def native_config(self, path, emu, group, journal, extra_routes=()):
+    def native_config(self, path, emu, group, journal, extra_routes=(),
+                      reg_url=None):
         extra_routes = list(extra_routes)
         route = {"topic": TOPIC, "database": "leaderboard", "table": "JsonT",
                  "format": "json", "mapping": "json_mapping",
@@ -165,7 +168,7 @@ class AvroCase(tf.ForwarderBase):
                "adx": {"ingest_url": emu.url, "request_timeout_ms": 5000,
                        "server_timeout_ms": 1000,
                        "auth": {"method": "none"}},
-               "schema_registry": {"url": self.reg.url,
+               "schema_registry": {"url": reg_url or self.reg.url,
                                    "basic_auth": "%s:%s" % (USER, PASSWORD),
                                    "timeout_ms": 2000},
                "routes": [route] + extra_routes, "journal": {"path": journal},
@@ -373,6 +376,52 @@ class AvroCase(tf.ForwarderBase):
         self.audit_json(emu, 2 * n + 1000)
         rows = emu.query("JsonT | summarize b=countif(isnotnull(Bonus))")
         self.assertEqual(rows[0]["b"], n + 500)
+
+
+    def test_registry_tls_ca_file(self):
+        """An https registry with a self-signed certificate: without
+        schema_registry.ca_file kadx cannot verify it (/readyz red, nothing
+        sent, nothing lost); with it, the same journal delivers."""
+        import io
+        import struct
+
+        import fastavro
+        from test_security import make_cert
+        cert, key = make_cert(self.tmp)
+        reg = registry.Registry(USER, PASSWORD, tls=(cert, key)).start()
+        self.addCleanup(reg.stop)
+        sid = reg.register("gameplay-value", json.dumps(V1))
+        ps = fastavro.parse_schema(V1)
+        prod = AvroProducer(self.bs, reg.url)  # raw sends only
+        for i in range(300):
+            b = io.BytesIO()
+            fastavro.schemaless_writer(b, ps, record(i, False))
+            prod.send_raw(b"\x00" + struct.pack(">i", sid) + b.getvalue(),
+                          self.parts[i % len(self.parts)])
+        prod.flush()
+        emu = self.start_emulator()
+        setup_tables(emu)
+        self.native_config(self.cfg, emu, "g-avro-tls", self.journal,
+                           reg_url=reg.url)
+        k = harness.kadx("run", "-c", self.cfg, name="kadx no ca")
+
+        def red():
+            st, body = tf.readyz(k)
+            return st == 503 and "schema registry unreachable" in \
+                json.dumps(body)
+        wait_until(red, timeout=30, what="/readyz red: TLS not verified")
+        self.assertEqual(emu.count("JsonT"), 0)
+        self.assertEqual(k.stop(), 0, k.tail())
+        with open(self.cfg) as f:
+            cfg = json.load(f)
+        cfg["schema_registry"]["ca_file"] = cert
+        with open(self.cfg, "w") as f:
+            json.dump(cfg, f)
+        k = harness.kadx("run", "-c", self.cfg, name="kadx with ca")
+        self.wait_rows(emu, "JsonT", 300, k)
+        self.assertEqual(k.stop(), 0, k.tail())
+        self.audit_json(emu, 300)
+        self.assertEqual(reg.gets[sid], 1)
 
 
 if __name__ == "__main__":
