@@ -27,6 +27,7 @@
 #include "kadx_version.h"
 
 #include "admin/http.h"
+#include "tests/emulators/dm.h"
 #include "tests/emulators/ingest.h"
 #include "tests/emulators/kusto.h"
 
@@ -237,6 +238,8 @@ struct emu {
     struct delayed *delayed;    /* requests waiting out a latency fault */
     char *map_json;             /* the last mapping parsed, its text */
     struct ingest_mapping *map; /* ... and its parse (owned) */
+    struct dm_config dmc;       /* queued ingestion (--storage-*) */
+    struct dm *dm;              /* ... its worker, or NULL */
 };
 
 /* A request that waits out the latency fault before it is processed, or
@@ -1759,6 +1762,9 @@ static void handle_control(struct emu *e, struct http_request *req,
                       "the control endpoint answers loopback clients only");
         return;
     }
+    if (dm_handle_control(e->dm, req, c->hdrs, c->nhdrs)) {
+        return;
+    }
     if (strcmp(path, "/_emulator/faults") == 0 && strcmp(m, "POST") == 0) {
         handle_faults_post(e, req, c);
     } else if (strcmp(path, "/_emulator/faults") == 0 &&
@@ -1898,6 +1904,7 @@ static void on_signal(uv_signal_t *s, int signum)
         respond_error(d->req, &c, 503, "ServiceUnavailable", 0,
                       "the emulator is shutting down");
     }
+    dm_stop(e->dm);
     http_server_free(e->srv);
     e->srv = NULL;
     uv_close((uv_handle_t *)&e->sigterm, NULL);
@@ -1937,6 +1944,16 @@ static void usage(FILE *f)
             "                          streaming limit)\n"
             "  --count-only            accept and count rows, do not store "
             "them\n"
+            "  --storage-blob URL      queued ingestion through Azure "
+            "Storage (Azurite):\n"
+            "  --storage-queue URL     the account's blob, queue and table "
+            "endpoints,\n"
+            "  --storage-table URL     e.g. "
+            "http://127.0.0.1:10000/devstoreaccount1\n"
+            "  --storage-account NAME  (default devstoreaccount1)\n"
+            "  --storage-key KEY       base64 (default Azurite's "
+            "well-known key)\n"
+            "  --sas-lifetime SECS     SAS validity (default 7200)\n"
             "  -h, --help              this help\n\n"
             "control (loopback only, no auth): POST /_emulator/faults, GET "
             "/_emulator/faults,\n"
@@ -2024,6 +2041,28 @@ static int parse_args(struct emu *e, int argc, char **argv)
             e->max_body = (size_t)n;
         } else if (strcmp(a, "--count-only") == 0) {
             e->count_only = 1;
+        } else if (strcmp(a, "--storage-blob") == 0) {
+            NEED_VALUE();
+            e->dmc.blob_url = v;
+        } else if (strcmp(a, "--storage-queue") == 0) {
+            NEED_VALUE();
+            e->dmc.queue_url = v;
+        } else if (strcmp(a, "--storage-table") == 0) {
+            NEED_VALUE();
+            e->dmc.table_url = v;
+        } else if (strcmp(a, "--storage-account") == 0) {
+            NEED_VALUE();
+            e->dmc.account = v;
+        } else if (strcmp(a, "--storage-key") == 0) {
+            NEED_VALUE();
+            e->dmc.key_b64 = v;
+            log_add_secret(v);
+        } else if (strcmp(a, "--sas-lifetime") == 0) {
+            NEED_VALUE();
+            if (parse_long(v, 1, 86400 * 365, &n) < 0) {
+                return cli_usage_error(cmd, "bad --sas-lifetime '%s'", v);
+            }
+            e->dmc.sas_lifetime_s = n;
         } else {
             return cli_usage_error(cmd, "unknown option '%s'", a);
         }
@@ -2105,6 +2144,16 @@ int cmd_adx_emulator(int argc, char **argv)
         snprintf(e.listen, sizeof(e.listen), "%s:%d", host,
                  http_server_port(e.srv));
     }
+    if (e.dmc.blob_url != NULL || e.dmc.queue_url != NULL ||
+        e.dmc.table_url != NULL) {
+        e.dm = dm_start(&loop, e.k, &e.dmc, err, sizeof(err));
+        if (e.dm == NULL) {
+            log_error("adx-emulator", "queued ingestion: %s", err);
+            http_server_free(e.srv);
+            uv_run(&loop, UV_RUN_DEFAULT);
+            goto out_loop;
+        }
+    }
     uv_signal_init(&loop, &e.sigterm);
     uv_signal_init(&loop, &e.sigint);
     e.sigterm.data = &e;
@@ -2122,6 +2171,7 @@ int cmd_adx_emulator(int argc, char **argv)
     exit_code = 0;
 out_loop:
     uv_loop_close(&loop);
+    dm_free(e.dm);
 out_engine:
     kusto_close(e.k);
 out_mem:
