@@ -105,7 +105,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: kadx run -c FILE [--check] [--online] "
             "[--bootstrap-servers B] "
-            "[--group-id G]\n\n"
+            "[--group-id G]\n"
+            "                [--admin-listen HOST:PORT|off]\n\n"
             "run the gateway: Kafka -> journal -> ADX.\n\n"
             "FILE is a kadx.json or a Kusto Kafka sink connector config "
             "(the bare map or\nthe {\"name\": ..., \"config\": {...}} body "
@@ -130,6 +131,11 @@ static void usage(FILE *f)
             "file;\n"
             "                             else $KADX_GROUP_ID if the file has "
             "none)\n"
+            "  --admin-listen A           admin endpoint address, or off "
+            "(overrides the\n"
+            "                             file; a connector config's default "
+            "is\n"
+            "                             127.0.0.1:8081)\n"
             "  -h, --help                 this help\n\n"
             "exit status: 0 ok, 1 failure at run time, 2 usage or "
             "configuration error\n");
@@ -215,7 +221,9 @@ int cmd_run(int argc, char **argv)
                    take_value(argc, argv, &i, "--bootstrap-servers",
                               &ov.bootstrap_servers, &missing) ||
                    take_value(argc, argv, &i, "--group-id", &ov.group_id,
-                              &missing)) {
+                              &missing) ||
+                   take_value(argc, argv, &i, "--admin-listen",
+                              &ov.admin_listen, &missing)) {
             if (missing) {
                 return cli_usage_error("run", "option '%s' needs a value", a);
             }

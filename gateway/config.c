@@ -996,18 +996,28 @@ static int set_defaults(struct config *c)
 
 /* ---- native reader ---------------------------------------------------- */
 
-static const char *const top_keys[] = {"kafka",   "adx",    "routes",
-                                       "journal", "intake", "forwarder",
-                                       "admin",   "log",    NULL};
+static const char *const top_keys[] = {
+    "kafka",     "adx",   "routes", "journal", "intake",
+    "forwarder", "admin", "log",    "schema_registry", NULL};
 static const char *const adx_keys[] = {
     "ingest_url",        "query_url", "auth",     "request_timeout_ms",
     "server_timeout_ms", "proxy",     "no_proxy", NULL};
 static const char *const auth_keys[] = {
     "method",     "tenant_id",      "client_id", "client_secret", "token",
     "token_file", "authority_host", "scope",     "imds_url",      NULL};
-static const char *const route_keys[] = {
-    "name",   "topic",   "topic_regex", "database",      "table",
-    "format", "mapping", "meta",        "dedupe_column", NULL};
+static const char *const route_keys[] = {"name",
+                                         "topic",
+                                         "topic_regex",
+                                         "database",
+                                         "table",
+                                         "format",
+                                         "mapping",
+                                         "meta",
+                                         "dedupe_column",
+                                         "value_converter",
+                                         "key_converter",
+                                         "schema_registry",
+                                         NULL};
 static const char *const meta_keys[] = {"topic",     "partition", "offset",
                                         "timestamp", "key",       "headers",
                                         "batch_id",  NULL};
@@ -1163,6 +1173,36 @@ static int load_adx_native(struct loader *l, const cJSON *o)
     return 0;
 }
 
+static const char *const registry_keys[] = {"url", "basic_auth", "ca_file",
+                                            "timeout_ms", NULL};
+
+/* parent.schema_registry {url, basic_auth, ca_file, timeout_ms}, if set */
+static int load_registry_native(struct loader *l, const cJSON *parent,
+                                const char *p, struct config_registry *g)
+{
+    const cJSON *o;
+    char rp[PATHLEN];
+    int rc;
+
+    if ((rc = opt_object(l, parent, p, "schema_registry", &o)) < 0 ||
+        o == NULL) {
+        return rc;
+    }
+    join(rp, sizeof(rp), p, "schema_registry");
+    if ((rc = check_keys(l, o, rp, registry_keys)) < 0 ||
+        (rc = opt_nonempty(l, o, rp, "url", &g->url)) < 0 ||
+        (rc = opt_nonempty(l, o, rp, "basic_auth", &g->basic_auth)) < 0 ||
+        (rc = opt_nonempty(l, o, rp, "ca_file", &g->ca_file)) < 0 ||
+        (rc = opt_num(l, o, rp, "timeout_ms", NUM_MS, 100, 600 * 1000,
+                      &g->timeout_ms)) < 0) {
+        return rc;
+    }
+    if (g->url == NULL) {
+        return fail(l, "missing required key '%s.url'", rp);
+    }
+    return 0;
+}
+
 static int load_route_native(struct loader *l, const cJSON *o, const char *p,
                              struct config_route *r)
 {
@@ -1179,6 +1219,10 @@ static int load_route_native(struct loader *l, const cJSON *o, const char *p,
         (rc = opt_nonempty(l, o, p, "format", &r->format)) < 0 ||
         (rc = opt_nonempty(l, o, p, "mapping", &r->mapping)) < 0 ||
         (rc = opt_nonempty(l, o, p, "dedupe_column", &r->dedupe_column)) < 0 ||
+        (rc = opt_nonempty(l, o, p, "value_converter", &r->value_converter)) <
+            0 ||
+        (rc = opt_nonempty(l, o, p, "key_converter", &r->key_converter)) < 0 ||
+        (rc = load_registry_native(l, o, p, &r->registry)) < 0 ||
         (rc = opt_object(l, o, p, "meta", &meta)) < 0) {
         return rc;
     }
@@ -1267,6 +1311,9 @@ static int load_native(struct loader *l, const cJSON *root)
         return fail(l, "missing required key 'adx'");
     }
     if ((rc = load_adx_native(l, o)) < 0) {
+        return rc;
+    }
+    if ((rc = load_registry_native(l, root, "", &c->registry)) < 0) {
         return rc;
     }
     arr = cJSON_GetObjectItemCaseSensitive(root, "routes");
@@ -1523,6 +1570,11 @@ struct conn {
     char *on_error;
     char *proxy_host;
     char *proxy_port;
+    /* converters: [0] value, [1] key */
+    char *conv[2];
+    char *conv_url[2];
+    char *conv_source[2];
+    char *conv_user[2];
 };
 
 static const struct {
@@ -1549,6 +1601,17 @@ static const struct {
     {"errors.retry.max.time.ms", offsetof(struct conn, retry_max_time)},
     {"errors.retry.backoff.time.ms", offsetof(struct conn, retry_backoff)},
     {"behavior.on.error", offsetof(struct conn, on_error)},
+    {"value.converter", offsetof(struct conn, conv[0])},
+    {"key.converter", offsetof(struct conn, conv[1])},
+    {"value.converter.schema.registry.url", offsetof(struct conn, conv_url[0])},
+    {"key.converter.schema.registry.url", offsetof(struct conn, conv_url[1])},
+    {"value.converter.basic.auth.credentials.source",
+     offsetof(struct conn, conv_source[0])},
+    {"key.converter.basic.auth.credentials.source",
+     offsetof(struct conn, conv_source[1])},
+    {"value.converter.basic.auth.user.info",
+     offsetof(struct conn, conv_user[0])},
+    {"key.converter.basic.auth.user.info", offsetof(struct conn, conv_user[1])},
 };
 
 /* Kafka Connect framework keys that configure Connect itself. */
@@ -2060,6 +2123,97 @@ static int load_conn_values(struct loader *l, struct conn *cn)
     return 0;
 }
 
+/* The registry kind of a Connect converter class: "avro", "json_schema",
+ * "" for one kadx cannot honour, NULL for a pass-through one (the bytes as
+ * they are: String, ByteArray, Json without schemas). */
+static const char *conn_converter_kind(const char *cls)
+{
+    static const struct {
+        const char *cls;
+        const char *kind;
+    } known[] = {
+        {"io.confluent.connect.avro.AvroConverter", "avro"},
+        {"io.confluent.connect.json.JsonSchemaConverter", "json_schema"},
+        {"org.apache.kafka.connect.storage.StringConverter", NULL},
+        {"org.apache.kafka.connect.converters.ByteArrayConverter", NULL},
+        {"org.apache.kafka.connect.json.JsonConverter", NULL},
+    };
+
+    if (cls == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        if (strcmp(cls, known[i].cls) == 0) {
+            return known[i].kind;
+        }
+    }
+    return "";
+}
+
+/* value.converter / key.converter with their registry settings, applied to
+ * every route (a connector has one converter for all its topics) */
+static int load_conn_converters(struct loader *l, struct conn *cn)
+{
+    static const char *const side[2] = {"value", "key"};
+    char shown[96];
+
+    for (int i = 0; i < 2; i++) {
+        const char *kind = conn_converter_kind(cn->conv[i]);
+        struct config_registry *g = &l->cfg->registry;
+
+        if (kind != NULL && kind[0] == '\0') {
+            return fail(
+                l,
+                "'%s.converter' is '%s': kadx reads Avro "
+                "(io.confluent.connect.avro.AvroConverter), JSON "
+                "Schema (io.confluent.connect.json.JsonSchemaConverter) "
+                "or plain (String, ByteArray, Json) values only",
+                side[i], clean(cn->conv[i], shown, sizeof(shown)));
+        }
+        if (kind == NULL) {
+            continue;
+        }
+        if (cn->conv_url[i] == NULL) {
+            return fail(
+                l, "'%s.converter' needs '%s.converter.schema.registry.url'",
+                side[i], side[i]);
+        }
+        if (strchr(cn->conv_url[i], ',') != NULL) {
+            return fail(l,
+                        "'%s.converter.schema.registry.url': kadx takes one "
+                        "registry URL",
+                        side[i]);
+        }
+        if (cn->conv_source[i] != NULL &&
+            strcmp(cn->conv_source[i], "USER_INFO") != 0) {
+            return fail(l,
+                        "'%s.converter.basic.auth.credentials.source' is '%s': "
+                        "kadx takes USER_INFO only",
+                        side[i],
+                        clean(cn->conv_source[i], shown, sizeof(shown)));
+        }
+        if (g->url != NULL && strcmp(g->url, cn->conv_url[i]) != 0) {
+            return fail(l, "'key.converter.schema.registry.url' and "
+                           "'value.converter.schema.registry.url' differ: kadx "
+                           "takes one registry");
+        }
+        if (replace(&g->url, cn->conv_url[i]) < 0 ||
+            (cn->conv_user[i] != NULL &&
+             replace(&g->basic_auth, cn->conv_user[i]) < 0)) {
+            return oom(l);
+        }
+        for (size_t r = 0; r < l->cfg->nroutes; r++) {
+            char **dst = i == 0 ? &l->cfg->routes[r].value_converter
+                                : &l->cfg->routes[r].key_converter;
+
+            if (replace(dst, kind) < 0) {
+                return oom(l);
+            }
+        }
+    }
+    return 0;
+}
+
 static int load_connector(struct loader *l, const cJSON *map, const char *name)
 {
     struct conn cn = {0};
@@ -2101,12 +2255,16 @@ static int load_connector(struct loader *l, const cJSON *map, const char *name)
                 *f = v;
             }
             if (strcmp(k, "aad.auth.appkey") == 0 ||
-                strcmp(k, "aad.auth.accesstoken") == 0) {
+                strcmp(k, "aad.auth.accesstoken") == 0 ||
+                strstr(k, ".basic.auth.user.info") != NULL) {
                 if (v != NULL) {
                     log_add_secret(v);
                 }
             }
-            if (strcmp(k, "name") == 0 || strcmp(k, "connector.class") == 0) {
+            if (strcmp(k, "name") == 0 || strcmp(k, "connector.class") == 0 ||
+                ((strcmp(k, "value.converter") == 0 ||
+                  strcmp(k, "key.converter") == 0) &&
+                 conn_converter_kind(v) == NULL)) {
                 note(l, &l->info, k);
             }
         } else if (strncmp(k, "consumer.override.", 18) == 0) {
@@ -2160,6 +2318,9 @@ static int load_connector(struct loader *l, const cJSON *map, const char *name)
         free(b.s);
     }
     rc = load_conn_values(l, &cn);
+    if (rc == 0) {
+        rc = load_conn_converters(l, &cn);
+    }
 out:
     conn_free(&cn);
     return rc;
@@ -2264,6 +2425,79 @@ static int check_auth(struct loader *l)
     return check_url(l, "adx.auth.authority_host", a->authority_host, NULL);
 }
 
+/* value_converter / key_converter and the registry they need */
+static int check_route_registry(struct loader *l, struct config_route *r,
+                                const char *p)
+{
+    struct config_registry *g = &r->registry, *top = &l->cfg->registry;
+    char *conv[2] = {r->value_converter, r->key_converter};
+    const char *names[2] = {"value_converter", "key_converter"};
+    char fp[PATHLEN], shown[64];
+    int rc;
+
+    for (int i = 0; i < 2; i++) {
+        if (conv[i] != NULL && strcmp(conv[i], "avro") != 0 &&
+            strcmp(conv[i], "json_schema") != 0) {
+            join(fp, sizeof(fp), p, names[i]);
+            return fail(l, "'%s' must be avro or json_schema, not '%s'", fp,
+                        clean(conv[i], shown, sizeof(shown)));
+        }
+    }
+    if (strcmp(r->format, "avro") == 0 &&
+        (r->value_converter == NULL ||
+         strcmp(r->value_converter, "avro") != 0)) {
+        join(fp, sizeof(fp), p, "format");
+        return fail(l,
+                    "'%s' avro needs '%s.value_converter' avro (the records' "
+                    "writer schemas come from the registry)",
+                    fp, p);
+    }
+    if (strcmp(r->format, "avro") == 0 && r->meta.headers != NULL) {
+        return fail(l,
+                    "'%s.meta.headers' is not available with format avro "
+                    "(topic, partition, offset, timestamp, key and batch_id "
+                    "are)",
+                    p);
+    }
+    if (r->value_converter != NULL && strcmp(r->format, "csv") == 0) {
+        join(fp, sizeof(fp), p, "value_converter");
+        return fail(l, "'%s' needs format json, multijson or avro", fp);
+    }
+    if (r->value_converter == NULL && r->key_converter == NULL) {
+        return 0;
+    }
+    if (g->url == NULL && top->url != NULL) {
+        if (replace(&g->url, top->url) < 0 ||
+            replace(&g->basic_auth, top->basic_auth) < 0 ||
+            replace(&g->ca_file, top->ca_file) < 0) {
+            return oom(l);
+        }
+        g->timeout_ms = top->timeout_ms;
+    }
+    if (g->url == NULL) {
+        return fail(l,
+                    "'%s' uses a schema registry converter but no "
+                    "'schema_registry.url' is set",
+                    p);
+    }
+    if (g->timeout_ms == 0) {
+        g->timeout_ms = 10000;
+    }
+    join(fp, sizeof(fp), p, "schema_registry.url");
+    if ((rc = check_url(l, fp, g->url, NULL)) < 0) {
+        return rc;
+    }
+    if (g->basic_auth != NULL) {
+        if (strchr(g->basic_auth, ':') == NULL) {
+            join(fp, sizeof(fp), p, "schema_registry.basic_auth");
+            return fail(l, "'%s' must be 'user:secret'", fp);
+        }
+        log_add_secret(g->basic_auth);
+        log_add_secret(strchr(g->basic_auth, ':') + 1);
+    }
+    return 0;
+}
+
 static int check_route(struct loader *l, size_t i)
 {
     struct config_route *r = &l->cfg->routes[i];
@@ -2335,10 +2569,13 @@ static int check_route(struct loader *l, size_t i)
         *s = (char)tolower((unsigned char)*s);
     }
     if (strcmp(r->format, "json") != 0 && strcmp(r->format, "multijson") != 0 &&
-        strcmp(r->format, "csv") != 0) {
+        strcmp(r->format, "csv") != 0 && strcmp(r->format, "avro") != 0) {
         join(fp, sizeof(fp), p, "format");
-        return fail(l, "'%s' must be json, multijson or csv, not '%s'", fp,
-                    clean(r->format, shown, sizeof(shown)));
+        return fail(l, "'%s' must be json, multijson, csv or avro, not '%s'",
+                    fp, clean(r->format, shown, sizeof(shown)));
+    }
+    if ((rc = check_route_registry(l, r, p)) < 0) {
+        return rc;
     }
     for (size_t m = 0; m < sizeof(meta) / sizeof(meta[0]); m++) {
         if (meta[m].val == NULL) {
@@ -2361,8 +2598,8 @@ static int check_route(struct loader *l, size_t i)
     }
     if (has_meta && strcmp(r->format, "csv") == 0) {
         return fail(l,
-                    "'%s.meta' needs format json or multijson (fields cannot "
-                    "be added to csv records)",
+                    "'%s.meta' needs format json, multijson or avro (fields "
+                    "cannot be added to csv records)",
                     p);
     }
     if (r->dedupe_column != NULL) {
@@ -2551,6 +2788,14 @@ static int finish(struct loader *l)
     if (ov != NULL && ov->group_id != NULL &&
         kafka_set(&c->kafka, "group.id", ov->group_id) < 0) {
         return oom(l);
+    }
+    if (ov != NULL && ov->admin_listen != NULL) {
+        free(c->admin.listen);
+        c->admin.listen = NULL;
+        if (strcasecmp(ov->admin_listen, "off") != 0 &&
+            replace(&c->admin.listen, ov->admin_listen) < 0) {
+            return oom(l);
+        }
     }
     env = getenv("KADX_BOOTSTRAP_SERVERS");
     if (config_kafka_get(c, "bootstrap.servers") == NULL && env != NULL &&
@@ -2964,6 +3209,13 @@ out_fd:
     return rc;
 }
 
+static void registry_release(struct config_registry *g)
+{
+    free(g->url);
+    free(g->basic_auth);
+    free(g->ca_file);
+}
+
 static void route_release(struct config_route *r)
 {
     free(r->name);
@@ -2981,6 +3233,9 @@ static void route_release(struct config_route *r)
     free(r->meta.headers);
     free(r->meta.batch_id);
     free(r->dedupe_column);
+    free(r->value_converter);
+    free(r->key_converter);
+    registry_release(&r->registry);
     if (r->topic_re != NULL) {
         regfree(r->topic_re);
         free(r->topic_re);
@@ -3020,6 +3275,7 @@ void config_free(struct config *cfg)
     free(cfg->admin.tls_cert);
     free(cfg->admin.tls_key);
     free(cfg->connector_name);
+    registry_release(&cfg->registry);
     free(cfg);
 }
 
@@ -3169,6 +3425,23 @@ char *config_to_json(const struct config *cfg)
         rc |= add_str(m, "headers", r->meta.headers);
         rc |= add_str(m, "batch_id", r->meta.batch_id);
         rc |= add_str(ro, "dedupe_column", r->dedupe_column);
+        rc |= add_str(ro, "value_converter", r->value_converter);
+        rc |= add_str(ro, "key_converter", r->key_converter);
+        if (r->registry.url != NULL) {
+            cJSON *g = add_obj(ro, "schema_registry");
+
+            if (g == NULL) {
+                goto out;
+            }
+            rc |= add_str(g, "url", r->registry.url);
+            rc |=
+                add_str(g, "basic_auth", r->registry.basic_auth ? "***" : NULL);
+            rc |= add_str(g, "ca_file", r->registry.ca_file);
+            rc |= cJSON_AddNumberToObject(g, "timeout_ms",
+                                          (double)r->registry.timeout_ms)
+                      ? 0
+                      : -1;
+        }
     }
     o = add_obj(root, "journal");
     if (rc < 0 || o == NULL) {

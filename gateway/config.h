@@ -87,6 +87,14 @@ struct config_meta {
     char *batch_id;
 };
 
+/* A Confluent-compatible Schema Registry (gateway/REGISTRY.md). */
+struct config_registry {
+    char *url;          /* NULL = none configured */
+    char *basic_auth;   /* "user:secret"; NULL = none; secret */
+    char *ca_file;      /* extra CA bundle for https; NULL = system */
+    int64_t timeout_ms; /* per request, default 10000 */
+};
+
 struct config_route {
     char *name;        /* unique; default = topic, topic_regex or "*" */
     char *topic;       /* exact topic, or "*" (fallback); NULL if regex */
@@ -97,7 +105,12 @@ struct config_route {
     char *mapping;           /* ingestion mapping reference name; NULL = none */
     struct config_meta meta; /* json/multijson only */
     char *dedupe_column;     /* NULL = none; requires meta.batch_id */
-    void *topic_re;          /* private to config.c (compiled topic_regex) */
+    /* Schema Registry framing of values / keys: "avro", "json_schema" or
+       NULL (raw bytes, as before); format "avro" needs value "avro" */
+    char *value_converter;
+    char *key_converter;
+    struct config_registry registry; /* the route's, else the global one */
+    void *topic_re; /* private to config.c (compiled topic_regex) */
 };
 
 struct config_journal {
@@ -189,6 +202,7 @@ struct config {
                              (native, or a bare map without one) */
     int log_level;        /* log.level as an enum log_level; -1 = not set (the
                              --log-level flag stays in force) */
+    struct config_registry registry; /* global `schema_registry` */
 };
 
 /*
@@ -201,6 +215,8 @@ struct config {
 struct config_overrides {
     const char *bootstrap_servers;
     const char *group_id;
+    const char *admin_listen; /* "HOST:PORT" or "off" (a connector config
+                                 has no admin key of its own) */
 };
 
 /*

@@ -49,6 +49,8 @@
 #include "gateway/auth.h"
 #include "gateway/config.h"
 #include "gateway/log.h"
+#include "gateway/registry.h"
+#include "gateway/srbody.h"
 #include "storage/journal.h"
 #include "storage/util.h"
 
@@ -133,6 +135,11 @@ struct fbatch {
     int64_t delay_ms; /* MARKING_FAILED: the wait that follows */
     char *token_used; /* the token sent with the request in flight */
     char last_error[FW_ERR_MAX];
+    /* Schema Registry routes (srbody.h): ids resolved for the build */
+    struct srbody_schema *sr;
+    size_t nsr;
+    size_t split_at;  /* format avro: records of two schemas, split here */
+    int schema_split; /* the running split is split_at's, not a bisection */
     struct fbatch *prev, *next;
 };
 
@@ -177,7 +184,8 @@ struct route {
     enum forwarder_route_state state;
     char reason[256];
     struct forwarder_route_stats st;
-    struct eo_check eo; /* the dedupe query's assumptions (eo_*) */
+    struct eo_check eo;      /* the dedupe query's assumptions (eo_*) */
+    char registry_down[200]; /* "" = the schema registry answers */
 };
 
 struct forwarder {
@@ -189,6 +197,7 @@ struct forwarder {
     int no_eo_check; /* forwarder_options.no_eo_check */
     struct adx *adx;
     struct auth *auth;
+    struct registry *registry; /* schema registry client (registry.h) */
     struct route *routes;
     size_t nroutes;
     uv_timer_t idle;
@@ -910,6 +919,9 @@ static void fb_release_body(struct fbatch *b)
     free(b->bad);
     b->bad = NULL;
     b->nbad = 0;
+    free(b->sr);
+    b->sr = NULL;
+    b->nsr = 0;
 }
 
 static void fb_mem_free(struct fbatch *b)
@@ -1244,10 +1256,10 @@ static void on_split(void *arg, int status, struct journal_batch *first,
         fb_wait(b, backoff_next(b, -1), FB_NEXT_SEND);
         return;
     }
-    log_info("forwarder",
-             "%s: permanent error, bisected into %s (%lld) and "
-             "%s (%lld)",
-             b->jb->id, first->id, (long long)first->count, second->id,
+    log_info("forwarder", "%s: %s into %s (%lld) and %s (%lld)", b->jb->id,
+             b->schema_split ? "two writer schemas, split"
+                             : "permanent error, bisected",
+             first->id, (long long)first->count, second->id,
              (long long)second->count);
     for (int i = 0; i < 2; i++) {
         struct fbatch *kid;
@@ -1960,8 +1972,14 @@ static void build_work(uv_work_t *w)
     struct journal_batch *jb = b->jb;
     int rc;
 
-    rc = forwarder_build_body(b->rt->cfg, jb->id, jb->events, jb->nevents,
-                              &b->raw, &b->raw_len, &b->bad, &b->nbad);
+    if (srbody_route_uses_registry(b->rt->cfg)) {
+        rc = srbody_build(b->rt->cfg, jb->id, jb->events, jb->nevents, b->sr,
+                          b->nsr, &b->raw, &b->raw_len, &b->bad, &b->nbad,
+                          &b->split_at);
+    } else {
+        rc = forwarder_build_body(b->rt->cfg, jb->id, jb->events, jb->nevents,
+                                  &b->raw, &b->raw_len, &b->bad, &b->nbad);
+    }
     if (rc == 0 && b->raw_len > 0) {
         rc = adx_gzip(b->raw, b->raw_len, b->rt->fw->gzip_level, &b->gz,
                       &b->gz_len);
@@ -1976,6 +1994,7 @@ static void build_done(uv_work_t *w, int status)
 {
     struct fbatch *b = w->data;
     struct route *rt = b->rt;
+    int rc;
 
     if (status < 0 || b->build_rc < 0) {
         log_error("forwarder", "%s: cannot build the body: %s", b->jb->id,
@@ -1990,6 +2009,20 @@ static void build_done(uv_work_t *w, int status)
     }
     if (rt->fw->stopping) {
         fb_finish(b);
+        return;
+    }
+    if (b->split_at > 0) {
+        /* format avro: one writer schema per request */
+        fb_release_body(b);
+        fb_set_state(b, FB_SPLITTING);
+        rt->st.splits++;
+        b->schema_split = 1;
+        rc = journal_batch_split_async(rt->fw->journal, b->jb->id,
+                                       (int64_t)b->split_at, on_split, b);
+        b->split_at = 0;
+        if (rc < 0) {
+            on_split(b, rc, NULL, NULL, "journal refused the split");
+        }
         return;
     }
     if (b->nbad > 0) {
@@ -2009,10 +2042,99 @@ static void build_done(uv_work_t *w, int status)
     fb_start_built(b);
 }
 
+static void fb_build_queue(struct fbatch *b);
+
+/* The registry answered for every id of the batch, or could not. */
+static void on_schemas(void *arg, int status, const char *err)
+{
+    struct fbatch *b = arg;
+    struct route *rt = b->rt;
+
+    if (status == -ECANCELED || rt->fw->freed) {
+        return; /* forwarder_free drops the batch */
+    }
+    if (rt->fw->stopping) {
+        fb_finish(b);
+        return;
+    }
+    if (status < 0) {
+        /* nothing is lost: the batch waits, the route is not ready */
+        if (rt->registry_down[0] == '\0') {
+            log_warn("forwarder", "route '%s': sending paused: %s",
+                     rt->cfg->name, err);
+        }
+        snprintf(rt->registry_down, sizeof(rt->registry_down), "%s",
+                 err[0] ? err : "schema registry unavailable");
+        snprintf(b->last_error, sizeof(b->last_error), "%s", rt->registry_down);
+        fb_wait(b, backoff_next(b, -1), FB_NEXT_BUILD);
+        return;
+    }
+    fb_build_queue(b);
+}
+
 static void fb_build(struct fbatch *b)
 {
+    struct route *rt = b->rt;
+    int32_t *ids = NULL;
+    size_t nids = 0;
     int rc;
 
+    fb_set_state(b, FB_BUILDING);
+    if (!srbody_route_uses_registry(rt->cfg)) {
+        fb_build_queue(b);
+        return;
+    }
+    rc = srbody_ids(rt->cfg, b->jb->events, b->jb->nevents, &ids, &nids);
+    if (rc == 0) {
+        rc = registry_fetch(rt->fw->registry, &rt->cfg->registry, ids, nids,
+                            on_schemas, b);
+    }
+    free(ids);
+    if (rc == 0) {
+        return; /* on_schemas goes on */
+    }
+    if (rc < 0) {
+        on_schemas(b, -EAGAIN, registry_last_error(rt->fw->registry));
+        return;
+    }
+    fb_build_queue(b);
+}
+
+/* Resolves the batch's schema ids (registry routes) and builds on the pool */
+static void fb_build_queue(struct fbatch *b)
+{
+    struct route *rt = b->rt;
+    int rc;
+
+    if (srbody_route_uses_registry(rt->cfg)) {
+        int32_t *ids = NULL;
+        size_t nids = 0;
+
+        if (rt->registry_down[0] != '\0') {
+            log_info("forwarder",
+                     "route '%s': the schema registry answers "
+                     "again, sending resumed",
+                     rt->cfg->name);
+            rt->registry_down[0] = '\0';
+        }
+        free(b->sr);
+        b->sr = NULL;
+        b->nsr = 0;
+        if (srbody_ids(rt->cfg, b->jb->events, b->jb->nevents, &ids, &nids) <
+                0 ||
+            (b->sr = calloc(nids ? nids : 1, sizeof(*b->sr))) == NULL) {
+            free(ids);
+            fb_wait(b, backoff_next(b, -1), FB_NEXT_BUILD);
+            return;
+        }
+        for (size_t i = 0; i < nids; i++) {
+            b->sr[i].id = ids[i];
+            b->sr[i].e =
+                registry_get(rt->fw->registry, &rt->cfg->registry, ids[i]);
+        }
+        b->nsr = nids;
+        free(ids);
+    }
     fb_set_state(b, FB_BUILDING);
     b->work.data = b;
     rc = uv_queue_work(b->rt->fw->loop, &b->work, build_work, build_done);
@@ -2431,6 +2553,14 @@ int forwarder_new(uv_loop_t *loop, const struct forwarder_options *o,
         free(fw);
         return rc;
     }
+    rc = registry_new(loop, o->journal, &fw->registry, err, errlen);
+    if (rc < 0) {
+        auth_close(fw->auth);
+        adx_close(fw->adx);
+        free(fw->routes);
+        free(fw);
+        return rc;
+    }
     auth_set_listener(fw->auth, on_token, fw);
     uv_timer_init(loop, &fw->idle);
     fw->idle.data = fw;
@@ -2593,6 +2723,8 @@ void forwarder_free(struct forwarder *fw)
     }
     assert(!fw_busy(fw) || fw->stop_cancelled || !fw->started);
     fw->freed = 1;
+    registry_free(fw->registry); /* its waiters see -ECANCELED first */
+    fw->registry = NULL;
     for (size_t i = 0; i < fw->nroutes; i++) {
         while (fw->routes[i].batches != NULL) {
             fb_drop(fw->routes[i].batches);
@@ -2784,6 +2916,11 @@ int forwarder_ready(const struct forwarder *fw, char *why, size_t whylen)
         if (rt->state != FORWARDER_RUNNING) {
             set_err(why, whylen, "route '%s' %s: %s", rt->cfg->name,
                     forwarder_route_state_name(rt->state), rt->reason);
+            return 0;
+        }
+        if (rt->registry_down[0] != '\0') {
+            set_err(why, whylen, "route '%s' waits for the schema registry: %s",
+                    rt->cfg->name, rt->registry_down);
             return 0;
         }
     }

@@ -17,7 +17,7 @@
  * are tracked by offset ranges and per-chunk counters, never per event
  * rows. The ceiling moves from SQLite's row rate to the disk's MB/s.
  *
- * Schema (user_version 2; numbered migrations in `migrations[]`):
+ * Schema (user_version 3; numbered migrations in `migrations[]`):
  *
  *   meta(key TEXT PRIMARY KEY, value)
  *       'uuid'    the journal's UUID (batch ids are "<uuid>-<seq>")
@@ -239,6 +239,7 @@ enum op {
     OP_REQUEUE,
     OP_REPLAY,
     OP_EPOCH,
+    OP_SCHEMA,
 };
 
 /*
@@ -511,6 +512,13 @@ static const char *const migrations[] = {
     "ALTER TABLE partitions_v2 RENAME TO partitions;"
     "CREATE UNIQUE INDEX partitions_current ON partitions(topic, partition)"
     " WHERE sealed = 0;",
+    /* 3: Schema Registry schemas by (registry URL, id), so that journaled
+     * Avro / JSON Schema records still decode after a restart with the
+     * registry down (gateway/REGISTRY.md). A registry never changes the
+     * schema of an id: rows are written once, never updated. */
+    "CREATE TABLE schemas(registry TEXT NOT NULL, id INTEGER NOT NULL,"
+    " type TEXT NOT NULL, schema TEXT NOT NULL, fetched_ms INTEGER NOT NULL,"
+    " PRIMARY KEY(registry, id)) WITHOUT ROWID;",
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -2014,6 +2022,38 @@ struct chunkrow {
     int64_t id, first, last, count, bytes;
 };
 
+/* schemas: text = "registry\0type\0schema", i1 = id; n1 = rows added */
+static int op_schema(struct journal *j, struct req *r)
+{
+    const char *reg = r->text;
+    const char *type = reg + strlen(reg) + 1;
+    const char *schema = type + strlen(type) + 1;
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    rc = prep(j->wdb,
+              "INSERT OR IGNORE INTO schemas(registry, id, type, schema,"
+              " fetched_ms) VALUES(?, ?, ?, ?, ?)",
+              &st, r->err, sizeof(r->err));
+    if (rc < 0) {
+        return rc;
+    }
+    sqlite3_bind_text(st, 1, reg, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, r->i1);
+    sqlite3_bind_text(st, 3, type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, schema, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, r->now_ms);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        rc = sql_fail(j->wdb, rc, "schema", r->err, sizeof(r->err));
+    } else {
+        r->n1 = sqlite3_changes(j->wdb);
+        rc = 0;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static int op_drop(struct journal *j, struct req *r)
 {
     struct journal_drop_result *res = &r->dres;
@@ -2882,6 +2922,8 @@ static int run_op(struct journal *j, struct req *r)
         return op_replay(j, r);
     case OP_EPOCH:
         return op_epoch(j, r);
+    case OP_SCHEMA:
+        return op_schema(j, r);
     }
     return -EINVAL;
 }
@@ -3102,6 +3144,7 @@ static void call_cb(struct req *r)
         ((journal_replay_cb)r->cb)(r->arg, r->status, r->n1, r->n2, e);
         break;
     case OP_EPOCH:
+    case OP_SCHEMA:
         ((journal_count_cb)r->cb)(r->arg, r->status, r->n1, e);
         break;
     }
@@ -4575,6 +4618,118 @@ int journal_iterate(struct journal *j, const struct journal_iter_req *req,
 out:
     read_end(j, st);
     cls_release(&c);
+    return rc;
+}
+
+/* "registry\0type\0schema\0" in one allocation; NULL on ENOMEM */
+static char *schema_pack(const char *registry, const char *type,
+                         const char *schema, size_t *len)
+{
+    size_t a = strlen(registry) + 1, b = strlen(type) + 1,
+           c = strlen(schema) + 1;
+    char *p = malloc(a + b + c);
+
+    if (p != NULL) {
+        memcpy(p, registry, a);
+        memcpy(p + a, type, b);
+        memcpy(p + a + b, schema, c);
+    }
+    *len = a + b + c;
+    return p;
+}
+
+int journal_schema_put(struct journal *j, const char *registry, int64_t id,
+                       const char *type, const char *schema, int64_t now_ms,
+                       char *err, size_t errlen)
+{
+    struct req r;
+    size_t len;
+    char *packed;
+    int rc;
+
+    if (registry == NULL || type == NULL || schema == NULL) {
+        set_err(err, errlen, "schema: missing registry, type or text");
+        return -EINVAL;
+    }
+    packed = schema_pack(registry, type, schema, &len);
+    if (packed == NULL) {
+        set_err(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    memset(&r, 0, sizeof(r));
+    r.op = OP_SCHEMA;
+    r.text = packed;
+    r.i1 = id;
+    r.now_ms = now_ms;
+    rc = run_sync(j, &r, err, errlen);
+    free(packed);
+    return rc;
+}
+
+int journal_schema_put_async(struct journal *j, const char *registry,
+                             int64_t id, const char *type, const char *schema,
+                             int64_t now_ms, journal_count_cb cb, void *arg)
+{
+    struct req *r;
+    size_t len;
+    char *packed;
+
+    if (cb == NULL || registry == NULL || type == NULL || schema == NULL) {
+        return -EINVAL;
+    }
+    packed = schema_pack(registry, type, schema, &len);
+    if (packed == NULL) {
+        return -ENOMEM;
+    }
+    r = req_new(OP_SCHEMA, (void (*)(void))cb, arg, len);
+    if (r == NULL) {
+        free(packed);
+        return -ENOMEM;
+    }
+    memcpy(r->arena, packed, len);
+    free(packed);
+    r->text = r->arena;
+    r->i1 = id;
+    r->now_ms = now_ms;
+    return run_async(j, r);
+}
+
+int journal_schema_get(struct journal *j, const char *registry, int64_t id,
+                       char **type, char **schema, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    clear_err(err, errlen);
+    *type = NULL;
+    *schema = NULL;
+    pthread_mutex_lock(&j->rmu);
+    rc = prep(j->rdb,
+              "SELECT type, schema FROM schemas WHERE registry = ? AND id = ?",
+              &st, err, errlen);
+    if (rc == 0) {
+        sqlite3_bind_text(st, 1, registry, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, id);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *type = strdup((const char *)sqlite3_column_text(st, 0));
+            *schema = strdup((const char *)sqlite3_column_text(st, 1));
+            rc = 0;
+            if (*type == NULL || *schema == NULL) {
+                free(*type);
+                free(*schema);
+                *type = *schema = NULL;
+                set_err(err, errlen, "out of memory");
+                rc = -ENOMEM;
+            }
+        } else if (rc == SQLITE_DONE) {
+            rc = -ENOENT;
+        } else {
+            rc = sql_fail(j->rdb, rc, "read schema", err, errlen);
+        }
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&j->rmu);
     return rc;
 }
 

@@ -491,6 +491,27 @@ int journal_retire_async(struct journal *j, int64_t cutoff_ms, int max_chunks,
 int journal_purge_delivered(struct journal *j, int64_t cutoff_ms,
                             int64_t *deleted, char *err, size_t errlen);
 
+/* ------------------------------------------------- Schema Registry cache */
+
+/*
+ * Keeps the schema of (registry URL, id) (type "AVRO" or "JSON", the text
+ * as the registry served it) so that journaled records decode after a
+ * restart with the registry down. Written once: a second put of the same
+ * key is ignored (n = 0 rows added). Sync and async flavours as above.
+ */
+int journal_schema_put(struct journal *j, const char *registry, int64_t id,
+                       const char *type, const char *schema, int64_t now_ms,
+                       char *err, size_t errlen);
+int journal_schema_put_async(struct journal *j, const char *registry,
+                             int64_t id, const char *type, const char *schema,
+                             int64_t now_ms, journal_count_cb cb, void *arg);
+/*
+ * Reads it back: 0 with *type and *schema (owned: free()), -ENOENT when not
+ * kept, or another negative errno. A read (any thread).
+ */
+int journal_schema_get(struct journal *j, const char *registry, int64_t id,
+                       char **type, char **schema, char *err, size_t errlen);
+
 /* --------------------------------------------------------- dead letters */
 
 struct journal_dead {

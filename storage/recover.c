@@ -1053,8 +1053,9 @@ static int ck_schema(struct ck *c)
         version = sqlite3_column_int(st, 0);
     }
     sqlite3_finalize(st);
-    if (version != 2) {
-        problem(c, "schema version %d is not the one this kadx knows (2)",
+    /* 3 = 2 plus the schemas table (Schema Registry cache) */
+    if (version != 2 && version != 3) {
+        problem(c, "schema version %d is not one this kadx knows (2, 3)",
                 version);
         return 0;
     }
@@ -1996,6 +1997,36 @@ static int same_file(const char *a, const char *b)
     return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
+/* The Schema Registry schemas (journal schema 3), best effort: a source
+ * without the table (schema 2) or with an unreadable one has nothing to
+ * give; the registry serves them again. */
+static int sv_copy_schemas(sqlite3 *src, struct journal *dj, char *err,
+                           size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+
+    if (sqlite3_prepare_v2(src,
+                           "SELECT registry, id, type, schema, fetched_ms"
+                           " FROM schemas",
+                           -1, &st, NULL) != SQLITE_OK) {
+        return 0;
+    }
+    while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
+        const char *reg = (const char *)sqlite3_column_text(st, 0);
+        const char *type = (const char *)sqlite3_column_text(st, 2);
+        const char *text = (const char *)sqlite3_column_text(st, 3);
+
+        if (reg == NULL || type == NULL || text == NULL) {
+            continue;
+        }
+        rc = journal_schema_put(dj, reg, sqlite3_column_int64(st, 1), type,
+                                text, sqlite3_column_int64(st, 4), err, errlen);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 int recover_salvage(const char *src, const char *dst, int flags,
                     const struct recover_progress *pg,
                     struct recover_salvage_result *res, char *err,
@@ -2113,7 +2144,7 @@ int recover_salvage(const char *src, const char *dst, int flags,
         }
     }
     ticker_end(&tick, (int64_t)nids);
-    rc = 0;
+    rc = sv_copy_schemas(s.db, dj, err, errlen);
 close_dst:
     journal_close(dj);
 close_src:

@@ -1196,7 +1196,7 @@ static void ingest_process(struct emu *e, struct http_request *req)
     if (ingest_format_parse(fmtname, &fmt) < 0) {
         respond_error(req, &c, 400, "BadRequest_UnsupportedFormat", 1,
                       "streamFormat '%s' is not supported by the emulator "
-                      "(json, multijson, csv)",
+                      "(json, multijson, csv, avro)",
                       fmtname);
         goto fail;
     }
@@ -1243,7 +1243,9 @@ static void ingest_process(struct emu *e, struct http_request *req)
     }
     if (have_map) {
         const char *j;
-        if (kusto_mapping_get(e->k, db, table, mapname, &j, &err) < 0) {
+        if (kusto_mapping_get_kind(e->k, db, table,
+                                   fmt == INGEST_AVRO ? "avro" : "json",
+                                   mapname, &j, &err) < 0) {
             respond_kerr(req, &c, &err);
             goto fail;
         }

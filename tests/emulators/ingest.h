@@ -21,9 +21,11 @@ enum ingest_format {
     INGEST_JSON = 0, /* JSON lines; "singlejson" is read the same way */
     INGEST_MULTIJSON,
     INGEST_CSV,
+    INGEST_AVRO, /* an Avro object container file (codec null or deflate) */
 };
 
-/* Case-insensitive: json, singlejson, multijson, csv. 0 or -ENOTSUP. */
+/* Case-insensitive: json, singlejson, multijson, csv, avro, apacheavro.
+ * 0 or -ENOTSUP. */
 int ingest_format_parse(const char *s, enum ingest_format *out);
 
 enum ingest_transform {
@@ -65,6 +67,8 @@ struct ingest_mapping {
 /*
  * Parses a JSON mapping (an array of {"column","datatype","Properties":
  * {"Path","Transform","ConstValue"}} or the flat legacy form with "path").
+ * An Avro mapping has the same shape; its "Field" property names a
+ * top-level field (Path "$.<field>").
  * Returns 0 and *out (free with ingest_mapping_free) or a negative errno
  * with err filled (400, permanent).
  */

@@ -687,18 +687,26 @@ int kusto_mapping_get(struct kusto *k, const char *db, const char *table,
                       const char *name, const char **json,
                       struct kusto_error *err)
 {
+    return kusto_mapping_get_kind(k, db, table, "json", name, json, err);
+}
+
+int kusto_mapping_get_kind(struct kusto *k, const char *db, const char *table,
+                           const char *kind, const char *name,
+                           const char **json, struct kusto_error *err)
+{
     sqlite3_stmt *st = NULL;
     int rc;
 
     free(k->smapping);
     k->smapping = NULL;
     if (!(st = cached(k, "SELECT json FROM \"$kusto_mappings\" WHERE db = ? "
-                         "AND tbl = ? AND kind = 'json' AND name = ?"))) {
+                         "AND tbl = ? AND kind = ? AND name = ?"))) {
         return sql_fail(k, err, "cannot read the mapping");
     }
     sqlite3_bind_text(st, 1, db, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, table, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, kind, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, name, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(st) == SQLITE_ROW) {
         k->smapping = strdup((const char *)sqlite3_column_text(st, 0));
         rc = k->smapping ? 0 : -ENOMEM;
@@ -707,9 +715,9 @@ int kusto_mapping_get(struct kusto *k, const char *db, const char *table,
         }
     } else {
         rc = kerr(err, -ENOENT, 400, "BadRequest_MappingReferenceWasNotFound",
-                  "Mapping reference '%s' of kind 'json' in table '%s' of "
+                  "Mapping reference '%s' of kind '%s' in table '%s' of "
                   "database '%s' could not be found",
-                  name, table, db);
+                  name, kind, table, db);
     }
     stmt_done(st);
     return rc;

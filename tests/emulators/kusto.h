@@ -116,6 +116,10 @@ int kusto_table_schema(struct kusto *k, const char *db, const char *table,
 int kusto_mapping_get(struct kusto *k, const char *db, const char *table,
                       const char *name, const char **json,
                       struct kusto_error *err);
+/* Same for a mapping of another kind ("avro": an Avro mapping). */
+int kusto_mapping_get_kind(struct kusto *k, const char *db, const char *table,
+                           const char *kind, const char *name,
+                           const char **json, struct kusto_error *err);
 
 /* 1 when streaming ingestion is enabled for db.table (the table's policy
  * wins over the database's), else 0. */

@@ -380,6 +380,45 @@ static void test_connector_bare_map(void **state)
     config_free(cfg);
 }
 
+/* Avro / JSON Schema converters become route settings (issue 16) */
+static void test_connector_registry(void **state)
+{
+    struct config *cfg = load_ok(
+        "{\"topics\":\"t,u\",\"kusto.ingestion.url\":\"https://ingest-x.kusto."
+        "windows.net\",\"aad.auth.appid\":\"a\",\"aad.auth.authority\":\"t\","
+        "\"aad.auth.appkey\":\"k\",\"consumer.override.bootstrap.servers\":\"b:"
+        "1\","
+        "\"name\":\"avro-sink\",\"kusto.tables.topics.mapping\":\"[{'topic':"
+        "'t','db':'d','table':'T','format':'avro','mapping':'am'},{'topic':'u',"
+        "'db':'d','table':'U','format':'json'}]\","
+        "\"value.converter\":\"io.confluent.connect.avro.AvroConverter\","
+        "\"value.converter.schema.registry.url\":\"http://127.0.0.1:8085/\","
+        "\"value.converter.basic.auth.credentials.source\":\"USER_INFO\","
+        "\"value.converter.basic.auth.user.info\":\"sr-user:sr-secret\","
+        "\"key.converter\":\"org.apache.kafka.connect.storage."
+        "StringConverter\"}");
+    char *js;
+
+    (void)state;
+    assert_int_equal(cfg->nroutes, 2);
+    for (size_t i = 0; i < 2; i++) {
+        assert_string_equal(cfg->routes[i].value_converter, "avro");
+        assert_null(cfg->routes[i].key_converter);
+        assert_non_null(cfg->routes[i].registry.url);
+        assert_string_equal(cfg->routes[i].registry.basic_auth,
+                            "sr-user:sr-secret");
+        assert_int_equal(cfg->routes[i].registry.timeout_ms, 10000);
+    }
+    assert_string_equal(cfg->routes[0].format, "avro");
+    js = config_to_json(cfg);
+    assert_non_null(js);
+    assert_null(strstr(js, "sr-secret"));
+    assert_non_null(strstr(js, "\"value_converter\":"));
+    assert_non_null(strstr(js, "\"url\":"));
+    free(js);
+    config_free(cfg);
+}
+
 static void test_connector_other_strategies(void **state)
 {
 #define BASE(x)                                                                \
@@ -680,9 +719,46 @@ static const struct bad bad_configs[] = {
     {"{" KAFKA ",\"adx\":{\"ingest_url\":\"https://h\",\"query_url\":"
      "\"http://q.example.com\"}," ROUTE "}",
      "'adx.query_url' must use https://"},
+    /* converters kadx cannot honour (issue 16) */
+    {CONN(MAP ",\"value.converter\":"
+              "\"io.confluent.connect.protobuf.ProtobufConverter\""),
+     "'value.converter' is 'io.confluent.connect.protobuf.ProtobufConverter': "
+     "kadx reads Avro"},
+    {CONN(MAP ",\"key.converter\":\"com.example.MyConverter\""),
+     "'key.converter' is 'com.example.MyConverter'"},
+    {CONN(MAP ",\"value.converter\":"
+              "\"io.confluent.connect.avro.AvroConverter\""),
+     "'value.converter' needs 'value.converter.schema.registry.url'"},
+    {CONN(MAP ",\"value.converter\":"
+              "\"io.confluent.connect.avro.AvroConverter\","
+              "\"value.converter.schema.registry.url\":\"http://127.0.0.1:1\","
+              "\"value.converter.basic.auth.credentials.source\":\"URL\""),
+     "'value.converter.basic.auth.credentials.source' is 'URL'"},
     /* route values */
+    {"{" KAFKA "," ADX "," R(",\"format\":\"parquet\"") "}",
+     "'routes[0].format' must be json, multijson, csv or avro, not "
+     "'parquet'"},
     {"{" KAFKA "," ADX "," R(",\"format\":\"avro\"") "}",
-     "'routes[0].format' must be json, multijson or csv, not 'avro'"},
+     "'routes[0].format' avro needs 'routes[0].value_converter' avro"},
+    {"{" KAFKA "," ADX "," R(",\"value_converter\":\"protobuf\"") "}",
+     "'routes[0].value_converter' must be avro or json_schema, not "
+     "'protobuf'"},
+    {"{" KAFKA "," ADX "," R(",\"value_converter\":\"avro\"") "}",
+     "'routes[0]' uses a schema registry converter but no "
+     "'schema_registry.url' is set"},
+    {"{" KAFKA "," ADX "," R(",\"value_converter\":\"avro\","
+                             "\"schema_registry\":{\"url\":\"ftp://x\"}") "}",
+     "'routes[0].schema_registry.url' must be an https:// URL"},
+    {"{" KAFKA "," ADX
+     "," R(",\"value_converter\":\"avro\","
+           "\"schema_registry\":{\"url\":"
+           "\"http://127.0.0.1:1\",\"basic_auth\":\"nocolon\"}") "}",
+     "'routes[0].schema_registry.basic_auth' must be 'user:secret'"},
+    {"{" KAFKA "," ADX "," R(",\"format\":\"avro\",\"value_converter\":"
+                             "\"avro\",\"meta\":{\"headers\":\"h\"},"
+                             "\"schema_registry\":{\"url\":"
+                             "\"http://127.0.0.1:1\"}") "}",
+     "'routes[0].meta.headers' is not available with format avro"},
     {"{" KAFKA "," ADX ",\"routes\":[{\"topic\":\"bad topic\","
      "\"database\":\"d\",\"table\":\"T\"}]}",
      "'routes[0].topic' is not a valid Kafka topic name: 'bad topic'"},
@@ -704,7 +780,7 @@ static const struct bad bad_configs[] = {
      "'routes[0].dedupe_column' must be a column name"},
     {"{" KAFKA "," ADX
      "," R(",\"format\":\"csv\",\"meta\":{\"offset\":\"o\"}") "}",
-     "'routes[0].meta' needs format json or multijson"},
+     "'routes[0].meta' needs format json, multijson or avro"},
     {"{" KAFKA "," ADX "," R(",\"meta\":{\"offset\":\"o\",\"key\":\"o\"}") "}",
      "'routes[0].meta': 'offset' and 'key' use the same field name 'o'"},
     {"{" KAFKA "," ADX "," R(",\"meta\":{\"offset\":\"kafka offset\"}") "}",
@@ -1072,6 +1148,7 @@ int main(void)
         cmocka_unit_test(test_connector_equals_native),
         cmocka_unit_test(test_connector_bare_map),
         cmocka_unit_test(test_connector_other_strategies),
+        cmocka_unit_test(test_connector_registry),
         cmocka_unit_test(test_overrides_and_env),
         cmocka_unit_test(test_env_substitution),
         cmocka_unit_test(test_to_json_masks_secrets),

@@ -11,9 +11,11 @@
 
 #include <cmocka.h>
 
+#include "gateway/avro.h"
 #include "tests/emulators/ingest.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -63,6 +65,10 @@ static void test_format_parse(void **state)
     assert_int_equal(f, INGEST_CSV);
     assert_int_equal(ingest_format_parse("SingleJson", &f), 0);
     assert_int_equal(f, INGEST_JSON);
+    assert_int_equal(ingest_format_parse("Avro", &f), 0);
+    assert_int_equal(f, INGEST_AVRO);
+    assert_int_equal(ingest_format_parse("apacheavro", &f), 0);
+    assert_int_equal(f, INGEST_AVRO);
     assert_int_equal(ingest_format_parse("parquet", &f), -ENOTSUP);
 }
 
@@ -282,6 +288,65 @@ static void test_paths_consts_transforms(void **state)
     ingest_mapping_free(m);
 }
 
+/* format avro: an object container file through an Avro mapping (Field
+ * and Path properties), and a corrupt file as a permanent error */
+static void test_avro_file(void **state)
+{
+    static const struct kusto_column cols[] = {
+        {"Name", KT_STRING},
+        {"Age", KT_LONG},
+        {"When", KT_DATETIME},
+        {"Opt", KT_REAL},
+    };
+    const char *schema = "{\"type\":\"record\",\"name\":\"R\",\"fields\":["
+                         "{\"name\":\"name\",\"type\":\"string\"},"
+                         "{\"name\":\"age\",\"type\":\"long\"},"
+                         "{\"name\":\"ts\",\"type\":\"string\"},"
+                         "{\"name\":\"opt\",\"type\":[\"null\",\"double\"]}]}";
+    const char *mj =
+        "[{\"column\":\"Name\",\"Properties\":{\"Field\":\"name\"}},"
+        "{\"column\":\"Age\",\"Properties\":{\"Path\":\"$.age\"}},"
+        "{\"column\":\"When\",\"Properties\":{\"Field\":\"ts\"}},"
+        "{\"column\":\"Opt\",\"Properties\":{\"Field\":\"opt\"}}]";
+    struct ingest_mapping *m = mapping(mj, cols, 4);
+    struct avro_buf f = {0}, recs = {0};
+    const unsigned char sync[16] = "ABCDEFGHIJKLMNOP";
+    struct ingest_rows r;
+    struct kusto_error err;
+
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        char name[8];
+
+        snprintf(name, sizeof(name), "n%d", i);
+        avro_put_string(&recs, name, strlen(name));
+        avro_put_long(&recs, 40 + i);
+        avro_put_string(&recs, "2024-05-01T10:20:30.500Z", 24);
+        avro_put_long(&recs, 0); /* opt: null */
+    }
+    avro_ocf_header(&f, schema, sync);
+    avro_ocf_block(&f, 3, recs.p, recs.len, sync);
+    assert_int_equal(
+        ingest_parse(f.p, f.len, INGEST_AVRO, cols, 4, m, 0, &r, &err), 0);
+    assert_int_equal(r.nrows, 3);
+    assert_string_equal(cell(&r, 2, 0)->s, "n2");
+    assert_int_equal(cell(&r, 1, 1)->i, 41);
+    assert_false(cell(&r, 0, 2)->is_null);
+    assert_true(cell(&r, 0, 3)->is_null);
+    ingest_rows_release(&r);
+    /* over max_rows, then a body that is not Avro */
+    assert_int_equal(
+        ingest_parse(f.p, f.len, INGEST_AVRO, cols, 4, m, 2, &r, &err), -E2BIG);
+    assert_int_equal(
+        ingest_parse("{\"a\":1}", 7, INGEST_AVRO, cols, 4, m, 0, &r, &err),
+        -EBADMSG);
+    assert_int_equal(err.status, 400);
+    assert_non_null(strstr(err.message, "not a valid Avro file"));
+    avro_buf_release(&f);
+    avro_buf_release(&recs);
+    ingest_mapping_free(m);
+}
+
 static void test_bag_and_drop_mapped_fields(void **state)
 {
     static const struct kusto_column cols[] = {
@@ -468,6 +533,7 @@ int main(void)
         cmocka_unit_test(test_invalid_json_line_is_permanent_error),
         cmocka_unit_test(test_paths_consts_transforms),
         cmocka_unit_test(test_bag_and_drop_mapped_fields),
+        cmocka_unit_test(test_avro_file),
         cmocka_unit_test(test_mapping_errors),
         cmocka_unit_test(test_identity_and_multijson),
         cmocka_unit_test(test_csv),

@@ -760,7 +760,7 @@ static void test_epoch_migration(void **state)
             "INSERT INTO p1 SELECT id, topic, partition, route, high_offset,"
             " batched_offset, pending_count, pending_bytes FROM partitions;"
             "DROP TABLE partitions; ALTER TABLE p1 RENAME TO partitions;"
-            "PRAGMA user_version=1; COMMIT;",
+            "DROP TABLE schemas; PRAGMA user_version=1; COMMIT;",
             NULL, NULL, NULL),
         SQLITE_OK);
     sqlite3_close(db);
@@ -785,6 +785,61 @@ static void test_epoch_migration(void **state)
     assert_int_equal(st.parts[0].sealed, 0);
     assert_int_equal(st.parts[0].pending_count, 13);
     journal_stats_release(&st);
+}
+
+/* Schema Registry schemas kept by (registry, id): written once, read back
+ * after a reopen, and the table made by migration 3 on a version 2 file */
+static void test_schema_cache(void **state)
+{
+    struct fx *f = *state;
+    char *type = NULL, *text = NULL;
+    sqlite3 *db;
+
+    jopen(f, 0, 0);
+    assert_int_equal(journal_schema_get(f->j, "http://r", 7, &type, &text,
+                                        f->err, sizeof(f->err)),
+                     -ENOENT);
+    assert_int_equal(journal_schema_put(f->j, "http://r", 7, "AVRO",
+                                        "{\"type\":\"string\"}", 1000, f->err,
+                                        sizeof(f->err)),
+                     0);
+    /* a second put of the same key changes nothing */
+    assert_int_equal(journal_schema_put(f->j, "http://r", 7, "JSON", "{}", 2000,
+                                        f->err, sizeof(f->err)),
+                     0);
+    assert_int_equal(journal_schema_put(f->j, "http://other", 7, "JSON", "{}",
+                                        2000, f->err, sizeof(f->err)),
+                     0);
+    jreopen(f);
+    assert_int_equal(journal_schema_get(f->j, "http://r", 7, &type, &text,
+                                        f->err, sizeof(f->err)),
+                     0);
+    assert_string_equal(type, "AVRO");
+    assert_string_equal(text, "{\"type\":\"string\"}");
+    free(type);
+    free(text);
+    assert_int_equal(journal_schema_get(f->j, "http://other", 7, &type, &text,
+                                        f->err, sizeof(f->err)),
+                     0);
+    assert_string_equal(type, "JSON");
+    free(type);
+    free(text);
+    journal_close(f->j);
+    f->j = NULL;
+    /* a file of schema version 2 gets the table */
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DROP TABLE schemas; PRAGMA user_version=2;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    jopen(f, 0, 0);
+    assert_int_equal(journal_schema_get(f->j, "http://r", 7, &type, &text,
+                                        f->err, sizeof(f->err)),
+                     -ENOENT);
+    assert_int_equal(journal_schema_put(f->j, "http://r", 8, "AVRO", "\"int\"",
+                                        1, f->err, sizeof(f->err)),
+                     0);
 }
 
 static void test_settled_and_drop(void **state)
@@ -1776,6 +1831,8 @@ int main(void)
         cmocka_unit_test(test_sql_state_literals),
         cmocka_unit_test(test_chunk_roundtrip),
         cmocka_unit_test(test_chunk_negative_first_offset),
+        cmocka_unit_test_setup_teardown(test_schema_cache, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_append_duplicates_high_offset,
                                         fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_append_many_partitions, fx_setup,
