@@ -225,6 +225,7 @@ struct intake {
     const struct config *cfg;
     struct prefetch_plan prefetch; /* intake.prefetch_bytes (prefetch.h) */
     int prefetch_full; /* drained nothing for a while: prefetch_kick */
+    uint64_t prefetch_kicks;
     struct journal *j;
     rd_kafka_t *rk;
     rd_kafka_queue_t *rkqu;
@@ -1596,6 +1597,11 @@ static void intake_drain(struct intake *in)
             if (in->prefetch_full && in->prefetch.budget > 0 && !in->kpaused &&
                 in->stop == STOP_NONE && !in->closing_consumer) {
                 in->prefetch_full = 0;
+                in->prefetch_kicks++;
+                log_debug("intake",
+                          "prefetch: the queue ran dry after a blocked "
+                          "drain: waking librdkafka's fetchers (%llu)",
+                          (unsigned long long)in->prefetch_kicks);
                 prefetch_kick(in->rk);
             }
             intake_stop_advance(in);
