@@ -42,6 +42,9 @@
 #define AUTH_TOKEN_MAX      (32 * 1024) /* cap on a token we keep */
 #define AUTH_ASSERTION_MAX  (64 * 1024) /* cap on the federated token file */
 #define AUTH_MIN_LIFETIME_S 2
+/* a lifetime beyond a day is taken as a day: keeps the ms arithmetic far
+ * from overflow whatever the endpoint says */
+#define AUTH_MAX_LIFETIME_S (24 * 3600)
 #define AUTH_EXPIRY_SKEW_MS                                                    \
     2000 /* a token this close to expiry is unusable                           \
           */
@@ -343,23 +346,77 @@ static void fail_attempt(struct auth *a, const char *fmt, ...)
     schedule_retry(a);
 }
 
-/* expires_in as number or string; -1 when missing or bad. */
+/* expires_in / expires_on as number or string; -1 when missing, bad, or
+ * outside 0..10^12 (seconds: a lifetime or a Unix time; beyond that the
+ * conversion to int64_t would be undefined for a double). */
 static int64_t json_seconds(const cJSON *o, const char *name)
 {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, name);
 
     if (cJSON_IsNumber(it)) {
-        return (int64_t)it->valuedouble;
+        return it->valuedouble >= 0 && it->valuedouble <= 1e12
+                   ? (int64_t)it->valuedouble
+                   : -1;
     }
     if (cJSON_IsString(it)) {
         char *end = NULL;
-        long long v = strtoll(it->valuestring, &end, 10);
+        long long v;
 
-        if (end != it->valuestring && *end == '\0') {
+        errno = 0;
+        v = strtoll(it->valuestring, &end, 10);
+        if (end != it->valuestring && *end == '\0' && errno == 0 && v >= 0 &&
+            v <= 1000000000000LL) {
             return v;
         }
     }
     return -1;
+}
+
+int auth_parse_token_reply(const char *body, size_t len, int64_t now_s,
+                           char **token, int64_t *life_s)
+{
+    cJSON *root;
+    cJSON *tok;
+    int64_t life;
+    char *copy;
+
+    *token = NULL;
+    *life_s = 0;
+    root = cJSON_ParseWithLength(body, len);
+    tok = cJSON_GetObjectItemCaseSensitive(root, "access_token");
+    if (!cJSON_IsString(tok) || tok->valuestring[0] == '\0' ||
+        strlen(tok->valuestring) > AUTH_TOKEN_MAX ||
+        strpbrk(tok->valuestring, "\r\n ") != NULL) {
+        cJSON_Delete(root);
+        return -EBADMSG;
+    }
+    life = json_seconds(root, "expires_in");
+    if (life < 0) {
+        int64_t on = json_seconds(root, "expires_on");
+
+        if (on <= 0) {
+            life = 3600;
+        } else if (now_s < 0 || on <= now_s) {
+            life = now_s < 0 ? AUTH_MAX_LIFETIME_S : 0; /* then clamped */
+        } else {
+            life = on - now_s;
+        }
+    }
+    if (life < AUTH_MIN_LIFETIME_S) {
+        life = AUTH_MIN_LIFETIME_S;
+    }
+    if (life > AUTH_MAX_LIFETIME_S) {
+        life = AUTH_MAX_LIFETIME_S;
+    }
+    copy = strdup(tok->valuestring);
+    explicit_bzero(tok->valuestring, strlen(tok->valuestring));
+    cJSON_Delete(root);
+    if (copy == NULL) {
+        return -ENOMEM;
+    }
+    *token = copy;
+    *life_s = life;
+    return 0;
 }
 
 static void on_token(void *arg, const struct adx_response *res)
@@ -370,7 +427,7 @@ static void on_token(void *arg, const struct adx_response *res)
     int64_t life;
     int64_t margin;
     uint64_t refresh_in;
-    char *copy;
+    char *copy = NULL;
 
     a->req_inflight = 0;
     free(a->req_body);
@@ -396,29 +453,9 @@ static void on_token(void *arg, const struct adx_response *res)
         }
         return;
     }
-    root = cJSON_ParseWithLength(res->body, res->body_len);
-    tok = cJSON_GetObjectItemCaseSensitive(root, "access_token");
-    if (!cJSON_IsString(tok) || tok->valuestring[0] == '\0' ||
-        strlen(tok->valuestring) > AUTH_TOKEN_MAX ||
-        strpbrk(tok->valuestring, "\r\n ") != NULL) {
-        cJSON_Delete(root);
+    if (auth_parse_token_reply(res->body, res->body_len, wall_ms() / 1000,
+                               &copy, &life) < 0) {
         fail_attempt(a, "token response without a usable access_token");
-        return;
-    }
-    life = json_seconds(root, "expires_in");
-    if (life < 0) {
-        int64_t on = json_seconds(root, "expires_on");
-
-        life = on > 0 ? on - wall_ms() / 1000 : 3600;
-    }
-    if (life < AUTH_MIN_LIFETIME_S) {
-        life = AUTH_MIN_LIFETIME_S;
-    }
-    copy = strdup(tok->valuestring);
-    explicit_bzero(tok->valuestring, strlen(tok->valuestring));
-    cJSON_Delete(root);
-    if (copy == NULL) {
-        fail_attempt(a, "out of memory");
         return;
     }
     log_add_secret(copy);

@@ -86,4 +86,17 @@ int64_t auth_failures(const struct auth *a);
  */
 void auth_close(struct auth *a);
 
+/*
+ * Parses a token endpoint's 200 reply (AAD v2, IMDS, the emulator): a JSON
+ * object with a non-empty `access_token` (at most 32 KiB, no space, CR or
+ * LF) and its lifetime from `expires_in` (seconds, number or string), else
+ * `expires_on` (Unix seconds) minus now_s, else one hour; clamped to
+ * 2 s..1 day. On 0 *token is a malloc'd copy (the caller registers it as a
+ * secret and frees it) and the copy in the parsed tree is wiped. -EBADMSG
+ * when the reply has no usable token, -ENOMEM. Any input is safe (fuzzed:
+ * tests/fuzz/fuzz_token.c).
+ */
+int auth_parse_token_reply(const char *body, size_t len, int64_t now_s,
+                           char **token, int64_t *life_s);
+
 #endif

@@ -4,6 +4,7 @@
 #include "gateway/cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,15 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "\ntry 'kadx %s --help'\n", cmd);
     return EXIT_USAGE;
+}
+
+int cli_bad_option(const char *cmd, int c, char **argv)
+{
+    if (c == ':') {
+        return cli_usage_error(cmd, "option '%s' needs a value",
+                               argv[optind - 1]);
+    }
+    return cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
 }
 
 int cli_wants_help(int argc, char **argv)

@@ -32,6 +32,13 @@ int cmd_kafka_mock(int argc, char **argv);   /* tests/emulators/ */
 int cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/*
+ * The usage error for what getopt_long returned c for outside the
+ * command's options: ':' (an option without its value) or anything else
+ * (an unknown option), naming argv[optind - 1]. Returns EXIT_USAGE.
+ */
+int cli_bad_option(const char *cmd, int c, char **argv);
+
 /* True when argv holds -h or --help before any "--". */
 int cli_wants_help(int argc, char **argv);
 

@@ -161,12 +161,8 @@ static int parse_args(int argc, char **argv, struct consume_opts *o)
                 return EXIT_USAGE;
             }
             break;
-        case ':':
-            return cli_usage_error(CMD, "option '%s' needs a value",
-                                   argv[optind - 1]);
         default:
-            return cli_usage_error(CMD, "unknown option '%s'",
-                                   argv[optind - 1]);
+            return cli_bad_option(CMD, c, argv);
         }
     }
     if (optind < argc) {

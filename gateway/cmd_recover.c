@@ -316,12 +316,8 @@ static int parse_args(int argc, char **argv, struct recover_opts *o)
               : c == OPT_UNTIL ? &o->until_ms
                                : &o->before_ms) = v;
             break;
-        case ':':
-            return cli_usage_error(CMD, "option '%s' needs a value",
-                                   argv[optind - 1]);
         default:
-            return cli_usage_error(CMD, "unknown option '%s'",
-                                   argv[optind - 1]);
+            return cli_bad_option(CMD, c, argv);
         }
     }
     while (optind < argc) {

@@ -474,7 +474,8 @@ static const char *const migrations[] = {
     " next_try_ms INTEGER NOT NULL DEFAULT 0, last_error TEXT,"
     " count INTEGER NOT NULL, bytes INTEGER NOT NULL,"
     " claim INTEGER NOT NULL);"
-    "CREATE INDEX batches_open ON batches(route, seq) WHERE state <= 2;"
+    "CREATE INDEX batches_open ON batches(route, seq) WHERE " JOURNAL_SQL_OPEN
+    ";"
     "CREATE TABLE pieces("
     " batch_seq INTEGER NOT NULL, chunk_id INTEGER NOT NULL,"
     " part_id INTEGER NOT NULL, first_offset INTEGER NOT NULL,"
@@ -1532,10 +1533,11 @@ static int cut_unclaimed(struct journal *j, struct req *r)
     sqlite3_stmt *st;
     char id[JOURNAL_BATCH_ID_MAX] = "";
     int64_t seq = 0;
-    int rc = prep(j->wdb,
-                  "SELECT seq, id FROM batches WHERE route = ? AND state <= 2"
-                  " AND claim != ? ORDER BY seq LIMIT 1",
-                  &st, r->err, sizeof(r->err));
+    int rc =
+        prep(j->wdb,
+             "SELECT seq, id FROM batches WHERE route = ? AND " JOURNAL_SQL_OPEN
+             " AND claim != ? ORDER BY seq LIMIT 1",
+             &st, r->err, sizeof(r->err));
 
     if (rc < 0) {
         return rc;
@@ -1744,7 +1746,7 @@ static int op_mark(struct journal *j, struct req *r)
     if (r->op == OP_SENT) {
         int64_t v[3] = {r->now_ms, r->now_ms, seq};
         return exec_i64(j->wdb,
-                        "UPDATE batches SET state = 1,"
+                        "UPDATE batches SET state = " JOURNAL_SQL_SENT ","
                         " attempts = attempts + 1, first_sent_ms = CASE"
                         " WHEN first_sent_ms = 0 THEN ? ELSE first_sent_ms"
                         " END, last_sent_ms = ? WHERE seq = ?",
@@ -1755,7 +1757,8 @@ static int op_mark(struct journal *j, struct req *r)
         size_t len = r->text ? strnlen(r->text, LAST_ERROR_MAX) : 0;
 
         rc = prep(j->wdb,
-                  "UPDATE batches SET state = 2, next_try_ms = ?,"
+                  "UPDATE batches SET state = " JOURNAL_SQL_FAILED
+                  ", next_try_ms = ?,"
                   " last_error = ? WHERE seq = ?",
                   &st, r->err, sizeof(r->err));
         if (rc < 0) {
@@ -1808,7 +1811,8 @@ static int op_mark(struct journal *j, struct req *r)
     }
     int64_t v[2] = {r->now_ms, seq};
     return exec_i64(j->wdb,
-                    "UPDATE batches SET state = 3, last_sent_ms = CASE WHEN"
+                    "UPDATE batches SET state = " JOURNAL_SQL_DELIVERED
+                    ", last_sent_ms = CASE WHEN"
                     " last_sent_ms = 0 THEN ? ELSE last_sent_ms END"
                     " WHERE seq = ?",
                     2, v, r->err, sizeof(r->err));
@@ -1932,7 +1936,8 @@ static int op_dead(struct journal *j, struct req *r)
         int64_t v[4] = {(int64_t)keep.n, live_bytes, (int64_t)keep.n, seq};
         rc = exec_i64(j->wdb,
                       "UPDATE batches SET count = ?, bytes = ?,"
-                      " state = CASE WHEN ? = 0 THEN 4 ELSE state END"
+                      " state = CASE WHEN ? = 0 THEN " JOURNAL_SQL_DEAD
+                      " ELSE state END"
                       " WHERE seq = ?",
                       4, v, r->err, sizeof(r->err));
     }
@@ -1984,8 +1989,10 @@ static int op_split(struct journal *j, struct req *r)
     }
     if (rc == 0) {
         int64_t v[1] = {seq};
-        rc = exec_i64(j->wdb, "UPDATE batches SET state = 5 WHERE seq = ?", 1,
-                      v, r->err, sizeof(r->err));
+        rc = exec_i64(j->wdb,
+                      "UPDATE batches SET state = " JOURNAL_SQL_SPLIT
+                      " WHERE seq = ?",
+                      1, v, r->err, sizeof(r->err));
     }
     if (rc == 0) {
         rc = batch_read(j->wdb, id1, 1, &r->b1, NULL, NULL, r->err,
@@ -2259,7 +2266,7 @@ static int op_retire(struct journal *j, struct req *r)
               "SELECT id, count FROM chunks c WHERE undone = 0 AND dead = 0"
               " AND appended_ms < ? AND NOT EXISTS (SELECT 1 FROM pieces bp"
               " JOIN batches b ON b.seq = bp.batch_seq"
-              " WHERE bp.chunk_id = c.id AND b.state <= 2)"
+              " WHERE bp.chunk_id = c.id AND b." JOURNAL_SQL_OPEN ")"
               " ORDER BY appended_ms, id LIMIT ?",
               &st, r->err, sizeof(r->err));
     if (rc < 0) {
@@ -2320,7 +2327,8 @@ static int op_retire(struct journal *j, struct req *r)
     for (size_t i = 0; i < nseq && rc == 0; i++) {
         int64_t v[2] = {seqs[i], seqs[i]};
         rc = exec_i64(j->wdb,
-                      "DELETE FROM batches WHERE seq = ? AND state >= 3 AND"
+                      "DELETE FROM batches WHERE seq = ? AND state "
+                      ">= " JOURNAL_SQL_DELIVERED " AND"
                       " NOT EXISTS (SELECT 1 FROM pieces WHERE batch_seq = ?)",
                       2, v, r->err, sizeof(r->err));
     }
@@ -2328,7 +2336,8 @@ static int op_retire(struct journal *j, struct req *r)
         int64_t v[2] = {r->i1, r->i2 > 0 ? r->i2 : 64};
         rc = exec_i64(j->wdb,
                       "DELETE FROM batches WHERE seq IN (SELECT seq FROM"
-                      " batches b WHERE state >= 4 AND created_ms < ? AND NOT"
+                      " batches b WHERE state >= " JOURNAL_SQL_DEAD
+                      " AND created_ms < ? AND NOT"
                       " EXISTS (SELECT 1 FROM pieces WHERE batch_seq = b.seq)"
                       " LIMIT ?)",
                       2, v, r->err, sizeof(r->err));
@@ -2398,7 +2407,7 @@ static int cls_load(sqlite3 *db, int64_t chunk_id, int64_t batched,
     rc = prep(db,
               "SELECT bp.first_offset, bp.last_offset FROM pieces bp"
               " JOIN batches b ON b.seq = bp.batch_seq"
-              " WHERE bp.chunk_id = ? AND b.state <= 2"
+              " WHERE bp.chunk_id = ? AND b." JOURNAL_SQL_OPEN
               " AND (b.flags & 1) = 0",
               &st, err, errlen);
     if (rc < 0) {
@@ -4221,7 +4230,7 @@ int journal_batches_unfinished(struct journal *j, int route,
     *n = 0;
     read_begin(j);
     rc = prep(j->rdb,
-              "SELECT " BATCH_COLS " FROM batches WHERE state <= 2"
+              "SELECT " BATCH_COLS " FROM batches WHERE " JOURNAL_SQL_OPEN
               " AND (?1 < 0 OR route = ?1) ORDER BY seq",
               &st, err, errlen);
     if (rc < 0) {
@@ -4341,7 +4350,8 @@ int journal_stats(struct journal *j, struct journal_stats *out, char *err,
         rc = sql_fail(j->rdb, rc, "stats", err, errlen);
         goto out;
     }
-    rc = query_i64(j->rdb, "SELECT COUNT(*) FROM batches WHERE state <= 2",
+    rc = query_i64(j->rdb,
+                   "SELECT COUNT(*) FROM batches WHERE " JOURNAL_SQL_OPEN,
                    &out->batches_unfinished, err, errlen);
     if (rc == 0) {
         rc = query_i64(j->rdb, "SELECT COUNT(*) FROM chunks", &out->chunks, err,

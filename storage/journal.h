@@ -237,6 +237,19 @@ enum journal_batch_state {
     JOURNAL_BATCH_SPLIT,       /* replaced by two children (finished) */
 };
 
+/*
+ * The states as SQL literals, for the statements of the journal and of
+ * recover (test_journal checks them against the enum).
+ * "Open" = not finished: pending, sent or failed.
+ */
+#define JOURNAL_SQL_PENDING   "0"
+#define JOURNAL_SQL_SENT      "1"
+#define JOURNAL_SQL_FAILED    "2"
+#define JOURNAL_SQL_DELIVERED "3"
+#define JOURNAL_SQL_DEAD      "4"
+#define JOURNAL_SQL_SPLIT     "5"
+#define JOURNAL_SQL_OPEN      "state <= " JOURNAL_SQL_FAILED
+
 /* "pending", "sent", ... (static strings). */
 const char *journal_batch_state_name(enum journal_batch_state s);
 

@@ -1831,7 +1831,7 @@ static int sv_read_inflight(struct sv *s)
     if (sqlite3_prepare_v2(s->db,
                            "SELECT bp.chunk_id, bp.first_offset,"
                            " bp.last_offset FROM batches b JOIN pieces bp"
-                           " ON bp.batch_seq = b.seq WHERE b.state <= 2"
+                           " ON bp.batch_seq = b.seq WHERE b." JOURNAL_SQL_OPEN
                            " AND (b.flags & 1) = 0",
                            -1, &st, NULL) != SQLITE_OK) {
         sqlite3_finalize(st);
@@ -2210,7 +2210,8 @@ static int dl_read(void *arg, sqlite3 *db)
         db,
         "SELECT p.topic, p.partition, p.high_offset, p.batched_offset,"
         " (SELECT MIN(bp.first_offset) FROM batches b JOIN pieces bp"
-        "  ON bp.batch_seq = b.seq WHERE b.state <= 2 AND (b.flags & 1) = 0"
+        "  ON bp.batch_seq = b.seq WHERE b." JOURNAL_SQL_OPEN
+        " AND (b.flags & 1) = 0"
         "  AND bp.part_id = p.id)"
         " FROM partitions p WHERE p.sealed = 0"
         " ORDER BY p.topic, p.partition",
@@ -2309,7 +2310,7 @@ static int db_read(void *arg, sqlite3 *db)
         " bp.first_offset, bp.last_offset FROM batches b"
         " JOIN pieces bp ON bp.batch_seq = b.seq"
         " JOIN partitions p ON p.id = bp.part_id"
-        " WHERE b.route = ?1 AND b.state = 3"
+        " WHERE b.route = ?1 AND b.state = " JOURNAL_SQL_DELIVERED
         " AND (?2 IS NULL OR p.topic = ?2) AND (?3 < 0 OR p.partition = ?3)"
         " AND (?4 < 0 OR bp.last_offset >= ?4)"
         " AND (?5 < 0 OR bp.first_offset <= ?5)"

@@ -18,7 +18,10 @@ usage: chaos.py [--events N] [--kills K] [--broker-restarts R]
   --faults: comma-separated phases cycled while kadx is killed:
             fail (500), throttle (429), reset (applied, then TCP RST),
             slow (50% applied 2.5-5 s late: after kadx's 2 s request
-            timeout, some after the 4 s server timeout); default all.
+            timeout, some after the 4 s server timeout), token (the token
+            endpoint answers 503 for 8.5-12 s; kadx's tokens live 10 s
+            and are refreshed after 8 s, so a refresh or a restart meets
+            it); default all, in a shuffled cycle (each fires in turn).
 The meson test `chaos` runs a short version (tests/chaos/meson.build);
 `KADX_FULL=1` or the flags give the long one: 1M events, 100 kills.
 Needs root for --disk-mb (it mounts a tmpfs and unmounts it at the end).
@@ -46,6 +49,10 @@ TOPIC = "chaos"
 REQUEST_TIMEOUT_MS = 2000
 SERVER_TIMEOUT_MS = 4000  # servertimeout sent with each ingest
 WINDOW_MS = 7000          # forwarder.ambiguous_window_ms (>= the two)
+CLIENT_ID = "kadx-chaos"
+CLIENT_SECRET = "chaos-s3cret"
+AUDIT_TOKEN = "chaos-audit-token"  # the test's own queries (static)
+TOKEN_LIFETIME_S = 10
 
 
 class Producer(threading.Thread):
@@ -122,6 +129,9 @@ class Faults(threading.Thread):
             e.faults(throttle_rps=self.rnd.randint(1, 3), retry_after_s=1)
         elif name == "reset":
             e.faults(reset_count=self.rnd.randint(1, 4))
+        elif name == "token":
+            # longer than the 8 s between two refreshes: one falls inside
+            e.faults(token_down_ms=self.rnd.randint(8500, 12000))
         elif name == "slow":
             # applied 2.5-5 s late: after kadx's request timeout, some
             # after the server timeout too (then not applied: 504)
@@ -135,7 +145,7 @@ class Faults(threading.Thread):
         requests consume them, unless all_off."""
         if all_off:
             self.emu.faults(fail_count=0, throttle_rps=0, reset_count=0,
-                            late_share=0)
+                            late_share=0, token_down_ms=0)
             return
         self.emu.faults(throttle_rps=0)
         # a slow phase lasts until a request was late (kadx may have been
@@ -147,8 +157,12 @@ class Faults(threading.Thread):
 
     def run(self):
         try:
+            cycle = []
             while not self.stop_ev.is_set():
-                self.phase(self.rnd.choice(self.phases))
+                if not cycle:
+                    cycle = list(self.phases)
+                    self.rnd.shuffle(cycle)
+                self.phase(cycle.pop())
                 if self.stop_ev.wait(self.rnd.uniform(1.0, 4.0)):
                     break
                 self.healthy()
@@ -172,7 +186,12 @@ def write_config(path, bootstrap, journal, url):
                   "heartbeat.interval.ms": "500"},
         "adx": {"ingest_url": url, "request_timeout_ms": REQUEST_TIMEOUT_MS,
                 "server_timeout_ms": SERVER_TIMEOUT_MS,
-                "auth": {"method": "none"}},
+                # tokens from the emulator's AAD-shaped endpoint (10 s
+                # lives, emulator flag): refreshes meet the token fault
+                "auth": {"method": "client_secret", "tenant_id": "chaos",
+                         "client_id": CLIENT_ID,
+                         "client_secret": CLIENT_SECRET,
+                         "authority_host": url}},
         "routes": [{"topic": TOPIC, "database": "leaderboard",
                     "table": tf.TABLE, "format": "json",
                     "mapping": tf.MAPPING,
@@ -230,7 +249,7 @@ def main():
     ap.add_argument("--broker-restarts", type=int, default=10 if full else 2)
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--disk-mb", type=int, default=0)
-    ap.add_argument("--faults", default="fail,throttle,reset,slow")
+    ap.add_argument("--faults", default="fail,throttle,reset,slow,token")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=3600 if full else 300)
     args = ap.parse_args()
@@ -253,7 +272,9 @@ def main():
             mounted = True
         cluster = kafka_cluster.KafkaCluster(nodes=3).start()
         cluster.create_topic(TOPIC, partitions=args.partitions)
-        emu = adx.Emulator().start()
+        emu = adx.Emulator(auth="token", static_token=AUDIT_TOKEN,
+                           client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                           token_lifetime=TOKEN_LIFETIME_S).start()
         tf.setup_table(emu)
         journal = os.path.join(jdir, "j.db")
         cfg = os.path.join(tmp, "kadx.json")
@@ -329,11 +350,12 @@ def main():
                 ("broker kill -9 + restart", broker_restarts),
                 ("ADX fault phases (%s)" % ",".join(
                     "%s %d" % kv for kv in sorted(faults.ran.items())), ""),
-                ("  fired: fail / throttle / reset / late",
-                 "%s / %s / %s / %s" % (fired.get("fail"),
-                                        fired.get("throttle"),
-                                        fired.get("reset"),
-                                        fired.get("late"))),
+                ("  fired: fail / throttle / reset / late / token",
+                 "%s / %s / %s / %s / %s" % (fired.get("fail"),
+                                             fired.get("throttle"),
+                                             fired.get("reset"),
+                                             fired.get("late"),
+                                             fired.get("token"))),
                 ("journal filesystem", "%d MiB tmpfs" % args.disk_mb
                  if args.disk_mb else "the temp dir's"),
                 ("events lost", lost),

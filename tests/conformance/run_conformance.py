@@ -15,11 +15,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def main():
+    # the test file: emulator.test.mjs, or queued.test.mjs (which needs
+    # azurite too: meson test conformance-node-queued)
+    test_file = sys.argv[1] if len(sys.argv) > 1 else "emulator.test.mjs"
     node = shutil.which("node")
     if node is None:
         print("skipped: node is not installed (bash .ci/install-deps)")
         return 77
-    for pkg in ("azure-kusto-data", "azure-kusto-ingest"):
+    pkgs = ["azure-kusto-data", "azure-kusto-ingest"]
+    if test_file == "queued.test.mjs":
+        pkgs.append("azurite")
+    for pkg in pkgs:
         if not os.path.isdir(os.path.join(HERE, "node_modules", pkg)):
             print("skipped: %s is not installed (cd tests/conformance && "
                   "npm ci)" % pkg)
@@ -28,7 +34,7 @@ def main():
            if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
     env["NO_PROXY"] = "*"
     env["no_proxy"] = "*"
-    return subprocess.call([node, "--test", "emulator.test.mjs"], cwd=HERE,
+    return subprocess.call([node, "--test", test_file], cwd=HERE,
                            env=env, timeout=240)
 
 

@@ -27,6 +27,7 @@
 #include "kadx_version.h"
 
 #include "admin/http.h"
+#include "tests/emulators/dm.h"
 #include "tests/emulators/ingest.h"
 #include "tests/emulators/kusto.h"
 
@@ -180,10 +181,11 @@ struct faults {
     uint64_t late_min_ms; /* their delay: uniform in [min, max] */
     uint64_t late_max_ms;
     int reset_count;
-    double throttle_rps;   /* 0: off */
-    int retry_after_s;     /* for 429s; 0: derived from the rate */
-    double bucket;         /* throttle tokens */
-    uint64_t bucket_at_ms; /* last refill */
+    double throttle_rps;          /* 0: off */
+    int retry_after_s;            /* for 429s; 0: derived from the rate */
+    double bucket;                /* throttle tokens */
+    uint64_t bucket_at_ms;        /* last refill */
+    uint64_t token_down_until_ms; /* token endpoints answer 503 until then */
 };
 
 struct stats {
@@ -198,6 +200,7 @@ struct stats {
     uint64_t fired_latency;
     uint64_t fired_reset;
     uint64_t fired_throttle;
+    uint64_t fired_token;      /* token requests refused (token_down_ms) */
     uint64_t fired_late;       /* requests that took the late path */
     uint64_t late_applied;     /* ... applied after their delay */
     uint64_t late_client_gone; /* ... of which the client had hung up */
@@ -235,6 +238,8 @@ struct emu {
     struct delayed *delayed;    /* requests waiting out a latency fault */
     char *map_json;             /* the last mapping parsed, its text */
     struct ingest_mapping *map; /* ... and its parse (owned) */
+    struct dm_config dmc;       /* queued ingestion (--storage-*) */
+    struct dm *dm;              /* ... its worker, or NULL */
 };
 
 /* A request that waits out the latency fault before it is processed, or
@@ -1555,10 +1560,14 @@ static void render_faults(struct emu *e, struct sbuf *b)
     sb_printf(b,
               ",\"latency_ms\":%" PRIu64 ",\"reset_count\":%d,"
               "\"throttle_rps\":%g,\"retry_after_s\":%d,\"late_share\":%g,"
-              "\"late_min_ms\":%" PRIu64 ",\"late_max_ms\":%" PRIu64 "}",
+              "\"late_min_ms\":%" PRIu64 ",\"late_max_ms\":%" PRIu64
+              ",\"token_down_ms\":%" PRIu64 "}",
               e->f.latency_ms, e->f.reset_count, e->f.throttle_rps,
               e->f.retry_after_s, e->f.late_share, e->f.late_min_ms,
-              e->f.late_max_ms);
+              e->f.late_max_ms,
+              e->f.token_down_until_ms > now_ms()
+                  ? e->f.token_down_until_ms - now_ms()
+                  : 0);
 }
 
 static void faults_clear(struct emu *e)
@@ -1599,7 +1608,8 @@ static void handle_faults_post(struct emu *e, struct http_request *req,
     static const char *const known[] = {
         "fail_count",    "fail_status", "fail_permanent", "fail_code",
         "fail_message",  "latency_ms",  "reset_count",    "throttle_rps",
-        "retry_after_s", "late_share",  "late_min_ms",    "late_max_ms"};
+        "retry_after_s", "late_share",  "late_min_ms",    "late_max_ms",
+        "token_down_ms"};
     struct faults nf;
     const cJSON *it;
     double v;
@@ -1648,6 +1658,10 @@ static void handle_faults_post(struct emu *e, struct http_request *req,
     NUM("late_share", 0, 1, nf.late_share, double);
     NUM("late_min_ms", 0, 600000, nf.late_min_ms, uint64_t);
     NUM("late_max_ms", 0, 600000, nf.late_max_ms, uint64_t);
+    NUM("token_down_ms", 0, 3600000, v, double);
+    if (present) {
+        nf.token_down_until_ms = v > 0 ? now_ms() + (uint64_t)v : 0;
+    }
 #undef NUM
     if (nf.late_max_ms < nf.late_min_ms) {
         respond_error(req, c, 400, "General_BadRequest", 1,
@@ -1704,23 +1718,24 @@ static void handle_stats(struct emu *e, struct http_request *req, struct ctx *c)
 {
     struct sbuf b = {0};
 
-    sb_printf(
-        &b,
-        "{\"requests\":%" PRIu64 ",\"ingest_requests\":%" PRIu64
-        ",\"ingest_ok\":%" PRIu64 ",\"ingest_failed\":%" PRIu64
-        ",\"queries\":%" PRIu64 ",\"mgmt\":%" PRIu64
-        ",\"auth_failures\":%" PRIu64 ",\"rows_accepted\":%" PRIu64
-        ",\"count_only\":%s,\"connections\":%zu,"
-        "\"faults_fired\":{\"fail\":%" PRIu64 ",\"latency\":%" PRIu64
-        ",\"reset\":%" PRIu64 ",\"throttle\":%" PRIu64 ",\"late\":%" PRIu64
-        "},\"late_applied\":%" PRIu64 ",\"late_client_gone\":%" PRIu64
-        ",\"late_expired\":%" PRIu64 ",\"tables\":{",
-        e->st.requests, e->st.ingest_requests, e->st.ingest_ok,
-        e->st.ingest_failed, e->st.queries, e->st.mgmt, e->st.auth_failures,
-        kusto_rows_accepted(e->k), e->count_only ? "true" : "false",
-        http_server_connections(e->srv), e->st.fired_fail, e->st.fired_latency,
-        e->st.fired_reset, e->st.fired_throttle, e->st.fired_late,
-        e->st.late_applied, e->st.late_client_gone, e->st.late_expired);
+    sb_printf(&b,
+              "{\"requests\":%" PRIu64 ",\"ingest_requests\":%" PRIu64
+              ",\"ingest_ok\":%" PRIu64 ",\"ingest_failed\":%" PRIu64
+              ",\"queries\":%" PRIu64 ",\"mgmt\":%" PRIu64
+              ",\"auth_failures\":%" PRIu64 ",\"rows_accepted\":%" PRIu64
+              ",\"count_only\":%s,\"connections\":%zu,"
+              "\"faults_fired\":{\"fail\":%" PRIu64 ",\"latency\":%" PRIu64
+              ",\"reset\":%" PRIu64 ",\"throttle\":%" PRIu64
+              ",\"late\":%" PRIu64 ",\"token\":%" PRIu64
+              "},\"late_applied\":%" PRIu64 ",\"late_client_gone\":%" PRIu64
+              ",\"late_expired\":%" PRIu64 ",\"tables\":{",
+              e->st.requests, e->st.ingest_requests, e->st.ingest_ok,
+              e->st.ingest_failed, e->st.queries, e->st.mgmt,
+              e->st.auth_failures, kusto_rows_accepted(e->k),
+              e->count_only ? "true" : "false", http_server_connections(e->srv),
+              e->st.fired_fail, e->st.fired_latency, e->st.fired_reset,
+              e->st.fired_throttle, e->st.fired_late, e->st.fired_token,
+              e->st.late_applied, e->st.late_client_gone, e->st.late_expired);
     for (size_t i = 0; i < e->ntables; i++) {
         if (i > 0) {
             sb_put(&b, ",", 1);
@@ -1743,6 +1758,9 @@ static void handle_control(struct emu *e, struct http_request *req,
     if (!http_req_peer_is_loopback(req)) {
         respond_error(req, c, 403, "Forbidden", 1,
                       "the control endpoint answers loopback clients only");
+        return;
+    }
+    if (dm_handle_control(e->dm, req, c->hdrs, c->nhdrs)) {
         return;
     }
     if (strcmp(path, "/_emulator/faults") == 0 && strcmp(m, "POST") == 0) {
@@ -1805,7 +1823,7 @@ static void handle(struct http_request *req, void *data)
     const char *m = http_req_method(req);
     int is_post = strcmp(m, "POST") == 0;
     int is_get = strcmp(m, "GET") == 0;
-    int v1;
+    int v1 = 0;
 
     ctx_init(&c, req);
     if (strncmp(path, "/_emulator/", 11) == 0) {
@@ -1820,10 +1838,19 @@ static void handle(struct http_request *req, void *data)
     }
     if (path_is(path, "/v1/rest/auth/metadata") && is_get) {
         handle_metadata(e, req, &c);
-    } else if (token_path(path, &v1) && is_post) {
-        handle_token_v2(e, req, &c, v1);
-    } else if (path_is(path, "/metadata/identity/oauth2/token") && is_get) {
-        handle_imds(e, req, &c);
+    } else if ((token_path(path, &v1) && is_post) ||
+               (path_is(path, "/metadata/identity/oauth2/token") && is_get)) {
+        if (e->f.token_down_until_ms > now_ms()) {
+            /* AAD's shape for an outage (token_down_ms) */
+            e->st.fired_token++;
+            http_respond_json(req, 503, c.hdrs, c.nhdrs,
+                              "{\"error\":\"temporarily_unavailable\","
+                              "\"error_description\":\"injected fault\"}");
+        } else if (is_post) {
+            handle_token_v2(e, req, &c, v1);
+        } else {
+            handle_imds(e, req, &c);
+        }
     } else if (path_is(path, "/v1/rest/mgmt") && is_post) {
         if (!authorized(e, req)) {
             respond_unauthorized(e, req, &c);
@@ -1875,6 +1902,7 @@ static void on_signal(uv_signal_t *s, int signum)
         respond_error(d->req, &c, 503, "ServiceUnavailable", 0,
                       "the emulator is shutting down");
     }
+    dm_stop(e->dm);
     http_server_free(e->srv);
     e->srv = NULL;
     uv_close((uv_handle_t *)&e->sigterm, NULL);
@@ -1914,6 +1942,16 @@ static void usage(FILE *f)
             "                          streaming limit)\n"
             "  --count-only            accept and count rows, do not store "
             "them\n"
+            "  --storage-blob URL      queued ingestion through Azure "
+            "Storage (Azurite):\n"
+            "  --storage-queue URL     the account's blob, queue and table "
+            "endpoints,\n"
+            "  --storage-table URL     e.g. "
+            "http://127.0.0.1:10000/devstoreaccount1\n"
+            "  --storage-account NAME  (default devstoreaccount1)\n"
+            "  --storage-key KEY       base64 (default Azurite's "
+            "well-known key)\n"
+            "  --sas-lifetime SECS     SAS validity (default 7200)\n"
             "  -h, --help              this help\n\n"
             "control (loopback only, no auth): POST /_emulator/faults, GET "
             "/_emulator/faults,\n"
@@ -2001,6 +2039,28 @@ static int parse_args(struct emu *e, int argc, char **argv)
             e->max_body = (size_t)n;
         } else if (strcmp(a, "--count-only") == 0) {
             e->count_only = 1;
+        } else if (strcmp(a, "--storage-blob") == 0) {
+            NEED_VALUE();
+            e->dmc.blob_url = v;
+        } else if (strcmp(a, "--storage-queue") == 0) {
+            NEED_VALUE();
+            e->dmc.queue_url = v;
+        } else if (strcmp(a, "--storage-table") == 0) {
+            NEED_VALUE();
+            e->dmc.table_url = v;
+        } else if (strcmp(a, "--storage-account") == 0) {
+            NEED_VALUE();
+            e->dmc.account = v;
+        } else if (strcmp(a, "--storage-key") == 0) {
+            NEED_VALUE();
+            e->dmc.key_b64 = v;
+            log_add_secret(v);
+        } else if (strcmp(a, "--sas-lifetime") == 0) {
+            NEED_VALUE();
+            if (parse_long(v, 1, 86400 * 365, &n) < 0) {
+                return cli_usage_error(cmd, "bad --sas-lifetime '%s'", v);
+            }
+            e->dmc.sas_lifetime_s = n;
         } else {
             return cli_usage_error(cmd, "unknown option '%s'", a);
         }
@@ -2082,6 +2142,16 @@ int cmd_adx_emulator(int argc, char **argv)
         snprintf(e.listen, sizeof(e.listen), "%s:%d", host,
                  http_server_port(e.srv));
     }
+    if (e.dmc.blob_url != NULL || e.dmc.queue_url != NULL ||
+        e.dmc.table_url != NULL) {
+        e.dm = dm_start(&loop, e.k, &e.dmc, err, sizeof(err));
+        if (e.dm == NULL) {
+            log_error("adx-emulator", "queued ingestion: %s", err);
+            http_server_free(e.srv);
+            uv_run(&loop, UV_RUN_DEFAULT);
+            goto out_loop;
+        }
+    }
     uv_signal_init(&loop, &e.sigterm);
     uv_signal_init(&loop, &e.sigint);
     e.sigterm.data = &e;
@@ -2099,6 +2169,7 @@ int cmd_adx_emulator(int argc, char **argv)
     exit_code = 0;
 out_loop:
     uv_loop_close(&loop);
+    dm_free(e.dm);
 out_engine:
     kusto_close(e.k);
 out_mem:

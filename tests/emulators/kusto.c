@@ -59,6 +59,9 @@ struct kusto {
     sqlite3_stmt *ins;
     char *ins_key;
     size_t ins_ncols;
+    /* the data-management side's resources (tests/emulators/dm.c) */
+    kusto_resources_fn resources_fn;
+    void *resources_data;
 };
 
 /* ------------------------------------------------------------------ */
@@ -1967,10 +1970,11 @@ static int show_version(struct cmd *c, struct kusto_result **out)
 }
 
 /* .show/.get ingestion resources: what a queued-ingestion client asks the
- * data-management endpoint for (blob containers and queues with SAS). The
- * emulator has no blob storage, so the table has ADX's columns and no row:
- * a client (the Java SDK's ManagedStreamingIngestClient asks at start)
- * sees the answer it parses, and queued ingestion finds no resource. */
+ * data-management endpoint for (blob containers and queues with SAS). With
+ * blob storage (--storage-*, tests/emulators/dm.c) the rows come from the
+ * resources callback, fresh SAS each time; without it the table has ADX's
+ * columns and no row: a client (the Java SDK's ManagedStreamingIngestClient
+ * asks at start) sees the answer it parses, and finds no resource. */
 static int show_ingestion_resources(struct cmd *c, struct kusto_result **out)
 {
     static const struct colspec cols[] = {
@@ -1978,12 +1982,40 @@ static int show_ingestion_resources(struct cmd *c, struct kusto_result **out)
         {"StorageRoot", KT_STRING},
     };
     struct kusto_result *r = result_new("Table_0", cols, 2);
+    struct kusto *k = c->k;
 
     if (!r) {
         return oom(c);
     }
+    if (k->resources_fn != NULL) {
+        const char *types[KUSTO_MAX_RESOURCES];
+        char *roots[KUSTO_MAX_RESOURCES];
+        size_t n = k->resources_fn(k->resources_data, types, roots,
+                                   KUSTO_MAX_RESOURCES);
+        size_t cap = 0;
+        int rc = 0;
+        for (size_t i = 0; i < n; i++) {
+            struct kusto_value *row;
+            if (rc == 0 && (!(row = table_add_row(&r->tables[0], &cap)) ||
+                            cell_str(&row[0], types[i]) < 0 ||
+                            cell_str(&row[1], roots[i]) < 0)) {
+                rc = -ENOMEM;
+            }
+            free(roots[i]);
+        }
+        if (rc < 0) {
+            kusto_result_free(r);
+            return oom(c);
+        }
+    }
     *out = r;
     return 0;
+}
+
+void kusto_set_resources_fn(struct kusto *k, kusto_resources_fn fn, void *data)
+{
+    k->resources_fn = fn;
+    k->resources_data = data;
 }
 
 /* .get kusto identity token: the DM's token for queued-ingestion messages,

@@ -143,4 +143,14 @@ int kusto_add_column(struct kusto *k, const char *db, const char *table,
                      const char *column, enum kusto_type type,
                      struct kusto_error *err);
 
+/*
+ * The rows of `.get ingestion resources`: fn fills up to max (type, root)
+ * pairs, roots malloc'd (freed by the engine), and returns their count.
+ * Called on the engine's thread for each command. NULL: no rows.
+ */
+#define KUSTO_MAX_RESOURCES 16
+typedef size_t (*kusto_resources_fn)(void *data, const char **types,
+                                     char **roots, size_t max);
+void kusto_set_resources_fn(struct kusto *k, kusto_resources_fn fn, void *data);
+
 #endif

@@ -274,6 +274,49 @@ static void test_workload_identity(void **state)
     assert_string_equal(auth_token(f->auth), "tok-WI");
 }
 
+/* The token endpoint's reply, as the fuzz target sees it: lifetimes from
+ * expires_in (number or string), else expires_on - now, else one hour,
+ * clamped to 2 s..1 day; unusable tokens refused. */
+static void test_parse_token_reply(void **state)
+{
+    static const struct {
+        const char *body;
+        int rc;
+        int64_t life;
+    } cases[] = {
+        {"{\"access_token\":\"abc\",\"expires_in\":3599}", 0, 3599},
+        {"{\"access_token\":\"abc\",\"expires_in\":\"86399\"}", 0, 86399},
+        {"{\"access_token\":\"abc\",\"expires_on\":\"1000600\"}", 0, 600},
+        {"{\"access_token\":\"abc\",\"expires_on\":999999}", 0, 2},
+        {"{\"access_token\":\"abc\"}", 0, 3600},
+        {"{\"access_token\":\"abc\",\"expires_in\":1e300}", 0, 3600},
+        {"{\"access_token\":\"abc\",\"expires_in\":9999999}", 0, 86400},
+        {"{\"access_token\":\"abc\",\"expires_in\":\"99999999999999999999\"}",
+         0, 3600},
+        {"{\"access_token\":\"a b\",\"expires_in\":10}", -EBADMSG, 0},
+        {"{\"access_token\":\"\"}", -EBADMSG, 0},
+        {"{\"error\":\"invalid_client\"}", -EBADMSG, 0},
+        {"<html>502</html>", -EBADMSG, 0},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *tok = NULL;
+        int64_t life = -1;
+        int rc = auth_parse_token_reply(cases[i].body, strlen(cases[i].body),
+                                        1000000, &tok, &life);
+
+        assert_int_equal(rc, cases[i].rc);
+        if (rc == 0) {
+            assert_string_equal(tok, "abc");
+            assert_int_equal(life, cases[i].life);
+            free(tok);
+        } else {
+            assert_null(tok);
+        }
+    }
+}
+
 static void test_static_and_none(void **state)
 {
     struct fx *f = *state;
@@ -325,6 +368,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_workload_identity, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_static_and_none, setup, teardown),
+        cmocka_unit_test(test_parse_token_reply),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

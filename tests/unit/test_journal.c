@@ -1758,9 +1758,22 @@ static void test_dead_ids_not_reused(void **state)
     journal_dead_list_free(dl, n);
 }
 
+/* The SQL literals of the batch states are the enum's values. */
+static void test_sql_state_literals(void **state)
+{
+    (void)state;
+    assert_int_equal(atoi(JOURNAL_SQL_PENDING), JOURNAL_BATCH_PENDING);
+    assert_int_equal(atoi(JOURNAL_SQL_SENT), JOURNAL_BATCH_SENT);
+    assert_int_equal(atoi(JOURNAL_SQL_FAILED), JOURNAL_BATCH_FAILED);
+    assert_int_equal(atoi(JOURNAL_SQL_DELIVERED), JOURNAL_BATCH_DELIVERED);
+    assert_int_equal(atoi(JOURNAL_SQL_DEAD), JOURNAL_BATCH_DEAD);
+    assert_int_equal(atoi(JOURNAL_SQL_SPLIT), JOURNAL_BATCH_SPLIT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sql_state_literals),
         cmocka_unit_test(test_chunk_roundtrip),
         cmocka_unit_test(test_chunk_negative_first_offset),
         cmocka_unit_test_setup_teardown(test_append_duplicates_high_offset,
