@@ -983,6 +983,7 @@ static int set_defaults(struct config *c)
     c->admin.max_requests_per_s = 20;
     c->intake.high_water_bytes = -1; /* computed in finish() */
     c->intake.low_water_bytes = -1;
+    c->intake.prefetch_bytes = CONFIG_DEFAULT_PREFETCH_BYTES;
     if (default_journal_path(&c->journal.path) < 0 ||
         replace(&c->admin.listen, "127.0.0.1:8081") < 0 ||
         replace(&c->adx.auth.authority_host,
@@ -1036,9 +1037,13 @@ static const char *const forwarder_keys[] = {"batch_max_bytes",
                                              "ambiguous_window_ms",
                                              "on_error",
                                              NULL};
-static const char *const intake_keys[] = {"skip_tombstones", "high_water_bytes",
-                                          "low_water_bytes", "topics",
-                                          "on_rewind",       NULL};
+static const char *const intake_keys[] = {"skip_tombstones",
+                                          "high_water_bytes",
+                                          "low_water_bytes",
+                                          "topics",
+                                          "on_rewind",
+                                          "prefetch_bytes",
+                                          NULL};
 static const char *const admin_keys[] = {
     "listen",  "token",           "token_on_get",       "tls_cert",
     "tls_key", "max_connections", "max_requests_per_s", NULL};
@@ -1425,8 +1430,15 @@ static int load_native(struct loader *l, const cJSON *root)
             (rc = opt_num(l, o, "intake", "high_water_bytes", NUM_SIZE, 1,
                           INT64_MAX, &in->high_water_bytes)) < 0 ||
             (rc = opt_num(l, o, "intake", "low_water_bytes", NUM_SIZE, 0,
-                          INT64_MAX, &in->low_water_bytes)) < 0) {
+                          INT64_MAX, &in->low_water_bytes)) < 0 ||
+            (rc = opt_num(l, o, "intake", "prefetch_bytes", NUM_SIZE, 0,
+                          INT64_C(1) << 40, &in->prefetch_bytes)) < 0) {
             return rc;
+        }
+        if (in->prefetch_bytes > 0 && in->prefetch_bytes < (4 << 20)) {
+            return fail(l,
+                        "'intake.prefetch_bytes' must be 0 (unbounded) or at "
+                        "least 4MiB");
         }
         if ((rc = opt_nonempty(l, o, "intake", "on_rewind", &s)) < 0) {
             return rc;
@@ -3480,6 +3492,7 @@ char *config_to_json(const struct config *cfg)
     }
     rc |= add_num(o, "high_water_bytes", cfg->intake.high_water_bytes);
     rc |= add_num(o, "low_water_bytes", cfg->intake.low_water_bytes);
+    rc |= add_num(o, "prefetch_bytes", cfg->intake.prefetch_bytes);
     rc |= add_str(o, "on_rewind",
                   cfg->intake.on_rewind == CONFIG_ON_REWIND_EPOCH ? "new_epoch"
                                                                   : "pause");

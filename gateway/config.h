@@ -22,6 +22,8 @@
 
 #define CONFIG_MAX_BYTES           (1024 * 1024)     /* config file size cap */
 #define CONFIG_ADX_MAX_BATCH_BYTES (4 * 1024 * 1024) /* ADX streaming limit */
+/* intake.prefetch_bytes: librdkafka's prefetch for all partitions together */
+#define CONFIG_DEFAULT_PREFETCH_BYTES (16 * 1024 * 1024)
 /* What Microsoft's SDKs give a streaming ingest request (10 minutes: the
  * Java SDK also sends it as `servertimeout`; FORWARDER.md) */
 #define CONFIG_SERVER_TIMEOUT_DEFAULT_MS (10 * 60 * 1000)
@@ -169,6 +171,9 @@ struct config_intake {
     int64_t high_water_bytes; /* pending journal bytes that pause intake;
                                  default 80% of journal.max_bytes */
     int64_t low_water_bytes;  /* ... that resume it; default 50% */
+    int64_t prefetch_bytes;   /* what librdkafka may prefetch for all
+                                 partitions together; 0 = librdkafka's
+                                 per-partition defaults (prefetch.h) */
     /* The Kafka subscription, computed: route topics, '^' patterns of regex
        routes, plus intake.topics (native) or `topics` (connector). Never
        contains "*". */

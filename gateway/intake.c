@@ -94,6 +94,7 @@
 
 #include "gateway/config.h"
 #include "gateway/log.h"
+#include "gateway/prefetch.h"
 #include "storage/journal.h"
 
 #include <errno.h>
@@ -222,6 +223,9 @@ static const char *const stop_phase_names[] = {
 struct intake {
     uv_loop_t *loop;
     const struct config *cfg;
+    struct prefetch_plan prefetch; /* intake.prefetch_bytes (prefetch.h) */
+    int prefetch_full; /* drained nothing for a while: prefetch_kick */
+    uint64_t prefetch_kicks;
     struct journal *j;
     rd_kafka_t *rk;
     rd_kafka_queue_t *rkqu;
@@ -251,6 +255,7 @@ struct intake {
     size_t evcap;
     int appending;         /* fly is with the journal */
     int append_failed;     /* fly came back with an error: retry it */
+    int64_t acc_max_msgs;  /* INTAKE_ACC_MAX_MSGS, or less (prefetch) */
     int64_t acc_max_bytes; /* INTAKE_ACC_MAX_BYTES, or less on a small
                               disk (intake_acc_limit) */
     int append_retries;    /* failed attempts of the current fly */
@@ -412,7 +417,9 @@ static int msgbuf_reserve(struct msgbuf *b, size_t more)
         return 0;
     }
     while (cap - b->used < more) {
-        cap *= 2;
+        /* by a quarter past 1 MiB: a doubled buffer is up to half unused,
+         * and intake.prefetch_bytes counts the bytes, not the slack */
+        cap += cap < 1024 * 1024 ? cap : cap / 4;
     }
     nd = realloc(b->data, cap);
     if (nd == NULL) {
@@ -567,7 +574,9 @@ static int msgbuf_push(struct msgbuf *b, struct ipart *p, rd_kafka_message_t *m)
     struct imsg *im;
 
     if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 1024;
+        size_t cap = b->cap == 0      ? 1024
+                     : b->cap < 16384 ? b->cap * 2
+                                      : b->cap + b->cap / 4;
         struct imsg *nm = realloc(b->m, cap * sizeof(*nm));
 
         if (nm == NULL) {
@@ -642,10 +651,22 @@ static void intake_acc_limit(struct intake *in)
     if (sp.effective_cap / 8 < lim) {
         lim = sp.effective_cap / 8;
     }
+    /* intake.prefetch_bytes bounds the appends too: a quarter of it for
+     * what accumulates, as much for the append in flight (INTAKE.md
+     * "Memory"), and a message count to match (~200 bytes of bookkeeping
+     * per message besides its bytes). */
+    if (in->cfg->intake.prefetch_bytes > 0 &&
+        in->cfg->intake.prefetch_bytes / 4 < lim) {
+        lim = in->cfg->intake.prefetch_bytes / 4;
+    }
     if (lim < 256 * 1024) {
         lim = 256 * 1024;
     }
     in->acc_max_bytes = lim;
+    in->acc_max_msgs = INTAKE_ACC_MAX_MSGS;
+    if (in->cfg->intake.prefetch_bytes > 0 && lim / 128 < in->acc_max_msgs) {
+        in->acc_max_msgs = lim / 128;
+    }
 }
 
 /* INV-7: pause at high water or -ENOSPC, resume at low water only. */
@@ -1530,7 +1551,7 @@ static void intake_take(struct intake *in, rd_kafka_message_t *m)
 
 static int acc_full(const struct intake *in)
 {
-    return in->acc.n >= INTAKE_ACC_MAX_MSGS ||
+    return in->acc.n >= (size_t)in->acc_max_msgs ||
            in->acc.used >= (size_t)in->acc_max_bytes;
 }
 
@@ -1555,6 +1576,7 @@ static void intake_drain(struct intake *in)
 
         if (acc_full(in) && in->appending) {
             in->drain_blocked = 1; /* on_appended drains again */
+            in->prefetch_full = 1; /* librdkafka's queues may fill */
             return;
         }
         n = rd_kafka_consume_batch_queue(in->rkqu, 0, msgs, INTAKE_BATCH);
@@ -1572,6 +1594,16 @@ static void intake_drain(struct intake *in)
             return;
         }
         if (n < INTAKE_BATCH) {
+            if (in->prefetch_full && in->prefetch.budget > 0 && !in->kpaused &&
+                in->stop == STOP_NONE && !in->closing_consumer) {
+                in->prefetch_full = 0;
+                in->prefetch_kicks++;
+                log_debug("intake",
+                          "prefetch: the queue ran dry after a blocked "
+                          "drain: waking librdkafka's fetchers (%llu)",
+                          (unsigned long long)in->prefetch_kicks);
+                prefetch_kick(in->rk);
+            }
             intake_stop_advance(in);
             return;
         }
@@ -2595,6 +2627,26 @@ static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v,
     return 0;
 }
 
+/* intake.prefetch_bytes: librdkafka's queue and fetch limits (prefetch.c);
+ * the user's kafka map wins. */
+static int intake_prefetch(struct intake *in, rd_kafka_conf_t *conf, char *err,
+                           size_t errlen)
+{
+    const struct prefetch_plan *pl = &in->prefetch;
+    const struct config_kafka *k = &in->cfg->kafka;
+
+    prefetch_plan_compute(in->cfg->intake.prefetch_bytes, &in->prefetch);
+    if (pl->budget > 0) {
+        log_info("intake",
+                 "prefetch budget %lld bytes: queued.max.messages.kbytes %d, "
+                 "queued.min.messages %d, fetch.max.bytes %d, "
+                 "max.partition.fetch.bytes %d (unless set in 'kafka')",
+                 (long long)pl->budget, pl->queued_kbytes, pl->queued_msgs,
+                 pl->fetch_max_bytes, pl->part_fetch_bytes);
+    }
+    return prefetch_apply(conf, pl, k->keys, k->n, err, errlen);
+}
+
 static int build_conf(struct intake *in, rd_kafka_conf_t **out, char *err,
                       size_t errlen)
 {
@@ -2647,6 +2699,10 @@ static int build_conf(struct intake *in, rd_kafka_conf_t **out, char *err,
                      "4.x brokers (they can to 3.x); see gateway/INTAKE.md",
                      k->values[i], rd_kafka_version_str());
         }
+    }
+    rc = intake_prefetch(in, conf, err, errlen);
+    if (rc < 0) {
+        goto fail;
     }
     /* Not overridable: kadx's own wiring. The user's auto.offset.reset
      * (earliest or latest, config.c) is applied by intake itself. */

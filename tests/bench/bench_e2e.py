@@ -22,6 +22,7 @@ usage: bench_e2e.py [--kadx PATH] [--bench-dir DIR] [--events N]
                     [--partitions P] [--rates R1,R2] [--seconds S]
                     [--linger MS] [--kafka K=V ...] [--batch-bytes B]
                     [--skip-stages] [--skip-backlog]
+                    [--backlog [--prefetch default,0]]
 Build without sanitizers: meson setup build-rel -Dbuildtype=release &&
 ninja -C build-rel && python3 tests/bench/bench_e2e.py --kadx
 build-rel/kadx --bench-dir build-rel/tests/bench. `ninja -C build-rel
@@ -137,7 +138,7 @@ def rss_peak_kib(pid):
 
 
 def write_config(path, bootstrap, group, journal, url, extra_fw=None,
-                 extra_kafka=None):
+                 extra_kafka=None, extra_intake=None):
     kprops = {"bootstrap.servers": bootstrap, "group.id": group,
               "session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}
     kprops.update(extra_kafka or {})
@@ -153,6 +154,8 @@ def write_config(path, bootstrap, group, journal, url, extra_fw=None,
                            "max_inflight": 4}, **(extra_fw or {})),
         "admin": {"listen": "off"},
     }
+    if extra_intake:
+        cfg["intake"] = extra_intake
     with open(path, "w") as f:
         json.dump(cfg, f)
 
@@ -211,6 +214,91 @@ def e2e_throughput(args, tmp):
     finally:
         emu.stop()
         mock.stop()
+
+
+def run_until_delivered(k, emu, base, want, t_start, what):
+    """Samples kadx run k until the emulator holds base + want rows;
+    returns (t_first_row, t_end, peak RSS KiB, CPU s)."""
+    t_first = None
+    peak = 0
+    while True:
+        rows = emu.stats()["rows_accepted"] - base
+        now = time.monotonic()
+        peak = max(peak, rss_peak_kib(k.pid))
+        if rows > 0 and t_first is None:
+            t_first = now
+        if rows >= want:
+            break
+        if not k.alive():
+            raise SystemExit("%s: kadx exited:\n%s" % (what, k.tail()))
+        if now - t_start > 600:
+            raise SystemExit("%s: timed out at %d rows" % (what, rows))
+        time.sleep(0.05)  # sampling interval of the measurement
+    peak = max(peak, rss_peak_kib(k.pid))
+    return t_first, time.monotonic(), peak, cpu_seconds(k.pid)
+
+
+def backlog_catchup(args, tmp):
+    """--backlog: the topic is produced first (a backlog of --events over
+    --partitions), then `kadx run` catches up from the start, once with
+    intake.prefetch_bytes at its default and once with prefetch unbounded
+    (0: librdkafka's per-partition limits, what kadx did before), each in
+    its own group, one after the other on the same cluster and emulator:
+    peak RSS, events/s from assignment to the last row in ADX, CPU s/1M."""
+    cluster = new_cluster(args.partitions)
+    emu = adx.Emulator(count_only=True).start()
+    out = []
+    try:
+        emu.setup_gameplay()
+        kcat_produce(cluster.bootstrap, args.events, args.partitions)
+        for i, pb in enumerate(args.prefetch.split(",")):
+            if pb == "default":
+                label, intake = "prefetch_bytes default", None
+            else:
+                label = "prefetch_bytes %s%s" % (
+                    pb, " (unbounded)" if int(pb) == 0 else "")
+                intake = {"prefetch_bytes": int(pb)}
+            tag = "run%d" % i
+            cfg = os.path.join(tmp, "backlog-%s.json" % tag)
+            write_config(cfg, cluster.bootstrap, "bench-backlog-" + tag,
+                         os.path.join(tmp, "backlog-%s.db" % tag), emu.url,
+                         None, args.kprops, intake)
+            base = emu.stats()["rows_accepted"]
+            k = harness.kadx("run", "-c", cfg, name="kadx run " + tag)
+            t_start = time.monotonic()
+            k.wait_for("assigned", timeout=60, what="partitions assigned")
+            t_assigned = time.monotonic()
+            _, t_end, peak, cpu = run_until_delivered(
+                k, emu, base, args.events, t_start, tag)
+            plan = [l for l in k.lines() if "prefetch budget" in l]
+            k.stop()
+            out.append({"label": label, "rss_kib": peak,
+                        "rate": args.events / (t_end - t_assigned),
+                        "cpu_per_m": cpu * 1e6 / args.events,
+                        "plan": plan[0] if plan else ""})
+        return out
+    finally:
+        emu.stop()
+        cluster.stop()
+
+
+def print_backlog(args, rows):
+    print()
+    print("backlog catch-up: %d events already in %d partitions (Kafka %s)"
+          % (args.events, args.partitions,
+             "4.x broker" if args.broker == "real" else "mock cluster"))
+    print("%-36s %14s %14s %12s" % ("kadx run", "events/s", "peak RSS MiB",
+                                    "CPU s/1M"))
+    for r in rows:
+        print("%-36s %14.0f %14.1f %12.2f" % (r["label"], r["rate"],
+                                              r["rss_kib"] / 1024.0,
+                                              r["cpu_per_m"]))
+    if len(rows) >= 2 and rows[-1]["rate"] > 0:
+        for r in rows[:-1]:
+            print("%-36s %14.2f" % ("throughput / last row's",
+                                    r["rate"] / rows[-1]["rate"]))
+    if rows and rows[0]["plan"]:
+        print("  " + rows[0]["plan"].split("intake: ", 1)[-1])
 
 
 def forward_backlog(args, tmp):
@@ -330,6 +418,13 @@ def main():
                     help="librdkafka's mock cluster, or Apache Kafka 4.x")
     ap.add_argument("--skip-stages", action="store_true")
     ap.add_argument("--skip-backlog", action="store_true")
+    ap.add_argument("--backlog", action="store_true",
+                    help="only the backlog catch-up, with the prefetch "
+                    "budget and unbounded (peak RSS, events/s, CPU)")
+    ap.add_argument("--prefetch", default="default,0",
+                    help="--backlog: intake.prefetch_bytes of each run, "
+                    "'default' or bytes (0: unbounded); the last one is "
+                    "the reference of the ratios")
     ap.add_argument("--batch-bytes", type=int, default=BATCH_BYTES[0],
                     help="forwarder.batch_max_bytes for kadx run")
     ap.add_argument("--kafka", action="append", default=[],
@@ -341,6 +436,10 @@ def main():
     harness.KADX = os.path.abspath(args.kadx)
     bench_dir = args.bench_dir or os.path.dirname(harness.KADX) + \
         "/tests/bench"
+    if args.backlog:
+        with tempfile.TemporaryDirectory(prefix="kadx-bench-") as tmp:
+            print_backlog(args, backlog_catchup(args, tmp))
+        return
     with tempfile.TemporaryDirectory(prefix="kadx-bench-") as tmp:
         stages = []
         if not args.skip_stages:

@@ -178,6 +178,7 @@ static void test_native_minimal_defaults(void **state)
     assert_int_equal(cfg->intake.on_rewind, CONFIG_ON_REWIND_PAUSE);
     assert_int_equal(cfg->intake.reset_latest, 0);
     assert_true(cfg->intake.low_water_bytes < cfg->intake.high_water_bytes);
+    assert_int_equal(cfg->intake.prefetch_bytes, 16LL * 1024 * 1024);
     assert_true(cfg->intake.high_water_bytes <= cfg->journal.max_bytes);
     assert_int_equal(cfg->intake.ntopics, 1);
     assert_string_equal(cfg->intake.topics[0], "t");
@@ -838,6 +839,10 @@ static const struct bad bad_configs[] = {
             "1000}"),
      "'forwarder.retry_max_ms' (1000) must not be below "
      "'forwarder.retry_initial_ms' (5000)"},
+    {NATIVE(",\"intake\":{\"prefetch_bytes\":\"1MiB\"}"),
+     "'intake.prefetch_bytes' must be 0 (unbounded) or at least 4MiB"},
+    {NATIVE(",\"intake\":{\"prefetch_bytes\":-1}"),
+     "'intake.prefetch_bytes' must be at least 0"},
     {NATIVE(",\"intake\":{\"high_water_bytes\":1000000,\"low_water_bytes\":"
             "1000000}"),
      "'intake.low_water_bytes' (1000000) must be below "
