@@ -40,6 +40,25 @@ async function status() {
   return { s, r: s.routes.find((x) => x.name === route) };
 }
 
+// asks the test (stdout "page: ask WHAT") and waits for its line on stdin
+const lines = [];
+let wake = null;
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (d) => {
+  lines.push(...d.split('\n').filter((l) => l));
+  if (wake) { wake(); }
+});
+async function ask(what) {
+  console.log('page: ask ' + what);
+  const end = Date.now() + 60000;
+  while (!lines.length) {
+    if (Date.now() > end) { throw new Error('no answer to ' + what); }
+    await new Promise((r) => { wake = r; setTimeout(r, 1000); });
+  }
+  const l = lines.shift();
+  assert.equal(l, 'done ' + what);
+}
+
 function n(txt) { return Number(String(txt).replace(/[^0-9-]/g, '')); }
 
 const browser = await chromium.launch({
@@ -146,6 +165,33 @@ try {
   assert.equal(await page.isVisible('#auth'), false);
   step('a reload does not ask again');
 
+  // 6. only POSTs need the token: the test turns token_on_get off (SIGHUP)
+  // and answers on stdin; a fresh tab shows the data at once and asks for
+  // the token on the first button press, then does what was pressed
+  await ask('reload-without-token-on-get');
+  const page2 = await ctx.browser().newContext().then((c) => c.newPage());
+  page2.on('pageerror', (e) => problems.push('pageerror: ' + e.message));
+  page2.on('request', (r) => urls.push(r.url()));
+  await page2.goto(url);
+  const row2 = page2.locator(`#routes tr[data-route="${route}"]`);
+  await row2.waitFor({ timeout: 15000 });
+  assert.equal(await page2.isVisible('#auth'), false);
+  await row2.locator('button.pause').click();
+  await page2.locator('#auth').waitFor({ state: 'visible', timeout: 15000 });
+  assert.equal((await status()).r.forwarder.state, 'running');
+  await page2.fill('#token', tok);
+  await page2.click('#auth-ok');
+  await waitFor(async () => (await status()).r.forwarder.state ===
+                'paused-operator', 'the pause after the token');
+  await waitFor(async () => (await row2.locator('td.state').textContent()) ===
+                'paused-operator', 'the second page to show the pause');
+  await row2.locator('button.resume').click(); // the token is kept now
+  await waitFor(async () => (await status()).r.forwarder.state === 'running',
+                'the resume without a second prompt');
+  assert.equal(await page2.isVisible('#auth'), false);
+  step('without token_on_get: data at once, the token asked on the ' +
+       'first press, which then paused; resume asked nothing');
+
   // the token never went into a URL; every request stayed on the origin
   assert.ok(urls.length > 5, urls.join(' '));
   for (const u of urls) {
@@ -168,3 +214,4 @@ if (failed) {
   process.exit(1);
 }
 console.log('page: all checks passed');
+process.exit(0); // stdin stays open
