@@ -141,6 +141,8 @@ try {
   assert.equal(after.r.forwarder.events_delivered, dp,
                'delivered moved while paused');
   assert.ok(after.r.journal_depth >= 30, JSON.stringify(after.r));
+  await waitFor(async () => /\d+s/.test(
+    await row.locator('td.oldest').textContent()), 'the oldest pending age');
   step(`paused: delivered stays ${dp} while journaled went from ${j0} to ` +
        `${after.s.intake.journaled}, ${after.r.journal_depth} pending`);
 
