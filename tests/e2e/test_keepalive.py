@@ -22,8 +22,8 @@ the previous connection has been idle past race_s:
 - test_idle_connection_not_reused: with adx.keepalive_idle_ms below the
   server's idle timeout, kadx opens a new connection instead of writing
   on the idle one: no ambiguous failure, no dedupe query. With the default
-  (50 s) the same test fails: every batch after the first is ambiguous
-  (measured: see FORWARDER.md).
+  (50 s) the same test fails: every ingest is ambiguous (measured: see
+  FORWARDER.md).
 """
 import http.client
 import http.server
