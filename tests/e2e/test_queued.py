@@ -217,6 +217,37 @@ class QueuedCase(harness.TmpDirCase):
         audit(self.emu, self.parts, 100)
         self.assertGreaterEqual(dm(self.emu)["stats"]["skipped"], 1)
 
+    def test_managed_falls_back_when_streaming_is_off(self):
+        """A native route with ingestion "managed" on a table without a
+        streaming policy: the first streaming request is refused (400
+        StreamingIngestionPolicyNotEnabled, nothing applied), that batch and
+        the next ones go queued; every event once."""
+        cfg = os.path.join(self.tmp, "kadx.json")
+        with open(cfg, "w") as f:
+            json.dump({
+                "kafka": {"bootstrap.servers": self.bs, "group.id": "g-mgd"},
+                "adx": {"ingest_url": self.emu.url},
+                "routes": [{"topic": TOPIC, "database": "leaderboard",
+                            "table": "GamePlay", "format": "json",
+                            "mapping": adx.GAMEPLAY_MAPPING,
+                            "ingestion": "managed"}],
+                "journal": {"path": os.path.join(self.tmp, "j.db")},
+                "forwarder": {"linger_ms": 50, "retry_initial_ms": 100,
+                              "retry_max_ms": 1000},
+                "admin": {"listen": "127.0.0.1:0"}}, f)
+        produce(self.bs, self.parts, 0, 200)
+        k = harness.kadx("run", "-c", cfg, name="kadx run managed")
+        k.wait_for("running (group", timeout=30, what="the running line")
+        self.wait_rows(200 * PARTS, k, 45)
+        fw = json.loads(self.admin(k, "/status")[1])["routes"][0]["forwarder"]
+        self.assertEqual(fw["ingestion"], "managed")
+        self.assertGreaterEqual(fw["managed_fallbacks"], 1, fw)
+        self.assertEqual(fw["permanent_errors"], 0, fw)
+        self.assertEqual(fw["dead_events"], 0, fw)
+        self.assertEqual(k.stop(), 0)
+        audit(self.emu, self.parts, 200)
+        self.assertGreaterEqual(self.emu.stats()["ingest_requests"], 1)
+
 
 if __name__ == "__main__":
     harness.main()
