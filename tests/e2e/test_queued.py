@@ -235,6 +235,13 @@ class QueuedCase(harness.TmpDirCase):
                 "forwarder": {"linger_ms": 50, "retry_initial_ms": 100,
                               "retry_max_ms": 1000},
                 "admin": {"listen": "127.0.0.1:0"}}, f)
+        # the online check does not ask for a streaming policy here
+        p = harness.kadx("run", "--check", "--online", "-c", cfg,
+                         name="kadx check online")
+        self.assertEqual(p.wait(90), 0, "\n".join(p.err))
+        self.assertIn("ok   adx: route 'gameplay': streaming ingestion not "
+                      "enabled on the table or its database: the managed "
+                      "route sends queued", "\n".join(p.err))
         produce(self.bs, self.parts, 0, 200)
         k = harness.kadx("run", "-c", cfg, name="kadx run managed")
         k.wait_for("running (group", timeout=30, what="the running line")
