@@ -217,6 +217,30 @@ class QueuedCase(harness.TmpDirCase):
         audit(self.emu, self.parts, 100)
         self.assertGreaterEqual(dm(self.emu)["stats"]["skipped"], 1)
 
+    def test_permanent_failure_report_bisects(self):
+        """A Failed report with FailureStatus Permanent is handled like a
+        streaming permanent error (INV-6): the batch is bisected, the
+        halves (new ids, new tags) go through, nothing is dead-lettered
+        because nothing was bad, every event once."""
+        with open(self.cfg) as f:
+            cfg = json.load(f)
+        # LOG: bisect and dead-letter (the connector's FAIL pauses instead)
+        cfg.get("config", cfg)["behavior.on.error"] = "LOG"
+        with open(self.cfg, "w") as f:
+            json.dump(cfg, f)
+        dm(self.emu, {"fail_count": 1, "fail_permanent": True,
+                      "fail_code": "BadRequest_InvalidBlob"})
+        produce(self.bs, self.parts, 0, 100)
+        k = self.start_kadx("kadx run")
+        self.wait_rows(100 * PARTS, k, 45)
+        fw = json.loads(self.admin(k, "/status")[1])["routes"][0]["forwarder"]
+        self.assertGreaterEqual(fw["permanent_errors"], 1, fw)
+        self.assertGreaterEqual(fw["splits"], 1, fw)
+        self.assertEqual(fw["dead_events"], 0, fw)
+        self.assertEqual(k.stop(), 0)
+        audit(self.emu, self.parts, 100)
+        self.assertEqual(dm(self.emu)["stats"]["fired_fail"], 1)
+
     def test_managed_falls_back_when_streaming_is_off(self):
         """A native route with ingestion "managed" on a table without a
         streaming policy: the first streaming request is refused (400
