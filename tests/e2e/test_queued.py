@@ -241,6 +241,29 @@ class QueuedCase(harness.TmpDirCase):
         audit(self.emu, self.parts, 100)
         self.assertEqual(dm(self.emu)["stats"]["fired_fail"], 1)
 
+    def test_short_lived_sas_is_refreshed(self):
+        """The emulator's SAS lives 8 s (as a real one expires): kadx
+        fetches the resources again before half of it is gone, so every
+        blob, row and message goes out with a live SAS, over 12 s of
+        traffic; every event once."""
+        self.emu.stop()
+        self.emu = adx.Emulator(extra=self.az.emulator_args() +
+                                ["--sas-lifetime", "8"]).start()
+        self.emu.mgmt(adx.SEED_CREATE_TABLE)
+        self.emu.mgmt(adx.SEED_CREATE_MAPPING)
+        connector_config(self.cfg, self.emu.url, self.bs)
+        before = self.emu.stats()["mgmt"]
+        k = self.start_kadx("kadx run")
+        pace = threading.Event()
+        for r in range(12):  # one round a second: traffic over 12 s
+            produce(self.bs, self.parts, r * 25, 25)
+            pace.wait(1.0)
+        self.wait_rows(300 * PARTS, k, 45)
+        self.assertEqual(k.stop(), 0)
+        audit(self.emu, self.parts, 300)
+        # resources + identity token: two commands per fetch, >= 3 fetches
+        self.assertGreaterEqual(self.emu.stats()["mgmt"] - before, 6)
+
     def test_managed_falls_back_when_streaming_is_off(self):
         """A native route with ingestion "managed" on a table without a
         streaming policy: the first streaming request is refused (400
