@@ -826,6 +826,13 @@ static cJSON *route_stats_json(const struct forwarder_route_stats *rs)
     add_num(f, "auth_errors", (double)rs->auth_errors);
     add_num(f, "last_delivered_ms", (double)rs->last_delivered_ms);
     add_num(f, "last_latency_ms", rs->last_latency_ms);
+    /* queued ingestion (gateway/QUEUED.md) */
+    cJSON_AddStringToObject(f, "ingestion", rs->ingestion ? rs->ingestion : "");
+    add_num(f, "awaiting_report", rs->awaiting_report);
+    add_num(f, "oldest_report_wait_ms", (double)rs->oldest_report_wait_ms);
+    add_num(f, "queued_posts", (double)rs->queued_posts);
+    add_num(f, "queued_skipped", (double)rs->queued_skipped);
+    add_num(f, "managed_fallbacks", (double)rs->managed_fallbacks);
     return f;
 }
 
@@ -1219,6 +1226,29 @@ static void metrics_latency(struct sbuf *b, const struct config *cfg,
     }
 }
 
+/* Queued ingestion per route (gateway/QUEUED.md): the mode as a label. */
+static void metrics_queued(struct sbuf *b, const struct config *cfg,
+                           const struct forwarder_route_stats *rs)
+{
+    sb_family(b, "kadx_route_awaiting_report", "gauge",
+              "Batches posted to queued ingestion, no status report yet.");
+    for (size_t r = 0; r < cfg->nroutes; r++) {
+        char lab[64];
+
+        snprintf(lab, sizeof(lab), ",ingestion=\"%s\"",
+                 rs[r].ingestion ? rs[r].ingestion : "");
+        sb_route_sample(b, "kadx_route_awaiting_report", cfg->routes[r].name,
+                        lab, rs[r].awaiting_report);
+    }
+    sb_family(b, "kadx_route_oldest_report_wait_seconds", "gauge",
+              "Age of the oldest batch awaiting a queued status report.");
+    for (size_t r = 0; r < cfg->nroutes; r++) {
+        sb_route_sample(b, "kadx_route_oldest_report_wait_seconds",
+                        cfg->routes[r].name, NULL,
+                        (double)rs[r].oldest_report_wait_ms / 1000.0);
+    }
+}
+
 static void metrics_forwarder(struct admin *a, struct sbuf *b)
 {
     const struct config *cfg = a->src.cfg;
@@ -1256,6 +1286,7 @@ static void metrics_forwarder(struct admin *a, struct sbuf *b)
                         ",reason=\"auth\"", (double)rs[r].auth_errors);
     }
     metrics_latency(b, cfg, rs);
+    metrics_queued(b, cfg, rs);
     free(rs);
     exp = forwarder_token_expires_ms(a->src.forwarder);
     if (exp > 0) {

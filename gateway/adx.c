@@ -704,8 +704,13 @@ int adx_request(struct adx *a, const struct adx_request_spec *spec, adx_cb cb,
     if (a->no_proxy != NULL) {
         curl_easy_setopt(r->easy, CURLOPT_NOPROXY, a->no_proxy);
     }
-    if (spec->method != NULL && strcmp(spec->method, "POST") == 0) {
+    if (spec->method != NULL && (strcmp(spec->method, "POST") == 0 ||
+                                 strcmp(spec->method, "PUT") == 0)) {
         curl_easy_setopt(r->easy, CURLOPT_POST, 1L);
+        if (strcmp(spec->method, "PUT") == 0) {
+            /* Azure Storage's Put Blob and table entity writes */
+            curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST, "PUT");
+        }
         curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE,
                          (curl_off_t)spec->body_len);
         if (spec->no_replay) {

@@ -52,7 +52,7 @@ struct adx_response {
 typedef void (*adx_cb)(void *arg, const struct adx_response *res);
 
 struct adx_request_spec {
-    const char *method;         /* "GET" or "POST" */
+    const char *method;         /* "GET", "POST" or "PUT" */
     const char *url;            /* absolute http(s) URL */
     const char *const *headers; /* "Name: value" strings, NULL-terminated */
     const void *body;           /* borrowed until the callback runs */

@@ -127,14 +127,6 @@ static void note(struct loader *l, struct sbuf *b, const char *item)
     }
 }
 
-/* Appends text to the last item of a note list. */
-static void note_more(struct loader *l, struct sbuf *b, const char *text)
-{
-    if (sbuf_adds(b, text) < 0) {
-        l->oom = 1;
-    }
-}
-
 /*
  * Copies s into buf for an error message: non-printable bytes become '?',
  * long strings end in "...". Returns buf.
@@ -1002,9 +994,10 @@ static const char *const top_keys[] = {
     "kafka",     "adx",   "routes", "journal",         "intake",
     "forwarder", "admin", "log",    "schema_registry", NULL};
 static const char *const adx_keys[] = {
-    "ingest_url",         "query_url",         "auth",
-    "request_timeout_ms", "server_timeout_ms", "proxy",
-    "no_proxy",           "keepalive_idle_ms", NULL};
+    "ingest_url", "query_url",          "dm_url",
+    "auth",       "request_timeout_ms", "server_timeout_ms",
+    "proxy",      "no_proxy",           "keepalive_idle_ms",
+    NULL};
 static const char *const auth_keys[] = {
     "method",     "tenant_id",      "client_id", "client_secret", "token",
     "token_file", "authority_host", "scope",     "imds_url",      NULL};
@@ -1020,6 +1013,7 @@ static const char *const route_keys[] = {"name",
                                          "value_converter",
                                          "key_converter",
                                          "schema_registry",
+                                         "ingestion", /* issue 15 */
                                          NULL};
 static const char *const meta_keys[] = {"topic",     "partition", "offset",
                                         "timestamp", "key",       "headers",
@@ -1165,6 +1159,7 @@ static int load_adx_native(struct loader *l, const cJSON *o)
     if ((rc = check_keys(l, o, "adx", adx_keys)) < 0 ||
         (rc = req_string(l, o, "adx", "ingest_url", &x->ingest_url)) < 0 ||
         (rc = opt_nonempty(l, o, "adx", "query_url", &x->query_url)) < 0 ||
+        (rc = opt_nonempty(l, o, "adx", "dm_url", &x->dm_url)) < 0 ||
         (rc = opt_num(l, o, "adx", "request_timeout_ms", NUM_MS, 100,
                       3600 * 1000, &x->request_timeout_ms)) < 0 ||
         (rc = opt_num(l, o, "adx", "server_timeout_ms", NUM_MS, 1000,
@@ -1217,6 +1212,7 @@ static int load_route_native(struct loader *l, const cJSON *o, const char *p,
 {
     const cJSON *meta;
     char mp[PATHLEN];
+    char *ing = NULL;
     int rc;
 
     if ((rc = check_keys(l, o, p, route_keys)) < 0 ||
@@ -1232,9 +1228,17 @@ static int load_route_native(struct loader *l, const cJSON *o, const char *p,
             0 ||
         (rc = opt_nonempty(l, o, p, "key_converter", &r->key_converter)) < 0 ||
         (rc = load_registry_native(l, o, p, &r->registry)) < 0 ||
+        (rc = opt_nonempty(l, o, p, "ingestion", &ing)) < 0 ||
         (rc = opt_object(l, o, p, "meta", &meta)) < 0) {
+        free(ing);
         return rc;
     }
+    if (ing != NULL && config_ingestion_parse(ing, &r->ingestion) < 0) {
+        free(ing);
+        return fail(l, "'%s.ingestion' must be streaming, queued or managed",
+                    p);
+    }
+    free(ing);
     if (r->topic == NULL && r->topic_regex == NULL) {
         return fail(l, "%s: set one of 'topic' and 'topic_regex'", p);
     }
@@ -1811,6 +1815,7 @@ static int load_conn_mapping(struct loader *l, const char *text)
 
         join_index(p, sizeof(p), mk, c->nroutes);
         c->nroutes++;
+        r->ingestion = CONFIG_INGEST_QUEUED; /* "streaming" absent or false */
         if (!cJSON_IsObject(e)) {
             rc = fail(l, "'%s' must be an object", p);
             goto out_arr;
@@ -1851,10 +1856,8 @@ static int load_conn_mapping(struct loader *l, const char *text)
         if (streaming != NULL) {
             if (conn_bool(streaming, &on) < 0) {
                 rc = fail(l, "'%s.streaming' must be true or false", p);
-            } else if (!on) {
-                note(l, &l->warn, p);
-                note_more(l, &l->warn,
-                          ".streaming=false (kadx always streams)");
+            } else if (on) {
+                r->ingestion = CONFIG_INGEST_MANAGED; /* as the connector */
             }
             free(streaming);
             if (rc < 0) {
@@ -1948,6 +1951,9 @@ static int load_conn_values(struct loader *l, struct conn *cn)
             return oom(l);
         }
     } else if (engine_from_dm(cn->ingest_url, &c->adx.ingest_url) < 0) {
+        return oom(l);
+    }
+    if (replace(&c->adx.dm_url, cn->ingest_url) < 0) {
         return oom(l);
     }
 
@@ -2847,7 +2853,12 @@ static int finish(struct loader *l)
         replace(&c->adx.query_url, c->adx.ingest_url) < 0) {
         return oom(l);
     }
+    if (c->adx.dm_url == NULL &&
+        config_dm_url_default(c->adx.ingest_url, &c->adx.dm_url) < 0) {
+        return oom(l);
+    }
     if ((rc = check_url(l, "adx.query_url", c->adx.query_url, NULL)) < 0 ||
+        (rc = check_url(l, "adx.dm_url", c->adx.dm_url, NULL)) < 0 ||
         (rc = check_auth(l)) < 0) {
         return rc;
     }
@@ -3269,6 +3280,7 @@ void config_free(struct config *cfg)
     strv_free(cfg->kafka.values, cfg->kafka.n);
     free(cfg->adx.ingest_url);
     free(cfg->adx.query_url);
+    free(cfg->adx.dm_url);
     free(cfg->adx.proxy);
     free(cfg->adx.no_proxy);
     a = &cfg->adx.auth;
@@ -3383,6 +3395,7 @@ char *config_to_json(const struct config *cfg)
     }
     rc |= add_str(o, "ingest_url", cfg->adx.ingest_url);
     rc |= add_str(o, "query_url", cfg->adx.query_url);
+    rc |= add_str(o, "dm_url", cfg->adx.dm_url);
     rc |= add_num(o, "request_timeout_ms", cfg->adx.request_timeout_ms);
     rc |= add_num(o, "server_timeout_ms", cfg->adx.server_timeout_ms);
     rc |= add_num(o, "keepalive_idle_ms", cfg->adx.keepalive_idle_ms);
@@ -3442,6 +3455,7 @@ char *config_to_json(const struct config *cfg)
         rc |= add_str(m, "headers", r->meta.headers);
         rc |= add_str(m, "batch_id", r->meta.batch_id);
         rc |= add_str(ro, "dedupe_column", r->dedupe_column);
+        rc |= add_str(ro, "ingestion", config_ingestion_name(r->ingestion));
         rc |= add_str(ro, "value_converter", r->value_converter);
         rc |= add_str(ro, "key_converter", r->key_converter);
         if (r->registry.url != NULL) {

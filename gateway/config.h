@@ -66,6 +66,10 @@ struct config_auth {
 struct config_adx {
     char *ingest_url; /* engine URL used for streaming ingest, no final '/' */
     char *query_url;  /* engine URL for queries; default = ingest_url */
+    char *dm_url;     /* data-management URL (queued ingestion): native
+                         adx.dm_url, default ingest_url with "ingest-" put
+                         before the host name (loopback/IP hosts: the same
+                         URL); connector: kusto.ingestion.url */
     struct config_auth auth;
     int64_t request_timeout_ms; /* per HTTP request, default 30000 */
     int64_t server_timeout_ms;  /* life of an ingest request on the server,
@@ -99,6 +103,14 @@ struct config_registry {
     int64_t timeout_ms; /* per request, default 10000 */
 };
 
+/* How a route's batches reach ADX (gateway/QUEUED.md). */
+enum config_ingestion {
+    CONFIG_INGEST_STREAMING = 0, /* POST /v1/rest/ingest (native default) */
+    CONFIG_INGEST_QUEUED,        /* blob + queue message + status report */
+    CONFIG_INGEST_MANAGED,       /* streaming, queued when ADX says the
+                                    batch is too large or streaming is off */
+};
+
 struct config_route {
     char *name;        /* unique; default = topic, topic_regex or "*" */
     char *topic;       /* exact topic, or "*" (fallback); NULL if regex */
@@ -109,6 +121,9 @@ struct config_route {
     char *mapping;           /* ingestion mapping reference name; NULL = none */
     struct config_meta meta; /* json/multijson only */
     char *dedupe_column;     /* NULL = none; requires meta.batch_id */
+    enum config_ingestion ingestion; /* native `ingestion`; connector:
+                                        "streaming" true = managed, else
+                                        queued */
     /* Schema Registry framing of values / keys: "avro", "json_schema" or
        NULL (raw bytes, as before); format "avro" needs value "avro" */
     char *value_converter;
@@ -257,6 +272,14 @@ const char *config_kafka_get(const struct config *cfg, const char *key);
  */
 const struct config_route *config_route_for_topic(const struct config *cfg,
                                                   const char *topic);
+
+/* "streaming", "queued", "managed" (config_ingestion.c). */
+const char *config_ingestion_name(enum config_ingestion m);
+/* Parses one of those names (case-insensitive): 0, or -EINVAL. */
+int config_ingestion_parse(const char *s, enum config_ingestion *out);
+/* The default DM URL for an engine URL (see config_adx.dm_url): owned
+ * string in *out (free()). 0 or -ENOMEM. */
+int config_dm_url_default(const char *engine, char **out);
 
 /* "none", "static_token", "client_secret", ... */
 const char *config_auth_method_name(enum config_auth_method m);

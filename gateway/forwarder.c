@@ -49,6 +49,7 @@
 #include "gateway/auth.h"
 #include "gateway/config.h"
 #include "gateway/log.h"
+#include "gateway/queued.h"
 #include "gateway/registry.h"
 #include "gateway/srbody.h"
 #include "storage/journal.h"
@@ -73,6 +74,8 @@
 #define FW_RETIRE_BUSY_MS     10   /* ... while a backlog is being deleted */
 #define FW_RETIRE_PRESSURE_MS 250  /* ... while the disk is short of space */
 #define FW_RETIRE_CHUNKS      64   /* chunks per retention transaction */
+/* managed: how long a route stays queued after ADX said streaming is off */
+#define FW_STREAMING_OFF_MS (5 * 60 * 1000)
 
 enum fb_state {
     FB_BUILDING = 0,
@@ -140,6 +143,10 @@ struct fbatch {
     size_t nsr;
     size_t split_at;  /* format avro: records of two schemas, split here */
     int schema_split; /* the running split is split_at's, not a bisection */
+    /* queued ingestion (queued.h, QUEUED.md): the attempt in flight; a
+     * managed route's batch that fell back to queued */
+    struct queued_op *qop;
+    int use_queued;
     struct fbatch *prev, *next;
 };
 
@@ -184,8 +191,10 @@ struct route {
     enum forwarder_route_state state;
     char reason[256];
     struct forwarder_route_stats st;
-    struct eo_check eo;      /* the dedupe query's assumptions (eo_*) */
-    char registry_down[200]; /* "" = the schema registry answers */
+    struct eo_check eo;         /* the dedupe query's assumptions (eo_*) */
+    int64_t streaming_off_mono; /* managed: ADX said streaming is off for
+                                   the table, queued until then */
+    char registry_down[200];    /* "" = the schema registry answers */
 };
 
 struct forwarder {
@@ -198,6 +207,7 @@ struct forwarder {
     struct adx *adx;
     struct auth *auth;
     struct registry *registry; /* schema registry client (registry.h) */
+    struct queued *queued;     /* queued ingestion (queued.h) */
     struct route *routes;
     size_t nroutes;
     uv_timer_t idle;
@@ -1734,14 +1744,62 @@ static void fb_ambiguous(struct fbatch *b)
     fb_wait(b, backoff_next(b, -1), FB_NEXT_SEND);
 }
 
+static void fb_outcome(struct fbatch *b, enum adx_outcome o, const char *reason,
+                       int64_t retry_after_ms);
+static int fb_uses_queued(const struct fbatch *b);
+
+/* Managed routes: does this streaming answer send the batch to queued
+ * ingestion (as Microsoft's managed streaming clients do)? 1 = too large,
+ * 2 = streaming is off for the table or the cluster, 0 = no. */
+static int managed_fallback(const struct adx_response *res, const char *why)
+{
+    if (res->status == 413 || strstr(why, "InputStreamTooLarge") != NULL ||
+        strstr(why, "PayloadTooLarge") != NULL) {
+        return 1;
+    }
+    if (strstr(why, "StreamingIngestionPolicyNotEnabled") != NULL ||
+        strstr(why, "StreamingIngestionDisabled") != NULL ||
+        (res->status == 404 && strstr(why, "EntityNotFound") == NULL)) {
+        return 2;
+    }
+    return 0;
+}
+
 static void on_ingest(void *arg, const struct adx_response *res)
 {
     struct fbatch *b = arg;
     struct route *rt = b->rt;
-    struct forwarder *fw = rt->fw;
     char reason[400];
     enum adx_outcome o = adx_classify(res, reason, sizeof(reason));
+    int fall;
 
+    if (rt->cfg->ingestion == CONFIG_INGEST_MANAGED && o != ADX_OK &&
+        !rt->fw->stopping && (fall = managed_fallback(res, reason)) > 0) {
+        /* a definite no: nothing was applied, queued takes the batch */
+        b->use_queued = 1;
+        rt->st.managed_fallbacks++;
+        if (fall == 2) {
+            rt->streaming_off_mono = mono_ms() + FW_STREAMING_OFF_MS;
+        }
+        log_info("forwarder", "%s: %s: queued ingestion instead", b->jb->id,
+                 reason);
+        fb_mark_sent(b);
+        return;
+    }
+    fb_outcome(b, o, reason, res->retry_after_ms);
+}
+
+/* The outcome of one attempt, streaming or queued. */
+static void fb_outcome(struct fbatch *b, enum adx_outcome o, const char *reason,
+                       int64_t retry_after_ms)
+{
+    struct route *rt = b->rt;
+    struct forwarder *fw = rt->fw;
+
+    if (o == ADX_AMBIGUOUS && fb_uses_queued(b)) {
+        /* a resend carries the same ingest-by tag: not ambiguous */
+        o = ADX_TRANSIENT;
+    }
     if (o != ADX_OK) {
         snprintf(b->last_error, sizeof(b->last_error), "%s", reason);
     }
@@ -1773,11 +1831,11 @@ static void on_ingest(void *arg, const struct adx_response *res)
     }
     case ADX_THROTTLED:
         rt->st.throttled++;
-        fb_retry_transient(b, res->retry_after_ms);
+        fb_retry_transient(b, retry_after_ms);
         return;
     case ADX_TRANSIENT:
         rt->st.transient++;
-        fb_retry_transient(b, res->retry_after_ms);
+        fb_retry_transient(b, retry_after_ms);
         return;
     case ADX_AMBIGUOUS:
         if (fw->stopping) {
@@ -1842,6 +1900,75 @@ static void on_token(void *arg)
     }
 }
 
+/* Does b go through queued ingestion (this attempt)? */
+static int fb_uses_queued(const struct fbatch *b)
+{
+    const struct route *rt = b->rt;
+
+    switch (rt->cfg->ingestion) {
+    case CONFIG_INGEST_QUEUED:
+        return 1;
+    case CONFIG_INGEST_MANAGED:
+        return b->use_queued || rt->streaming_off_mono > mono_ms();
+    default:
+        return 0;
+    }
+}
+
+static void on_queued(void *arg, const struct queued_result *r)
+{
+    struct fbatch *b = arg;
+    struct route *rt = b->rt;
+
+    b->qop = NULL;
+    if (r->cancelled) {
+        fb_finish(b); /* stopping: SENT in the journal, posted again later */
+        return;
+    }
+    if (r->outcome == ADX_OK && r->skipped) {
+        rt->st.queued_skipped++;
+        log_info("forwarder", "%s: already in ADX (%s): delivered", b->jb->id,
+                 r->reason);
+    }
+    fb_outcome(b, r->outcome, r->reason, r->retry_after_ms);
+}
+
+/* Queued ingestion of b's body (queued.h): the outcome comes to
+ * fb_outcome like a streaming answer's. */
+static void fb_send_queued(struct fbatch *b, const char *token)
+{
+    struct route *rt = b->rt;
+    struct forwarder *fw = rt->fw;
+    const struct config_route *rc = rt->cfg;
+    struct queued_ingest in;
+    char err[256];
+
+    memset(&in, 0, sizeof(in));
+    in.dm_url = fw->cfg->adx.dm_url;
+    in.token = token;
+    in.database = rc->database;
+    in.table = rc->table;
+    in.format = rc->format;
+    in.mapping = rc->mapping;
+    in.batch_id = b->jb->id;
+    in.attempt = b->jb->attempts;
+    in.body = b->gz;
+    in.body_len = b->gz_len;
+    in.raw_size = b->raw_len;
+    in.timeout_ms = (long)fw->cfg->adx.request_timeout_ms;
+    fb_set_state(b, FB_SENDING);
+    b->sent_mono = mono_ms();
+    rt->st.requests++;
+    rt->st.queued_posts++;
+    rt->st.bytes_sent += b->gz_len;
+    if (queued_ingest(fw->queued, &in, on_queued, b, &b->qop, err,
+                      sizeof(err)) < 0) {
+        snprintf(b->last_error, sizeof(b->last_error), "%s", err);
+        rt->st.transient++;
+        fb_retry_transient(b, -1);
+    }
+}
+
 static void fb_send(struct fbatch *b)
 {
     struct route *rt = b->rt;
@@ -1867,6 +1994,10 @@ static void fb_send(struct fbatch *b)
     }
     if (token != NULL) {
         b->token_used = strdup(token);
+    }
+    if (fb_uses_queued(b)) {
+        fb_send_queued(b, token);
+        return;
     }
     memset(&in, 0, sizeof(in));
     in.cluster = fw->cfg->adx.ingest_url;
@@ -2208,7 +2339,14 @@ static void on_cut(void *arg, int status, struct journal_batch *jb,
         rt->st.ambiguous++;
         snprintf(b->last_error, sizeof(b->last_error),
                  "sent before a restart, outcome unknown");
-        if (rt->cfg->dedupe_column != NULL) {
+        if (rt->cfg->ingestion == CONFIG_INGEST_QUEUED) {
+            /* posted again with the same ingest-by tag: ADX skips it if an
+             * earlier attempt landed (no dedupe query, no duplicate) */
+            log_info("forwarder",
+                     "%s: found sent before a restart (attempt %d): posting "
+                     "again with its ingest-by tag",
+                     jb->id, jb->attempts);
+        } else if (rt->cfg->dedupe_column != NULL) {
             int64_t win = fw->cfg->forwarder.ambiguous_window_ms;
             int64_t left =
                 jb->last_sent_ms > 0 ? jb->last_sent_ms + win - wall_ms() : win;
@@ -2555,6 +2693,11 @@ int forwarder_new(uv_loop_t *loop, const struct forwarder_options *o,
         return rc;
     }
     rc = registry_new(loop, o->journal, &fw->registry, err, errlen);
+    if (rc == 0 && queued_new(loop, fw->adx, &fw->queued) < 0) {
+        registry_free(fw->registry);
+        set_err(err, errlen, "out of memory");
+        rc = -ENOMEM;
+    }
     if (rc < 0) {
         auth_close(fw->auth);
         adx_close(fw->adx);
@@ -2710,6 +2853,9 @@ void forwarder_stop(struct forwarder *fw, int64_t timeout_ms,
         uv_timer_stop(&fw->routes[i].linger);
     }
     uv_timer_stop(&fw->retire_timer);
+    /* reports are not waited for: those batches stay SENT and are posted
+     * again, with their ingest-by tag, at the next start */
+    queued_stop(fw->queued);
     uv_timer_start(&fw->stop_timer, on_stop_timeout,
                    (uint64_t)(timeout_ms > 0 ? timeout_ms : 0), 0);
     /* the callback must not run inside this call: check from the loop */
@@ -2731,6 +2877,8 @@ void forwarder_free(struct forwarder *fw)
             fb_drop(fw->routes[i].batches);
         }
     }
+    queued_free(fw->queued); /* before adx_close: no callback after it */
+    fw->queued = NULL;
     auth_close(fw->auth);
     fw->auth = NULL;
     if (fw->adx != NULL) {
@@ -2895,6 +3043,21 @@ int forwarder_route_stats(const struct forwarder *fw, int route,
     *out = rt->st;
     out->state = rt->state;
     out->inflight = rt->nbatches;
+    out->ingestion = config_ingestion_name(rt->cfg->ingestion);
+    {
+        int64_t now = wall_ms();
+
+        for (const struct fbatch *b = rt->batches; b != NULL; b = b->next) {
+            int64_t at = queued_op_posted_ms(b->qop);
+
+            if (at > 0) {
+                out->awaiting_report++;
+                if (now - at > out->oldest_report_wait_ms) {
+                    out->oldest_report_wait_ms = now - at;
+                }
+            }
+        }
+    }
     if (rt->state != FORWARDER_RUNNING) {
         utf8_copy(out->reason, sizeof(out->reason), rt->reason);
     } else {

@@ -151,8 +151,15 @@ struct forwarder_route_stats {
     uint64_t dead_events;         /* events dead-lettered (INV-6) */
     uint64_t invalid_records;     /* of which: failed local validation */
     uint64_t config_errors;
-    uint64_t auth_errors;      /* 401 */
-    int64_t last_delivered_ms; /* wall clock, 0 = never */
+    uint64_t auth_errors; /* 401 */
+    /* queued ingestion (QUEUED.md) */
+    const char *ingestion;         /* "streaming", "queued", "managed" */
+    int awaiting_report;           /* posted, no status report yet */
+    int64_t oldest_report_wait_ms; /* the oldest of those, 0 = none */
+    uint64_t queued_posts;         /* queued attempts started */
+    uint64_t queued_skipped;       /* Skipped reports: already in ADX */
+    uint64_t managed_fallbacks;    /* managed: streaming -> queued */
+    int64_t last_delivered_ms;     /* wall clock, 0 = never */
     /* produce (Kafka timestamp) -> ADX acknowledgement, last delivery */
     double last_latency_ms;
     /* batch latency (see forwarder_latency_bounds): per-bucket counts,

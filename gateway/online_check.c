@@ -402,13 +402,24 @@ static void check_route(struct oc *o, const struct config_route *r)
     if (t_on != 1 && mgmt(o, r->database, csl) == 0) {
         db_on = policy_enabled(o);
     }
-    report(o, t_on == 1 || db_on == 1,
-           "adx: route '%s': streaming ingestion %s", r->name,
+    /* queued routes need no streaming policy; managed ones fall back to
+     * queued without it (gateway/QUEUED.md) */
+    report(o,
+           t_on == 1 || db_on == 1 || r->ingestion != CONFIG_INGEST_STREAMING,
+           "adx: route '%s': streaming ingestion %s%s", r->name,
            t_on == 1    ? "enabled on the table"
            : db_on == 1 ? "enabled on the database"
-                        : "is not enabled on the table or its database "
-                          "('.alter database ... policy streamingingestion "
-                          "enable')");
+           : r->ingestion != CONFIG_INGEST_STREAMING
+               ? "not enabled on the table or its database: "
+               : "is not enabled on the table or its database "
+                 "('.alter database ... policy streamingingestion "
+                 "enable')",
+           t_on == 1 || db_on == 1 ? ""
+           : r->ingestion == CONFIG_INGEST_QUEUED
+               ? "not needed, the route is queued"
+           : r->ingestion == CONFIG_INGEST_MANAGED
+               ? "the managed route sends queued"
+               : "");
     if (r->mapping != NULL) {
         const char *kind = strcmp(r->format, "csv") == 0 ? "csv" : "json";
         char *mapping = malloc(65536);

@@ -191,7 +191,8 @@ class AvroCase(tf.ForwarderBase):
                "aad.auth.accesstoken": "dev-token",
                "kusto.tables.topics.mapping": json.dumps([
                    {"topic": TOPIC, "db": "leaderboard", "table": "AvroT",
-                    "format": "avro", "mapping": "avro_mapping"}]).replace(
+                    "format": "avro", "mapping": "avro_mapping",
+                    "streaming": True}]).replace(
                         '"', "'"),
                "flush.interval.ms": "100",
                "consumer.override.bootstrap.servers": self.bs,

@@ -119,10 +119,15 @@ class TestConfigCheck(harness.TmpDirCase):
         self.assertEqual(rc, 0, err)
         warn = [l for l in err.splitlines() if " warn " in l]
         self.assertEqual(len(warn), 1, err)
-        for k in ("tempdir.path", "streaming=false"):
-            self.assertIn(k, warn[0])
+        self.assertIn("tempdir.path", warn[0])
+        # honoured: "streaming": false is queued ingestion (issue 15)
+        self.assertNotIn("streaming", warn[0])
         self.assertNotIn("proxy", warn[0])  # honoured: adx.proxy
         cfg = json.loads(out)
+        self.assertEqual(cfg["routes"][0]["ingestion"], "queued")
+        # the DM endpoint is kusto.ingestion.url as given
+        self.assertEqual(cfg["adx"]["dm_url"],
+                         "https://ingest-c.kusto.windows.net")
         self.assertEqual(cfg["adx"]["proxy"], "http://proxy.example.com:3128")
         self.assertEqual(cfg["adx"]["ingest_url"], "https://c.kusto.windows.net")
 

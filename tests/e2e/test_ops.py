@@ -432,7 +432,7 @@ class TestConnect(tf.ForwarderBase):
                 "kusto.tables.topics.mapping":
                     "[{'topic': 'gameplay','db': 'leaderboard', "
                     "'table': 'GamePlay','format': 'json', "
-                    "'mapping': 'kadx_mapping'}]"}}, f)
+                    "'mapping': 'kadx_mapping', 'streaming': 'true'}]"}}, f)
         # the connector config cannot name a journal: the default
         # ./kadx-journal.db, in the test's own directory; the admin port is
         # the default 127.0.0.1:8081 (suite tests do not run in parallel)

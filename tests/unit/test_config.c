@@ -153,6 +153,9 @@ static void test_native_minimal_defaults(void **state)
     assert_int_equal(cfg->adx.request_timeout_ms, 30000);
     assert_int_equal(cfg->adx.keepalive_idle_ms, 50000);
     assert_int_equal(cfg->nroutes, 1);
+    /* issue 15: native routes stream; a loopback DM URL is the engine's */
+    assert_int_equal(cfg->routes[0].ingestion, CONFIG_INGEST_STREAMING);
+    assert_string_equal(cfg->adx.dm_url, "http://127.0.0.1:8080");
     assert_string_equal(cfg->routes[0].name, "t");
     assert_string_equal(cfg->routes[0].format, "json");
     assert_null(cfg->routes[0].mapping);
@@ -250,6 +253,34 @@ static void test_native_full_fixture(void **state)
     assert_string_equal(cfg->intake.topics[3], "^orders-[a-z]+$");
     assert_string_equal(cfg->admin.listen, "127.0.0.1:9091");
     config_free(cfg);
+}
+
+/* issue 15: the data-management URL's default and the mode names */
+static void test_dm_url_default(void **state)
+{
+    static const char *const cases[][2] = {
+        {"https://c1.westeurope.kusto.windows.net",
+         "https://ingest-c1.westeurope.kusto.windows.net"},
+        {"https://ingest-c1.kusto.windows.net",
+         "https://ingest-c1.kusto.windows.net"},
+        {"http://127.0.0.1:8080", "http://127.0.0.1:8080"},
+        {"http://localhost:8080/", "http://localhost:8080/"},
+        {"http://[::1]:80", "http://[::1]:80"},
+    };
+    enum config_ingestion m;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *out = NULL;
+
+        assert_int_equal(config_dm_url_default(cases[i][0], &out), 0);
+        assert_string_equal(out, cases[i][1]);
+        free(out);
+    }
+    assert_int_equal(config_ingestion_parse("Managed", &m), 0);
+    assert_int_equal(m, CONFIG_INGEST_MANAGED);
+    assert_string_equal(config_ingestion_name(CONFIG_INGEST_QUEUED), "queued");
+    assert_int_equal(config_ingestion_parse("stream", &m), -EINVAL);
 }
 
 static void test_route_for_topic(void **state)
@@ -372,6 +403,12 @@ static void test_connector_bare_map(void **state)
     assert_string_equal(cfg->routes[1].topic, "*");
     assert_string_equal(cfg->routes[1].mapping, "m");
     assert_string_equal(cfg->routes[2].format, "csv"); /* Java SDK default */
+    /* issue 15: "streaming" true = managed, false or absent = queued */
+    assert_int_equal(cfg->routes[0].ingestion, CONFIG_INGEST_MANAGED);
+    assert_int_equal(cfg->routes[1].ingestion, CONFIG_INGEST_QUEUED);
+    assert_int_equal(cfg->routes[2].ingestion, CONFIG_INGEST_QUEUED);
+    assert_string_equal(cfg->adx.dm_url,
+                        "https://ingest-c1.westeurope.kusto.windows.net");
     assert_int_equal(cfg->intake.ntopics, 3);
     assert_string_equal(cfg->intake.topics[1], "b");
     assert_string_equal(config_route_for_topic(cfg, "b")->table, "Rest");
@@ -816,6 +853,13 @@ static const struct bad bad_configs[] = {
     {"{" KAFKA ",\"adx\":{\"ingest_url\":\"https://h\",\"proxi\":"
      "\"http://p:1\"}," ROUTE "}",
      "unknown key 'adx.proxi'"},
+    /* issue 15: ingestion mode */
+    {"{" KAFKA "," ADX ",\"routes\":[{\"topic\":\"t\",\"database\":\"d\","
+     "\"table\":\"T\",\"ingestion\":\"batch\"}]}",
+     "'routes[0].ingestion' must be streaming, queued or managed"},
+    {"{" KAFKA ",\"adx\":{\"ingest_url\":\"https://h.kusto.windows.net\","
+     "\"dm_url\":\"ftp://x\"}," ROUTE "}",
+     "'adx.dm_url' must be an https:// URL"},
     /* impossible limits */
     {NATIVE(",\"forwarder\":{\"batch_max_bytes\":\"5MiB\"}"),
      "'forwarder.batch_max_bytes' (5242880) must be at most 4194304: ADX "
@@ -1154,6 +1198,7 @@ int main(void)
         cmocka_unit_test(test_offset_reset_keys),
         cmocka_unit_test(test_native_full_fixture),
         cmocka_unit_test(test_route_for_topic),
+        cmocka_unit_test(test_dm_url_default),
         cmocka_unit_test(test_connector_equals_native),
         cmocka_unit_test(test_connector_bare_map),
         cmocka_unit_test(test_connector_other_strategies),
