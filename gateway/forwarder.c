@@ -184,6 +184,7 @@ struct route {
     uv_timer_t linger;
     int linger_armed;
     int64_t kick_ph_us; /* phases.h: first kick waiting for a cut */
+    uint64_t kick_at;   /* uv_now of that kick: the linger counts from it */
     int64_t cut_ph_us;  /* phases.h: cut requested */
     enum forwarder_route_state state;
     char reason[256];
@@ -2271,6 +2272,7 @@ static void route_cut(struct route *rt)
         req.settled = fw->settled.all(fw->settled.arg, &req.nsettled);
     }
     rt->kicked = 0;
+    rt->kick_at = 0;
     rt->cutting = 1;
     phase_end(PHASE_LINGER, &rt->kick_ph_us);
     rt->cut_ph_us = phase_now_us();
@@ -2307,9 +2309,19 @@ static void route_maybe_cut(struct route *rt)
         return;
     }
     if (rt->kicked && !rt->linger_armed) {
+        /* the linger counts from the first settled kick since the last
+         * cut, not from now: kicks that came while a cut ran or while
+         * max_inflight batches were out have waited already */
+        uint64_t linger = (uint64_t)fw->cfg->forwarder.linger_ms;
+        uint64_t waited = rt->kick_at ? uv_now(fw->loop) - rt->kick_at : 0;
+
+        if (waited >= linger) {
+            rt->backlog = 1; /* linger passed: cut what there is */
+            route_cut(rt);
+            return;
+        }
         rt->linger_armed = 1;
-        uv_timer_start(&rt->linger, on_linger,
-                       (uint64_t)fw->cfg->forwarder.linger_ms, 0);
+        uv_timer_start(&rt->linger, on_linger, linger - waited, 0);
     }
 }
 
@@ -2337,6 +2349,9 @@ void forwarder_kick(struct forwarder *fw)
     for (size_t i = 0; i < fw->nroutes; i++) {
         if (fw->routes[i].kick_ph_us == 0) {
             fw->routes[i].kick_ph_us = phase_now_us();
+        }
+        if (fw->routes[i].kick_at == 0) {
+            fw->routes[i].kick_at = uv_now(fw->loop);
         }
         fw->routes[i].kicked = 1;
         route_maybe_cut(&fw->routes[i]);
