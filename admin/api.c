@@ -31,6 +31,7 @@
 #include "gateway/forwarder.h"
 #include "gateway/intake.h"
 #include "gateway/log.h"
+#include "gateway/phases.h"
 #include "kadx_version.h"
 #include "storage/journal.h"
 #include "storage/recover.h"
@@ -1590,6 +1591,16 @@ static void metrics_answer(struct admin *a, struct http_request *req,
     }
     if (a->src.forwarder != NULL) {
         metrics_forwarder(a, &b);
+    }
+    {
+        char *ph = phases_metrics_text(); /* gateway/phases.h */
+
+        if (ph == NULL) {
+            b.oom = 1;
+        } else {
+            sb_printf(&b, "%s", ph);
+        }
+        free(ph);
     }
     if (b.oom) {
         free(b.p);

@@ -49,6 +49,7 @@
 #include "gateway/auth.h"
 #include "gateway/config.h"
 #include "gateway/log.h"
+#include "gateway/phases.h"
 #include "gateway/queued.h"
 #include "gateway/registry.h"
 #include "gateway/srbody.h"
@@ -111,6 +112,7 @@ struct fbatch {
     struct journal_batch *jb; /* owned */
     enum fb_state state;
     enum fb_next then;
+    int64_t ph_us; /* phases.h: start of the step in progress */
     uv_work_t work;
     uv_timer_t timer;
     int timer_open;
@@ -188,6 +190,9 @@ struct route {
     int started; /* the first cut ran (old batches come first) */
     uv_timer_t linger;
     int linger_armed;
+    int64_t kick_ph_us; /* phases.h: first kick waiting for a cut */
+    uint64_t kick_at;   /* uv_now of that kick: the linger counts from it */
+    int64_t cut_ph_us;  /* phases.h: cut requested */
     enum forwarder_route_state state;
     char reason[256];
     struct forwarder_route_stats st;
@@ -1063,6 +1068,7 @@ static void on_marked_done(void *arg, int status, const char *err)
     struct fbatch *b = arg;
     struct route *rt = b->rt;
 
+    phase_end(PHASE_MARK_DONE, &b->ph_us);
     if (status < 0) {
         /* delivered at ADX (a 200) but not recorded: never send it again
          * from this process, only retry the mark; if the process dies
@@ -1133,6 +1139,7 @@ static void fb_mark_done(struct fbatch *b)
     int rc;
 
     fb_set_state(b, FB_MARKING_DONE);
+    b->ph_us = phase_now_us();
     rc = journal_batch_mark_delivered_async(b->rt->fw->journal, b->jb->id,
                                             wall_ms(), on_marked_done, b);
     if (rc < 0) {
@@ -1773,6 +1780,7 @@ static void on_ingest(void *arg, const struct adx_response *res)
     enum adx_outcome o = adx_classify(res, reason, sizeof(reason));
     int fall;
 
+    phase_end(PHASE_INGEST, &b->ph_us);
     if (rt->cfg->ingestion == CONFIG_INGEST_MANAGED && o != ADX_OK &&
         !rt->fw->stopping && (fall = managed_fallback(res, reason)) > 0) {
         /* a definite no: nothing was applied, queued takes the batch */
@@ -2015,6 +2023,7 @@ static void fb_send(struct fbatch *b)
     in.server_timeout_ms = fw->cfg->adx.server_timeout_ms;
     fb_set_state(b, FB_SENDING);
     b->sent_mono = mono_ms();
+    b->ph_us = phase_now_us();
     rt->st.requests++;
     rt->st.bytes_sent += b->gz_len;
     if (adx_ingest(fw->adx, &in, on_ingest, b, err, sizeof(err)) < 0) {
@@ -2030,6 +2039,7 @@ static void on_marked_sent(void *arg, int status, const char *err)
     struct fbatch *b = arg;
     struct route *rt = b->rt;
 
+    phase_end(PHASE_MARK_SENT, &b->ph_us);
     if (status < 0) {
         snprintf(b->last_error, sizeof(b->last_error), "journal: %s", err);
         log_error("forwarder", "%s: cannot mark sent: %s", b->jb->id, err);
@@ -2071,6 +2081,7 @@ static void fb_mark_sent(struct fbatch *b)
         return;
     }
     fb_set_state(b, FB_MARKING_SENT);
+    b->ph_us = phase_now_us();
     rc = journal_batch_mark_sent_async(rt->fw->journal, b->jb->id, wall_ms(),
                                        on_marked_sent, b);
     if (rc < 0) {
@@ -2127,6 +2138,7 @@ static void build_done(uv_work_t *w, int status)
     struct route *rt = b->rt;
     int rc;
 
+    phase_end(PHASE_BUILD, &b->ph_us);
     if (status < 0 || b->build_rc < 0) {
         log_error("forwarder", "%s: cannot build the body: %s", b->jb->id,
                   strerror(-(status < 0 ? status : b->build_rc)));
@@ -2211,6 +2223,7 @@ static void fb_build(struct fbatch *b)
     int rc;
 
     fb_set_state(b, FB_BUILDING);
+    b->ph_us = phase_now_us();
     if (!srbody_route_uses_registry(rt->cfg)) {
         fb_build_queue(b);
         return;
@@ -2293,6 +2306,10 @@ static void on_cut(void *arg, int status, struct journal_batch *jb,
     struct fbatch *b;
 
     rt->cutting = 0;
+    if (jb != NULL) {
+        phase_end(PHASE_CUT, &rt->cut_ph_us);
+    }
+    rt->cut_ph_us = 0;
     if (status < 0) {
         log_error("forwarder", "route '%s': cannot cut a batch: %s",
                   rt->cfg->name, err);
@@ -2393,7 +2410,10 @@ static void route_cut(struct route *rt)
         req.settled = fw->settled.all(fw->settled.arg, &req.nsettled);
     }
     rt->kicked = 0;
+    rt->kick_at = 0;
     rt->cutting = 1;
+    phase_end(PHASE_LINGER, &rt->kick_ph_us);
+    rt->cut_ph_us = phase_now_us();
     rc = journal_batch_cut_async(fw->journal, &req, on_cut, rt);
     if (rc < 0) {
         rt->cutting = 0;
@@ -2427,9 +2447,19 @@ static void route_maybe_cut(struct route *rt)
         return;
     }
     if (rt->kicked && !rt->linger_armed) {
+        /* the linger counts from the first settled kick since the last
+         * cut, not from now: kicks that came while a cut ran or while
+         * max_inflight batches were out have waited already */
+        uint64_t linger = (uint64_t)fw->cfg->forwarder.linger_ms;
+        uint64_t waited = rt->kick_at ? uv_now(fw->loop) - rt->kick_at : 0;
+
+        if (waited >= linger) {
+            rt->backlog = 1; /* linger passed: cut what there is */
+            route_cut(rt);
+            return;
+        }
         rt->linger_armed = 1;
-        uv_timer_start(&rt->linger, on_linger,
-                       (uint64_t)fw->cfg->forwarder.linger_ms, 0);
+        uv_timer_start(&rt->linger, on_linger, linger - waited, 0);
     }
 }
 
@@ -2455,6 +2485,12 @@ void forwarder_kick(struct forwarder *fw)
         return;
     }
     for (size_t i = 0; i < fw->nroutes; i++) {
+        if (fw->routes[i].kick_ph_us == 0) {
+            fw->routes[i].kick_ph_us = phase_now_us();
+        }
+        if (fw->routes[i].kick_at == 0) {
+            fw->routes[i].kick_at = uv_now(fw->loop);
+        }
         fw->routes[i].kicked = 1;
         route_maybe_cut(&fw->routes[i]);
     }

@@ -94,6 +94,7 @@
 
 #include "gateway/config.h"
 #include "gateway/log.h"
+#include "gateway/phases.h"
 #include "gateway/prefetch.h"
 #include "storage/journal.h"
 
@@ -204,6 +205,7 @@ struct msgbuf {
     unsigned char *data;
     size_t used; /* bytes of data in use */
     size_t dcap;
+    int64_t ph_us; /* phases.h: first held (acc), handed over (fly) */
 };
 
 enum stop_phase {
@@ -268,11 +270,13 @@ struct intake {
     int kpaused;   /* assigned partitions are paused in librdkafka */
 
     int commit_inflight;
+    int64_t commit_ph_us; /* phases.h */
     int commit_wanted;
     uint64_t commit_retry_at;
 
     char *settled_path;
     int persist_inflight;
+    int64_t persist_ph_us; /* phases.h */
     int persist_wanted;
     int persist_force; /* save even if no watermark rose (new epoch) */
     uint64_t persist_retry_at;
@@ -449,6 +453,7 @@ static void msgbuf_clear(struct msgbuf *b)
 {
     b->n = 0;
     b->used = 0;
+    b->ph_us = 0;
 }
 
 static void msgbuf_release(struct msgbuf *b)
@@ -851,6 +856,7 @@ static void persist_after_cb(uv_work_t *w, int status)
     int moved = 0;
 
     in->persist_inflight = 0;
+    phase_end(PHASE_SETTLE, &in->persist_ph_us);
     if (status == 0 && in->persist_rc == 0) {
         for (size_t i = 0; i < in->persist_n; i++) {
             struct ipart *p = in->persist_p[i];
@@ -956,6 +962,7 @@ static void intake_persist(struct intake *in)
         return;
     }
     in->persist_inflight = 1;
+    in->persist_ph_us = phase_now_us();
 }
 
 /* Reads "<journal>.settled" (a missing file is an empty table). */
@@ -1273,6 +1280,7 @@ static void on_committed(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     struct intake *in = opaque;
 
     in->commit_inflight = 0;
+    phase_end(PHASE_COMMIT, &in->commit_ph_us);
     if (err == RD_KAFKA_RESP_ERR__NO_OFFSET) {
         err = RD_KAFKA_RESP_ERR_NO_ERROR; /* nothing to commit */
     }
@@ -1321,6 +1329,7 @@ static void intake_commit(struct intake *in)
         in->commit_retry_at = uv_now(in->loop) + INTAKE_RETRY_MS;
     } else {
         in->commit_inflight = 1;
+        in->commit_ph_us = phase_now_us();
         for (int i = 0; i < l->cnt; i++) {
             struct ipart *p =
                 part_get(in, l->elems[i].topic, l->elems[i].partition, 0);
@@ -1368,6 +1377,7 @@ static void on_appended(void *arg, int status,
         return;
     }
     in->append_failed = 0;
+    phase_end(PHASE_APPEND, &in->fly.ph_us);
     if (in->append_retries > 0) {
         log_info("intake",
                  "journal append went through after %d failed "
@@ -1430,6 +1440,7 @@ static void intake_submit(struct intake *in)
         t = in->fly;
         in->fly = in->acc;
         in->acc = t;
+        phase_end(PHASE_QUEUE, &in->fly.ph_us);
     } else if (in->append_failed && in->retry_at > uv_now(in->loop)) {
         return; /* the tick retries it */
     }
@@ -1476,6 +1487,7 @@ static void intake_submit(struct intake *in)
         return;
     }
     in->appending = 1;
+    in->fly.ph_us = phase_now_us();
     return;
 
 fail_nomem:
@@ -1539,6 +1551,9 @@ static void intake_take(struct intake *in, rd_kafka_message_t *m)
         log_error("intake", "out of memory holding a message: seeking back");
         return;
     }
+    if (in->acc.ph_us == 0) {
+        in->acc.ph_us = phase_now_us();
+    }
     p->consumed = m->offset;
     p->n_consumed++;
     in->c.consumed++;
@@ -1563,6 +1578,24 @@ static void on_idle(uv_idle_t *h)
     intake_drain(in);
 }
 
+/* phases.h: produce -> here, of the oldest message of one read. */
+static void phase_fetch(rd_kafka_message_t **msgs, ssize_t n)
+{
+    int64_t oldest = INT64_MAX;
+
+    for (ssize_t i = 0; i < n; i++) {
+        int64_t ts =
+            msgs[i]->err ? -1 : rd_kafka_message_timestamp(msgs[i], NULL);
+
+        if (ts > 0 && ts < oldest) {
+            oldest = ts;
+        }
+    }
+    if (oldest != INT64_MAX) {
+        phase_observe_us(PHASE_FETCH, (wall_ms() - oldest) * 1000);
+    }
+}
+
 /* Drains the consumer queue (messages and callbacks). */
 static void intake_drain(struct intake *in)
 {
@@ -1584,6 +1617,9 @@ static void intake_drain(struct intake *in)
             log_error("intake", "consume: %s",
                       rd_kafka_err2str(rd_kafka_last_error()));
             break;
+        }
+        if (n > 0) {
+            phase_fetch(msgs, n);
         }
         for (ssize_t i = 0; i < n; i++) {
             intake_take(in, msgs[i]);

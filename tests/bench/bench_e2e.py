@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
@@ -138,7 +139,7 @@ def rss_peak_kib(pid):
 
 
 def write_config(path, bootstrap, group, journal, url, extra_fw=None,
-                 extra_kafka=None, extra_intake=None):
+                 extra_kafka=None, extra_intake=None, admin="off"):
     kprops = {"bootstrap.servers": bootstrap, "group.id": group,
               "session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}
     kprops.update(extra_kafka or {})
@@ -152,7 +153,7 @@ def write_config(path, bootstrap, group, journal, url, extra_fw=None,
         "forwarder": dict({"batch_max_bytes": BATCH_BYTES[0],
                            "batch_max_rows": 100000, "linger_ms": 20,
                            "max_inflight": 4}, **(extra_fw or {})),
-        "admin": {"listen": "off"},
+        "admin": {"listen": admin},
     }
     if extra_intake:
         cfg["intake"] = extra_intake
@@ -360,15 +361,82 @@ def forward_backlog(args, tmp):
         mock.stop()
 
 
+PHASES = ("fetch", "queue", "append", "commit", "settle", "linger", "cut",
+          "build", "mark_sent", "ingest", "mark_done")
+
+
+def scrape_phases(port):
+    """kadx_phase_seconds from /metrics: {phase: ([(le, cumulative)], sum,
+    count)} (gateway/phases.h; FORWARDER.md "Phases")."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
+                                timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r'kadx_phase_seconds_(bucket|sum|count)\{phase="(\w+)"'
+                     r'(?:,le="([^"]+)")?\} (\S+)$', line)
+        if not m:
+            continue
+        kind, ph, le, v = m.groups()
+        b, sm, n = out.get(ph, ([], 0.0, 0))
+        if kind == "bucket":
+            b.append((float(le), float(v)))
+        elif kind == "sum":
+            sm = float(v)
+        else:
+            n = int(float(v))
+        out[ph] = (b, sm, n)
+    return out
+
+
+def hist_quantile(buckets, q):
+    """Prometheus' histogram_quantile: linear within the bucket."""
+    total = buckets[-1][1] if buckets else 0
+    if total <= 0:
+        return None
+    want = q * total
+    lo, prev = 0.0, 0.0
+    for le, cum in buckets:
+        if cum >= want:
+            if le == float("inf"):
+                return lo
+            if cum == prev:
+                return le
+            return lo + (le - lo) * (want - prev) / (cum - prev)
+        lo, prev = le, cum
+    return lo
+
+
+def phase_table(before, after):
+    """Per phase, over the window between two scrapes: count, mean, p50,
+    p99 (ms)."""
+    rows = []
+    for ph in PHASES:
+        b0, s0, n0 = before.get(ph, ([], 0.0, 0))
+        b1, s1, n1 = after.get(ph, ([], 0.0, 0))
+        n = n1 - n0
+        d0 = dict(b0)
+        buckets = [(le, c - d0.get(le, 0.0)) for le, c in b1]
+        if n <= 0:
+            rows.append((ph, 0, None, None, None))
+            continue
+        rows.append((ph, n, (s1 - s0) * 1000.0 / n,
+                     hist_quantile(buckets, 0.5) * 1000.0,
+                     hist_quantile(buckets, 0.99) * 1000.0))
+    return rows
+
+
 def e2e_latency(args, tmp, rate):
     mock = new_cluster(args.partitions)
     emu = adx.Emulator().start()
     try:
         emu.setup_gameplay()
         cfg = os.path.join(tmp, "lat%d.json" % rate)
+        port = harness.free_port()
         write_config(cfg, mock.bootstrap, "bench-lat%d" % rate,
                      os.path.join(tmp, "lat%d.db" % rate), emu.url,
-                     {"linger_ms": args.linger}, args.kprops)
+                     {"linger_ms": args.linger}, args.kprops,
+                     admin="127.0.0.1:%d" % port)
         k = harness.kadx("run", "-c", cfg, name="kadx run")
         k.wait_for("assigned", timeout=30, what="partitions assigned")
         # the first --warmup seconds are produced and delivered but left out
@@ -378,12 +446,19 @@ def e2e_latency(args, tmp, rate):
         t_prod = time.time()
         prod = harness.kadx("produce", "-t", TOPIC, "-b", mock.bootstrap,
                             "-l", "-e", n, "--rate", rate, name="produce")
+        # the phases over the same window as the percentiles: from the
+        # warm-up's rows in ADX to the last row
+        harness.wait_until(
+            lambda: emu.count("GamePlay") >= rate * args.warmup,
+            timeout=args.warmup * 3 + 60, what="the warm-up's rows")
+        ph0 = scrape_phases(port)
         if prod.wait((args.seconds + args.warmup) * 3 + 60) != 0:
             raise SystemExit("kadx produce failed:\n" + prod.tail())
         harness.wait_until(lambda: emu.count("GamePlay") >= n,
                            timeout=120, what="%d rows" % n)
         peak = rss_peak_kib(k.pid)
         cpu = cpu_seconds(k.pid)
+        phases = phase_table(ph0, scrape_phases(port))
         k.stop()
         since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(
             t_prod + args.warmup)) + ".%03dZ" % (
@@ -397,7 +472,7 @@ def e2e_latency(args, tmp, rate):
         return {"rate": rate, "events": r["n"], "p50": r["p50"],
                 "p90": r["p90"],
                 "p99": r["p99"], "max": r["mx"], "rss_kib": peak,
-                "cpu_per_m": cpu * 1e6 / n}
+                "cpu_per_m": cpu * 1e6 / n, "phases": phases}
     finally:
         emu.stop()
         mock.stop()
@@ -521,6 +596,18 @@ def main():
         print("%12d %10d %10.1f %10.1f %10.1f %10.1f %10.1f %10.2f" % (
             r["rate"], r["events"], r["p50"], r["p90"], r["p99"], r["max"],
             r["rss_kib"] / 1024.0, r["cpu_per_m"]))
+    for r in lat:
+        print()
+        print("phases at %d events/s, per batch, over the same window "
+              "(kadx_phase_seconds on /metrics; p50/p99 interpolated in "
+              "its buckets)" % r["rate"])
+        print("%-10s %8s %9s %9s %9s" % ("phase", "batches", "mean ms",
+                                         "p50 ms", "p99 ms"))
+        for ph, n, mean, p50, p99 in r["phases"]:
+            if n == 0:
+                print("%-10s %8d %9s %9s %9s" % (ph, 0, "-", "-", "-"))
+            else:
+                print("%-10s %8d %9.2f %9.2f %9.2f" % (ph, n, mean, p50, p99))
 
 
 if __name__ == "__main__":

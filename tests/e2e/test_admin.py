@@ -146,6 +146,18 @@ class AdminCase(AdminBase):
                                  route="gameplay", le="+Inf"), batches)
         self.assertGreater(lat.get("kadx_batch_latency_seconds_sum",
                                    route="gameplay"), 0)
+        # the phases of the path (FORWARDER.md "Phases"): each step ran,
+        # one mark_done per delivered batch
+        ph = fams["kadx_phase_seconds"]
+        self.assertEqual(ph.type, "histogram")
+        for phase in ("fetch", "queue", "append", "commit", "settle", "cut",
+                      "build", "mark_sent", "ingest", "mark_done"):
+            cnt = ph.get("kadx_phase_seconds_count", phase=phase)
+            self.assertGreater(cnt, 0, phase)
+            self.assertEqual(ph.get("kadx_phase_seconds_bucket",
+                                    phase=phase, le="+Inf"), cnt, phase)
+        self.assertEqual(ph.get("kadx_phase_seconds_count",
+                                phase="mark_done"), batches)
         for name in ("kadx_journal_file_bytes", "kadx_retries_total",
                      "kadx_dead_events_total",
                      "kadx_possible_duplicates_total",

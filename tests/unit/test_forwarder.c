@@ -71,6 +71,7 @@ struct fj_call {
     int64_t n;
     struct journal_offset ref;
     int nref;
+    int snap; /* cut: the events there were when it was asked for */
     char reason[256];
     struct fj_call *next;
 };
@@ -87,6 +88,8 @@ struct journal {
     int fail_mark_sent; /* make the next N mark_sent calls fail */
     int fail_mark_delivered;
     int retire_calls;
+    int cut_delay_ms; /* a slow cut: its queue runs that much later */
+    int cuts, cut_runs;
 };
 
 static struct fj_batch *fj_find(struct journal *j, const char *id)
@@ -210,6 +213,7 @@ static void fj_cut_run(struct journal *j, struct fj_call *c)
     journal_batch_cb cb = c->cb.batch;
     struct fj_batch *fb;
 
+    j->cut_runs++;
     for (int i = 0; i < j->nb; i++) {
         fb = &j->b[i];
         if (!fb->claimed && (fb->state == JOURNAL_BATCH_PENDING ||
@@ -222,7 +226,7 @@ static void fj_cut_run(struct journal *j, struct fj_call *c)
     }
     fb = &j->b[j->nb];
     memset(fb, 0, sizeof(*fb));
-    for (int i = 0; i < j->nev && fb->nmembers < c->n; i++) {
+    for (int i = 0; i < c->snap && fb->nmembers < c->n; i++) {
         if (j->ev[i].state == FJ_PENDING && j->ev[i].batch < 0) {
             j->ev[i].batch = j->nb;
             j->ev[i].state = FJ_INFLIGHT;
@@ -246,7 +250,12 @@ int journal_batch_cut_async(struct journal *j,
     struct fj_call *c = fj_queue(j, fj_cut_run, arg, NULL);
 
     c->n = req->max_rows;
+    c->snap = j->nev;
     c->cb.batch = cb;
+    j->cuts++;
+    if (j->cut_delay_ms > 0) {
+        uv_timer_start(&j->timer, fj_run_queue, (uint64_t)j->cut_delay_ms, 0);
+    }
     return 0;
 }
 
@@ -739,6 +748,8 @@ struct fx {
     char url[128];
 };
 
+static int fx_linger_ms = 10;
+
 static int fx_setup(struct fx *f, int nev, int bad_at, const char *auth,
                     const char *fwd)
 {
@@ -759,13 +770,13 @@ static int fx_setup(struct fx *f, int nev, int bad_at, const char *auth,
              "\"routes\":[{\"topic\":\"gameplay\",\"database\":\"db\","
              "\"table\":\"T\",\"format\":\"json\",\"meta\":{\"batch_id\":"
              "\"kadx_batch\"},\"dedupe_column\":\"BatchId\"}],"
-             "\"forwarder\":{\"linger_ms\":10,"
+             "\"forwarder\":{\"linger_ms\":%d,"
              "\"retry_initial_ms\":20,\"retry_max_ms\":1000,"
              "\"ambiguous_delay_ms\":20,\"ambiguous_window_ms\":%d,"
              "\"max_inflight\":2%s%s},"
              "\"admin\":{\"listen\":null}}",
-             f->url, auth ? auth : "{\"method\":\"none\"}", FX_WINDOW_MS, ",",
-             fwd ? fwd : "\"batch_max_rows\":10");
+             f->url, auth ? auth : "{\"method\":\"none\"}", fx_linger_ms,
+             FX_WINDOW_MS, ",", fwd ? fwd : "\"batch_max_rows\":10");
     if (config_load_string(json, NULL, &f->cfg, err, sizeof(err)) != 0) {
         fail_msg("config: %s", err);
     }
@@ -898,6 +909,42 @@ static int decide_adx(void *arg, const struct mh_request *r,
         return 1;
     }
     return 0;
+}
+
+static int first_cut_ran(struct fx *f)
+{
+    return f->j->cut_runs >= 1;
+}
+
+/* The linger counts from the first settled kick, not from the end of the
+ * cut that was running when it came: a kick older than linger_ms by the
+ * time that cut returns is cut at once, without a timer. */
+static void test_fw_linger_counts_from_the_kick(void **state)
+{
+    struct fx f;
+
+    (void)state;
+    fx_linger_ms = 200;
+    fx_setup(&f, 0, -1, NULL, NULL);
+    fx_linger_ms = 10;
+    f.j->cut_delay_ms = 300; /* the start's cut: longer than the linger */
+    fx_start(&f);
+    assert_int_equal(f.j->cuts, 1);
+    /* an event settles while that cut runs (it sees none of it) */
+    f.j->ev[0].batch = -1;
+    snprintf(f.j->ev[0].value, sizeof(f.j->ev[0].value),
+             "{\"playerId\":0,\"stake\":1}");
+    f.j->nev = 1;
+    forwarder_kick(f.fw);
+    assert_int_equal(f.j->cuts, 1); /* still cutting: no second request */
+    assert_true(fx_run(&f, first_cut_ran, 5000));
+    /* the kick waited 300 ms > linger: the next cut was asked for by the
+     * first one's callback, not by a linger timer started then */
+    assert_int_equal(f.j->cuts, 2);
+    f.j->cut_delay_ms = 0;
+    assert_true(fx_run(&f, all_done, 10000));
+    assert_int_equal(fj_count(f.j, FJ_DELIVERED), 1);
+    fx_teardown(&f);
 }
 
 /* INV-5: every event delivered once, in batches of max_rows, with the
@@ -1465,6 +1512,7 @@ int main(void)
         cmocka_unit_test(test_fw_mark_delivered_failure_no_resend),
         cmocka_unit_test(test_fw_operator_pause_resume),
         cmocka_unit_test(test_fw_latency_histogram),
+        cmocka_unit_test(test_fw_linger_counts_from_the_kick),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
