@@ -1,9 +1,31 @@
 """A Confluent Schema Registry stand-in for the e2e tests, written from the
 registry's documented REST API (Confluent "Schema Registry API
-Reference"): no registry that runs without Docker was usable here
-(Karapace needs its own Kafka topics and a Python toolchain pinned to it;
-Apicurio is a Quarkus application of some hundred MB). What kadx and
-confluent-kafka's serializers call:
+Reference"), because no real Confluent-compatible registry can be
+installed on this project's machines (checked 2026-12-05, Debian 12,
+OpenJDK 17, Maven 3.8.7 against Maven Central as served here):
+
+- Karapace: pip finds no distribution of it on the PyPI served here.
+- Apicurio Registry (io.apicurio:apicurio-registry-app, a Quarkus app that
+  must be rebuilt by the quarkus-maven-plugin from its published jar and
+  its module jars): every line served here lacks a module the app needs.
+  - 3.3.3 / 3.3.2: the jar's classes are Java 21 (class file 65) and
+    Debian 12 has no openjdk-21; more to the point
+    apicurio-registry-schema-util-provider 3.3.3 and 3.3.2 (the artifact
+    type providers: Avro, JSON Schema, Protobuf parsing) are not served.
+  - 3.0.9 (Java 17): the app jar is served, but its parent POM
+    io.apicurio:apicurio-registry:3.0.9 is not, so Maven cannot read its
+    dependencies; listing them by hand (versions from the 3.0.7 parent,
+    which is served) still fails: apicurio-registry-utils-kafka 3.0.9 and
+    apicurio-registry-config-definitions 3.0.9 are not served, nor are
+    utils-kafka, schema-util-provider, config-definitions, config-index
+    and utils-import-export at 3.0.7 (no apicurio-registry-app 3.0.7).
+  - 2.6.13.Final / 2.6.12.Final (Java 11, Quarkus 3.15.3):
+    apicurio-registry-schema-util-provider 2.6.13.Final and 2.6.12.Final
+    are not served ("Could not find artifact ... in central").
+  (Apicurio's parent POM also names two non-Central repositories; they are
+  not reachable here either.)
+
+What kadx and confluent-kafka's serializers call:
 
 - POST /subjects/{subject}/versions {"schema", "schemaType"?, "references"?}
   -> {"id": N}: the same (schema, type) gets the same id in every subject,
