@@ -115,11 +115,15 @@ static void iso_ms(char *out, size_t cap, int64_t ms)
 {
     time_t s = (time_t)(ms / 1000);
     struct tm tm;
+    int n;
 
     gmtime_r(&s, &tm);
-    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (int)(ms % 1000));
+    n = snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                 tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    if (n < 0 || (size_t)n >= cap) {
+        out[0] = '\0'; /* a year past 9999: no time rather than a cut one */
+    }
 }
 
 static void new_uuid(char out[40])
