@@ -216,22 +216,26 @@ static int check_auth(struct loader *l)
             cfg_replace(&a->imds_url, DEFAULT_IMDS) < 0) {
             return cfg_oom(l);
         }
-        if ((rc = cfg_check_url(l, "adx.auth.imds_url", a->imds_url,
-                                "169.254.169.254")) < 0) {
+        rc = cfg_check_url(l, "adx.auth.imds_url", a->imds_url,
+                           "169.254.169.254");
+        if (rc < 0) {
             return rc;
         }
         break;
     }
-    if (a->tenant_id != NULL &&
-        (rc =
-             cfg_check_id(l, conn ? "aad.auth.authority" : "adx.auth.tenant_id",
-                          a->tenant_id)) < 0) {
-        return rc;
+    if (a->tenant_id != NULL) {
+        rc = cfg_check_id(l, conn ? "aad.auth.authority" : "adx.auth.tenant_id",
+                          a->tenant_id);
+        if (rc < 0) {
+            return rc;
+        }
     }
-    if (a->client_id != NULL &&
-        (rc = cfg_check_id(l, conn ? "aad.auth.appid" : "adx.auth.client_id",
-                           a->client_id)) < 0) {
-        return rc;
+    if (a->client_id != NULL) {
+        rc = cfg_check_id(l, conn ? "aad.auth.appid" : "adx.auth.client_id",
+                          a->client_id);
+        if (rc < 0) {
+            return rc;
+        }
     }
     return cfg_check_url(l, "adx.auth.authority_host", a->authority_host, NULL);
 }
@@ -297,7 +301,8 @@ static int check_route_registry(struct loader *l, struct config_route *r,
         g->timeout_ms = 10000;
     }
     cfg_join(fp, sizeof(fp), p, "schema_registry.url");
-    if ((rc = cfg_check_url(l, fp, g->url, NULL)) < 0) {
+    rc = cfg_check_url(l, fp, g->url, NULL);
+    if (rc < 0) {
         return rc;
     }
     if (g->basic_auth != NULL) {
@@ -336,7 +341,8 @@ static int check_route(struct loader *l, size_t i)
     cfg_join_index(p, sizeof(p), base, i);
     if (r->topic != NULL && strcmp(r->topic, "*") != 0) {
         cfg_join(fp, sizeof(fp), p, "topic");
-        if ((rc = cfg_check_topic(l, fp, r->topic)) < 0) {
+        rc = cfg_check_topic(l, fp, r->topic);
+        if (rc < 0) {
             return rc;
         }
     }
@@ -365,16 +371,19 @@ static int check_route(struct loader *l, size_t i)
         r->topic_re = re;
     }
     cfg_join(fp, sizeof(fp), p, dbkey);
-    if ((rc = cfg_check_ident(l, fp, r->database)) < 0) {
+    rc = cfg_check_ident(l, fp, r->database);
+    if (rc < 0) {
         return rc;
     }
     cfg_join(fp, sizeof(fp), p, "table");
-    if ((rc = cfg_check_ident(l, fp, r->table)) < 0) {
+    rc = cfg_check_ident(l, fp, r->table);
+    if (rc < 0) {
         return rc;
     }
     if (r->mapping != NULL) {
         cfg_join(fp, sizeof(fp), p, "mapping");
-        if ((rc = cfg_check_ident(l, fp, r->mapping)) < 0) {
+        rc = cfg_check_ident(l, fp, r->mapping);
+        if (rc < 0) {
             return rc;
         }
     }
@@ -388,7 +397,8 @@ static int check_route(struct loader *l, size_t i)
                         "'%s' must be json, multijson, csv or avro, not '%s'",
                         fp, cfg_clean(r->format, shown, sizeof(shown)));
     }
-    if ((rc = check_route_registry(l, r, p)) < 0) {
+    rc = check_route_registry(l, r, p);
+    if (rc < 0) {
         return rc;
     }
     for (size_t m = 0; m < sizeof(meta) / sizeof(meta[0]); m++) {
@@ -398,7 +408,8 @@ static int check_route(struct loader *l, size_t i)
         has_meta = 1;
         cfg_join(mp, sizeof(mp), p, "meta");
         cfg_join(fp, sizeof(fp), mp, meta[m].name);
-        if ((rc = cfg_check_column(l, fp, meta[m].val)) < 0) {
+        rc = cfg_check_column(l, fp, meta[m].val);
+        if (rc < 0) {
             return rc;
         }
         for (size_t k = 0; k < m; k++) {
@@ -419,7 +430,8 @@ static int check_route(struct loader *l, size_t i)
     }
     if (r->dedupe_column != NULL) {
         cfg_join(fp, sizeof(fp), p, "dedupe_column");
-        if ((rc = cfg_check_column(l, fp, r->dedupe_column)) < 0) {
+        rc = cfg_check_column(l, fp, r->dedupe_column);
+        if (rc < 0) {
             return rc;
         }
         if (r->meta.batch_id == NULL) {
@@ -638,25 +650,29 @@ static int finish(struct loader *l)
         return cfg_fail(l, "missing required key 'kafka.group.id' (or "
                            "--group-id, or KADX_GROUP_ID)");
     }
-    if ((rc = check_kafka(l)) < 0) {
+    rc = check_kafka(l);
+    if (rc < 0) {
         return rc;
     }
 
     /* ADX */
-    if ((rc = cfg_check_url(
-             l, c->from_connector ? "kusto.query.url" : "adx.ingest_url",
-             c->adx.ingest_url, NULL)) < 0) {
+    rc = cfg_check_url(l,
+                       c->from_connector ? "kusto.query.url" : "adx.ingest_url",
+                       c->adx.ingest_url, NULL);
+    if (rc < 0) {
         return rc;
     }
     if (c->adx.query_url == NULL &&
         cfg_replace(&c->adx.query_url, c->adx.ingest_url) < 0) {
         return cfg_oom(l);
     }
-    if ((rc = cfg_check_url(l, "adx.query_url", c->adx.query_url, NULL)) < 0 ||
-        (rc = check_auth(l)) < 0) {
+    rc = cfg_check_url(l, "adx.query_url", c->adx.query_url, NULL);
+    rc = rc < 0 ? rc : check_auth(l);
+    if (rc < 0) {
         return rc;
     }
-    if ((rc = check_proxy(l)) < 0) {
+    rc = check_proxy(l);
+    if (rc < 0) {
         return rc;
     }
     if (c->adx.auth.scope != NULL) {
@@ -670,7 +686,8 @@ static int finish(struct loader *l)
 
     /* routes */
     for (size_t i = 0; i < c->nroutes; i++) {
-        if ((rc = check_route(l, i)) < 0) {
+        rc = check_route(l, i);
+        if (rc < 0) {
             return rc;
         }
         if (c->routes[i].topic != NULL &&
@@ -790,9 +807,11 @@ static int finish(struct loader *l)
         }
         log_add_secret(c->admin.token);
     }
-    if (c->admin.listen != NULL &&
-        (rc = cfg_check_listen(l, "admin.listen", c->admin.listen)) < 0) {
-        return rc;
+    if (c->admin.listen != NULL) {
+        rc = cfg_check_listen(l, "admin.listen", c->admin.listen);
+        if (rc < 0) {
+            return rc;
+        }
     }
     if (c->admin.token_on_get && c->admin.token == NULL) {
         return cfg_fail(l, "'admin.token_on_get' needs 'admin.token'");
@@ -900,8 +919,8 @@ int config_load_string(const char *json, const struct config_overrides *ov,
     }
     if (is_connector(root, &map, &name)) {
         l.cfg->from_connector = 1;
-        if (map != root &&
-            (rc = cfg_check_keys(&l, root, "", wrapper_keys)) < 0) {
+        rc = map != root ? cfg_check_keys(&l, root, "", wrapper_keys) : 0;
+        if (rc < 0) {
             goto out_root;
         }
         rc = cfg_load_connector(&l, map, name);

@@ -254,7 +254,8 @@ static int load_conn_mapping(struct loader *l, const char *text)
     if (arr == NULL) {
         return cfg_fail(l, "'%s' is not valid JSON", mk);
     }
-    if (!cJSON_IsArray(arr) || (n = cJSON_GetArraySize(arr)) == 0) {
+    n = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : 0;
+    if (n == 0) {
         rc = cfg_fail(l, "'%s' must be a non-empty JSON array", mk);
         goto out_arr;
     }
@@ -279,7 +280,8 @@ static int load_conn_mapping(struct loader *l, const char *text)
             rc = cfg_fail(l, "'%s' must be an object", p);
             goto out_arr;
         }
-        if ((rc = cfg_check_keys(l, e, p, mapping_keys)) < 0) {
+        rc = cfg_check_keys(l, e, p, mapping_keys);
+        if (rc < 0) {
             goto out_arr;
         }
         for (it = e->child; it != NULL; it = it->next) {
@@ -405,8 +407,8 @@ static int load_conn_values(struct loader *l, struct conn *cn)
     if (cn->ingest_url == NULL || cn->ingest_url[0] == '\0') {
         return cfg_fail(l, "missing required key 'kusto.ingestion.url'");
     }
-    if ((rc = cfg_check_url(l, "kusto.ingestion.url", cn->ingest_url, NULL)) <
-        0) {
+    rc = cfg_check_url(l, "kusto.ingestion.url", cn->ingest_url, NULL);
+    if (rc < 0) {
         return rc;
     }
     if (cn->query_url != NULL && cn->query_url[0] != '\0') {
@@ -491,13 +493,15 @@ static int load_conn_values(struct loader *l, struct conn *cn)
         return cfg_fail(l,
                         "missing required key 'kusto.tables.topics.mapping'");
     }
-    if ((rc = load_conn_mapping(l, cn->mapping)) < 0) {
+    rc = load_conn_mapping(l, cn->mapping);
+    if (rc < 0) {
         return rc;
     }
 
     if (cn->flush_size != NULL) {
-        if ((rc = conn_int(l, "flush.size.bytes", cn->flush_size, 100,
-                           INT64_MAX, &v)) < 0) {
+        rc =
+            conn_int(l, "flush.size.bytes", cn->flush_size, 100, INT64_MAX, &v);
+        if (rc < 0) {
             return rc;
         }
         if (v > CONFIG_ADX_MAX_BATCH_BYTES) {
@@ -510,15 +514,17 @@ static int load_conn_values(struct loader *l, struct conn *cn)
         c->forwarder.batch_max_bytes = v;
     }
     if (cn->flush_interval != NULL) {
-        if ((rc = conn_int(l, "flush.interval.ms", cn->flush_interval, 100,
-                           3600 * 1000, &v)) < 0) {
+        rc = conn_int(l, "flush.interval.ms", cn->flush_interval, 100,
+                      3600 * 1000, &v);
+        if (rc < 0) {
             return rc;
         }
         c->forwarder.linger_ms = v;
     }
     if (cn->retry_backoff != NULL) {
-        if ((rc = conn_int(l, "errors.retry.backoff.time.ms", cn->retry_backoff,
-                           1, 3600 * 1000, &v)) < 0) {
+        rc = conn_int(l, "errors.retry.backoff.time.ms", cn->retry_backoff, 1,
+                      3600 * 1000, &v);
+        if (rc < 0) {
             return rc;
         }
         c->forwarder.retry_initial_ms = v;
@@ -527,8 +533,9 @@ static int load_conn_values(struct loader *l, struct conn *cn)
         }
     }
     if (cn->retry_max_time != NULL) {
-        if ((rc = conn_int(l, "errors.retry.max.time.ms", cn->retry_max_time, 0,
-                           INT64_MAX, &v)) < 0) {
+        rc = conn_int(l, "errors.retry.max.time.ms", cn->retry_max_time, 0,
+                      INT64_MAX, &v);
+        if (rc < 0) {
             return rc;
         }
         c->forwarder.retry_max_time_ms = v;
@@ -573,7 +580,8 @@ static int load_conn_values(struct loader *l, struct conn *cn)
                 *--end = '\0';
             }
             if (*t != '\0') {
-                if ((rc = cfg_check_topic(l, "topics", t)) < 0) {
+                rc = cfg_check_topic(l, "topics", t);
+                if (rc < 0) {
                     return rc;
                 }
                 if (!cfg_strv_has(c->intake.topics, c->intake.ntopics, t) &&

@@ -346,15 +346,17 @@ static int load_auth_native(struct loader *l, const cJSON *o)
     if (rc < 0) {
         return rc;
     }
-    if ((rc = opt_nonempty(l, o, p, "tenant_id", &a->tenant_id)) < 0 ||
-        (rc = opt_nonempty(l, o, p, "client_id", &a->client_id)) < 0 ||
-        (rc = opt_nonempty(l, o, p, "client_secret", &a->client_secret)) < 0 ||
-        (rc = opt_nonempty(l, o, p, "token", &a->token)) < 0 ||
-        (rc = opt_nonempty(l, o, p, "token_file", &a->token_file)) < 0 ||
-        (rc = opt_nonempty(l, o, p, "authority_host", &a->authority_host)) <
-            0 ||
-        (rc = opt_nonempty(l, o, p, "scope", &a->scope)) < 0 ||
-        (rc = opt_nonempty(l, o, p, "imds_url", &a->imds_url)) < 0) {
+    rc = opt_nonempty(l, o, p, "tenant_id", &a->tenant_id);
+    rc = rc < 0 ? rc : opt_nonempty(l, o, p, "client_id", &a->client_id);
+    rc =
+        rc < 0 ? rc : opt_nonempty(l, o, p, "client_secret", &a->client_secret);
+    rc = rc < 0 ? rc : opt_nonempty(l, o, p, "token", &a->token);
+    rc = rc < 0 ? rc : opt_nonempty(l, o, p, "token_file", &a->token_file);
+    rc = rc < 0 ? rc
+                : opt_nonempty(l, o, p, "authority_host", &a->authority_host);
+    rc = rc < 0 ? rc : opt_nonempty(l, o, p, "scope", &a->scope);
+    rc = rc < 0 ? rc : opt_nonempty(l, o, p, "imds_url", &a->imds_url);
+    if (rc < 0) {
         return rc;
     }
     return 0;
@@ -366,16 +368,19 @@ static int load_adx_native(struct loader *l, const cJSON *o)
     const cJSON *auth;
     int rc;
 
-    if ((rc = cfg_check_keys(l, o, "adx", adx_keys)) < 0 ||
-        (rc = req_string(l, o, "adx", "ingest_url", &x->ingest_url)) < 0 ||
-        (rc = opt_nonempty(l, o, "adx", "query_url", &x->query_url)) < 0 ||
-        (rc = opt_num(l, o, "adx", "request_timeout_ms", NUM_MS, 100,
-                      3600 * 1000, &x->request_timeout_ms)) < 0 ||
-        (rc = opt_num(l, o, "adx", "server_timeout_ms", NUM_MS, 1000,
-                      3600 * 1000, &x->server_timeout_ms)) < 0 ||
-        (rc = opt_nonempty(l, o, "adx", "proxy", &x->proxy)) < 0 ||
-        (rc = opt_string(l, o, "adx", "no_proxy", &x->no_proxy)) < 0 ||
-        (rc = opt_object(l, o, "adx", "auth", &auth)) < 0) {
+    rc = cfg_check_keys(l, o, "adx", adx_keys);
+    rc = rc < 0 ? rc : req_string(l, o, "adx", "ingest_url", &x->ingest_url);
+    rc = rc < 0 ? rc : opt_nonempty(l, o, "adx", "query_url", &x->query_url);
+    rc = rc < 0 ? rc
+                : opt_num(l, o, "adx", "request_timeout_ms", NUM_MS, 100,
+                          3600 * 1000, &x->request_timeout_ms);
+    rc = rc < 0 ? rc
+                : opt_num(l, o, "adx", "server_timeout_ms", NUM_MS, 1000,
+                          3600 * 1000, &x->server_timeout_ms);
+    rc = rc < 0 ? rc : opt_nonempty(l, o, "adx", "proxy", &x->proxy);
+    rc = rc < 0 ? rc : opt_string(l, o, "adx", "no_proxy", &x->no_proxy);
+    rc = rc < 0 ? rc : opt_object(l, o, "adx", "auth", &auth);
+    if (rc < 0) {
         return rc;
     }
     if (auth != NULL) {
@@ -395,17 +400,19 @@ static int load_registry_native(struct loader *l, const cJSON *parent,
     char rp[PATHLEN];
     int rc;
 
-    if ((rc = opt_object(l, parent, p, "schema_registry", &o)) < 0 ||
-        o == NULL) {
+    rc = opt_object(l, parent, p, "schema_registry", &o);
+    if (rc < 0 || o == NULL) {
         return rc;
     }
     cfg_join(rp, sizeof(rp), p, "schema_registry");
-    if ((rc = cfg_check_keys(l, o, rp, registry_keys)) < 0 ||
-        (rc = opt_nonempty(l, o, rp, "url", &g->url)) < 0 ||
-        (rc = opt_nonempty(l, o, rp, "basic_auth", &g->basic_auth)) < 0 ||
-        (rc = opt_nonempty(l, o, rp, "ca_file", &g->ca_file)) < 0 ||
-        (rc = opt_num(l, o, rp, "timeout_ms", NUM_MS, 100, 600 * 1000,
-                      &g->timeout_ms)) < 0) {
+    rc = cfg_check_keys(l, o, rp, registry_keys);
+    rc = rc < 0 ? rc : opt_nonempty(l, o, rp, "url", &g->url);
+    rc = rc < 0 ? rc : opt_nonempty(l, o, rp, "basic_auth", &g->basic_auth);
+    rc = rc < 0 ? rc : opt_nonempty(l, o, rp, "ca_file", &g->ca_file);
+    rc = rc < 0 ? rc
+                : opt_num(l, o, rp, "timeout_ms", NUM_MS, 100, 600 * 1000,
+                          &g->timeout_ms);
+    if (rc < 0) {
         return rc;
     }
     if (g->url == NULL) {
@@ -421,20 +428,23 @@ static int load_route_native(struct loader *l, const cJSON *o, const char *p,
     char mp[PATHLEN];
     int rc;
 
-    if ((rc = cfg_check_keys(l, o, p, route_keys)) < 0 ||
-        (rc = opt_nonempty(l, o, p, "name", &r->name)) < 0 ||
-        (rc = opt_nonempty(l, o, p, "topic", &r->topic)) < 0 ||
-        (rc = opt_nonempty(l, o, p, "topic_regex", &r->topic_regex)) < 0 ||
-        (rc = req_string(l, o, p, "database", &r->database)) < 0 ||
-        (rc = req_string(l, o, p, "table", &r->table)) < 0 ||
-        (rc = opt_nonempty(l, o, p, "format", &r->format)) < 0 ||
-        (rc = opt_nonempty(l, o, p, "mapping", &r->mapping)) < 0 ||
-        (rc = opt_nonempty(l, o, p, "dedupe_column", &r->dedupe_column)) < 0 ||
-        (rc = opt_nonempty(l, o, p, "value_converter", &r->value_converter)) <
-            0 ||
-        (rc = opt_nonempty(l, o, p, "key_converter", &r->key_converter)) < 0 ||
-        (rc = load_registry_native(l, o, p, &r->registry)) < 0 ||
-        (rc = opt_object(l, o, p, "meta", &meta)) < 0) {
+    rc = cfg_check_keys(l, o, p, route_keys);
+    rc = rc < 0 ? rc : opt_nonempty(l, o, p, "name", &r->name);
+    rc = rc < 0 ? rc : opt_nonempty(l, o, p, "topic", &r->topic);
+    rc = rc < 0 ? rc : opt_nonempty(l, o, p, "topic_regex", &r->topic_regex);
+    rc = rc < 0 ? rc : req_string(l, o, p, "database", &r->database);
+    rc = rc < 0 ? rc : req_string(l, o, p, "table", &r->table);
+    rc = rc < 0 ? rc : opt_nonempty(l, o, p, "format", &r->format);
+    rc = rc < 0 ? rc : opt_nonempty(l, o, p, "mapping", &r->mapping);
+    rc =
+        rc < 0 ? rc : opt_nonempty(l, o, p, "dedupe_column", &r->dedupe_column);
+    rc = rc < 0 ? rc
+                : opt_nonempty(l, o, p, "value_converter", &r->value_converter);
+    rc =
+        rc < 0 ? rc : opt_nonempty(l, o, p, "key_converter", &r->key_converter);
+    rc = rc < 0 ? rc : load_registry_native(l, o, p, &r->registry);
+    rc = rc < 0 ? rc : opt_object(l, o, p, "meta", &meta);
+    if (rc < 0) {
         return rc;
     }
     if (r->topic == NULL && r->topic_regex == NULL) {
@@ -450,14 +460,17 @@ static int load_route_native(struct loader *l, const cJSON *o, const char *p,
         return 0;
     }
     cfg_join(mp, sizeof(mp), p, "meta");
-    if ((rc = cfg_check_keys(l, meta, mp, meta_keys)) < 0 ||
-        (rc = opt_nonempty(l, meta, mp, "topic", &r->meta.topic)) < 0 ||
-        (rc = opt_nonempty(l, meta, mp, "partition", &r->meta.partition)) < 0 ||
-        (rc = opt_nonempty(l, meta, mp, "offset", &r->meta.offset)) < 0 ||
-        (rc = opt_nonempty(l, meta, mp, "timestamp", &r->meta.timestamp)) < 0 ||
-        (rc = opt_nonempty(l, meta, mp, "key", &r->meta.key)) < 0 ||
-        (rc = opt_nonempty(l, meta, mp, "headers", &r->meta.headers)) < 0 ||
-        (rc = opt_nonempty(l, meta, mp, "batch_id", &r->meta.batch_id)) < 0) {
+    rc = cfg_check_keys(l, meta, mp, meta_keys);
+    rc = rc < 0 ? rc : opt_nonempty(l, meta, mp, "topic", &r->meta.topic);
+    rc = rc < 0 ? rc
+                : opt_nonempty(l, meta, mp, "partition", &r->meta.partition);
+    rc = rc < 0 ? rc : opt_nonempty(l, meta, mp, "offset", &r->meta.offset);
+    rc = rc < 0 ? rc
+                : opt_nonempty(l, meta, mp, "timestamp", &r->meta.timestamp);
+    rc = rc < 0 ? rc : opt_nonempty(l, meta, mp, "key", &r->meta.key);
+    rc = rc < 0 ? rc : opt_nonempty(l, meta, mp, "headers", &r->meta.headers);
+    rc = rc < 0 ? rc : opt_nonempty(l, meta, mp, "batch_id", &r->meta.batch_id);
+    if (rc < 0) {
         return rc;
     }
     return 0;
@@ -506,53 +519,66 @@ int cfg_load_native(struct loader *l, const cJSON *root)
     char shown[64];
     int rc;
 
-    if ((rc = cfg_check_keys(l, root, "", top_keys)) < 0) {
+    rc = cfg_check_keys(l, root, "", top_keys);
+    if (rc < 0) {
         return rc;
     }
-    if ((rc = opt_object(l, root, "", "kafka", &o)) < 0) {
+    rc = opt_object(l, root, "", "kafka", &o);
+    if (rc < 0) {
         return rc;
     }
-    if (o != NULL && (rc = load_kafka_native(l, o)) < 0) {
+    rc = o != NULL ? load_kafka_native(l, o) : 0;
+    if (rc < 0) {
         return rc;
     }
-    if ((rc = opt_object(l, root, "", "adx", &o)) < 0) {
+    rc = opt_object(l, root, "", "adx", &o);
+    if (rc < 0) {
         return rc;
     }
     if (o == NULL) {
         return cfg_fail(l, "missing required key 'adx'");
     }
-    if ((rc = load_adx_native(l, o)) < 0) {
+    rc = load_adx_native(l, o);
+    if (rc < 0) {
         return rc;
     }
-    if ((rc = load_registry_native(l, root, "", &c->registry)) < 0) {
+    rc = load_registry_native(l, root, "", &c->registry);
+    if (rc < 0) {
         return rc;
     }
     arr = cJSON_GetObjectItemCaseSensitive(root, "routes");
     if (arr == NULL || cJSON_IsNull(arr)) {
         return cfg_fail(l, "missing required key 'routes'");
     }
-    if ((rc = load_routes_native(l, arr)) < 0) {
+    rc = load_routes_native(l, arr);
+    if (rc < 0) {
         return rc;
     }
 
-    if ((rc = opt_object(l, root, "", "journal", &o)) < 0) {
+    rc = opt_object(l, root, "", "journal", &o);
+    if (rc < 0) {
         return rc;
     }
     if (o != NULL) {
-        if ((rc = cfg_check_keys(l, o, "journal", journal_keys)) < 0 ||
-            (rc = opt_nonempty(l, o, "journal", "path", &c->journal.path)) <
-                0 ||
-            (rc = opt_num(l, o, "journal", "max_bytes", NUM_SIZE, 16 * MIB,
-                          INT64_MAX, &c->journal.max_bytes)) < 0 ||
-            (rc = opt_num(l, o, "journal", "retention_ms", NUM_MS, 0,
-                          (int64_t)365 * 24 * 3600 * 1000,
-                          &c->journal.retention_ms)) < 0 ||
-            (rc = opt_num(l, o, "journal", "reserve_bytes", NUM_SIZE, 0,
-                          (int64_t)1 << 40, &c->journal.reserve_bytes)) < 0 ||
-            (rc = opt_num(l, o, "journal", "min_retention_ms", NUM_MS, 0,
-                          (int64_t)365 * 24 * 3600 * 1000,
-                          &c->journal.min_retention_ms)) < 0 ||
-            (rc = opt_nonempty(l, o, "journal", "sync", &s)) < 0) {
+        rc = cfg_check_keys(l, o, "journal", journal_keys);
+        rc = rc < 0 ? rc
+                    : opt_nonempty(l, o, "journal", "path", &c->journal.path);
+        rc = rc < 0 ? rc
+                    : opt_num(l, o, "journal", "max_bytes", NUM_SIZE, 16 * MIB,
+                              INT64_MAX, &c->journal.max_bytes);
+        rc = rc < 0 ? rc
+                    : opt_num(l, o, "journal", "retention_ms", NUM_MS, 0,
+                              (int64_t)365 * 24 * 3600 * 1000,
+                              &c->journal.retention_ms);
+        rc = rc < 0 ? rc
+                    : opt_num(l, o, "journal", "reserve_bytes", NUM_SIZE, 0,
+                              (int64_t)1 << 40, &c->journal.reserve_bytes);
+        rc = rc < 0 ? rc
+                    : opt_num(l, o, "journal", "min_retention_ms", NUM_MS, 0,
+                              (int64_t)365 * 24 * 3600 * 1000,
+                              &c->journal.min_retention_ms);
+        rc = rc < 0 ? rc : opt_nonempty(l, o, "journal", "sync", &s);
+        if (rc < 0) {
             free(s);
             return rc;
         }
@@ -574,7 +600,8 @@ int cfg_load_native(struct loader *l, const cJSON *root)
         }
     }
 
-    if ((rc = opt_object(l, root, "", "forwarder", &o)) < 0) {
+    rc = opt_object(l, root, "", "forwarder", &o);
+    if (rc < 0) {
         return rc;
     }
     if (o != NULL) {
@@ -582,26 +609,36 @@ int cfg_load_native(struct loader *l, const cJSON *root)
         const char *p = "forwarder";
         int64_t inflight = f->max_inflight;
 
-        if ((rc = cfg_check_keys(l, o, p, forwarder_keys)) < 0 ||
-            (rc = opt_num(l, o, p, "batch_max_bytes", NUM_SIZE, 1024, INT64_MAX,
-                          &f->batch_max_bytes)) < 0 ||
-            (rc = opt_num(l, o, p, "batch_max_rows", NUM_INT, 1, 1000000,
-                          &f->batch_max_rows)) < 0 ||
-            (rc = opt_num(l, o, p, "linger_ms", NUM_MS, 0, 3600 * 1000,
-                          &f->linger_ms)) < 0 ||
-            (rc = opt_num(l, o, p, "max_inflight", NUM_INT, 1, 64, &inflight)) <
-                0 ||
-            (rc = opt_num(l, o, p, "retry_initial_ms", NUM_MS, 1, 3600 * 1000,
-                          &f->retry_initial_ms)) < 0 ||
-            (rc = opt_num(l, o, p, "retry_max_ms", NUM_MS, 1, 24 * 3600 * 1000,
-                          &f->retry_max_ms)) < 0 ||
-            (rc = opt_num(l, o, p, "retry_max_time_ms", NUM_MS, 0, INT64_MAX,
-                          &f->retry_max_time_ms)) < 0 ||
-            (rc = opt_num(l, o, p, "ambiguous_delay_ms", NUM_MS, 0, 3600 * 1000,
-                          &f->ambiguous_delay_ms)) < 0 ||
-            (rc = opt_num(l, o, p, "ambiguous_window_ms", NUM_MS, 1,
-                          INT64_MAX / 4, &f->ambiguous_window_ms)) < 0 ||
-            (rc = opt_nonempty(l, o, p, "on_error", &s)) < 0) {
+        rc = cfg_check_keys(l, o, p, forwarder_keys);
+        rc = rc < 0 ? rc
+                    : opt_num(l, o, p, "batch_max_bytes", NUM_SIZE, 1024,
+                              INT64_MAX, &f->batch_max_bytes);
+        rc = rc < 0 ? rc
+                    : opt_num(l, o, p, "batch_max_rows", NUM_INT, 1, 1000000,
+                              &f->batch_max_rows);
+        rc = rc < 0 ? rc
+                    : opt_num(l, o, p, "linger_ms", NUM_MS, 0, 3600 * 1000,
+                              &f->linger_ms);
+        rc = rc < 0
+                 ? rc
+                 : opt_num(l, o, p, "max_inflight", NUM_INT, 1, 64, &inflight);
+        rc = rc < 0 ? rc
+                    : opt_num(l, o, p, "retry_initial_ms", NUM_MS, 1,
+                              3600 * 1000, &f->retry_initial_ms);
+        rc = rc < 0 ? rc
+                    : opt_num(l, o, p, "retry_max_ms", NUM_MS, 1,
+                              24 * 3600 * 1000, &f->retry_max_ms);
+        rc = rc < 0 ? rc
+                    : opt_num(l, o, p, "retry_max_time_ms", NUM_MS, 0,
+                              INT64_MAX, &f->retry_max_time_ms);
+        rc = rc < 0 ? rc
+                    : opt_num(l, o, p, "ambiguous_delay_ms", NUM_MS, 0,
+                              3600 * 1000, &f->ambiguous_delay_ms);
+        rc = rc < 0 ? rc
+                    : opt_num(l, o, p, "ambiguous_window_ms", NUM_MS, 1,
+                              INT64_MAX / 4, &f->ambiguous_window_ms);
+        rc = rc < 0 ? rc : opt_nonempty(l, o, p, "on_error", &s);
+        if (rc < 0) {
             free(s);
             return rc;
         }
@@ -626,21 +663,27 @@ int cfg_load_native(struct loader *l, const cJSON *root)
         }
     }
 
-    if ((rc = opt_object(l, root, "", "intake", &o)) < 0) {
+    rc = opt_object(l, root, "", "intake", &o);
+    if (rc < 0) {
         return rc;
     }
     if (o != NULL) {
         struct config_intake *in = &c->intake;
 
-        if ((rc = cfg_check_keys(l, o, "intake", intake_keys)) < 0 ||
-            (rc = opt_bool(l, o, "intake", "skip_tombstones",
-                           &in->skip_tombstones)) < 0 ||
-            (rc = opt_num(l, o, "intake", "high_water_bytes", NUM_SIZE, 1,
-                          INT64_MAX, &in->high_water_bytes)) < 0 ||
-            (rc = opt_num(l, o, "intake", "low_water_bytes", NUM_SIZE, 0,
-                          INT64_MAX, &in->low_water_bytes)) < 0 ||
-            (rc = opt_num(l, o, "intake", "prefetch_bytes", NUM_SIZE, 0,
-                          INT64_C(1) << 40, &in->prefetch_bytes)) < 0) {
+        rc = cfg_check_keys(l, o, "intake", intake_keys);
+        rc = rc < 0 ? rc
+                    : opt_bool(l, o, "intake", "skip_tombstones",
+                               &in->skip_tombstones);
+        rc = rc < 0 ? rc
+                    : opt_num(l, o, "intake", "high_water_bytes", NUM_SIZE, 1,
+                              INT64_MAX, &in->high_water_bytes);
+        rc = rc < 0 ? rc
+                    : opt_num(l, o, "intake", "low_water_bytes", NUM_SIZE, 0,
+                              INT64_MAX, &in->low_water_bytes);
+        rc = rc < 0 ? rc
+                    : opt_num(l, o, "intake", "prefetch_bytes", NUM_SIZE, 0,
+                              INT64_C(1) << 40, &in->prefetch_bytes);
+        if (rc < 0) {
             return rc;
         }
         if (in->prefetch_bytes > 0 && in->prefetch_bytes < (4 << 20)) {
@@ -648,7 +691,8 @@ int cfg_load_native(struct loader *l, const cJSON *root)
                 l, "'intake.prefetch_bytes' must be 0 (unbounded) or at "
                    "least 4MiB");
         }
-        if ((rc = opt_nonempty(l, o, "intake", "on_rewind", &s)) < 0) {
+        rc = opt_nonempty(l, o, "intake", "on_rewind", &s);
+        if (rc < 0) {
             return rc;
         }
         if (s != NULL) {
@@ -701,9 +745,12 @@ int cfg_load_native(struct loader *l, const cJSON *root)
                             l, "'%s' is not a valid regular expression", p);
                     }
                     regfree(&re);
-                } else if ((rc = cfg_check_topic(l, p, s)) < 0) {
-                    free(s);
-                    return rc;
+                } else {
+                    rc = cfg_check_topic(l, p, s);
+                    if (rc < 0) {
+                        free(s);
+                        return rc;
+                    }
                 }
                 rc = 0;
                 if (!cfg_strv_has(in->topics, in->ntopics, s)) {
@@ -718,23 +765,31 @@ int cfg_load_native(struct loader *l, const cJSON *root)
         }
     }
 
-    if ((rc = opt_object(l, root, "", "admin", &o)) < 0) {
+    rc = opt_object(l, root, "", "admin", &o);
+    if (rc < 0) {
         return rc;
     }
     if (o != NULL) {
-        if ((rc = cfg_check_keys(l, o, "admin", admin_keys)) < 0 ||
-            (rc = opt_string(l, o, "admin", "listen", &c->admin.listen)) < 0 ||
-            (rc = opt_nonempty(l, o, "admin", "token", &c->admin.token)) < 0 ||
-            (rc = opt_bool(l, o, "admin", "token_on_get",
-                           &c->admin.token_on_get)) < 0 ||
-            (rc = opt_nonempty(l, o, "admin", "tls_cert", &c->admin.tls_cert)) <
-                0 ||
-            (rc = opt_nonempty(l, o, "admin", "tls_key", &c->admin.tls_key)) <
-                0 ||
-            (rc = opt_num(l, o, "admin", "max_connections", NUM_INT, 1, 100000,
-                          &c->admin.max_connections)) < 0 ||
-            (rc = opt_num(l, o, "admin", "max_requests_per_s", NUM_INT, 1,
-                          1000000, &c->admin.max_requests_per_s)) < 0) {
+        rc = cfg_check_keys(l, o, "admin", admin_keys);
+        rc =
+            rc < 0 ? rc : opt_string(l, o, "admin", "listen", &c->admin.listen);
+        rc =
+            rc < 0 ? rc : opt_nonempty(l, o, "admin", "token", &c->admin.token);
+        rc = rc < 0 ? rc
+                    : opt_bool(l, o, "admin", "token_on_get",
+                               &c->admin.token_on_get);
+        rc = rc < 0
+                 ? rc
+                 : opt_nonempty(l, o, "admin", "tls_cert", &c->admin.tls_cert);
+        rc = rc < 0 ? rc
+                    : opt_nonempty(l, o, "admin", "tls_key", &c->admin.tls_key);
+        rc = rc < 0 ? rc
+                    : opt_num(l, o, "admin", "max_connections", NUM_INT, 1,
+                              100000, &c->admin.max_connections);
+        rc = rc < 0 ? rc
+                    : opt_num(l, o, "admin", "max_requests_per_s", NUM_INT, 1,
+                              1000000, &c->admin.max_requests_per_s);
+        if (rc < 0) {
             return rc;
         }
         if (c->admin.listen == NULL || c->admin.listen[0] == '\0' ||
@@ -743,15 +798,17 @@ int cfg_load_native(struct loader *l, const cJSON *root)
             c->admin.listen = NULL;
         }
     }
-    if ((rc = opt_object(l, root, "", "log", &o)) < 0) {
+    rc = opt_object(l, root, "", "log", &o);
+    if (rc < 0) {
         return rc;
     }
     if (o != NULL) {
         char *lv = NULL;
         enum log_level level;
 
-        if ((rc = cfg_check_keys(l, o, "log", log_keys)) < 0 ||
-            (rc = opt_nonempty(l, o, "log", "level", &lv)) < 0) {
+        rc = cfg_check_keys(l, o, "log", log_keys);
+        rc = rc < 0 ? rc : opt_nonempty(l, o, "log", "level", &lv);
+        if (rc < 0) {
             return rc;
         }
         if (lv != NULL) {
