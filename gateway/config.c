@@ -316,12 +316,63 @@ static int check_route_registry(struct loader *l, struct config_route *r,
     return 0;
 }
 
-static int check_route(struct loader *l, size_t i)
+/* A route's name (defaulted to its topic) and its uniqueness against the
+ * earlier routes; p is the route's path in messages. */
+static int check_route_name(struct loader *l, size_t i, const char *p)
 {
     struct config_route *r = &l->cfg->routes[i];
     const char *base =
         l->cfg->from_connector ? "kusto.tables.topics.mapping" : "routes";
-    const char *dbkey = l->cfg->from_connector ? "db" : "database";
+    char shown[64];
+
+    if (r->name == NULL) {
+        const char *n = r->topic != NULL ? r->topic : r->topic_regex;
+
+        if (cfg_replace(&r->name, n) < 0) {
+            return cfg_oom(l);
+        }
+    }
+    if (strlen(r->name) > 256) {
+        return cfg_fail(l, "'%s.name' is longer than 256 characters", p);
+    }
+    for (const char *s = r->name; *s != '\0'; s++) {
+        if ((unsigned char)*s < 0x20 || *s == '"' || *s == '\\' ||
+            (unsigned char)*s == 0x7f) {
+            return cfg_fail(l,
+                            "'%s.name' must not contain quotes, backslashes or "
+                            "control characters",
+                            p);
+        }
+    }
+    /* uniqueness against earlier routes */
+    for (size_t j = 0; j < i; j++) {
+        struct config_route *o = &l->cfg->routes[j];
+        char q[PATHLEN];
+
+        cfg_join_index(q, sizeof(q), base, j);
+        if (r->topic != NULL && o->topic != NULL &&
+            strcmp(r->topic, o->topic) == 0) {
+            return cfg_fail(l, "%s: topic '%s' is already routed by %s", p,
+                            r->topic, q);
+        }
+        if (r->topic_regex != NULL && o->topic_regex != NULL &&
+            strcmp(r->topic_regex, o->topic_regex) == 0) {
+            return cfg_fail(l, "%s: topic_regex '%s' is already routed by %s",
+                            p, cfg_clean(r->topic_regex, shown, sizeof(shown)),
+                            q);
+        }
+        if (strcmp(r->name, o->name) == 0) {
+            return cfg_fail(l, "%s: route name '%s' is already used by %s", p,
+                            cfg_clean(r->name, shown, sizeof(shown)), q);
+        }
+    }
+    return 0;
+}
+
+/* The route's meta columns: valid, distinct, and not on csv. */
+static int check_route_meta(struct loader *l, struct config_route *r,
+                            const char *p)
+{
     struct {
         const char *name;
         const char *val;
@@ -331,11 +382,50 @@ static int check_route(struct loader *l, size_t i)
         {"key", r->meta.key},           {"headers", r->meta.headers},
         {"batch_id", r->meta.batch_id},
     };
-    char p[PATHLEN];
     char fp[PATHLEN];
     char mp[PATHLEN];
-    char shown[64];
     int has_meta = 0;
+    int rc;
+
+    for (size_t m = 0; m < sizeof(meta) / sizeof(meta[0]); m++) {
+        if (meta[m].val == NULL) {
+            continue;
+        }
+        has_meta = 1;
+        cfg_join(mp, sizeof(mp), p, "meta");
+        cfg_join(fp, sizeof(fp), mp, meta[m].name);
+        rc = cfg_check_column(l, fp, meta[m].val);
+        if (rc < 0) {
+            return rc;
+        }
+        for (size_t k = 0; k < m; k++) {
+            if (meta[k].val != NULL && strcmp(meta[k].val, meta[m].val) == 0) {
+                return cfg_fail(l,
+                                "'%s.meta': '%s' and '%s' use the same field "
+                                "name '%s'",
+                                p, meta[k].name, meta[m].name, meta[m].val);
+            }
+        }
+    }
+    if (has_meta && strcmp(r->format, "csv") == 0) {
+        return cfg_fail(
+            l,
+            "'%s.meta' needs format json, multijson or avro (fields "
+            "cannot be added to csv records)",
+            p);
+    }
+    return 0;
+}
+
+static int check_route(struct loader *l, size_t i)
+{
+    struct config_route *r = &l->cfg->routes[i];
+    const char *base =
+        l->cfg->from_connector ? "kusto.tables.topics.mapping" : "routes";
+    const char *dbkey = l->cfg->from_connector ? "db" : "database";
+    char p[PATHLEN];
+    char fp[PATHLEN];
+    char shown[64];
     int rc;
 
     cfg_join_index(p, sizeof(p), base, i);
@@ -401,32 +491,9 @@ static int check_route(struct loader *l, size_t i)
     if (rc < 0) {
         return rc;
     }
-    for (size_t m = 0; m < sizeof(meta) / sizeof(meta[0]); m++) {
-        if (meta[m].val == NULL) {
-            continue;
-        }
-        has_meta = 1;
-        cfg_join(mp, sizeof(mp), p, "meta");
-        cfg_join(fp, sizeof(fp), mp, meta[m].name);
-        rc = cfg_check_column(l, fp, meta[m].val);
-        if (rc < 0) {
-            return rc;
-        }
-        for (size_t k = 0; k < m; k++) {
-            if (meta[k].val != NULL && strcmp(meta[k].val, meta[m].val) == 0) {
-                return cfg_fail(l,
-                                "'%s.meta': '%s' and '%s' use the same field "
-                                "name '%s'",
-                                p, meta[k].name, meta[m].name, meta[m].val);
-            }
-        }
-    }
-    if (has_meta && strcmp(r->format, "csv") == 0) {
-        return cfg_fail(
-            l,
-            "'%s.meta' needs format json, multijson or avro (fields "
-            "cannot be added to csv records)",
-            p);
+    rc = check_route_meta(l, r, p);
+    if (rc < 0) {
+        return rc;
     }
     if (r->dedupe_column != NULL) {
         cfg_join(fp, sizeof(fp), p, "dedupe_column");
@@ -441,48 +508,7 @@ static int check_route(struct loader *l, size_t i)
                             fp, p);
         }
     }
-    if (r->name == NULL) {
-        const char *n = r->topic != NULL ? r->topic : r->topic_regex;
-
-        if (cfg_replace(&r->name, n) < 0) {
-            return cfg_oom(l);
-        }
-    }
-    if (strlen(r->name) > 256) {
-        return cfg_fail(l, "'%s.name' is longer than 256 characters", p);
-    }
-    for (const char *s = r->name; *s != '\0'; s++) {
-        if ((unsigned char)*s < 0x20 || *s == '"' || *s == '\\' ||
-            (unsigned char)*s == 0x7f) {
-            return cfg_fail(l,
-                            "'%s.name' must not contain quotes, backslashes or "
-                            "control characters",
-                            p);
-        }
-    }
-    /* uniqueness against earlier routes */
-    for (size_t j = 0; j < i; j++) {
-        struct config_route *o = &l->cfg->routes[j];
-        char q[PATHLEN];
-
-        cfg_join_index(q, sizeof(q), base, j);
-        if (r->topic != NULL && o->topic != NULL &&
-            strcmp(r->topic, o->topic) == 0) {
-            return cfg_fail(l, "%s: topic '%s' is already routed by %s", p,
-                            r->topic, q);
-        }
-        if (r->topic_regex != NULL && o->topic_regex != NULL &&
-            strcmp(r->topic_regex, o->topic_regex) == 0) {
-            return cfg_fail(l, "%s: topic_regex '%s' is already routed by %s",
-                            p, cfg_clean(r->topic_regex, shown, sizeof(shown)),
-                            q);
-        }
-        if (strcmp(r->name, o->name) == 0) {
-            return cfg_fail(l, "%s: route name '%s' is already used by %s", p,
-                            cfg_clean(r->name, shown, sizeof(shown)), q);
-        }
-    }
-    return 0;
+    return check_route_name(l, i, p);
 }
 
 /* Runs every kafka property through librdkafka's own parser. */
@@ -603,15 +629,14 @@ static int check_proxy(struct loader *l)
     return 0;
 }
 
-static int finish(struct loader *l)
+/* Kafka: flags override the file; the environment fills gaps */
+static int finish_kafka(struct loader *l)
 {
     struct config *c = l->cfg;
     const struct config_overrides *ov = l->ov;
     const char *env;
-    int wildcard = 0;
     int rc;
 
-    /* Kafka: flags override the file; the environment fills gaps */
     if (ov != NULL && ov->bootstrap_servers != NULL &&
         cfg_kafka_set(&c->kafka, "bootstrap.servers", ov->bootstrap_servers) <
             0) {
@@ -654,49 +679,14 @@ static int finish(struct loader *l)
     if (rc < 0) {
         return rc;
     }
+    return 0;
+}
 
-    /* ADX */
-    rc = cfg_check_url(l,
-                       c->from_connector ? "kusto.query.url" : "adx.ingest_url",
-                       c->adx.ingest_url, NULL);
-    if (rc < 0) {
-        return rc;
-    }
-    if (c->adx.query_url == NULL &&
-        cfg_replace(&c->adx.query_url, c->adx.ingest_url) < 0) {
-        return cfg_oom(l);
-    }
-    rc = cfg_check_url(l, "adx.query_url", c->adx.query_url, NULL);
-    rc = rc < 0 ? rc : check_auth(l);
-    if (rc < 0) {
-        return rc;
-    }
-    rc = check_proxy(l);
-    if (rc < 0) {
-        return rc;
-    }
-    if (c->adx.auth.scope != NULL) {
-        for (const char *s = c->adx.auth.scope; *s != '\0'; s++) {
-            if ((unsigned char)*s <= 0x20 || *s == '&') {
-                return cfg_fail(l, "'adx.auth.scope' must not contain spaces, "
-                                   "'&' or control characters");
-            }
-        }
-    }
+/* the subscription: every topic routed, every route subscribed */
+static int finish_subscription(struct loader *l, int wildcard)
+{
+    struct config *c = l->cfg;
 
-    /* routes */
-    for (size_t i = 0; i < c->nroutes; i++) {
-        rc = check_route(l, i);
-        if (rc < 0) {
-            return rc;
-        }
-        if (c->routes[i].topic != NULL &&
-            strcmp(c->routes[i].topic, "*") == 0) {
-            wildcard = 1;
-        }
-    }
-
-    /* the subscription */
     if (c->from_connector) {
         for (size_t i = 0; i < c->intake.ntopics; i++) {
             const char *t = c->intake.topics[i];
@@ -739,8 +729,14 @@ static int finish(struct loader *l)
                             "subscribe to)");
         }
     }
+    return 0;
+}
 
-    /* limits */
+/* cross-field limits and the defaults derived from other keys */
+static int finish_limits(struct loader *l)
+{
+    struct config *c = l->cfg;
+
     if (c->forwarder.batch_max_bytes > CONFIG_ADX_MAX_BATCH_BYTES) {
         return cfg_fail(
             l,
@@ -799,8 +795,15 @@ static int finish(struct loader *l)
                         (long long)c->intake.low_water_bytes,
                         (long long)c->intake.high_water_bytes);
     }
+    return 0;
+}
 
-    /* admin */
+/* the admin endpoint: token, listen address, TLS */
+static int finish_admin(struct loader *l)
+{
+    struct config *c = l->cfg;
+    int rc;
+
     if (c->admin.token != NULL) {
         if (strlen(c->admin.token) < 8) {
             return cfg_fail(l, "'admin.token' must be at least 8 characters");
@@ -822,6 +825,64 @@ static int finish(struct loader *l)
                         c->admin.tls_cert != NULL ? "tls_key" : "tls_cert");
     }
     return 0;
+}
+
+static int finish(struct loader *l)
+{
+    struct config *c = l->cfg;
+    int wildcard = 0;
+    int rc;
+
+    rc = finish_kafka(l);
+    if (rc < 0) {
+        return rc;
+    }
+
+    /* ADX */
+    rc = cfg_check_url(l,
+                       c->from_connector ? "kusto.query.url" : "adx.ingest_url",
+                       c->adx.ingest_url, NULL);
+    if (rc < 0) {
+        return rc;
+    }
+    if (c->adx.query_url == NULL &&
+        cfg_replace(&c->adx.query_url, c->adx.ingest_url) < 0) {
+        return cfg_oom(l);
+    }
+    rc = cfg_check_url(l, "adx.query_url", c->adx.query_url, NULL);
+    rc = rc < 0 ? rc : check_auth(l);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = check_proxy(l);
+    if (rc < 0) {
+        return rc;
+    }
+    if (c->adx.auth.scope != NULL) {
+        for (const char *s = c->adx.auth.scope; *s != '\0'; s++) {
+            if ((unsigned char)*s <= 0x20 || *s == '&') {
+                return cfg_fail(l, "'adx.auth.scope' must not contain spaces, "
+                                   "'&' or control characters");
+            }
+        }
+    }
+
+    /* routes */
+    for (size_t i = 0; i < c->nroutes; i++) {
+        rc = check_route(l, i);
+        if (rc < 0) {
+            return rc;
+        }
+        if (c->routes[i].topic != NULL &&
+            strcmp(c->routes[i].topic, "*") == 0) {
+            wildcard = 1;
+        }
+    }
+
+    rc = finish_subscription(l, wildcard);
+    rc = rc < 0 ? rc : finish_limits(l);
+    rc = rc < 0 ? rc : finish_admin(l);
+    return rc;
 }
 
 /* ---- entry points ----------------------------------------------------- */
@@ -852,6 +913,45 @@ static int is_connector(const cJSON *root, const cJSON **map, const char **name)
 
 static const char *const wrapper_keys[] = {"name", "config", "tasks", "type",
                                            NULL};
+
+/* The notes of a successful load: connector keys ignored, an admin
+ * endpoint open beyond loopback. */
+static void log_load_notes(const struct loader *l)
+{
+    if (l->info.len > 0) {
+        log_info("config",
+                 "connector keys with no meaning for kadx (accepted): %s",
+                 l->info.s);
+    }
+    if (l->warn.len > 0) {
+        log_warn("config", "connector keys kadx cannot honour (ignored): %s",
+                 l->warn.s);
+    }
+    if (l->cfg->admin.listen != NULL && l->cfg->admin.token == NULL &&
+        strncmp(l->cfg->admin.listen, "127.", 4) != 0 &&
+        strncmp(l->cfg->admin.listen, "localhost:", 10) != 0 &&
+        strncmp(l->cfg->admin.listen, "[::1]:", 6) != 0) {
+        log_warn("config",
+                 "admin.listen '%s' is not a loopback address and "
+                 "admin.token is not set: anyone who can reach it can "
+                 "replay and pause",
+                 l->cfg->admin.listen);
+    } else if (l->cfg->admin.listen != NULL &&
+               strncmp(l->cfg->admin.listen, "127.", 4) != 0 &&
+               strncmp(l->cfg->admin.listen, "localhost:", 10) != 0 &&
+               strncmp(l->cfg->admin.listen, "[::1]:", 6) != 0 &&
+               (l->cfg->admin.tls_cert == NULL ||
+                !l->cfg->admin.token_on_get)) {
+        log_warn("config", "admin.listen '%s' is not a loopback address: %s",
+                 l->cfg->admin.listen,
+                 l->cfg->admin.tls_cert == NULL
+                     ? "without admin.tls_cert the token and the "
+                       "status travel in clear text"
+                     : "without admin.token_on_get anyone who can "
+                       "reach it can read /status, /metrics and "
+                       "/dead-letters");
+    }
+}
 
 int config_load_string(const char *json, const struct config_overrides *ov,
                        struct config **out, char *err, size_t errlen)
@@ -934,41 +1034,7 @@ int config_load_string(const char *json, const struct config_overrides *ov,
         rc = cfg_oom(&l);
     }
     if (rc == 0) {
-        if (l.info.len > 0) {
-            log_info("config",
-                     "connector keys with no meaning for kadx (accepted): %s",
-                     l.info.s);
-        }
-        if (l.warn.len > 0) {
-            log_warn("config",
-                     "connector keys kadx cannot honour (ignored): %s",
-                     l.warn.s);
-        }
-        if (l.cfg->admin.listen != NULL && l.cfg->admin.token == NULL &&
-            strncmp(l.cfg->admin.listen, "127.", 4) != 0 &&
-            strncmp(l.cfg->admin.listen, "localhost:", 10) != 0 &&
-            strncmp(l.cfg->admin.listen, "[::1]:", 6) != 0) {
-            log_warn("config",
-                     "admin.listen '%s' is not a loopback address and "
-                     "admin.token is not set: anyone who can reach it can "
-                     "replay and pause",
-                     l.cfg->admin.listen);
-        } else if (l.cfg->admin.listen != NULL &&
-                   strncmp(l.cfg->admin.listen, "127.", 4) != 0 &&
-                   strncmp(l.cfg->admin.listen, "localhost:", 10) != 0 &&
-                   strncmp(l.cfg->admin.listen, "[::1]:", 6) != 0 &&
-                   (l.cfg->admin.tls_cert == NULL ||
-                    !l.cfg->admin.token_on_get)) {
-            log_warn("config",
-                     "admin.listen '%s' is not a loopback address: %s",
-                     l.cfg->admin.listen,
-                     l.cfg->admin.tls_cert == NULL
-                         ? "without admin.tls_cert the token and the "
-                           "status travel in clear text"
-                         : "without admin.token_on_get anyone who can "
-                           "reach it can read /status, /metrics and "
-                           "/dead-letters");
-        }
+        log_load_notes(&l);
         *out = l.cfg;
         l.cfg = NULL;
     }

@@ -384,12 +384,11 @@ static int conn_int(struct loader *l, const char *key, const char *s,
     return cfg_range(l, key, *v, min, max);
 }
 
-static int load_conn_values(struct loader *l, struct conn *cn)
+/* connector.class, kusto.ingestion.url / kusto.query.url, proxy.* */
+static int conn_urls(struct loader *l, struct conn *cn)
 {
     struct config *c = l->cfg;
-    struct config_auth *a = &c->adx.auth;
     char shown[64];
-    int64_t v;
     int rc;
 
     if (cn->cls != NULL) {
@@ -441,8 +440,15 @@ static int load_conn_values(struct loader *l, struct conn *cn)
             return cfg_oom(l);
         }
     }
+    return 0;
+}
 
-    /* aad.auth.* */
+/* aad.auth.* */
+static int conn_auth(struct loader *l, struct conn *cn)
+{
+    struct config_auth *a = &l->cfg->adx.auth;
+    char shown[64];
+
     if (cn->strategy == NULL || strcasecmp(cn->strategy, "application") == 0) {
         a->method = CONFIG_AUTH_CLIENT_SECRET;
     } else if (strcasecmp(cn->strategy, "managed_identity") == 0) {
@@ -488,6 +494,16 @@ static int load_conn_values(struct loader *l, struct conn *cn)
         free(a->tenant_id);
         a->tenant_id = NULL;
     }
+    return 0;
+}
+
+/* kusto.tables.topics.mapping, flush.*, errors.retry.*, behavior.on.error */
+static int conn_flush(struct loader *l, struct conn *cn)
+{
+    struct config *c = l->cfg;
+    char shown[64];
+    int64_t v;
+    int rc;
 
     if (cn->mapping == NULL || cn->mapping[0] == '\0') {
         return cfg_fail(l,
@@ -556,8 +572,15 @@ static int load_conn_values(struct loader *l, struct conn *cn)
     } else {
         c->forwarder.on_error = CONFIG_ON_ERROR_PAUSE; /* connector: FAIL */
     }
+    return 0;
+}
 
-    /* the subscription: `topics` (comma list) and `topics.regex` */
+/* the subscription: `topics` (comma list) and `topics.regex` */
+static int conn_topics(struct loader *l, struct conn *cn)
+{
+    struct config *c = l->cfg;
+    int rc;
+
     if ((cn->topics == NULL || cn->topics[0] == '\0') &&
         (cn->topics_regex == NULL || cn->topics_regex[0] == '\0')) {
         return cfg_fail(l, "missing required key 'topics'");
@@ -616,6 +639,17 @@ static int load_conn_values(struct loader *l, struct conn *cn)
         }
     }
     return 0;
+}
+
+static int load_conn_values(struct loader *l, struct conn *cn)
+{
+    int rc;
+
+    rc = conn_urls(l, cn);
+    rc = rc < 0 ? rc : conn_auth(l, cn);
+    rc = rc < 0 ? rc : conn_flush(l, cn);
+    rc = rc < 0 ? rc : conn_topics(l, cn);
+    return rc;
 }
 
 /* The registry kind of a Connect converter class: "avro", "json_schema",

@@ -510,13 +510,283 @@ static int load_routes_native(struct loader *l, const cJSON *arr)
     return 0;
 }
 
+static int load_journal_native(struct loader *l, const cJSON *o)
+{
+    struct config *c = l->cfg;
+    char *s = NULL;
+    char shown[64];
+    int rc;
+
+    rc = cfg_check_keys(l, o, "journal", journal_keys);
+    rc = rc < 0 ? rc : opt_nonempty(l, o, "journal", "path", &c->journal.path);
+    rc = rc < 0 ? rc
+                : opt_num(l, o, "journal", "max_bytes", NUM_SIZE, 16 * MIB,
+                          INT64_MAX, &c->journal.max_bytes);
+    rc = rc < 0 ? rc
+                : opt_num(l, o, "journal", "retention_ms", NUM_MS, 0,
+                          (int64_t)365 * 24 * 3600 * 1000,
+                          &c->journal.retention_ms);
+    rc = rc < 0 ? rc
+                : opt_num(l, o, "journal", "reserve_bytes", NUM_SIZE, 0,
+                          (int64_t)1 << 40, &c->journal.reserve_bytes);
+    rc = rc < 0 ? rc
+                : opt_num(l, o, "journal", "min_retention_ms", NUM_MS, 0,
+                          (int64_t)365 * 24 * 3600 * 1000,
+                          &c->journal.min_retention_ms);
+    rc = rc < 0 ? rc : opt_nonempty(l, o, "journal", "sync", &s);
+    if (rc < 0) {
+        free(s);
+        return rc;
+    }
+    if (s != NULL) {
+        if (strcasecmp(s, "full") == 0) {
+            c->journal.sync_full = 1;
+        } else if (strcasecmp(s, "normal") == 0) {
+            c->journal.sync_full = 0;
+        } else {
+            rc = cfg_fail(l, "'journal.sync' must be full or normal, not '%s'",
+                          cfg_clean(s, shown, sizeof(shown)));
+        }
+        free(s);
+        s = NULL;
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int load_forwarder_native(struct loader *l, const cJSON *o)
+{
+    struct config *c = l->cfg;
+    struct config_forwarder *f = &c->forwarder;
+    const char *p = "forwarder";
+    int64_t inflight = f->max_inflight;
+    char *s = NULL;
+    char shown[64];
+    int rc;
+
+    rc = cfg_check_keys(l, o, p, forwarder_keys);
+    rc = rc < 0 ? rc
+                : opt_num(l, o, p, "batch_max_bytes", NUM_SIZE, 1024, INT64_MAX,
+                          &f->batch_max_bytes);
+    rc = rc < 0 ? rc
+                : opt_num(l, o, p, "batch_max_rows", NUM_INT, 1, 1000000,
+                          &f->batch_max_rows);
+    rc = rc < 0 ? rc
+                : opt_num(l, o, p, "linger_ms", NUM_MS, 0, 3600 * 1000,
+                          &f->linger_ms);
+    rc = rc < 0 ? rc
+                : opt_num(l, o, p, "max_inflight", NUM_INT, 1, 64, &inflight);
+    rc = rc < 0 ? rc
+                : opt_num(l, o, p, "retry_initial_ms", NUM_MS, 1, 3600 * 1000,
+                          &f->retry_initial_ms);
+    rc = rc < 0 ? rc
+                : opt_num(l, o, p, "retry_max_ms", NUM_MS, 1, 24 * 3600 * 1000,
+                          &f->retry_max_ms);
+    rc = rc < 0 ? rc
+                : opt_num(l, o, p, "retry_max_time_ms", NUM_MS, 0, INT64_MAX,
+                          &f->retry_max_time_ms);
+    rc = rc < 0 ? rc
+                : opt_num(l, o, p, "ambiguous_delay_ms", NUM_MS, 0, 3600 * 1000,
+                          &f->ambiguous_delay_ms);
+    rc = rc < 0 ? rc
+                : opt_num(l, o, p, "ambiguous_window_ms", NUM_MS, 1,
+                          INT64_MAX / 4, &f->ambiguous_window_ms);
+    rc = rc < 0 ? rc : opt_nonempty(l, o, p, "on_error", &s);
+    if (rc < 0) {
+        free(s);
+        return rc;
+    }
+    f->max_inflight = (int)inflight;
+    if (s != NULL) {
+        if (strcasecmp(s, "deadletter") == 0) {
+            f->on_error = CONFIG_ON_ERROR_DEADLETTER;
+        } else if (strcasecmp(s, "pause") == 0) {
+            f->on_error = CONFIG_ON_ERROR_PAUSE;
+        } else {
+            rc = cfg_fail(l,
+                          "'forwarder.on_error' must be deadletter or pause, "
+                          "not '%s'",
+                          cfg_clean(s, shown, sizeof(shown)));
+        }
+        free(s);
+        s = NULL;
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int load_intake_native(struct loader *l, const cJSON *o)
+{
+    struct config *c = l->cfg;
+    struct config_intake *in = &c->intake;
+    const cJSON *arr;
+    char *s = NULL;
+    char shown[64];
+    int rc;
+
+    rc = cfg_check_keys(l, o, "intake", intake_keys);
+    rc = rc < 0 ? rc
+                : opt_bool(l, o, "intake", "skip_tombstones",
+                           &in->skip_tombstones);
+    rc = rc < 0 ? rc
+                : opt_num(l, o, "intake", "high_water_bytes", NUM_SIZE, 1,
+                          INT64_MAX, &in->high_water_bytes);
+    rc = rc < 0 ? rc
+                : opt_num(l, o, "intake", "low_water_bytes", NUM_SIZE, 0,
+                          INT64_MAX, &in->low_water_bytes);
+    rc = rc < 0 ? rc
+                : opt_num(l, o, "intake", "prefetch_bytes", NUM_SIZE, 0,
+                          INT64_C(1) << 40, &in->prefetch_bytes);
+    if (rc < 0) {
+        return rc;
+    }
+    if (in->prefetch_bytes > 0 && in->prefetch_bytes < (4 << 20)) {
+        return cfg_fail(l,
+                        "'intake.prefetch_bytes' must be 0 (unbounded) or at "
+                        "least 4MiB");
+    }
+    rc = opt_nonempty(l, o, "intake", "on_rewind", &s);
+    if (rc < 0) {
+        return rc;
+    }
+    if (s != NULL) {
+        if (strcasecmp(s, "pause") == 0) {
+            in->on_rewind = CONFIG_ON_REWIND_PAUSE;
+        } else if (strcasecmp(s, "new_epoch") == 0) {
+            in->on_rewind = CONFIG_ON_REWIND_EPOCH;
+        } else {
+            rc = cfg_fail(l,
+                          "'intake.on_rewind' must be pause or new_epoch, "
+                          "not '%s'",
+                          cfg_clean(s, shown, sizeof(shown)));
+        }
+        free(s);
+        s = NULL;
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    arr = cJSON_GetObjectItemCaseSensitive(o, "topics");
+    if (arr != NULL && !cJSON_IsNull(arr)) {
+        char p[PATHLEN];
+        size_t i = 0;
+
+        if (!cJSON_IsArray(arr)) {
+            return cfg_fail(l, "'intake.topics' must be an array of strings");
+        }
+        for (const cJSON *e = arr->child; e != NULL; e = e->next, i++) {
+            cfg_join_index(p, sizeof(p), "intake.topics", i);
+            if (!cJSON_IsString(e)) {
+                return cfg_fail(l, "'%s' must be a string", p);
+            }
+            if (i >= MAX_KEYS) {
+                return cfg_fail(l, "'intake.topics' has more than %d entries",
+                                MAX_KEYS);
+            }
+            rc = cfg_subst_env(l, p, e->valuestring, &s);
+            if (rc < 0) {
+                return rc;
+            }
+            if (s[0] == '^') {
+                regex_t re;
+
+                rc = regcomp(&re, s, REG_EXTENDED | REG_NOSUB);
+                if (rc != 0) {
+                    free(s);
+                    return cfg_fail(l, "'%s' is not a valid regular expression",
+                                    p);
+                }
+                regfree(&re);
+            } else {
+                rc = cfg_check_topic(l, p, s);
+                if (rc < 0) {
+                    free(s);
+                    return rc;
+                }
+            }
+            rc = 0;
+            if (!cfg_strv_has(in->topics, in->ntopics, s)) {
+                rc = cfg_strv_push(&in->topics, &in->ntopics, s);
+            }
+            free(s);
+            s = NULL;
+            if (rc < 0) {
+                return cfg_oom(l);
+            }
+        }
+    }
+    return 0;
+}
+
+static int load_admin_native(struct loader *l, const cJSON *o)
+{
+    struct config *c = l->cfg;
+    int rc;
+
+    rc = cfg_check_keys(l, o, "admin", admin_keys);
+    rc = rc < 0 ? rc : opt_string(l, o, "admin", "listen", &c->admin.listen);
+    rc = rc < 0 ? rc : opt_nonempty(l, o, "admin", "token", &c->admin.token);
+    rc = rc < 0
+             ? rc
+             : opt_bool(l, o, "admin", "token_on_get", &c->admin.token_on_get);
+    rc = rc < 0 ? rc
+                : opt_nonempty(l, o, "admin", "tls_cert", &c->admin.tls_cert);
+    rc =
+        rc < 0 ? rc : opt_nonempty(l, o, "admin", "tls_key", &c->admin.tls_key);
+    rc = rc < 0 ? rc
+                : opt_num(l, o, "admin", "max_connections", NUM_INT, 1, 100000,
+                          &c->admin.max_connections);
+    rc = rc < 0 ? rc
+                : opt_num(l, o, "admin", "max_requests_per_s", NUM_INT, 1,
+                          1000000, &c->admin.max_requests_per_s);
+    if (rc < 0) {
+        return rc;
+    }
+    if (c->admin.listen == NULL || c->admin.listen[0] == '\0' ||
+        strcasecmp(c->admin.listen, "off") == 0) {
+        free(c->admin.listen);
+        c->admin.listen = NULL;
+    }
+    return 0;
+}
+
+static int load_log_native(struct loader *l, const cJSON *o)
+{
+    char *lv = NULL;
+    enum log_level level;
+    struct config *c = l->cfg;
+    char shown[64];
+    int rc;
+
+    rc = cfg_check_keys(l, o, "log", log_keys);
+    rc = rc < 0 ? rc : opt_nonempty(l, o, "log", "level", &lv);
+    if (rc < 0) {
+        return rc;
+    }
+    if (lv != NULL) {
+        if (log_level_parse(lv, &level) < 0) {
+            rc = cfg_fail(l,
+                          "'log.level' must be error, warn, info or debug, "
+                          "not '%s'",
+                          cfg_clean(lv, shown, sizeof(shown)));
+            free(lv);
+            return rc;
+        }
+        c->log_level = (int)level;
+        free(lv);
+    }
+    return 0;
+}
+
 int cfg_load_native(struct loader *l, const cJSON *root)
 {
     struct config *c = l->cfg;
     const cJSON *o;
     const cJSON *arr;
-    char *s = NULL;
-    char shown[64];
     int rc;
 
     rc = cfg_check_keys(l, root, "", top_keys);
@@ -560,43 +830,9 @@ int cfg_load_native(struct loader *l, const cJSON *root)
         return rc;
     }
     if (o != NULL) {
-        rc = cfg_check_keys(l, o, "journal", journal_keys);
-        rc = rc < 0 ? rc
-                    : opt_nonempty(l, o, "journal", "path", &c->journal.path);
-        rc = rc < 0 ? rc
-                    : opt_num(l, o, "journal", "max_bytes", NUM_SIZE, 16 * MIB,
-                              INT64_MAX, &c->journal.max_bytes);
-        rc = rc < 0 ? rc
-                    : opt_num(l, o, "journal", "retention_ms", NUM_MS, 0,
-                              (int64_t)365 * 24 * 3600 * 1000,
-                              &c->journal.retention_ms);
-        rc = rc < 0 ? rc
-                    : opt_num(l, o, "journal", "reserve_bytes", NUM_SIZE, 0,
-                              (int64_t)1 << 40, &c->journal.reserve_bytes);
-        rc = rc < 0 ? rc
-                    : opt_num(l, o, "journal", "min_retention_ms", NUM_MS, 0,
-                              (int64_t)365 * 24 * 3600 * 1000,
-                              &c->journal.min_retention_ms);
-        rc = rc < 0 ? rc : opt_nonempty(l, o, "journal", "sync", &s);
+        rc = load_journal_native(l, o);
         if (rc < 0) {
-            free(s);
             return rc;
-        }
-        if (s != NULL) {
-            if (strcasecmp(s, "full") == 0) {
-                c->journal.sync_full = 1;
-            } else if (strcasecmp(s, "normal") == 0) {
-                c->journal.sync_full = 0;
-            } else {
-                rc = cfg_fail(l,
-                              "'journal.sync' must be full or normal, not '%s'",
-                              cfg_clean(s, shown, sizeof(shown)));
-            }
-            free(s);
-            s = NULL;
-            if (rc < 0) {
-                return rc;
-            }
         }
     }
 
@@ -605,61 +841,9 @@ int cfg_load_native(struct loader *l, const cJSON *root)
         return rc;
     }
     if (o != NULL) {
-        struct config_forwarder *f = &c->forwarder;
-        const char *p = "forwarder";
-        int64_t inflight = f->max_inflight;
-
-        rc = cfg_check_keys(l, o, p, forwarder_keys);
-        rc = rc < 0 ? rc
-                    : opt_num(l, o, p, "batch_max_bytes", NUM_SIZE, 1024,
-                              INT64_MAX, &f->batch_max_bytes);
-        rc = rc < 0 ? rc
-                    : opt_num(l, o, p, "batch_max_rows", NUM_INT, 1, 1000000,
-                              &f->batch_max_rows);
-        rc = rc < 0 ? rc
-                    : opt_num(l, o, p, "linger_ms", NUM_MS, 0, 3600 * 1000,
-                              &f->linger_ms);
-        rc = rc < 0
-                 ? rc
-                 : opt_num(l, o, p, "max_inflight", NUM_INT, 1, 64, &inflight);
-        rc = rc < 0 ? rc
-                    : opt_num(l, o, p, "retry_initial_ms", NUM_MS, 1,
-                              3600 * 1000, &f->retry_initial_ms);
-        rc = rc < 0 ? rc
-                    : opt_num(l, o, p, "retry_max_ms", NUM_MS, 1,
-                              24 * 3600 * 1000, &f->retry_max_ms);
-        rc = rc < 0 ? rc
-                    : opt_num(l, o, p, "retry_max_time_ms", NUM_MS, 0,
-                              INT64_MAX, &f->retry_max_time_ms);
-        rc = rc < 0 ? rc
-                    : opt_num(l, o, p, "ambiguous_delay_ms", NUM_MS, 0,
-                              3600 * 1000, &f->ambiguous_delay_ms);
-        rc = rc < 0 ? rc
-                    : opt_num(l, o, p, "ambiguous_window_ms", NUM_MS, 1,
-                              INT64_MAX / 4, &f->ambiguous_window_ms);
-        rc = rc < 0 ? rc : opt_nonempty(l, o, p, "on_error", &s);
+        rc = load_forwarder_native(l, o);
         if (rc < 0) {
-            free(s);
             return rc;
-        }
-        f->max_inflight = (int)inflight;
-        if (s != NULL) {
-            if (strcasecmp(s, "deadletter") == 0) {
-                f->on_error = CONFIG_ON_ERROR_DEADLETTER;
-            } else if (strcasecmp(s, "pause") == 0) {
-                f->on_error = CONFIG_ON_ERROR_PAUSE;
-            } else {
-                rc = cfg_fail(
-                    l,
-                    "'forwarder.on_error' must be deadletter or pause, "
-                    "not '%s'",
-                    cfg_clean(s, shown, sizeof(shown)));
-            }
-            free(s);
-            s = NULL;
-            if (rc < 0) {
-                return rc;
-            }
         }
     }
 
@@ -668,100 +852,9 @@ int cfg_load_native(struct loader *l, const cJSON *root)
         return rc;
     }
     if (o != NULL) {
-        struct config_intake *in = &c->intake;
-
-        rc = cfg_check_keys(l, o, "intake", intake_keys);
-        rc = rc < 0 ? rc
-                    : opt_bool(l, o, "intake", "skip_tombstones",
-                               &in->skip_tombstones);
-        rc = rc < 0 ? rc
-                    : opt_num(l, o, "intake", "high_water_bytes", NUM_SIZE, 1,
-                              INT64_MAX, &in->high_water_bytes);
-        rc = rc < 0 ? rc
-                    : opt_num(l, o, "intake", "low_water_bytes", NUM_SIZE, 0,
-                              INT64_MAX, &in->low_water_bytes);
-        rc = rc < 0 ? rc
-                    : opt_num(l, o, "intake", "prefetch_bytes", NUM_SIZE, 0,
-                              INT64_C(1) << 40, &in->prefetch_bytes);
+        rc = load_intake_native(l, o);
         if (rc < 0) {
             return rc;
-        }
-        if (in->prefetch_bytes > 0 && in->prefetch_bytes < (4 << 20)) {
-            return cfg_fail(
-                l, "'intake.prefetch_bytes' must be 0 (unbounded) or at "
-                   "least 4MiB");
-        }
-        rc = opt_nonempty(l, o, "intake", "on_rewind", &s);
-        if (rc < 0) {
-            return rc;
-        }
-        if (s != NULL) {
-            if (strcasecmp(s, "pause") == 0) {
-                in->on_rewind = CONFIG_ON_REWIND_PAUSE;
-            } else if (strcasecmp(s, "new_epoch") == 0) {
-                in->on_rewind = CONFIG_ON_REWIND_EPOCH;
-            } else {
-                rc = cfg_fail(l,
-                              "'intake.on_rewind' must be pause or new_epoch, "
-                              "not '%s'",
-                              cfg_clean(s, shown, sizeof(shown)));
-            }
-            free(s);
-            s = NULL;
-            if (rc < 0) {
-                return rc;
-            }
-        }
-        arr = cJSON_GetObjectItemCaseSensitive(o, "topics");
-        if (arr != NULL && !cJSON_IsNull(arr)) {
-            char p[PATHLEN];
-            size_t i = 0;
-
-            if (!cJSON_IsArray(arr)) {
-                return cfg_fail(l,
-                                "'intake.topics' must be an array of strings");
-            }
-            for (const cJSON *e = arr->child; e != NULL; e = e->next, i++) {
-                cfg_join_index(p, sizeof(p), "intake.topics", i);
-                if (!cJSON_IsString(e)) {
-                    return cfg_fail(l, "'%s' must be a string", p);
-                }
-                if (i >= MAX_KEYS) {
-                    return cfg_fail(l,
-                                    "'intake.topics' has more than %d entries",
-                                    MAX_KEYS);
-                }
-                rc = cfg_subst_env(l, p, e->valuestring, &s);
-                if (rc < 0) {
-                    return rc;
-                }
-                if (s[0] == '^') {
-                    regex_t re;
-
-                    rc = regcomp(&re, s, REG_EXTENDED | REG_NOSUB);
-                    if (rc != 0) {
-                        free(s);
-                        return cfg_fail(
-                            l, "'%s' is not a valid regular expression", p);
-                    }
-                    regfree(&re);
-                } else {
-                    rc = cfg_check_topic(l, p, s);
-                    if (rc < 0) {
-                        free(s);
-                        return rc;
-                    }
-                }
-                rc = 0;
-                if (!cfg_strv_has(in->topics, in->ntopics, s)) {
-                    rc = cfg_strv_push(&in->topics, &in->ntopics, s);
-                }
-                free(s);
-                s = NULL;
-                if (rc < 0) {
-                    return cfg_oom(l);
-                }
-            }
         }
     }
 
@@ -770,32 +863,9 @@ int cfg_load_native(struct loader *l, const cJSON *root)
         return rc;
     }
     if (o != NULL) {
-        rc = cfg_check_keys(l, o, "admin", admin_keys);
-        rc =
-            rc < 0 ? rc : opt_string(l, o, "admin", "listen", &c->admin.listen);
-        rc =
-            rc < 0 ? rc : opt_nonempty(l, o, "admin", "token", &c->admin.token);
-        rc = rc < 0 ? rc
-                    : opt_bool(l, o, "admin", "token_on_get",
-                               &c->admin.token_on_get);
-        rc = rc < 0
-                 ? rc
-                 : opt_nonempty(l, o, "admin", "tls_cert", &c->admin.tls_cert);
-        rc = rc < 0 ? rc
-                    : opt_nonempty(l, o, "admin", "tls_key", &c->admin.tls_key);
-        rc = rc < 0 ? rc
-                    : opt_num(l, o, "admin", "max_connections", NUM_INT, 1,
-                              100000, &c->admin.max_connections);
-        rc = rc < 0 ? rc
-                    : opt_num(l, o, "admin", "max_requests_per_s", NUM_INT, 1,
-                              1000000, &c->admin.max_requests_per_s);
+        rc = load_admin_native(l, o);
         if (rc < 0) {
             return rc;
-        }
-        if (c->admin.listen == NULL || c->admin.listen[0] == '\0' ||
-            strcasecmp(c->admin.listen, "off") == 0) {
-            free(c->admin.listen);
-            c->admin.listen = NULL;
         }
     }
     rc = opt_object(l, root, "", "log", &o);
@@ -803,25 +873,9 @@ int cfg_load_native(struct loader *l, const cJSON *root)
         return rc;
     }
     if (o != NULL) {
-        char *lv = NULL;
-        enum log_level level;
-
-        rc = cfg_check_keys(l, o, "log", log_keys);
-        rc = rc < 0 ? rc : opt_nonempty(l, o, "log", "level", &lv);
+        rc = load_log_native(l, o);
         if (rc < 0) {
             return rc;
-        }
-        if (lv != NULL) {
-            if (log_level_parse(lv, &level) < 0) {
-                rc = cfg_fail(l,
-                              "'log.level' must be error, warn, info or debug, "
-                              "not '%s'",
-                              cfg_clean(lv, shown, sizeof(shown)));
-                free(lv);
-                return rc;
-            }
-            c->log_level = (int)level;
-            free(lv);
         }
     }
     return 0;

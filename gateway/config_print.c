@@ -49,21 +49,16 @@ static cJSON *add_obj(cJSON *parent, const char *k)
     return cJSON_AddObjectToObject(parent, k);
 }
 
-char *config_to_json(const struct config *cfg)
+/* "kafka" (secret properties masked) and "adx" with its "auth" */
+static int print_kafka_adx(cJSON *root, const struct config *cfg)
 {
     const struct config_auth *a = &cfg->adx.auth;
-    cJSON *root = cJSON_CreateObject();
     cJSON *o;
-    cJSON *arr;
-    char *text = NULL;
     int rc = 0;
 
-    if (root == NULL) {
-        return NULL;
-    }
     o = add_obj(root, "kafka");
     if (o == NULL) {
-        goto out;
+        return -ENOMEM;
     }
     for (size_t i = 0; i < cfg->kafka.n && rc == 0; i++) {
         const char *k = cfg->kafka.keys[i];
@@ -73,7 +68,7 @@ char *config_to_json(const struct config *cfg)
     }
     o = add_obj(root, "adx");
     if (rc < 0 || o == NULL) {
-        goto out;
+        return -ENOMEM;
     }
     rc |= add_str(o, "ingest_url", cfg->adx.ingest_url);
     rc |= add_str(o, "query_url", cfg->adx.query_url);
@@ -89,7 +84,7 @@ char *config_to_json(const struct config *cfg)
     }
     o = add_obj(o, "auth");
     if (rc < 0 || o == NULL) {
-        goto out;
+        return -ENOMEM;
     }
     rc |= add_str(o, "method", config_auth_method_name(a->method));
     rc |= add_str(o, "tenant_id", a->tenant_id);
@@ -100,57 +95,81 @@ char *config_to_json(const struct config *cfg)
     rc |= add_str(o, "authority_host", a->authority_host);
     rc |= add_str(o, "scope", a->scope);
     rc |= add_str(o, "imds_url", a->imds_url);
+    return rc;
+}
+
+/* One route of "routes" (the registry's basic_auth masked). */
+static int print_route(cJSON *arr, const struct config_route *r)
+{
+    int rc = 0;
+    cJSON *ro = cJSON_CreateObject();
+    cJSON *m;
+
+    if (ro == NULL || !cJSON_AddItemToArray(arr, ro)) {
+        cJSON_Delete(ro);
+        return -ENOMEM;
+    }
+    rc |= add_str(ro, "name", r->name);
+    if (r->topic != NULL) {
+        rc |= add_str(ro, "topic", r->topic);
+    } else {
+        rc |= add_str(ro, "topic_regex", r->topic_regex);
+    }
+    rc |= add_str(ro, "database", r->database);
+    rc |= add_str(ro, "table", r->table);
+    rc |= add_str(ro, "format", r->format);
+    rc |= add_str(ro, "mapping", r->mapping);
+    m = add_obj(ro, "meta");
+    if (rc < 0 || m == NULL) {
+        return -ENOMEM;
+    }
+    rc |= add_str(m, "topic", r->meta.topic);
+    rc |= add_str(m, "partition", r->meta.partition);
+    rc |= add_str(m, "offset", r->meta.offset);
+    rc |= add_str(m, "timestamp", r->meta.timestamp);
+    rc |= add_str(m, "key", r->meta.key);
+    rc |= add_str(m, "headers", r->meta.headers);
+    rc |= add_str(m, "batch_id", r->meta.batch_id);
+    rc |= add_str(ro, "dedupe_column", r->dedupe_column);
+    rc |= add_str(ro, "value_converter", r->value_converter);
+    rc |= add_str(ro, "key_converter", r->key_converter);
+    if (r->registry.url != NULL) {
+        cJSON *g = add_obj(ro, "schema_registry");
+
+        if (g == NULL) {
+            return -ENOMEM;
+        }
+        rc |= add_str(g, "url", r->registry.url);
+        rc |= add_str(g, "basic_auth", r->registry.basic_auth ? "***" : NULL);
+        rc |= add_str(g, "ca_file", r->registry.ca_file);
+        rc |= cJSON_AddNumberToObject(g, "timeout_ms",
+                                      (double)r->registry.timeout_ms)
+                  ? 0
+                  : -1;
+    }
+    return rc;
+}
+
+char *config_to_json(const struct config *cfg)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *o;
+    cJSON *arr;
+    char *text = NULL;
+    int rc = 0;
+
+    if (root == NULL) {
+        return NULL;
+    }
+    rc = print_kafka_adx(root, cfg);
     arr = cJSON_AddArrayToObject(root, "routes");
     if (rc < 0 || arr == NULL) {
         goto out;
     }
     for (size_t i = 0; i < cfg->nroutes; i++) {
-        const struct config_route *r = &cfg->routes[i];
-        cJSON *ro = cJSON_CreateObject();
-        cJSON *m;
-
-        if (ro == NULL || !cJSON_AddItemToArray(arr, ro)) {
-            cJSON_Delete(ro);
+        rc |= print_route(arr, &cfg->routes[i]);
+        if (rc < 0) {
             goto out;
-        }
-        rc |= add_str(ro, "name", r->name);
-        if (r->topic != NULL) {
-            rc |= add_str(ro, "topic", r->topic);
-        } else {
-            rc |= add_str(ro, "topic_regex", r->topic_regex);
-        }
-        rc |= add_str(ro, "database", r->database);
-        rc |= add_str(ro, "table", r->table);
-        rc |= add_str(ro, "format", r->format);
-        rc |= add_str(ro, "mapping", r->mapping);
-        m = add_obj(ro, "meta");
-        if (rc < 0 || m == NULL) {
-            goto out;
-        }
-        rc |= add_str(m, "topic", r->meta.topic);
-        rc |= add_str(m, "partition", r->meta.partition);
-        rc |= add_str(m, "offset", r->meta.offset);
-        rc |= add_str(m, "timestamp", r->meta.timestamp);
-        rc |= add_str(m, "key", r->meta.key);
-        rc |= add_str(m, "headers", r->meta.headers);
-        rc |= add_str(m, "batch_id", r->meta.batch_id);
-        rc |= add_str(ro, "dedupe_column", r->dedupe_column);
-        rc |= add_str(ro, "value_converter", r->value_converter);
-        rc |= add_str(ro, "key_converter", r->key_converter);
-        if (r->registry.url != NULL) {
-            cJSON *g = add_obj(ro, "schema_registry");
-
-            if (g == NULL) {
-                goto out;
-            }
-            rc |= add_str(g, "url", r->registry.url);
-            rc |=
-                add_str(g, "basic_auth", r->registry.basic_auth ? "***" : NULL);
-            rc |= add_str(g, "ca_file", r->registry.ca_file);
-            rc |= cJSON_AddNumberToObject(g, "timeout_ms",
-                                          (double)r->registry.timeout_ms)
-                      ? 0
-                      : -1;
         }
     }
     o = add_obj(root, "journal");
