@@ -14,7 +14,7 @@
  * Exit codes: 0 done, 1 failed at run time (or `check` found problems),
  * 2 usage error.
  */
-#include "gateway/cli.h"
+#include "cmd/cli.h"
 #include "gateway/config.h"
 #include "gateway/forwarder.h"
 #include "gateway/log.h"

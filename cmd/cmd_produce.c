@@ -17,7 +17,7 @@
  * with librdkafka's reason. Single-threaded (librdkafka's own threads call
  * nothing of ours except the logger).
  */
-#include "gateway/cli.h"
+#include "cmd/cli.h"
 #include "gateway/gameplay.h"
 #include "gateway/log.h"
 

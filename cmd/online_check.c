@@ -24,7 +24,7 @@
  * the result is 0 when every check passed, 1 otherwise. Secrets never
  * appear (tokens are not printed). Main thread only.
  */
-#include "gateway/online_check.h"
+#include "cmd/online_check.h"
 
 #include "gateway/adx.h"
 #include "gateway/auth.h"

@@ -13,7 +13,7 @@
  * is other UTF-8 text, as base64 otherwise. Values over CONSUME_MAX_PARSE
  * bytes are not parsed. Single-threaded.
  */
-#include "gateway/cli.h"
+#include "cmd/cli.h"
 #include "gateway/log.h"
 
 #include <cjson/cJSON.h>

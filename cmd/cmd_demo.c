@@ -17,7 +17,7 @@
  * with the demo even when it is killed. Single-threaded; HTTP calls to the
  * children are blocking libcurl calls on loopback with short timeouts.
  */
-#include "gateway/cli.h"
+#include "cmd/cli.h"
 #include "gateway/gameplay.h"
 #include "gateway/log.h"
 

@@ -1,7 +1,7 @@
 /*
  * cli.c - small helpers shared by the subcommands (see cli.h).
  */
-#include "gateway/cli.h"
+#include "cmd/cli.h"
 
 #include <errno.h>
 #include <getopt.h>
