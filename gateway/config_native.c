@@ -784,6 +784,14 @@ static int load_log_native(struct loader *l, const cJSON *o)
 
 int cfg_load_native(struct loader *l, const cJSON *root)
 {
+    static const struct {
+        const char *key;
+        int (*load)(struct loader *l, const cJSON *o);
+    } sections[] = {
+        {"journal", load_journal_native}, {"forwarder", load_forwarder_native},
+        {"intake", load_intake_native},   {"admin", load_admin_native},
+        {"log", load_log_native},
+    };
     struct config *c = l->cfg;
     const cJSON *o;
     const cJSON *arr;
@@ -825,55 +833,10 @@ int cfg_load_native(struct loader *l, const cJSON *root)
         return rc;
     }
 
-    rc = opt_object(l, root, "", "journal", &o);
-    if (rc < 0) {
-        return rc;
-    }
-    if (o != NULL) {
-        rc = load_journal_native(l, o);
-        if (rc < 0) {
-            return rc;
-        }
-    }
-
-    rc = opt_object(l, root, "", "forwarder", &o);
-    if (rc < 0) {
-        return rc;
-    }
-    if (o != NULL) {
-        rc = load_forwarder_native(l, o);
-        if (rc < 0) {
-            return rc;
-        }
-    }
-
-    rc = opt_object(l, root, "", "intake", &o);
-    if (rc < 0) {
-        return rc;
-    }
-    if (o != NULL) {
-        rc = load_intake_native(l, o);
-        if (rc < 0) {
-            return rc;
-        }
-    }
-
-    rc = opt_object(l, root, "", "admin", &o);
-    if (rc < 0) {
-        return rc;
-    }
-    if (o != NULL) {
-        rc = load_admin_native(l, o);
-        if (rc < 0) {
-            return rc;
-        }
-    }
-    rc = opt_object(l, root, "", "log", &o);
-    if (rc < 0) {
-        return rc;
-    }
-    if (o != NULL) {
-        rc = load_log_native(l, o);
+    /* the optional sections, in this order (the first error wins) */
+    for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
+        rc = opt_object(l, root, "", sections[i].key, &o);
+        rc = rc == 1 ? sections[i].load(l, o) : rc;
         if (rc < 0) {
             return rc;
         }
