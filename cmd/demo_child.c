@@ -7,6 +7,7 @@
  */
 #include "cmd/demo_child.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -49,6 +50,11 @@ int demo_child_start(const char *exe, struct demo_child *c, char *const argv[],
     sigset_t old;
     int logfd;
     pid_t pid;
+
+    assert(exe != NULL);
+    assert(c != NULL);
+    assert(argv != NULL);
+    assert(err != NULL);
 
     args[n++] = (char *)exe;
     for (size_t i = 0; argv[i] != NULL && n < 31; i++) {
@@ -147,6 +153,10 @@ int demo_child_read_line(int fd, const char *prefix, int64_t timeout_ms,
     char buf[LINE_MAX_BYTES];
     size_t len = 0;
 
+    assert(prefix != NULL);
+    assert(interrupted != NULL);
+    assert(out != NULL);
+
     for (;;) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         int64_t left = (deadline - demo_child_mono_ns()) / 1000000;
@@ -188,6 +198,8 @@ int demo_child_alive(struct demo_child *c)
 {
     int status;
 
+    assert(c != NULL);
+
     if (c->pid <= 0) {
         return 0;
     }
@@ -210,6 +222,8 @@ void demo_child_stop(struct demo_child *c, int64_t grace_ms)
 {
     int64_t deadline = demo_child_mono_ns() + grace_ms * 1000000;
     int status;
+
+    assert(c != NULL);
 
     if (c->in_fd >= 0) {
         close(c->in_fd);
@@ -249,6 +263,8 @@ void demo_child_log_tail(const struct demo_child *c, int lines)
     off_t size;
     const char *p;
     int seen = 0;
+
+    assert(c != NULL);
 
     if (fd < 0) {
         return;

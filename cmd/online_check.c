@@ -30,6 +30,7 @@
 #include "gateway/auth.h"
 #include "gateway/config.h"
 
+#include <assert.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
@@ -502,6 +503,9 @@ static void check_adx(struct oc *o)
 int online_check(const struct config *cfg, FILE *out)
 {
     struct oc o;
+
+    assert(cfg != NULL);
+    assert(out != NULL);
 
     memset(&o, 0, sizeof(o));
     o.cfg = cfg;

@@ -19,6 +19,7 @@
 #include "gateway/log.h"
 #include "storage/util.h"
 
+#include <assert.h>
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
@@ -961,8 +962,12 @@ int config_load_string(const char *json, const struct config_overrides *ov,
     const cJSON *map;
     const char *name;
     cJSON *root = NULL;
-    size_t len = strlen(json);
+    size_t len;
     int rc;
+
+    assert(json != NULL);
+    assert(out != NULL);
+    len = strlen(json);
 
     *out = NULL;
     l.ov = ov;
@@ -1056,6 +1061,9 @@ int config_load_file(const char *path, const struct config_overrides *ov,
     size_t len = 0;
     int fd;
     int rc;
+
+    assert(path != NULL);
+    assert(out != NULL);
 
     *out = NULL;
     cfg_clean(path, shown, sizeof(shown));
@@ -1192,6 +1200,9 @@ void config_free(struct config *cfg)
 
 const char *config_kafka_get(const struct config *cfg, const char *key)
 {
+    assert(cfg != NULL);
+    assert(key != NULL);
+
     for (size_t i = 0; i < cfg->kafka.n; i++) {
         if (strcmp(cfg->kafka.keys[i], key) == 0) {
             return cfg->kafka.values[i];
@@ -1204,6 +1215,9 @@ const struct config_route *config_route_for_topic(const struct config *cfg,
                                                   const char *topic)
 {
     const struct config_route *star = NULL;
+
+    assert(cfg != NULL);
+    assert(topic != NULL);
 
     for (size_t i = 0; i < cfg->nroutes; i++) {
         const struct config_route *r = &cfg->routes[i];

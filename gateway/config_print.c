@@ -9,6 +9,7 @@
 #include "gateway/log.h"
 #include "storage/util.h"
 
+#include <assert.h>
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
@@ -157,6 +158,8 @@ char *config_to_json(const struct config *cfg)
     cJSON *arr;
     char *text = NULL;
     int rc = 0;
+
+    assert(cfg != NULL);
 
     if (root == NULL) {
         return NULL;
