@@ -276,7 +276,11 @@ static int parse_args(int argc, char **argv, struct demo_opts *o)
     o->timeout_ms = 60000;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+    for (;;) {
+        c = getopt_long(argc, argv, ":", longopts, NULL);
+        if (c == -1) {
+            break;
+        }
         switch (c) {
         case OPT_DURATION:
             if (parse_double(optarg, 0.1, 86400, &o->duration) < 0) {
