@@ -510,11 +510,46 @@ static int load_routes_native(struct loader *l, const cJSON *arr)
     return 0;
 }
 
+static const char *const sync_names[] = {"full", "normal", NULL};
+static const char *const on_error_names[] = {"deadletter", "pause", NULL};
+static const char *const on_rewind_names[] = {"pause", "new_epoch", NULL};
+
+/*
+ * obj's key, when present, is one of names (NULL-terminated, any case):
+ * *idx = its index and returns 1; 0 when absent; else a negative errno with
+ * "'path' must be EXPECT, not 'value'".
+ */
+static int opt_choice(struct loader *l, const cJSON *obj, const char *parent,
+                      const char *key, const char *const *names,
+                      const char *expect, size_t *idx)
+{
+    char path[PATHLEN];
+    char shown[64];
+    char *s = NULL;
+    int rc = opt_nonempty(l, obj, parent, key, &s);
+
+    if (rc <= 0) {
+        free(s);
+        return rc;
+    }
+    for (size_t i = 0; names[i] != NULL; i++) {
+        if (strcasecmp(s, names[i]) == 0) {
+            *idx = i;
+            free(s);
+            return 1;
+        }
+    }
+    cfg_join(path, sizeof(path), parent, key);
+    rc = cfg_fail(l, "'%s' must be %s, not '%s'", path, expect,
+                  cfg_clean(s, shown, sizeof(shown)));
+    free(s);
+    return rc;
+}
+
 static int load_journal_native(struct loader *l, const cJSON *o)
 {
     struct config *c = l->cfg;
-    char *s = NULL;
-    char shown[64];
+    size_t k = 0;
     int rc;
 
     rc = cfg_check_keys(l, o, "journal", journal_keys);
@@ -533,25 +568,14 @@ static int load_journal_native(struct loader *l, const cJSON *o)
                 : opt_num(l, o, "journal", "min_retention_ms", NUM_MS, 0,
                           (int64_t)365 * 24 * 3600 * 1000,
                           &c->journal.min_retention_ms);
-    rc = rc < 0 ? rc : opt_nonempty(l, o, "journal", "sync", &s);
+    rc = rc < 0 ? rc
+                : opt_choice(l, o, "journal", "sync", sync_names,
+                             "full or normal", &k);
     if (rc < 0) {
-        free(s);
         return rc;
     }
-    if (s != NULL) {
-        if (strcasecmp(s, "full") == 0) {
-            c->journal.sync_full = 1;
-        } else if (strcasecmp(s, "normal") == 0) {
-            c->journal.sync_full = 0;
-        } else {
-            rc = cfg_fail(l, "'journal.sync' must be full or normal, not '%s'",
-                          cfg_clean(s, shown, sizeof(shown)));
-        }
-        free(s);
-        s = NULL;
-        if (rc < 0) {
-            return rc;
-        }
+    if (rc == 1) {
+        c->journal.sync_full = k == 0;
     }
     return 0;
 }
@@ -562,8 +586,7 @@ static int load_forwarder_native(struct loader *l, const cJSON *o)
     struct config_forwarder *f = &c->forwarder;
     const char *p = "forwarder";
     int64_t inflight = f->max_inflight;
-    char *s = NULL;
-    char shown[64];
+    size_t k = 0;
     int rc;
 
     rc = cfg_check_keys(l, o, p, forwarder_keys);
@@ -593,28 +616,16 @@ static int load_forwarder_native(struct loader *l, const cJSON *o)
     rc = rc < 0 ? rc
                 : opt_num(l, o, p, "ambiguous_window_ms", NUM_MS, 1,
                           INT64_MAX / 4, &f->ambiguous_window_ms);
-    rc = rc < 0 ? rc : opt_nonempty(l, o, p, "on_error", &s);
+    rc = rc < 0 ? rc
+                : opt_choice(l, o, p, "on_error", on_error_names,
+                             "deadletter or pause", &k);
     if (rc < 0) {
-        free(s);
         return rc;
     }
     f->max_inflight = (int)inflight;
-    if (s != NULL) {
-        if (strcasecmp(s, "deadletter") == 0) {
-            f->on_error = CONFIG_ON_ERROR_DEADLETTER;
-        } else if (strcasecmp(s, "pause") == 0) {
-            f->on_error = CONFIG_ON_ERROR_PAUSE;
-        } else {
-            rc = cfg_fail(l,
-                          "'forwarder.on_error' must be deadletter or pause, "
-                          "not '%s'",
-                          cfg_clean(s, shown, sizeof(shown)));
-        }
-        free(s);
-        s = NULL;
-        if (rc < 0) {
-            return rc;
-        }
+    if (rc == 1) {
+        f->on_error =
+            k == 0 ? CONFIG_ON_ERROR_DEADLETTER : CONFIG_ON_ERROR_PAUSE;
     }
     return 0;
 }
@@ -625,7 +636,7 @@ static int load_intake_native(struct loader *l, const cJSON *o)
     struct config_intake *in = &c->intake;
     const cJSON *arr;
     char *s = NULL;
-    char shown[64];
+    size_t k = 0;
     int rc;
 
     rc = cfg_check_keys(l, o, "intake", intake_keys);
@@ -649,26 +660,14 @@ static int load_intake_native(struct loader *l, const cJSON *o)
                         "'intake.prefetch_bytes' must be 0 (unbounded) or at "
                         "least 4MiB");
     }
-    rc = opt_nonempty(l, o, "intake", "on_rewind", &s);
+    rc = opt_choice(l, o, "intake", "on_rewind", on_rewind_names,
+                    "pause or new_epoch", &k);
     if (rc < 0) {
         return rc;
     }
-    if (s != NULL) {
-        if (strcasecmp(s, "pause") == 0) {
-            in->on_rewind = CONFIG_ON_REWIND_PAUSE;
-        } else if (strcasecmp(s, "new_epoch") == 0) {
-            in->on_rewind = CONFIG_ON_REWIND_EPOCH;
-        } else {
-            rc = cfg_fail(l,
-                          "'intake.on_rewind' must be pause or new_epoch, "
-                          "not '%s'",
-                          cfg_clean(s, shown, sizeof(shown)));
-        }
-        free(s);
-        s = NULL;
-        if (rc < 0) {
-            return rc;
-        }
+    if (rc == 1) {
+        in->on_rewind =
+            k == 0 ? CONFIG_ON_REWIND_PAUSE : CONFIG_ON_REWIND_EPOCH;
     }
     arr = cJSON_GetObjectItemCaseSensitive(o, "topics");
     if (arr != NULL && !cJSON_IsNull(arr)) {
