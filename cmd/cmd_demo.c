@@ -14,11 +14,13 @@
  * Children run in their own process group, so Ctrl-C reaches only the demo,
  * which then stops them in order (gateway, emulator, mock: SIGTERM, then
  * SIGKILL after a deadline). They also get PR_SET_PDEATHSIG, so they die
- * with the demo even when it is killed. Single-threaded; HTTP calls to the
- * children are blocking libcurl calls on loopback with short timeouts.
+ * with the demo even when it is killed (demo_child.c). Single-threaded;
+ * HTTP calls to the children are blocking libcurl calls on loopback with
+ * short timeouts (demo_http.c).
  */
 #include "cmd/cli.h"
 #include "cmd/demo_child.h"
+#include "cmd/demo_http.h"
 #include "gateway/gameplay.h"
 #include "gateway/log.h"
 
@@ -49,7 +51,6 @@
 #define DEMO_DB         "leaderboard"
 #define DEMO_TABLE      "GamePlay"
 #define DEMO_MAPPING    "gameplay_json_mapping"
-#define HTTP_MAX_BODY   (8 * 1024 * 1024)
 #define MAX_BURST       10000
 
 #define LEADERBOARD_KQL                                                        \
@@ -341,146 +342,6 @@ static int parse_args(int argc, char **argv, struct demo_opts *o)
     return 0;
 }
 
-/* ---- HTTP to the children ------------------------------------------------ */
-
-struct body {
-    char *p;
-    size_t len;
-    int toobig;
-};
-
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-    struct body *b = arg;
-    size_t n = size * nmemb;
-    char *np;
-
-    if (b->len + n > HTTP_MAX_BODY) {
-        b->toobig = 1;
-        return 0;
-    }
-    np = realloc(b->p, b->len + n + 1);
-    if (np == NULL) {
-        return 0;
-    }
-    b->p = np;
-    memcpy(b->p + b->len, ptr, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return n;
-}
-
-/*
- * GET (body NULL) or POST a JSON body. Returns 0 with *out (owned, free())
- * and *status set, or -EIO with err filled.
- */
-static int http_call(struct demo *d, const char *url, const char *json,
-                     long *status, char **out, char *err, size_t errlen)
-{
-    struct body b = {0};
-    struct curl_slist *hdrs = NULL;
-    CURLcode rc;
-
-    curl_easy_reset(d->curl);
-    curl_easy_setopt(d->curl, CURLOPT_URL, url);
-    curl_easy_setopt(d->curl, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(d->curl, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
-    curl_easy_setopt(d->curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(d->curl, CURLOPT_PROXY, ""); /* loopback: no proxy */
-    curl_easy_setopt(d->curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(d->curl, CURLOPT_WRITEDATA, &b);
-    if (json != NULL) {
-        hdrs = curl_slist_append(hdrs, "Content-Type: application/json; "
-                                       "charset=utf-8");
-        curl_easy_setopt(d->curl, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(d->curl, CURLOPT_POSTFIELDS, json);
-    }
-    rc = curl_easy_perform(d->curl);
-    curl_slist_free_all(hdrs);
-    if (rc != CURLE_OK) {
-        snprintf(err, errlen, "%s: %s", url,
-                 b.toobig ? "answer too big" : curl_easy_strerror(rc));
-        free(b.p);
-        return -EIO;
-    }
-    curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, status);
-    *out = b.p != NULL ? b.p : strdup("");
-    return *out != NULL ? 0 : -ENOMEM;
-}
-
-/* The message of a OneApi error body, or the body's start. */
-static void error_text(const char *body, char *err, size_t errlen)
-{
-    cJSON *root = cJSON_Parse(body);
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "@message");
-
-    if (!cJSON_IsString(m)) {
-        m = cJSON_GetObjectItemCaseSensitive(e, "message");
-    }
-    if (cJSON_IsString(m)) {
-        snprintf(err, errlen, "%s", m->valuestring);
-    } else {
-        snprintf(err, errlen, "%.200s", body);
-    }
-    cJSON_Delete(root);
-}
-
-/*
- * Runs one KQL query or management command (mgmt != 0) on the emulator.
- * Returns 0 with *table = the first result table (owned: cJSON_Delete), or
- * -EIO with the reason.
- */
-static int kql(struct demo *d, const char *csl, int mgmt, cJSON **table,
-               char *err, size_t errlen)
-{
-    char url[256];
-    cJSON *req = cJSON_CreateObject();
-    cJSON *root = NULL;
-    char *json = NULL;
-    char *out = NULL;
-    long status = 0;
-    int rc = -ENOMEM;
-
-    snprintf(url, sizeof(url), "%s/v1/rest/%s", d->adx_url,
-             mgmt ? "mgmt" : "query");
-    if (req == NULL || !cJSON_AddStringToObject(req, "db", DEMO_DB) ||
-        !cJSON_AddStringToObject(req, "csl", csl) ||
-        (json = cJSON_PrintUnformatted(req)) == NULL) {
-        snprintf(err, errlen, "out of memory");
-        goto out;
-    }
-    rc = http_call(d, url, json, &status, &out, err, errlen);
-    if (rc < 0) {
-        goto out;
-    }
-    rc = -EIO;
-    if (status != 200) {
-        char why[256];
-        error_text(out, why, sizeof(why));
-        snprintf(err, errlen, "HTTP %ld: %s", status, why);
-        goto out;
-    }
-    root = cJSON_Parse(out);
-    {
-        cJSON *tables = cJSON_GetObjectItemCaseSensitive(root, "Tables");
-        cJSON *first = cJSON_GetArrayItem(tables, 0);
-
-        if (!cJSON_IsObject(first)) {
-            snprintf(err, errlen, "no result table in the answer");
-            goto out;
-        }
-        *table = cJSON_DetachItemFromArray(tables, 0);
-    }
-    rc = 0;
-out:
-    cJSON_Delete(root);
-    cJSON_Delete(req);
-    free(json);
-    free(out);
-    return rc;
-}
-
 /* Runs setup_kql's management blocks in order; returns how many, or < 0. */
 static int run_setup(struct demo *d, char *err, size_t errlen)
 {
@@ -511,7 +372,8 @@ static int run_setup(struct demo *d, char *err, size_t errlen)
                 cJSON *t = NULL;
                 char why[512];
 
-                if (kql(d, block, 1, &t, why, sizeof(why)) < 0) {
+                if (demo_http_kql(d->curl, d->adx_url, DEMO_DB, block, 1, &t,
+                                  why, sizeof(why)) < 0) {
                     snprintf(err, errlen, "setup.kql: '%.60s...': %s", block,
                              why);
                     return -EIO;
@@ -721,7 +583,8 @@ static void poll_progress(struct demo *d, struct demo_progress *p)
     p->journaled = p->committed = p->lag = -1;
     p->delivered = -1;
     snprintf(url, sizeof(url), "%s/_emulator/stats", d->adx_url);
-    if (http_call(d, url, NULL, &status, &out, err, sizeof(err)) == 0 &&
+    if (demo_http_call(d->curl, url, NULL, &status, &out, err, sizeof(err)) ==
+            0 &&
         status == 200) {
         const cJSON *tables;
         const cJSON *t;
@@ -751,7 +614,8 @@ static void poll_progress(struct demo *d, struct demo_progress *p)
      * that starts at 0) and the lag.
      */
     snprintf(url, sizeof(url), "%s/status", d->admin_url);
-    if (http_call(d, url, NULL, &status, &out, err, sizeof(err)) == 0 &&
+    if (demo_http_call(d->curl, url, NULL, &status, &out, err, sizeof(err)) ==
+            0 &&
         status == 200) {
         const cJSON *intake;
         const cJSON *route;
@@ -1102,7 +966,8 @@ static void print_results(struct demo *d)
     char err[512];
 
     printf("\nleaderboard: %s\n", LEADERBOARD_KQL);
-    if (kql(d, LEADERBOARD_KQL, 0, &t, err, sizeof(err)) == 0) {
+    if (demo_http_kql(d->curl, d->adx_url, DEMO_DB, LEADERBOARD_KQL, 0, &t, err,
+                      sizeof(err)) == 0) {
         print_table(t);
     } else {
         printf("  (query failed: %s)\n", err);
@@ -1110,7 +975,8 @@ static void print_results(struct demo *d)
     cJSON_Delete(t);
     t = NULL;
     printf("\ningestion latency: %s\n", LATENCY_KQL);
-    if (kql(d, LATENCY_KQL, 0, &t, err, sizeof(err)) == 0) {
+    if (demo_http_kql(d->curl, d->adx_url, DEMO_DB, LATENCY_KQL, 0, &t, err,
+                      sizeof(err)) == 0) {
         print_table(t);
     } else {
         printf("  (query failed: %s)\n", err);
