@@ -79,6 +79,7 @@ static int set_defaults(struct config *c)
     c->log_level = -1;
     c->adx.request_timeout_ms = 30000;
     c->adx.server_timeout_ms = CONFIG_SERVER_TIMEOUT_DEFAULT_MS;
+    c->adx.keepalive_idle_ms = 50000;
     c->journal.max_bytes = (int64_t)1024 * MIB;
     c->journal.retention_ms = (int64_t)24 * 3600 * 1000;
     c->journal.reserve_bytes = 8 * MIB;

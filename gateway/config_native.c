@@ -229,8 +229,9 @@ static const char *const top_keys[] = {
     "kafka",     "adx",   "routes", "journal",         "intake",
     "forwarder", "admin", "log",    "schema_registry", NULL};
 static const char *const adx_keys[] = {
-    "ingest_url",        "query_url", "auth",     "request_timeout_ms",
-    "server_timeout_ms", "proxy",     "no_proxy", NULL};
+    "ingest_url",         "query_url",         "auth",
+    "request_timeout_ms", "server_timeout_ms", "proxy",
+    "no_proxy",           "keepalive_idle_ms", NULL};
 static const char *const auth_keys[] = {
     "method",     "tenant_id",      "client_id", "client_secret", "token",
     "token_file", "authority_host", "scope",     "imds_url",      NULL};
@@ -379,6 +380,9 @@ static int load_adx_native(struct loader *l, const cJSON *o)
                           3600 * 1000, &x->server_timeout_ms);
     rc = rc < 0 ? rc : opt_nonempty(l, o, "adx", "proxy", &x->proxy);
     rc = rc < 0 ? rc : opt_string(l, o, "adx", "no_proxy", &x->no_proxy);
+    rc = rc < 0 ? rc
+                : opt_num(l, o, "adx", "keepalive_idle_ms", NUM_MS, 1000,
+                          3600 * 1000, &x->keepalive_idle_ms);
     rc = rc < 0 ? rc : opt_object(l, o, "adx", "auth", &auth);
     if (rc < 0) {
         return rc;

@@ -75,6 +75,7 @@ static int print_kafka_adx(cJSON *root, const struct config *cfg)
     rc |= add_str(o, "query_url", cfg->adx.query_url);
     rc |= add_num(o, "request_timeout_ms", cfg->adx.request_timeout_ms);
     rc |= add_num(o, "server_timeout_ms", cfg->adx.server_timeout_ms);
+    rc |= add_num(o, "keepalive_idle_ms", cfg->adx.keepalive_idle_ms);
     if (cfg->adx.proxy != NULL) {
         rc |= strchr(cfg->adx.proxy, '@') != NULL
                   ? add_secret(o, "proxy", cfg->adx.proxy)
