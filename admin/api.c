@@ -99,8 +99,8 @@ static int64_t wall_ms(void)
 
 static void admin_free(struct admin *a)
 {
-    auth_close(a->auth);
-    adx_close(a->adx);
+    auth_free(a->auth);
+    adx_free(a->adx);
     pthread_mutex_destroy(&a->jmu);
     pthread_cond_destroy(&a->jcv);
     free(a->token);
@@ -2578,8 +2578,8 @@ static int rc_client(struct admin *a, char *err, size_t errlen)
         }
     }
     if (r < 0) {
-        auth_close(a->auth);
-        adx_close(a->adx);
+        auth_free(a->auth);
+        adx_free(a->adx);
         a->auth = NULL;
         a->adx = NULL;
     }
@@ -2924,8 +2924,8 @@ int admin_reconfigure(struct admin *a, const struct config *cfg)
     if (a->rc == NULL) {
         /* no reconcile running: its client is made again, from cfg, on
          * the next use (new URL, credentials or proxy) */
-        auth_close(a->auth);
-        adx_close(a->adx);
+        auth_free(a->auth);
+        adx_free(a->adx);
         a->auth = NULL;
         a->adx = NULL;
     }
@@ -2958,7 +2958,7 @@ void admin_stop(struct admin *a)
     auth = a->auth;
     a->adx = NULL;
     a->auth = NULL;
-    auth_close(auth);
-    adx_close(adx);
+    auth_free(auth);
+    adx_free(adx);
     op_done(a);
 }

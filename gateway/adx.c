@@ -15,7 +15,7 @@
  * tells which.
  *
  * Owns: the CURLM handle, the timer, the per-socket polls, every request in
- * flight (struct adx_req, on a list so adx_close() can cancel them). All of it
+ * flight (struct adx_req, on a list so adx_free() can cancel them). All of it
  * runs on the loop thread.
  */
 #include "gateway/adx.h"
@@ -418,7 +418,7 @@ static void check_multi_info(struct adx *a)
     }
 }
 
-void adx_close(struct adx *a)
+void adx_free(struct adx *a)
 {
     if (a == NULL) {
         return;

@@ -65,7 +65,7 @@ struct adx_request_spec {
 
 /*
  * Creates a client on loop. Returns 0 or -errno with a message in err.
- * *out is freed by adx_close().
+ * *out is freed by adx_free().
  */
 int adx_new(uv_loop_t *loop, const struct adx_options *opt, struct adx **out,
             char *err, size_t errlen);
@@ -77,7 +77,7 @@ int adx_new(uv_loop_t *loop, const struct adx_options *opt, struct adx **out,
  * callbacks, so the loop must run once more. NULL-safe. Must not be called
  * from inside an adx callback.
  */
-void adx_close(struct adx *a);
+void adx_free(struct adx *a);
 
 /*
  * Replaces the proxy settings (copied) for the requests started from now

@@ -787,7 +787,7 @@ static void auth_fetch(struct auth *a)
     }
 }
 
-void auth_close(struct auth *a)
+void auth_free(struct auth *a)
 {
     if (a == NULL) {
         return;
@@ -796,6 +796,6 @@ void auth_close(struct auth *a)
     a->listener = NULL;
     uv_timer_stop(&a->timer);
     uv_close((uv_handle_t *)&a->timer, on_timer_closed);
-    /* a request in flight calls back later (or from adx_close) and then
+    /* a request in flight calls back later (or from adx_free) and then
      * frees what is left */
 }

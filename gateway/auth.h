@@ -38,7 +38,7 @@ typedef void (*auth_cb)(void *arg);
 /*
  * Creates the provider (nothing is fetched yet). http is borrowed and must
  * outlive the auth. Returns 0 or -errno with a message in err (e.g. a
- * missing client_id); *out is freed by auth_close().
+ * missing client_id); *out is freed by auth_free().
  */
 int auth_new(uv_loop_t *loop, struct adx *http, const struct auth_options *o,
              struct auth **out, char *err, size_t errlen);
@@ -84,7 +84,7 @@ int64_t auth_failures(const struct auth *a);
  * callbacks (run the loop afterwards). NULL-safe. Must not be called from
  * inside the listener.
  */
-void auth_close(struct auth *a);
+void auth_free(struct auth *a);
 
 /*
  * Parses a token endpoint's 200 reply (AAD v2, IMDS, the emulator): a JSON

@@ -2723,7 +2723,7 @@ int forwarder_new(uv_loop_t *loop, const struct forwarder_options *o,
     au.retry_max_ms = cfg->forwarder.retry_max_ms;
     rc = auth_new(loop, fw->adx, &au, &fw->auth, err, errlen);
     if (rc < 0) {
-        adx_close(fw->adx);
+        adx_free(fw->adx);
         free(fw->routes);
         free(fw);
         return rc;
@@ -2735,8 +2735,8 @@ int forwarder_new(uv_loop_t *loop, const struct forwarder_options *o,
         rc = -ENOMEM;
     }
     if (rc < 0) {
-        auth_close(fw->auth);
-        adx_close(fw->adx);
+        auth_free(fw->auth);
+        adx_free(fw->adx);
         free(fw->routes);
         free(fw);
         return rc;
@@ -2860,13 +2860,13 @@ static void on_stop_timeout(uv_timer_t *t)
     fw->stop_cancelled = 1;
     /* the token provider first (its request is cancelled too), then every
      * request: their callbacks finish the batches */
-    auth_close(fw->auth);
+    auth_free(fw->auth);
     fw->auth = NULL;
     {
         struct adx *a = fw->adx;
 
         fw->adx = NULL;
-        adx_close(a);
+        adx_free(a);
     }
     fw_check_stopped(fw);
 }
@@ -2913,12 +2913,12 @@ void forwarder_free(struct forwarder *fw)
             fb_drop(fw->routes[i].batches);
         }
     }
-    queued_free(fw->queued); /* before adx_close: no callback after it */
+    queued_free(fw->queued); /* before adx_free: no callback after it */
     fw->queued = NULL;
-    auth_close(fw->auth);
+    auth_free(fw->auth);
     fw->auth = NULL;
     if (fw->adx != NULL) {
-        adx_close(fw->adx);
+        adx_free(fw->adx);
         fw->adx = NULL;
     }
     uv_close((uv_handle_t *)&fw->idle, on_fw_handle_closed);
@@ -2979,7 +2979,7 @@ int forwarder_reconfigure(struct forwarder *fw, const struct config *cfg,
     }
     rc = adx_set_proxy(fw->adx, cfg->adx.proxy, cfg->adx.no_proxy);
     if (rc < 0) {
-        auth_close(fresh);
+        auth_free(fresh);
         set_err(err, errlen, "out of memory");
         return rc;
     }
@@ -2991,7 +2991,7 @@ int forwarder_reconfigure(struct forwarder *fw, const struct config *cfg,
     if (fresh != NULL) {
         /* batches waiting for a token wait for the new provider's first
          * one; a request in flight keeps the token it was sent with */
-        auth_close(fw->auth);
+        auth_free(fw->auth);
         fw->auth = fresh;
         auth_set_listener(fw->auth, on_token, fw);
         if (fw->started) {

@@ -1208,7 +1208,7 @@ void queued_free(struct queued *q)
         return;
     }
     /* the owner is going away: no callback runs any more; attempts with a
-     * request in flight are freed when it ends (adx_close cancels it) */
+     * request in flight are freed when it ends (adx_free cancels it) */
     q->closing = 1;
     q->stopping = 1;
     op = q->ops;

@@ -102,8 +102,8 @@ void queued_stop(struct queued *q);
 size_t queued_pending(const struct queued *q);
 
 /* Frees (NULL-safe): no callback runs after this; attempts with a request
- * in flight are freed when the struct adx cancels it (adx_close), so call
- * this before adx_close, and run the loop once more (a timer closes). */
+ * in flight are freed when the struct adx cancels it (adx_free), so call
+ * this before adx_free, and run the loop once more (a timer closes). */
 void queued_free(struct queued *q);
 
 /* ---- pure helpers (tests) */

@@ -117,9 +117,9 @@ void registry_free(struct registry *r)
         return;
     }
     r->closing = 1;
-    /* adx_close runs every in-flight callback with -ECANCELED first */
+    /* adx_free runs every in-flight callback with -ECANCELED first */
     for (size_t i = 0; i < r->nclients; i++) {
-        adx_close(r->clients[i].adx);
+        adx_free(r->clients[i].adx);
         free(r->clients[i].auth_header);
     }
     free(r->clients);

@@ -22,7 +22,7 @@
  * stored, then the connection is reset without an answer: the ambiguous
  * case).
  */
-#include "gateway/cli.h"
+#include "cmd/cli.h"
 #include "gateway/log.h"
 #include "kadx_version.h"
 

@@ -88,7 +88,7 @@ static int teardown(void **state)
 {
     struct fx *f = *state;
 
-    adx_close(f->adx);
+    adx_free(f->adx);
     mh_stop(&f->mh);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&f->loop), 0);
@@ -464,7 +464,7 @@ static void test_close_cancels_inflight(void **state)
         uv_run(&f->loop, UV_RUN_ONCE);
     }
     assert_int_equal(adx_inflight(f->adx), 1);
-    adx_close(f->adx);
+    adx_free(f->adx);
     f->adx = NULL;
     assert_int_equal(f->done, 1);
     assert_int_equal(f->res.err, -ECANCELED);
@@ -725,7 +725,7 @@ static void test_tls_verification(void **state)
     assert_int_equal(f2.res.status, 0);
     assert_int_equal(f2.res.err, -EPROTO);
     assert_int_equal(f2.outcome, ADX_TRANSIENT);
-    adx_close(f2.adx);
+    adx_free(f2.adx);
     uv_run(&f2.loop, UV_RUN_DEFAULT);
 
     /* 2. the CA given: verified, answered */
@@ -737,7 +737,7 @@ static void test_tls_verification(void **state)
     run_until(&f2, 1, 10000);
     assert_int_equal(f2.res.err, 0);
     assert_int_equal(f2.res.status, 200);
-    adx_close(f2.adx);
+    adx_free(f2.adx);
     uv_run(&f2.loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&f2.loop), 0);
 

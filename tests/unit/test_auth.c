@@ -65,8 +65,8 @@ static int teardown(void **state)
 {
     struct fx *f = *state;
 
-    auth_close(f->auth);
-    adx_close(f->adx);
+    auth_free(f->auth);
+    adx_free(f->adx);
     mh_stop(&f->mh);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&f->loop), 0);
@@ -328,7 +328,7 @@ static void test_static_and_none(void **state)
     assert_true(auth_ready(f->auth));
     assert_string_equal(auth_token(f->auth), "static-token-xyz");
     assert_int_equal(auth_invalidate(f->auth, NULL), -EPERM);
-    auth_close(f->auth);
+    auth_free(f->auth);
     f->auth = NULL;
     start(f, CONFIG_AUTH_NONE);
     assert_true(auth_ready(f->auth));

@@ -88,7 +88,7 @@ static int teardown(void **state)
     struct fx *f = *state;
 
     queued_free(f->q);
-    adx_close(f->adx);
+    adx_free(f->adx);
     mh_stop(&f->mh);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&f->loop), 0);

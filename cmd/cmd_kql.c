@@ -16,7 +16,7 @@
  * `//` comments), so docker/kql/apply.sh runs it. Exit codes: 0 printed,
  * 1 the sample cannot be read, 2 usage or config error.
  */
-#include "gateway/cli.h"
+#include "cmd/cli.h"
 #include "gateway/config.h"
 #include "gateway/log.h"
 

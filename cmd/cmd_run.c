@@ -8,11 +8,11 @@
  * `--check` prints the effective configuration (secrets masked) and exits 0.
  */
 #include "admin/api.h" /* admin: the admin API (added by admin) */
-#include "gateway/cli.h"
+#include "cmd/cli.h"
+#include "cmd/online_check.h"
 #include "gateway/config.h"
 #include "gateway/daemon.h"
 #include "gateway/log.h"
-#include "gateway/online_check.h"
 #include "storage/journal.h"
 
 #include <malloc.h>

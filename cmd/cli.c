@@ -1,8 +1,9 @@
 /*
  * cli.c - small helpers shared by the subcommands (see cli.h).
  */
-#include "gateway/cli.h"
+#include "cmd/cli.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -12,6 +13,9 @@
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
+
+    assert(cmd != NULL);
+    assert(fmt != NULL);
 
     fprintf(stderr, "kadx %s: ", cmd);
     va_start(ap, fmt);
@@ -23,6 +27,9 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 
 int cli_bad_option(const char *cmd, int c, char **argv)
 {
+    assert(cmd != NULL);
+    assert(argv != NULL);
+
     if (c == ':') {
         return cli_usage_error(cmd, "option '%s' needs a value",
                                argv[optind - 1]);
@@ -48,6 +55,10 @@ int cli_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
     char *end;
     long long v;
 
+    assert(s != NULL);
+    assert(out != NULL);
+    assert(min <= max);
+
     errno = 0;
     v = strtoll(s, &end, 10);
     if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
@@ -59,6 +70,10 @@ int cli_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
 
 int cli_props_add(const char *cmd, struct cli_props *p, const char *arg)
 {
+    assert(cmd != NULL);
+    assert(p != NULL);
+    assert(arg != NULL);
+
     if (strchr(arg, '=') == NULL || arg[0] == '=') {
         return cli_usage_error(cmd, "-X needs KEY=VALUE, got '%s'", arg);
     }
@@ -73,6 +88,10 @@ int cli_props_apply(const char *cmd, const struct cli_props *p,
                     rd_kafka_conf_t *conf)
 {
     char errstr[512];
+
+    assert(cmd != NULL);
+    assert(p != NULL);
+    assert(conf != NULL);
 
     for (size_t i = 0; i < p->n; i++) {
         char key[256];

@@ -4,7 +4,7 @@
  * after the command name; they are removed from argv before the command
  * sees it.
  */
-#include "gateway/cli.h"
+#include "cmd/cli.h"
 #include "gateway/log.h"
 #include "kadx_version.h"
 

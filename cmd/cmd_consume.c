@@ -13,7 +13,7 @@
  * is other UTF-8 text, as base64 otherwise. Values over CONSUME_MAX_PARSE
  * bytes are not parsed. Single-threaded.
  */
-#include "gateway/cli.h"
+#include "cmd/cli.h"
 #include "gateway/log.h"
 
 #include <cjson/cJSON.h>
@@ -132,7 +132,11 @@ static int parse_args(int argc, char **argv, struct consume_opts *o)
     o->brokers = env != NULL && env[0] != '\0' ? env : DEFAULT_BROKERS;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":t:b:g:n:X:", longopts, NULL)) != -1) {
+    for (;;) {
+        c = getopt_long(argc, argv, ":t:b:g:n:X:", longopts, NULL);
+        if (c == -1) {
+            break;
+        }
         switch (c) {
         case 't':
             o->topic = optarg;

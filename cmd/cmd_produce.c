@@ -17,7 +17,7 @@
  * with librdkafka's reason. Single-threaded (librdkafka's own threads call
  * nothing of ours except the logger).
  */
-#include "gateway/cli.h"
+#include "cmd/cli.h"
 #include "gateway/gameplay.h"
 #include "gateway/log.h"
 
@@ -164,7 +164,11 @@ static int parse_args(int argc, char **argv, struct produce_opts *o)
     o->games = 10;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":t:b:le:X:", longopts, NULL)) != -1) {
+    for (;;) {
+        c = getopt_long(argc, argv, ":t:b:le:X:", longopts, NULL);
+        if (c == -1) {
+            break;
+        }
         switch (c) {
         case 't':
             o->topic = optarg;
@@ -463,8 +467,10 @@ static int read_answer(char *buf, size_t len)
     }
     n = strlen(buf);
     if (n > 0 && buf[n - 1] != '\n') {
-        int c;
-        while ((c = getchar()) != EOF && c != '\n') {
+        int c = getchar();
+
+        while (c != EOF && c != '\n') {
+            c = getchar();
         }
     }
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' ||

@@ -14,7 +14,7 @@
  * Exit codes: 0 done, 1 failed at run time (or `check` found problems),
  * 2 usage error.
  */
-#include "gateway/cli.h"
+#include "cmd/cli.h"
 #include "gateway/config.h"
 #include "gateway/forwarder.h"
 #include "gateway/log.h"
@@ -210,6 +210,52 @@ enum {
     OPT_ALL,
 };
 
+/* One option with a number or a time (c from getopt_long, arg its value):
+ * stored in o, or a usage error (exit 2). */
+static int parse_value_opt(int c, const char *arg, struct recover_opts *o)
+{
+    int64_t v;
+
+    switch (c) {
+    case OPT_ROUTE:
+        if (parse_i64(arg, &v) < 0 || v < 0 || v > 100000) {
+            return cli_usage_error(CMD, "bad --route '%s' (an index)", arg);
+        }
+        o->route = (int)v;
+        break;
+    case OPT_ID:
+        if (parse_i64(arg, &o->id) < 0 || o->id <= 0) {
+            return cli_usage_error(CMD, "bad --id '%s'", arg);
+        }
+        break;
+    case OPT_PARTITION:
+        if (parse_i64(arg, &v) < 0 || v < 0 || v > INT32_MAX) {
+            return cli_usage_error(CMD, "bad --partition '%s'", arg);
+        }
+        o->partition = (int32_t)v;
+        break;
+    case OPT_FROM:
+    case OPT_TO:
+        if (parse_i64(arg, &v) < 0 || v < 0) {
+            return cli_usage_error(CMD, "bad offset '%s'", arg);
+        }
+        *(c == OPT_FROM ? &o->from_offset : &o->to_offset) = v;
+        break;
+    case OPT_SINCE:
+    case OPT_UNTIL:
+    case OPT_BEFORE:
+        if (parse_time(arg, &v) < 0) {
+            return cli_usage_error(
+                CMD, "bad time '%s' (2026-01-31T12:00:00Z, ms, or 24h)", arg);
+        }
+        *(c == OPT_SINCE   ? &o->since_ms
+          : c == OPT_UNTIL ? &o->until_ms
+                           : &o->before_ms) = v;
+        break;
+    }
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, struct recover_opts *o)
 {
     static const struct option longopts[] = {
@@ -232,7 +278,6 @@ static int parse_args(int argc, char **argv, struct recover_opts *o)
     };
     const char *pos[3];
     size_t npos = 0;
-    int64_t v;
     int c;
 
     memset(o, 0, sizeof(*o));
@@ -276,46 +321,24 @@ static int parse_args(int argc, char **argv, struct recover_opts *o)
         case OPT_ALL:
             o->all = 1;
             break;
-        case OPT_ROUTE:
-            if (parse_i64(optarg, &v) < 0 || v < 0 || v > 100000) {
-                return cli_usage_error(CMD, "bad --route '%s' (an index)",
-                                       optarg);
-            }
-            o->route = (int)v;
-            break;
-        case OPT_ID:
-            if (parse_i64(optarg, &o->id) < 0 || o->id <= 0) {
-                return cli_usage_error(CMD, "bad --id '%s'", optarg);
-            }
-            break;
         case OPT_TOPIC:
             o->topic = optarg;
             break;
+        case OPT_ROUTE:
+        case OPT_ID:
         case OPT_PARTITION:
-            if (parse_i64(optarg, &v) < 0 || v < 0 || v > INT32_MAX) {
-                return cli_usage_error(CMD, "bad --partition '%s'", optarg);
-            }
-            o->partition = (int32_t)v;
-            break;
         case OPT_FROM:
         case OPT_TO:
-            if (parse_i64(optarg, &v) < 0 || v < 0) {
-                return cli_usage_error(CMD, "bad offset '%s'", optarg);
-            }
-            *(c == OPT_FROM ? &o->from_offset : &o->to_offset) = v;
-            break;
         case OPT_SINCE:
         case OPT_UNTIL:
-        case OPT_BEFORE:
-            if (parse_time(optarg, &v) < 0) {
-                return cli_usage_error(
-                    CMD, "bad time '%s' (2026-01-31T12:00:00Z, ms, or 24h)",
-                    optarg);
+        case OPT_BEFORE: {
+            int rc = parse_value_opt(c, optarg, o);
+
+            if (rc != 0) {
+                return rc;
             }
-            *(c == OPT_SINCE   ? &o->since_ms
-              : c == OPT_UNTIL ? &o->until_ms
-                               : &o->before_ms) = v;
             break;
+        }
         default:
             return cli_bad_option(CMD, c, argv);
         }

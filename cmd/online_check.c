@@ -24,12 +24,13 @@
  * the result is 0 when every check passed, 1 otherwise. Secrets never
  * appear (tokens are not printed). Main thread only.
  */
-#include "gateway/online_check.h"
+#include "cmd/online_check.h"
 
 #include "gateway/adx.h"
 #include "gateway/auth.h"
 #include "gateway/config.h"
 
+#include <assert.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
@@ -280,15 +281,15 @@ static int mgmt(struct oc *o, const char *db, const char *csl)
     if (rc == 0 && run_until(o, NULL) < 0) {
         rc = -ETIMEDOUT;
     }
-    adx_close(req); /* cancels what is left: its callback runs now */
+    adx_free(req); /* cancels what is left: its callback runs now */
     uv_run(&o->loop, UV_RUN_NOWAIT);
     if (rc < 0) {
         if (rc == -ETIMEDOUT) {
             snprintf(o->errmsg, sizeof(o->errmsg), "no answer within %d s",
                      ONLINE_TIMEOUT_MS / 1000);
-            auth_close(o->auth); /* ADX does not answer: stop asking */
+            auth_free(o->auth); /* ADX does not answer: stop asking */
             o->auth = NULL;
-            adx_close(o->adx);
+            adx_free(o->adx);
             o->adx = NULL;
         }
         return rc;
@@ -514,6 +515,9 @@ int online_check(const struct config *cfg, FILE *out)
 {
     struct oc o;
 
+    assert(cfg != NULL);
+    assert(out != NULL);
+
     memset(&o, 0, sizeof(o));
     o.cfg = cfg;
     o.out = out;
@@ -524,8 +528,8 @@ int online_check(const struct config *cfg, FILE *out)
     uv_timer_init(&o.loop, &o.timer);
     o.timer.data = &o;
     check_adx(&o);
-    auth_close(o.auth);
-    adx_close(o.adx);
+    auth_free(o.auth);
+    adx_free(o.adx);
     uv_close((uv_handle_t *)&o.timer, NULL);
     uv_run(&o.loop, UV_RUN_DEFAULT);
     (void)uv_loop_close(&o.loop);

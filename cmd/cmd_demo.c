@@ -14,10 +14,13 @@
  * Children run in their own process group, so Ctrl-C reaches only the demo,
  * which then stops them in order (gateway, emulator, mock: SIGTERM, then
  * SIGKILL after a deadline). They also get PR_SET_PDEATHSIG, so they die
- * with the demo even when it is killed. Single-threaded; HTTP calls to the
- * children are blocking libcurl calls on loopback with short timeouts.
+ * with the demo even when it is killed (demo_child.c). Single-threaded;
+ * HTTP calls to the children are blocking libcurl calls on loopback with
+ * short timeouts (demo_http.c).
  */
-#include "gateway/cli.h"
+#include "cmd/cli.h"
+#include "cmd/demo_child.h"
+#include "cmd/demo_http.h"
 #include "gateway/gameplay.h"
 #include "gateway/log.h"
 
@@ -48,8 +51,6 @@
 #define DEMO_DB         "leaderboard"
 #define DEMO_TABLE      "GamePlay"
 #define DEMO_MAPPING    "gameplay_json_mapping"
-#define HTTP_MAX_BODY   (8 * 1024 * 1024)
-#define LINE_MAX_BYTES  1024
 #define MAX_BURST       10000
 
 #define LEADERBOARD_KQL                                                        \
@@ -143,20 +144,13 @@ struct demo_opts {
     const char *bootstrap; /* --bootstrap-servers: NULL = the mock */
 };
 
-struct child {
-    const char *name;
-    pid_t pid; /* 0 = not running */
-    int in_fd; /* write end of its stdin, -1 = none */
-    char log[320];
-};
-
 struct demo {
     struct demo_opts o;
     char exe[PATH_MAX];
     char dir[256];
-    struct child mock;
-    struct child emu;
-    struct child gw;
+    struct demo_child mock;
+    struct demo_child emu;
+    struct demo_child gw;
     char bootstrap[512];
     char topic[128];   /* DEMO_TOPIC, or a fresh one on an outside cluster */
     int topic_created; /* delete it at the end (unless --keep) */
@@ -183,14 +177,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     interrupted++;
-}
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static void usage(void)
@@ -291,7 +277,11 @@ static int parse_args(int argc, char **argv, struct demo_opts *o)
     o->timeout_ms = 60000;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+    for (;;) {
+        c = getopt_long(argc, argv, ":", longopts, NULL);
+        if (c == -1) {
+            break;
+        }
         switch (c) {
         case OPT_DURATION:
             if (parse_double(optarg, 0.1, 86400, &o->duration) < 0) {
@@ -352,393 +342,6 @@ static int parse_args(int argc, char **argv, struct demo_opts *o)
     return 0;
 }
 
-/* ---- children ---------------------------------------------------------- */
-
-/*
- * Starts argv (argv[0] is the kadx subcommand) as a child of /proc/self/exe
- * in its own process group, stderr appended to c->log. With want_stdin the
- * child's stdin is a pipe kept in c->in_fd (closing it tells kafka-mock to
- * quit); with out_fd its stdout is a pipe whose read end is returned there,
- * else stdout goes to the log too. Returns 0 or -errno with err filled.
- */
-static int child_start(struct demo *d, struct child *c, char *const argv[],
-                       int want_stdin, int *out_fd, char *err, size_t errlen)
-{
-    int in_pipe[2] = {-1, -1};
-    int out_pipe[2] = {-1, -1};
-    char *args[32];
-    size_t n = 0;
-    pid_t parent = getpid();
-    sigset_t all;
-    sigset_t old;
-    int logfd;
-    pid_t pid;
-
-    args[n++] = d->exe;
-    for (size_t i = 0; argv[i] != NULL && n < 31; i++) {
-        args[n++] = argv[i];
-    }
-    args[n] = NULL;
-    logfd = open(c->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (logfd < 0) {
-        snprintf(err, errlen, "cannot open '%.300s': %s", c->log,
-                 strerror(errno));
-        return -errno;
-    }
-    if ((want_stdin && pipe2(in_pipe, O_CLOEXEC) < 0) ||
-        (out_fd != NULL && pipe2(out_pipe, O_CLOEXEC) < 0)) {
-        int e = errno;
-        snprintf(err, errlen, "pipe: %s", strerror(e));
-        close(logfd);
-        if (in_pipe[0] >= 0) {
-            close(in_pipe[0]);
-            close(in_pipe[1]);
-        }
-        return -e;
-    }
-    fflush(NULL);
-    /* Every signal blocked across fork: the child must not run the demo's
-     * SIGTERM handler (inherited until it resets it), which would swallow
-     * the parent-death signal of a demo killed in that window and leave a
-     * `kadx run` with parent 1 (issue 12; reproduced with strace delaying
-     * the child's setpgid). */
-    sigfillset(&all);
-    sigprocmask(SIG_BLOCK, &all, &old);
-    pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        sigprocmask(SIG_SETMASK, &old, NULL);
-        snprintf(err, errlen, "fork: %s", strerror(e));
-        close(logfd);
-        return -e;
-    }
-    if (pid == 0) {
-        /* the child: default dispositions first, then die with the demo
-         * (a SIGTERM pending from here on kills it once unblocked), keep
-         * out of the terminal's ^C */
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent) {
-            _exit(127);
-        }
-        setpgid(0, 0);
-        sigprocmask(SIG_SETMASK, &old, NULL);
-        if (want_stdin) {
-            dup2(in_pipe[0], STDIN_FILENO);
-        } else {
-            int nul = open("/dev/null", O_RDONLY);
-            if (nul >= 0) {
-                dup2(nul, STDIN_FILENO);
-            }
-        }
-        dup2(out_fd != NULL ? out_pipe[1] : logfd, STDOUT_FILENO);
-        dup2(logfd, STDERR_FILENO);
-        execv(d->exe, args);
-        {
-            /* only async-signal-safe calls between fork and exec */
-            static const char msg[] = "kadx demo: cannot exec the kadx "
-                                      "binary\n";
-            ssize_t w = write(logfd, msg, sizeof(msg) - 1);
-            (void)w;
-        }
-        _exit(127);
-    }
-    sigprocmask(SIG_SETMASK, &old, NULL);
-    close(logfd);
-    c->pid = pid;
-    if (want_stdin) {
-        close(in_pipe[0]);
-        c->in_fd = in_pipe[1];
-    }
-    if (out_fd != NULL) {
-        close(out_pipe[1]);
-        *out_fd = out_pipe[0];
-    }
-    return 0;
-}
-
-/*
- * Reads lines from fd until one starts with prefix; copies the rest of that
- * line into out. Gives up at the deadline, on EOF, or on Ctrl-C. Returns 0,
- * -ETIMEDOUT, -EPIPE (child gone) or -EINTR.
- */
-static int read_line_with(int fd, const char *prefix, int64_t timeout_ms,
-                          char *out, size_t outlen)
-{
-    int64_t deadline = mono_ns() + timeout_ms * 1000000;
-    char buf[LINE_MAX_BYTES];
-    size_t len = 0;
-
-    for (;;) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int64_t left = (deadline - mono_ns()) / 1000000;
-        char *nl;
-        ssize_t r;
-
-        if (interrupted) {
-            return -EINTR;
-        }
-        if (left <= 0) {
-            return -ETIMEDOUT;
-        }
-        if (poll(&pfd, 1, (int)(left > 200 ? 200 : left)) <= 0) {
-            continue;
-        }
-        r = read(fd, buf + len, sizeof(buf) - 1 - len);
-        if (r <= 0) {
-            return -EPIPE;
-        }
-        len += (size_t)r;
-        buf[len] = '\0';
-        while ((nl = strchr(buf, '\n')) != NULL) {
-            *nl = '\0';
-            if (strncmp(buf, prefix, strlen(prefix)) == 0) {
-                snprintf(out, outlen, "%s", buf + strlen(prefix));
-                return 0;
-            }
-            len -= (size_t)(nl + 1 - buf);
-            memmove(buf, nl + 1, len + 1);
-        }
-        if (len == sizeof(buf) - 1) {
-            len = 0; /* an over-long line without the prefix: drop it */
-        }
-    }
-}
-
-/* True while the child runs; reaps it (and says so) when it has exited. */
-static int child_alive(struct child *c)
-{
-    int status;
-
-    if (c->pid <= 0) {
-        return 0;
-    }
-    if (waitpid(c->pid, &status, WNOHANG) == c->pid) {
-        if (WIFSIGNALED(status)) {
-            fprintf(stderr, "kadx demo: %s died of signal %d\n", c->name,
-                    WTERMSIG(status));
-        } else {
-            fprintf(stderr, "kadx demo: %s exited with status %d\n", c->name,
-                    WEXITSTATUS(status));
-        }
-        c->pid = 0;
-        return 0;
-    }
-    return 1;
-}
-
-/* SIGTERM (and stdin closed), wait up to grace_ms, then SIGKILL. */
-static void child_stop(struct child *c, int64_t grace_ms)
-{
-    int64_t deadline = mono_ns() + grace_ms * 1000000;
-    int status;
-
-    if (c->in_fd >= 0) {
-        close(c->in_fd);
-        c->in_fd = -1;
-    }
-    if (c->pid <= 0) {
-        return;
-    }
-    kill(c->pid, SIGTERM);
-    for (;;) {
-        pid_t r = waitpid(c->pid, &status, WNOHANG);
-        struct timespec ts = {0, 20 * 1000000};
-
-        if (r == c->pid || (r < 0 && errno != EINTR)) {
-            break;
-        }
-        if (mono_ns() >= deadline) {
-            fprintf(stderr,
-                    "kadx demo: %s did not stop within %" PRId64
-                    " ms: killing it\n",
-                    c->name, grace_ms);
-            kill(c->pid, SIGKILL);
-            waitpid(c->pid, &status, 0);
-            break;
-        }
-        nanosleep(&ts, NULL); /* polling the child's exit, with a deadline */
-    }
-    c->pid = 0;
-}
-
-/* Prints the last lines of a child's log to stderr. */
-static void show_log_tail(const struct child *c, int lines)
-{
-    char buf[8192];
-    ssize_t n;
-    int fd = open(c->log, O_RDONLY | O_CLOEXEC);
-    off_t size;
-    const char *p;
-    int seen = 0;
-
-    if (fd < 0) {
-        return;
-    }
-    size = lseek(fd, 0, SEEK_END);
-    if (size > (off_t)sizeof(buf) - 1) {
-        lseek(fd, size - (off_t)sizeof(buf) + 1, SEEK_SET);
-    } else {
-        lseek(fd, 0, SEEK_SET);
-    }
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0) {
-        return;
-    }
-    buf[n] = '\0';
-    p = buf + n;
-    while (p > buf && seen <= lines) {
-        p--;
-        if (*p == '\n') {
-            seen++;
-        }
-    }
-    fprintf(stderr, "---- last lines of %s (%s) ----\n%s", c->name, c->log,
-            p == buf ? p : p + 1);
-}
-
-/* ---- HTTP to the children ------------------------------------------------ */
-
-struct body {
-    char *p;
-    size_t len;
-    int toobig;
-};
-
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-    struct body *b = arg;
-    size_t n = size * nmemb;
-    char *np;
-
-    if (b->len + n > HTTP_MAX_BODY) {
-        b->toobig = 1;
-        return 0;
-    }
-    np = realloc(b->p, b->len + n + 1);
-    if (np == NULL) {
-        return 0;
-    }
-    b->p = np;
-    memcpy(b->p + b->len, ptr, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return n;
-}
-
-/*
- * GET (body NULL) or POST a JSON body. Returns 0 with *out (owned, free())
- * and *status set, or -EIO with err filled.
- */
-static int http_call(struct demo *d, const char *url, const char *json,
-                     long *status, char **out, char *err, size_t errlen)
-{
-    struct body b = {0};
-    struct curl_slist *hdrs = NULL;
-    CURLcode rc;
-
-    curl_easy_reset(d->curl);
-    curl_easy_setopt(d->curl, CURLOPT_URL, url);
-    curl_easy_setopt(d->curl, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(d->curl, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
-    curl_easy_setopt(d->curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(d->curl, CURLOPT_PROXY, ""); /* loopback: no proxy */
-    curl_easy_setopt(d->curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(d->curl, CURLOPT_WRITEDATA, &b);
-    if (json != NULL) {
-        hdrs = curl_slist_append(hdrs, "Content-Type: application/json; "
-                                       "charset=utf-8");
-        curl_easy_setopt(d->curl, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(d->curl, CURLOPT_POSTFIELDS, json);
-    }
-    rc = curl_easy_perform(d->curl);
-    curl_slist_free_all(hdrs);
-    if (rc != CURLE_OK) {
-        snprintf(err, errlen, "%s: %s", url,
-                 b.toobig ? "answer too big" : curl_easy_strerror(rc));
-        free(b.p);
-        return -EIO;
-    }
-    curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, status);
-    *out = b.p != NULL ? b.p : strdup("");
-    return *out != NULL ? 0 : -ENOMEM;
-}
-
-/* The message of a OneApi error body, or the body's start. */
-static void error_text(const char *body, char *err, size_t errlen)
-{
-    cJSON *root = cJSON_Parse(body);
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "@message");
-
-    if (!cJSON_IsString(m)) {
-        m = cJSON_GetObjectItemCaseSensitive(e, "message");
-    }
-    if (cJSON_IsString(m)) {
-        snprintf(err, errlen, "%s", m->valuestring);
-    } else {
-        snprintf(err, errlen, "%.200s", body);
-    }
-    cJSON_Delete(root);
-}
-
-/*
- * Runs one KQL query or management command (mgmt != 0) on the emulator.
- * Returns 0 with *table = the first result table (owned: cJSON_Delete), or
- * -EIO with the reason.
- */
-static int kql(struct demo *d, const char *csl, int mgmt, cJSON **table,
-               char *err, size_t errlen)
-{
-    char url[256];
-    cJSON *req = cJSON_CreateObject();
-    cJSON *root = NULL;
-    char *json = NULL;
-    char *out = NULL;
-    long status = 0;
-    int rc = -ENOMEM;
-
-    snprintf(url, sizeof(url), "%s/v1/rest/%s", d->adx_url,
-             mgmt ? "mgmt" : "query");
-    if (req == NULL || !cJSON_AddStringToObject(req, "db", DEMO_DB) ||
-        !cJSON_AddStringToObject(req, "csl", csl) ||
-        (json = cJSON_PrintUnformatted(req)) == NULL) {
-        snprintf(err, errlen, "out of memory");
-        goto out;
-    }
-    rc = http_call(d, url, json, &status, &out, err, errlen);
-    if (rc < 0) {
-        goto out;
-    }
-    rc = -EIO;
-    if (status != 200) {
-        char why[256];
-        error_text(out, why, sizeof(why));
-        snprintf(err, errlen, "HTTP %ld: %s", status, why);
-        goto out;
-    }
-    root = cJSON_Parse(out);
-    {
-        cJSON *tables = cJSON_GetObjectItemCaseSensitive(root, "Tables");
-        cJSON *first = cJSON_GetArrayItem(tables, 0);
-
-        if (!cJSON_IsObject(first)) {
-            snprintf(err, errlen, "no result table in the answer");
-            goto out;
-        }
-        *table = cJSON_DetachItemFromArray(tables, 0);
-    }
-    rc = 0;
-out:
-    cJSON_Delete(root);
-    cJSON_Delete(req);
-    free(json);
-    free(out);
-    return rc;
-}
-
 /* Runs setup_kql's management blocks in order; returns how many, or < 0. */
 static int run_setup(struct demo *d, char *err, size_t errlen)
 {
@@ -769,7 +372,8 @@ static int run_setup(struct demo *d, char *err, size_t errlen)
                 cJSON *t = NULL;
                 char why[512];
 
-                if (kql(d, block, 1, &t, why, sizeof(why)) < 0) {
+                if (demo_http_kql(d->curl, d->adx_url, DEMO_DB, block, 1, &t,
+                                  why, sizeof(why)) < 0) {
                     snprintf(err, errlen, "setup.kql: '%.60s...': %s", block,
                              why);
                     return -EIO;
@@ -885,7 +489,7 @@ out:
  */
 static int wait_gateway_ready(struct demo *d, int64_t timeout_ms)
 {
-    int64_t deadline = mono_ns() + timeout_ms * 1000000;
+    int64_t deadline = demo_child_mono_ns() + timeout_ms * 1000000;
     char needle[160];
 
     snprintf(needle, sizeof(needle), "intake: assigned %s[", d->topic);
@@ -912,10 +516,10 @@ static int wait_gateway_ready(struct demo *d, int64_t timeout_ms)
         if (interrupted) {
             return -EINTR;
         }
-        if (!child_alive(&d->gw)) {
+        if (!demo_child_alive(&d->gw)) {
             return -EPIPE;
         }
-        if (mono_ns() >= deadline) {
+        if (demo_child_mono_ns() >= deadline) {
             return 0;
         }
         nanosleep(&ts, NULL); /* polling the log, with a deadline */
@@ -979,7 +583,8 @@ static void poll_progress(struct demo *d, struct demo_progress *p)
     p->journaled = p->committed = p->lag = -1;
     p->delivered = -1;
     snprintf(url, sizeof(url), "%s/_emulator/stats", d->adx_url);
-    if (http_call(d, url, NULL, &status, &out, err, sizeof(err)) == 0 &&
+    if (demo_http_call(d->curl, url, NULL, &status, &out, err, sizeof(err)) ==
+            0 &&
         status == 200) {
         const cJSON *tables;
         const cJSON *t;
@@ -1009,7 +614,8 @@ static void poll_progress(struct demo *d, struct demo_progress *p)
      * that starts at 0) and the lag.
      */
     snprintf(url, sizeof(url), "%s/status", d->admin_url);
-    if (http_call(d, url, NULL, &status, &out, err, sizeof(err)) == 0 &&
+    if (demo_http_call(d->curl, url, NULL, &status, &out, err, sizeof(err)) ==
+            0 &&
         status == 200) {
         const cJSON *intake;
         const cJSON *route;
@@ -1067,9 +673,9 @@ static void show_progress(struct demo *d, const struct demo_progress *p,
  */
 static void settle_counters(struct demo *d, struct demo_progress *p)
 {
-    int64_t deadline = mono_ns() + 3000000000LL;
+    int64_t deadline = demo_child_mono_ns() + 3000000000LL;
 
-    while (!interrupted && mono_ns() < deadline &&
+    while (!interrupted && demo_child_mono_ns() < deadline &&
            ((p->journaled >= 0 && p->journaled < d->o.events) ||
             (p->committed >= 0 && p->committed < d->o.events) || p->lag > 0)) {
         struct timespec ts = {0, 100 * 1000000};
@@ -1197,7 +803,7 @@ static int run_pipeline(struct demo *d, struct demo_progress *last, char *err,
                         size_t errlen)
 {
     struct gameplay g;
-    int64_t start = mono_ns();
+    int64_t start = demo_child_mono_ns();
     int64_t last_show = start;
     int64_t produced_at = 0; /* when the last event was acknowledged */
     int64_t prev_delivered = 0;
@@ -1207,7 +813,7 @@ static int run_pipeline(struct demo *d, struct demo_progress *last, char *err,
     gameplay_init(&g, 0, d->o.players, 100);
     memset(last, 0xff, sizeof(*last)); /* all -1 */
     for (;;) {
-        int64_t now = mono_ns();
+        int64_t now = demo_child_mono_ns();
         int64_t due = (int64_t)((double)(now - start) / 1e9 * d->o.rate) + 1;
 
         if (interrupted) {
@@ -1228,7 +834,7 @@ static int run_pipeline(struct demo *d, struct demo_progress *last, char *err,
         if (d->sent < d->o.events) {
             int64_t next = start + (int64_t)((double)d->sent / d->o.rate * 1e9);
             /* round up: a 0 ms poll until the due time would spin */
-            int64_t wait_ms = (next - mono_ns() + 999999) / 1000000;
+            int64_t wait_ms = (next - demo_child_mono_ns() + 999999) / 1000000;
             rd_kafka_poll(d->rk, (int)(wait_ms < 0     ? 0
                                        : wait_ms > 100 ? 100
                                                        : wait_ms));
@@ -1241,7 +847,7 @@ static int run_pipeline(struct demo *d, struct demo_progress *last, char *err,
                      d->kafka_error);
             return -EIO;
         }
-        now = mono_ns();
+        now = demo_child_mono_ns();
         if (produced_at == 0 && d->delivered == d->o.events) {
             produced_at = now;
         }
@@ -1261,13 +867,14 @@ static int run_pipeline(struct demo *d, struct demo_progress *last, char *err,
             if (produced_at != 0 && last->delivered >= d->o.events) {
                 /* the last line, once the gateway's counters settled */
                 settle_counters(d, last);
-                show_progress(d, last, (double)(mono_ns() - start) / 1e9, rate,
-                              1);
+                show_progress(d, last,
+                              (double)(demo_child_mono_ns() - start) / 1e9,
+                              rate, 1);
                 return 0;
             }
             show_progress(d, last, secs, rate, 0);
-            if (!child_alive(&d->gw) || !child_alive(&d->emu) ||
-                (d->o.bootstrap == NULL && !child_alive(&d->mock))) {
+            if (!demo_child_alive(&d->gw) || !demo_child_alive(&d->emu) ||
+                (d->o.bootstrap == NULL && !demo_child_alive(&d->mock))) {
                 if (d->tty) {
                     printf("\n");
                 }
@@ -1359,7 +966,8 @@ static void print_results(struct demo *d)
     char err[512];
 
     printf("\nleaderboard: %s\n", LEADERBOARD_KQL);
-    if (kql(d, LEADERBOARD_KQL, 0, &t, err, sizeof(err)) == 0) {
+    if (demo_http_kql(d->curl, d->adx_url, DEMO_DB, LEADERBOARD_KQL, 0, &t, err,
+                      sizeof(err)) == 0) {
         print_table(t);
     } else {
         printf("  (query failed: %s)\n", err);
@@ -1367,7 +975,8 @@ static void print_results(struct demo *d)
     cJSON_Delete(t);
     t = NULL;
     printf("\ningestion latency: %s\n", LATENCY_KQL);
-    if (kql(d, LATENCY_KQL, 0, &t, err, sizeof(err)) == 0) {
+    if (demo_http_kql(d->curl, d->adx_url, DEMO_DB, LATENCY_KQL, 0, &t, err,
+                      sizeof(err)) == 0) {
         print_table(t);
     } else {
         printf("  (query failed: %s)\n", err);
@@ -1513,18 +1122,18 @@ static int start_all(struct demo *d, char *err, size_t errlen)
         }
         goto emulator;
     }
-    rc = child_start(d, &d->mock, mock_argv, 1, &fd, err, errlen);
+    rc = demo_child_start(d->exe, &d->mock, mock_argv, 1, &fd, err, errlen);
     if (rc < 0) {
         return rc;
     }
-    rc = read_line_with(fd, "bootstrap.servers=", 20000, d->bootstrap,
-                        sizeof(d->bootstrap));
+    rc = demo_child_read_line(fd, "bootstrap.servers=", 20000, &interrupted,
+                              d->bootstrap, sizeof(d->bootstrap));
     close(fd);
     if (rc < 0) {
         snprintf(err, errlen, "the Kafka mock cluster did not start (%s)",
                  strerror(-rc));
         if (rc != -EINTR) {
-            show_log_tail(&d->mock, 20);
+            demo_child_log_tail(&d->mock, 20);
         }
         return rc;
     }
@@ -1532,18 +1141,18 @@ static int start_all(struct demo *d, char *err, size_t errlen)
            d->bootstrap, DEMO_TOPIC, DEMO_PARTITIONS);
 
 emulator:
-    rc = child_start(d, &d->emu, emu_argv, 0, &fd, err, errlen);
+    rc = demo_child_start(d->exe, &d->emu, emu_argv, 0, &fd, err, errlen);
     if (rc < 0) {
         return rc;
     }
-    rc = read_line_with(fd, "adx-emulator listening on ", 20000, line,
-                        sizeof(line));
+    rc = demo_child_read_line(fd, "adx-emulator listening on ", 20000,
+                              &interrupted, line, sizeof(line));
     close(fd);
     if (rc < 0) {
         snprintf(err, errlen, "the ADX emulator did not start (%s)",
                  strerror(-rc));
         if (rc != -EINTR) {
-            show_log_tail(&d->emu, 20);
+            demo_child_log_tail(&d->emu, 20);
         }
         return rc;
     }
@@ -1571,7 +1180,7 @@ emulator:
     if (rc < 0) {
         return rc;
     }
-    rc = child_start(d, &d->gw, gw_argv, 0, NULL, err, errlen);
+    rc = demo_child_start(d->exe, &d->gw, gw_argv, 0, NULL, err, errlen);
     if (rc < 0) {
         return rc;
     }
@@ -1590,14 +1199,50 @@ emulator:
     return 0;
 }
 
+/* Names, the binary to start the children from, and a fresh work
+ * directory for their logs. Returns 0, or 1 (the exit code) with the
+ * reason printed. */
+static int demo_prepare(struct demo *d)
+{
+    const char *tmpdir;
+    ssize_t n;
+
+    snprintf(d->topic, sizeof(d->topic), "%s", DEMO_TOPIC);
+    d->mock = (struct demo_child){.name = "kafka-mock", .in_fd = -1};
+    d->emu = (struct demo_child){.name = "adx-emulator", .in_fd = -1};
+    d->gw = (struct demo_child){.name = "gateway", .in_fd = -1};
+    d->tty = isatty(STDOUT_FILENO);
+
+    n = readlink("/proc/self/exe", d->exe, sizeof(d->exe) - 1);
+    if (n <= 0) {
+        fprintf(stderr, "kadx demo: cannot find my own binary: %s\n",
+                strerror(errno));
+        return 1;
+    }
+    d->exe[n] = '\0';
+    tmpdir = getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp";
+    if (strlen(tmpdir) > 200) {
+        fprintf(stderr, "kadx demo: TMPDIR is too long\n");
+        return 1;
+    }
+    snprintf(d->dir, sizeof(d->dir), "%.200s/kadx-demo-XXXXXX", tmpdir);
+    if (mkdtemp(d->dir) == NULL) {
+        fprintf(stderr, "kadx demo: cannot create a work directory: %s\n",
+                strerror(errno));
+        return 1;
+    }
+    snprintf(d->mock.log, sizeof(d->mock.log), "%s/kafka-mock.log", d->dir);
+    snprintf(d->emu.log, sizeof(d->emu.log), "%s/adx-emulator.log", d->dir);
+    snprintf(d->gw.log, sizeof(d->gw.log), "%s/gateway.log", d->dir);
+    return 0;
+}
+
 int cmd_demo(int argc, char **argv)
 {
     struct demo d;
     struct demo_progress last;
     struct sigaction sa;
-    const char *tmpdir;
     char err[1024] = "";
-    ssize_t n;
     int rc;
     int exit_code = 1;
 
@@ -1614,33 +1259,9 @@ int cmd_demo(int argc, char **argv)
         fputs(setup_kql, stdout);
         return 0;
     }
-    snprintf(d.topic, sizeof(d.topic), "%s", DEMO_TOPIC);
-    d.mock = (struct child){.name = "kafka-mock", .in_fd = -1};
-    d.emu = (struct child){.name = "adx-emulator", .in_fd = -1};
-    d.gw = (struct child){.name = "gateway", .in_fd = -1};
-    d.tty = isatty(STDOUT_FILENO);
-
-    n = readlink("/proc/self/exe", d.exe, sizeof(d.exe) - 1);
-    if (n <= 0) {
-        fprintf(stderr, "kadx demo: cannot find my own binary: %s\n",
-                strerror(errno));
+    if (demo_prepare(&d) != 0) {
         return 1;
     }
-    d.exe[n] = '\0';
-    tmpdir = getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp";
-    if (strlen(tmpdir) > 200) {
-        fprintf(stderr, "kadx demo: TMPDIR is too long\n");
-        return 1;
-    }
-    snprintf(d.dir, sizeof(d.dir), "%.200s/kadx-demo-XXXXXX", tmpdir);
-    if (mkdtemp(d.dir) == NULL) {
-        fprintf(stderr, "kadx demo: cannot create a work directory: %s\n",
-                strerror(errno));
-        return 1;
-    }
-    snprintf(d.mock.log, sizeof(d.mock.log), "%s/kafka-mock.log", d.dir);
-    snprintf(d.emu.log, sizeof(d.emu.log), "%s/adx-emulator.log", d.dir);
-    snprintf(d.gw.log, sizeof(d.gw.log), "%s/gateway.log", d.dir);
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
@@ -1690,7 +1311,7 @@ out:
     } else if (exit_code != 0 && err[0] != '\0') {
         fprintf(stderr, "kadx demo: %s\n", err);
         if (d.gw.pid > 0 || access(d.gw.log, R_OK) == 0) {
-            show_log_tail(&d.gw, 15);
+            demo_child_log_tail(&d.gw, 15);
         }
     }
     if (d.rk != NULL) {
@@ -1699,9 +1320,9 @@ out:
         rd_kafka_flush(d.rk, 1000);
         rd_kafka_destroy(d.rk);
     }
-    child_stop(&d.gw, 15000);
-    child_stop(&d.emu, 5000);
-    child_stop(&d.mock, 5000);
+    demo_child_stop(&d.gw, 15000);
+    demo_child_stop(&d.emu, 5000);
+    demo_child_stop(&d.mock, 5000);
     if (d.topic_created && !d.o.keep) {
         char why[512] = "";
 
