@@ -107,8 +107,11 @@ static int bad_add(struct forwarder_bad **bl, size_t *nb, size_t *cap,
         *cap = nc;
     }
     (*bl)[*nb].index = index;
-    snprintf((*bl)[*nb].reason, sizeof((*bl)[*nb].reason), "%s%s%s", what,
-             why[0] ? ": " : "", why);
+    /* a long reason is cut (the result is checked so gcc -O2 accepts it) */
+    if (snprintf((*bl)[*nb].reason, sizeof((*bl)[*nb].reason), "%s%s%s", what,
+                 why[0] ? ": " : "", why) < 0) {
+        (*bl)[*nb].reason[0] = '\0';
+    }
     (*nb)++;
     return 0;
 }
