@@ -17,8 +17,8 @@
  * line in the caller's buffer; values of secret keys never appear in it.
  */
 #include "gateway/config.h"
+#include "base/utf8.h"
 #include "gateway/log.h"
-#include "storage/util.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -998,7 +998,7 @@ static int set_defaults(struct config *c)
 /* ---- native reader ---------------------------------------------------- */
 
 static const char *const top_keys[] = {
-    "kafka",     "adx",   "routes", "journal", "intake",
+    "kafka",     "adx",   "routes", "journal",         "intake",
     "forwarder", "admin", "log",    "schema_registry", NULL};
 static const char *const adx_keys[] = {
     "ingest_url",        "query_url", "auth",     "request_timeout_ms",

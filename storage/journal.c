@@ -93,8 +93,10 @@
  * relies on.
  */
 #include "storage/journal.h"
+#include "base/array.h"
+#include "base/clock.h"
+#include "base/err.h"
 #include "storage/chunk.h"
-#include "storage/util.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -123,14 +125,6 @@ static void clear_err(char *err, size_t errlen)
     if (err != NULL && errlen > 0) {
         err[0] = '\0';
     }
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int sql_errno(int rc)

@@ -19,9 +19,11 @@
  * largest it saw.
  */
 #include "storage/recover.h"
+#include "base/array.h"
+#include "base/clock.h"
+#include "base/err.h"
 #include "storage/chunk.h"
 #include "storage/journal.h"
-#include "storage/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,22 +37,6 @@
 #include <unistd.h>
 
 /* ------------------------------------------------------------- helpers */
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Rate-limits progress reports to one every 500 ms. */
 struct ticker {

@@ -1,7 +1,10 @@
 /*
- * test_util.c - storage/util.h: set_err, grow_array, utf8_len, utf8_copy.
+ * test_base_util.c - base/err.h, base/array.h, base/utf8.h: set_err,
+ * grow_array, utf8_len, utf8_copy.
  */
-#include "storage/util.h"
+#include "base/array.h"
+#include "base/err.h"
+#include "base/utf8.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
