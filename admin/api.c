@@ -2,25 +2,28 @@
  * api.c - the admin HTTP API (api.h): the request router, the bearer-token
  * check, and one handler per endpoint, on top of admin/http.c.
  *
- * What it owns: the http_server, a copy of the token, and the requests that
- * wait for a journal write (requeue, replay). Reads (status, metrics, dead
- * letters) are answered at once from the sources: the intake's and the
- * forwarder's counters live on this same loop thread, and the journal's
- * reads run on its separate read connection (WAL: they never wait for the
- * writer's fsync). Writes go through the journal's async API, so the loop
- * never waits for an fsync; the handler answers from the journal's
- * callback. admin_stop() may run while such a write is queued: the struct
- * stays alive (a count of pending operations) until the last callback ran.
+ * What it owns: the http_server, a copy of the token, the queue of journal
+ * reads, and the requests that wait for a journal write (requeue, replay)
+ * or a reconcile. Reads (/readyz, /status, /metrics, /dead-letters) are not
+ * answered at once: the journal's statistics scan every chunk row, so they
+ * run on libuv's thread pool, one at a time (see rjob_* below), on the
+ * journal's separate read connection (WAL: they never wait for the
+ * writer's fsync); the answer is built back on the loop, where the
+ * intake's and the forwarder's counters live. Writes go through the
+ * journal's async API, so the loop never waits for an fsync; the handler
+ * answers from the journal's callback. admin_stop() may run while a read,
+ * a write or a reconcile is under way: the struct stays alive (a count of
+ * pending operations) until the last callback ran.
  *
- * Replay "missing" (a reconcile): for the delivered batches of the route
- * that overlap the requested range, ADX is asked how many rows carry each
- * batch id in the route's dedupe column; only the events no present batch
- * covers are replayed (see reconcile_* below).
+ * The Prometheus page is rendered by admin/metrics.c; replay "missing" (a
+ * reconcile against ADX with the forwarder's client) is
+ * gateway/reconcile.c.
  *
- * Everything runs on the loop thread.
+ * Everything except the journal reads runs on the loop thread.
  */
 #include "admin/api.h"
 #include "admin/connect.h"
+#include "admin/metrics.h"
 #include "admin/procstat.h"
 #include "base/clock.h"
 #include "base/container_of.h"
@@ -28,12 +31,11 @@
 #include "base/sbuf.h"
 
 #include "admin/http.h"
-#include "gateway/adx.h"
-#include "gateway/auth.h"
 #include "gateway/config.h"
 #include "gateway/forwarder.h"
 #include "gateway/intake.h"
 #include "gateway/log.h"
+#include "gateway/reconcile.h"
 #include "kadx_version.h"
 #include "storage/journal.h"
 #include "storage/recover.h"
@@ -72,8 +74,7 @@ struct admin {
     int stopped;          /* admin_stop ran */
     int pending;          /* journal/ADX operations not called back yet */
     struct reconcile *rc; /* the one reconcile running, or NULL */
-    struct adx *adx;      /* reconcile's ADX client, created on first use */
-    struct auth *auth;
+    struct http_request *rc_req; /* the request it answers */
     /* journal reads on the thread pool (see rjob_*) */
     pthread_mutex_t jmu;
     pthread_cond_t jcv;
@@ -91,8 +92,6 @@ struct admin {
 
 static void admin_free(struct admin *a)
 {
-    auth_close(a->auth);
-    adx_close(a->adx);
     pthread_mutex_destroy(&a->jmu);
     pthread_cond_destroy(&a->jcv);
     free(a->token);
@@ -993,492 +992,27 @@ static void h_status(struct admin *a, struct http_request *req)
 
 /* ---------------------------------------------------------- /metrics */
 
-/* A label value, escaped per the exposition format (\\, \", \n). */
-static void sb_label(struct sbuf *b, const char *s)
-{
-    for (; *s != '\0'; s++) {
-        if (*s == '\\') {
-            sbuf_printf(b, "\\\\");
-        } else if (*s == '"') {
-            sbuf_printf(b, "\\\"");
-        } else if (*s == '\n') {
-            sbuf_printf(b, "\\n");
-        } else {
-            sbuf_printf(b, "%c", *s);
-        }
-    }
-}
-
-static void sb_family(struct sbuf *b, const char *name, const char *type,
-                      const char *help)
-{
-    sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-/* name{route="R"} v */
-static void sb_route_sample(struct sbuf *b, const char *name, const char *route,
-                            const char *extra, double v)
-{
-    sbuf_printf(b, "%s{route=\"", name);
-    sb_label(b, route);
-    sbuf_printf(b, "\"%s} %.17g\n", extra ? extra : "", v);
-}
-
-static void sb_part_sample(struct sbuf *b, const char *name, const char *topic,
-                           int32_t partition, double v)
-{
-    sbuf_printf(b, "%s{topic=\"", name);
-    sb_label(b, topic);
-    sbuf_printf(b, "\",partition=\"%" PRId32 "\"} %.17g\n", partition, v);
-}
-
-/* Per-route forwarder counters: one family, one sample per route. */
-typedef double (*rs_get_fn)(const struct forwarder_route_stats *rs);
-
-#define RS_GETTER(field)                                                       \
-    static double rs_##field(const struct forwarder_route_stats *rs)           \
-    {                                                                          \
-        return (double)rs->field;                                              \
-    }
-RS_GETTER(events_delivered)
-RS_GETTER(batches_delivered)
-RS_GETTER(bytes_delivered)
-RS_GETTER(bytes_sent)
-RS_GETTER(requests)
-RS_GETTER(dead_events)
-RS_GETTER(possible_duplicates)
-RS_GETTER(dedupe_queries)
-RS_GETTER(splits)
-RS_GETTER(permanent)
-RS_GETTER(config_errors)
-RS_GETTER(inflight)
-
-static double rs_paused(const struct forwarder_route_stats *rs)
-{
-    return rs->state != FORWARDER_RUNNING;
-}
-
-static const struct {
-    const char *name;
-    const char *type;
-    const char *help;
-    rs_get_fn get;
-} route_metrics[] = {
-    {"kadx_delivered_events_total", "counter",
-     "Events delivered to ADX (HTTP 200), replays included.",
-     rs_events_delivered},
-    {"kadx_delivered_batches_total", "counter",
-     "Batches delivered to ADX (HTTP 200).", rs_batches_delivered},
-    {"kadx_delivered_bytes_total", "counter",
-     "Record bytes delivered (uncompressed request bodies).",
-     rs_bytes_delivered},
-    {"kadx_sent_bytes_total", "counter",
-     "Compressed request bytes sent to ADX, all attempts.", rs_bytes_sent},
-    {"kadx_ingest_requests_total", "counter", "Streaming ingest requests made.",
-     rs_requests},
-    {"kadx_dead_events_total", "counter",
-     "Events moved to the dead-letter set (INV-6).", rs_dead_events},
-    {"kadx_possible_duplicates_total", "counter",
-     "Batches resent after an ambiguous outcome without a dedupe column.",
-     rs_possible_duplicates},
-    {"kadx_dedupe_queries_total", "counter",
-     "Queries asking ADX whether an ambiguous batch arrived.",
-     rs_dedupe_queries},
-    {"kadx_batch_splits_total", "counter",
-     "Bisections of batches ADX refused permanently.", rs_splits},
-    {"kadx_permanent_errors_total", "counter",
-     "Permanent (non-retryable) answers from ADX.", rs_permanent},
-    {"kadx_config_errors_total", "counter",
-     "Configuration errors from ADX (table, mapping, permission).",
-     rs_config_errors},
-    {"kadx_inflight_batches", "gauge", "Batches this process holds in flight.",
-     rs_inflight},
-    {"kadx_route_paused", "gauge",
-     "1 while the route is paused (operator, configuration error, retries).",
-     rs_paused},
-};
-
-/* The batch latency histogram: cumulative buckets per route. */
-static void metrics_latency(struct sbuf *b, const struct config *cfg,
-                            const struct forwarder_route_stats *rs)
-{
-    static const char name[] = "kadx_batch_latency_seconds";
-
-    sb_family(b, name, "histogram",
-              "Seconds from a batch's cut to ADX's acknowledgement, retries "
-              "included.");
-    for (size_t r = 0; r < cfg->nroutes; r++) {
-        uint64_t cum = 0;
-
-        for (size_t i = 0; i <= FORWARDER_LATENCY_BUCKETS; i++) {
-            cum += rs[r].latency_hist[i];
-            sbuf_printf(b, "%s_bucket{route=\"", name);
-            sb_label(b, cfg->routes[r].name);
-            if (i < FORWARDER_LATENCY_BUCKETS) {
-                sbuf_printf(b, "\",le=\"%g\"} %" PRIu64 "\n",
-                            forwarder_latency_bounds[i], cum);
-            } else {
-                sbuf_printf(b, "\",le=\"+Inf\"} %" PRIu64 "\n", cum);
-            }
-        }
-        sb_route_sample(b, "kadx_batch_latency_seconds_sum",
-                        cfg->routes[r].name, NULL, rs[r].latency_sum_s);
-        sb_route_sample(b, "kadx_batch_latency_seconds_count",
-                        cfg->routes[r].name, NULL, (double)rs[r].latency_count);
-    }
-}
-
-static void metrics_forwarder(struct admin *a, struct sbuf *b)
-{
-    const struct config *cfg = a->src.cfg;
-    struct forwarder_route_stats *rs;
-    size_t n = cfg->nroutes;
-    int64_t exp;
-
-    rs = calloc(n ? n : 1, sizeof(*rs));
-    if (rs == NULL) {
-        b->err = -ENOMEM;
-        return;
-    }
-    for (size_t r = 0; r < n; r++) {
-        forwarder_route_stats(a->src.forwarder, (int)r, &rs[r]);
-    }
-    for (size_t m = 0; m < sizeof(route_metrics) / sizeof(route_metrics[0]);
-         m++) {
-        sb_family(b, route_metrics[m].name, route_metrics[m].type,
-                  route_metrics[m].help);
-        for (size_t r = 0; r < n; r++) {
-            sb_route_sample(b, route_metrics[m].name, cfg->routes[r].name, NULL,
-                            route_metrics[m].get(&rs[r]));
-        }
-    }
-    sb_family(b, "kadx_retries_total", "counter",
-              "Ingest attempts that will be retried, by reason.");
-    for (size_t r = 0; r < n; r++) {
-        sb_route_sample(b, "kadx_retries_total", cfg->routes[r].name,
-                        ",reason=\"transient\"", (double)rs[r].transient);
-        sb_route_sample(b, "kadx_retries_total", cfg->routes[r].name,
-                        ",reason=\"throttled\"", (double)rs[r].throttled);
-        sb_route_sample(b, "kadx_retries_total", cfg->routes[r].name,
-                        ",reason=\"ambiguous\"", (double)rs[r].ambiguous);
-        sb_route_sample(b, "kadx_retries_total", cfg->routes[r].name,
-                        ",reason=\"auth\"", (double)rs[r].auth_errors);
-    }
-    metrics_latency(b, cfg, rs);
-    free(rs);
-    exp = forwarder_token_expires_ms(a->src.forwarder);
-    if (exp > 0) {
-        sb_family(b, "kadx_token_expiry_seconds", "gauge",
-                  "Seconds until the ADX access token expires.");
-        sbuf_printf(b, "kadx_token_expiry_seconds %.3f\n",
-                    (double)(exp - wall_ms()) / 1000.0);
-    }
-}
-
-static void metrics_intake(struct admin *a, struct sbuf *b)
-{
-    struct intake_counters c;
-    const struct intake_partition *ip;
-    size_t n = 0;
-
-    intake_get_counters(a->src.intake, &c);
-    sb_family(b, "kadx_journaled_events_total", "counter",
-              "Events newly stored in the journal by this process.");
-    sbuf_printf(b, "kadx_journaled_events_total %" PRIu64 "\n", c.journaled);
-    sb_family(b, "kadx_duplicate_events_total", "counter",
-              "Kafka redeliveries the journal ignored (INV-2).");
-    sbuf_printf(b, "kadx_duplicate_events_total %" PRIu64 "\n", c.duplicates);
-    sb_family(b, "kadx_tombstones_total", "counter",
-              "Null-value messages skipped.");
-    sbuf_printf(b, "kadx_tombstones_total %" PRIu64 "\n", c.tombstones);
-    sb_family(b, "kadx_commits_total", "counter",
-              "Offset commits Kafka acknowledged.");
-    sbuf_printf(b, "kadx_commits_total %" PRIu64 "\n", c.commits);
-    sb_family(b, "kadx_commit_errors_total", "counter",
-              "Partition offset commits that failed.");
-    sbuf_printf(b, "kadx_commit_errors_total %" PRIu64 "\n", c.commit_errors);
-    sb_family(b, "kadx_rebalances_total", "counter",
-              "Consumer group assign, revoke and lost callbacks.");
-    sbuf_printf(b, "kadx_rebalances_total %" PRIu64 "\n", c.rebalances);
-    sb_family(b, "kadx_intake_paused", "gauge",
-              "1 while intake is paused (backpressure or operator).");
-    sbuf_printf(b, "kadx_intake_paused %d\n", c.paused ? 1 : 0);
-    sb_family(b, "kadx_offset_rewinds_total", "counter",
-              "Partitions found gone backwards (recreated, rebuilt).");
-    sbuf_printf(b, "kadx_offset_rewinds_total %" PRIu64 "\n", c.rewinds);
-    sb_family(b, "kadx_partitions_rewound", "gauge",
-              "Partitions paused until an operator starts a new epoch.");
-    sbuf_printf(b, "kadx_partitions_rewound %d\n", c.rewound);
-    sb_family(b, "kadx_offset_epochs_total", "counter",
-              "New offset epochs started.");
-    sbuf_printf(b, "kadx_offset_epochs_total %" PRIu64 "\n", c.epochs);
-    sb_family(b, "kadx_offset_gaps_total", "counter",
-              "Retention gaps: offsets deleted before kadx read them.");
-    sbuf_printf(b, "kadx_offset_gaps_total %" PRIu64 "\n", c.gaps);
-
-    ip = intake_partitions(a->src.intake, &n);
-    sb_family(b, "kadx_consumed_events_total", "counter",
-              "Messages consumed from Kafka by this process.");
-    for (size_t i = 0; i < n; i++) {
-        sb_part_sample(b, "kadx_consumed_events_total", ip[i].topic,
-                       ip[i].partition, (double)ip[i].n_consumed);
-    }
-    sb_family(b, "kadx_committed_offset", "gauge",
-              "Highest offset whose commit Kafka acknowledged.");
-    for (size_t i = 0; i < n; i++) {
-        if (ip[i].committed >= 0) {
-            sb_part_sample(b, "kadx_committed_offset", ip[i].topic,
-                           ip[i].partition, (double)ip[i].committed);
-        }
-    }
-    sb_family(b, "kadx_offset_gap_events_total", "counter",
-              "Events skipped by retention gaps, per partition.");
-    for (size_t i = 0; i < n; i++) {
-        sb_part_sample(b, "kadx_offset_gap_events_total", ip[i].topic,
-                       ip[i].partition, (double)ip[i].gap_events);
-    }
-    sb_family(b, "kadx_partition_rewound", "gauge",
-              "1 while the partition is paused: it went backwards.");
-    for (size_t i = 0; i < n; i++) {
-        if (ip[i].assigned) {
-            sb_part_sample(b, "kadx_partition_rewound", ip[i].topic,
-                           ip[i].partition, ip[i].rewound ? 1 : 0);
-        }
-    }
-    sb_family(b, "kadx_consumer_lag", "gauge",
-              "Messages in Kafka not yet consumed, per partition.");
-    for (size_t i = 0; i < n; i++) {
-        if (ip[i].lag >= 0) {
-            sb_part_sample(b, "kadx_consumer_lag", ip[i].topic, ip[i].partition,
-                           (double)ip[i].lag);
-        }
-    }
-}
-
-/* One family per route/topic/partition and state: event counts, or their
- * bytes. */
-static void metrics_by_state(struct sbuf *b, const struct config *cfg,
-                             const struct journal_stats *st, const char *name,
-                             const char *help, int bytes)
-{
-    static const char *const state_names[] = {"pending", "inflight",
-                                              "delivered", "dead"};
-
-    sb_family(b, name, "gauge", help);
-    for (size_t i = 0; i < st->nparts; i++) {
-        const struct journal_partition_stats *p = &st->parts[i];
-        int64_t counts[4] = {p->pending_count, p->inflight_count,
-                             p->delivered_count, p->dead_count};
-        int64_t sizes[4] = {p->pending_bytes, p->inflight_bytes,
-                            p->delivered_bytes, p->dead_bytes};
-        const int64_t *v = bytes ? sizes : counts;
-
-        /* the epochs of one partition (sorted together): one series */
-        while (i + 1 < st->nparts && st->parts[i + 1].route == p->route &&
-               st->parts[i + 1].partition == p->partition &&
-               strcmp(st->parts[i + 1].topic, p->topic) == 0) {
-            const struct journal_partition_stats *q = &st->parts[++i];
-
-            counts[0] += q->pending_count;
-            counts[1] += q->inflight_count;
-            counts[2] += q->delivered_count;
-            counts[3] += q->dead_count;
-            sizes[0] += q->pending_bytes;
-            sizes[1] += q->inflight_bytes;
-            sizes[2] += q->delivered_bytes;
-            sizes[3] += q->dead_bytes;
-        }
-        const char *route = p->route >= 0 && (size_t)p->route < cfg->nroutes
-                                ? cfg->routes[p->route].name
-                                : "";
-
-        for (int s = 0; s < 4; s++) {
-            sbuf_printf(b, "%s{route=\"", name);
-            sb_label(b, route);
-            sbuf_printf(b, "\",topic=\"");
-            sb_label(b, p->topic);
-            sbuf_printf(
-                b, "\",partition=\"%" PRId32 "\",state=\"%s\"} %" PRId64 "\n",
-                p->partition, state_names[s], v[s]);
-        }
-    }
-}
-
-/* The disk under the journal and retention under space pressure. */
-static void metrics_space(struct admin *a, struct sbuf *b,
-                          const struct journal_stats *st)
-{
-    struct journal_space sp;
-    int64_t now = wall_ms();
-
-    journal_space(a->src.journal, &sp);
-    sb_family(b, "kadx_journal_disk_free_bytes", "gauge",
-              "bytes the journal's filesystem still grants");
-    sbuf_printf(b, "kadx_journal_disk_free_bytes %" PRId64 "\n",
-                sp.fs_free_bytes);
-    sb_family(b, "kadx_journal_reserve_bytes", "gauge",
-              "disk bytes appends never take (journal.reserve_bytes)");
-    sbuf_printf(b, "kadx_journal_reserve_bytes %" PRId64 "\n",
-                sp.reserve_bytes);
-    sb_family(b, "kadx_journal_effective_max_bytes", "gauge",
-              "the cap appends obey: journal.max_bytes or what the disk "
-              "holds minus the reserve, the smaller");
-    sbuf_printf(b, "kadx_journal_effective_max_bytes %" PRId64 "\n",
-                sp.effective_cap == INT64_MAX ? (int64_t)0 : sp.effective_cap);
-    sb_family(b, "kadx_journal_used_bytes", "gauge",
-              "journal pages in use (the cap's measure)");
-    sbuf_printf(b, "kadx_journal_used_bytes %" PRId64 "\n", sp.used_bytes);
-    sb_family(b, "kadx_journal_disk_full", "gauge",
-              "1 while appends are refused because the disk is full");
-    sbuf_printf(b, "kadx_journal_disk_full %d\n",
-                sp.full == JOURNAL_FULL_DISK ? 1 : 0);
-    sb_family(b, "kadx_journal_replay_window_seconds", "gauge",
-              "age of the oldest delivered event still kept for replay");
-    sbuf_printf(b, "kadx_journal_replay_window_seconds %.3f\n",
-                st->oldest_delivered_ms > 0
-                    ? (double)(now - st->oldest_delivered_ms) / 1000.0
-                    : 0.0);
-    if (a->src.forwarder != NULL) {
-        struct forwarder_retention fr;
-
-        forwarder_retention(a->src.forwarder, &fr);
-        sb_family(b, "kadx_early_retired_events_total", "counter",
-                  "delivered events retired before journal.retention_ms "
-                  "under disk space pressure");
-        sbuf_printf(b, "kadx_early_retired_events_total %" PRId64 "\n",
-                    fr.early_events);
-    }
-}
-
-/* Per route: age of its oldest undelivered (pending or in-flight) event,
- * from its journal append time; 0 when nothing waits. */
-static void metrics_oldest(struct sbuf *b, const struct config *cfg,
-                           const struct journal_stats *st)
-{
-    int64_t now = wall_ms();
-
-    sb_family(b, "kadx_oldest_undelivered_age_seconds", "gauge",
-              "Age of the route's oldest event not yet delivered (journal "
-              "append time), 0 when none.");
-    for (size_t r = 0; r < cfg->nroutes; r++) {
-        int64_t oldest = 0;
-
-        for (size_t i = 0; i < st->nparts; i++) {
-            const struct journal_partition_stats *p = &st->parts[i];
-
-            if (p->route == (int)r && p->oldest_pending_ms > 0 &&
-                (oldest == 0 || p->oldest_pending_ms < oldest)) {
-                oldest = p->oldest_pending_ms;
-            }
-        }
-        sb_route_sample(
-            b, "kadx_oldest_undelivered_age_seconds", cfg->routes[r].name, NULL,
-            oldest > 0 && now > oldest ? (double)(now - oldest) / 1000.0 : 0.0);
-    }
-}
-
-/* kadx_build_info and the standard process_* metrics. */
-static void metrics_process(struct sbuf *b)
-{
-    struct procstat ps;
-
-    sb_family(b, "kadx_build_info", "gauge",
-              "Always 1; the labels say which kadx this is.");
-    sbuf_printf(b,
-                "kadx_build_info{version=\"%s\",sqlite=\"%s\","
-                "librdkafka=\"%s\",libuv=\"%s\"} 1\n",
-                KADX_VERSION, sqlite3_libversion(), rd_kafka_version_str(),
-                uv_version_string());
-    if (procstat_read(&ps) < 0) {
-        return;
-    }
-    sb_family(b, "process_cpu_seconds_total", "counter",
-              "Total user and system CPU time spent in seconds.");
-    sbuf_printf(b, "process_cpu_seconds_total %.2f\n", ps.cpu_seconds);
-    sb_family(b, "process_resident_memory_bytes", "gauge",
-              "Resident memory size in bytes.");
-    sbuf_printf(b, "process_resident_memory_bytes %" PRId64 "\n", ps.rss_bytes);
-    sb_family(b, "process_virtual_memory_bytes", "gauge",
-              "Virtual memory size in bytes.");
-    sbuf_printf(b, "process_virtual_memory_bytes %" PRId64 "\n",
-                ps.vsize_bytes);
-    sb_family(b, "process_open_fds", "gauge",
-              "Number of open file descriptors.");
-    sbuf_printf(b, "process_open_fds %" PRId64 "\n", ps.open_fds);
-    if (ps.max_fds >= 0) {
-        sb_family(b, "process_max_fds", "gauge",
-                  "Maximum number of open file descriptors.");
-        sbuf_printf(b, "process_max_fds %" PRId64 "\n", ps.max_fds);
-    }
-    sb_family(b, "process_start_time_seconds", "gauge",
-              "Start time of the process since unix epoch in seconds.");
-    sbuf_printf(b, "process_start_time_seconds %.2f\n", ps.start_time_seconds);
-}
-
-static void metrics_journal(struct admin *a, struct sbuf *b,
-                            const struct journal_stats *st)
-{
-    const struct config *cfg = a->src.cfg;
-
-    sb_family(b, "kadx_journal_file_bytes", "gauge",
-              "Size of the journal database file.");
-    sbuf_printf(b, "kadx_journal_file_bytes %" PRId64 "\n", st->file_bytes);
-    sb_family(b, "kadx_journal_wal_bytes", "gauge",
-              "Size of the journal's write-ahead log.");
-    sbuf_printf(b, "kadx_journal_wal_bytes %" PRId64 "\n", st->wal_bytes);
-    sb_family(b, "kadx_journal_max_bytes", "gauge",
-              "The journal's byte cap (0 = none).");
-    sbuf_printf(b, "kadx_journal_max_bytes %" PRId64 "\n", st->max_bytes);
-    metrics_space(a, b, st);
-    sb_family(b, "kadx_journal_pending_bytes", "gauge",
-              "Bytes of events not yet delivered nor dead.");
-    sbuf_printf(b, "kadx_journal_pending_bytes %" PRId64 "\n",
-                st->pending_bytes);
-    sb_family(b, "kadx_journal_unfinished_batches", "gauge",
-              "Batches pending, sent or failed in the journal.");
-    sbuf_printf(b, "kadx_journal_unfinished_batches %" PRId64 "\n",
-                st->batches_unfinished);
-    metrics_by_state(b, cfg, st, "kadx_journal_events",
-                     "Events in the journal by state.", 0);
-    metrics_by_state(b, cfg, st, "kadx_journal_bytes",
-                     "Event bytes in the journal by state.", 1);
-    metrics_oldest(b, cfg, st);
-}
-
 static void metrics_answer(struct admin *a, struct http_request *req,
                            struct rjob *job)
 {
     static const struct http_header ct = {
         "Content-Type", "text/plain; version=0.0.4; charset=utf-8"};
-    struct sbuf b;
+    struct metrics_sources ms = {&a->src, &job->st, a->started_ms,
+                                 a->paused_all};
+    struct sbuf b = {0};
 
-    memset(&b, 0, sizeof(b));
     if (job->st_rc < 0) {
         respond_error(req, 500, "journal stats: %s", job->st_err);
         return;
     }
-    sb_family(&b, "kadx_uptime_seconds", "gauge",
-              "Seconds since the admin server started.");
-    sbuf_printf(&b, "kadx_uptime_seconds %.3f\n",
-                (double)(wall_ms() - a->started_ms) / 1000.0);
-    sb_family(&b, "kadx_paused", "gauge",
-              "1 while the operator paused the whole gateway.");
-    sbuf_printf(&b, "kadx_paused %d\n", a->paused_all);
-    metrics_process(&b);
-    metrics_journal(a, &b, &job->st);
-    if (a->src.intake != NULL) {
-        metrics_intake(a, &b);
-    }
-    if (a->src.forwarder != NULL) {
-        metrics_forwarder(a, &b);
-    }
+    metrics_render(&b, &ms);
     if (b.err) {
-        free(b.p);
+        sbuf_release(&b);
         respond_error(req, 500, "out of memory");
         return;
     }
     http_respond(req, 200, &ct, 1, b.p, b.len);
-    free(b.p);
+    sbuf_release(&b);
 }
 
 static void h_metrics(struct admin *a, struct http_request *req)
@@ -1802,9 +1336,8 @@ out:
 /* -------------------------------------------------------- POST /replay */
 
 struct replay_args;
-static void reconcile_start(struct admin *a, struct http_request *req,
-                            const struct replay_args *ra);
-static void reconcile_cancel(struct admin *a);
+static void replay_missing(struct admin *a, struct http_request *req,
+                           const struct replay_args *ra);
 
 struct replay_op {
     struct admin *a;
@@ -1952,7 +1485,7 @@ static void h_replay(struct admin *a, struct http_request *req)
         return;
     }
     if (ra.missing) {
-        reconcile_start(a, req, &ra);
+        replay_missing(a, req, &ra);
         return;
     }
     op = calloc(1, sizeof(*op));
@@ -1973,574 +1506,70 @@ static void h_replay(struct admin *a, struct http_request *req)
 
 /* ------------------------------------------- replay "missing": reconcile */
 
-/*
- * A reconcile runs in three phases on the loop:
- *  1. TOKEN: wait (at most RECONCILE_TOKEN_MS) for an ADX token from the
- *     admin's own auth provider (created on first use);
- *  2. QUERY: for the delivered batches overlapping the range, ask ADX in
- *     groups of RECONCILE_IDS_PER_QUERY how many rows carry each batch id in
- *     the dedupe column;
- *  3. REPLAY: the offsets that no fully present batch covers are replayed
- *     with journal_replay_async, one gap after the other.
- * A batch counts as present when ADX has at least as many rows with its id
- * as it had members; partial and absent batches cover nothing, so their
- * events are replayed unless another present batch (e.g. an earlier
- * replay) holds them. One reconcile at a time (409 otherwise).
- */
-#define RECONCILE_TOKEN_MS      30000
-#define RECONCILE_IDS_PER_QUERY 100
-
-enum rc_phase { RC_TOKEN, RC_QUERY, RC_REPLAY, RC_DONE };
-
-struct gap {
-    char *topic;
-    int32_t partition;
-    int64_t from, to;
-};
-
-struct reconcile {
-    struct admin *a;
-    struct http_request *req;
-    struct journal_replay_req jr;
-    char topic[256];
-    enum rc_phase phase;
-    int cancelled;
-    uv_timer_t timer;
-    struct recover_dbatch *b;
-    size_t nb;
-    int64_t *rows; /* per batch: rows found in ADX */
-    size_t next;   /* next batch to ask about */
-    struct gap *gaps;
-    size_t ngaps, igap;
-    int64_t present, partial, missing;
-    int64_t events, batches;
-};
-
-static void rc_free(uv_handle_t *h)
+/* The reconcile (gateway/reconcile.c) ended: its answer. */
+static void reconcile_done(void *arg, int status, const char *msg,
+                           const struct reconcile_counts *c)
 {
-    struct reconcile *rc = h->data;
-    struct admin *a = rc->a;
+    struct admin *a = arg;
+    struct http_request *req = a->rc_req;
 
-    for (size_t i = 0; i < rc->ngaps; i++) {
-        free(rc->gaps[i].topic);
-    }
-    free(rc->gaps);
-    free(rc->rows);
-    recover_dbatches_free(rc->b, rc->nb);
-    free(rc);
-    op_done(a);
-}
+    a->rc = NULL;
+    a->rc_req = NULL;
+    if (status < 0) {
+        int http = status == -ECANCELED || status == -ETIMEDOUT ? 503
+                   : status == -EPROTO                          ? 502
+                                                                : 500;
 
-/* Answers (unless already answered) and frees the reconcile. */
-static void rc_finish(struct reconcile *rc, int status, const char *msg)
-{
-    struct admin *a = rc->a;
-
-    if (rc->phase == RC_DONE) {
-        return;
-    }
-    rc->phase = RC_DONE;
-    if (a->rc == rc) {
-        a->rc = NULL;
-    }
-    if (status != 200) {
-        respond_error(rc->req, status, "%s", msg);
+        respond_error(req, http, "%s", msg);
     } else {
         cJSON *o = cJSON_CreateObject();
 
         cJSON_AddStringToObject(o, "mode", "missing");
-        add_num(o, "checked_batches", (double)rc->nb);
-        add_num(o, "present_batches", (double)rc->present);
-        add_num(o, "partial_batches", (double)rc->partial);
-        add_num(o, "missing_batches", (double)rc->missing);
-        add_num(o, "gaps", (double)rc->ngaps);
-        add_num(o, "events", (double)rc->events);
-        add_num(o, "batches", (double)rc->batches);
-        respond_obj(rc->req, 200, o);
+        add_num(o, "checked_batches", (double)c->checked_batches);
+        add_num(o, "present_batches", (double)c->present);
+        add_num(o, "partial_batches", (double)c->partial);
+        add_num(o, "missing_batches", (double)c->missing);
+        add_num(o, "gaps", (double)c->gaps);
+        add_num(o, "events", (double)c->events);
+        add_num(o, "batches", (double)c->batches);
+        respond_obj(req, 200, o);
         log_info("admin",
-                 "replay (missing): %zu batches checked, %" PRId64
+                 "replay (missing): %" PRId64 " batches checked, %" PRId64
                  " present, %" PRId64 " partial, %" PRId64 " missing; %" PRId64
                  " events replayed in %" PRId64 " batches",
-                 rc->nb, rc->present, rc->partial, rc->missing, rc->events,
-                 rc->batches);
-        if (rc->events > 0 && !a->stopped && a->src.forwarder != NULL) {
+                 c->checked_batches, c->present, c->partial, c->missing,
+                 c->events, c->batches);
+        if (c->events > 0 && !a->stopped && a->src.forwarder != NULL) {
             forwarder_kick(a->src.forwarder);
         }
     }
-    uv_timer_stop(&rc->timer);
-    uv_close((uv_handle_t *)&rc->timer, rc_free);
+    op_done(a);
 }
 
-static void rc_replay_next(struct reconcile *rc);
-
-static void rc_replay_done(void *arg, int status, int64_t nevents,
-                           int64_t nbatches, const char *err)
+static void replay_missing(struct admin *a, struct http_request *req,
+                           const struct replay_args *ra)
 {
-    struct reconcile *rc = arg;
-    char msg[512];
-
-    if (status < 0) {
-        snprintf(msg, sizeof(msg), "journal: %s", err);
-        rc_finish(rc, 500, msg);
-        return;
-    }
-    rc->events += nevents;
-    rc->batches += nbatches;
-    rc->igap++;
-    if (rc->cancelled) {
-        rc_finish(rc, 503, "the admin server is stopping");
-        return;
-    }
-    rc_replay_next(rc);
-}
-
-static void rc_replay_next(struct reconcile *rc)
-{
-    struct journal_replay_req q;
-    char msg[128];
+    struct reconcile_options o = {a->src.cfg, a->src.journal, a->src.forwarder,
+                                  &ra->jr};
+    char err[320] = "";
     int r;
-
-    if (rc->igap >= rc->ngaps) {
-        rc_finish(rc, 200, NULL);
-        return;
-    }
-    q = rc->jr;
-    q.topic = rc->gaps[rc->igap].topic;
-    q.partition = rc->gaps[rc->igap].partition;
-    q.from_offset = rc->gaps[rc->igap].from;
-    q.to_offset = rc->gaps[rc->igap].to;
-    r = journal_replay_async(rc->a->src.journal, &q, rc_replay_done, rc);
-    if (r < 0) {
-        snprintf(msg, sizeof(msg), "journal: %s", strerror(-r));
-        rc_finish(rc, 500, msg);
-    }
-}
-
-static int ival64_cmp(const void *x, const void *y)
-{
-    const int64_t *a = x, *b = y;
-
-    return a[0] < b[0] ? -1 : a[0] > b[0];
-}
-
-static int rc_add_gap(struct reconcile *rc, size_t *cap, const char *topic,
-                      int32_t partition, int64_t from, int64_t to)
-{
-    struct gap *g;
-
-    if (rc->ngaps == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 16;
-        struct gap *ng = realloc(rc->gaps, ncap * sizeof(*ng));
-
-        if (ng == NULL) {
-            return -ENOMEM;
-        }
-        rc->gaps = ng;
-        *cap = ncap;
-    }
-    g = &rc->gaps[rc->ngaps];
-    g->topic = strdup(topic);
-    if (g->topic == NULL) {
-        return -ENOMEM;
-    }
-    g->partition = partition;
-    g->from = from;
-    g->to = to;
-    rc->ngaps++;
-    return 0;
-}
-
-/*
- * For one (topic, partition): the asked range minus the union of the
- * member ranges of present batches, as gaps. lo/hi bound the range.
- */
-static int rc_partition_gaps(struct reconcile *rc, size_t *cap,
-                             const char *topic, int32_t partition, int64_t lo,
-                             int64_t hi)
-{
-    int64_t(*iv)[2] = NULL;
-    size_t n = 0, icap = 0;
-    int64_t at = lo;
-    int r = 0;
-
-    for (size_t i = 0; i < rc->nb; i++) {
-        if (rc->rows[i] < rc->b[i].count || rc->b[i].count <= 0) {
-            continue;
-        }
-        for (size_t k = 0; k < rc->b[i].npieces; k++) {
-            const struct recover_piece *p = &rc->b[i].pieces[k];
-
-            if (p->partition != partition || strcmp(p->topic, topic) != 0) {
-                continue;
-            }
-            if (n == icap) {
-                size_t ncap = icap ? icap * 2 : 16;
-                int64_t(*ni)[2] = realloc(iv, ncap * sizeof(*ni));
-
-                if (ni == NULL) {
-                    free(iv);
-                    return -ENOMEM;
-                }
-                iv = ni;
-                icap = ncap;
-            }
-            iv[n][0] = p->first_offset;
-            iv[n][1] = p->last_offset;
-            n++;
-        }
-    }
-    if (n > 1) {
-        qsort(iv, n, sizeof(*iv), ival64_cmp);
-    }
-    for (size_t i = 0; i < n && at <= hi && r == 0; i++) {
-        if (iv[i][1] < at) {
-            continue;
-        }
-        if (iv[i][0] > at) {
-            r = rc_add_gap(rc, cap, topic, partition, at,
-                           iv[i][0] - 1 < hi ? iv[i][0] - 1 : hi);
-        }
-        at = iv[i][1] + 1;
-    }
-    if (r == 0 && at <= hi) {
-        r = rc_add_gap(rc, cap, topic, partition, at, hi);
-    }
-    free(iv);
-    return r;
-}
-
-/* All batches answered: counts, gaps, then the replays. */
-static void rc_plan(struct reconcile *rc)
-{
-    struct tp {
-        const char *topic; /* borrowed from the batches */
-        int32_t partition;
-        int64_t lo, hi;
-    } *tps = NULL;
-    size_t ntp = 0, tpcap = 0, cap = 0;
-
-    for (size_t i = 0; i < rc->nb; i++) {
-        if (rc->rows[i] >= rc->b[i].count && rc->b[i].count > 0) {
-            rc->present++;
-        } else if (rc->rows[i] > 0) {
-            rc->partial++;
-        } else {
-            rc->missing++;
-        }
-        /* every (topic, partition) the batches touch, with its extent */
-        for (size_t k = 0; k < rc->b[i].npieces; k++) {
-            const struct recover_piece *p = &rc->b[i].pieces[k];
-            size_t t = 0;
-
-            while (t < ntp && (tps[t].partition != p->partition ||
-                               strcmp(tps[t].topic, p->topic) != 0)) {
-                t++;
-            }
-            if (t == ntp) {
-                if (ntp == tpcap) {
-                    size_t ncap = tpcap ? tpcap * 2 : 16;
-                    struct tp *nt = realloc(tps, ncap * sizeof(*nt));
-
-                    if (nt == NULL) {
-                        free(tps);
-                        rc_finish(rc, 500, "out of memory");
-                        return;
-                    }
-                    tps = nt;
-                    tpcap = ncap;
-                }
-                tps[t].topic = p->topic;
-                tps[t].partition = p->partition;
-                tps[t].lo = p->first_offset;
-                tps[t].hi = p->last_offset;
-                ntp++;
-            }
-            tps[t].lo =
-                p->first_offset < tps[t].lo ? p->first_offset : tps[t].lo;
-            tps[t].hi = p->last_offset > tps[t].hi ? p->last_offset : tps[t].hi;
-        }
-    }
-    for (size_t t = 0; t < ntp; t++) {
-        /* bounds: the asked range, else the batches' extent */
-        int64_t lo = rc->jr.from_offset >= 0 ? rc->jr.from_offset : tps[t].lo;
-        int64_t hi = rc->jr.to_offset >= 0 ? rc->jr.to_offset : tps[t].hi;
-
-        if (rc_partition_gaps(rc, &cap, tps[t].topic, tps[t].partition, lo,
-                              hi) < 0) {
-            free(tps);
-            rc_finish(rc, 500, "out of memory");
-            return;
-        }
-    }
-    free(tps);
-    rc->phase = RC_REPLAY;
-    rc_replay_next(rc);
-}
-
-static void rc_query_next(struct reconcile *rc);
-
-/* Reads {"Tables":[{"Rows":[["id", n], ...]}]} into rc->rows. */
-static int rc_read_counts(struct reconcile *rc, const char *body, size_t len,
-                          size_t first, size_t end)
-{
-    cJSON *o = cJSON_ParseWithLength(body, len);
-    const cJSON *tables, *t0, *rows, *row;
-
-    if (o == NULL) {
-        return -EBADMSG;
-    }
-    tables = cJSON_GetObjectItemCaseSensitive(o, "Tables");
-    t0 = cJSON_IsArray(tables) ? cJSON_GetArrayItem(tables, 0) : NULL;
-    rows = t0 ? cJSON_GetObjectItemCaseSensitive(t0, "Rows") : NULL;
-    if (!cJSON_IsArray(rows)) {
-        cJSON_Delete(o);
-        return -EBADMSG;
-    }
-    cJSON_ArrayForEach(row, rows)
-    {
-        const cJSON *id = cJSON_GetArrayItem(row, 0);
-        const cJSON *n = cJSON_GetArrayItem(row, 1);
-
-        if (!cJSON_IsString(id) || !cJSON_IsNumber(n)) {
-            cJSON_Delete(o);
-            return -EBADMSG;
-        }
-        for (size_t i = first; i < end; i++) {
-            if (strcmp(rc->b[i].id, id->valuestring) == 0) {
-                rc->rows[i] = (int64_t)n->valuedouble;
-            }
-        }
-    }
-    cJSON_Delete(o);
-    return 0;
-}
-
-static void rc_query_done(void *arg, const struct adx_response *res)
-{
-    struct reconcile *rc = arg;
-    size_t first = rc->next;
-    size_t end = first + RECONCILE_IDS_PER_QUERY;
-    char msg[512];
-
-    if (end > rc->nb) {
-        end = rc->nb;
-    }
-    if (rc->cancelled || res->err == -ECANCELED) {
-        rc_finish(rc, 503, "the admin server is stopping");
-        return;
-    }
-    if (res->status != 200) {
-        snprintf(msg, sizeof(msg), "ADX query failed: %s%ld %.200s",
-                 res->status ? "HTTP " : "", res->status,
-                 res->status ? "" : res->errmsg);
-        rc_finish(rc, 502, msg);
-        return;
-    }
-    if (rc_read_counts(rc, res->body, res->body_len, first, end) < 0) {
-        rc_finish(rc, 502,
-                  "ADX answered the count query with an unexpected "
-                  "body");
-        return;
-    }
-    rc->next = end;
-    rc_query_next(rc);
-}
-
-/* KQL names are written ['name']: refuse quotes and backslashes. */
-static int kql_name_ok(const char *s)
-{
-    return s != NULL && s[0] != '\0' && strpbrk(s, "'\\\n\r") == NULL;
-}
-
-static void rc_query_next(struct reconcile *rc)
-{
-    struct admin *a = rc->a;
-    const struct config_route *r = &a->src.cfg->routes[rc->jr.route];
-    struct sbuf q;
-    size_t end;
-    char err[256] = "";
-    char msg[320];
-    char reqid[96];
-    int ret;
-
-    if (rc->next >= rc->nb) {
-        rc_plan(rc);
-        return;
-    }
-    end = rc->next + RECONCILE_IDS_PER_QUERY;
-    if (end > rc->nb) {
-        end = rc->nb;
-    }
-    memset(&q, 0, sizeof(q));
-    sbuf_printf(&q, "['%s'] | where ['%s'] in (", r->table, r->dedupe_column);
-    for (size_t i = rc->next; i < end; i++) {
-        /* batch ids are "<uuid>-<seq>": no quotes to escape */
-        sbuf_printf(&q, "%s'%s'", i > rc->next ? "," : "", rc->b[i].id);
-    }
-    sbuf_printf(&q, ") | summarize n = count() by ['%s']", r->dedupe_column);
-    if (q.err) {
-        free(q.p);
-        rc_finish(rc, 500, "out of memory");
-        return;
-    }
-    snprintf(reqid, sizeof(reqid), "KADX.reconcile;%s;%zu",
-             journal_uuid(a->src.journal), rc->next);
-    ret = adx_query(a->adx, a->src.cfg->adx.query_url, r->database, q.p,
-                    auth_token(a->auth), reqid, rc_query_done, rc, err,
-                    sizeof(err));
-    free(q.p);
-    if (ret < 0) {
-        snprintf(msg, sizeof(msg), "ADX query: %s", err);
-        rc_finish(rc, 502, msg);
-    }
-}
-
-static void rc_on_token(void *arg)
-{
-    struct admin *a = arg;
-    struct reconcile *rc = a->rc;
-
-    if (rc != NULL && rc->phase == RC_TOKEN && auth_ready(a->auth)) {
-        uv_timer_stop(&rc->timer);
-        rc->phase = RC_QUERY;
-        rc_query_next(rc);
-    }
-}
-
-static void rc_token_timeout(uv_timer_t *t)
-{
-    struct reconcile *rc = t->data;
-    char msg[512];
-
-    snprintf(msg, sizeof(msg), "no ADX token after %d s: %s",
-             RECONCILE_TOKEN_MS / 1000, auth_last_error(rc->a->auth));
-    rc_finish(rc, 503, msg);
-}
-
-/* Creates the admin's ADX client and token provider on first use. */
-static int rc_client(struct admin *a, char *err, size_t errlen)
-{
-    struct adx_options ao;
-    struct auth_options au;
-    int r;
-
-    if (a->adx != NULL) {
-        return 0;
-    }
-    memset(&ao, 0, sizeof(ao));
-    ao.app = "kadx-admin";
-    ao.timeout_ms = a->src.cfg->adx.request_timeout_ms;
-    ao.proxy = a->src.cfg->adx.proxy;
-    ao.no_proxy = a->src.cfg->adx.no_proxy;
-    r = adx_new(a->loop, &ao, &a->adx, err, errlen);
-    if (r < 0) {
-        return r;
-    }
-    memset(&au, 0, sizeof(au));
-    au.cfg = &a->src.cfg->adx.auth;
-    au.cluster = a->src.cfg->adx.query_url;
-    r = auth_new(a->loop, a->adx, &au, &a->auth, err, errlen);
-    if (r == 0) {
-        auth_set_listener(a->auth, rc_on_token, a);
-        r = auth_start(a->auth);
-        if (r < 0) {
-            snprintf(err, errlen, "token provider: %s", strerror(-r));
-        }
-    }
-    if (r < 0) {
-        auth_close(a->auth);
-        adx_close(a->adx);
-        a->auth = NULL;
-        a->adx = NULL;
-    }
-    return r;
-}
-
-static void reconcile_start(struct admin *a, struct http_request *req,
-                            const struct replay_args *ra)
-{
-    const struct config_route *r = &a->src.cfg->routes[ra->jr.route];
-    struct reconcile *rc;
-    char err[256] = "";
-    char msg[320];
-    int ret;
 
     if (a->rc != NULL) {
         respond_error(req, 409, "a replay reconcile is already running");
         return;
     }
-    if (!kql_name_ok(r->table) || !kql_name_ok(r->dedupe_column)) {
-        respond_error(req, 400,
-                      "the table or dedupe column name of route "
-                      "'%s' cannot be quoted in KQL",
-                      r->name);
+    r = reconcile_start(a->loop, &o, reconcile_done, a, &a->rc, err,
+                        sizeof(err));
+    if (r < 0) {
+        respond_error(req,
+                      r == -EINVAL     ? 400
+                      : r == -ENOTCONN ? 503
+                                       : 500,
+                      "%s", err);
         return;
     }
-    rc = calloc(1, sizeof(*rc));
-    if (rc == NULL) {
-        respond_error(req, 500, "out of memory");
-        return;
-    }
-    rc->a = a;
-    rc->req = req;
-    rc->jr = ra->jr;
-    if (ra->jr.topic != NULL) {
-        snprintf(rc->topic, sizeof(rc->topic), "%s", ra->jr.topic);
-        rc->jr.topic = rc->topic;
-    }
-    ret = recover_delivered_batches(a->src.journal, rc->jr.route, rc->jr.topic,
-                                    rc->jr.partition, rc->jr.from_offset,
-                                    rc->jr.to_offset, &rc->b, &rc->nb, err,
-                                    sizeof(err));
-    if (ret < 0) {
-        free(rc);
-        respond_error(req, 500, "journal: %s", err);
-        return;
-    }
-    rc->rows = calloc(rc->nb ? rc->nb : 1, sizeof(*rc->rows));
-    if (rc->rows == NULL) {
-        recover_dbatches_free(rc->b, rc->nb);
-        free(rc);
-        respond_error(req, 500, "out of memory");
-        return;
-    }
-    uv_timer_init(a->loop, &rc->timer);
-    rc->timer.data = rc;
-    a->rc = rc;
+    a->rc_req = req;
     a->pending++;
-    if (rc->nb == 0) {
-        rc_finish(rc, 200, NULL);
-        return;
-    }
-    ret = rc_client(a, err, sizeof(err));
-    if (ret < 0) {
-        snprintf(msg, sizeof(msg), "ADX client: %s", err);
-        rc_finish(rc, 500, msg);
-        return;
-    }
-    if (auth_ready(a->auth)) {
-        rc->phase = RC_QUERY;
-        rc_query_next(rc);
-        return;
-    }
-    rc->phase = RC_TOKEN;
-    uv_timer_start(&rc->timer, rc_token_timeout, RECONCILE_TOKEN_MS, 0);
-}
-
-/* admin_stop: the reconcile ends as soon as what it waits for returns. */
-static void reconcile_cancel(struct admin *a)
-{
-    struct reconcile *rc = a->rc;
-
-    if (rc == NULL) {
-        return;
-    }
-    rc->cancelled = 1;
-    if (rc->phase == RC_TOKEN) {
-        rc_finish(rc, 503, "the admin server is stopping");
-    }
-    /* RC_QUERY: closing the ADX client (admin_stop) calls back at once;
-     * RC_REPLAY: the journal calls back when the replay is done */
 }
 
 /* ------------------------------------------------------------ routing */
@@ -2787,22 +1816,11 @@ int admin_reconfigure(struct admin *a, const struct config *cfg)
     a->token = token;
     a->token_on_get = cfg->admin.token_on_get && token != NULL;
     a->src.cfg = cfg;
-    if (a->rc == NULL) {
-        /* no reconcile running: its client is made again, from cfg, on
-         * the next use (new URL, credentials or proxy) */
-        auth_close(a->auth);
-        adx_close(a->adx);
-        a->auth = NULL;
-        a->adx = NULL;
-    }
     return 0;
 }
 
 void admin_stop(struct admin *a)
 {
-    struct adx *adx;
-    struct auth *auth;
-
     if (a == NULL || a->stopped) {
         return;
     }
@@ -2818,13 +1836,9 @@ void admin_stop(struct admin *a)
     pthread_mutex_unlock(&a->jmu);
     http_server_free(a->srv);
     a->srv = NULL;
-    reconcile_cancel(a);
-    /* closing the client calls back a reconcile's query at once */
-    adx = a->adx;
-    auth = a->auth;
-    a->adx = NULL;
-    a->auth = NULL;
-    auth_close(auth);
-    adx_close(adx);
+    /* a reconcile waiting for a token ends now; one waiting for ADX or the
+     * journal ends when that calls back (the forwarder's stop cancels its
+     * ADX requests) */
+    reconcile_cancel(a->rc);
     op_done(a);
 }

@@ -2860,6 +2860,16 @@ int forwarder_ready(const struct forwarder *fw, char *why, size_t whylen)
     return 1;
 }
 
+struct adx *forwarder_adx(const struct forwarder *fw)
+{
+    return fw->stopping ? NULL : fw->adx;
+}
+
+struct auth *forwarder_auth(const struct forwarder *fw)
+{
+    return fw->stopping ? NULL : fw->auth;
+}
+
 int64_t forwarder_token_expires_ms(const struct forwarder *fw)
 {
     return fw->auth != NULL ? auth_expires_ms(fw->auth) : 0;

@@ -424,6 +424,16 @@ static void test_replay(void **state)
            "{\"route\":0,\"from_time\":\"2023-11-14T22:13:20.005Z\","
            "\"to_time\":1700000000007}",
            200, "\"events\":3");
+    /* the grammar `kadx recover --since` takes too (base/iso8601.h): a
+     * space for the T, no Z; a bare date is midnight UTC */
+    expect(f, "POST", "/replay", TOKEN,
+           "{\"route\":0,\"from_time\":\"2023-11-14 22:13:20.005\","
+           "\"to_time\":1700000000007}",
+           200, "\"events\":3");
+    expect(f, "POST", "/replay", TOKEN,
+           "{\"route\":0,\"from_time\":\"2023-11-15\"}", 200, "\"events\":0");
+    expect(f, "POST", "/replay", TOKEN,
+           "{\"route\":0,\"from_time\":\"2023-02-30\"}", 400, "'from_time'");
     expect(f, "POST", "/replay", TOKEN, "{\"route\":0,\"mode\":\"missing\"}",
            400, "needs a dedupe column");
     expect(f, "POST", "/replay", TOKEN, "{\"route\":0,\"mode\":\"some\"}", 400,
