@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-struct recover_delivered;
+struct journal_delivered;
 
 struct admin {
     uv_loop_t *loop;
@@ -91,7 +91,7 @@ struct rjob {
     char st_err[256];
     struct journal_stats st;
     int dl_rc; /* RJ_DELIVERED */
-    struct recover_delivered *dl;
+    struct journal_delivered *dl;
     size_t ndl;
     int dead_rc; /* RJ_DEAD: in route, after, limit; out list, n, total */
     char dead_err[256];

@@ -15,7 +15,6 @@
  */
 #include "admin/api_internal.h"
 #include "base/container_of.h"
-#include "storage/recover.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -41,7 +40,7 @@ static void rjob_work(uv_work_t *w)
     }
     if (j->what & RJ_DELIVERED) {
         j->dl_rc =
-            recover_delivered_offsets(a->src.journal, &j->dl, &j->ndl, NULL, 0);
+            journal_delivered_offsets(a->src.journal, &j->dl, &j->ndl, NULL, 0);
     }
     if (j->what & RJ_DEAD) {
         j->dead_rc = journal_dead_list(a->src.journal, j->route, j->after,
@@ -70,7 +69,7 @@ static void rjob_after(uv_work_t *w, int status)
     if ((j->what & RJ_STATS) && j->st_rc == 0) {
         journal_stats_release(&j->st);
     }
-    recover_delivered_free(j->dl, j->ndl);
+    journal_delivered_free(j->dl, j->ndl);
     journal_dead_list_free(j->list, j->n);
     free(j);
     a->rjob_running = 0;

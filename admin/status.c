@@ -12,7 +12,6 @@
 #include "gateway/forwarder.h"
 #include "gateway/intake.h"
 #include "kadx_version.h"
-#include "storage/recover.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -393,7 +392,7 @@ static void status_answer(struct admin *a, struct http_request *req,
     const struct journal_stats st = job->st;
     /* delivered offsets: a failure leaves them null rather than failing
      * the status */
-    const struct recover_delivered *dl = job->dl_rc == 0 ? job->dl : NULL;
+    const struct journal_delivered *dl = job->dl_rc == 0 ? job->dl : NULL;
     size_t nip = 0, ndl = job->dl_rc == 0 ? job->ndl : 0;
     cJSON *o, *j, *routes, *tok;
     int64_t now = wall_ms();

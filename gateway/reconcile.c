@@ -30,7 +30,6 @@
 #include "gateway/config.h"
 #include "gateway/forwarder.h"
 #include "storage/journal.h"
-#include "storage/recover.h"
 
 #include <assert.h>
 #include <cjson/cJSON.h>
@@ -65,7 +64,7 @@ struct reconcile {
     int cancelled;
     int64_t token_deadline; /* mono_ms() */
     uv_timer_t timer;
-    struct recover_dbatch *b;
+    struct journal_dbatch *b;
     size_t nb;
     int64_t *rows; /* per batch: rows found in ADX */
     size_t next;   /* next batch to ask about */
@@ -83,7 +82,7 @@ static void rc_free(uv_handle_t *h)
     }
     free(rc->gaps);
     free(rc->rows);
-    recover_dbatches_free(rc->b, rc->nb);
+    journal_dbatches_free(rc->b, rc->nb);
     free(rc);
 }
 
@@ -199,7 +198,7 @@ static int rc_partition_gaps(struct reconcile *rc, size_t *cap,
             continue;
         }
         for (size_t k = 0; k < rc->b[i].npieces; k++) {
-            const struct recover_piece *p = &rc->b[i].pieces[k];
+            const struct journal_piece *p = &rc->b[i].pieces[k];
 
             if (p->partition != partition || strcmp(p->topic, topic) != 0) {
                 continue;
@@ -260,7 +259,7 @@ static void rc_plan(struct reconcile *rc)
         }
         /* every (topic, partition) the batches touch, with its extent */
         for (size_t k = 0; k < rc->b[i].npieces; k++) {
-            const struct recover_piece *p = &rc->b[i].pieces[k];
+            const struct journal_piece *p = &rc->b[i].pieces[k];
             size_t t = 0;
 
             while (t < ntp && (tps[t].partition != p->partition ||
@@ -508,7 +507,7 @@ int reconcile_start(uv_loop_t *loop, const struct reconcile_options *o,
         snprintf(rc->topic, sizeof(rc->topic), "%s", o->jr->topic);
         rc->jr.topic = rc->topic;
     }
-    ret = recover_delivered_batches(rc->journal, rc->jr.route, rc->jr.topic,
+    ret = journal_delivered_batches(rc->journal, rc->jr.route, rc->jr.topic,
                                     rc->jr.partition, rc->jr.from_offset,
                                     rc->jr.to_offset, &rc->b, &rc->nb, jerr,
                                     sizeof(jerr));
@@ -519,7 +518,7 @@ int reconcile_start(uv_loop_t *loop, const struct reconcile_options *o,
     }
     rc->rows = calloc(rc->nb ? rc->nb : 1, sizeof(*rc->rows));
     if (rc->rows == NULL) {
-        recover_dbatches_free(rc->b, rc->nb);
+        journal_dbatches_free(rc->b, rc->nb);
         free(rc);
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
