@@ -10,6 +10,7 @@
  * crash or an unbounded allocation. Pure: any thread.
  */
 #include "gateway/avro.h"
+#include "base/err.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -51,21 +52,6 @@ struct avro_schema {
     struct avro_node **all; /* every node, owned */
     size_t nall, capall;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ------------------------------------------------------------- buffers */
 

@@ -384,24 +384,26 @@ const char *journal_permission_warning(const struct journal *j)
  * process dies (a SIGKILLed gateway leaves no stale lock). The writer
  * stores its PID in the file so the refusal can name it.
  */
-static int lock_take(struct journal *j, char *err, size_t errlen)
+int journal_lock_file(const char *path, const char *lock_path, int read_only,
+                      int *fd_out, char *err, size_t errlen)
 {
     struct flock fl;
     char buf[32];
     int fd;
 
-    fd = open(j->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0 && j->read_only) {
-        fd = open(j->lock_path, O_RDONLY | O_CLOEXEC);
+    *fd_out = -1;
+    fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 && read_only) {
+        fd = open(lock_path, O_RDONLY | O_CLOEXEC);
     }
     if (fd < 0) {
         int e = errno;
-        set_err(err, errlen, "cannot open lock file '%s': %s", j->lock_path,
+        set_err(err, errlen, "cannot open lock file '%s': %s", lock_path,
                 strerror(e));
         return -e;
     }
     memset(&fl, 0, sizeof(fl));
-    fl.l_type = j->read_only ? F_RDLCK : F_WRLCK;
+    fl.l_type = read_only ? F_RDLCK : F_WRLCK;
     fl.l_whence = SEEK_SET;
     if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
         ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
@@ -412,28 +414,34 @@ static int lock_take(struct journal *j, char *err, size_t errlen)
             pid = strtol(buf, NULL, 10);
         }
         if (pid > 0) {
-            set_err(err, errlen, "journal '%s' is in use by process %ld",
-                    j->path, pid);
+            set_err(err, errlen, "journal '%s' is in use by process %ld", path,
+                    pid);
         } else {
             set_err(err, errlen,
                     "journal '%s' is in use by another process (read-only)",
-                    j->path);
+                    path);
         }
         close(fd);
         return -EBUSY;
     }
-    if (!j->read_only) {
+    if (!read_only) {
         int len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
         if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)len, 0) < 0) {
             int e = errno;
-            set_err(err, errlen, "cannot write lock file '%s': %s",
-                    j->lock_path, strerror(e));
+            set_err(err, errlen, "cannot write lock file '%s': %s", lock_path,
+                    strerror(e));
             close(fd);
             return -e;
         }
     }
-    j->lock_fd = fd;
+    *fd_out = fd;
     return 0;
+}
+
+static int lock_take(struct journal *j, char *err, size_t errlen)
+{
+    return journal_lock_file(j->path, j->lock_path, j->read_only, &j->lock_fd,
+                             err, errlen);
 }
 
 /* -------------------------------------------------------------- schema */

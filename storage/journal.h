@@ -800,6 +800,16 @@ int journal_delivered_batches(struct journal *j, int route, const char *topic,
                               size_t *n, char *err, size_t errlen);
 void journal_dbatches_free(struct journal_dbatch *b, size_t n);
 
+/*
+ * The journal's lock protocol, for storage/recover_raw.c too: takes an
+ * open file description lock on lock_path ("<path>.lock"), F_WRLCK (the
+ * writer stores its PID there) or, read_only, F_RDLCK. Returns 0 and
+ * *fd_out (close it to release), -EBUSY naming the holder's PID when
+ * another process holds it, or -errno; err names path.
+ */
+int journal_lock_file(const char *path, const char *lock_path, int read_only,
+                      int *fd_out, char *err, size_t errlen);
+
 /* ------------------------------------------------------- direct SQL */
 
 struct sqlite3;

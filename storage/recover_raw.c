@@ -36,8 +36,6 @@
 int raw_lock_read(const char *path, int *fd_out, char *err, size_t errlen)
 {
     char lpath[4096];
-    struct flock fl;
-    int fd;
 
     *fd_out = -1;
     if ((size_t)snprintf(lpath, sizeof(lpath), "%s.lock", path) >=
@@ -45,41 +43,7 @@ int raw_lock_read(const char *path, int *fd_out, char *err, size_t errlen)
         set_err(err, errlen, "journal path too long");
         return -ENAMETOOLONG;
     }
-    fd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        fd = open(lpath, O_RDONLY | O_CLOEXEC);
-    }
-    if (fd < 0) {
-        int e = errno;
-
-        set_err(err, errlen, "cannot open lock file '%s': %s", lpath,
-                strerror(e));
-        return -e;
-    }
-    memset(&fl, 0, sizeof(fl));
-    fl.l_type = F_RDLCK;
-    fl.l_whence = SEEK_SET;
-    if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
-        char buf[32];
-        ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-        long pid = 0;
-
-        if (n > 0) {
-            buf[n] = '\0';
-            pid = strtol(buf, NULL, 10);
-        }
-        if (pid > 0) {
-            set_err(err, errlen, "journal '%s' is in use by process %ld", path,
-                    pid);
-        } else {
-            set_err(err, errlen, "journal '%s' is in use by another process",
-                    path);
-        }
-        close(fd);
-        return -EBUSY;
-    }
-    *fd_out = fd;
-    return 0;
+    return journal_lock_file(path, lpath, 1, fd_out, err, errlen);
 }
 
 void raw_lock_release(int fd)
