@@ -74,40 +74,18 @@ static void readyz_offsets(struct admin *a, cJSON *checks, int *all_ok)
     add_check(checks, "kafka_offsets", 0, detail, all_ok);
 }
 
-static void readyz_answer(struct admin *a, struct http_request *req,
-                          struct rjob *job)
+/* journal: readable, room for appends (not at its cap, disk not full),
+ * intake not held back by backpressure (INV-7) */
+static void readyz_journal(struct admin *a, const struct rjob *job,
+                           cJSON *checks, int *all_ok)
 {
     const struct config *cfg = a->src.cfg;
-    cJSON *o = cJSON_CreateObject();
-    cJSON *checks = cJSON_AddArrayToObject(o, "checks");
     const struct journal_stats *stp = &job->st;
     char detail[512];
-    int all_ok = 1;
 
-    /* Kafka: the member got an assignment (possibly empty) from the group */
-    if (a->src.intake == NULL) {
-        add_check(checks, "kafka_group", 0, "intake not running", &all_ok);
-    } else {
-        struct intake_counters ic;
-
-        intake_get_counters(a->src.intake, &ic);
-        if (ic.rebalances > 0) {
-            snprintf(detail, sizeof(detail), "joined (%" PRIu64 " rebalances)",
-                     ic.rebalances);
-            add_check(checks, "kafka_group", 1, detail, &all_ok);
-        } else {
-            snprintf(detail, sizeof(detail), "not joined yet%s%s",
-                     ic.last_error[0] ? ": " : "", ic.last_error);
-            add_check(checks, "kafka_group", 0, detail, &all_ok);
-        }
-        readyz_offsets(a, checks, &all_ok);
-    }
-
-    /* journal: readable, room for appends (not at its cap, disk not
-     * full), intake not held back by backpressure (INV-7) */
     if (job->st_rc < 0) {
         snprintf(detail, sizeof(detail), "stats failed: %s", job->st_err);
-        add_check(checks, "journal", 0, detail, &all_ok);
+        add_check(checks, "journal", 0, detail, all_ok);
     } else {
         struct journal_space sp;
         struct intake_counters ic;
@@ -145,8 +123,39 @@ static void readyz_answer(struct admin *a, struct http_request *req,
                      sp.effective_cap,
                      sp.disk_limited ? " (effective cap set by the disk)" : "");
         }
-        add_check(checks, "journal", ok, detail, &all_ok);
+        add_check(checks, "journal", ok, detail, all_ok);
     }
+}
+
+static void readyz_answer(struct admin *a, struct http_request *req,
+                          struct rjob *job)
+{
+    const struct config *cfg = a->src.cfg;
+    cJSON *o = cJSON_CreateObject();
+    cJSON *checks = cJSON_AddArrayToObject(o, "checks");
+    char detail[512];
+    int all_ok = 1;
+
+    /* Kafka: the member got an assignment (possibly empty) from the group */
+    if (a->src.intake == NULL) {
+        add_check(checks, "kafka_group", 0, "intake not running", &all_ok);
+    } else {
+        struct intake_counters ic;
+
+        intake_get_counters(a->src.intake, &ic);
+        if (ic.rebalances > 0) {
+            snprintf(detail, sizeof(detail), "joined (%" PRIu64 " rebalances)",
+                     ic.rebalances);
+            add_check(checks, "kafka_group", 1, detail, &all_ok);
+        } else {
+            snprintf(detail, sizeof(detail), "not joined yet%s%s",
+                     ic.last_error[0] ? ": " : "", ic.last_error);
+            add_check(checks, "kafka_group", 0, detail, &all_ok);
+        }
+        readyz_offsets(a, checks, &all_ok);
+    }
+
+    readyz_journal(a, job, checks, &all_ok);
 
     /* ADX: a token, and no route paused by a configuration error */
     if (a->src.forwarder == NULL) {

@@ -462,6 +462,37 @@ static void ck_pieces(struct ck *c, sqlite3_stmt *st, int64_t id,
     }
 }
 
+/* Each partition row against what its chunks hold (after ck_chunks). */
+static void ck_partition_sums(struct ck *c, const struct rparts *parts)
+{
+    for (size_t i = 0; i < parts->n; i++) {
+        const struct rpart *p = &parts->v[i];
+
+        if (p->batched > p->high) {
+            problem(c,
+                    "%s[%d]: batch cursor %" PRId64 " above the high "
+                    "offset %" PRId64,
+                    p->topic, p->partition, p->batched, p->high);
+        }
+        if (p->max_last > p->high) {
+            problem(c,
+                    "%s[%d]: offset %" PRId64 " stored above the high "
+                    "offset %" PRId64,
+                    p->topic, p->partition, p->max_last, p->high);
+        }
+        if (c->rep->unreadable == 0 &&
+            (p->sum_pending != p->pending_count ||
+             p->sum_pending_bytes != p->pending_bytes)) {
+            problem(c,
+                    "%s[%d]: %" PRId64 " pending events (%" PRId64
+                    " B) stored, the cursor row says %" PRId64 " (%" PRId64
+                    " B)",
+                    p->topic, p->partition, p->sum_pending,
+                    p->sum_pending_bytes, p->pending_count, p->pending_bytes);
+        }
+    }
+}
+
 static void ck_chunks(struct ck *c, struct rparts *parts,
                       const struct recover_progress *pg)
 {
@@ -567,32 +598,7 @@ static void ck_chunks(struct ck *c, struct rparts *parts,
         free(r.data);
     }
     ticker_end(&tick, (int64_t)nids);
-    for (size_t i = 0; i < parts->n; i++) {
-        struct rpart *p = &parts->v[i];
-
-        if (p->batched > p->high) {
-            problem(c,
-                    "%s[%d]: batch cursor %" PRId64 " above the high "
-                    "offset %" PRId64,
-                    p->topic, p->partition, p->batched, p->high);
-        }
-        if (p->max_last > p->high) {
-            problem(c,
-                    "%s[%d]: offset %" PRId64 " stored above the high "
-                    "offset %" PRId64,
-                    p->topic, p->partition, p->max_last, p->high);
-        }
-        if (c->rep->unreadable == 0 &&
-            (p->sum_pending != p->pending_count ||
-             p->sum_pending_bytes != p->pending_bytes)) {
-            problem(c,
-                    "%s[%d]: %" PRId64 " pending events (%" PRId64
-                    " B) stored, the cursor row says %" PRId64 " (%" PRId64
-                    " B)",
-                    p->topic, p->partition, p->sum_pending,
-                    p->sum_pending_bytes, p->pending_count, p->pending_bytes);
-        }
-    }
+    ck_partition_sums(c, parts);
 out:
     sqlite3_finalize(row);
     sqlite3_finalize(dead);

@@ -380,6 +380,27 @@ static int sv_copy_schemas(sqlite3 *src, struct journal *dj, char *err,
     return rc;
 }
 
+/* The source's partitions, dead and in-flight marks and chunk ids: 0, 1
+ * when a table could be read only in part, or -ENOMEM. */
+static int sv_read_source(struct sv *s, struct rchunk **ids, size_t *nids)
+{
+    char why[256] = "";
+    int rc;
+
+    rc = raw_read_parts(s->db, &s->parts, why, sizeof(why));
+    raw_read_epochs(&s->parts, s->db);
+    if (rc == 0) {
+        rc = sv_read_dead(s);
+    }
+    if (rc == 0) {
+        rc = sv_read_inflight(s);
+    }
+    if (rc == 0) {
+        rc = raw_read_chunk_ids(s->db, ids, nids, why, sizeof(why));
+    }
+    return rc;
+}
+
 int recover_salvage(const char *src, const char *dst, int flags,
                     const struct recover_progress *pg,
                     struct recover_salvage_result *res, char *err,
@@ -416,17 +437,7 @@ int recover_salvage(const char *src, const char *dst, int flags,
     if (rc < 0) {
         goto unlock;
     }
-    rc = raw_read_parts(s.db, &s.parts, why, sizeof(why));
-    raw_read_epochs(&s.parts, s.db);
-    if (rc == 0) {
-        rc = sv_read_dead(&s);
-    }
-    if (rc == 0) {
-        rc = sv_read_inflight(&s);
-    }
-    if (rc == 0) {
-        rc = raw_read_chunk_ids(s.db, &ids, &nids, why, sizeof(why));
-    }
+    rc = sv_read_source(&s, &ids, &nids);
     if (rc < 0) {
         set_err(err, errlen, "out of memory");
         goto close_src;
