@@ -1323,6 +1323,91 @@ static int part_get(struct journal *j, const char *topic, int32_t partition,
     return 0;
 }
 
+/*
+ * Appends the events ev[order[from..to)] of one (topic, partition) as one
+ * chunk (INV-2: offsets at or below the partition's high mark are counted
+ * as duplicates and skipped), and updates the partition row. Fills p and
+ * r's byte counters. 0 or a negative errno with r->err filled.
+ */
+static int append_group(struct journal *j, struct req *r,
+                        const struct journal_event *ev, const size_t *order,
+                        size_t from, size_t to, struct journal_append_part *p)
+{
+    struct journal_append_result *res = &r->ares;
+    struct chunk_writer w;
+    int64_t part_id = 0, high = 0;
+    int started = 0;
+    const struct journal_event *e0 = &ev[order[from]];
+    int rc;
+
+    rc = part_get(j, p->topic, p->partition, e0->route, &part_id, &high, r->err,
+                  sizeof(r->err));
+    if (rc < 0) {
+        return rc;
+    }
+    for (size_t k = from; k < to; k++) {
+        const struct journal_event *e = &ev[order[k]];
+
+        if (e->offset <= high) {
+            p->duplicates++; /* INV-2 */
+            continue;
+        }
+        if (!started) {
+            chunk_writer_init(&w, &j->wbuf, e->offset);
+            started = 1;
+        }
+        rc = chunk_writer_add(&w, e->offset, e->timestamp_ms, e->key,
+                              e->key_len, e->value, e->value_len, e->headers,
+                              e->headers_len);
+        if (rc < 0) {
+            set_err(r->err, sizeof(r->err),
+                    "cannot pack event '%s'/%d@%" PRId64 ": %s", e->topic,
+                    e->partition, e->offset, strerror(-rc));
+            return rc;
+        }
+        high = e->offset;
+        p->appended++;
+    }
+    p->high_offset = high;
+    if (started) {
+        struct wstmts *s = &j->ws;
+        int64_t now = wall_ms();
+
+        sqlite3_bind_int64(s->ins_chunk, 1, part_id);
+        sqlite3_bind_int(s->ins_chunk, 2, e0->route);
+        sqlite3_bind_int64(s->ins_chunk, 3, w.first_off);
+        sqlite3_bind_int64(s->ins_chunk, 4, w.prev_off);
+        sqlite3_bind_int64(s->ins_chunk, 5, w.count);
+        sqlite3_bind_int64(s->ins_chunk, 6, w.value_bytes);
+        sqlite3_bind_int64(s->ins_chunk, 7, w.count);
+        sqlite3_bind_int64(s->ins_chunk, 8, w.value_bytes);
+        sqlite3_bind_int64(s->ins_chunk, 9, now);
+        sqlite3_bind_int64(s->ins_chunk, 10, w.ts_min);
+        sqlite3_bind_int64(s->ins_chunk, 11, w.ts_max);
+        sqlite3_bind_blob(s->ins_chunk, 12, j->wbuf.data, (int)j->wbuf.len,
+                          SQLITE_STATIC);
+        rc = step_done(j->wdb, s->ins_chunk, "insert chunk", r->err,
+                       sizeof(r->err));
+        sqlite3_clear_bindings(s->ins_chunk);
+        if (rc < 0) {
+            return rc;
+        }
+        sqlite3_bind_int64(s->upd_part, 1, high);
+        sqlite3_bind_int(s->upd_part, 2, e0->route);
+        sqlite3_bind_int64(s->upd_part, 3, w.count);
+        sqlite3_bind_int64(s->upd_part, 4, w.value_bytes);
+        sqlite3_bind_int64(s->upd_part, 5, part_id);
+        rc = step_done(j->wdb, s->upd_part, "update partition", r->err,
+                       sizeof(r->err));
+        if (rc < 0) {
+            return rc;
+        }
+        res->bytes += (int64_t)j->wbuf.len;
+        r->pending_delta += w.value_bytes;
+    }
+    return 0;
+}
+
 static int op_append(struct journal *j, struct req *r)
 {
     struct journal_append_result *res = &r->ares;
@@ -1402,75 +1487,10 @@ static int op_append(struct journal *j, struct req *r)
     res->nparts = ng;
     for (size_t g = 0; g < ng; g++) {
         struct journal_append_part *p = &res->parts[g];
-        struct chunk_writer w;
-        int64_t part_id = 0, high = 0;
-        int started = 0;
-        const struct journal_event *e0 = &ev[order[start[g]]];
 
-        rc = part_get(j, p->topic, p->partition, e0->route, &part_id, &high,
-                      r->err, sizeof(r->err));
+        rc = append_group(j, r, ev, order, start[g], start[g + 1], p);
         if (rc < 0) {
             goto out;
-        }
-        for (size_t k = start[g]; k < start[g + 1]; k++) {
-            const struct journal_event *e = &ev[order[k]];
-
-            if (e->offset <= high) {
-                p->duplicates++; /* INV-2 */
-                continue;
-            }
-            if (!started) {
-                chunk_writer_init(&w, &j->wbuf, e->offset);
-                started = 1;
-            }
-            rc = chunk_writer_add(&w, e->offset, e->timestamp_ms, e->key,
-                                  e->key_len, e->value, e->value_len,
-                                  e->headers, e->headers_len);
-            if (rc < 0) {
-                set_err(r->err, sizeof(r->err),
-                        "cannot pack event '%s'/%d@%" PRId64 ": %s", e->topic,
-                        e->partition, e->offset, strerror(-rc));
-                goto out;
-            }
-            high = e->offset;
-            p->appended++;
-        }
-        p->high_offset = high;
-        if (started) {
-            struct wstmts *s = &j->ws;
-            int64_t now = wall_ms();
-
-            sqlite3_bind_int64(s->ins_chunk, 1, part_id);
-            sqlite3_bind_int(s->ins_chunk, 2, e0->route);
-            sqlite3_bind_int64(s->ins_chunk, 3, w.first_off);
-            sqlite3_bind_int64(s->ins_chunk, 4, w.prev_off);
-            sqlite3_bind_int64(s->ins_chunk, 5, w.count);
-            sqlite3_bind_int64(s->ins_chunk, 6, w.value_bytes);
-            sqlite3_bind_int64(s->ins_chunk, 7, w.count);
-            sqlite3_bind_int64(s->ins_chunk, 8, w.value_bytes);
-            sqlite3_bind_int64(s->ins_chunk, 9, now);
-            sqlite3_bind_int64(s->ins_chunk, 10, w.ts_min);
-            sqlite3_bind_int64(s->ins_chunk, 11, w.ts_max);
-            sqlite3_bind_blob(s->ins_chunk, 12, j->wbuf.data, (int)j->wbuf.len,
-                              SQLITE_STATIC);
-            rc = step_done(j->wdb, s->ins_chunk, "insert chunk", r->err,
-                           sizeof(r->err));
-            sqlite3_clear_bindings(s->ins_chunk);
-            if (rc < 0) {
-                goto out;
-            }
-            sqlite3_bind_int64(s->upd_part, 1, high);
-            sqlite3_bind_int(s->upd_part, 2, e0->route);
-            sqlite3_bind_int64(s->upd_part, 3, w.count);
-            sqlite3_bind_int64(s->upd_part, 4, w.value_bytes);
-            sqlite3_bind_int64(s->upd_part, 5, part_id);
-            rc = step_done(j->wdb, s->upd_part, "update partition", r->err,
-                           sizeof(r->err));
-            if (rc < 0) {
-                goto out;
-            }
-            res->bytes += (int64_t)j->wbuf.len;
-            r->pending_delta += w.value_bytes;
         }
         res->appended += p->appended;
         res->duplicates += p->duplicates;
@@ -1579,6 +1599,66 @@ static int cut_unclaimed(struct journal *j, struct req *r)
                       sizeof(r->err));
 }
 
+/* The cut's state of the partition of the chunk row st (columns of
+ * op_cut's scan), added on first sight; NULL when out of memory. */
+static struct cutpart *cut_part_of(const struct journal_cut_req *q,
+                                   sqlite3_stmt *st, int64_t part_id,
+                                   struct cutpart **cp, size_t *ncp,
+                                   size_t *cpcap)
+{
+    const char *topic = (const char *)sqlite3_column_text(st, 4);
+    struct cutpart *p;
+
+    for (size_t i = 0; i < *ncp; i++) {
+        if ((*cp)[i].part_id == part_id) {
+            return &(*cp)[i];
+        }
+    }
+    if (grow_array((void **)cp, cpcap, *ncp + 1, sizeof(**cp)) < 0) {
+        return NULL;
+    }
+    p = &(*cp)[(*ncp)++];
+    memset(p, 0, sizeof(*p));
+    p->part_id = part_id;
+    p->batched = sqlite3_column_int64(st, 6);
+    /* INV-3; a sealed epoch was settled before it was sealed (the caller
+     * dropped what was not) */
+    p->settled =
+        sqlite3_column_int(st, 8)
+            ? INT64_MAX
+            : settled_of(q, topic ? topic : "", sqlite3_column_int(st, 5));
+    return p;
+}
+
+/* A cut took events: each partition's batch cursor and pending counters
+ * move past them, and its chunks wholly below the cursor are marked cut. */
+static int cut_advance(struct journal *j, struct req *r,
+                       const struct cutpart *cp, size_t ncp)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < ncp && rc == 0; i++) {
+        if (cp[i].taken == 0) {
+            continue;
+        }
+        int64_t v[4] = {cp[i].batched, cp[i].taken, cp[i].taken_bytes,
+                        cp[i].part_id};
+        rc = exec_i64(j->wdb,
+                      "UPDATE partitions SET batched_offset = ?,"
+                      " pending_count = pending_count - ?,"
+                      " pending_bytes = pending_bytes - ? WHERE id = ?",
+                      4, v, r->err, sizeof(r->err));
+        if (rc == 0) {
+            int64_t w[2] = {cp[i].part_id, cp[i].batched};
+            rc = exec_i64(j->wdb,
+                          "UPDATE chunks SET cut = 1 WHERE part_id = ?"
+                          " AND cut = 0 AND last_offset <= ?",
+                          2, w, r->err, sizeof(r->err));
+        }
+    }
+    return rc;
+}
+
 static int op_cut(struct journal *j, struct req *r)
 {
     const struct journal_cut_req *q = &r->cut;
@@ -1614,35 +1694,16 @@ static int op_cut(struct journal *j, struct req *r)
         int64_t chunk_id = sqlite3_column_int64(st, 0);
         int64_t part_id = sqlite3_column_int64(st, 1);
         int64_t first = sqlite3_column_int64(st, 2);
-        struct cutpart *p = NULL;
+        struct cutpart *p;
         struct chunk_reader rd;
         struct chunk_event ce;
         int64_t idx = 0;
         int k;
 
-        for (size_t i = 0; i < ncp; i++) {
-            if (cp[i].part_id == part_id) {
-                p = &cp[i];
-                break;
-            }
-        }
+        p = cut_part_of(q, st, part_id, &cp, &ncp, &cpcap);
         if (p == NULL) {
-            const char *topic = (const char *)sqlite3_column_text(st, 4);
-
-            if (grow_array((void **)&cp, &cpcap, ncp + 1, sizeof(*cp)) < 0) {
-                rc = -ENOMEM;
-                goto out;
-            }
-            p = &cp[ncp++];
-            memset(p, 0, sizeof(*p));
-            p->part_id = part_id;
-            p->batched = sqlite3_column_int64(st, 6);
-            /* INV-3; a sealed epoch was settled before it was sealed
-             * (the caller dropped what was not) */
-            p->settled = sqlite3_column_int(st, 8)
-                             ? INT64_MAX
-                             : settled_of(q, topic ? topic : "",
-                                          sqlite3_column_int(st, 5));
+            rc = -ENOMEM;
+            goto out;
         }
         if (p->blocked || first > p->settled) {
             p->blocked = 1;
@@ -1700,25 +1761,7 @@ static int op_cut(struct journal *j, struct req *r)
     if (items.n == 0) {
         goto out;
     }
-    for (size_t i = 0; i < ncp && rc == 0; i++) {
-        if (cp[i].taken == 0) {
-            continue;
-        }
-        int64_t v[4] = {cp[i].batched, cp[i].taken, cp[i].taken_bytes,
-                        cp[i].part_id};
-        rc = exec_i64(j->wdb,
-                      "UPDATE partitions SET batched_offset = ?,"
-                      " pending_count = pending_count - ?,"
-                      " pending_bytes = pending_bytes - ? WHERE id = ?",
-                      4, v, r->err, sizeof(r->err));
-        if (rc == 0) {
-            int64_t w[2] = {cp[i].part_id, cp[i].batched};
-            rc = exec_i64(j->wdb,
-                          "UPDATE chunks SET cut = 1 WHERE part_id = ?"
-                          " AND cut = 0 AND last_offset <= ?",
-                          2, w, r->err, sizeof(r->err));
-        }
-    }
+    rc = cut_advance(j, r, cp, ncp);
     if (rc == 0) {
         char id[JOURNAL_BATCH_ID_MAX];
 
@@ -2056,6 +2099,84 @@ static int op_schema(struct journal *j, struct req *r)
     return rc;
 }
 
+/* Rewrites chunk c without its events above cut (INV-3: batched ones are
+ * kept, counted in res->kept_batched), subtracting what went from the
+ * chunk's counters; buf is the scratch buffer for the new BLOB. */
+static int drop_repack(struct journal *j, struct req *r,
+                       const struct chunkrow *c, int64_t after, int64_t cut,
+                       int64_t batched, struct chunk_buf *buf,
+                       struct journal_drop_result *res)
+{
+    void *data = NULL;
+    size_t len = 0;
+    int64_t first;
+    struct chunk_reader rd;
+    struct chunk_writer w;
+    struct chunk_event ce;
+    int64_t dn = 0, dbytes = 0;
+    int k;
+    int rc;
+
+    rc =
+        chunk_fetch(j->wdb, c->id, &data, &len, &first, r->err, sizeof(r->err));
+    if (rc < 0) {
+        return rc;
+    }
+    chunk_reader_init(&rd, data, len, first);
+    chunk_writer_init(&w, buf, first);
+    while ((k = chunk_reader_next(&rd, &ce)) == 1) {
+        if (ce.offset > after && ce.offset <= batched) {
+            res->kept_batched++;
+        }
+        if (ce.offset > cut) {
+            dn++;
+            dbytes += (int64_t)ce.value_len;
+            continue;
+        }
+        k = chunk_writer_add(&w, ce.offset, ce.timestamp_ms, ce.key, ce.key_len,
+                             ce.value, ce.value_len, ce.headers,
+                             ce.headers_len);
+        if (k < 0) {
+            break;
+        }
+    }
+    free(data);
+    if (k < 0) {
+        set_err(r->err, sizeof(r->err), "journal chunk %" PRId64 " is corrupt",
+                c->id);
+        return -EIO;
+    }
+    if (dn > 0) {
+        sqlite3_stmt *up;
+        rc = prep(j->wdb,
+                  "UPDATE chunks SET last_offset = ?, count = ?,"
+                  " bytes = ?, undone = undone - ?,"
+                  " undone_bytes = undone_bytes - ?,"
+                  " cut = (? <= ?), ts_min = ?, ts_max = ?, data = ?"
+                  " WHERE id = ?",
+                  &up, r->err, sizeof(r->err));
+        if (rc < 0) {
+            return rc;
+        }
+        sqlite3_bind_int64(up, 1, w.prev_off);
+        sqlite3_bind_int64(up, 2, w.count);
+        sqlite3_bind_int64(up, 3, w.value_bytes);
+        sqlite3_bind_int64(up, 4, dn);
+        sqlite3_bind_int64(up, 5, dbytes);
+        sqlite3_bind_int64(up, 6, w.prev_off);
+        sqlite3_bind_int64(up, 7, batched);
+        sqlite3_bind_int64(up, 8, w.ts_min);
+        sqlite3_bind_int64(up, 9, w.ts_max);
+        sqlite3_bind_blob(up, 10, buf->data, (int)buf->len, SQLITE_STATIC);
+        sqlite3_bind_int64(up, 11, c->id);
+        rc = step_done(j->wdb, up, "repack chunk", r->err, sizeof(r->err));
+        sqlite3_finalize(up);
+        res->dropped += dn;
+        res->dropped_bytes += dbytes;
+    }
+    return rc;
+}
+
 static int op_drop(struct journal *j, struct req *r)
 {
     struct journal_drop_result *res = &r->dres;
@@ -2124,14 +2245,6 @@ static int op_drop(struct journal *j, struct req *r)
     rc = 0;
     for (size_t i = 0; i < nrows && rc == 0; i++) {
         struct chunkrow *c = &rows[i];
-        void *data = NULL;
-        size_t len = 0;
-        int64_t first;
-        struct chunk_reader rd;
-        struct chunk_writer w;
-        struct chunk_event ce;
-        int64_t dn = 0, dbytes = 0;
-        int k;
 
         if (c->first > cut) {
             int64_t v[1] = {c->id};
@@ -2141,64 +2254,7 @@ static int op_drop(struct journal *j, struct req *r)
             res->dropped_bytes += c->bytes;
             continue;
         }
-        rc = chunk_fetch(j->wdb, c->id, &data, &len, &first, r->err,
-                         sizeof(r->err));
-        if (rc < 0) {
-            break;
-        }
-        chunk_reader_init(&rd, data, len, first);
-        chunk_writer_init(&w, &buf, first);
-        while ((k = chunk_reader_next(&rd, &ce)) == 1) {
-            if (ce.offset > after && ce.offset <= batched) {
-                res->kept_batched++;
-            }
-            if (ce.offset > cut) {
-                dn++;
-                dbytes += (int64_t)ce.value_len;
-                continue;
-            }
-            k = chunk_writer_add(&w, ce.offset, ce.timestamp_ms, ce.key,
-                                 ce.key_len, ce.value, ce.value_len, ce.headers,
-                                 ce.headers_len);
-            if (k < 0) {
-                break;
-            }
-        }
-        free(data);
-        if (k < 0) {
-            set_err(r->err, sizeof(r->err),
-                    "journal chunk %" PRId64 " is corrupt", c->id);
-            rc = -EIO;
-            break;
-        }
-        if (dn > 0) {
-            sqlite3_stmt *up;
-            rc = prep(j->wdb,
-                      "UPDATE chunks SET last_offset = ?, count = ?,"
-                      " bytes = ?, undone = undone - ?,"
-                      " undone_bytes = undone_bytes - ?,"
-                      " cut = (? <= ?), ts_min = ?, ts_max = ?, data = ?"
-                      " WHERE id = ?",
-                      &up, r->err, sizeof(r->err));
-            if (rc < 0) {
-                break;
-            }
-            sqlite3_bind_int64(up, 1, w.prev_off);
-            sqlite3_bind_int64(up, 2, w.count);
-            sqlite3_bind_int64(up, 3, w.value_bytes);
-            sqlite3_bind_int64(up, 4, dn);
-            sqlite3_bind_int64(up, 5, dbytes);
-            sqlite3_bind_int64(up, 6, w.prev_off);
-            sqlite3_bind_int64(up, 7, batched);
-            sqlite3_bind_int64(up, 8, w.ts_min);
-            sqlite3_bind_int64(up, 9, w.ts_max);
-            sqlite3_bind_blob(up, 10, buf.data, (int)buf.len, SQLITE_STATIC);
-            sqlite3_bind_int64(up, 11, c->id);
-            rc = step_done(j->wdb, up, "repack chunk", r->err, sizeof(r->err));
-            sqlite3_finalize(up);
-            res->dropped += dn;
-            res->dropped_bytes += dbytes;
-        }
+        rc = drop_repack(j, r, c, after, cut, batched, &buf, res);
     }
     if (rc < 0) {
         goto out;
