@@ -2666,25 +2666,17 @@ out:
     return rc;
 }
 
-static int op_replay(struct journal *j, struct req *r)
+/* The chunks of the route that hold delivered events in q's range:
+ * *rows (id, and part_id in .first) and each partition's batch cursor in
+ * *batched, both owned by the caller (free) even on failure. */
+static int replay_scan(struct journal *j, struct req *r, struct chunkrow **rows,
+                       int64_t **batched, size_t *nrows)
 {
     const struct journal_replay_req *q = &r->replay;
     sqlite3_stmt *st = NULL;
-    struct chunkrow *rows = NULL;
-    int64_t *batched = NULL;
-    size_t nrows = 0, cap = 0, bcap = 0;
-    struct items items = {0};
-    struct cls c;
-    int64_t bytes = 0;
+    size_t n = 0, cap = 0, bcap = 0;
     int rc;
 
-    memset(&c, 0, sizeof(c));
-    r->n1 = r->n2 = 0;
-    if (q->max_rows <= 0 || q->max_bytes <= 0) {
-        set_err(r->err, sizeof(r->err),
-                "replay: max_rows and max_bytes must be > 0");
-        return -EINVAL;
-    }
     rc = prep(j->wdb,
               "SELECT c.id, c.part_id, p.batched_offset FROM chunks c"
               " JOIN partitions p ON p.id = c.part_id WHERE c.route = ?1"
@@ -2708,24 +2700,51 @@ static int op_replay(struct journal *j, struct req *r)
     sqlite3_bind_int64(st, 6, q->from_ts_ms);
     sqlite3_bind_int64(st, 7, q->to_ts_ms);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow_array((void **)&rows, &cap, nrows + 1, sizeof(*rows)) < 0 ||
-            grow_array((void **)&batched, &bcap, nrows + 1, sizeof(*batched)) <
-                0) {
+        if (grow_array((void **)rows, &cap, n + 1, sizeof(**rows)) < 0 ||
+            grow_array((void **)batched, &bcap, n + 1, sizeof(**batched)) < 0) {
             rc = -ENOMEM;
-            goto out;
+            goto fail;
         }
-        rows[nrows].id = sqlite3_column_int64(st, 0);
-        rows[nrows].first = sqlite3_column_int64(st, 1); /* part_id */
-        batched[nrows] = sqlite3_column_int64(st, 2);
-        nrows++;
+        (*rows)[n].id = sqlite3_column_int64(st, 0);
+        (*rows)[n].first = sqlite3_column_int64(st, 1); /* part_id */
+        (*batched)[n] = sqlite3_column_int64(st, 2);
+        n++;
     }
     if (rc != SQLITE_DONE) {
         rc = sql_fail(j->wdb, rc, "scan chunks", r->err, sizeof(r->err));
-        goto out;
+        goto fail;
     }
     sqlite3_finalize(st);
-    st = NULL;
-    rc = 0;
+    *nrows = n;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    *nrows = n;
+    return rc;
+}
+
+static int op_replay(struct journal *j, struct req *r)
+{
+    const struct journal_replay_req *q = &r->replay;
+    struct chunkrow *rows = NULL;
+    int64_t *batched = NULL;
+    size_t nrows = 0;
+    struct items items = {0};
+    struct cls c;
+    int64_t bytes = 0;
+    int rc;
+
+    memset(&c, 0, sizeof(c));
+    r->n1 = r->n2 = 0;
+    if (q->max_rows <= 0 || q->max_bytes <= 0) {
+        set_err(r->err, sizeof(r->err),
+                "replay: max_rows and max_bytes must be > 0");
+        return -EINVAL;
+    }
+    rc = replay_scan(j, r, &rows, &batched, &nrows);
+    if (rc < 0) {
+        goto out;
+    }
     for (size_t i = 0; i <= nrows && rc == 0; i++) {
         void *data = NULL;
         size_t len = 0;
@@ -2794,7 +2813,6 @@ static int op_replay(struct journal *j, struct req *r)
         }
     }
 out:
-    sqlite3_finalize(st);
     cls_release(&c);
     free(rows);
     free(batched);
