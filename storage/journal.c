@@ -3363,6 +3363,111 @@ static void on_async_closed(uv_handle_t *h)
     journal_free_mem(j);
 }
 
+/* The writer's connection: created private, WAL, the sync mode and size
+ * limits, migrated, with its statements prepared (journal_open). */
+static int open_writer(struct journal *j, const struct journal_options *opts,
+                       char *err, size_t errlen)
+{
+    char sql[96];
+    int64_t v;
+    int rc;
+
+    rc = create_private(j, err, errlen);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = open_db(j, opts, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &j->wdb,
+                 err, errlen);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = exec1(j->wdb, "PRAGMA page_size=4096", err, errlen);
+    if (rc == 0) {
+        rc = exec1(j->wdb, "PRAGMA journal_mode=WAL", err, errlen);
+    }
+    if (rc == 0) {
+        rc = exec1(j->wdb,
+                   opts->sync_full ? "PRAGMA synchronous=FULL"
+                                   : "PRAGMA synchronous=NORMAL",
+                   err, errlen);
+    }
+    if (rc == 0) {
+        /* after a checkpoint the -wal file is cut back to 64 MiB
+         * instead of keeping its largest size; with space awareness
+         * to a quarter of the reserve, if smaller (a WAL that keeps
+         * its peak size holds disk space the journal's pages and the
+         * reserve need) */
+        int64_t lim = (int64_t)64 << 20;
+
+        if (j->reserve_bytes > 0 && j->reserve_bytes / 4 < lim) {
+            lim = j->reserve_bytes / 4;
+        }
+        snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit=%" PRId64, lim);
+        rc = exec1(j->wdb, sql, err, errlen);
+    }
+    if (rc == 0 && opts->disk_limit_bytes > 0) {
+        snprintf(sql, sizeof(sql), "PRAGMA max_page_count=%" PRId64,
+                 opts->disk_limit_bytes / 4096 > 0
+                     ? opts->disk_limit_bytes / 4096
+                     : 1);
+        rc = exec1(j->wdb, sql, err, errlen);
+    }
+    if (rc == 0) {
+        rc = migrate(j, err, errlen);
+    }
+    if (rc == 0) {
+        rc = load_meta(j, j->wdb, err, errlen);
+    }
+    if (rc == 0) {
+        rc = query_i64(j->wdb, "SELECT COALESCE(MAX(seq), 0) FROM batches", &v,
+                       err, errlen);
+        j->next_seq = v + 1;
+    }
+    if (rc == 0) {
+        rc = query_i64(j->wdb,
+                       "SELECT COALESCE(SUM(undone_bytes), 0) FROM chunks",
+                       &j->pending_bytes, err, errlen);
+    }
+    if (rc == 0) {
+        rc = wstmts_prepare(j, err, errlen);
+    }
+    if (rc == 0) {
+        j->used_last = used_bytes(j);
+    }
+    if (rc < 0) {
+        return rc;
+    }
+    return rc;
+}
+
+/* A read-only open: the schema must be the current one (the read
+ * queries know no other); loads the metadata (journal_open). */
+static int open_read_only(struct journal *j, char *err, size_t errlen)
+{
+    int64_t ver = 0;
+    int rc;
+
+    rc = query_i64(j->rdb, "PRAGMA user_version", &ver, err, errlen);
+    if (rc == 0 && ver != NMIGRATIONS) {
+        /* the read queries know only the current schema */
+        set_err(err, errlen,
+                "journal '%s' has schema version %" PRId64
+                ", this kadx reads %d: open it read-write once "
+                "(kadx run) to migrate it",
+                j->path, ver, NMIGRATIONS);
+        rc = -EINVAL;
+    }
+    if (rc == 0) {
+        rc = load_meta(j, j->rdb, err, errlen);
+    }
+    if (rc == 0) {
+        rc = query_i64(j->rdb,
+                       "SELECT COALESCE(SUM(undone_bytes), 0) FROM chunks",
+                       &j->pending_bytes, err, errlen);
+    }
+    return rc;
+}
+
 int journal_open(const struct journal_options *opts, struct journal **out,
                  char *err, size_t errlen)
 {
@@ -3419,72 +3524,7 @@ int journal_open(const struct journal_options *opts, struct journal **out,
         goto fail;
     }
     if (!j->read_only) {
-        char sql[96];
-        int64_t v;
-
-        rc = create_private(j, err, errlen);
-        if (rc < 0) {
-            goto fail;
-        }
-        rc = open_db(j, opts, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                     &j->wdb, err, errlen);
-        if (rc < 0) {
-            goto fail;
-        }
-        rc = exec1(j->wdb, "PRAGMA page_size=4096", err, errlen);
-        if (rc == 0) {
-            rc = exec1(j->wdb, "PRAGMA journal_mode=WAL", err, errlen);
-        }
-        if (rc == 0) {
-            rc = exec1(j->wdb,
-                       opts->sync_full ? "PRAGMA synchronous=FULL"
-                                       : "PRAGMA synchronous=NORMAL",
-                       err, errlen);
-        }
-        if (rc == 0) {
-            /* after a checkpoint the -wal file is cut back to 64 MiB
-             * instead of keeping its largest size; with space awareness
-             * to a quarter of the reserve, if smaller (a WAL that keeps
-             * its peak size holds disk space the journal's pages and the
-             * reserve need) */
-            int64_t lim = (int64_t)64 << 20;
-
-            if (j->reserve_bytes > 0 && j->reserve_bytes / 4 < lim) {
-                lim = j->reserve_bytes / 4;
-            }
-            snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit=%" PRId64,
-                     lim);
-            rc = exec1(j->wdb, sql, err, errlen);
-        }
-        if (rc == 0 && opts->disk_limit_bytes > 0) {
-            snprintf(sql, sizeof(sql), "PRAGMA max_page_count=%" PRId64,
-                     opts->disk_limit_bytes / 4096 > 0
-                         ? opts->disk_limit_bytes / 4096
-                         : 1);
-            rc = exec1(j->wdb, sql, err, errlen);
-        }
-        if (rc == 0) {
-            rc = migrate(j, err, errlen);
-        }
-        if (rc == 0) {
-            rc = load_meta(j, j->wdb, err, errlen);
-        }
-        if (rc == 0) {
-            rc = query_i64(j->wdb, "SELECT COALESCE(MAX(seq), 0) FROM batches",
-                           &v, err, errlen);
-            j->next_seq = v + 1;
-        }
-        if (rc == 0) {
-            rc = query_i64(j->wdb,
-                           "SELECT COALESCE(SUM(undone_bytes), 0) FROM chunks",
-                           &j->pending_bytes, err, errlen);
-        }
-        if (rc == 0) {
-            rc = wstmts_prepare(j, err, errlen);
-        }
-        if (rc == 0) {
-            j->used_last = used_bytes(j);
-        }
+        rc = open_writer(j, opts, err, errlen);
         if (rc < 0) {
             goto fail;
         }
@@ -3494,26 +3534,7 @@ int journal_open(const struct journal_options *opts, struct journal **out,
         goto fail;
     }
     if (j->read_only) {
-        int64_t ver = 0;
-
-        rc = query_i64(j->rdb, "PRAGMA user_version", &ver, err, errlen);
-        if (rc == 0 && ver != NMIGRATIONS) {
-            /* the read queries know only the current schema */
-            set_err(err, errlen,
-                    "journal '%s' has schema version %" PRId64
-                    ", this kadx reads %d: open it read-write once "
-                    "(kadx run) to migrate it",
-                    j->path, ver, NMIGRATIONS);
-            rc = -EINVAL;
-        }
-        if (rc == 0) {
-            rc = load_meta(j, j->rdb, err, errlen);
-        }
-        if (rc == 0) {
-            rc = query_i64(j->rdb,
-                           "SELECT COALESCE(SUM(undone_bytes), 0) FROM chunks",
-                           &j->pending_bytes, err, errlen);
-        }
+        rc = open_read_only(j, err, errlen);
         if (rc < 0) {
             goto fail;
         }
