@@ -3825,49 +3825,102 @@ int journal_batch_cut_async(struct journal *j,
     return run_async(j, r);
 }
 
+/*
+ * The scalar arguments most requests carry, set the same way by a call's
+ * sync and async forms (req_sync, req_async). id: a batch id or NULL;
+ * text: borrowed by a sync request, copied into the arena by an async one
+ * (cut to text_max - 1 bytes when text_max > 0).
+ */
+struct req_args {
+    const char *id;
+    const char *text;
+    size_t text_max;
+    int32_t partition;
+    int route;
+    int64_t now_ms, i1, i2, i3;
+};
+
+static void req_set(struct req *r, const struct req_args *a)
+{
+    if (a->id != NULL) {
+        snprintf(r->id, sizeof(r->id), "%s", a->id);
+    }
+    r->partition = a->partition;
+    r->route = a->route;
+    r->now_ms = a->now_ms;
+    r->i1 = a->i1;
+    r->i2 = a->i2;
+    r->i3 = a->i3;
+}
+
+/* Runs op on the stack request r (its outputs are read by the caller). */
+static int req_sync(struct journal *j, enum op op, const struct req_args *a,
+                    struct req *r, char *err, size_t errlen)
+{
+    memset(r, 0, sizeof(*r));
+    r->op = op;
+    req_set(r, a);
+    r->text = a->text;
+    return run_sync(j, r, err, errlen);
+}
+
+/* Queues op with a copy of a's text; cb runs on the loop (run_async). */
+static int req_async(struct journal *j, enum op op, const struct req_args *a,
+                     void (*cb)(void), void *arg)
+{
+    size_t tl = 0;
+    struct req *r;
+
+    if (cb == NULL) {
+        return -EINVAL;
+    }
+    if (a->text != NULL) {
+        tl = (a->text_max > 0 ? strnlen(a->text, a->text_max - 1)
+                              : strlen(a->text)) +
+             1;
+    }
+    r = req_new(op, cb, arg, tl);
+    if (r == NULL) {
+        return -ENOMEM;
+    }
+    req_set(r, a);
+    if (a->text != NULL) {
+        memcpy(r->arena, a->text, tl - 1);
+        ((char *)r->arena)[tl - 1] = '\0';
+        r->text = r->arena;
+    }
+    return run_async(j, r);
+}
+
 /* Common shape of the marks: id, now, an optional text. */
 static int mark_sync(struct journal *j, enum op op, const char *id,
                      int64_t now_ms, int64_t i1, const char *text, char *err,
                      size_t errlen)
 {
+    struct req_args a = {.id = id, .text = text, .now_ms = now_ms, .i1 = i1};
     struct req r;
 
     if (!id_ok(id)) {
         set_err(err, errlen, "bad batch id");
         return -EINVAL;
     }
-    memset(&r, 0, sizeof(r));
-    r.op = op;
-    snprintf(r.id, sizeof(r.id), "%s", id);
-    r.now_ms = now_ms;
-    r.i1 = i1;
-    r.text = text;
-    return run_sync(j, &r, err, errlen);
+    return req_sync(j, op, &a, &r, err, errlen);
 }
 
 static int mark_async(struct journal *j, enum op op, const char *id,
                       int64_t now_ms, int64_t i1, const char *text,
                       journal_done_cb cb, void *arg)
 {
-    size_t tl = text ? strnlen(text, LAST_ERROR_MAX) + 1 : 0;
-    struct req *r;
+    struct req_args a = {.id = id,
+                         .text = text,
+                         .text_max = LAST_ERROR_MAX + 1,
+                         .now_ms = now_ms,
+                         .i1 = i1};
 
-    if (cb == NULL || !id_ok(id)) {
+    if (!id_ok(id)) {
         return -EINVAL;
     }
-    r = req_new(op, (void (*)(void))cb, arg, tl);
-    if (r == NULL) {
-        return -ENOMEM;
-    }
-    snprintf(r->id, sizeof(r->id), "%s", id);
-    r->now_ms = now_ms;
-    r->i1 = i1;
-    if (text != NULL) {
-        memcpy(r->arena, text, tl - 1);
-        ((char *)r->arena)[tl - 1] = '\0';
-        r->text = r->arena;
-    }
-    return run_async(j, r);
+    return req_async(j, op, &a, (void (*)(void))cb, arg);
 }
 
 int journal_batch_mark_sent(struct journal *j, const char *id, int64_t now_ms,
@@ -3979,6 +4032,7 @@ int journal_batch_split(struct journal *j, const char *id, int64_t at,
                         struct journal_batch **first,
                         struct journal_batch **second, char *err, size_t errlen)
 {
+    struct req_args a = {.id = id, .i1 = at};
     struct req r;
     int rc;
 
@@ -3987,11 +4041,7 @@ int journal_batch_split(struct journal *j, const char *id, int64_t at,
         set_err(err, errlen, "bad batch id");
         return -EINVAL;
     }
-    memset(&r, 0, sizeof(r));
-    r.op = OP_SPLIT;
-    snprintf(r.id, sizeof(r.id), "%s", id);
-    r.i1 = at;
-    rc = run_sync(j, &r, err, errlen);
+    rc = req_sync(j, OP_SPLIT, &a, &r, err, errlen);
     if (rc == 0) {
         *first = r.b1;
         *second = r.b2;
@@ -4004,18 +4054,12 @@ int journal_batch_split(struct journal *j, const char *id, int64_t at,
 int journal_batch_split_async(struct journal *j, const char *id, int64_t at,
                               journal_split_cb cb, void *arg)
 {
-    struct req *r;
+    struct req_args a = {.id = id, .i1 = at};
 
-    if (cb == NULL || !id_ok(id)) {
+    if (!id_ok(id)) {
         return -EINVAL;
     }
-    r = req_new(OP_SPLIT, (void (*)(void))cb, arg, 0);
-    if (r == NULL) {
-        return -ENOMEM;
-    }
-    snprintf(r->id, sizeof(r->id), "%s", id);
-    r->i1 = at;
-    return run_async(j, r);
+    return req_async(j, OP_SPLIT, &a, (void (*)(void))cb, arg);
 }
 
 int journal_drop_partition(struct journal *j, const char *topic,
@@ -4023,6 +4067,8 @@ int journal_drop_partition(struct journal *j, const char *topic,
                            struct journal_drop_result *res, char *err,
                            size_t errlen)
 {
+    struct req_args a = {
+        .text = topic, .partition = partition, .i1 = after_offset};
     struct req r;
     int rc;
 
@@ -4030,12 +4076,7 @@ int journal_drop_partition(struct journal *j, const char *topic,
         set_err(err, errlen, "drop: no topic");
         return -EINVAL;
     }
-    memset(&r, 0, sizeof(r));
-    r.op = OP_DROP;
-    r.text = topic;
-    r.partition = partition;
-    r.i1 = after_offset;
-    rc = run_sync(j, &r, err, errlen);
+    rc = req_sync(j, OP_DROP, &a, &r, err, errlen);
     if (rc == 0 && res != NULL) {
         *res = r.dres;
     }
@@ -4046,26 +4087,23 @@ int journal_drop_partition_async(struct journal *j, const char *topic,
                                  int32_t partition, int64_t after_offset,
                                  journal_drop_cb cb, void *arg)
 {
-    struct req *r;
+    struct req_args a = {
+        .text = topic, .partition = partition, .i1 = after_offset};
 
-    if (cb == NULL || topic == NULL) {
+    if (topic == NULL) {
         return -EINVAL;
     }
-    r = req_new(OP_DROP, (void (*)(void))cb, arg, strlen(topic) + 1);
-    if (r == NULL) {
-        return -ENOMEM;
-    }
-    memcpy(r->arena, topic, strlen(topic) + 1);
-    r->text = r->arena;
-    r->partition = partition;
-    r->i1 = after_offset;
-    return run_async(j, r);
+    return req_async(j, OP_DROP, &a, (void (*)(void))cb, arg);
 }
 
 int journal_new_epoch(struct journal *j, const char *topic, int32_t partition,
                       int route, int64_t start_offset, int64_t *epoch,
                       char *err, size_t errlen)
 {
+    struct req_args a = {.text = topic,
+                         .partition = partition,
+                         .route = route,
+                         .i1 = start_offset};
     struct req r;
     int rc;
 
@@ -4073,13 +4111,7 @@ int journal_new_epoch(struct journal *j, const char *topic, int32_t partition,
         set_err(err, errlen, "new epoch: no topic or a negative offset");
         return -EINVAL;
     }
-    memset(&r, 0, sizeof(r));
-    r.op = OP_EPOCH;
-    r.text = topic;
-    r.partition = partition;
-    r.route = route;
-    r.i1 = start_offset;
-    rc = run_sync(j, &r, err, errlen);
+    rc = req_sync(j, OP_EPOCH, &a, &r, err, errlen);
     if (rc == 0 && epoch != NULL) {
         *epoch = r.n1;
     }
@@ -4090,93 +4122,69 @@ int journal_new_epoch_async(struct journal *j, const char *topic,
                             int32_t partition, int route, int64_t start_offset,
                             journal_count_cb cb, void *arg)
 {
-    struct req *r;
+    struct req_args a = {.text = topic,
+                         .partition = partition,
+                         .route = route,
+                         .i1 = start_offset};
 
-    if (cb == NULL || topic == NULL || start_offset < 0) {
+    if (topic == NULL || start_offset < 0) {
         return -EINVAL;
     }
-    r = req_new(OP_EPOCH, (void (*)(void))cb, arg, strlen(topic) + 1);
-    if (r == NULL) {
-        return -ENOMEM;
-    }
-    memcpy(r->arena, topic, strlen(topic) + 1);
-    r->text = r->arena;
-    r->partition = partition;
-    r->route = route;
-    r->i1 = start_offset;
-    return run_async(j, r);
+    return req_async(j, OP_EPOCH, &a, (void (*)(void))cb, arg);
 }
 
-int journal_retire(struct journal *j, int64_t cutoff_ms, int max_chunks,
-                   int64_t *deleted, char *err, size_t errlen)
+/* journal_retire and journal_retire_to: target 0 = no target. */
+static int retire_sync(struct journal *j, int64_t cutoff_ms, int64_t target,
+                       int max_chunks, int64_t *deleted, char *err,
+                       size_t errlen)
 {
+    struct req_args a = {.i1 = cutoff_ms, .i2 = max_chunks, .i3 = target};
     struct req r;
     int rc;
 
-    memset(&r, 0, sizeof(r));
-    r.op = OP_RETIRE;
-    r.i1 = cutoff_ms;
-    r.i2 = max_chunks;
-    rc = run_sync(j, &r, err, errlen);
+    rc = req_sync(j, OP_RETIRE, &a, &r, err, errlen);
     if (deleted != NULL) {
         *deleted = rc == 0 ? r.n1 : 0;
     }
     return rc;
 }
 
+static int retire_async(struct journal *j, int64_t cutoff_ms, int64_t target,
+                        int max_chunks, journal_count_cb cb, void *arg)
+{
+    struct req_args a = {.i1 = cutoff_ms, .i2 = max_chunks, .i3 = target};
+
+    return req_async(j, OP_RETIRE, &a, (void (*)(void))cb, arg);
+}
+
+int journal_retire(struct journal *j, int64_t cutoff_ms, int max_chunks,
+                   int64_t *deleted, char *err, size_t errlen)
+{
+    return retire_sync(j, cutoff_ms, 0, max_chunks, deleted, err, errlen);
+}
+
 int journal_retire_async(struct journal *j, int64_t cutoff_ms, int max_chunks,
                          journal_count_cb cb, void *arg)
 {
-    struct req *r;
-
-    if (cb == NULL) {
-        return -EINVAL;
-    }
-    r = req_new(OP_RETIRE, (void (*)(void))cb, arg, 0);
-    if (r == NULL) {
-        return -ENOMEM;
-    }
-    r->i1 = cutoff_ms;
-    r->i2 = max_chunks;
-    return run_async(j, r);
+    return retire_async(j, cutoff_ms, 0, max_chunks, cb, arg);
 }
 
 int journal_retire_to(struct journal *j, int64_t cutoff_ms,
                       int64_t target_used_bytes, int max_chunks,
                       int64_t *deleted, char *err, size_t errlen)
 {
-    struct req r;
-    int rc;
-
-    memset(&r, 0, sizeof(r));
-    r.op = OP_RETIRE;
-    r.i1 = cutoff_ms;
-    r.i2 = max_chunks;
-    r.i3 = target_used_bytes > 0 ? target_used_bytes : 1;
-    rc = run_sync(j, &r, err, errlen);
-    if (deleted != NULL) {
-        *deleted = rc == 0 ? r.n1 : 0;
-    }
-    return rc;
+    return retire_sync(j, cutoff_ms,
+                       target_used_bytes > 0 ? target_used_bytes : 1,
+                       max_chunks, deleted, err, errlen);
 }
 
 int journal_retire_to_async(struct journal *j, int64_t cutoff_ms,
                             int64_t target_used_bytes, int max_chunks,
                             journal_count_cb cb, void *arg)
 {
-    struct req *r;
-
-    if (cb == NULL) {
-        return -EINVAL;
-    }
-    r = req_new(OP_RETIRE, (void (*)(void))cb, arg, 0);
-    if (r == NULL) {
-        return -ENOMEM;
-    }
-    r->i1 = cutoff_ms;
-    r->i2 = max_chunks;
-    r->i3 = target_used_bytes > 0 ? target_used_bytes : 1;
-    return run_async(j, r);
+    return retire_async(j, cutoff_ms,
+                        target_used_bytes > 0 ? target_used_bytes : 1,
+                        max_chunks, cb, arg);
 }
 
 int journal_purge_delivered(struct journal *j, int64_t cutoff_ms,
@@ -4199,15 +4207,11 @@ int journal_dead_requeue(struct journal *j, int route, int64_t id,
                          int64_t max_rows, int64_t *requeued, char *err,
                          size_t errlen)
 {
+    struct req_args a = {.route = route, .i1 = id, .i2 = max_rows};
     struct req r;
     int rc;
 
-    memset(&r, 0, sizeof(r));
-    r.op = OP_REQUEUE;
-    r.route = route;
-    r.i1 = id;
-    r.i2 = max_rows;
-    rc = run_sync(j, &r, err, errlen);
+    rc = req_sync(j, OP_REQUEUE, &a, &r, err, errlen);
     if (requeued != NULL) {
         *requeued = rc == 0 ? r.n1 : 0;
     }
@@ -4217,19 +4221,9 @@ int journal_dead_requeue(struct journal *j, int route, int64_t id,
 int journal_dead_requeue_async(struct journal *j, int route, int64_t id,
                                int64_t max_rows, journal_count_cb cb, void *arg)
 {
-    struct req *r;
+    struct req_args a = {.route = route, .i1 = id, .i2 = max_rows};
 
-    if (cb == NULL) {
-        return -EINVAL;
-    }
-    r = req_new(OP_REQUEUE, (void (*)(void))cb, arg, 0);
-    if (r == NULL) {
-        return -ENOMEM;
-    }
-    r->route = route;
-    r->i1 = id;
-    r->i2 = max_rows;
-    return run_async(j, r);
+    return req_async(j, OP_REQUEUE, &a, (void (*)(void))cb, arg);
 }
 
 int journal_replay(struct journal *j, const struct journal_replay_req *req,
