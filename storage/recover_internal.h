@@ -134,4 +134,8 @@ void raw_rparts_release(struct rparts *p);
  * damaged table, leaves every row at epoch 0). */
 void raw_read_epochs(struct rparts *p, sqlite3 *db);
 
+/* Reads a chunk row's part_id, route, first_offset, last_offset and count
+ * from columns 0-4 of st (CHUNK_ROW_SQL and salvage's prefix read). */
+void raw_row_head(sqlite3_stmt *st, struct rrow *r);
+
 #endif

@@ -318,6 +318,15 @@ int raw_read_chunk_ids(sqlite3 *db, struct rchunk **out, size_t *n, char *why,
     return broken;
 }
 
+void raw_row_head(sqlite3_stmt *st, struct rrow *r)
+{
+    r->part_id = sqlite3_column_int64(st, 0);
+    r->route = sqlite3_column_int64(st, 1);
+    r->first = sqlite3_column_int64(st, 2);
+    r->last = sqlite3_column_int64(st, 3);
+    r->count = sqlite3_column_int64(st, 4);
+}
+
 /* Reads chunk `id`. 0, -ENOENT (gone), -EIO (unreadable: why filled). */
 int raw_read_chunk(sqlite3_stmt *st, int64_t id, struct rrow *r, char *why,
                    size_t whylen)
@@ -337,11 +346,7 @@ int raw_read_chunk(sqlite3_stmt *st, int64_t id, struct rrow *r, char *why,
         sqlite3_reset(st);
         return -EIO;
     }
-    r->part_id = sqlite3_column_int64(st, 0);
-    r->route = sqlite3_column_int64(st, 1);
-    r->first = sqlite3_column_int64(st, 2);
-    r->last = sqlite3_column_int64(st, 3);
-    r->count = sqlite3_column_int64(st, 4);
+    raw_row_head(st, r);
     r->bytes = sqlite3_column_int64(st, 5);
     r->undone = sqlite3_column_int64(st, 6);
     r->undone_bytes = sqlite3_column_int64(st, 7);

@@ -60,11 +60,7 @@ static int read_chunk_prefix(sqlite3 *db, int64_t id, struct rrow *r)
         sqlite3_finalize(st);
         return -EIO;
     }
-    r->part_id = sqlite3_column_int64(st, 0);
-    r->route = sqlite3_column_int64(st, 1);
-    r->first = sqlite3_column_int64(st, 2);
-    r->last = sqlite3_column_int64(st, 3);
-    r->count = sqlite3_column_int64(st, 4);
+    raw_row_head(st, r);
     sqlite3_finalize(st);
     if (sqlite3_blob_open(db, "main", "chunks", "data", id, 0, &bl) !=
         SQLITE_OK) {
