@@ -84,4 +84,25 @@ static inline char *utf8_copy(char *dst, size_t cap, const char *src)
     return dst;
 }
 
+/* 1 when the len bytes at s are valid UTF-8 without NUL bytes, else 0. */
+static inline int utf8_valid(const void *s, size_t len)
+{
+    const unsigned char *p = s;
+    size_t i = 0;
+
+    while (i < len) {
+        size_t n;
+
+        if (p[i] == 0) {
+            return 0;
+        }
+        n = utf8_len_n(p + i, len - i);
+        if (n == 0) {
+            return 0;
+        }
+        i += n;
+    }
+    return 1;
+}
+
 #endif

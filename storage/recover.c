@@ -24,6 +24,7 @@
 #include "base/array.h"
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/utf8.h"
 #include "storage/chunk.h"
 #include "storage/journal.h"
 #include "storage/recover_internal.h"
@@ -40,53 +41,6 @@
 #include <unistd.h>
 
 /* ------------------------------------------------------------- helpers */
-
-int recover_utf8_valid(const void *s, size_t len)
-{
-    const unsigned char *p = s;
-    size_t i = 0;
-
-    while (i < len) {
-        unsigned c = p[i];
-        size_t n;
-        uint32_t cp;
-
-        if (c == 0) {
-            return 0;
-        }
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (i + n >= len) {
-            return 0;
-        }
-        for (size_t k = 1; k <= n; k++) {
-            if ((p[i + k] & 0xc0) != 0x80) {
-                return 0;
-            }
-            cp = (cp << 6) | (p[i + k] & 0x3f);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-            return 0;
-        }
-        i += n + 1;
-    }
-    return 1;
-}
 
 void recover_json_string(FILE *out, const char *s, size_t len)
 {
@@ -113,7 +67,7 @@ void recover_json_string(FILE *out, const char *s, size_t len)
             /* copy a valid multi-byte sequence, else U+FFFD */
             size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
 
-            if (n > 1 && i + n <= len && recover_utf8_valid(p + i, n)) {
+            if (n > 1 && i + n <= len && utf8_valid(p + i, n)) {
                 fwrite(p + i, 1, n, out);
                 i += n - 1;
             } else {
@@ -158,7 +112,7 @@ static void json_b64(FILE *out, const void *data, size_t len)
 static void json_bytes_field(FILE *out, const char *name, const void *data,
                              size_t len)
 {
-    if (recover_utf8_valid(data, len)) {
+    if (utf8_valid(data, len)) {
         fprintf(out, ",\"%s\":", name);
         recover_json_string(out, data, len);
     } else {

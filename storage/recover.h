@@ -190,7 +190,4 @@ int recover_snapshot(const char *src, const char *dst, char *err,
  */
 void recover_json_string(FILE *out, const char *s, size_t len);
 
-/* 1 when the len bytes at s are valid UTF-8 without NUL bytes, else 0. */
-int recover_utf8_valid(const void *s, size_t len);
-
 #endif

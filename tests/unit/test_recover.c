@@ -5,6 +5,7 @@
  * run twice, since every recover command must be safe to repeat.
  * Single-threaded (the journal's writer thread aside).
  */
+#include "base/utf8.h"
 #include "storage/journal.h"
 #include "storage/recover.h"
 
@@ -544,10 +545,10 @@ static void test_json_string(void **state)
     fclose(m);
     assert_string_equal(buf, "\"a\\\"b\\\\c\\n\\u0001\xc3\xa9\\ufffd\"");
     free(buf);
-    assert_true(recover_utf8_valid("\xc3\xa9", 2));
-    assert_false(recover_utf8_valid("\xc3", 1));
-    assert_false(recover_utf8_valid("\xed\xa0\x80", 3)); /* surrogate */
-    assert_false(recover_utf8_valid("a\0b", 3));
+    assert_true(utf8_valid("\xc3\xa9", 2));
+    assert_false(utf8_valid("\xc3", 1));
+    assert_false(utf8_valid("\xed\xa0\x80", 3)); /* surrogate */
+    assert_false(utf8_valid("a\0b", 3));
 }
 
 static void assert_mode(const char *path, unsigned want)
