@@ -11,6 +11,7 @@
  */
 #include "gateway/avro.h"
 #include "base/err.h"
+#include "base/utf8.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -589,27 +590,10 @@ static int out_utf8(struct dec *d, const unsigned char *s, size_t n)
             i++;
             continue;
         }
-        /* a multi-byte sequence */
-        k = 0;
-        if (c >= 0xc2 && c <= 0xdf) {
-            k = 2;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            k = 3;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            k = 4;
-        }
-        if (k == 0 || i + k > n) {
-            set_err(d->err, d->errlen, "a string is not valid UTF-8");
-            return -EBADMSG;
-        }
-        for (size_t m = 1; m < k; m++) {
-            if ((s[i + m] & 0xc0) != 0x80) {
-                set_err(d->err, d->errlen, "a string is not valid UTF-8");
-                return -EBADMSG;
-            }
-        }
-        if ((c == 0xe0 && s[i + 1] < 0xa0) || (c == 0xed && s[i + 1] >= 0xa0) ||
-            (c == 0xf0 && s[i + 1] < 0x90) || (c == 0xf4 && s[i + 1] >= 0x90)) {
+        /* a multi-byte sequence (base/utf8.h: no overlong forms, no
+         * surrogates, nothing above U+10FFFF) */
+        k = utf8_len_n(s + i, n - i);
+        if (k == 0) {
             set_err(d->err, d->errlen, "a string is not valid UTF-8");
             return -EBADMSG;
         }

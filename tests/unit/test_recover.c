@@ -5,6 +5,7 @@
  * run twice, since every recover command must be safe to repeat.
  * Single-threaded (the journal's writer thread aside).
  */
+#include "base/clock.h"
 #include "base/utf8.h"
 #include "storage/journal.h"
 #include "storage/recover.h"
@@ -33,14 +34,6 @@ struct fixture {
     char path2[128];
     struct journal *j;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct journal *open_j(const char *path)
 {
@@ -127,16 +120,16 @@ static int setup(void **state)
 
     b = cut(f->j, 300);
     assert_int_equal(
-        journal_batch_mark_sent(f->j, b->id, now_ms(), err, sizeof(err)), 0);
+        journal_batch_mark_sent(f->j, b->id, wall_ms(), err, sizeof(err)), 0);
     assert_int_equal(
-        journal_batch_mark_delivered(f->j, b->id, now_ms(), err, sizeof(err)),
+        journal_batch_mark_delivered(f->j, b->id, wall_ms(), err, sizeof(err)),
         0);
     journal_batch_free(b);
 
     b = cut(f->j, 100);
     assert_int_equal(b->nevents, 100);
     assert_int_equal(
-        journal_batch_mark_sent(f->j, b->id, now_ms(), err, sizeof(err)), 0);
+        journal_batch_mark_sent(f->j, b->id, wall_ms(), err, sizeof(err)), 0);
     dead[0].topic = b->events[3].topic;
     dead[0].partition = b->events[3].partition;
     dead[0].offset = b->events[3].offset;
@@ -144,7 +137,7 @@ static int setup(void **state)
     dead[1].partition = b->events[7].partition;
     dead[1].offset = b->events[7].offset;
     assert_int_equal(journal_batch_mark_dead(f->j, b->id, dead, 2,
-                                             "bad record: test", now_ms(), err,
+                                             "bad record: test", wall_ms(), err,
                                              sizeof(err)),
                      0);
     journal_batch_free(b);
@@ -305,11 +298,11 @@ static void test_purge_twice(void **state)
     /* a cutoff in the future deletes the delivered events only (INV-8):
      * retention works by chunk, and only chunks wholly delivered go */
     assert_int_equal(
-        recover_purge(f->j, now_ms() + 60000, NULL, &n, err, sizeof(err)), 0);
+        recover_purge(f->j, wall_ms() + 60000, NULL, &n, err, sizeof(err)), 0);
     assert_true(n > 0);
     assert_true(n <= 300);
     assert_int_equal(
-        recover_purge(f->j, now_ms() + 60000, NULL, &n, err, sizeof(err)), 0);
+        recover_purge(f->j, wall_ms() + 60000, NULL, &n, err, sizeof(err)), 0);
     assert_int_equal(n, 0);
     recover_export_req_init(&req);
     req.states = JOURNAL_SEL_UNDELIVERED;
