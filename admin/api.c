@@ -25,6 +25,7 @@
 #include "admin/api_internal.h"
 #include "admin/connect.h"
 #include "admin/metrics.h"
+#include "admin/page.h"
 #include "admin/procstat.h"
 #include "base/clock.h"
 #include "base/container_of.h"
@@ -926,6 +927,10 @@ static void on_request(struct http_request *req, void *data)
     const char *path = http_req_path(req);
     size_t plen = strlen(path);
 
+    if (page_owns(path)) { /* the status page (page.c): no data, no token */
+        page_handle(req);
+        return;
+    }
     if (connect_owns(path)) { /* Kafka Connect's REST API (connect.c) */
         struct connect_ctx cx;
         char worker[300];
