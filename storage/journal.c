@@ -932,14 +932,7 @@ static int batch_read_members(sqlite3 *db, int64_t seq, struct journal_batch *b,
                 e->route = route;
                 e->topic = rg->topic;
                 e->partition = part;
-                e->offset = ce.offset;
-                e->timestamp_ms = ce.timestamp_ms;
-                e->key = ce.key;
-                e->key_len = ce.key_len;
-                e->value = ce.value;
-                e->value_len = ce.value_len;
-                e->headers = ce.headers;
-                e->headers_len = ce.headers_len;
+                chunk_event_to_journal(&ce, e);
                 if (items != NULL) {
                     struct item it = {chunk_id,
                                       part_id,
@@ -4680,14 +4673,7 @@ int journal_iterate(struct journal *j, const struct journal_iter_req *req,
                 (req->states & (1 << s)) == 0) {
                 continue;
             }
-            ev.offset = ce.offset;
-            ev.timestamp_ms = ce.timestamp_ms;
-            ev.key = ce.key;
-            ev.key_len = ce.key_len;
-            ev.value = ce.value;
-            ev.value_len = ce.value_len;
-            ev.headers = ce.headers;
-            ev.headers_len = ce.headers_len;
+            chunk_event_to_journal(&ce, &ev);
             rc = cb(arg, &ev, s, reason);
             if (rc != 0) {
                 goto out;

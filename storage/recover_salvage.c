@@ -305,14 +305,7 @@ static int sv_copy_chunk(struct sv *s, struct journal *dst, int64_t id,
         ev->route = (int)r->route;
         ev->topic = p->topic;
         ev->partition = p->partition;
-        ev->offset = ce.offset;
-        ev->timestamp_ms = ce.timestamp_ms;
-        ev->key = ce.key;
-        ev->key_len = ce.key_len;
-        ev->value = ce.value;
-        ev->value_len = ce.value_len;
-        ev->headers = ce.headers;
-        ev->headers_len = ce.headers_len;
+        chunk_event_to_journal(&ce, ev);
     }
     if (k < 0) {
         damaged = 1;
