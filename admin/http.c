@@ -41,6 +41,7 @@
  * Everything runs on the loop thread.
  */
 #include "admin/http.h"
+#include "base/container_of.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -57,11 +58,6 @@
 #include <strings.h>
 
 #define HTTP_IN_CHUNK 65536
-
-#ifndef container_of
-#define container_of(ptr, type, member)                                        \
-    ((type *)((char *)(ptr)-offsetof(type, member)))
-#endif
 
 struct http_hdr {
     char *name;

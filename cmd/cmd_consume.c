@@ -13,6 +13,7 @@
  * is other UTF-8 text, as base64 otherwise. Values over CONSUME_MAX_PARSE
  * bytes are not parsed. Single-threaded.
  */
+#include "base/clock.h"
 #include "cmd/cli.h"
 #include "gateway/log.h"
 
@@ -103,14 +104,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     interrupted++;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int parse_args(int argc, char **argv, struct consume_opts *o)

@@ -14,6 +14,8 @@
  * Exit codes: 0 done, 1 failed at run time (or `check` found problems),
  * 2 usage error.
  */
+#include "base/clock.h"
+#include "base/iso8601.h"
 #include "cmd/cli.h"
 #include "gateway/config.h"
 #include "gateway/forwarder.h"
@@ -117,15 +119,14 @@ static int parse_i64(const char *s, int64_t *out)
 }
 
 /*
- * TIME: ISO-8601 UTC ("2026-01-31T12:00:00Z", optional .mmm, or a date),
+ * TIME: ISO-8601 UTC (base/iso8601.h: "2026-01-31T12:00:00Z", optional
+ * fraction, "T" or a space, "Z" optional, or a date alone),
  * milliseconds since the epoch, or an age before now ("90s", "30m", "24h",
  * "7d"). 0 or -EINVAL.
  */
 static int parse_time(const char *s, int64_t *out)
 {
     size_t n = strlen(s);
-    struct tm tm;
-    const char *rest;
     int64_t v;
 
     if (n >= 2 && strchr("smhd", s[n - 1]) != NULL) {
@@ -134,8 +135,6 @@ static int parse_time(const char *s, int64_t *out)
                        : s[n - 1] == 'm' ? 60000
                        : s[n - 1] == 'h' ? 3600000
                                          : 86400000;
-        struct timespec ts;
-
         if (n - 1 >= sizeof(num)) {
             return -EINVAL;
         }
@@ -144,8 +143,7 @@ static int parse_time(const char *s, int64_t *out)
         if (parse_i64(num, &v) < 0 || v < 0) {
             return -EINVAL;
         }
-        clock_gettime(CLOCK_REALTIME, &ts);
-        *out = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - v * unit;
+        *out = wall_ms() - v * unit;
         return 0;
     }
     if (parse_i64(s, &v) == 0) {
@@ -155,44 +153,7 @@ static int parse_time(const char *s, int64_t *out)
         *out = v;
         return 0;
     }
-    memset(&tm, 0, sizeof(tm));
-    rest = strptime(s, "%Y-%m-%d", &tm);
-    if (rest == NULL) {
-        return -EINVAL;
-    }
-    v = 0;
-    if (*rest == 'T' || *rest == ' ') {
-        rest = strptime(rest + 1, "%H:%M:%S", &tm);
-        if (rest == NULL) {
-            return -EINVAL;
-        }
-        if (*rest == '.') {
-            int digits = 0;
-
-            rest++;
-            while (*rest >= '0' && *rest <= '9') {
-                if (digits < 3) {
-                    v = v * 10 + (*rest - '0');
-                }
-                digits++;
-                rest++;
-            }
-            if (digits == 0) {
-                return -EINVAL;
-            }
-            for (; digits < 3; digits++) {
-                v *= 10;
-            }
-        }
-        if (*rest == 'Z') {
-            rest++;
-        }
-    }
-    if (*rest != '\0') {
-        return -EINVAL;
-    }
-    *out = (int64_t)timegm(&tm) * 1000 + v;
-    return 0;
+    return iso8601_parse_ms(s, out);
 }
 
 enum {

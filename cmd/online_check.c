@@ -26,6 +26,8 @@
  */
 #include "cmd/online_check.h"
 
+#include "base/clock.h"
+
 #include "gateway/adx.h"
 #include "gateway/auth.h"
 #include "gateway/config.h"
@@ -196,14 +198,6 @@ static void check_kafka(struct oc *o)
     }
     rd_kafka_metadata_destroy(md);
     rd_kafka_destroy(rk);
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void on_timer(uv_timer_t *t)

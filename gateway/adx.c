@@ -19,8 +19,9 @@
  * runs on the loop thread.
  */
 #include "gateway/adx.h"
+#include "base/err.h"
+#include "base/utf8.h"
 #include "kadx_version.h"
-#include "storage/util.h"
 
 #include <assert.h>
 #include <cjson/cJSON.h>

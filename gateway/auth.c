@@ -24,8 +24,9 @@
  * Loop thread only.
  */
 #include "gateway/auth.h"
+#include "base/clock.h"
+#include "base/err.h"
 #include "gateway/log.h"
-#include "storage/util.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -92,14 +93,6 @@ struct auth {
 };
 
 static void auth_fetch(struct auth *a);
-
-static int64_t wall_ms(void)
-{
-    struct timeval tv;
-
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 static void set_state(struct auth *a, enum auth_state s)
 {

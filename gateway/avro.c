@@ -10,6 +10,8 @@
  * crash or an unbounded allocation. Pure: any thread.
  */
 #include "gateway/avro.h"
+#include "base/err.h"
+#include "base/utf8.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -52,62 +54,9 @@ struct avro_schema {
     size_t nall, capall;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ------------------------------------------------------------- buffers */
 
-void avro_buf_add(struct avro_buf *b, const void *s, size_t n)
-{
-    if (b->oom || b->toobig) {
-        return;
-    }
-    if (b->max > 0 && b->len + n > b->max) {
-        b->toobig = 1;
-        return;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 256;
-        char *p;
-
-        while (nc < b->len + n + 1) {
-            nc *= 2;
-        }
-        p = realloc(b->p, nc);
-        if (p == NULL) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = nc;
-    }
-    if (n > 0) {
-        memcpy(b->p + b->len, s, n);
-    }
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-void avro_buf_release(struct avro_buf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
-
-void avro_put_long(struct avro_buf *b, int64_t v)
+void avro_put_long(struct sbuf *b, int64_t v)
 {
     uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
     unsigned char tmp[10];
@@ -119,13 +68,13 @@ void avro_put_long(struct avro_buf *b, int64_t v)
         z >>= 7;
         tmp[n++] = c | (z ? 0x80 : 0);
     } while (z);
-    avro_buf_add(b, tmp, n);
+    sbuf_add(b, tmp, n);
 }
 
-void avro_put_string(struct avro_buf *b, const void *s, size_t n)
+void avro_put_string(struct sbuf *b, const void *s, size_t n)
 {
     avro_put_long(b, (int64_t)n);
-    avro_buf_add(b, s, n);
+    sbuf_add(b, s, n);
 }
 
 /* -------------------------------------------------------------- schema */
@@ -516,7 +465,7 @@ int avro_schema_is_record(const struct avro_schema *s)
 
 struct dec {
     const unsigned char *p, *end;
-    struct avro_buf *out; /* NULL: validate only */
+    struct sbuf *out; /* NULL: validate only */
     char *err;
     size_t errlen;
 };
@@ -524,7 +473,7 @@ struct dec {
 #define OUT(d, s, n)                                                           \
     do {                                                                       \
         if ((d)->out != NULL) {                                                \
-            avro_buf_add((d)->out, (s), (n));                                  \
+            sbuf_add((d)->out, (s), (n));                                      \
         }                                                                      \
     } while (0)
 
@@ -603,27 +552,10 @@ static int out_utf8(struct dec *d, const unsigned char *s, size_t n)
             i++;
             continue;
         }
-        /* a multi-byte sequence */
-        k = 0;
-        if (c >= 0xc2 && c <= 0xdf) {
-            k = 2;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            k = 3;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            k = 4;
-        }
-        if (k == 0 || i + k > n) {
-            set_err(d->err, d->errlen, "a string is not valid UTF-8");
-            return -EBADMSG;
-        }
-        for (size_t m = 1; m < k; m++) {
-            if ((s[i + m] & 0xc0) != 0x80) {
-                set_err(d->err, d->errlen, "a string is not valid UTF-8");
-                return -EBADMSG;
-            }
-        }
-        if ((c == 0xe0 && s[i + 1] < 0xa0) || (c == 0xed && s[i + 1] >= 0xa0) ||
-            (c == 0xf0 && s[i + 1] < 0x90) || (c == 0xf4 && s[i + 1] >= 0x90)) {
+        /* a multi-byte sequence (base/utf8.h: no overlong forms, no
+         * surrogates, nothing above U+10FFFF) */
+        k = utf8_len_n(s + i, n - i);
+        if (k == 0) {
             set_err(d->err, d->errlen, "a string is not valid UTF-8");
             return -EBADMSG;
         }
@@ -710,8 +642,8 @@ static int dec_blocks(struct dec *d, const struct avro_node *n, int depth)
             }
         }
         for (int64_t i = 0; i < count; i++) {
-            if (d->out != NULL && (d->out->oom || d->out->toobig)) {
-                return d->out->oom ? -ENOMEM : -EMSGSIZE;
+            if (d->out != NULL && (d->out->err != 0)) {
+                return d->out->err;
             }
             if (d->out == NULL &&
                 i > (int64_t)(d->end - d->p) * 8 + 1024 * 1024) {
@@ -887,15 +819,15 @@ static int dec_value(struct dec *d, const struct avro_node *n, int depth)
 }
 
 int avro_to_json(const struct avro_schema *s, const void *data, size_t len,
-                 struct avro_buf *out, char *err, size_t errlen)
+                 struct sbuf *out, char *err, size_t errlen)
 {
     struct dec d = {data, (const unsigned char *)data + len, out, err, errlen};
     size_t start = out ? out->len : 0;
     int rc;
 
     rc = dec_value(&d, s->root, 0);
-    if (rc == 0 && out != NULL && (out->oom || out->toobig)) {
-        rc = out->oom ? -ENOMEM : -EMSGSIZE;
+    if (rc == 0 && out != NULL && (out->err != 0)) {
+        rc = out->err;
     }
     if (rc == 0 && d.p != d.end) {
         set_err(err, errlen, "%lld bytes left after the record",
@@ -906,8 +838,8 @@ int avro_to_json(const struct avro_schema *s, const void *data, size_t len,
         set_err(err, errlen, "the record decodes to more than %zu bytes",
                 out->max);
     }
-    if (rc < 0 && out != NULL && !out->oom) {
-        out->toobig = 0;
+    if (rc < 0 && out != NULL && out->err != -ENOMEM) {
+        out->err = 0;
         out->len = start; /* the caller's buffer as it was */
         if (out->p != NULL) {
             out->p[start] = '\0';
@@ -918,30 +850,30 @@ int avro_to_json(const struct avro_schema *s, const void *data, size_t len,
 
 /* ---------------------------------------------------------------- OCF */
 
-static void put_meta(struct avro_buf *b, const char *k, const char *v)
+static void put_meta(struct sbuf *b, const char *k, const char *v)
 {
     avro_put_string(b, k, strlen(k));
     avro_put_string(b, v, strlen(v));
 }
 
-void avro_ocf_header(struct avro_buf *b, const char *schema_json,
+void avro_ocf_header(struct sbuf *b, const char *schema_json,
                      const unsigned char sync[16])
 {
-    avro_buf_add(b, "Obj\x01", 4);
+    sbuf_add(b, "Obj\x01", 4);
     avro_put_long(b, 2);
     put_meta(b, "avro.schema", schema_json);
     put_meta(b, "avro.codec", "null");
     avro_put_long(b, 0);
-    avro_buf_add(b, sync, 16);
+    sbuf_add(b, sync, 16);
 }
 
-void avro_ocf_block(struct avro_buf *b, int64_t count, const void *data,
-                    size_t len, const unsigned char sync[16])
+void avro_ocf_block(struct sbuf *b, int64_t count, const void *data, size_t len,
+                    const unsigned char sync[16])
 {
     avro_put_long(b, count);
     avro_put_long(b, (int64_t)len);
-    avro_buf_add(b, data, len);
-    avro_buf_add(b, sync, 16);
+    sbuf_add(b, data, len);
+    sbuf_add(b, sync, 16);
 }
 
 static int inflate_raw(const unsigned char *in, size_t n, unsigned char **out,
@@ -1000,7 +932,7 @@ int avro_ocf_read(const void *data, size_t len, size_t max_json,
 {
     struct dec d = {data, (const unsigned char *)data + len, NULL, err, errlen};
     struct avro_schema *schema = NULL;
-    struct avro_buf js = {NULL, 0, 0, max_json, 0, 0};
+    struct sbuf js = {.max = max_json};
     char *schema_text = NULL;
     int deflate = 0;
     const unsigned char *sync;
@@ -1118,8 +1050,8 @@ int avro_ocf_read(const void *data, size_t len, size_t max_json,
         for (int64_t i = 0; i < count; i++) {
             js.len = 0;
             rc = dec_value(&bd, schema->root, 0);
-            if (rc == 0 && (js.oom || js.toobig)) {
-                rc = js.oom ? -ENOMEM : -EMSGSIZE;
+            if (rc == 0 && (js.err != 0)) {
+                rc = js.err;
                 set_err(err, errlen, "a record over %zu bytes of JSON",
                         max_json);
             }
@@ -1141,7 +1073,7 @@ int avro_ocf_read(const void *data, size_t len, size_t max_json,
     }
     rc = 0;
 done:
-    avro_buf_release(&js);
+    sbuf_release(&js);
     avro_schema_free(schema);
     free(schema_text);
     return rc;

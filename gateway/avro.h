@@ -17,6 +17,8 @@
 #ifndef KADX_AVRO_H
 #define KADX_AVRO_H
 
+#include "base/sbuf.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,16 +37,8 @@ void avro_schema_free(struct avro_schema *s); /* NULL-safe */
 /* 1 when the schema's top level is a record. */
 int avro_schema_is_record(const struct avro_schema *s);
 
-/* A growable output buffer; oom or toobig set on failure. */
-struct avro_buf {
-    char *p;
-    size_t len, cap;
-    size_t max; /* 0 = no cap */
-    int oom;
-    int toobig;
-};
-void avro_buf_add(struct avro_buf *b, const void *s, size_t n);
-void avro_buf_release(struct avro_buf *b);
+/* Output goes to a base/sbuf.h buffer: its err says -ENOMEM, or
+ * -EMSGSIZE past its max. */
 
 /*
  * Decodes the datum in data[0..len) (which it must use exactly) and appends
@@ -54,20 +48,20 @@ void avro_buf_release(struct avro_buf *b);
  * would pass out->max, or -ENOMEM. Any thread.
  */
 int avro_to_json(const struct avro_schema *s, const void *data, size_t len,
-                 struct avro_buf *out, char *err, size_t errlen);
+                 struct sbuf *out, char *err, size_t errlen);
 
 /* Avro's zig-zag varint of a long, appended. */
-void avro_put_long(struct avro_buf *b, int64_t v);
+void avro_put_long(struct sbuf *b, int64_t v);
 /* A string (or bytes): length then the bytes. */
-void avro_put_string(struct avro_buf *b, const void *s, size_t n);
+void avro_put_string(struct sbuf *b, const void *s, size_t n);
 
 /* The OCF header: magic, metadata (avro.schema = schema_json, avro.codec
  * = null) and the 16-byte sync marker. */
-void avro_ocf_header(struct avro_buf *b, const char *schema_json,
+void avro_ocf_header(struct sbuf *b, const char *schema_json,
                      const unsigned char sync[16]);
 /* One block: count, byte size, data[0..len), sync marker. */
-void avro_ocf_block(struct avro_buf *b, int64_t count, const void *data,
-                    size_t len, const unsigned char sync[16]);
+void avro_ocf_block(struct sbuf *b, int64_t count, const void *data, size_t len,
+                    const unsigned char sync[16]);
 
 /*
  * Reads an OCF (codec null or deflate) and calls row(arg, json, len) with

@@ -15,9 +15,9 @@
  * helpers all of them share (config_internal.h).
  */
 #include "gateway/config.h"
+#include "base/utf8.h"
 #include "gateway/config_internal.h"
 #include "gateway/log.h"
-#include "storage/util.h"
 
 #include <assert.h>
 #include <cjson/cJSON.h>

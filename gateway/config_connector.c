@@ -10,7 +10,6 @@
 #include "gateway/config.h"
 #include "gateway/config_internal.h"
 #include "gateway/log.h"
-#include "storage/util.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>

@@ -7,7 +7,6 @@
 #include "gateway/config.h"
 #include "gateway/config_internal.h"
 #include "gateway/log.h"
-#include "storage/util.h"
 
 #include <assert.h>
 #include <cjson/cJSON.h>

@@ -45,6 +45,10 @@
  * builder runs on libuv's thread pool and touches only its own batch.
  */
 #include "gateway/forwarder.h"
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/sbuf.h"
+#include "base/utf8.h"
 #include "gateway/adx.h"
 #include "gateway/auth.h"
 #include "gateway/config.h"
@@ -54,7 +58,6 @@
 #include "gateway/registry.h"
 #include "gateway/srbody.h"
 #include "storage/journal.h"
-#include "storage/util.h"
 
 #include <assert.h>
 #include <cjson/cJSON.h>
@@ -250,21 +253,6 @@ static void fw_check_stopped(struct forwarder *fw);
 static void on_stop_done(uv_timer_t *t);
 
 /* ------------------------------------------------------------- helpers */
-
-static int64_t wall_ms(void)
-{
-    struct timeval tv;
-
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-/* Monotonic ms for the ambiguous window: read fresh (not the loop's cached
- * time), so a send is never dated earlier, nor a query later, than it was. */
-static int64_t mono_ms(void)
-{
-    return (int64_t)(uv_hrtime() / 1000000u);
-}
 
 static uint64_t fw_rand(struct forwarder *fw)
 {
@@ -543,68 +531,6 @@ int forwarder_json_check(const char *s, size_t len, char *why, size_t whylen)
 
 /* ------------------------------------------------------- body building */
 
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
-
-static void sb_reserve(struct sbuf *b, size_t more)
-{
-    char *np;
-    size_t ncap;
-
-    if (b->oom || b->len + more + 1 <= b->cap) {
-        return;
-    }
-    ncap = b->cap ? b->cap : 4096;
-    while (ncap < b->len + more + 1) {
-        ncap *= 2;
-    }
-    np = realloc(b->p, ncap);
-    if (np == NULL) {
-        b->oom = 1;
-        return;
-    }
-    b->p = np;
-    b->cap = ncap;
-}
-
-static void sb_add(struct sbuf *b, const void *s, size_t n)
-{
-    sb_reserve(b, n);
-    if (b->oom) {
-        return;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        return;
-    }
-    sb_reserve(b, (size_t)n);
-    if (b->oom) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
 /* Appends bytes as a JSON string: escapes quotes, backslashes and control
  * characters; bytes that are not valid UTF-8 become \u00XX (Latin-1). */
 static void sb_json_str(struct sbuf *b, const void *data, size_t n)
@@ -612,7 +538,7 @@ static void sb_json_str(struct sbuf *b, const void *data, size_t n)
     const unsigned char *s = data;
     size_t i = 0;
 
-    sb_add(b, "\"", 1);
+    sbuf_add(b, "\"", 1);
     while (i < n) {
         unsigned char c = s[i];
         size_t seq = 0;
@@ -621,11 +547,11 @@ static void sb_json_str(struct sbuf *b, const void *data, size_t n)
             if (c == '"' || c == '\\') {
                 char esc[2] = {'\\', (char)c};
 
-                sb_add(b, esc, 2);
+                sbuf_add(b, esc, 2);
             } else if (c < 0x20 || c == 0x7f) {
-                sb_printf(b, "\\u%04x", c);
+                sbuf_printf(b, "\\u%04x", c);
             } else {
-                sb_add(b, &s[i], 1);
+                sbuf_add(b, &s[i], 1);
             }
             i++;
             continue;
@@ -646,25 +572,25 @@ static void sb_json_str(struct sbuf *b, const void *data, size_t n)
                 }
             }
             if (k == seq) {
-                sb_add(b, &s[i], seq);
+                sbuf_add(b, &s[i], seq);
                 i += seq;
                 continue;
             }
         }
-        sb_printf(b, "\\u%04x", c);
+        sbuf_printf(b, "\\u%04x", c);
         i++;
     }
-    sb_add(b, "\"", 1);
+    sbuf_add(b, "\"", 1);
 }
 
 static void sb_field(struct sbuf *b, int *first, const char *name)
 {
     if (!*first) {
-        sb_add(b, ",", 1);
+        sbuf_add(b, ",", 1);
     }
     *first = 0;
     sb_json_str(b, name, strlen(name));
-    sb_add(b, ":", 1);
+    sbuf_add(b, ":", 1);
 }
 
 static void sb_iso_ms(struct sbuf *b, int64_t ms)
@@ -676,7 +602,7 @@ static void sb_iso_ms(struct sbuf *b, int64_t ms)
 
     gmtime_r(&secs, &tm);
     strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-    sb_printf(b, "\"%s.%03dZ\"", buf, frac);
+    sbuf_printf(b, "\"%s.%03dZ\"", buf, frac);
 }
 
 /* Kafka headers as intake stores them (intake.h: u16 BE name length, name,
@@ -686,7 +612,7 @@ static void sb_headers(struct sbuf *b, const unsigned char *h, size_t len)
     size_t pos = 0;
     int first = 1;
 
-    sb_add(b, "{", 1);
+    sbuf_add(b, "{", 1);
     while (pos + 2 <= len) {
         size_t nl = (size_t)h[pos] << 8 | h[pos + 1];
         uint32_t vl;
@@ -696,27 +622,27 @@ static void sb_headers(struct sbuf *b, const unsigned char *h, size_t len)
             break;
         }
         if (!first) {
-            sb_add(b, ",", 1);
+            sbuf_add(b, ",", 1);
         }
         first = 0;
         sb_json_str(b, h + pos, nl);
-        sb_add(b, ":", 1);
+        sbuf_add(b, ":", 1);
         pos += nl;
         vl = (uint32_t)h[pos] << 24 | (uint32_t)h[pos + 1] << 16 |
              (uint32_t)h[pos + 2] << 8 | h[pos + 3];
         pos += 4;
         if (vl == 0xffffffffu) {
-            sb_add(b, "null", 4);
+            sbuf_add(b, "null", 4);
             continue;
         }
         if (pos + vl > len) {
-            sb_add(b, "null", 4);
+            sbuf_add(b, "null", 4);
             break;
         }
         sb_json_str(b, h + pos, vl);
         pos += vl;
     }
-    sb_add(b, "}", 1);
+    sbuf_add(b, "}", 1);
 }
 
 static int route_is_json(const struct config_route *r)
@@ -746,11 +672,11 @@ static void sb_meta(struct sbuf *b, const struct config_route *r,
     }
     if (m->partition) {
         sb_field(b, &first, m->partition);
-        sb_printf(b, "%d", (int)ev->partition);
+        sbuf_printf(b, "%d", (int)ev->partition);
     }
     if (m->offset) {
         sb_field(b, &first, m->offset);
-        sb_printf(b, "%lld", (long long)ev->offset);
+        sbuf_printf(b, "%lld", (long long)ev->offset);
     }
     if (m->timestamp) {
         sb_field(b, &first, m->timestamp);
@@ -759,7 +685,7 @@ static void sb_meta(struct sbuf *b, const struct config_route *r,
     if (m->key) {
         sb_field(b, &first, m->key);
         if (ev->key == NULL) {
-            sb_add(b, "null", 4);
+            sbuf_add(b, "null", 4);
         } else {
             sb_json_str(b, ev->key, ev->key_len);
         }
@@ -780,8 +706,8 @@ static void sb_json_oneline(struct sbuf *b, const char *s, size_t n)
 {
     size_t start = b->len;
 
-    sb_add(b, s, n);
-    if (b->oom) {
+    sbuf_add(b, s, n);
+    if (b->err) {
         return;
     }
     for (size_t i = start; i < b->len; i++) {
@@ -796,7 +722,7 @@ int forwarder_build_body(const struct config_route *r, const char *batch_id,
                          char **body, size_t *len, struct forwarder_bad **bad,
                          size_t *nbad)
 {
-    struct sbuf b = {NULL, 0, 0, 0};
+    struct sbuf b = {0};
     struct forwarder_bad *bl = NULL;
     size_t nb = 0, capb = 0;
     int json = route_is_json(r);
@@ -810,8 +736,8 @@ int forwarder_build_body(const struct config_route *r, const char *batch_id,
     for (size_t i = 0; i < n; i++) {
         total += events[i].value_len + 1;
     }
-    sb_reserve(&b, total + (meta ? n * 160 : 0));
-    for (size_t i = 0; i < n && !b.oom; i++) {
+    sbuf_reserve(&b, total + (meta ? n * 160 : 0));
+    for (size_t i = 0; i < n && !b.err; i++) {
         const struct journal_event *ev = &events[i];
         const char *v = ev->value ? ev->value : "";
         size_t vl = ev->value_len;
@@ -840,13 +766,13 @@ int forwarder_build_body(const struct config_route *r, const char *batch_id,
                                          v[rest] == '\n' || v[rest] == '\r')) {
                         rest++;
                     }
-                    sb_add(&b, "{", 1);
+                    sbuf_add(&b, "{", 1);
                     sb_meta(&b, r, batch_id, ev);
                     if (rest < vl && v[rest] != '}') {
-                        sb_add(&b, ",", 1);
+                        sbuf_add(&b, ",", 1);
                     }
                     sb_json_oneline(&b, v + rest, vl - rest);
-                    sb_add(&b, "\n", 1);
+                    sbuf_add(&b, "\n", 1);
                     continue;
                 }
             }
@@ -856,7 +782,7 @@ int forwarder_build_body(const struct config_route *r, const char *batch_id,
                     struct forwarder_bad *p = realloc(bl, nc * sizeof(*bl));
 
                     if (p == NULL) {
-                        b.oom = 1;
+                        b.err = -ENOMEM;
                         break;
                     }
                     bl = p;
@@ -869,15 +795,15 @@ int forwarder_build_body(const struct config_route *r, const char *batch_id,
                 continue;
             }
             sb_json_oneline(&b, v, vl);
-            sb_add(&b, "\n", 1);
+            sbuf_add(&b, "\n", 1);
         } else {
-            sb_add(&b, v, vl);
+            sbuf_add(&b, v, vl);
             if (vl == 0 || v[vl - 1] != '\n') {
-                sb_add(&b, "\n", 1);
+                sbuf_add(&b, "\n", 1);
             }
         }
     }
-    if (b.oom) {
+    if (b.err) {
         free(b.p);
         free(bl);
         return -ENOMEM;
@@ -3132,6 +3058,16 @@ int forwarder_ready(const struct forwarder *fw, char *why, size_t whylen)
     }
     set_err(why, whylen, "ok");
     return 1;
+}
+
+struct adx *forwarder_adx(const struct forwarder *fw)
+{
+    return fw->stopping ? NULL : fw->adx;
+}
+
+struct auth *forwarder_auth(const struct forwarder *fw)
+{
+    return fw->stopping ? NULL : fw->auth;
 }
 
 int64_t forwarder_token_expires_ms(const struct forwarder *fw)

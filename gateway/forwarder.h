@@ -32,6 +32,8 @@ struct config_route;
 struct journal;
 struct journal_event;
 struct journal_offset;
+struct adx;
+struct auth;
 struct forwarder;
 
 /*
@@ -190,6 +192,13 @@ int forwarder_ready(const struct forwarder *fw, char *why, size_t whylen);
  */
 const char *forwarder_route_exactly_once_error(const struct forwarder *fw,
                                                int route);
+
+/* The forwarder's ADX client and token provider, lent to other ADX calls
+ * on the loop (gateway/reconcile.c). Borrowed: NULL once the forwarder is
+ * stopping; a reload may replace the token provider, so read them again at
+ * each use rather than keeping them. */
+struct adx *forwarder_adx(const struct forwarder *fw);
+struct auth *forwarder_auth(const struct forwarder *fw);
 
 /* Token expiry (wall ms, 0 = none or static) and last token error. */
 int64_t forwarder_token_expires_ms(const struct forwarder *fw);

@@ -91,6 +91,8 @@
  * never pause and resume per batch.
  */
 #include "gateway/intake.h"
+#include "base/clock.h"
+#include "base/container_of.h"
 
 #include "gateway/config.h"
 #include "gateway/log.h"
@@ -133,11 +135,6 @@ enum rewind_state {
     REWIND_PAUSED,   /* went backwards: paused until the operator chooses */
     REWIND_EPOCH,    /* a new epoch is being written to the journal */
 };
-
-#ifndef container_of
-#define container_of(ptr, type, member)                                        \
-    ((type *)((char *)(ptr)-offsetof(type, member)))
-#endif
 
 /* One (topic, partition) this process has seen. Loop thread. */
 struct ipart {
@@ -315,14 +312,6 @@ static void intake_offset_reset(struct intake *in, struct ipart *p,
                                 int64_t off);
 
 /* ------------------------------------------------------------ helpers */
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int64_t max64(int64_t a, int64_t b)
 {

@@ -8,7 +8,7 @@
  * format argument.
  */
 #include "gateway/log.h"
-#include "storage/util.h"
+#include "base/utf8.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -24,7 +24,8 @@
  * Borrows the forwarder's struct adx. Loop thread only.
  */
 #include "gateway/queued.h"
-#include "storage/util.h"
+#include "base/err.h"
+#include "base/utf8.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -8,6 +8,7 @@
  * every waiter and calls back the ones it settles. Loop thread only.
  */
 #include "gateway/registry.h"
+#include "base/err.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -61,21 +62,6 @@ struct registry {
     int closing;
     char last_error[200];
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 int registry_frame(const void *data, size_t len, int32_t *id)
 {

@@ -12,6 +12,7 @@
  * Runs on the loop thread (SIGHUP arrives through uv_signal_t).
  */
 #include "gateway/reload.h"
+#include "base/err.h"
 
 #include "gateway/config.h"
 #include "gateway/daemon.h"
@@ -24,18 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Appends ", name" (or "name") to out; marks "..." when out is full. */
 static void add_name(char *out, size_t outlen, const char *name)

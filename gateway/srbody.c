@@ -107,8 +107,11 @@ static int bad_add(struct forwarder_bad **bl, size_t *nb, size_t *cap,
         *cap = nc;
     }
     (*bl)[*nb].index = index;
-    snprintf((*bl)[*nb].reason, sizeof((*bl)[*nb].reason), "%s%s%s", what,
-             why[0] ? ": " : "", why);
+    /* a long reason is cut (the result is checked so gcc -O2 accepts it) */
+    if (snprintf((*bl)[*nb].reason, sizeof((*bl)[*nb].reason), "%s%s%s", what,
+                 why[0] ? ": " : "", why) < 0) {
+        (*bl)[*nb].reason[0] = '\0';
+    }
     (*nb)++;
     return 0;
 }
@@ -120,7 +123,7 @@ static int bad_add(struct forwarder_bad **bl, size_t *nb, size_t *cap,
 static int resolve(const struct config_route *r, const void *data, size_t len,
                    const char *conv, const struct srbody_schema *schemas,
                    size_t nschemas, const struct registry_entry **ent,
-                   struct avro_buf *out, char *why, size_t whylen)
+                   struct sbuf *out, char *why, size_t whylen)
 {
     const struct registry_entry *e;
     int32_t id;
@@ -170,8 +173,8 @@ static int resolve(const struct config_route *r, const void *data, size_t len,
         return -EBADMSG;
     }
     if (out != NULL) {
-        avro_buf_add(out, (const char *)data + 5, len - 5);
-        if (out->oom) {
+        sbuf_add(out, (const char *)data + 5, len - 5);
+        if (out->err == -ENOMEM) {
             return -ENOMEM;
         }
     }
@@ -179,7 +182,7 @@ static int resolve(const struct config_route *r, const void *data, size_t len,
 }
 
 /* A decoded key as meta.key text: a JSON string's content, else the JSON */
-static void key_text(struct avro_buf *kb, size_t start)
+static void key_text(struct sbuf *kb, size_t start)
 {
     cJSON *j;
     char *s;
@@ -191,7 +194,7 @@ static void key_text(struct avro_buf *kb, size_t start)
     if (cJSON_IsString(j)) {
         s = j->valuestring;
         kb->len = start;
-        avro_buf_add(kb, s, strlen(s));
+        sbuf_add(kb, s, strlen(s));
     }
     cJSON_Delete(j);
 }
@@ -205,7 +208,7 @@ static int build_json(const struct config_route *r, const char *batch_id,
 {
     struct journal_event *ev = NULL;
     size_t *orig = NULL, *voff = NULL, *koff = NULL, *klen = NULL;
-    struct avro_buf vb = {NULL, 0, 0, 0, 0, 0}, kb = {NULL, 0, 0, 0, 0, 0};
+    struct sbuf vb = {0}, kb = {0};
     struct forwarder_bad *bl = NULL, *inner = NULL;
     size_t nb = 0, capb = 0, ninner = 0, ngood = 0;
     char why[160];
@@ -231,8 +234,8 @@ static int build_json(const struct config_route *r, const char *batch_id,
                          r->value_converter, schemas, nschemas, &e, &vb, why,
                          sizeof(why));
         } else {
-            avro_buf_add(&vb, events[i].value, events[i].value_len);
-            rc = vb.oom ? -ENOMEM : 0;
+            sbuf_add(&vb, events[i].value, events[i].value_len);
+            rc = vb.err == -ENOMEM ? -ENOMEM : 0;
         }
         if (rc == -ENOMEM) {
             goto out;
@@ -270,7 +273,7 @@ static int build_json(const struct config_route *r, const char *batch_id,
         }
         ngood++;
     }
-    if (vb.oom || kb.oom) {
+    if (vb.err == -ENOMEM || kb.err == -ENOMEM) {
         rc = -ENOMEM;
         goto out;
     }
@@ -304,8 +307,8 @@ out:
     free(voff);
     free(koff);
     free(klen);
-    avro_buf_release(&vb);
-    avro_buf_release(&kb);
+    sbuf_release(&vb);
+    sbuf_release(&kb);
     if (rc < 0) {
         free(bl);
         return rc;
@@ -400,7 +403,7 @@ done:
     return out;
 }
 
-static void put_iso(struct avro_buf *b, int64_t ms)
+static void put_iso(struct sbuf *b, int64_t ms)
 {
     time_t secs = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
     int frac = (int)(ms - (int64_t)secs * 1000);
@@ -414,7 +417,7 @@ static void put_iso(struct avro_buf *b, int64_t ms)
     avro_put_string(b, s, (size_t)k);
 }
 
-static void put_meta(struct avro_buf *b, const struct config_route *r,
+static void put_meta(struct sbuf *b, const struct config_route *r,
                      const char *batch_id, const struct journal_event *ev,
                      const char *key, size_t keylen)
 {
@@ -449,9 +452,9 @@ static void put_meta(struct avro_buf *b, const struct config_route *r,
 static int utf8_ok(const unsigned char *s, size_t n)
 {
     char why[8];
-    struct avro_buf probe = {NULL, 0, 0, 0, 0, 0};
+    struct sbuf probe = {0};
     struct avro_schema *str = NULL;
-    struct avro_buf enc = {NULL, 0, 0, 0, 0, 0};
+    struct sbuf enc = {0};
     int ok;
 
     /* decode it as an Avro string: the decoder's UTF-8 check */
@@ -459,11 +462,11 @@ static int utf8_ok(const unsigned char *s, size_t n)
         return 0;
     }
     avro_put_string(&enc, s, n);
-    ok = !enc.oom &&
+    ok = enc.err != -ENOMEM &&
          avro_to_json(str, enc.p, enc.len, NULL, why, sizeof(why)) == 0;
     avro_schema_free(str);
-    avro_buf_release(&enc);
-    avro_buf_release(&probe);
+    sbuf_release(&enc);
+    sbuf_release(&probe);
     return ok;
 }
 
@@ -473,9 +476,9 @@ static int build_avro(const struct config_route *r, const char *batch_id,
                       char **body, size_t *len, struct forwarder_bad **bad,
                       size_t *nbad, size_t *split_at)
 {
-    struct avro_buf recs = {NULL, 0, 0, 0, 0, 0};
-    struct avro_buf kb = {NULL, 0, 0, SRBODY_MAX_JSON, 0, 0};
-    struct avro_buf out = {NULL, 0, 0, 0, 0, 0};
+    struct sbuf recs = {0};
+    struct sbuf kb = {.max = SRBODY_MAX_JSON};
+    struct sbuf out = {0};
     struct forwarder_bad *bl = NULL;
     size_t nb = 0, capb = 0, count = 0;
     const struct registry_entry *first = NULL;
@@ -554,12 +557,12 @@ static int build_avro(const struct config_route *r, const char *batch_id,
             }
             continue;
         }
-        avro_buf_add(&recs, (const char *)events[i].value + 5,
-                     events[i].value_len - 5);
+        sbuf_add(&recs, (const char *)events[i].value + 5,
+                 events[i].value_len - 5);
         put_meta(&recs, r, batch_id, &events[i], key, keylen);
         count++;
     }
-    if (recs.oom || kb.oom) {
+    if (recs.err == -ENOMEM || kb.err == -ENOMEM) {
         rc = -ENOMEM;
         goto out;
     }
@@ -575,7 +578,7 @@ static int build_avro(const struct config_route *r, const char *batch_id,
         memcpy(sync + 8, &h2, 8);
         avro_ocf_header(&out, schema_text, sync);
         avro_ocf_block(&out, (int64_t)count, recs.p, recs.len, sync);
-        if (out.oom) {
+        if (out.err == -ENOMEM) {
             rc = -ENOMEM;
             goto out;
         }
@@ -592,9 +595,9 @@ static int build_avro(const struct config_route *r, const char *batch_id,
     rc = 0;
 out:
     free(schema_text);
-    avro_buf_release(&recs);
-    avro_buf_release(&kb);
-    avro_buf_release(&out);
+    sbuf_release(&recs);
+    sbuf_release(&kb);
+    sbuf_release(&out);
     if (rc < 0) {
         free(bl);
         return rc;

@@ -4,6 +4,7 @@
  * thread reading a chunk BLOB; holds no state of its own.
  */
 #include "storage/chunk.h"
+#include "storage/journal.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -204,4 +205,17 @@ int chunk_reader_next(struct chunk_reader *r, struct chunk_event *ev)
     r->prev_off = ev->offset;
     r->prev_ts = ev->timestamp_ms;
     return 1;
+}
+
+void chunk_event_to_journal(const struct chunk_event *ce,
+                            struct journal_event *e)
+{
+    e->offset = ce->offset;
+    e->timestamp_ms = ce->timestamp_ms;
+    e->key = ce->key;
+    e->key_len = ce->key_len;
+    e->value = ce->value;
+    e->value_len = ce->value_len;
+    e->headers = ce->headers;
+    e->headers_len = ce->headers_len;
 }

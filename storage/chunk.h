@@ -69,6 +69,14 @@ struct chunk_event {
     size_t headers_len;
 };
 
+struct journal_event;
+
+/* Points e's offset, timestamp, key, value and headers at ce's (borrowed:
+ * valid as long as the chunk's bytes are); route, topic and partition are
+ * the caller's to set. */
+void chunk_event_to_journal(const struct chunk_event *ce,
+                            struct journal_event *e);
+
 struct chunk_reader {
     const uint8_t *p, *end;
     int64_t prev_off;

@@ -93,8 +93,10 @@
  * relies on.
  */
 #include "storage/journal.h"
+#include "base/array.h"
+#include "base/clock.h"
+#include "base/err.h"
 #include "storage/chunk.h"
-#include "storage/util.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -123,14 +125,6 @@ static void clear_err(char *err, size_t errlen)
     if (err != NULL && errlen > 0) {
         err[0] = '\0';
     }
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int sql_errno(int rc)
@@ -390,24 +384,26 @@ const char *journal_permission_warning(const struct journal *j)
  * process dies (a SIGKILLed gateway leaves no stale lock). The writer
  * stores its PID in the file so the refusal can name it.
  */
-static int lock_take(struct journal *j, char *err, size_t errlen)
+int journal_lock_file(const char *path, const char *lock_path, int read_only,
+                      int *fd_out, char *err, size_t errlen)
 {
     struct flock fl;
     char buf[32];
     int fd;
 
-    fd = open(j->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0 && j->read_only) {
-        fd = open(j->lock_path, O_RDONLY | O_CLOEXEC);
+    *fd_out = -1;
+    fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 && read_only) {
+        fd = open(lock_path, O_RDONLY | O_CLOEXEC);
     }
     if (fd < 0) {
         int e = errno;
-        set_err(err, errlen, "cannot open lock file '%s': %s", j->lock_path,
+        set_err(err, errlen, "cannot open lock file '%s': %s", lock_path,
                 strerror(e));
         return -e;
     }
     memset(&fl, 0, sizeof(fl));
-    fl.l_type = j->read_only ? F_RDLCK : F_WRLCK;
+    fl.l_type = read_only ? F_RDLCK : F_WRLCK;
     fl.l_whence = SEEK_SET;
     if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
         ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
@@ -418,28 +414,34 @@ static int lock_take(struct journal *j, char *err, size_t errlen)
             pid = strtol(buf, NULL, 10);
         }
         if (pid > 0) {
-            set_err(err, errlen, "journal '%s' is in use by process %ld",
-                    j->path, pid);
+            set_err(err, errlen, "journal '%s' is in use by process %ld", path,
+                    pid);
         } else {
             set_err(err, errlen,
                     "journal '%s' is in use by another process (read-only)",
-                    j->path);
+                    path);
         }
         close(fd);
         return -EBUSY;
     }
-    if (!j->read_only) {
+    if (!read_only) {
         int len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
         if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)len, 0) < 0) {
             int e = errno;
-            set_err(err, errlen, "cannot write lock file '%s': %s",
-                    j->lock_path, strerror(e));
+            set_err(err, errlen, "cannot write lock file '%s': %s", lock_path,
+                    strerror(e));
             close(fd);
             return -e;
         }
     }
-    j->lock_fd = fd;
+    *fd_out = fd;
     return 0;
+}
+
+static int lock_take(struct journal *j, char *err, size_t errlen)
+{
+    return journal_lock_file(j->path, j->lock_path, j->read_only, &j->lock_fd,
+                             err, errlen);
 }
 
 /* -------------------------------------------------------------- schema */
@@ -930,14 +932,7 @@ static int batch_read_members(sqlite3 *db, int64_t seq, struct journal_batch *b,
                 e->route = route;
                 e->topic = rg->topic;
                 e->partition = part;
-                e->offset = ce.offset;
-                e->timestamp_ms = ce.timestamp_ms;
-                e->key = ce.key;
-                e->key_len = ce.key_len;
-                e->value = ce.value;
-                e->value_len = ce.value_len;
-                e->headers = ce.headers;
-                e->headers_len = ce.headers_len;
+                chunk_event_to_journal(&ce, e);
                 if (items != NULL) {
                     struct item it = {chunk_id,
                                       part_id,
@@ -1321,6 +1316,91 @@ static int part_get(struct journal *j, const char *topic, int32_t partition,
     return 0;
 }
 
+/*
+ * Appends the events ev[order[from..to)] of one (topic, partition) as one
+ * chunk (INV-2: offsets at or below the partition's high mark are counted
+ * as duplicates and skipped), and updates the partition row. Fills p and
+ * r's byte counters. 0 or a negative errno with r->err filled.
+ */
+static int append_group(struct journal *j, struct req *r,
+                        const struct journal_event *ev, const size_t *order,
+                        size_t from, size_t to, struct journal_append_part *p)
+{
+    struct journal_append_result *res = &r->ares;
+    struct chunk_writer w;
+    int64_t part_id = 0, high = 0;
+    int started = 0;
+    const struct journal_event *e0 = &ev[order[from]];
+    int rc;
+
+    rc = part_get(j, p->topic, p->partition, e0->route, &part_id, &high, r->err,
+                  sizeof(r->err));
+    if (rc < 0) {
+        return rc;
+    }
+    for (size_t k = from; k < to; k++) {
+        const struct journal_event *e = &ev[order[k]];
+
+        if (e->offset <= high) {
+            p->duplicates++; /* INV-2 */
+            continue;
+        }
+        if (!started) {
+            chunk_writer_init(&w, &j->wbuf, e->offset);
+            started = 1;
+        }
+        rc = chunk_writer_add(&w, e->offset, e->timestamp_ms, e->key,
+                              e->key_len, e->value, e->value_len, e->headers,
+                              e->headers_len);
+        if (rc < 0) {
+            set_err(r->err, sizeof(r->err),
+                    "cannot pack event '%s'/%d@%" PRId64 ": %s", e->topic,
+                    e->partition, e->offset, strerror(-rc));
+            return rc;
+        }
+        high = e->offset;
+        p->appended++;
+    }
+    p->high_offset = high;
+    if (started) {
+        struct wstmts *s = &j->ws;
+        int64_t now = wall_ms();
+
+        sqlite3_bind_int64(s->ins_chunk, 1, part_id);
+        sqlite3_bind_int(s->ins_chunk, 2, e0->route);
+        sqlite3_bind_int64(s->ins_chunk, 3, w.first_off);
+        sqlite3_bind_int64(s->ins_chunk, 4, w.prev_off);
+        sqlite3_bind_int64(s->ins_chunk, 5, w.count);
+        sqlite3_bind_int64(s->ins_chunk, 6, w.value_bytes);
+        sqlite3_bind_int64(s->ins_chunk, 7, w.count);
+        sqlite3_bind_int64(s->ins_chunk, 8, w.value_bytes);
+        sqlite3_bind_int64(s->ins_chunk, 9, now);
+        sqlite3_bind_int64(s->ins_chunk, 10, w.ts_min);
+        sqlite3_bind_int64(s->ins_chunk, 11, w.ts_max);
+        sqlite3_bind_blob(s->ins_chunk, 12, j->wbuf.data, (int)j->wbuf.len,
+                          SQLITE_STATIC);
+        rc = step_done(j->wdb, s->ins_chunk, "insert chunk", r->err,
+                       sizeof(r->err));
+        sqlite3_clear_bindings(s->ins_chunk);
+        if (rc < 0) {
+            return rc;
+        }
+        sqlite3_bind_int64(s->upd_part, 1, high);
+        sqlite3_bind_int(s->upd_part, 2, e0->route);
+        sqlite3_bind_int64(s->upd_part, 3, w.count);
+        sqlite3_bind_int64(s->upd_part, 4, w.value_bytes);
+        sqlite3_bind_int64(s->upd_part, 5, part_id);
+        rc = step_done(j->wdb, s->upd_part, "update partition", r->err,
+                       sizeof(r->err));
+        if (rc < 0) {
+            return rc;
+        }
+        res->bytes += (int64_t)j->wbuf.len;
+        r->pending_delta += w.value_bytes;
+    }
+    return 0;
+}
+
 static int op_append(struct journal *j, struct req *r)
 {
     struct journal_append_result *res = &r->ares;
@@ -1400,75 +1480,10 @@ static int op_append(struct journal *j, struct req *r)
     res->nparts = ng;
     for (size_t g = 0; g < ng; g++) {
         struct journal_append_part *p = &res->parts[g];
-        struct chunk_writer w;
-        int64_t part_id = 0, high = 0;
-        int started = 0;
-        const struct journal_event *e0 = &ev[order[start[g]]];
 
-        rc = part_get(j, p->topic, p->partition, e0->route, &part_id, &high,
-                      r->err, sizeof(r->err));
+        rc = append_group(j, r, ev, order, start[g], start[g + 1], p);
         if (rc < 0) {
             goto out;
-        }
-        for (size_t k = start[g]; k < start[g + 1]; k++) {
-            const struct journal_event *e = &ev[order[k]];
-
-            if (e->offset <= high) {
-                p->duplicates++; /* INV-2 */
-                continue;
-            }
-            if (!started) {
-                chunk_writer_init(&w, &j->wbuf, e->offset);
-                started = 1;
-            }
-            rc = chunk_writer_add(&w, e->offset, e->timestamp_ms, e->key,
-                                  e->key_len, e->value, e->value_len,
-                                  e->headers, e->headers_len);
-            if (rc < 0) {
-                set_err(r->err, sizeof(r->err),
-                        "cannot pack event '%s'/%d@%" PRId64 ": %s", e->topic,
-                        e->partition, e->offset, strerror(-rc));
-                goto out;
-            }
-            high = e->offset;
-            p->appended++;
-        }
-        p->high_offset = high;
-        if (started) {
-            struct wstmts *s = &j->ws;
-            int64_t now = wall_ms();
-
-            sqlite3_bind_int64(s->ins_chunk, 1, part_id);
-            sqlite3_bind_int(s->ins_chunk, 2, e0->route);
-            sqlite3_bind_int64(s->ins_chunk, 3, w.first_off);
-            sqlite3_bind_int64(s->ins_chunk, 4, w.prev_off);
-            sqlite3_bind_int64(s->ins_chunk, 5, w.count);
-            sqlite3_bind_int64(s->ins_chunk, 6, w.value_bytes);
-            sqlite3_bind_int64(s->ins_chunk, 7, w.count);
-            sqlite3_bind_int64(s->ins_chunk, 8, w.value_bytes);
-            sqlite3_bind_int64(s->ins_chunk, 9, now);
-            sqlite3_bind_int64(s->ins_chunk, 10, w.ts_min);
-            sqlite3_bind_int64(s->ins_chunk, 11, w.ts_max);
-            sqlite3_bind_blob(s->ins_chunk, 12, j->wbuf.data, (int)j->wbuf.len,
-                              SQLITE_STATIC);
-            rc = step_done(j->wdb, s->ins_chunk, "insert chunk", r->err,
-                           sizeof(r->err));
-            sqlite3_clear_bindings(s->ins_chunk);
-            if (rc < 0) {
-                goto out;
-            }
-            sqlite3_bind_int64(s->upd_part, 1, high);
-            sqlite3_bind_int(s->upd_part, 2, e0->route);
-            sqlite3_bind_int64(s->upd_part, 3, w.count);
-            sqlite3_bind_int64(s->upd_part, 4, w.value_bytes);
-            sqlite3_bind_int64(s->upd_part, 5, part_id);
-            rc = step_done(j->wdb, s->upd_part, "update partition", r->err,
-                           sizeof(r->err));
-            if (rc < 0) {
-                goto out;
-            }
-            res->bytes += (int64_t)j->wbuf.len;
-            r->pending_delta += w.value_bytes;
         }
         res->appended += p->appended;
         res->duplicates += p->duplicates;
@@ -1577,6 +1592,70 @@ static int cut_unclaimed(struct journal *j, struct req *r)
                       sizeof(r->err));
 }
 
+/* The cut's state of the partition of the chunk row st (columns of
+ * op_cut's scan), added on first sight; NULL when out of memory. */
+static struct cutpart *cut_part_of(const struct journal_cut_req *q,
+                                   sqlite3_stmt *st, int64_t part_id,
+                                   struct cutpart **cp, size_t *ncp,
+                                   size_t *cpcap)
+{
+    const char *topic = (const char *)sqlite3_column_text(st, 4);
+    struct cutpart *p;
+
+    for (size_t i = 0; i < *ncp; i++) {
+        if ((*cp)[i].part_id == part_id) {
+            return &(*cp)[i];
+        }
+    }
+    if (grow_array((void **)cp, cpcap, *ncp + 1, sizeof(**cp)) < 0) {
+        return NULL;
+    }
+    p = &(*cp)[(*ncp)++];
+    memset(p, 0, sizeof(*p));
+    p->part_id = part_id;
+    p->batched = sqlite3_column_int64(st, 6);
+    /* INV-3; a sealed epoch was settled before it was sealed (the caller
+     * dropped what was not) */
+    p->settled =
+        sqlite3_column_int(st, 8)
+            ? INT64_MAX
+            : settled_of(q, topic ? topic : "", sqlite3_column_int(st, 5));
+    return p;
+}
+
+/* A cut took events: each partition's batch cursor and pending counters
+ * move past them, and its chunks wholly below the cursor are marked cut. */
+static int cut_advance(struct journal *j, struct req *r, int64_t route,
+                       const struct cutpart *cp, size_t ncp)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < ncp && rc == 0; i++) {
+        if (cp[i].taken == 0) {
+            continue;
+        }
+        int64_t v[4] = {cp[i].batched, cp[i].taken, cp[i].taken_bytes,
+                        cp[i].part_id};
+        rc = exec_i64(j->wdb,
+                      "UPDATE partitions SET batched_offset = ?,"
+                      " pending_count = pending_count - ?,"
+                      " pending_bytes = pending_bytes - ? WHERE id = ?",
+                      4, v, r->err, sizeof(r->err));
+        if (rc == 0) {
+            /* through the partial index of the uncut chunks: by part_id
+             * SQLite walked every chunk the partition ever had (6 ms of
+             * the cut's 8 at 10k events/s, growing with the journal) */
+            int64_t w[3] = {route, cp[i].part_id, cp[i].batched};
+            rc = exec_i64(j->wdb,
+                          "UPDATE chunks INDEXED BY chunks_uncut SET cut = 1"
+                          " WHERE route = ? AND cut = 0 AND part_id = ?"
+                          " AND last_offset <= ?",
+                          3, w, r->err, sizeof(r->err));
+        }
+    }
+    return rc;
+}
+
 static int op_cut(struct journal *j, struct req *r)
 {
     const struct journal_cut_req *q = &r->cut;
@@ -1612,35 +1691,16 @@ static int op_cut(struct journal *j, struct req *r)
         int64_t chunk_id = sqlite3_column_int64(st, 0);
         int64_t part_id = sqlite3_column_int64(st, 1);
         int64_t first = sqlite3_column_int64(st, 2);
-        struct cutpart *p = NULL;
+        struct cutpart *p;
         struct chunk_reader rd;
         struct chunk_event ce;
         int64_t idx = 0;
         int k;
 
-        for (size_t i = 0; i < ncp; i++) {
-            if (cp[i].part_id == part_id) {
-                p = &cp[i];
-                break;
-            }
-        }
+        p = cut_part_of(q, st, part_id, &cp, &ncp, &cpcap);
         if (p == NULL) {
-            const char *topic = (const char *)sqlite3_column_text(st, 4);
-
-            if (grow_array((void **)&cp, &cpcap, ncp + 1, sizeof(*cp)) < 0) {
-                rc = -ENOMEM;
-                goto out;
-            }
-            p = &cp[ncp++];
-            memset(p, 0, sizeof(*p));
-            p->part_id = part_id;
-            p->batched = sqlite3_column_int64(st, 6);
-            /* INV-3; a sealed epoch was settled before it was sealed
-             * (the caller dropped what was not) */
-            p->settled = sqlite3_column_int(st, 8)
-                             ? INT64_MAX
-                             : settled_of(q, topic ? topic : "",
-                                          sqlite3_column_int(st, 5));
+            rc = -ENOMEM;
+            goto out;
         }
         if (p->blocked || first > p->settled) {
             p->blocked = 1;
@@ -1698,29 +1758,7 @@ static int op_cut(struct journal *j, struct req *r)
     if (items.n == 0) {
         goto out;
     }
-    for (size_t i = 0; i < ncp && rc == 0; i++) {
-        if (cp[i].taken == 0) {
-            continue;
-        }
-        int64_t v[4] = {cp[i].batched, cp[i].taken, cp[i].taken_bytes,
-                        cp[i].part_id};
-        rc = exec_i64(j->wdb,
-                      "UPDATE partitions SET batched_offset = ?,"
-                      " pending_count = pending_count - ?,"
-                      " pending_bytes = pending_bytes - ? WHERE id = ?",
-                      4, v, r->err, sizeof(r->err));
-        if (rc == 0) {
-            /* through the partial index of the uncut chunks: by part_id
-             * SQLite walked every chunk the partition ever had (6 ms of
-             * the cut's 8 at 10k events/s, growing with the journal) */
-            int64_t w[3] = {q->route, cp[i].part_id, cp[i].batched};
-            rc = exec_i64(j->wdb,
-                          "UPDATE chunks INDEXED BY chunks_uncut SET cut = 1"
-                          " WHERE route = ? AND cut = 0 AND part_id = ?"
-                          " AND last_offset <= ?",
-                          3, w, r->err, sizeof(r->err));
-        }
-    }
+    rc = cut_advance(j, r, q->route, cp, ncp);
     if (rc == 0) {
         char id[JOURNAL_BATCH_ID_MAX];
 
@@ -2058,6 +2096,84 @@ static int op_schema(struct journal *j, struct req *r)
     return rc;
 }
 
+/* Rewrites chunk c without its events above cut (INV-3: batched ones are
+ * kept, counted in res->kept_batched), subtracting what went from the
+ * chunk's counters; buf is the scratch buffer for the new BLOB. */
+static int drop_repack(struct journal *j, struct req *r,
+                       const struct chunkrow *c, int64_t after, int64_t cut,
+                       int64_t batched, struct chunk_buf *buf,
+                       struct journal_drop_result *res)
+{
+    void *data = NULL;
+    size_t len = 0;
+    int64_t first;
+    struct chunk_reader rd;
+    struct chunk_writer w;
+    struct chunk_event ce;
+    int64_t dn = 0, dbytes = 0;
+    int k;
+    int rc;
+
+    rc =
+        chunk_fetch(j->wdb, c->id, &data, &len, &first, r->err, sizeof(r->err));
+    if (rc < 0) {
+        return rc;
+    }
+    chunk_reader_init(&rd, data, len, first);
+    chunk_writer_init(&w, buf, first);
+    while ((k = chunk_reader_next(&rd, &ce)) == 1) {
+        if (ce.offset > after && ce.offset <= batched) {
+            res->kept_batched++;
+        }
+        if (ce.offset > cut) {
+            dn++;
+            dbytes += (int64_t)ce.value_len;
+            continue;
+        }
+        k = chunk_writer_add(&w, ce.offset, ce.timestamp_ms, ce.key, ce.key_len,
+                             ce.value, ce.value_len, ce.headers,
+                             ce.headers_len);
+        if (k < 0) {
+            break;
+        }
+    }
+    free(data);
+    if (k < 0) {
+        set_err(r->err, sizeof(r->err), "journal chunk %" PRId64 " is corrupt",
+                c->id);
+        return -EIO;
+    }
+    if (dn > 0) {
+        sqlite3_stmt *up;
+        rc = prep(j->wdb,
+                  "UPDATE chunks SET last_offset = ?, count = ?,"
+                  " bytes = ?, undone = undone - ?,"
+                  " undone_bytes = undone_bytes - ?,"
+                  " cut = (? <= ?), ts_min = ?, ts_max = ?, data = ?"
+                  " WHERE id = ?",
+                  &up, r->err, sizeof(r->err));
+        if (rc < 0) {
+            return rc;
+        }
+        sqlite3_bind_int64(up, 1, w.prev_off);
+        sqlite3_bind_int64(up, 2, w.count);
+        sqlite3_bind_int64(up, 3, w.value_bytes);
+        sqlite3_bind_int64(up, 4, dn);
+        sqlite3_bind_int64(up, 5, dbytes);
+        sqlite3_bind_int64(up, 6, w.prev_off);
+        sqlite3_bind_int64(up, 7, batched);
+        sqlite3_bind_int64(up, 8, w.ts_min);
+        sqlite3_bind_int64(up, 9, w.ts_max);
+        sqlite3_bind_blob(up, 10, buf->data, (int)buf->len, SQLITE_STATIC);
+        sqlite3_bind_int64(up, 11, c->id);
+        rc = step_done(j->wdb, up, "repack chunk", r->err, sizeof(r->err));
+        sqlite3_finalize(up);
+        res->dropped += dn;
+        res->dropped_bytes += dbytes;
+    }
+    return rc;
+}
+
 static int op_drop(struct journal *j, struct req *r)
 {
     struct journal_drop_result *res = &r->dres;
@@ -2126,14 +2242,6 @@ static int op_drop(struct journal *j, struct req *r)
     rc = 0;
     for (size_t i = 0; i < nrows && rc == 0; i++) {
         struct chunkrow *c = &rows[i];
-        void *data = NULL;
-        size_t len = 0;
-        int64_t first;
-        struct chunk_reader rd;
-        struct chunk_writer w;
-        struct chunk_event ce;
-        int64_t dn = 0, dbytes = 0;
-        int k;
 
         if (c->first > cut) {
             int64_t v[1] = {c->id};
@@ -2143,64 +2251,7 @@ static int op_drop(struct journal *j, struct req *r)
             res->dropped_bytes += c->bytes;
             continue;
         }
-        rc = chunk_fetch(j->wdb, c->id, &data, &len, &first, r->err,
-                         sizeof(r->err));
-        if (rc < 0) {
-            break;
-        }
-        chunk_reader_init(&rd, data, len, first);
-        chunk_writer_init(&w, &buf, first);
-        while ((k = chunk_reader_next(&rd, &ce)) == 1) {
-            if (ce.offset > after && ce.offset <= batched) {
-                res->kept_batched++;
-            }
-            if (ce.offset > cut) {
-                dn++;
-                dbytes += (int64_t)ce.value_len;
-                continue;
-            }
-            k = chunk_writer_add(&w, ce.offset, ce.timestamp_ms, ce.key,
-                                 ce.key_len, ce.value, ce.value_len, ce.headers,
-                                 ce.headers_len);
-            if (k < 0) {
-                break;
-            }
-        }
-        free(data);
-        if (k < 0) {
-            set_err(r->err, sizeof(r->err),
-                    "journal chunk %" PRId64 " is corrupt", c->id);
-            rc = -EIO;
-            break;
-        }
-        if (dn > 0) {
-            sqlite3_stmt *up;
-            rc = prep(j->wdb,
-                      "UPDATE chunks SET last_offset = ?, count = ?,"
-                      " bytes = ?, undone = undone - ?,"
-                      " undone_bytes = undone_bytes - ?,"
-                      " cut = (? <= ?), ts_min = ?, ts_max = ?, data = ?"
-                      " WHERE id = ?",
-                      &up, r->err, sizeof(r->err));
-            if (rc < 0) {
-                break;
-            }
-            sqlite3_bind_int64(up, 1, w.prev_off);
-            sqlite3_bind_int64(up, 2, w.count);
-            sqlite3_bind_int64(up, 3, w.value_bytes);
-            sqlite3_bind_int64(up, 4, dn);
-            sqlite3_bind_int64(up, 5, dbytes);
-            sqlite3_bind_int64(up, 6, w.prev_off);
-            sqlite3_bind_int64(up, 7, batched);
-            sqlite3_bind_int64(up, 8, w.ts_min);
-            sqlite3_bind_int64(up, 9, w.ts_max);
-            sqlite3_bind_blob(up, 10, buf.data, (int)buf.len, SQLITE_STATIC);
-            sqlite3_bind_int64(up, 11, c->id);
-            rc = step_done(j->wdb, up, "repack chunk", r->err, sizeof(r->err));
-            sqlite3_finalize(up);
-            res->dropped += dn;
-            res->dropped_bytes += dbytes;
-        }
+        rc = drop_repack(j, r, c, after, cut, batched, &buf, res);
     }
     if (rc < 0) {
         goto out;
@@ -2612,25 +2663,17 @@ out:
     return rc;
 }
 
-static int op_replay(struct journal *j, struct req *r)
+/* The chunks of the route that hold delivered events in q's range:
+ * *rows (id, and part_id in .first) and each partition's batch cursor in
+ * *batched, both owned by the caller (free) even on failure. */
+static int replay_scan(struct journal *j, struct req *r, struct chunkrow **rows,
+                       int64_t **batched, size_t *nrows)
 {
     const struct journal_replay_req *q = &r->replay;
     sqlite3_stmt *st = NULL;
-    struct chunkrow *rows = NULL;
-    int64_t *batched = NULL;
-    size_t nrows = 0, cap = 0, bcap = 0;
-    struct items items = {0};
-    struct cls c;
-    int64_t bytes = 0;
+    size_t n = 0, cap = 0, bcap = 0;
     int rc;
 
-    memset(&c, 0, sizeof(c));
-    r->n1 = r->n2 = 0;
-    if (q->max_rows <= 0 || q->max_bytes <= 0) {
-        set_err(r->err, sizeof(r->err),
-                "replay: max_rows and max_bytes must be > 0");
-        return -EINVAL;
-    }
     rc = prep(j->wdb,
               "SELECT c.id, c.part_id, p.batched_offset FROM chunks c"
               " JOIN partitions p ON p.id = c.part_id WHERE c.route = ?1"
@@ -2654,24 +2697,51 @@ static int op_replay(struct journal *j, struct req *r)
     sqlite3_bind_int64(st, 6, q->from_ts_ms);
     sqlite3_bind_int64(st, 7, q->to_ts_ms);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow_array((void **)&rows, &cap, nrows + 1, sizeof(*rows)) < 0 ||
-            grow_array((void **)&batched, &bcap, nrows + 1, sizeof(*batched)) <
-                0) {
+        if (grow_array((void **)rows, &cap, n + 1, sizeof(**rows)) < 0 ||
+            grow_array((void **)batched, &bcap, n + 1, sizeof(**batched)) < 0) {
             rc = -ENOMEM;
-            goto out;
+            goto fail;
         }
-        rows[nrows].id = sqlite3_column_int64(st, 0);
-        rows[nrows].first = sqlite3_column_int64(st, 1); /* part_id */
-        batched[nrows] = sqlite3_column_int64(st, 2);
-        nrows++;
+        (*rows)[n].id = sqlite3_column_int64(st, 0);
+        (*rows)[n].first = sqlite3_column_int64(st, 1); /* part_id */
+        (*batched)[n] = sqlite3_column_int64(st, 2);
+        n++;
     }
     if (rc != SQLITE_DONE) {
         rc = sql_fail(j->wdb, rc, "scan chunks", r->err, sizeof(r->err));
-        goto out;
+        goto fail;
     }
     sqlite3_finalize(st);
-    st = NULL;
-    rc = 0;
+    *nrows = n;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    *nrows = n;
+    return rc;
+}
+
+static int op_replay(struct journal *j, struct req *r)
+{
+    const struct journal_replay_req *q = &r->replay;
+    struct chunkrow *rows = NULL;
+    int64_t *batched = NULL;
+    size_t nrows = 0;
+    struct items items = {0};
+    struct cls c;
+    int64_t bytes = 0;
+    int rc;
+
+    memset(&c, 0, sizeof(c));
+    r->n1 = r->n2 = 0;
+    if (q->max_rows <= 0 || q->max_bytes <= 0) {
+        set_err(r->err, sizeof(r->err),
+                "replay: max_rows and max_bytes must be > 0");
+        return -EINVAL;
+    }
+    rc = replay_scan(j, r, &rows, &batched, &nrows);
+    if (rc < 0) {
+        goto out;
+    }
     for (size_t i = 0; i <= nrows && rc == 0; i++) {
         void *data = NULL;
         size_t len = 0;
@@ -2740,7 +2810,6 @@ static int op_replay(struct journal *j, struct req *r)
         }
     }
 out:
-    sqlite3_finalize(st);
     cls_release(&c);
     free(rows);
     free(batched);
@@ -3291,6 +3360,111 @@ static void on_async_closed(uv_handle_t *h)
     journal_free_mem(j);
 }
 
+/* The writer's connection: created private, WAL, the sync mode and size
+ * limits, migrated, with its statements prepared (journal_open). */
+static int open_writer(struct journal *j, const struct journal_options *opts,
+                       char *err, size_t errlen)
+{
+    char sql[96];
+    int64_t v;
+    int rc;
+
+    rc = create_private(j, err, errlen);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = open_db(j, opts, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &j->wdb,
+                 err, errlen);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = exec1(j->wdb, "PRAGMA page_size=4096", err, errlen);
+    if (rc == 0) {
+        rc = exec1(j->wdb, "PRAGMA journal_mode=WAL", err, errlen);
+    }
+    if (rc == 0) {
+        rc = exec1(j->wdb,
+                   opts->sync_full ? "PRAGMA synchronous=FULL"
+                                   : "PRAGMA synchronous=NORMAL",
+                   err, errlen);
+    }
+    if (rc == 0) {
+        /* after a checkpoint the -wal file is cut back to 64 MiB
+         * instead of keeping its largest size; with space awareness
+         * to a quarter of the reserve, if smaller (a WAL that keeps
+         * its peak size holds disk space the journal's pages and the
+         * reserve need) */
+        int64_t lim = (int64_t)64 << 20;
+
+        if (j->reserve_bytes > 0 && j->reserve_bytes / 4 < lim) {
+            lim = j->reserve_bytes / 4;
+        }
+        snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit=%" PRId64, lim);
+        rc = exec1(j->wdb, sql, err, errlen);
+    }
+    if (rc == 0 && opts->disk_limit_bytes > 0) {
+        snprintf(sql, sizeof(sql), "PRAGMA max_page_count=%" PRId64,
+                 opts->disk_limit_bytes / 4096 > 0
+                     ? opts->disk_limit_bytes / 4096
+                     : 1);
+        rc = exec1(j->wdb, sql, err, errlen);
+    }
+    if (rc == 0) {
+        rc = migrate(j, err, errlen);
+    }
+    if (rc == 0) {
+        rc = load_meta(j, j->wdb, err, errlen);
+    }
+    if (rc == 0) {
+        rc = query_i64(j->wdb, "SELECT COALESCE(MAX(seq), 0) FROM batches", &v,
+                       err, errlen);
+        j->next_seq = v + 1;
+    }
+    if (rc == 0) {
+        rc = query_i64(j->wdb,
+                       "SELECT COALESCE(SUM(undone_bytes), 0) FROM chunks",
+                       &j->pending_bytes, err, errlen);
+    }
+    if (rc == 0) {
+        rc = wstmts_prepare(j, err, errlen);
+    }
+    if (rc == 0) {
+        j->used_last = used_bytes(j);
+    }
+    if (rc < 0) {
+        return rc;
+    }
+    return rc;
+}
+
+/* A read-only open: the schema must be the current one (the read
+ * queries know no other); loads the metadata (journal_open). */
+static int open_read_only(struct journal *j, char *err, size_t errlen)
+{
+    int64_t ver = 0;
+    int rc;
+
+    rc = query_i64(j->rdb, "PRAGMA user_version", &ver, err, errlen);
+    if (rc == 0 && ver != NMIGRATIONS) {
+        /* the read queries know only the current schema */
+        set_err(err, errlen,
+                "journal '%s' has schema version %" PRId64
+                ", this kadx reads %d: open it read-write once "
+                "(kadx run) to migrate it",
+                j->path, ver, NMIGRATIONS);
+        rc = -EINVAL;
+    }
+    if (rc == 0) {
+        rc = load_meta(j, j->rdb, err, errlen);
+    }
+    if (rc == 0) {
+        rc = query_i64(j->rdb,
+                       "SELECT COALESCE(SUM(undone_bytes), 0) FROM chunks",
+                       &j->pending_bytes, err, errlen);
+    }
+    return rc;
+}
+
 int journal_open(const struct journal_options *opts, struct journal **out,
                  char *err, size_t errlen)
 {
@@ -3347,72 +3521,7 @@ int journal_open(const struct journal_options *opts, struct journal **out,
         goto fail;
     }
     if (!j->read_only) {
-        char sql[96];
-        int64_t v;
-
-        rc = create_private(j, err, errlen);
-        if (rc < 0) {
-            goto fail;
-        }
-        rc = open_db(j, opts, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                     &j->wdb, err, errlen);
-        if (rc < 0) {
-            goto fail;
-        }
-        rc = exec1(j->wdb, "PRAGMA page_size=4096", err, errlen);
-        if (rc == 0) {
-            rc = exec1(j->wdb, "PRAGMA journal_mode=WAL", err, errlen);
-        }
-        if (rc == 0) {
-            rc = exec1(j->wdb,
-                       opts->sync_full ? "PRAGMA synchronous=FULL"
-                                       : "PRAGMA synchronous=NORMAL",
-                       err, errlen);
-        }
-        if (rc == 0) {
-            /* after a checkpoint the -wal file is cut back to 64 MiB
-             * instead of keeping its largest size; with space awareness
-             * to a quarter of the reserve, if smaller (a WAL that keeps
-             * its peak size holds disk space the journal's pages and the
-             * reserve need) */
-            int64_t lim = (int64_t)64 << 20;
-
-            if (j->reserve_bytes > 0 && j->reserve_bytes / 4 < lim) {
-                lim = j->reserve_bytes / 4;
-            }
-            snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit=%" PRId64,
-                     lim);
-            rc = exec1(j->wdb, sql, err, errlen);
-        }
-        if (rc == 0 && opts->disk_limit_bytes > 0) {
-            snprintf(sql, sizeof(sql), "PRAGMA max_page_count=%" PRId64,
-                     opts->disk_limit_bytes / 4096 > 0
-                         ? opts->disk_limit_bytes / 4096
-                         : 1);
-            rc = exec1(j->wdb, sql, err, errlen);
-        }
-        if (rc == 0) {
-            rc = migrate(j, err, errlen);
-        }
-        if (rc == 0) {
-            rc = load_meta(j, j->wdb, err, errlen);
-        }
-        if (rc == 0) {
-            rc = query_i64(j->wdb, "SELECT COALESCE(MAX(seq), 0) FROM batches",
-                           &v, err, errlen);
-            j->next_seq = v + 1;
-        }
-        if (rc == 0) {
-            rc = query_i64(j->wdb,
-                           "SELECT COALESCE(SUM(undone_bytes), 0) FROM chunks",
-                           &j->pending_bytes, err, errlen);
-        }
-        if (rc == 0) {
-            rc = wstmts_prepare(j, err, errlen);
-        }
-        if (rc == 0) {
-            j->used_last = used_bytes(j);
-        }
+        rc = open_writer(j, opts, err, errlen);
         if (rc < 0) {
             goto fail;
         }
@@ -3422,26 +3531,7 @@ int journal_open(const struct journal_options *opts, struct journal **out,
         goto fail;
     }
     if (j->read_only) {
-        int64_t ver = 0;
-
-        rc = query_i64(j->rdb, "PRAGMA user_version", &ver, err, errlen);
-        if (rc == 0 && ver != NMIGRATIONS) {
-            /* the read queries know only the current schema */
-            set_err(err, errlen,
-                    "journal '%s' has schema version %" PRId64
-                    ", this kadx reads %d: open it read-write once "
-                    "(kadx run) to migrate it",
-                    j->path, ver, NMIGRATIONS);
-            rc = -EINVAL;
-        }
-        if (rc == 0) {
-            rc = load_meta(j, j->rdb, err, errlen);
-        }
-        if (rc == 0) {
-            rc = query_i64(j->rdb,
-                           "SELECT COALESCE(SUM(undone_bytes), 0) FROM chunks",
-                           &j->pending_bytes, err, errlen);
-        }
+        rc = open_read_only(j, err, errlen);
         if (rc < 0) {
             goto fail;
         }
@@ -3732,49 +3822,102 @@ int journal_batch_cut_async(struct journal *j,
     return run_async(j, r);
 }
 
+/*
+ * The scalar arguments most requests carry, set the same way by a call's
+ * sync and async forms (req_sync, req_async). id: a batch id or NULL;
+ * text: borrowed by a sync request, copied into the arena by an async one
+ * (cut to text_max - 1 bytes when text_max > 0).
+ */
+struct req_args {
+    const char *id;
+    const char *text;
+    size_t text_max;
+    int32_t partition;
+    int route;
+    int64_t now_ms, i1, i2, i3;
+};
+
+static void req_set(struct req *r, const struct req_args *a)
+{
+    if (a->id != NULL) {
+        snprintf(r->id, sizeof(r->id), "%s", a->id);
+    }
+    r->partition = a->partition;
+    r->route = a->route;
+    r->now_ms = a->now_ms;
+    r->i1 = a->i1;
+    r->i2 = a->i2;
+    r->i3 = a->i3;
+}
+
+/* Runs op on the stack request r (its outputs are read by the caller). */
+static int req_sync(struct journal *j, enum op op, const struct req_args *a,
+                    struct req *r, char *err, size_t errlen)
+{
+    memset(r, 0, sizeof(*r));
+    r->op = op;
+    req_set(r, a);
+    r->text = a->text;
+    return run_sync(j, r, err, errlen);
+}
+
+/* Queues op with a copy of a's text; cb runs on the loop (run_async). */
+static int req_async(struct journal *j, enum op op, const struct req_args *a,
+                     void (*cb)(void), void *arg)
+{
+    size_t tl = 0;
+    struct req *r;
+
+    if (cb == NULL) {
+        return -EINVAL;
+    }
+    if (a->text != NULL) {
+        tl = (a->text_max > 0 ? strnlen(a->text, a->text_max - 1)
+                              : strlen(a->text)) +
+             1;
+    }
+    r = req_new(op, cb, arg, tl);
+    if (r == NULL) {
+        return -ENOMEM;
+    }
+    req_set(r, a);
+    if (a->text != NULL) {
+        memcpy(r->arena, a->text, tl - 1);
+        ((char *)r->arena)[tl - 1] = '\0';
+        r->text = r->arena;
+    }
+    return run_async(j, r);
+}
+
 /* Common shape of the marks: id, now, an optional text. */
 static int mark_sync(struct journal *j, enum op op, const char *id,
                      int64_t now_ms, int64_t i1, const char *text, char *err,
                      size_t errlen)
 {
+    struct req_args a = {.id = id, .text = text, .now_ms = now_ms, .i1 = i1};
     struct req r;
 
     if (!id_ok(id)) {
         set_err(err, errlen, "bad batch id");
         return -EINVAL;
     }
-    memset(&r, 0, sizeof(r));
-    r.op = op;
-    snprintf(r.id, sizeof(r.id), "%s", id);
-    r.now_ms = now_ms;
-    r.i1 = i1;
-    r.text = text;
-    return run_sync(j, &r, err, errlen);
+    return req_sync(j, op, &a, &r, err, errlen);
 }
 
 static int mark_async(struct journal *j, enum op op, const char *id,
                       int64_t now_ms, int64_t i1, const char *text,
                       journal_done_cb cb, void *arg)
 {
-    size_t tl = text ? strnlen(text, LAST_ERROR_MAX) + 1 : 0;
-    struct req *r;
+    struct req_args a = {.id = id,
+                         .text = text,
+                         .text_max = LAST_ERROR_MAX + 1,
+                         .now_ms = now_ms,
+                         .i1 = i1};
 
-    if (cb == NULL || !id_ok(id)) {
+    if (!id_ok(id)) {
         return -EINVAL;
     }
-    r = req_new(op, (void (*)(void))cb, arg, tl);
-    if (r == NULL) {
-        return -ENOMEM;
-    }
-    snprintf(r->id, sizeof(r->id), "%s", id);
-    r->now_ms = now_ms;
-    r->i1 = i1;
-    if (text != NULL) {
-        memcpy(r->arena, text, tl - 1);
-        ((char *)r->arena)[tl - 1] = '\0';
-        r->text = r->arena;
-    }
-    return run_async(j, r);
+    return req_async(j, op, &a, (void (*)(void))cb, arg);
 }
 
 int journal_batch_mark_sent(struct journal *j, const char *id, int64_t now_ms,
@@ -3886,6 +4029,7 @@ int journal_batch_split(struct journal *j, const char *id, int64_t at,
                         struct journal_batch **first,
                         struct journal_batch **second, char *err, size_t errlen)
 {
+    struct req_args a = {.id = id, .i1 = at};
     struct req r;
     int rc;
 
@@ -3894,11 +4038,7 @@ int journal_batch_split(struct journal *j, const char *id, int64_t at,
         set_err(err, errlen, "bad batch id");
         return -EINVAL;
     }
-    memset(&r, 0, sizeof(r));
-    r.op = OP_SPLIT;
-    snprintf(r.id, sizeof(r.id), "%s", id);
-    r.i1 = at;
-    rc = run_sync(j, &r, err, errlen);
+    rc = req_sync(j, OP_SPLIT, &a, &r, err, errlen);
     if (rc == 0) {
         *first = r.b1;
         *second = r.b2;
@@ -3911,18 +4051,12 @@ int journal_batch_split(struct journal *j, const char *id, int64_t at,
 int journal_batch_split_async(struct journal *j, const char *id, int64_t at,
                               journal_split_cb cb, void *arg)
 {
-    struct req *r;
+    struct req_args a = {.id = id, .i1 = at};
 
-    if (cb == NULL || !id_ok(id)) {
+    if (!id_ok(id)) {
         return -EINVAL;
     }
-    r = req_new(OP_SPLIT, (void (*)(void))cb, arg, 0);
-    if (r == NULL) {
-        return -ENOMEM;
-    }
-    snprintf(r->id, sizeof(r->id), "%s", id);
-    r->i1 = at;
-    return run_async(j, r);
+    return req_async(j, OP_SPLIT, &a, (void (*)(void))cb, arg);
 }
 
 int journal_drop_partition(struct journal *j, const char *topic,
@@ -3930,6 +4064,8 @@ int journal_drop_partition(struct journal *j, const char *topic,
                            struct journal_drop_result *res, char *err,
                            size_t errlen)
 {
+    struct req_args a = {
+        .text = topic, .partition = partition, .i1 = after_offset};
     struct req r;
     int rc;
 
@@ -3937,12 +4073,7 @@ int journal_drop_partition(struct journal *j, const char *topic,
         set_err(err, errlen, "drop: no topic");
         return -EINVAL;
     }
-    memset(&r, 0, sizeof(r));
-    r.op = OP_DROP;
-    r.text = topic;
-    r.partition = partition;
-    r.i1 = after_offset;
-    rc = run_sync(j, &r, err, errlen);
+    rc = req_sync(j, OP_DROP, &a, &r, err, errlen);
     if (rc == 0 && res != NULL) {
         *res = r.dres;
     }
@@ -3953,26 +4084,23 @@ int journal_drop_partition_async(struct journal *j, const char *topic,
                                  int32_t partition, int64_t after_offset,
                                  journal_drop_cb cb, void *arg)
 {
-    struct req *r;
+    struct req_args a = {
+        .text = topic, .partition = partition, .i1 = after_offset};
 
-    if (cb == NULL || topic == NULL) {
+    if (topic == NULL) {
         return -EINVAL;
     }
-    r = req_new(OP_DROP, (void (*)(void))cb, arg, strlen(topic) + 1);
-    if (r == NULL) {
-        return -ENOMEM;
-    }
-    memcpy(r->arena, topic, strlen(topic) + 1);
-    r->text = r->arena;
-    r->partition = partition;
-    r->i1 = after_offset;
-    return run_async(j, r);
+    return req_async(j, OP_DROP, &a, (void (*)(void))cb, arg);
 }
 
 int journal_new_epoch(struct journal *j, const char *topic, int32_t partition,
                       int route, int64_t start_offset, int64_t *epoch,
                       char *err, size_t errlen)
 {
+    struct req_args a = {.text = topic,
+                         .partition = partition,
+                         .route = route,
+                         .i1 = start_offset};
     struct req r;
     int rc;
 
@@ -3980,13 +4108,7 @@ int journal_new_epoch(struct journal *j, const char *topic, int32_t partition,
         set_err(err, errlen, "new epoch: no topic or a negative offset");
         return -EINVAL;
     }
-    memset(&r, 0, sizeof(r));
-    r.op = OP_EPOCH;
-    r.text = topic;
-    r.partition = partition;
-    r.route = route;
-    r.i1 = start_offset;
-    rc = run_sync(j, &r, err, errlen);
+    rc = req_sync(j, OP_EPOCH, &a, &r, err, errlen);
     if (rc == 0 && epoch != NULL) {
         *epoch = r.n1;
     }
@@ -3997,93 +4119,69 @@ int journal_new_epoch_async(struct journal *j, const char *topic,
                             int32_t partition, int route, int64_t start_offset,
                             journal_count_cb cb, void *arg)
 {
-    struct req *r;
+    struct req_args a = {.text = topic,
+                         .partition = partition,
+                         .route = route,
+                         .i1 = start_offset};
 
-    if (cb == NULL || topic == NULL || start_offset < 0) {
+    if (topic == NULL || start_offset < 0) {
         return -EINVAL;
     }
-    r = req_new(OP_EPOCH, (void (*)(void))cb, arg, strlen(topic) + 1);
-    if (r == NULL) {
-        return -ENOMEM;
-    }
-    memcpy(r->arena, topic, strlen(topic) + 1);
-    r->text = r->arena;
-    r->partition = partition;
-    r->route = route;
-    r->i1 = start_offset;
-    return run_async(j, r);
+    return req_async(j, OP_EPOCH, &a, (void (*)(void))cb, arg);
 }
 
-int journal_retire(struct journal *j, int64_t cutoff_ms, int max_chunks,
-                   int64_t *deleted, char *err, size_t errlen)
+/* journal_retire and journal_retire_to: target 0 = no target. */
+static int retire_sync(struct journal *j, int64_t cutoff_ms, int64_t target,
+                       int max_chunks, int64_t *deleted, char *err,
+                       size_t errlen)
 {
+    struct req_args a = {.i1 = cutoff_ms, .i2 = max_chunks, .i3 = target};
     struct req r;
     int rc;
 
-    memset(&r, 0, sizeof(r));
-    r.op = OP_RETIRE;
-    r.i1 = cutoff_ms;
-    r.i2 = max_chunks;
-    rc = run_sync(j, &r, err, errlen);
+    rc = req_sync(j, OP_RETIRE, &a, &r, err, errlen);
     if (deleted != NULL) {
         *deleted = rc == 0 ? r.n1 : 0;
     }
     return rc;
 }
 
+static int retire_async(struct journal *j, int64_t cutoff_ms, int64_t target,
+                        int max_chunks, journal_count_cb cb, void *arg)
+{
+    struct req_args a = {.i1 = cutoff_ms, .i2 = max_chunks, .i3 = target};
+
+    return req_async(j, OP_RETIRE, &a, (void (*)(void))cb, arg);
+}
+
+int journal_retire(struct journal *j, int64_t cutoff_ms, int max_chunks,
+                   int64_t *deleted, char *err, size_t errlen)
+{
+    return retire_sync(j, cutoff_ms, 0, max_chunks, deleted, err, errlen);
+}
+
 int journal_retire_async(struct journal *j, int64_t cutoff_ms, int max_chunks,
                          journal_count_cb cb, void *arg)
 {
-    struct req *r;
-
-    if (cb == NULL) {
-        return -EINVAL;
-    }
-    r = req_new(OP_RETIRE, (void (*)(void))cb, arg, 0);
-    if (r == NULL) {
-        return -ENOMEM;
-    }
-    r->i1 = cutoff_ms;
-    r->i2 = max_chunks;
-    return run_async(j, r);
+    return retire_async(j, cutoff_ms, 0, max_chunks, cb, arg);
 }
 
 int journal_retire_to(struct journal *j, int64_t cutoff_ms,
                       int64_t target_used_bytes, int max_chunks,
                       int64_t *deleted, char *err, size_t errlen)
 {
-    struct req r;
-    int rc;
-
-    memset(&r, 0, sizeof(r));
-    r.op = OP_RETIRE;
-    r.i1 = cutoff_ms;
-    r.i2 = max_chunks;
-    r.i3 = target_used_bytes > 0 ? target_used_bytes : 1;
-    rc = run_sync(j, &r, err, errlen);
-    if (deleted != NULL) {
-        *deleted = rc == 0 ? r.n1 : 0;
-    }
-    return rc;
+    return retire_sync(j, cutoff_ms,
+                       target_used_bytes > 0 ? target_used_bytes : 1,
+                       max_chunks, deleted, err, errlen);
 }
 
 int journal_retire_to_async(struct journal *j, int64_t cutoff_ms,
                             int64_t target_used_bytes, int max_chunks,
                             journal_count_cb cb, void *arg)
 {
-    struct req *r;
-
-    if (cb == NULL) {
-        return -EINVAL;
-    }
-    r = req_new(OP_RETIRE, (void (*)(void))cb, arg, 0);
-    if (r == NULL) {
-        return -ENOMEM;
-    }
-    r->i1 = cutoff_ms;
-    r->i2 = max_chunks;
-    r->i3 = target_used_bytes > 0 ? target_used_bytes : 1;
-    return run_async(j, r);
+    return retire_async(j, cutoff_ms,
+                        target_used_bytes > 0 ? target_used_bytes : 1,
+                        max_chunks, cb, arg);
 }
 
 int journal_purge_delivered(struct journal *j, int64_t cutoff_ms,
@@ -4106,15 +4204,11 @@ int journal_dead_requeue(struct journal *j, int route, int64_t id,
                          int64_t max_rows, int64_t *requeued, char *err,
                          size_t errlen)
 {
+    struct req_args a = {.route = route, .i1 = id, .i2 = max_rows};
     struct req r;
     int rc;
 
-    memset(&r, 0, sizeof(r));
-    r.op = OP_REQUEUE;
-    r.route = route;
-    r.i1 = id;
-    r.i2 = max_rows;
-    rc = run_sync(j, &r, err, errlen);
+    rc = req_sync(j, OP_REQUEUE, &a, &r, err, errlen);
     if (requeued != NULL) {
         *requeued = rc == 0 ? r.n1 : 0;
     }
@@ -4124,19 +4218,9 @@ int journal_dead_requeue(struct journal *j, int route, int64_t id,
 int journal_dead_requeue_async(struct journal *j, int route, int64_t id,
                                int64_t max_rows, journal_count_cb cb, void *arg)
 {
-    struct req *r;
+    struct req_args a = {.route = route, .i1 = id, .i2 = max_rows};
 
-    if (cb == NULL) {
-        return -EINVAL;
-    }
-    r = req_new(OP_REQUEUE, (void (*)(void))cb, arg, 0);
-    if (r == NULL) {
-        return -ENOMEM;
-    }
-    r->route = route;
-    r->i1 = id;
-    r->i2 = max_rows;
-    return run_async(j, r);
+    return req_async(j, OP_REQUEUE, &a, (void (*)(void))cb, arg);
 }
 
 int journal_replay(struct journal *j, const struct journal_replay_req *req,
@@ -4593,14 +4677,7 @@ int journal_iterate(struct journal *j, const struct journal_iter_req *req,
                 (req->states & (1 << s)) == 0) {
                 continue;
             }
-            ev.offset = ce.offset;
-            ev.timestamp_ms = ce.timestamp_ms;
-            ev.key = ce.key;
-            ev.key_len = ce.key_len;
-            ev.value = ce.value;
-            ev.value_len = ce.value_len;
-            ev.headers = ce.headers;
-            ev.headers_len = ce.headers_len;
+            chunk_event_to_journal(&ce, &ev);
             rc = cb(arg, &ev, s, reason);
             if (rc != 0) {
                 goto out;

@@ -755,13 +755,69 @@ typedef int (*journal_iter_cb)(void *arg, const struct journal_event *ev,
 int journal_iterate(struct journal *j, const struct journal_iter_req *req,
                     journal_iter_cb cb, void *arg, char *err, size_t errlen);
 
+/* ------------------------------------------- reads for the admin API */
+/* storage/journal_read.c: read connection, any thread. */
+
+/* Per partition: every stored event at or below delivered_offset is
+ * delivered or dead (-1 = none yet). */
+struct journal_delivered {
+    char *topic; /* owned by the array */
+    int32_t partition;
+    int64_t delivered_offset;
+};
+
+/* Read connection; *out owned (journal_delivered_free). */
+int journal_delivered_offsets(struct journal *j, struct journal_delivered **out,
+                              size_t *n, char *err, size_t errlen);
+void journal_delivered_free(struct journal_delivered *d, size_t n);
+
+/* A member range of a delivered batch. */
+struct journal_piece {
+    char *topic; /* owned by the batch list */
+    int32_t partition;
+    int64_t first_offset, last_offset;
+};
+
+/* A delivered batch (replays included) and its member ranges that overlap
+ * the asked range. */
+struct journal_dbatch {
+    char id[64];
+    int flags;     /* JOURNAL_BATCH_* */
+    int64_t count; /* live members when it was delivered */
+    size_t npieces;
+    struct journal_piece *pieces;
+};
+
+/*
+ * The DELIVERED batches of route whose members overlap (topic, partition,
+ * from_offset..to_offset) (NULL / -1 = unbounded), oldest first: the input
+ * of the admin API's replay "missing" (a reconcile against ADX). Read
+ * connection; *out owned (journal_dbatches_free).
+ */
+int journal_delivered_batches(struct journal *j, int route, const char *topic,
+                              int32_t partition, int64_t from_offset,
+                              int64_t to_offset, struct journal_dbatch **out,
+                              size_t *n, char *err, size_t errlen);
+void journal_dbatches_free(struct journal_dbatch *b, size_t n);
+
+/*
+ * The journal's lock protocol, for storage/recover_raw.c too: takes an
+ * open file description lock on lock_path ("<path>.lock"), F_WRLCK (the
+ * writer stores its PID there) or, read_only, F_RDLCK. Returns 0 and
+ * *fd_out (close it to release), -EBUSY naming the holder's PID when
+ * another process holds it, or -errno; err names path.
+ */
+int journal_lock_file(const char *path, const char *lock_path, int read_only,
+                      int *fd_out, char *err, size_t errlen);
+
 /* ------------------------------------------------------- direct SQL */
 
 struct sqlite3;
 /*
- * For storage/recover.c only: runs fn(arg, db) on the READ connection
- * (read-only queries; the schema is in storage/README.md) while holding the
- * read mutex, and returns what fn returns. db is valid during fn only.
+ * For storage/recover*.c and journal_read.c only: runs fn(arg, db) on the READ
+ * connection (read-only queries; the schema is in storage/README.md) while
+ * holding the read mutex, and returns what fn returns. db is valid during fn
+ * only.
  */
 int journal_with_read_db(struct journal *j,
                          int (*fn)(void *arg, struct sqlite3 *db), void *arg);

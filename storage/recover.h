@@ -182,50 +182,6 @@ int recover_salvage(const char *src, const char *dst, int flags,
 int recover_snapshot(const char *src, const char *dst, char *err,
                      size_t errlen);
 
-/* ------------------------------------------- for the admin API (reads) */
-
-/* Per partition: every stored event at or below delivered_offset is
- * delivered or dead (-1 = none yet). */
-struct recover_delivered {
-    char *topic; /* owned by the array */
-    int32_t partition;
-    int64_t delivered_offset;
-};
-
-/* Read connection; *out owned (recover_delivered_free). */
-int recover_delivered_offsets(struct journal *j, struct recover_delivered **out,
-                              size_t *n, char *err, size_t errlen);
-void recover_delivered_free(struct recover_delivered *d, size_t n);
-
-/* A member range of a delivered batch. */
-struct recover_piece {
-    char *topic; /* owned by the batch list */
-    int32_t partition;
-    int64_t first_offset, last_offset;
-};
-
-/* A delivered batch (replays included) and its member ranges that overlap
- * the asked range. */
-struct recover_dbatch {
-    char id[64];
-    int flags;     /* JOURNAL_BATCH_* */
-    int64_t count; /* live members when it was delivered */
-    size_t npieces;
-    struct recover_piece *pieces;
-};
-
-/*
- * The DELIVERED batches of route whose members overlap (topic, partition,
- * from_offset..to_offset) (NULL / -1 = unbounded), oldest first: the input
- * of the admin API's replay "missing" (a reconcile against ADX). Read
- * connection; *out owned (recover_dbatches_free).
- */
-int recover_delivered_batches(struct journal *j, int route, const char *topic,
-                              int32_t partition, int64_t from_offset,
-                              int64_t to_offset, struct recover_dbatch **out,
-                              size_t *n, char *err, size_t errlen);
-void recover_dbatches_free(struct recover_dbatch *b, size_t n);
-
 /* ------------------------------------------------------------ utilities */
 
 /*
@@ -233,8 +189,5 @@ void recover_dbatches_free(struct recover_dbatch *b, size_t n);
  * escaping what JSON requires; invalid UTF-8 bytes become U+FFFD.
  */
 void recover_json_string(FILE *out, const char *s, size_t len);
-
-/* 1 when the len bytes at s are valid UTF-8 without NUL bytes, else 0. */
-int recover_utf8_valid(const void *s, size_t len);
 
 #endif

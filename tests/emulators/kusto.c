@@ -1727,6 +1727,7 @@ static int read_kind(struct cmd *c, const char **kind)
     struct kql_token *t = cur(c);
     size_t i;
 
+    *kind = NULL; /* gcc -O3 cannot see that syntax() fails */
     if (t->kind == KQL_IDENT && !t->quoted) {
         for (i = 0; i < sizeof(mapping_kinds) / sizeof(mapping_kinds[0]); i++) {
             if (strcasecmp(t->text, mapping_kinds[i]) == 0) {

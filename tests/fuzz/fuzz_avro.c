@@ -38,7 +38,7 @@ static int row(void *arg, const char *json, size_t len)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct avro_schema *fixed;
-    struct avro_buf out = {0};
+    struct sbuf out = {0};
     char err[160];
 
     if (size < 1 || size > 1 << 20) {
@@ -78,6 +78,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     }
     }
-    avro_buf_release(&out);
+    sbuf_release(&out);
     return 0;
 }

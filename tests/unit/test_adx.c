@@ -12,8 +12,8 @@
 
 #include <cmocka.h>
 
+#include "base/utf8.h"
 #include "gateway/adx.h"
-#include "storage/util.h"
 #include "tests/unit/mini_http.h"
 
 #include <errno.h>

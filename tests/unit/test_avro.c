@@ -54,7 +54,7 @@ static struct avro_schema *parse(const char *json)
 }
 
 /* One User datum; next = 1 adds a nested User with no next. */
-static void put_user(struct avro_buf *b, const char *name, int nested)
+static void put_user(struct sbuf *b, const char *name, int nested)
 {
     float ratio = 0.5f;
     uint32_t u;
@@ -76,7 +76,7 @@ static void put_user(struct avro_buf *b, const char *name, int nested)
         for (int i = 0; i < 8; i++) {
             d8[i] = (unsigned char)(v >> (8 * i));
         }
-        avro_buf_add(b, d8, 8);
+        sbuf_add(b, d8, 8);
     }
     avro_put_long(b, 1);  /* kind B */
     avro_put_long(b, -1); /* a map block with a byte size */
@@ -85,13 +85,13 @@ static void put_user(struct avro_buf *b, const char *name, int nested)
     avro_put_long(b, 7);
     avro_put_long(b, 0);
     avro_put_string(b, "\x01\x02\xff", 3);
-    avro_buf_add(b, "ab", 2);
-    avro_buf_add(b, "\x01", 1);
+    sbuf_add(b, "ab", 2);
+    sbuf_add(b, "\x01", 1);
     memcpy(&u, &ratio, 4);
     for (int i = 0; i < 4; i++) {
         f4[i] = (unsigned char)(u >> (8 * i));
     }
-    avro_buf_add(b, f4, 4);
+    sbuf_add(b, f4, 4);
     if (nested) {
         avro_put_long(b, 1);
         put_user(b, "kid", 0);
@@ -108,7 +108,7 @@ static const char *const USER_JSON_KID =
 static void test_decode_all_types(void **state)
 {
     struct avro_schema *s = parse(USER_V1);
-    struct avro_buf in = {0}, out = {0};
+    struct sbuf in = {0}, out = {0};
     char err[160];
     char want[1024];
 
@@ -124,19 +124,19 @@ static void test_decode_all_types(void **state)
     assert_string_equal(out.p, want);
     /* validation only */
     assert_int_equal(avro_to_json(s, in.p, in.len, NULL, err, sizeof(err)), 0);
-    avro_buf_release(&in);
-    avro_buf_release(&out);
+    sbuf_release(&in);
+    sbuf_release(&out);
     avro_schema_free(s);
 }
 
 static void expect_bad(const struct avro_schema *s, const void *p, size_t n,
                        const char *why)
 {
-    struct avro_buf out = {0};
+    struct sbuf out = {0};
     char err[160] = "";
     int rc;
 
-    avro_buf_add(&out, "keep", 4);
+    sbuf_add(&out, "keep", 4);
     rc = avro_to_json(s, p, n, &out, err, sizeof(err));
     if (rc != -EBADMSG || strstr(err, why) == NULL) {
         print_error("rc %d err '%s', want '%s'\n", rc, err, why);
@@ -144,7 +144,7 @@ static void expect_bad(const struct avro_schema *s, const void *p, size_t n,
     }
     /* the caller's buffer is left as it was */
     assert_string_equal(out.p, "keep");
-    avro_buf_release(&out);
+    sbuf_release(&out);
 }
 
 static void test_malformed_bodies(void **state)
@@ -154,20 +154,20 @@ static void test_malformed_bodies(void **state)
         parse("{\"type\":\"array\",\"items\":\"null\"}");
     struct avro_schema *str = parse("\"string\"");
     struct avro_schema *un = parse("[\"null\",\"int\"]");
-    struct avro_buf in = {0}, b = {0};
+    struct sbuf in = {0}, b = {0};
 
     (void)state;
     put_user(&in, "bob", 0);
     /* every truncation is an error, never a read past the end */
     for (size_t cut = 0; cut < in.len; cut++) {
-        struct avro_buf out = {0};
+        struct sbuf out = {0};
         char err[160];
 
         assert_int_equal(avro_to_json(s, in.p, cut, &out, err, sizeof(err)),
                          -EBADMSG);
-        avro_buf_release(&out);
+        sbuf_release(&out);
     }
-    avro_buf_add(&in, "\x00", 1);
+    sbuf_add(&in, "\x00", 1);
     expect_bad(s, in.p, in.len, "1 bytes left after the record");
     expect_bad(un, "\x04", 1, "union index 2 out of range");
     avro_put_string(&b, "\xc3\x28", 2);
@@ -182,18 +182,18 @@ static void test_malformed_bodies(void **state)
     avro_put_long(&b, INT64_MAX / 2);
     avro_put_long(&b, 0);
     {
-        struct avro_buf out = {0};
+        struct sbuf out = {0};
         char err[160];
 
         out.max = 1 << 20;
         assert_int_equal(
             avro_to_json(nulls, b.p, b.len, &out, err, sizeof(err)), -EMSGSIZE);
-        avro_buf_release(&out);
+        sbuf_release(&out);
         assert_int_equal(
             avro_to_json(nulls, b.p, b.len, NULL, err, sizeof(err)), -EBADMSG);
     }
-    avro_buf_release(&in);
-    avro_buf_release(&b);
+    sbuf_release(&in);
+    sbuf_release(&b);
     avro_schema_free(s);
     avro_schema_free(nulls);
     avro_schema_free(str);
@@ -206,7 +206,7 @@ static void test_deep_recursion(void **state)
         parse("{\"type\":\"record\",\"name\":\"L\",\"fields\":[{\"name\":\"n\","
               "\"type\":[\"null\",\"L\"]}]}");
     unsigned char body[400];
-    struct avro_buf out = {0};
+    struct sbuf out = {0};
     char err[160];
 
     (void)state;
@@ -214,7 +214,7 @@ static void test_deep_recursion(void **state)
     assert_int_equal(
         avro_to_json(s, body, sizeof(body), &out, err, sizeof(err)), -EBADMSG);
     assert_non_null(strstr(err, "deeper"));
-    avro_buf_release(&out);
+    sbuf_release(&out);
     avro_schema_free(s);
 }
 
@@ -257,16 +257,16 @@ static void test_schema_errors(void **state)
 
 static int collect(void *arg, const char *json, size_t len)
 {
-    struct avro_buf *b = arg;
+    struct sbuf *b = arg;
 
-    avro_buf_add(b, json, len);
-    avro_buf_add(b, "\n", 1);
+    sbuf_add(b, json, len);
+    sbuf_add(b, "\n", 1);
     return 0;
 }
 
 static void test_ocf_round_trip(void **state)
 {
-    struct avro_buf f = {0}, recs = {0}, rows = {0};
+    struct sbuf f = {0}, recs = {0}, rows = {0};
     unsigned char sync[16] = "0123456789abcdef";
     char err[160];
 
@@ -296,9 +296,9 @@ static void test_ocf_round_trip(void **state)
     for (size_t cut = 4; cut < f.len - 1; cut += 7) {
         avro_ocf_read(f.p, cut, 1 << 20, collect, &rows, err, sizeof(err));
     }
-    avro_buf_release(&f);
-    avro_buf_release(&recs);
-    avro_buf_release(&rows);
+    sbuf_release(&f);
+    sbuf_release(&recs);
+    sbuf_release(&rows);
 }
 
 /* ---- srbody */
@@ -327,21 +327,21 @@ static void entries_setup(void)
              "unknown schema id 9 (the registry answered 404)");
 }
 
-static void framed(struct avro_buf *b, int32_t id, const void *body, size_t n)
+static void framed(struct sbuf *b, int32_t id, const void *body, size_t n)
 {
     unsigned char h[5] = {0, (unsigned char)(id >> 24),
                           (unsigned char)(id >> 16), (unsigned char)(id >> 8),
                           (unsigned char)id};
 
     b->len = 0;
-    avro_buf_add(b, h, 5);
-    avro_buf_add(b, body, n);
+    sbuf_add(b, h, 5);
+    sbuf_add(b, body, n);
 }
 
 static void test_srbody_json(void **state)
 {
     struct config_route r;
-    struct avro_buf user = {0}, v[5] = {{0}};
+    struct sbuf user = {0}, v[5] = {{0}};
     struct journal_event ev[5];
     struct srbody_schema sch[3] = {
         {7, &entry_v1}, {8, &entry_json}, {9, &entry_gone}};
@@ -360,9 +360,9 @@ static void test_srbody_json(void **state)
     r.meta.offset = "off";
     put_user(&user, "kid", 0);
     framed(&v[0], 7, user.p, user.len);
-    avro_buf_add(&v[1], "{\"plain\":1}", 11); /* no magic byte */
-    framed(&v[2], 9, user.p, user.len);       /* 404 id */
-    framed(&v[3], 7, user.p, user.len - 1);   /* does not decode */
+    sbuf_add(&v[1], "{\"plain\":1}", 11);   /* no magic byte */
+    framed(&v[2], 9, user.p, user.len);     /* 404 id */
+    framed(&v[3], 7, user.p, user.len - 1); /* does not decode */
     framed(&v[4], 7, user.p, user.len);
     memset(ev, 0, sizeof(ev));
     for (int i = 0; i < 5; i++) {
@@ -418,16 +418,16 @@ static void test_srbody_json(void **state)
     free(body);
     free(bad);
     for (int i = 0; i < 5; i++) {
-        avro_buf_release(&v[i]);
+        sbuf_release(&v[i]);
     }
-    avro_buf_release(&user);
+    sbuf_release(&user);
     avro_schema_free(entry_v1.avro);
 }
 
 static void test_srbody_avro(void **state)
 {
     struct config_route r;
-    struct avro_buf user = {0}, v[3] = {{0}}, rows = {0};
+    struct sbuf user = {0}, v[3] = {{0}}, rows = {0};
     struct journal_event ev[3];
     struct srbody_schema sch[2] = {{7, &entry_v1}, {9, &entry_gone}};
     struct forwarder_bad *bad = NULL;
@@ -498,10 +498,10 @@ static void test_srbody_avro(void **state)
     free(body);
     free(bad);
     for (int i = 0; i < 3; i++) {
-        avro_buf_release(&v[i]);
+        sbuf_release(&v[i]);
     }
-    avro_buf_release(&user);
-    avro_buf_release(&rows);
+    sbuf_release(&user);
+    sbuf_release(&rows);
     avro_schema_free(entry_v1.avro);
 }
 
@@ -511,7 +511,7 @@ static void test_srbody_keys(void **state)
 {
     struct registry_entry kstr, krec;
     struct config_route r;
-    struct avro_buf user = {0}, v = {0}, k[3] = {{0}}, kb = {0};
+    struct sbuf user = {0}, v = {0}, k[3] = {{0}}, kb = {0};
     struct journal_event ev[3];
     struct srbody_schema sch[3];
     struct forwarder_bad *bad = NULL;
@@ -577,11 +577,11 @@ static void test_srbody_keys(void **state)
     free(body);
     free(bad);
     for (int i = 0; i < 3; i++) {
-        avro_buf_release(&k[i]);
+        sbuf_release(&k[i]);
     }
-    avro_buf_release(&kb);
-    avro_buf_release(&v);
-    avro_buf_release(&user);
+    sbuf_release(&kb);
+    sbuf_release(&v);
+    sbuf_release(&user);
     avro_schema_free(kstr.avro);
     avro_schema_free(krec.avro);
     avro_schema_free(entry_v1.avro);

@@ -309,7 +309,7 @@ static void test_avro_file(void **state)
         "{\"column\":\"When\",\"Properties\":{\"Field\":\"ts\"}},"
         "{\"column\":\"Opt\",\"Properties\":{\"Field\":\"opt\"}}]";
     struct ingest_mapping *m = mapping(mj, cols, 4);
-    struct avro_buf f = {0}, recs = {0};
+    struct sbuf f = {0}, recs = {0};
     const unsigned char sync[16] = "ABCDEFGHIJKLMNOP";
     struct ingest_rows r;
     struct kusto_error err;
@@ -342,8 +342,8 @@ static void test_avro_file(void **state)
         -EBADMSG);
     assert_int_equal(err.status, 400);
     assert_non_null(strstr(err.message, "not a valid Avro file"));
-    avro_buf_release(&f);
-    avro_buf_release(&recs);
+    sbuf_release(&f);
+    sbuf_release(&recs);
     ingest_mapping_free(m);
 }
 

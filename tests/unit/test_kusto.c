@@ -1,8 +1,8 @@
 /*
  * test_kusto.c - the ADX emulator's engine (tests/emulators/kusto.c and
  * kql.c): management commands, the ingest-side calls (schema, mapping,
- * streaming policy, insert), the KQL subset, error messages, and a printed
- * (not asserted) timing of count and summarize over 1M rows.
+ * streaming policy, insert), the KQL subset and error messages. The
+ * timing over 1M rows is tests/bench/bench_kusto.c.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -1098,73 +1098,6 @@ static void test_file_persistence(void **state)
     assert_non_null(strstr(errbuf, "/nonexistent-dir/x.db"));
 }
 
-/* Timing sanity check: printed, not asserted. */
-static void test_timing_1m_rows(void **state)
-{
-    struct kusto *k = seeded();
-    enum { N = 1000000, CHUNK = 10000 };
-    struct kusto_value *v = calloc((size_t)CHUNK * 5, sizeof(*v));
-    struct kusto_error err;
-    struct timespec t0, t1;
-    size_t i, c;
-    int64_t b = ticks(B);
-    double ms;
-    static const char *const queries[] = {
-        "GamePlay | count",
-        "GamePlay | summarize TotalWin=sum(Win), Spins=count() by PlayerID "
-        "| top 10 by TotalWin",
-        "GamePlay | extend Latency = ingestion_time() - EventTime | "
-        "summarize percentiles(Latency, 50, 90, 99)",
-        "GamePlay | summarize count() by bin(EventTime, 1m)",
-    };
-
-    (void)state;
-    assert_non_null(v);
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (i = 0; i < N; i += CHUNK) {
-        for (c = 0; c < CHUNK; c++) {
-            struct kusto_value *row = &v[c * 5];
-            size_t n = i + c;
-
-            row[0].type = KT_INT;
-            row[0].i = (int64_t)(n % 1000);
-            row[1].type = KT_INT;
-            row[1].i = (int64_t)(n % 7);
-            row[2].type = KT_LONG;
-            row[2].i = (int64_t)(n % 101);
-            row[3].type = KT_INT;
-            row[3].i = 5;
-            row[4].type = KT_DATETIME;
-            row[4].i = b + (int64_t)n * 10000;
-        }
-        assert_int_equal(
-            kusto_insert_rows(k, DB, "GamePlay", v, CHUNK,
-                              b + (int64_t)i * 10000 + KQL_TICKS_PER_SEC, &err),
-            0);
-    }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
-         (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-    printf("timing: insert %d rows: %.0f ms\n", N, ms);
-    free(v);
-    for (i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
-        struct kusto_result *r;
-
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        r = run_ok(k, queries[i]);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
-             (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-        printf("timing: %7.0f ms  %zu rows  %s\n", ms, r->tables[0].nrows,
-               queries[i]);
-        if (i == 0) {
-            assert_int_equal(r->tables[0].cells[0].i, N);
-        }
-        kusto_result_free(r);
-    }
-    kusto_close(k);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1186,7 +1119,6 @@ int main(void)
         cmocka_unit_test(test_sort_take_distinct),
         cmocka_unit_test(test_query_errors),
         cmocka_unit_test(test_file_persistence),
-        cmocka_unit_test(test_timing_1m_rows),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

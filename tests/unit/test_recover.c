@@ -5,6 +5,8 @@
  * run twice, since every recover command must be safe to repeat.
  * Single-threaded (the journal's writer thread aside).
  */
+#include "base/clock.h"
+#include "base/utf8.h"
 #include "storage/journal.h"
 #include "storage/recover.h"
 
@@ -32,14 +34,6 @@ struct fixture {
     char path2[128];
     struct journal *j;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct journal *open_j(const char *path)
 {
@@ -126,16 +120,16 @@ static int setup(void **state)
 
     b = cut(f->j, 300);
     assert_int_equal(
-        journal_batch_mark_sent(f->j, b->id, now_ms(), err, sizeof(err)), 0);
+        journal_batch_mark_sent(f->j, b->id, wall_ms(), err, sizeof(err)), 0);
     assert_int_equal(
-        journal_batch_mark_delivered(f->j, b->id, now_ms(), err, sizeof(err)),
+        journal_batch_mark_delivered(f->j, b->id, wall_ms(), err, sizeof(err)),
         0);
     journal_batch_free(b);
 
     b = cut(f->j, 100);
     assert_int_equal(b->nevents, 100);
     assert_int_equal(
-        journal_batch_mark_sent(f->j, b->id, now_ms(), err, sizeof(err)), 0);
+        journal_batch_mark_sent(f->j, b->id, wall_ms(), err, sizeof(err)), 0);
     dead[0].topic = b->events[3].topic;
     dead[0].partition = b->events[3].partition;
     dead[0].offset = b->events[3].offset;
@@ -143,7 +137,7 @@ static int setup(void **state)
     dead[1].partition = b->events[7].partition;
     dead[1].offset = b->events[7].offset;
     assert_int_equal(journal_batch_mark_dead(f->j, b->id, dead, 2,
-                                             "bad record: test", now_ms(), err,
+                                             "bad record: test", wall_ms(), err,
                                              sizeof(err)),
                      0);
     journal_batch_free(b);
@@ -304,11 +298,11 @@ static void test_purge_twice(void **state)
     /* a cutoff in the future deletes the delivered events only (INV-8):
      * retention works by chunk, and only chunks wholly delivered go */
     assert_int_equal(
-        recover_purge(f->j, now_ms() + 60000, NULL, &n, err, sizeof(err)), 0);
+        recover_purge(f->j, wall_ms() + 60000, NULL, &n, err, sizeof(err)), 0);
     assert_true(n > 0);
     assert_true(n <= 300);
     assert_int_equal(
-        recover_purge(f->j, now_ms() + 60000, NULL, &n, err, sizeof(err)), 0);
+        recover_purge(f->j, wall_ms() + 60000, NULL, &n, err, sizeof(err)), 0);
     assert_int_equal(n, 0);
     recover_export_req_init(&req);
     req.states = JOURNAL_SEL_UNDELIVERED;
@@ -544,10 +538,10 @@ static void test_json_string(void **state)
     fclose(m);
     assert_string_equal(buf, "\"a\\\"b\\\\c\\n\\u0001\xc3\xa9\\ufffd\"");
     free(buf);
-    assert_true(recover_utf8_valid("\xc3\xa9", 2));
-    assert_false(recover_utf8_valid("\xc3", 1));
-    assert_false(recover_utf8_valid("\xed\xa0\x80", 3)); /* surrogate */
-    assert_false(recover_utf8_valid("a\0b", 3));
+    assert_true(utf8_valid("\xc3\xa9", 2));
+    assert_false(utf8_valid("\xc3", 1));
+    assert_false(utf8_valid("\xed\xa0\x80", 3)); /* surrogate */
+    assert_false(utf8_valid("a\0b", 3));
 }
 
 static void assert_mode(const char *path, unsigned want)

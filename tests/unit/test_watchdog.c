@@ -4,6 +4,7 @@
  * line naming the phase; a process that exits before the deadline keeps
  * its own status. Each case runs in a forked child whose stderr is a pipe.
  */
+#include "base/clock.h"
 #include "gateway/log.h"
 #include "gateway/watchdog.h"
 
@@ -22,20 +23,12 @@
 
 #include <cmocka.h>
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Forks; the child runs body(). Collects the child's stderr until it
  * closes, then its status; fails the test after 10 s. */
 static int run_child(void (*body)(void), char *errbuf, size_t errlen,
                      int64_t *elapsed_ms)
 {
-    int64_t t0 = now_ms();
+    int64_t t0 = mono_ms();
     int fds[2];
     size_t len = 0;
     int status;
@@ -54,7 +47,7 @@ static int run_child(void (*body)(void), char *errbuf, size_t errlen,
     close(fds[1]);
     for (;;) {
         struct pollfd p = {.fd = fds[0], .events = POLLIN};
-        int64_t left = t0 + 10000 - now_ms();
+        int64_t left = t0 + 10000 - mono_ms();
         ssize_t r;
 
         if (left <= 0) {
@@ -78,7 +71,7 @@ static int run_child(void (*body)(void), char *errbuf, size_t errlen,
     errbuf[len] = '\0';
     close(fds[0]);
     assert_int_equal(waitpid(pid, &status, 0), pid);
-    *elapsed_ms = now_ms() - t0;
+    *elapsed_ms = mono_ms() - t0;
     assert_true(WIFEXITED(status));
     return WEXITSTATUS(status);
 }

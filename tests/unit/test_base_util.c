@@ -1,7 +1,10 @@
 /*
- * test_util.c - storage/util.h: set_err, grow_array, utf8_len, utf8_copy.
+ * test_base_util.c - base/err.h, base/array.h, base/utf8.h: set_err,
+ * grow_array, utf8_len, utf8_valid, utf8_copy.
  */
-#include "storage/util.h"
+#include "base/array.h"
+#include "base/err.h"
+#include "base/utf8.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -57,6 +60,19 @@ static void test_utf8_len(void **state)
     assert_int_equal(utf8_len_n((const unsigned char *)"ab", 1), 1);
 }
 
+static void test_utf8_valid(void **state)
+{
+    (void)state;
+    assert_true(utf8_valid("", 0));
+    assert_true(utf8_valid("a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 10));
+    assert_false(utf8_valid("\xc3", 1));             /* cut */
+    assert_false(utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+    assert_false(utf8_valid("\xc0\xaf", 2));         /* overlong */
+    assert_false(utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+    assert_false(utf8_valid("a\0b", 3));             /* NUL */
+    assert_false(utf8_valid("\xe2\x82", 2));         /* cut in the middle */
+}
+
 static void test_utf8_copy(void **state)
 {
     char out[6];
@@ -78,9 +94,8 @@ static void test_utf8_copy(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_set_err),
-        cmocka_unit_test(test_grow_array),
-        cmocka_unit_test(test_utf8_len),
+        cmocka_unit_test(test_set_err),   cmocka_unit_test(test_grow_array),
+        cmocka_unit_test(test_utf8_len),  cmocka_unit_test(test_utf8_valid),
         cmocka_unit_test(test_utf8_copy),
     };
 

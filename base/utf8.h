@@ -1,60 +1,12 @@
 /*
- * util.h - small helpers shared by storage and gateway.
- *
- * The error-buffer convention: functions that can fail take `char *err,
- * size_t errlen` and, on failure, write one line there (never a secret)
- * and return a negative errno.
+ * utf8.h - checking and copying UTF-8 text that reaches JSON answers and
+ * logs (bytes that are not UTF-8 must not end up there raw).
  */
-#ifndef KADX_UTIL_H
-#define KADX_UTIL_H
+#ifndef KADX_BASE_UTF8_H
+#define KADX_BASE_UTF8_H
 
-#include <errno.h>
-#include <stdarg.h>
 #include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-
-static inline void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Formats into err (errlen bytes, truncated); a NULL err is ignored. */
-static inline void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-/*
- * Grows *arr (elements of sz bytes, capacity *cap) to hold at least need
- * elements, doubling from 16. Returns 0, or -ENOMEM with *arr untouched.
- */
-static inline int grow_array(void **arr, size_t *cap, size_t need, size_t sz)
-{
-    size_t ncap;
-    void *p;
-
-    if (need <= *cap) {
-        return 0;
-    }
-    ncap = *cap ? *cap * 2 : 16;
-    while (ncap < need) {
-        ncap *= 2;
-    }
-    p = realloc(*arr, ncap * sz);
-    if (p == NULL) {
-        return -ENOMEM;
-    }
-    *arr = p;
-    *cap = ncap;
-    return 0;
-}
 
 /*
  * Length of the valid UTF-8 sequence at s (1-4), or 0 when the bytes there
@@ -130,6 +82,27 @@ static inline char *utf8_copy(char *dst, size_t cap, const char *src)
     }
     dst[o] = '\0';
     return dst;
+}
+
+/* 1 when the len bytes at s are valid UTF-8 without NUL bytes, else 0. */
+static inline int utf8_valid(const void *s, size_t len)
+{
+    const unsigned char *p = s;
+    size_t i = 0;
+
+    while (i < len) {
+        size_t n;
+
+        if (p[i] == 0) {
+            return 0;
+        }
+        n = utf8_len_n(p + i, len - i);
+        if (n == 0) {
+            return 0;
+        }
+        i += n;
+    }
+    return 1;
 }
 
 #endif
