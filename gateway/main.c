@@ -4,6 +4,7 @@
  * after the command name; they are removed from argv before the command
  * sees it.
  */
+#include "emulators/emulators.h"
 #include "gateway/cli.h"
 #include "gateway/log.h"
 #include "kadx_version.h"

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 
-DIRS = ("gateway", "storage", "admin", "tests")
+DIRS = ("gateway", "storage", "admin", "emulators", "tests")
 
 
 def main():

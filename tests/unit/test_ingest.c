@@ -1,5 +1,5 @@
 /*
- * test_ingest.c - tests/emulators/ingest.c: stream formats, JSON mappings
+ * test_ingest.c - emulators/ingest.c: stream formats, JSON mappings
  * (paths, ConstValue, transforms), ADX-style conversion of bad values to
  * null, CSV quoting and field counts, gunzip (good, corrupt, truncated,
  * over the cap), and the datetime/timespan parsers.
@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
+#include "emulators/ingest.h"
 #include "gateway/avro.h"
-#include "tests/emulators/ingest.h"
 
 #include <errno.h>
 #include <stdio.h>

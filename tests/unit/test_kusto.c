@@ -1,5 +1,5 @@
 /*
- * test_kusto.c - the ADX emulator's engine (tests/emulators/kusto.c and
+ * test_kusto.c - the ADX emulator's engine (emulators/kusto.c and
  * kql.c): management commands, the ingest-side calls (schema, mapping,
  * streaming policy, insert), the KQL subset, error messages, and a printed
  * (not asserted) timing of count and summarize over 1M rows.
@@ -17,8 +17,8 @@
 
 #include <cmocka.h>
 
-#include "tests/emulators/kql.h"
-#include "tests/emulators/kusto.h"
+#include "emulators/kql.h"
+#include "emulators/kusto.h"
 
 #define DB "leaderboard"
 

@@ -22,7 +22,7 @@
  * buffers of the engine and stay valid until the next call that reads or
  * changes the catalog.
  */
-#include "tests/emulators/kusto.h"
+#include "emulators/kusto.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -35,8 +35,8 @@
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
 
+#include "emulators/kql.h"
 #include "kadx_version.h"
-#include "tests/emulators/kql.h"
 
 #define NAME_MAX_LEN 1024 /* cap on database, table, column, mapping names */
 #define MAX_COLUMNS  10000
@@ -59,7 +59,7 @@ struct kusto {
     sqlite3_stmt *ins;
     char *ins_key;
     size_t ins_ncols;
-    /* the data-management side's resources (tests/emulators/dm.c) */
+    /* the data-management side's resources (emulators/dm.c) */
     kusto_resources_fn resources_fn;
     void *resources_data;
 };
@@ -1979,7 +1979,7 @@ static int show_version(struct cmd *c, struct kusto_result **out)
 
 /* .show/.get ingestion resources: what a queued-ingestion client asks the
  * data-management endpoint for (blob containers and queues with SAS). With
- * blob storage (--storage-*, tests/emulators/dm.c) the rows come from the
+ * blob storage (--storage-*, emulators/dm.c) the rows come from the
  * resources callback, fresh SAS each time; without it the table has ADX's
  * columns and no row: a client (the Java SDK's ManagedStreamingIngestClient
  * asks at start) sees the answer it parses, and finds no resource. */

@@ -22,7 +22,7 @@
  * Owns nothing beyond each call; any thread may call it with its own
  * buffers and sqlite3 handle.
  */
-#include "tests/emulators/kql.h"
+#include "emulators/kql.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tests/emulators/kusto.h"
+#include "emulators/kusto.h"
 
 enum ingest_format {
     INGEST_JSON = 0, /* JSON lines; "singlejson" is read the same way */

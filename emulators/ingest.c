@@ -16,7 +16,7 @@
  * Known limit: cJSON keeps numbers as doubles, so integers beyond +-2^53
  * lose precision on the JSON path (CSV is exact).
  */
-#include "tests/emulators/ingest.h"
+#include "emulators/ingest.h"
 
 #include <cjson/cJSON.h>
 

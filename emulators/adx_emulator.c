@@ -22,14 +22,15 @@
  * stored, then the connection is reset without an answer: the ambiguous
  * case).
  */
+#include "emulators/emulators.h"
 #include "gateway/cli.h"
 #include "gateway/log.h"
 #include "kadx_version.h"
 
 #include "admin/http.h"
-#include "tests/emulators/dm.h"
-#include "tests/emulators/ingest.h"
-#include "tests/emulators/kusto.h"
+#include "emulators/dm.h"
+#include "emulators/ingest.h"
+#include "emulators/kusto.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -1958,7 +1959,7 @@ static void usage(FILE *f)
             "control (loopback only, no auth): POST /_emulator/faults, GET "
             "/_emulator/faults,\n"
             "GET /_emulator/stats, POST /_emulator/reset; see "
-            "tests/emulators/EMULATOR.md\n");
+            "emulators/EMULATOR.md\n");
 }
 
 static int parse_long(const char *s, long lo, long hi, long *out)

@@ -12,10 +12,10 @@
  * that touches the engine runs on the loop thread, handed over one job at a
  * time with uv_async_send and a condition variable.
  */
-#include "tests/emulators/dm.h"
+#include "emulators/dm.h"
 
+#include "emulators/ingest.h"
 #include "gateway/log.h"
-#include "tests/emulators/ingest.h"
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <errno.h>
