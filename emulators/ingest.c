@@ -749,34 +749,6 @@ static const struct {
     {"DropMappedFields", INGEST_TR_DROP_MAPPED_FIELDS},
 };
 
-/* A mapping's "datatype" (KQL names and their common aliases). Kept here,
- * not in the engine, so that this module needs nothing but kusto.h types. */
-static int type_parse(const char *name, enum kusto_type *out)
-{
-    static const struct {
-        const char *name;
-        enum kusto_type t;
-    } names[] = {
-        {"bool", KT_BOOL},       {"boolean", KT_BOOL},
-        {"int", KT_INT},         {"int32", KT_INT},
-        {"long", KT_LONG},       {"int64", KT_LONG},
-        {"real", KT_REAL},       {"double", KT_REAL},
-        {"string", KT_STRING},   {"datetime", KT_DATETIME},
-        {"date", KT_DATETIME},   {"timespan", KT_TIMESPAN},
-        {"time", KT_TIMESPAN},   {"guid", KT_GUID},
-        {"uuid", KT_GUID},       {"uniqueid", KT_GUID},
-        {"dynamic", KT_DYNAMIC}, {"decimal", KT_DECIMAL},
-    };
-
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (strcasecmp(name, names[i].name) == 0) {
-            *out = names[i].t;
-            return 0;
-        }
-    }
-    return -EINVAL;
-}
-
 /* A string member looked up case-insensitively, or NULL. */
 static const char *get_str(const cJSON *o, const char *name)
 {
@@ -815,7 +787,7 @@ static int parse_entry(const cJSON *el, size_t idx,
     }
     dt = get_str(el, "datatype");
     if (dt != NULL && dt[0] != '\0') {
-        if (type_parse(dt, &e->type) < 0) {
+        if (kusto_type_parse(dt, &e->type) < 0) {
             set_err(err, 400, 1, "BadRequest_InvalidMapping",
                     "mapping column '%s' has unknown datatype '%s'", col, dt);
             return -EINVAL;

@@ -112,8 +112,8 @@ int kusto_type_parse(const char *name, enum kusto_type *out)
         {"string", KT_STRING},   {"datetime", KT_DATETIME},
         {"date", KT_DATETIME},   {"timespan", KT_TIMESPAN},
         {"time", KT_TIMESPAN},   {"guid", KT_GUID},
-        {"uniqueid", KT_GUID},   {"dynamic", KT_DYNAMIC},
-        {"decimal", KT_DECIMAL},
+        {"uuid", KT_GUID},       {"uniqueid", KT_GUID},
+        {"dynamic", KT_DYNAMIC}, {"decimal", KT_DECIMAL},
     };
     size_t i;
 
