@@ -31,6 +31,7 @@
 #include "emulators/dm.h"
 #include "emulators/ingest.h"
 #include "emulators/kusto.h"
+#include "emulators/render.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -55,109 +56,6 @@
 #define EMU_NAME_MAX      256
 #define TICKS_PER_SEC     10000000LL
 #define TICKS_PER_DAY     (86400LL * TICKS_PER_SEC)
-
-/* ---- a growing output buffer ---- */
-
-struct sbuf {
-    char *p;
-    size_t len;
-    size_t cap;
-    int oom;
-};
-
-static void sb_put(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->oom) {
-        return;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t ncap = b->cap ? b->cap : 1024;
-        char *np;
-        while (ncap < b->len + n + 1) {
-            ncap *= 2;
-        }
-        np = realloc(b->p, ncap);
-        if (np == NULL) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = ncap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-    sb_put(b, s, strlen(s));
-}
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        return;
-    }
-    if ((size_t)n < sizeof(tmp)) {
-        sb_put(b, tmp, (size_t)n);
-        return;
-    }
-    {
-        char *big = malloc((size_t)n + 1);
-        if (big == NULL) {
-            b->oom = 1;
-            return;
-        }
-        va_start(ap, fmt);
-        vsnprintf(big, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-        sb_put(b, big, (size_t)n);
-        free(big);
-    }
-}
-
-/* A JSON string literal, quotes included. */
-static void sb_json(struct sbuf *b, const char *s)
-{
-    const char *run = s;
-
-    sb_put(b, "\"", 1);
-    for (; *s != '\0'; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\' || ch < 0x20) {
-            char esc[8];
-            sb_put(b, run, (size_t)(s - run));
-            if (ch == '"' || ch == '\\') {
-                esc[0] = '\\';
-                esc[1] = (char)ch;
-                sb_put(b, esc, 2);
-            } else if (ch == '\n') {
-                sb_put(b, "\\n", 2);
-            } else if (ch == '\r') {
-                sb_put(b, "\\r", 2);
-            } else if (ch == '\t') {
-                sb_put(b, "\\t", 2);
-            } else {
-                snprintf(esc, sizeof(esc), "\\u%04x", ch);
-                sb_put(b, esc, 6);
-            }
-            run = s + 1;
-        }
-    }
-    sb_put(b, run, (size_t)(s - run));
-    sb_put(b, "\"", 1);
-}
 
 /* ---- the emulator ---- */
 
@@ -264,14 +162,6 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static int64_t now_ticks(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * TICKS_PER_SEC + ts.tv_nsec / 100;
-}
-
 static void random_bytes(unsigned char *p, size_t n)
 {
     size_t got = 0;
@@ -303,371 +193,6 @@ static void new_uuid(char out[37])
              b[11], b[12], b[13], b[14], b[15]);
 }
 
-/* ---- value rendering ---- */
-
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-    int64_t era;
-    unsigned doe;
-    unsigned yoe;
-    unsigned doy;
-    unsigned mp;
-
-    z += 719468;
-    era = (z >= 0 ? z : z - 146096) / 146097;
-    doe = (unsigned)(z - era * 146097);
-    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    *y = (int64_t)yoe + era * 400;
-    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    mp = (5 * doy + 2) / 153;
-    *d = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y += *m <= 2;
-}
-
-/* 7 fractional digits with the trailing zeros cut, or nothing. */
-static void frac_str(int64_t frac, char out[10])
-{
-    int n = 7;
-
-    if (frac == 0) {
-        out[0] = '\0';
-        return;
-    }
-    snprintf(out, 10, ".%07" PRId64, frac);
-    while (n > 0 && out[n] == '0') {
-        out[n--] = '\0';
-    }
-}
-
-/* "2024-05-01T10:20:30.5Z" */
-static void format_datetime(int64_t ticks, char *out, size_t len)
-{
-    int64_t days = ticks / TICKS_PER_DAY;
-    int64_t rem = ticks % TICKS_PER_DAY;
-    int64_t y;
-    unsigned m;
-    unsigned d;
-    int64_t secs;
-    char frac[10];
-
-    if (rem < 0) {
-        rem += TICKS_PER_DAY;
-        days--;
-    }
-    civil_from_days(days, &y, &m, &d);
-    secs = rem / TICKS_PER_SEC;
-    frac_str(rem % TICKS_PER_SEC, frac);
-    snprintf(out, len, "%04" PRId64 "-%02u-%02uT%02d:%02d:%02d%sZ", y, m, d,
-             (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60), frac);
-}
-
-/* "[-][d.]hh:mm:ss[.fffffff]" */
-static void format_timespan(int64_t ticks, char *out, size_t len)
-{
-    const char *sign = "";
-    uint64_t t;
-    uint64_t secs;
-    uint64_t days;
-    char frac[10];
-
-    if (ticks < 0) {
-        sign = "-";
-        t = (uint64_t)(-(ticks + 1)) + 1;
-    } else {
-        t = (uint64_t)ticks;
-    }
-    secs = t / TICKS_PER_SEC;
-    days = secs / 86400;
-    frac_str((int64_t)(t % TICKS_PER_SEC), frac);
-    if (days > 0) {
-        snprintf(out, len, "%s%" PRIu64 ".%02d:%02d:%02d%s", sign, days,
-                 (int)(secs / 3600 % 24), (int)(secs / 60 % 60),
-                 (int)(secs % 60), frac);
-    } else {
-        snprintf(out, len, "%s%02d:%02d:%02d%s", sign, (int)(secs / 3600),
-                 (int)(secs / 60 % 60), (int)(secs % 60), frac);
-    }
-}
-
-static void render_real(struct sbuf *b, double r)
-{
-    if (isnan(r)) {
-        sb_str(b, "\"NaN\"");
-    } else if (isinf(r)) {
-        sb_str(b, r > 0 ? "\"Infinity\"" : "\"-Infinity\"");
-    } else if (r == floor(r) && fabs(r) < 1e15) {
-        sb_printf(b, "%.1f", r);
-    } else {
-        sb_printf(b, "%.17g", r);
-    }
-}
-
-/* v2 embeds dynamic values as JSON; v1 sends them as JSON text strings. */
-static void render_value(struct sbuf *b, const struct kusto_value *v, int v2)
-{
-    char tmp[64];
-
-    if (v->is_null) {
-        sb_str(b, "null");
-        return;
-    }
-    switch (v->type) {
-    case KT_BOOL:
-        sb_str(b, v->i ? "true" : "false");
-        break;
-    case KT_INT:
-    case KT_LONG:
-        sb_printf(b, "%" PRId64, v->i);
-        break;
-    case KT_REAL:
-        render_real(b, v->r);
-        break;
-    case KT_DECIMAL:
-        if (v->s != NULL) {
-            sb_json(b, v->s);
-        } else {
-            snprintf(tmp, sizeof(tmp), "%.17g", v->r);
-            sb_json(b, tmp);
-        }
-        break;
-    case KT_DATETIME:
-        format_datetime(v->i, tmp, sizeof(tmp));
-        sb_json(b, tmp);
-        break;
-    case KT_TIMESPAN:
-        format_timespan(v->i, tmp, sizeof(tmp));
-        sb_json(b, tmp);
-        break;
-    case KT_DYNAMIC:
-        if (v->s == NULL) {
-            sb_str(b, "null");
-        } else if (v2) {
-            cJSON *j = cJSON_Parse(v->s);
-            if (j != NULL) {
-                cJSON_Delete(j);
-                sb_str(b, v->s);
-            } else {
-                sb_json(b, v->s);
-            }
-        } else {
-            sb_json(b, v->s);
-        }
-        break;
-    case KT_STRING:
-    case KT_GUID:
-    default:
-        sb_json(b, v->s != NULL ? v->s : "");
-        break;
-    }
-}
-
-static void render_columns(struct sbuf *b, const struct kusto_table *t, int v2)
-{
-    sb_str(b, "\"Columns\":[");
-    for (size_t c = 0; c < t->ncols; c++) {
-        if (c > 0) {
-            sb_put(b, ",", 1);
-        }
-        sb_str(b, "{\"ColumnName\":");
-        sb_json(b, t->cols[c].name);
-        if (!v2) {
-            sb_str(b, ",\"DataType\":");
-            sb_json(b, kusto_type_v1_name(t->cols[c].type));
-        }
-        sb_str(b, ",\"ColumnType\":");
-        sb_json(b, kusto_type_name(t->cols[c].type));
-        sb_put(b, "}", 1);
-    }
-    sb_put(b, "]", 1);
-}
-
-static void render_rows(struct sbuf *b, const struct kusto_table *t, int v2)
-{
-    sb_str(b, "\"Rows\":[");
-    for (size_t r = 0; r < t->nrows; r++) {
-        sb_str(b, r > 0 ? ",[" : "[");
-        for (size_t c = 0; c < t->ncols; c++) {
-            if (c > 0) {
-                sb_put(b, ",", 1);
-            }
-            render_value(b, &t->cells[r * t->ncols + c], v2);
-        }
-        sb_put(b, "]", 1);
-    }
-    sb_put(b, "]", 1);
-}
-
-static void render_v1(struct sbuf *b, const struct kusto_result *res)
-{
-    sb_str(b, "{\"Tables\":[");
-    for (size_t i = 0; i < res->ntables; i++) {
-        const struct kusto_table *t = &res->tables[i];
-        char name[32];
-        if (i > 0) {
-            sb_put(b, ",", 1);
-        }
-        snprintf(name, sizeof(name), "Table_%zu", i);
-        sb_str(b, "{\"TableName\":");
-        sb_json(b, t->name != NULL ? t->name : name);
-        sb_put(b, ",", 1);
-        render_columns(b, t, 0);
-        sb_put(b, ",", 1);
-        render_rows(b, t, 0);
-        sb_put(b, "}", 1);
-    }
-    sb_str(b, "]}");
-}
-
-static void render_v2(struct sbuf *b, const struct kusto_result *res,
-                      const char *crid, const char *aid)
-{
-    char ts[64];
-    size_t id = 0;
-
-    sb_str(b, "[{\"FrameType\":\"DataSetHeader\",\"IsProgressive\":false,"
-              "\"Version\":\"v2.0\",\"IsFragmented\":false,"
-              "\"ErrorReportingPlacement\":\"EndOfTable\"}");
-    for (size_t i = 0; i < res->ntables; i++, id++) {
-        const struct kusto_table *t = &res->tables[i];
-        sb_printf(b,
-                  ",{\"FrameType\":\"DataTable\",\"TableId\":%zu,"
-                  "\"TableKind\":\"PrimaryResult\",\"TableName\":"
-                  "\"PrimaryResult\",",
-                  id);
-        render_columns(b, t, 1);
-        sb_put(b, ",", 1);
-        render_rows(b, t, 1);
-        sb_put(b, "}", 1);
-    }
-    format_datetime(now_ticks(), ts, sizeof(ts));
-    sb_printf(b,
-              ",{\"FrameType\":\"DataTable\",\"TableId\":%zu,\"TableKind\":"
-              "\"QueryCompletionInformation\",\"TableName\":"
-              "\"QueryCompletionInformation\",\"Columns\":["
-              "{\"ColumnName\":\"Timestamp\",\"ColumnType\":\"datetime\"},"
-              "{\"ColumnName\":\"ClientRequestId\",\"ColumnType\":\"string\"},"
-              "{\"ColumnName\":\"ActivityId\",\"ColumnType\":\"guid\"},"
-              "{\"ColumnName\":\"SubActivityId\",\"ColumnType\":\"guid\"},"
-              "{\"ColumnName\":\"ParentActivityId\",\"ColumnType\":\"guid\"},"
-              "{\"ColumnName\":\"Level\",\"ColumnType\":\"int\"},"
-              "{\"ColumnName\":\"LevelName\",\"ColumnType\":\"string\"},"
-              "{\"ColumnName\":\"StatusCode\",\"ColumnType\":\"int\"},"
-              "{\"ColumnName\":\"StatusCodeName\",\"ColumnType\":\"string\"},"
-              "{\"ColumnName\":\"EventType\",\"ColumnType\":\"int\"},"
-              "{\"ColumnName\":\"EventTypeName\",\"ColumnType\":\"string\"},"
-              "{\"ColumnName\":\"Payload\",\"ColumnType\":\"string\"}],"
-              "\"Rows\":[[\"%s\",",
-              id, ts);
-    sb_json(b, crid);
-    sb_printf(b,
-              ",\"%s\",\"%s\",\"%s\",4,\"Info\",0,\"S_OK (0)\",4,"
-              "\"QueryInfo\",\"{\\\"Count\\\":1,\\\"Text\\\":\\\"Query "
-              "completed successfully\\\"}\"]]}",
-              aid, aid, aid);
-    sb_str(b, ",{\"FrameType\":\"DataSetCompletion\",\"HasErrors\":false,"
-              "\"Cancelled\":false}]");
-}
-
-/* ---- errors ---- */
-
-static const char *error_type_for(int status, const char *code)
-{
-    if (strstr(code, "StreamingIngestionPolicyNotEnabled") != NULL) {
-        return "Kusto.DataNode.Exceptions."
-               "StreamingIngestionPolicyNotEnabledException";
-    }
-    if (strcmp(code, "Throttling") == 0 || status == 429) {
-        return "Kusto.DataNode.Exceptions.ThrottlingException";
-    }
-    switch (status) {
-    case 400:
-        return "Kusto.Data.Exceptions.KustoBadRequestException";
-    case 401:
-        return "Kusto.Common.Svc.Exceptions.UnauthorizedOperationException";
-    case 403:
-        return "Kusto.Common.Svc.Exceptions.ForbiddenOperationException";
-    case 404:
-        return "Kusto.Data.Exceptions.EntityNotFoundException";
-    case 413:
-        return "Kusto.Data.Exceptions.KustoRequestPayloadTooLargeException";
-    default:
-        return "Kusto.Data.Exceptions.KustoServiceException";
-    }
-}
-
-static const char *error_message_for(int status)
-{
-    switch (status) {
-    case 400:
-        return "Request is invalid and cannot be executed.";
-    case 401:
-        return "Unauthorized: the request has no valid bearer token.";
-    case 403:
-        return "Forbidden.";
-    case 404:
-        return "Entity was not found.";
-    case 413:
-        return "Request payload is too large.";
-    case 429:
-        return "Request was throttled.";
-    default:
-        return "Service error.";
-    }
-}
-
-/* The OneApi error body (adx-protocol.md section 1). */
-static void render_error(struct sbuf *b, int status, const char *code,
-                         const char *detail, int permanent, const char *crid,
-                         const char *aid)
-{
-    char ts[64];
-
-    format_datetime(now_ticks(), ts, sizeof(ts));
-    sb_str(b, "{\"error\":{\"code\":");
-    sb_json(b, code);
-    sb_str(b, ",\"message\":");
-    sb_json(b, error_message_for(status));
-    sb_str(b, ",\"@type\":");
-    sb_json(b, error_type_for(status, code));
-    sb_str(b, ",\"@message\":");
-    sb_json(b, detail);
-    sb_printf(b,
-              ",\"@failureCode\":%d,\"@context\":{\"timestamp\":\"%s\","
-              "\"serviceAlias\":\"KADX-EMULATOR\",\"clientRequestId\":",
-              status, ts);
-    sb_json(b, crid != NULL ? crid : "");
-    sb_str(b, ",\"activityId\":");
-    sb_json(b, aid != NULL ? aid : "");
-    sb_printf(b, "},\"@permanent\":%s}}", permanent ? "true" : "false");
-}
-
-/* For the errors the HTTP server answers by itself (400, 408, 413, 431). */
-static size_t server_error_body(int status, const char *message, char *buf,
-                                size_t len, void *data)
-{
-    struct sbuf b = {0};
-    const char *code = status == 413   ? "Stream_InputStreamTooLarge"
-                       : status == 431 ? "BadRequest_HeadersTooLarge"
-                       : status == 408 ? "RequestTimeout"
-                       : status == 503 ? "ServiceUnavailable"
-                                       : "General_BadRequest";
-    size_t n;
-
-    (void)data;
-    render_error(&b, status, code, message, status != 408 && status != 503,
-                 NULL, NULL);
-    if (b.oom || b.p == NULL) {
-        free(b.p);
-        return http_error_body_default(status, message, buf, len, NULL);
-    }
-    n = b.len < len ? b.len : len - 1;
-    memcpy(buf, b.p, n);
-    buf[n] = '\0';
-    free(b.p);
-    return n;
-}
-
 /* ---- per-request context: ids echoed in headers ---- */
 
 struct ctx {
@@ -696,7 +221,7 @@ static void ctx_init(struct ctx *c, const struct http_request *req)
 }
 
 static void respond_sbuf(struct http_request *req, struct ctx *c, int status,
-                         struct sbuf *b)
+                         struct rbuf *b)
 {
     if (b->oom) {
         static const char oom[] = "{\"error\":{\"code\":\"Internal\","
@@ -718,7 +243,7 @@ static void respond_error(struct http_request *req, struct ctx *c, int status,
                           const char *code, int permanent, const char *fmt, ...)
 {
     char detail[768];
-    struct sbuf b = {0};
+    struct rbuf b = {0};
     va_list ap;
 
     va_start(ap, fmt);
@@ -833,7 +358,7 @@ static void handle_token_v2(struct emu *e, struct http_request *req,
     char assertion[8];
     char resource[256];
     const struct issued_token *t;
-    struct sbuf b = {0};
+    struct rbuf b = {0};
     int has_secret;
     int has_assertion;
 
@@ -870,22 +395,22 @@ static void handle_token_v2(struct emu *e, struct http_request *req,
             snprintf(resource, sizeof(resource), "%s",
                      "https://kusto.kusto.windows.net");
         }
-        sb_printf(&b,
+        rb_printf(&b,
                   "{\"token_type\":\"Bearer\",\"expires_in\":\"%ld\","
                   "\"ext_expires_in\":\"%ld\",\"expires_on\":\"%" PRIu64
                   "\",\"not_before\":\"%" PRIu64 "\",\"resource\":",
                   e->token_lifetime_s, e->token_lifetime_s,
                   now_s + (uint64_t)e->token_lifetime_s, now_s);
-        sb_json(&b, resource);
-        sb_str(&b, ",\"access_token\":");
+        rb_json(&b, resource);
+        rb_str(&b, ",\"access_token\":");
     } else {
-        sb_printf(&b,
+        rb_printf(&b,
                   "{\"token_type\":\"Bearer\",\"expires_in\":%ld,"
                   "\"ext_expires_in\":%ld,\"access_token\":",
                   e->token_lifetime_s, e->token_lifetime_s);
     }
-    sb_json(&b, t->value);
-    sb_str(&b, "}");
+    rb_json(&b, t->value);
+    rb_str(&b, "}");
     respond_sbuf(req, c, 200, &b);
 }
 
@@ -894,7 +419,7 @@ static void handle_imds(struct emu *e, struct http_request *req, struct ctx *c)
     const char *md = http_req_header(req, "Metadata");
     char resource[256];
     const struct issued_token *t;
-    struct sbuf b = {0};
+    struct rbuf b = {0};
     uint64_t now_s = now_ms() / 1000;
 
     if (md == NULL || strcasecmp(md, "true") != 0) {
@@ -913,15 +438,15 @@ static void handle_imds(struct emu *e, struct http_request *req, struct ctx *c)
         return;
     }
     t = token_issue(e);
-    sb_str(&b, "{\"access_token\":");
-    sb_json(&b, t->value);
-    sb_printf(&b,
+    rb_str(&b, "{\"access_token\":");
+    rb_json(&b, t->value);
+    rb_printf(&b,
               ",\"expires_in\":\"%ld\",\"expires_on\":\"%" PRIu64
               "\",\"not_before\":\"%" PRIu64 "\",\"resource\":",
               e->token_lifetime_s, now_s + (uint64_t)e->token_lifetime_s,
               now_s);
-    sb_json(&b, resource);
-    sb_str(&b, ",\"token_type\":\"Bearer\"}");
+    rb_json(&b, resource);
+    rb_str(&b, ",\"token_type\":\"Bearer\"}");
     respond_sbuf(req, c, 200, &b);
 }
 
@@ -930,7 +455,7 @@ static void handle_metadata(struct emu *e, struct http_request *req,
 {
     const char *host = http_req_header(req, "Host");
     char url[300];
-    struct sbuf b = {0};
+    struct rbuf b = {0};
 
     if (host != NULL && host[0] != '\0' && strlen(host) < 256 &&
         strpbrk(host, "\"\\/ ") == NULL) {
@@ -938,15 +463,15 @@ static void handle_metadata(struct emu *e, struct http_request *req,
     } else {
         snprintf(url, sizeof(url), "http://%s", e->listen);
     }
-    sb_str(&b, "{\"AzureAD\":{\"LoginEndpoint\":");
-    sb_json(&b, url);
-    sb_str(&b, ",\"LoginMfaRequired\":false,\"KustoClientAppId\":"
+    rb_str(&b, "{\"AzureAD\":{\"LoginEndpoint\":");
+    rb_json(&b, url);
+    rb_str(&b, ",\"LoginMfaRequired\":false,\"KustoClientAppId\":"
                "\"db662dc1-0cfe-4e1c-a843-19a68e65be58\","
                "\"KustoClientRedirectUri\":\"https://microsoft/kustoclient\","
                "\"KustoServiceResourceId\":\"https://kusto.kusto.windows.net\","
                "\"FirstPartyAuthorityUrl\":");
-    sb_json(&b, url);
-    sb_str(&b, "},\"dSTS\":{\"CloudEndpointSuffix\":\"windows.net\","
+    rb_json(&b, url);
+    rb_str(&b, "},\"dSTS\":{\"CloudEndpointSuffix\":\"windows.net\","
                "\"DstsRealm\":\"realm://dsts.core.windows.net\","
                "\"DstsInstance\":\"prod-dsts.dsts.core.windows.net\","
                "\"KustoDnsHostName\":\"kusto.windows.net\","
@@ -975,7 +500,7 @@ static void handle_query(struct emu *e, struct http_request *req, struct ctx *c,
     const char *csl = NULL;
     struct kusto_result *res = NULL;
     struct kusto_error err;
-    struct sbuf b = {0};
+    struct rbuf b = {0};
 
     if (strcmp(http_req_method(req), "GET") == 0 && api != API_MGMT) {
         size_t qlen = strlen(http_req_query(req)) + 1;
@@ -1107,9 +632,9 @@ static int ingest_target(const char *path, char *db, char *table)
 }
 
 /* The v1 success body of a streaming ingest (adx-protocol.md section 1). */
-static void render_ingest_ok(struct sbuf *b, size_t rows)
+static void render_ingest_ok(struct rbuf *b, size_t rows)
 {
-    sb_printf(b,
+    rb_printf(b,
               "{\"Tables\":[{\"TableName\":\"Table_0\",\"Columns\":["
               "{\"ColumnName\":\"ConsumedRecordsCount\",\"DataType\":"
               "\"Int64\"},{\"ColumnName\":\"UpdatePolicyStatus\","
@@ -1169,7 +694,7 @@ static void ingest_process(struct emu *e, struct http_request *req)
     const struct kusto_column *cols;
     size_t ncols;
     struct kusto_error err;
-    struct sbuf b = {0};
+    struct rbuf b = {0};
     const char *q = http_req_query(req);
     int have_map;
     int rc;
@@ -1299,8 +824,8 @@ static void ingest_process(struct emu *e, struct http_request *req)
         goto fail;
     }
     if (rows.nrows > 0 &&
-        kusto_insert_rows(e->k, db, table, rows.values, rows.nrows, now_ticks(),
-                          &err) < 0) {
+        kusto_insert_rows(e->k, db, table, rows.values, rows.nrows,
+                          render_now_ticks(), &err) < 0) {
         respond_kerr(req, &c, &err);
         goto fail;
     }
@@ -1550,17 +1075,17 @@ static const char *default_fail_code(int status)
     }
 }
 
-static void render_faults(struct emu *e, struct sbuf *b)
+static void render_faults(struct emu *e, struct rbuf *b)
 {
-    sb_printf(b,
+    rb_printf(b,
               "{\"fail_count\":%d,\"fail_status\":%d,\"fail_permanent\":%s,"
               "\"fail_code\":",
               e->f.fail_count, e->f.fail_status,
               e->f.fail_permanent ? "true" : "false");
-    sb_json(b, e->f.fail_code);
-    sb_str(b, ",\"fail_message\":");
-    sb_json(b, e->f.fail_message);
-    sb_printf(b,
+    rb_json(b, e->f.fail_code);
+    rb_str(b, ",\"fail_message\":");
+    rb_json(b, e->f.fail_message);
+    rb_printf(b,
               ",\"latency_ms\":%" PRIu64 ",\"reset_count\":%d,"
               "\"throttle_rps\":%g,\"retry_after_s\":%d,\"late_share\":%g,"
               "\"late_min_ms\":%" PRIu64 ",\"late_max_ms\":%" PRIu64
@@ -1618,7 +1143,7 @@ static void handle_faults_post(struct emu *e, struct http_request *req,
     double v;
     int present;
     int code_given = 0;
-    struct sbuf b = {0};
+    struct rbuf b = {0};
 
     if (!cJSON_IsObject(root)) {
         respond_error(req, c, 400, "General_BadRequest", 1,
@@ -1719,9 +1244,9 @@ out:
 
 static void handle_stats(struct emu *e, struct http_request *req, struct ctx *c)
 {
-    struct sbuf b = {0};
+    struct rbuf b = {0};
 
-    sb_printf(&b,
+    rb_printf(&b,
               "{\"requests\":%" PRIu64 ",\"ingest_requests\":%" PRIu64
               ",\"ingest_ok\":%" PRIu64 ",\"ingest_failed\":%" PRIu64
               ",\"queries\":%" PRIu64 ",\"mgmt\":%" PRIu64
@@ -1741,14 +1266,14 @@ static void handle_stats(struct emu *e, struct http_request *req, struct ctx *c)
               e->st.late_applied, e->st.late_client_gone, e->st.late_expired);
     for (size_t i = 0; i < e->ntables; i++) {
         if (i > 0) {
-            sb_put(&b, ",", 1);
+            rb_put(&b, ",", 1);
         }
-        sb_json(&b, e->tables[i].name);
-        sb_printf(&b, ":%" PRIu64, e->tables[i].rows);
+        rb_json(&b, e->tables[i].name);
+        rb_printf(&b, ":%" PRIu64, e->tables[i].rows);
     }
-    sb_str(&b, "},\"faults\":");
+    rb_str(&b, "},\"faults\":");
     render_faults(e, &b);
-    sb_str(&b, "}");
+    rb_str(&b, "}");
     respond_sbuf(req, c, 200, &b);
 }
 
@@ -1770,7 +1295,7 @@ static void handle_control(struct emu *e, struct http_request *req,
         handle_faults_post(e, req, c);
     } else if (strcmp(path, "/_emulator/faults") == 0 &&
                strcmp(m, "GET") == 0) {
-        struct sbuf b = {0};
+        struct rbuf b = {0};
         render_faults(e, &b);
         respond_sbuf(req, c, 200, &b);
     } else if (strcmp(path, "/_emulator/stats") == 0 && strcmp(m, "GET") == 0) {
@@ -2123,7 +1648,7 @@ int cmd_adx_emulator(int argc, char **argv)
     e.loop = &loop;
     http_server_config_default(&cfg);
     cfg.max_body_bytes = e.max_body;
-    cfg.error_body = server_error_body;
+    cfg.error_body = render_server_error_body;
     cfg.error_data = &e;
     e.srv = http_server_new(&loop, &cfg, handle, &e);
     if (e.srv == NULL) {
