@@ -5,8 +5,9 @@
  * This file is the HTTP surface: routing, auth (bearer tokens issued by an
  * AAD-shaped token endpoint, an IMDS-shaped endpoint, or one static token),
  * gzip, streaming ingest (body -> rows through ingest.c, rows -> engine),
- * the v1/v2 response shapes of query and management, OneApi errors, and the
- * fault injection and statistics of the control endpoint /_emulator/. The
+ * query and management (answered in render.c's v1/v2 shapes and OneApi
+ * errors), and where the faults apply. The control endpoint /_emulator/
+ * that sets the faults and reads the statistics is adx_control.c; the
  * catalog, the KQL and the rows live in the engine behind kusto.h.
  *
  * One libuv loop thread runs everything: the HTTP server (admin/http.c),
@@ -28,6 +29,7 @@
 #include "kadx_version.h"
 
 #include "admin/http.h"
+#include "emulators/adx_emulator_internal.h"
 #include "emulators/dm.h"
 #include "emulators/ingest.h"
 #include "emulators/kusto.h"
@@ -49,112 +51,9 @@
 #include <unistd.h>
 #include <uv.h>
 
-#define EMU_MAX_DATABASES 32
-#define EMU_MAX_TOKENS    4096
-#define EMU_MAX_TABLES    1024
-#define EMU_MAX_UNZIPPED  (64u * 1024u * 1024u)
-#define EMU_NAME_MAX      256
-#define TICKS_PER_SEC     10000000LL
-#define TICKS_PER_DAY     (86400LL * TICKS_PER_SEC)
-
 /* ---- the emulator ---- */
 
-struct issued_token {
-    char value[80];
-    int64_t expires_ms;
-};
-
-struct table_count {
-    char name[2 * EMU_NAME_MAX + 2]; /* "db.table" */
-    uint64_t rows;
-};
-
-struct faults {
-    int fail_count;
-    int fail_status;
-    int fail_permanent;
-    char fail_code[64];
-    char fail_message[256];
-    uint64_t latency_ms;
-    double late_share;    /* share of ingest requests applied late, 0: off */
-    uint64_t late_min_ms; /* their delay: uniform in [min, max] */
-    uint64_t late_max_ms;
-    int reset_count;
-    double throttle_rps;          /* 0: off */
-    int retry_after_s;            /* for 429s; 0: derived from the rate */
-    double bucket;                /* throttle tokens */
-    uint64_t bucket_at_ms;        /* last refill */
-    uint64_t token_down_until_ms; /* token endpoints answer 503 until then */
-};
-
-struct stats {
-    uint64_t requests;
-    uint64_t ingest_requests;
-    uint64_t ingest_ok;
-    uint64_t ingest_failed;
-    uint64_t queries;
-    uint64_t mgmt;
-    uint64_t auth_failures;
-    uint64_t fired_fail;
-    uint64_t fired_latency;
-    uint64_t fired_reset;
-    uint64_t fired_throttle;
-    uint64_t fired_token;      /* token requests refused (token_down_ms) */
-    uint64_t fired_late;       /* requests that took the late path */
-    uint64_t late_applied;     /* ... applied after their delay */
-    uint64_t late_client_gone; /* ... of which the client had hung up */
-    uint64_t late_expired;     /* ... cut off by servertimeout first */
-};
-
-struct delayed;
-
-struct emu {
-    uv_loop_t *loop;
-    struct http_server *srv;
-    struct kusto *k;
-    uv_signal_t sigterm;
-    uv_signal_t sigint;
-    int stopping;
-    /* options */
-    char listen[256];
-    const char *databases[EMU_MAX_DATABASES];
-    size_t ndatabases;
-    const char *data_path;
-    int auth_token;
-    const char *client_id;
-    const char *client_secret;
-    const char *static_token;
-    long token_lifetime_s;
-    int count_only;
-    size_t max_body;
-    /* state */
-    struct issued_token *tokens;
-    size_t ntokens;
-    struct table_count *tables;
-    size_t ntables;
-    struct faults f;
-    struct stats st;
-    struct delayed *delayed;    /* requests waiting out a latency fault */
-    char *map_json;             /* the last mapping parsed, its text */
-    struct ingest_mapping *map; /* ... and its parse (owned) */
-    struct dm_config dmc;       /* queued ingestion (--storage-*) */
-    struct dm *dm;              /* ... its worker, or NULL */
-};
-
-/* A request that waits out the latency fault before it is processed, or
- * the late-apply fault before it is applied (late) or cut off (expire). */
-enum delay_kind { DELAY_LATENCY = 0, DELAY_LATE, DELAY_EXPIRE };
-
-struct delayed {
-    uv_timer_t timer;
-    struct emu *e;
-    struct http_request *req;
-    enum delay_kind kind;
-    struct delayed *next;
-    struct delayed *prev;
-};
-
-static uint64_t now_ms(void)
+uint64_t emu_now_ms(void)
 {
     struct timespec ts;
 
@@ -171,7 +70,7 @@ static void random_bytes(unsigned char *p, size_t n)
         if (r <= 0) {
             /* never expected; fall back to something unique enough */
             for (; got < n; got++) {
-                p[got] = (unsigned char)(rand() ^ (int)now_ms());
+                p[got] = (unsigned char)(rand() ^ (int)emu_now_ms());
             }
             return;
         }
@@ -195,14 +94,6 @@ static void new_uuid(char out[37])
 
 /* ---- per-request context: ids echoed in headers ---- */
 
-struct ctx {
-    char crid[160];
-    char aid[37];
-    struct http_header hdrs[4];
-    size_t nhdrs;
-    char retry_after[16];
-};
-
 static void ctx_init(struct ctx *c, const struct http_request *req)
 {
     const char *crid = http_req_header(req, "x-ms-client-request-id");
@@ -220,8 +111,8 @@ static void ctx_init(struct ctx *c, const struct http_request *req)
     c->nhdrs = 2;
 }
 
-static void respond_sbuf(struct http_request *req, struct ctx *c, int status,
-                         struct rbuf *b)
+void emu_respond(struct http_request *req, struct ctx *c, int status,
+                 struct rbuf *b)
 {
     if (b->oom) {
         static const char oom[] = "{\"error\":{\"code\":\"Internal\","
@@ -235,12 +126,8 @@ static void respond_sbuf(struct http_request *req, struct ctx *c, int status,
     b->p = NULL;
 }
 
-static void respond_error(struct http_request *req, struct ctx *c, int status,
-                          const char *code, int permanent, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-
-static void respond_error(struct http_request *req, struct ctx *c, int status,
-                          const char *code, int permanent, const char *fmt, ...)
+void emu_respond_error(struct http_request *req, struct ctx *c, int status,
+                       const char *code, int permanent, const char *fmt, ...)
 {
     char detail[768];
     struct rbuf b = {0};
@@ -250,7 +137,7 @@ static void respond_error(struct http_request *req, struct ctx *c, int status,
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
     render_error(&b, status, code, detail, permanent, c->crid, c->aid);
-    respond_sbuf(req, c, status, &b);
+    emu_respond(req, c, status, &b);
 }
 
 static void respond_kerr(struct http_request *req, struct ctx *c,
@@ -258,15 +145,16 @@ static void respond_kerr(struct http_request *req, struct ctx *c,
 {
     int status = err->status >= 400 && err->status <= 599 ? err->status : 500;
 
-    respond_error(req, c, status, err->code[0] ? err->code : "General_Error",
-                  err->permanent, "%s", err->message);
+    emu_respond_error(req, c, status,
+                      err->code[0] ? err->code : "General_Error",
+                      err->permanent, "%s", err->message);
 }
 
 /* ---- auth ---- */
 
 static void tokens_prune(struct emu *e)
 {
-    uint64_t now = now_ms();
+    uint64_t now = emu_now_ms();
     size_t o = 0;
 
     for (size_t i = 0; i < e->ntokens; i++) {
@@ -298,7 +186,8 @@ static const struct issued_token *token_issue(struct emu *e)
         pos += (size_t)snprintf(t->value + pos, sizeof(t->value) - pos, "%02x",
                                 b[i]);
     }
-    t->expires_ms = (int64_t)(now_ms() + (uint64_t)e->token_lifetime_s * 1000);
+    t->expires_ms =
+        (int64_t)(emu_now_ms() + (uint64_t)e->token_lifetime_s * 1000);
     return t;
 }
 
@@ -322,7 +211,7 @@ static int authorized(struct emu *e, const struct http_request *req)
     if (e->static_token != NULL && strcmp(h, e->static_token) == 0) {
         return 1;
     }
-    now = now_ms();
+    now = emu_now_ms();
     for (size_t i = 0; i < e->ntokens; i++) {
         if (strcmp(e->tokens[i].value, h) == 0) {
             return (uint64_t)e->tokens[i].expires_ms > now;
@@ -336,8 +225,8 @@ static void respond_unauthorized(struct emu *e, struct http_request *req,
 {
     e->st.auth_failures++;
     c->hdrs[c->nhdrs++] = (struct http_header){"WWW-Authenticate", "Bearer"};
-    respond_error(req, c, 401, "Unauthorized", 1,
-                  "missing, unknown or expired bearer token");
+    emu_respond_error(req, c, 401, "Unauthorized", 1,
+                      "missing, unknown or expired bearer token");
 }
 
 /* Form field of an x-www-form-urlencoded body into out; 0 or -errno. */
@@ -390,7 +279,7 @@ static void handle_token_v2(struct emu *e, struct http_request *req,
     }
     t = token_issue(e);
     if (v1) {
-        uint64_t now_s = now_ms() / 1000;
+        uint64_t now_s = emu_now_ms() / 1000;
         if (form_field(body, "resource", resource, sizeof(resource)) < 0) {
             snprintf(resource, sizeof(resource), "%s",
                      "https://kusto.kusto.windows.net");
@@ -411,7 +300,7 @@ static void handle_token_v2(struct emu *e, struct http_request *req,
     }
     rb_json(&b, t->value);
     rb_str(&b, "}");
-    respond_sbuf(req, c, 200, &b);
+    emu_respond(req, c, 200, &b);
 }
 
 static void handle_imds(struct emu *e, struct http_request *req, struct ctx *c)
@@ -420,7 +309,7 @@ static void handle_imds(struct emu *e, struct http_request *req, struct ctx *c)
     char resource[256];
     const struct issued_token *t;
     struct rbuf b = {0};
-    uint64_t now_s = now_ms() / 1000;
+    uint64_t now_s = emu_now_ms() / 1000;
 
     if (md == NULL || strcasecmp(md, "true") != 0) {
         http_respond_json(req, 400, c->hdrs, c->nhdrs,
@@ -447,7 +336,7 @@ static void handle_imds(struct emu *e, struct http_request *req, struct ctx *c)
               now_s);
     rb_json(&b, resource);
     rb_str(&b, ",\"token_type\":\"Bearer\"}");
-    respond_sbuf(req, c, 200, &b);
+    emu_respond(req, c, 200, &b);
 }
 
 static void handle_metadata(struct emu *e, struct http_request *req,
@@ -476,7 +365,7 @@ static void handle_metadata(struct emu *e, struct http_request *req,
                "\"DstsInstance\":\"prod-dsts.dsts.core.windows.net\","
                "\"KustoDnsHostName\":\"kusto.windows.net\","
                "\"ServiceName\":\"kusto\"}}");
-    respond_sbuf(req, c, 200, &b);
+    emu_respond(req, c, 200, &b);
 }
 
 /* ---- query and management ---- */
@@ -508,8 +397,8 @@ static void handle_query(struct emu *e, struct http_request *req, struct ctx *c,
         if (cslbuf == NULL ||
             http_query_param(http_req_query(req), "csl", cslbuf, qlen) < 0) {
             free(cslbuf);
-            respond_error(req, c, 400, "General_BadRequest", 1,
-                          "the query string has no 'csl'");
+            emu_respond_error(req, c, 400, "General_BadRequest", 1,
+                              "the query string has no 'csl'");
             return;
         }
         csl = cslbuf;
@@ -523,17 +412,17 @@ static void handle_query(struct emu *e, struct http_request *req, struct ctx *c,
         const cJSON *props;
         root = cJSON_ParseWithLength(body, blen);
         if (!cJSON_IsObject(root)) {
-            respond_error(req, c, 400, "General_BadRequest", 1,
-                          "the request body is not a JSON object with "
-                          "'csl' and 'db'");
+            emu_respond_error(req, c, 400, "General_BadRequest", 1,
+                              "the request body is not a JSON object with "
+                              "'csl' and 'db'");
             goto out;
         }
         jdb = cJSON_GetObjectItem(root, "db");
         jcsl = cJSON_GetObjectItem(root, "csl");
         props = cJSON_GetObjectItem(root, "properties");
         if (!cJSON_IsString(jcsl)) {
-            respond_error(req, c, 400, "General_BadRequest", 1,
-                          "the request body has no 'csl' string");
+            emu_respond_error(req, c, 400, "General_BadRequest", 1,
+                              "the request body has no 'csl' string");
             goto out;
         }
         csl = jcsl->valuestring;
@@ -547,9 +436,9 @@ static void handle_query(struct emu *e, struct http_request *req, struct ctx *c,
             }
             if (!cJSON_IsObject(inner)) {
                 cJSON_Delete(inner);
-                respond_error(req, c, 400, "General_BadRequest", 1,
-                              "'properties' must be an object or a JSON "
-                              "string holding one");
+                emu_respond_error(req, c, 400, "General_BadRequest", 1,
+                                  "'properties' must be an object or a JSON "
+                                  "string holding one");
                 goto out;
             }
             cJSON_Delete(inner);
@@ -564,9 +453,10 @@ static void handle_query(struct emu *e, struct http_request *req, struct ctx *c,
             p++;
         }
         if (*p == '.' && api == API_QUERY_V2) {
-            respond_error(req, c, 400, "General_BadRequest", 1,
-                          "Control commands (starting with a dot '.') do not "
-                          "support api_version=v2");
+            emu_respond_error(
+                req, c, 400, "General_BadRequest", 1,
+                "Control commands (starting with a dot '.') do not "
+                "support api_version=v2");
             goto out;
         }
         if (*p == '.') {
@@ -584,7 +474,7 @@ static void handle_query(struct emu *e, struct http_request *req, struct ctx *c,
     } else {
         render_v1(&b, res);
     }
-    respond_sbuf(req, c, 200, &b);
+    emu_respond(req, c, 200, &b);
 out:
     kusto_result_free(res);
     cJSON_Delete(root);
@@ -702,40 +592,41 @@ static void ingest_process(struct emu *e, struct http_request *req)
     memset(&err, 0, sizeof(err));
     ctx_init(&c, req);
     if (ingest_target(http_req_path(req), db, table) < 0) {
-        respond_error(req, &c, 400, "General_BadRequest", 1,
-                      "the ingest path must be /v1/rest/ingest/{database}/"
-                      "{table}");
+        emu_respond_error(req, &c, 400, "General_BadRequest", 1,
+                          "the ingest path must be /v1/rest/ingest/{database}/"
+                          "{table}");
         goto fail;
     }
     if (http_query_param(q, "sourceKind", fmtname, sizeof(fmtname)) >= 0 &&
         strcasecmp(fmtname, "uri") == 0) {
-        respond_error(req, &c, 400, "General_BadRequest", 1,
-                      "sourceKind=uri (ingest from a blob) is not supported "
-                      "by the emulator");
+        emu_respond_error(
+            req, &c, 400, "General_BadRequest", 1,
+            "sourceKind=uri (ingest from a blob) is not supported "
+            "by the emulator");
         goto fail;
     }
     if (http_query_param(q, "streamFormat", fmtname, sizeof(fmtname)) < 0) {
-        respond_error(req, &c, 400, "General_BadRequest", 1,
-                      "the query parameter 'streamFormat' is required");
+        emu_respond_error(req, &c, 400, "General_BadRequest", 1,
+                          "the query parameter 'streamFormat' is required");
         goto fail;
     }
     if (ingest_format_parse(fmtname, &fmt) < 0) {
-        respond_error(req, &c, 400, "BadRequest_UnsupportedFormat", 1,
-                      "streamFormat '%s' is not supported by the emulator "
-                      "(json, multijson, csv, avro)",
-                      fmtname);
+        emu_respond_error(req, &c, 400, "BadRequest_UnsupportedFormat", 1,
+                          "streamFormat '%s' is not supported by the emulator "
+                          "(json, multijson, csv, avro)",
+                          fmtname);
         goto fail;
     }
     rc = http_query_param(q, "mappingName", mapname, sizeof(mapname));
     have_map = rc > 0;
     if (rc == -EINVAL || rc == -EMSGSIZE) {
-        respond_error(req, &c, 400, "General_BadRequest", 1,
-                      "bad 'mappingName' parameter");
+        emu_respond_error(req, &c, 400, "General_BadRequest", 1,
+                          "bad 'mappingName' parameter");
         goto fail;
     }
     if (!kusto_database_exists(e->k, db)) {
-        respond_error(req, &c, 404, "BadRequest_EntityNotFound", 1,
-                      "database '%s' does not exist", db);
+        emu_respond_error(req, &c, 404, "BadRequest_EntityNotFound", 1,
+                          "database '%s' does not exist", db);
         goto fail;
     }
     if (kusto_table_schema(e->k, db, table, &cols, &ncols, &err) < 0) {
@@ -743,20 +634,20 @@ static void ingest_process(struct emu *e, struct http_request *req)
         goto fail;
     }
     if (!kusto_streaming_enabled(e->k, db, table)) {
-        respond_error(req, &c, 400,
-                      "BadRequest_StreamingIngestionPolicyNotEnabled", 1,
-                      "Streaming ingestion policy is not enabled for table "
-                      "'%s' in database '%s' (.alter database %s policy "
-                      "streamingingestion enable)",
-                      table, db, db);
+        emu_respond_error(req, &c, 400,
+                          "BadRequest_StreamingIngestionPolicyNotEnabled", 1,
+                          "Streaming ingestion policy is not enabled for table "
+                          "'%s' in database '%s' (.alter database %s policy "
+                          "streamingingestion enable)",
+                          table, db, db);
         goto fail;
     }
     if (enc != NULL && enc[0] != '\0' && strcasecmp(enc, "identity") != 0) {
         if (strcasecmp(enc, "gzip") != 0 && strcasecmp(enc, "deflate") != 0) {
-            respond_error(req, &c, 400, "General_BadRequest", 1,
-                          "Content-Encoding '%s' is not supported (gzip or "
-                          "identity)",
-                          enc);
+            emu_respond_error(req, &c, 400, "General_BadRequest", 1,
+                              "Content-Encoding '%s' is not supported (gzip or "
+                              "identity)",
+                              enc);
             goto fail;
         }
         if (ingest_gunzip(body, blen, EMU_MAX_UNZIPPED, &plain, &plen, &err) <
@@ -781,7 +672,7 @@ static void ingest_process(struct emu *e, struct http_request *req)
             struct ingest_mapping *nm = NULL;
             char *nj = strdup(j);
             if (nj == NULL) {
-                respond_error(req, &c, 500, "Internal", 0, "out of memory");
+                emu_respond_error(req, &c, 500, "Internal", 0, "out of memory");
                 goto fail;
             }
             if (ingest_mapping_parse(nj, &nm, &err) < 0) {
@@ -845,7 +736,7 @@ static void ingest_process(struct emu *e, struct http_request *req)
         http_reset(req);
     } else {
         render_ingest_ok(&b, rows.nrows);
-        respond_sbuf(req, &c, 200, &b);
+        emu_respond(req, &c, 200, &b);
     }
     goto out;
 fail:
@@ -901,9 +792,9 @@ static void on_delay_done(uv_timer_t *t)
         e->st.late_expired++;
         e->st.ingest_failed++;
         ctx_init(&c, req);
-        respond_error(req, &c, 504, "General_Timeout", 0,
-                      "the request ran past its servertimeout and was "
-                      "cancelled (nothing applied)");
+        emu_respond_error(req, &c, 504, "General_Timeout", 0,
+                          "the request ran past its servertimeout and was "
+                          "cancelled (nothing applied)");
         return;
     }
     if (http_req_aborted(req)) {
@@ -963,10 +854,10 @@ static void ingest_maybe_late(struct emu *e, struct http_request *req)
 
         e->st.ingest_failed++;
         ctx_init(&c, req);
-        respond_error(req, &c, 400, "General_BadRequest", 1,
-                      "invalid servertimeout '%.60s' (a timespan: "
-                      "hh:mm:ss or 10m, or milliseconds)",
-                      st);
+        emu_respond_error(req, &c, 400, "General_BadRequest", 1,
+                          "invalid servertimeout '%.60s' (a timespan: "
+                          "hh:mm:ss or 10m, or milliseconds)",
+                          st);
         return;
     }
     if (e->f.late_share <= 0 || random_unit() >= e->f.late_share) {
@@ -998,7 +889,7 @@ static int throttled(struct emu *e)
     if (e->f.throttle_rps <= 0) {
         return 0;
     }
-    now = now_ms();
+    now = emu_now_ms();
     add = (double)(now - e->f.bucket_at_ms) * e->f.throttle_rps / 1000.0;
     e->f.bucket_at_ms = now;
     e->f.bucket += add;
@@ -1024,9 +915,9 @@ static void handle_ingest(struct emu *e, struct http_request *req,
         snprintf(c->retry_after, sizeof(c->retry_after), "%d", ra < 1 ? 1 : ra);
         c->hdrs[c->nhdrs++] =
             (struct http_header){"Retry-After", c->retry_after};
-        respond_error(req, c, 429, "Throttling", 0,
-                      "ThrottlingException: over %.3g requests/s",
-                      e->f.throttle_rps);
+        emu_respond_error(req, c, 429, "Throttling", 0,
+                          "ThrottlingException: over %.3g requests/s",
+                          e->f.throttle_rps);
         return;
     }
     if (e->f.fail_count > 0) {
@@ -1039,8 +930,8 @@ static void handle_ingest(struct emu *e, struct http_request *req,
             c->hdrs[c->nhdrs++] =
                 (struct http_header){"Retry-After", c->retry_after};
         }
-        respond_error(req, c, e->f.fail_status, e->f.fail_code,
-                      e->f.fail_permanent, "%s", e->f.fail_message);
+        emu_respond_error(req, c, e->f.fail_status, e->f.fail_code,
+                          e->f.fail_permanent, "%s", e->f.fail_message);
         return;
     }
     if (e->f.latency_ms > 0 &&
@@ -1049,268 +940,6 @@ static void handle_ingest(struct emu *e, struct http_request *req,
         return;
     }
     ingest_maybe_late(e, req);
-}
-
-/* ---- control endpoint ---- */
-
-static const char *default_fail_code(int status)
-{
-    switch (status) {
-    case 400:
-        return "General_BadRequest";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "BadRequest_EntityNotFound";
-    case 413:
-        return "Stream_InputStreamTooLarge";
-    case 429:
-        return "Throttling";
-    case 503:
-        return "ServiceUnavailable";
-    default:
-        return status >= 500 ? "Internal_ServiceError" : "General_Error";
-    }
-}
-
-static void render_faults(struct emu *e, struct rbuf *b)
-{
-    rb_printf(b,
-              "{\"fail_count\":%d,\"fail_status\":%d,\"fail_permanent\":%s,"
-              "\"fail_code\":",
-              e->f.fail_count, e->f.fail_status,
-              e->f.fail_permanent ? "true" : "false");
-    rb_json(b, e->f.fail_code);
-    rb_str(b, ",\"fail_message\":");
-    rb_json(b, e->f.fail_message);
-    rb_printf(b,
-              ",\"latency_ms\":%" PRIu64 ",\"reset_count\":%d,"
-              "\"throttle_rps\":%g,\"retry_after_s\":%d,\"late_share\":%g,"
-              "\"late_min_ms\":%" PRIu64 ",\"late_max_ms\":%" PRIu64
-              ",\"token_down_ms\":%" PRIu64 "}",
-              e->f.latency_ms, e->f.reset_count, e->f.throttle_rps,
-              e->f.retry_after_s, e->f.late_share, e->f.late_min_ms,
-              e->f.late_max_ms,
-              e->f.token_down_until_ms > now_ms()
-                  ? e->f.token_down_until_ms - now_ms()
-                  : 0);
-}
-
-static void faults_clear(struct emu *e)
-{
-    memset(&e->f, 0, sizeof(e->f));
-    e->f.fail_status = 503;
-    snprintf(e->f.fail_code, sizeof(e->f.fail_code), "%s",
-             default_fail_code(503));
-    snprintf(e->f.fail_message, sizeof(e->f.fail_message), "injected fault");
-    e->f.late_min_ms = 1000;
-    e->f.late_max_ms = 8000;
-}
-
-/* Reads an optional number member into *out with bounds; -EINVAL if bad. */
-static int num_member(const cJSON *o, const char *name, double lo, double hi,
-                      double *out, int *present)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, name);
-
-    *present = 0;
-    if (it == NULL) {
-        return 0;
-    }
-    if (!cJSON_IsNumber(it) || it->valuedouble < lo || it->valuedouble > hi) {
-        return -EINVAL;
-    }
-    *out = it->valuedouble;
-    *present = 1;
-    return 0;
-}
-
-static void handle_faults_post(struct emu *e, struct http_request *req,
-                               struct ctx *c)
-{
-    size_t blen;
-    const char *body = http_req_body(req, &blen);
-    cJSON *root = cJSON_ParseWithLength(body, blen);
-    static const char *const known[] = {
-        "fail_count",    "fail_status", "fail_permanent", "fail_code",
-        "fail_message",  "latency_ms",  "reset_count",    "throttle_rps",
-        "retry_after_s", "late_share",  "late_min_ms",    "late_max_ms",
-        "token_down_ms"};
-    struct faults nf;
-    const cJSON *it;
-    double v;
-    int present;
-    int code_given = 0;
-    struct rbuf b = {0};
-
-    if (!cJSON_IsObject(root)) {
-        respond_error(req, c, 400, "General_BadRequest", 1,
-                      "the faults body must be a JSON object");
-        goto out;
-    }
-    cJSON_ArrayForEach(it, root)
-    {
-        size_t k;
-        for (k = 0; k < sizeof(known) / sizeof(known[0]); k++) {
-            if (strcmp(it->string, known[k]) == 0) {
-                break;
-            }
-        }
-        if (k == sizeof(known) / sizeof(known[0])) {
-            respond_error(req, c, 400, "General_BadRequest", 1,
-                          "unknown fault key '%s'", it->string);
-            goto out;
-        }
-    }
-    nf = e->f;
-#define NUM(name, lo, hi, dst, cast)                                           \
-    do {                                                                       \
-        if (num_member(root, name, lo, hi, &v, &present) < 0) {                \
-            respond_error(req, c, 400, "General_BadRequest", 1,                \
-                          "fault key '%s' must be a number in [%g, %g]", name, \
-                          (double)(lo), (double)(hi));                         \
-            goto out;                                                          \
-        }                                                                      \
-        if (present) {                                                         \
-            dst = (cast)v;                                                     \
-        }                                                                      \
-    } while (0)
-    NUM("fail_count", 0, 1e9, nf.fail_count, int);
-    NUM("fail_status", 400, 599, nf.fail_status, int);
-    NUM("latency_ms", 0, 600000, nf.latency_ms, uint64_t);
-    NUM("reset_count", 0, 1e9, nf.reset_count, int);
-    NUM("throttle_rps", 0, 1e9, nf.throttle_rps, double);
-    NUM("retry_after_s", 0, 3600, nf.retry_after_s, int);
-    NUM("late_share", 0, 1, nf.late_share, double);
-    NUM("late_min_ms", 0, 600000, nf.late_min_ms, uint64_t);
-    NUM("late_max_ms", 0, 600000, nf.late_max_ms, uint64_t);
-    NUM("token_down_ms", 0, 3600000, v, double);
-    if (present) {
-        nf.token_down_until_ms = v > 0 ? now_ms() + (uint64_t)v : 0;
-    }
-#undef NUM
-    if (nf.late_max_ms < nf.late_min_ms) {
-        respond_error(req, c, 400, "General_BadRequest", 1,
-                      "fault key 'late_max_ms' (%" PRIu64
-                      ") must not be below 'late_min_ms' (%" PRIu64 ")",
-                      nf.late_max_ms, nf.late_min_ms);
-        goto out;
-    }
-    it = cJSON_GetObjectItemCaseSensitive(root, "fail_permanent");
-    if (it != NULL) {
-        if (!cJSON_IsBool(it)) {
-            respond_error(req, c, 400, "General_BadRequest", 1,
-                          "fault key 'fail_permanent' must be true or false");
-            goto out;
-        }
-        nf.fail_permanent = cJSON_IsTrue(it);
-    } else if (cJSON_GetObjectItemCaseSensitive(root, "fail_status") != NULL) {
-        /* ADX: 4xx are permanent, 429 and 5xx are not */
-        nf.fail_permanent = nf.fail_status >= 400 && nf.fail_status < 500 &&
-                            nf.fail_status != 429 && nf.fail_status != 408;
-    }
-    it = cJSON_GetObjectItemCaseSensitive(root, "fail_code");
-    if (cJSON_IsString(it) && it->valuestring[0] != '\0' &&
-        strlen(it->valuestring) < sizeof(nf.fail_code)) {
-        snprintf(nf.fail_code, sizeof(nf.fail_code), "%s", it->valuestring);
-        code_given = 1;
-    } else if (it != NULL) {
-        respond_error(req, c, 400, "General_BadRequest", 1,
-                      "fault key 'fail_code' must be a short string");
-        goto out;
-    }
-    if (!code_given &&
-        cJSON_GetObjectItemCaseSensitive(root, "fail_status") != NULL) {
-        snprintf(nf.fail_code, sizeof(nf.fail_code), "%s",
-                 default_fail_code(nf.fail_status));
-    }
-    it = cJSON_GetObjectItemCaseSensitive(root, "fail_message");
-    if (cJSON_IsString(it)) {
-        snprintf(nf.fail_message, sizeof(nf.fail_message), "%s",
-                 it->valuestring);
-    }
-    if (nf.throttle_rps != e->f.throttle_rps) {
-        nf.bucket = nf.throttle_rps;
-        nf.bucket_at_ms = now_ms();
-    }
-    e->f = nf;
-    render_faults(e, &b);
-    respond_sbuf(req, c, 200, &b);
-out:
-    cJSON_Delete(root);
-}
-
-static void handle_stats(struct emu *e, struct http_request *req, struct ctx *c)
-{
-    struct rbuf b = {0};
-
-    rb_printf(&b,
-              "{\"requests\":%" PRIu64 ",\"ingest_requests\":%" PRIu64
-              ",\"ingest_ok\":%" PRIu64 ",\"ingest_failed\":%" PRIu64
-              ",\"queries\":%" PRIu64 ",\"mgmt\":%" PRIu64
-              ",\"auth_failures\":%" PRIu64 ",\"rows_accepted\":%" PRIu64
-              ",\"count_only\":%s,\"connections\":%zu,"
-              "\"faults_fired\":{\"fail\":%" PRIu64 ",\"latency\":%" PRIu64
-              ",\"reset\":%" PRIu64 ",\"throttle\":%" PRIu64
-              ",\"late\":%" PRIu64 ",\"token\":%" PRIu64
-              "},\"late_applied\":%" PRIu64 ",\"late_client_gone\":%" PRIu64
-              ",\"late_expired\":%" PRIu64 ",\"tables\":{",
-              e->st.requests, e->st.ingest_requests, e->st.ingest_ok,
-              e->st.ingest_failed, e->st.queries, e->st.mgmt,
-              e->st.auth_failures, kusto_rows_accepted(e->k),
-              e->count_only ? "true" : "false", http_server_connections(e->srv),
-              e->st.fired_fail, e->st.fired_latency, e->st.fired_reset,
-              e->st.fired_throttle, e->st.fired_late, e->st.fired_token,
-              e->st.late_applied, e->st.late_client_gone, e->st.late_expired);
-    for (size_t i = 0; i < e->ntables; i++) {
-        if (i > 0) {
-            rb_put(&b, ",", 1);
-        }
-        rb_json(&b, e->tables[i].name);
-        rb_printf(&b, ":%" PRIu64, e->tables[i].rows);
-    }
-    rb_str(&b, "},\"faults\":");
-    render_faults(e, &b);
-    rb_str(&b, "}");
-    respond_sbuf(req, c, 200, &b);
-}
-
-static void handle_control(struct emu *e, struct http_request *req,
-                           struct ctx *c)
-{
-    const char *path = http_req_path(req);
-    const char *m = http_req_method(req);
-
-    if (!http_req_peer_is_loopback(req)) {
-        respond_error(req, c, 403, "Forbidden", 1,
-                      "the control endpoint answers loopback clients only");
-        return;
-    }
-    if (dm_handle_control(e->dm, req, c->hdrs, c->nhdrs)) {
-        return;
-    }
-    if (strcmp(path, "/_emulator/faults") == 0 && strcmp(m, "POST") == 0) {
-        handle_faults_post(e, req, c);
-    } else if (strcmp(path, "/_emulator/faults") == 0 &&
-               strcmp(m, "GET") == 0) {
-        struct rbuf b = {0};
-        render_faults(e, &b);
-        respond_sbuf(req, c, 200, &b);
-    } else if (strcmp(path, "/_emulator/stats") == 0 && strcmp(m, "GET") == 0) {
-        handle_stats(e, req, c);
-    } else if (strcmp(path, "/_emulator/reset") == 0 &&
-               strcmp(m, "POST") == 0) {
-        faults_clear(e);
-        memset(&e->st, 0, sizeof(e->st));
-        e->ntables = 0;
-        http_respond_json(req, 200, c->hdrs, c->nhdrs, "{\"reset\":true}");
-    } else {
-        respond_error(req, c, 404, "General_NotFound", 1,
-                      "no control endpoint %s %s (faults, stats, reset)", m,
-                      path);
-    }
 }
 
 /* ---- routing ---- */
@@ -1355,20 +984,20 @@ static void handle(struct http_request *req, void *data)
 
     ctx_init(&c, req);
     if (strncmp(path, "/_emulator/", 11) == 0) {
-        handle_control(e, req, &c);
+        emu_handle_control(e, req, &c);
         return;
     }
     e->st.requests++;
     if (e->stopping) {
-        respond_error(req, &c, 503, "ServiceUnavailable", 0,
-                      "the emulator is shutting down");
+        emu_respond_error(req, &c, 503, "ServiceUnavailable", 0,
+                          "the emulator is shutting down");
         return;
     }
     if (path_is(path, "/v1/rest/auth/metadata") && is_get) {
         handle_metadata(e, req, &c);
     } else if ((token_path(path, &v1) && is_post) ||
                (path_is(path, "/metadata/identity/oauth2/token") && is_get)) {
-        if (e->f.token_down_until_ms > now_ms()) {
+        if (e->f.token_down_until_ms > emu_now_ms()) {
             /* AAD's shape for an outage (token_down_ms) */
             e->st.fired_token++;
             http_respond_json(req, 503, c.hdrs, c.nhdrs,
@@ -1403,8 +1032,8 @@ static void handle(struct http_request *req, void *data)
             handle_ingest(e, req, &c);
         }
     } else {
-        respond_error(req, &c, 404, "General_NotFound", 1, "no endpoint %s %s",
-                      m, path);
+        emu_respond_error(req, &c, 404, "General_NotFound", 1,
+                          "no endpoint %s %s", m, path);
     }
 }
 
@@ -1427,8 +1056,8 @@ static void on_signal(uv_signal_t *s, int signum)
         uv_timer_stop(&d->timer);
         uv_close((uv_handle_t *)&d->timer, delayed_closed);
         ctx_init(&c, d->req);
-        respond_error(d->req, &c, 503, "ServiceUnavailable", 0,
-                      "the emulator is shutting down");
+        emu_respond_error(d->req, &c, 503, "ServiceUnavailable", 0,
+                          "the emulator is shutting down");
     }
     dm_stop(e->dm);
     http_server_free(e->srv);
@@ -1621,7 +1250,7 @@ int cmd_adx_emulator(int argc, char **argv)
     if (e.ndatabases == 0) {
         e.databases[e.ndatabases++] = "leaderboard";
     }
-    faults_clear(&e);
+    emu_faults_clear(&e);
     e.tokens = calloc(EMU_MAX_TOKENS, sizeof(*e.tokens));
     e.tables = calloc(EMU_MAX_TABLES, sizeof(*e.tables));
     if (e.tokens == NULL || e.tables == NULL) {
