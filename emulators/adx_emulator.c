@@ -566,14 +566,125 @@ static int add_mapping_columns(struct emu *e, const char *db, const char *table,
 }
 
 /* Does the ingest work and answers (or resets, under the reset fault). */
-static void ingest_process(struct emu *e, struct http_request *req)
-{
-    struct ctx c;
+/* What a streaming ingest request names: target, format, mapping. */
+struct ingest_req {
     char db[EMU_NAME_MAX];
     char table[EMU_NAME_MAX];
     char fmtname[32];
     char mapname[EMU_NAME_MAX];
     enum ingest_format fmt;
+    int have_map;
+};
+
+/* Reads the path and query parameters of an ingest request into r; on a
+ * bad one answers the 400 itself and returns -EINVAL. */
+static int ingest_req_parse(struct http_request *req, struct ctx *c,
+                            struct ingest_req *r)
+{
+    const char *q = http_req_query(req);
+    int rc;
+
+    if (ingest_target(http_req_path(req), r->db, r->table) < 0) {
+        emu_respond_error(req, c, 400, "General_BadRequest", 1,
+                          "the ingest path must be /v1/rest/ingest/{database}/"
+                          "{table}");
+        return -EINVAL;
+    }
+    if (http_query_param(q, "sourceKind", r->fmtname, sizeof(r->fmtname)) >=
+            0 &&
+        strcasecmp(r->fmtname, "uri") == 0) {
+        emu_respond_error(
+            req, c, 400, "General_BadRequest", 1,
+            "sourceKind=uri (ingest from a blob) is not supported "
+            "by the emulator");
+        return -EINVAL;
+    }
+    if (http_query_param(q, "streamFormat", r->fmtname, sizeof(r->fmtname)) <
+        0) {
+        emu_respond_error(req, c, 400, "General_BadRequest", 1,
+                          "the query parameter 'streamFormat' is required");
+        return -EINVAL;
+    }
+    if (ingest_format_parse(r->fmtname, &r->fmt) < 0) {
+        emu_respond_error(req, c, 400, "BadRequest_UnsupportedFormat", 1,
+                          "streamFormat '%s' is not supported by the emulator "
+                          "(json, multijson, csv, avro)",
+                          r->fmtname);
+        return -EINVAL;
+    }
+    rc = http_query_param(q, "mappingName", r->mapname, sizeof(r->mapname));
+    r->have_map = rc > 0;
+    if (rc == -EINVAL || rc == -EMSGSIZE) {
+        emu_respond_error(req, c, 400, "General_BadRequest", 1,
+                          "bad 'mappingName' parameter");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/*
+ * The parsed mapping r names, bound to the table's columns (the columns it
+ * declares with a datatype are added on first ingest). Parsed mappings are
+ * cached by their text in e: most requests reuse the last one. *out is
+ * borrowed from e (valid until the next call). 0 or < 0 with err filled.
+ */
+static int ingest_req_mapping(struct emu *e, const struct ingest_req *r,
+                              struct ingest_mapping **out,
+                              struct kusto_error *err)
+{
+    const struct kusto_column *cols;
+    size_t ncols;
+    const char *j;
+    int rc;
+
+    if (kusto_mapping_get_kind(e->k, r->db, r->table,
+                               r->fmt == INGEST_AVRO ? "avro" : "json",
+                               r->mapname, &j, err) < 0) {
+        return -EINVAL;
+    }
+    if (e->map_json == NULL || strcmp(e->map_json, j) != 0) {
+        struct ingest_mapping *nm = NULL;
+        char *nj = strdup(j);
+        if (nj == NULL) {
+            *err = (struct kusto_error){.status = 500, .code = "Internal"};
+            snprintf(err->message, sizeof(err->message), "out of memory");
+            return -ENOMEM;
+        }
+        if (ingest_mapping_parse(nj, &nm, err) < 0) {
+            free(nj);
+            return -EINVAL;
+        }
+        ingest_mapping_free(e->map);
+        free(e->map_json);
+        e->map = nm;
+        e->map_json = nj;
+    }
+    rc = kusto_table_schema(e->k, r->db, r->table, &cols, &ncols, err);
+    if (rc == 0) {
+        rc = ingest_mapping_bind(e->map, cols, ncols, err);
+    }
+    if (rc == -ENOENT) {
+        /* a mapped column with a datatype is added on first ingest */
+        rc = add_mapping_columns(e, r->db, r->table, e->map, err);
+        if (rc == 0) {
+            rc = kusto_table_schema(e->k, r->db, r->table, &cols, &ncols, err);
+        }
+        if (rc == 0) {
+            rc = ingest_mapping_bind(e->map, cols, ncols, err);
+        }
+    }
+    if (rc == 0) {
+        *out = e->map;
+    }
+    return rc;
+}
+
+static void ingest_process(struct emu *e, struct http_request *req)
+{
+    struct ctx c;
+    struct ingest_req r = {0};
+    const char *db = r.db;
+    const char *table = r.table;
     size_t blen;
     const char *body = http_req_body(req, &blen);
     const char *enc = http_req_header(req, "Content-Encoding");
@@ -585,43 +696,10 @@ static void ingest_process(struct emu *e, struct http_request *req)
     size_t ncols;
     struct kusto_error err;
     struct rbuf b = {0};
-    const char *q = http_req_query(req);
-    int have_map;
-    int rc;
 
     memset(&err, 0, sizeof(err));
     ctx_init(&c, req);
-    if (ingest_target(http_req_path(req), db, table) < 0) {
-        emu_respond_error(req, &c, 400, "General_BadRequest", 1,
-                          "the ingest path must be /v1/rest/ingest/{database}/"
-                          "{table}");
-        goto fail;
-    }
-    if (http_query_param(q, "sourceKind", fmtname, sizeof(fmtname)) >= 0 &&
-        strcasecmp(fmtname, "uri") == 0) {
-        emu_respond_error(
-            req, &c, 400, "General_BadRequest", 1,
-            "sourceKind=uri (ingest from a blob) is not supported "
-            "by the emulator");
-        goto fail;
-    }
-    if (http_query_param(q, "streamFormat", fmtname, sizeof(fmtname)) < 0) {
-        emu_respond_error(req, &c, 400, "General_BadRequest", 1,
-                          "the query parameter 'streamFormat' is required");
-        goto fail;
-    }
-    if (ingest_format_parse(fmtname, &fmt) < 0) {
-        emu_respond_error(req, &c, 400, "BadRequest_UnsupportedFormat", 1,
-                          "streamFormat '%s' is not supported by the emulator "
-                          "(json, multijson, csv, avro)",
-                          fmtname);
-        goto fail;
-    }
-    rc = http_query_param(q, "mappingName", mapname, sizeof(mapname));
-    have_map = rc > 0;
-    if (rc == -EINVAL || rc == -EMSGSIZE) {
-        emu_respond_error(req, &c, 400, "General_BadRequest", 1,
-                          "bad 'mappingName' parameter");
+    if (ingest_req_parse(req, &c, &r) < 0) {
         goto fail;
     }
     if (!kusto_database_exists(e->k, db)) {
@@ -658,59 +736,16 @@ static void ingest_process(struct emu *e, struct http_request *req)
         body = plain;
         blen = plen;
     }
-    if (have_map) {
-        const char *j;
-        if (kusto_mapping_get_kind(e->k, db, table,
-                                   fmt == INGEST_AVRO ? "avro" : "json",
-                                   mapname, &j, &err) < 0) {
-            respond_kerr(req, &c, &err);
-            goto fail;
-        }
-        /* parsed mappings are cached by their text: most requests reuse
-         * the last one */
-        if (e->map_json == NULL || strcmp(e->map_json, j) != 0) {
-            struct ingest_mapping *nm = NULL;
-            char *nj = strdup(j);
-            if (nj == NULL) {
-                emu_respond_error(req, &c, 500, "Internal", 0, "out of memory");
-                goto fail;
-            }
-            if (ingest_mapping_parse(nj, &nm, &err) < 0) {
-                free(nj);
-                respond_kerr(req, &c, &err);
-                goto fail;
-            }
-            ingest_mapping_free(e->map);
-            free(e->map_json);
-            e->map = nm;
-            e->map_json = nj;
-        }
-        m = e->map;
-        rc = kusto_table_schema(e->k, db, table, &cols, &ncols, &err);
-        if (rc == 0) {
-            rc = ingest_mapping_bind(m, cols, ncols, &err);
-        }
-        if (rc == -ENOENT) {
-            /* a mapped column with a datatype is added on first ingest */
-            rc = add_mapping_columns(e, db, table, m, &err);
-            if (rc == 0) {
-                rc = kusto_table_schema(e->k, db, table, &cols, &ncols, &err);
-            }
-            if (rc == 0) {
-                rc = ingest_mapping_bind(m, cols, ncols, &err);
-            }
-        }
-        if (rc < 0) {
-            respond_kerr(req, &c, &err);
-            goto fail;
-        }
+    if (r.have_map && ingest_req_mapping(e, &r, &m, &err) < 0) {
+        respond_kerr(req, &c, &err);
+        goto fail;
     }
     /* the schema pointer lives until the next engine call: fetch it last */
     if (kusto_table_schema(e->k, db, table, &cols, &ncols, &err) < 0) {
         respond_kerr(req, &c, &err);
         goto fail;
     }
-    if (ingest_parse(body, blen, fmt, cols, ncols, m, 0, &rows, &err) < 0) {
+    if (ingest_parse(body, blen, r.fmt, cols, ncols, m, 0, &rows, &err) < 0) {
         respond_kerr(req, &c, &err);
         goto fail;
     }
@@ -728,7 +763,7 @@ static void ingest_process(struct emu *e, struct http_request *req)
         }
     }
     log_debug("adx-emulator", "ingest %s.%s: %zu rows (%s)", db, table,
-              rows.nrows, fmtname);
+              rows.nrows, r.fmtname);
     if (e->f.reset_count > 0) {
         /* the ambiguous case: applied, but the client never hears */
         e->f.reset_count--;
