@@ -602,22 +602,108 @@ static int run_on_loop(struct dm *d, struct job *j)
 
 /* One queue message: 1 to delete it, 0 to leave it (to come back after
  * its visibility timeout), -ECANCELED when stopping. */
+/* The report options of an ingestion message: level, method, status
+ * table (its strings malloc'd into r). */
+static void read_report_options(const cJSON *msg, struct report *r)
+{
+    static const char *const levels[] = {"FailuresOnly", "None",
+                                         "FailuresAndSuccesses"};
+    static const char *const methods[] = {"Queue", "Table", "QueueAndTable"};
+    const cJSON *st =
+        cJSON_GetObjectItemCaseSensitive(msg, "IngestionStatusInTable");
+
+    r->level = enum_member(msg, "ReportLevel", levels, 3, 0);
+    r->method = enum_member(msg, "ReportMethod", methods, 3, 0);
+    if (cJSON_IsObject(st)) {
+        r->status_table = json_str_dup(st, "TableConnectionString");
+        r->pk = json_str_dup(st, "PartitionKey");
+        r->rk = json_str_dup(st, "RowKey");
+    }
+}
+
+/* The job's AdditionalProperties: format (default csv), mapping, tags,
+ * ingestIfNotExists, ignoreFirstRecord (its strings malloc'd into j). */
+static void read_job_properties(const cJSON *msg, struct job *j)
+{
+    const cJSON *ap =
+        cJSON_GetObjectItemCaseSensitive(msg, "AdditionalProperties");
+
+    snprintf(j->format, sizeof(j->format), "csv");
+    if (cJSON_IsObject(ap)) {
+        char *fmt = json_str_dup(ap, "format");
+        const cJSON *ifr =
+            cJSON_GetObjectItemCaseSensitive(ap, "ignoreFirstRecord");
+        if (fmt != NULL) {
+            snprintf(j->format, sizeof(j->format), "%s", fmt);
+            free(fmt);
+        }
+        j->mapping_ref = json_str_dup(ap, "ingestionMappingReference");
+        if (j->mapping_ref == NULL) {
+            j->mapping_ref = json_str_dup(ap, "jsonMappingReference");
+        }
+        if (j->mapping_ref == NULL) {
+            j->mapping_ref = json_str_dup(ap, "csvMappingReference");
+        }
+        j->mapping_inline = json_str_dup(ap, "ingestionMapping");
+        j->tags = json_str_dup(ap, "tags");
+        j->if_not_exists = json_str_dup(ap, "ingestIfNotExists");
+        j->ignore_first =
+            cJSON_IsTrue(ifr) ||
+            (cJSON_IsString(ifr) && strcasecmp(ifr->valuestring, "true") == 0);
+    }
+}
+
+/*
+ * Downloads the blob into *blob and has the loop thread apply it (or fails
+ * the job for a blob that is missing, forbidden or too big). 1 when the job
+ * has its outcome, 0 when storage did not answer (the message stays for
+ * later), < 0 when the apply was cancelled (stopping).
+ */
+static int fetch_and_apply(struct dm *d, CURL *h, const char *blob_url,
+                           const char *blob_path, struct job *j,
+                           struct buf *blob)
+{
+    long status = 0;
+    int got =
+        dm_storage_call(d, h, "GET", blob_url, NULL, NULL, 0, blob, &status);
+    int rc;
+
+    if (got < 0 && blob->too_big) {
+        /* code chosen here: a blob the emulator will not hold */
+        job_fail(j, 1, "BadRequest_BlobTooLarge",
+                 "blob %s is over the emulator's %u MiB", blob_path,
+                 DM_MAX_BLOB >> 20);
+        return 1;
+    }
+    if (got < 0 || (status != 200 && status != 404 && status != 403)) {
+        /* storage not answering: leave the message for later */
+        count(d, &d->st.storage_errors, 1);
+        return 0;
+    }
+    if (status == 404 || status == 403) {
+        job_fail(j, 1,
+                 status == 404 ? "Download_SourceNotFound"
+                               : "Download_AccessConditionNotSatisfied",
+                 "cannot download blob %s: HTTP %ld", blob_path, status);
+        return 1;
+    }
+    j->body = blob->p != NULL ? blob->p : "";
+    j->blen = blob->n;
+    rc = run_on_loop(d, j);
+    return rc < 0 ? rc : 1;
+}
+
 static int process_message(struct dm *d, CURL *h, const char *text)
 {
     unsigned char *raw;
     size_t rawlen = 0;
     cJSON *msg = NULL;
-    const cJSON *ap;
     struct job j;
     struct report r;
     struct buf blob = {0};
     char *blob_url = NULL;
     char *path_nosas = NULL;
-    long status = 0;
     int result = 1;
-    static const char *const levels[] = {"FailuresOnly", "None",
-                                         "FailuresAndSuccesses"};
-    static const char *const methods[] = {"Queue", "Table", "QueueAndTable"};
 
     memset(&j, 0, sizeof(j));
     memset(&r, 0, sizeof(r));
@@ -662,41 +748,8 @@ static int process_message(struct dm *d, CURL *h, const char *text)
     r.blob_path = path_nosas != NULL ? path_nosas : "";
     dm_new_uuid(r.operation);
     dm_new_uuid(r.activity);
-    r.level = enum_member(msg, "ReportLevel", levels, 3, 0);
-    r.method = enum_member(msg, "ReportMethod", methods, 3, 0);
-    {
-        const cJSON *st =
-            cJSON_GetObjectItemCaseSensitive(msg, "IngestionStatusInTable");
-        if (cJSON_IsObject(st)) {
-            r.status_table = json_str_dup(st, "TableConnectionString");
-            r.pk = json_str_dup(st, "PartitionKey");
-            r.rk = json_str_dup(st, "RowKey");
-        }
-    }
-    ap = cJSON_GetObjectItemCaseSensitive(msg, "AdditionalProperties");
-    snprintf(j.format, sizeof(j.format), "csv");
-    if (cJSON_IsObject(ap)) {
-        char *fmt = json_str_dup(ap, "format");
-        const cJSON *ifr =
-            cJSON_GetObjectItemCaseSensitive(ap, "ignoreFirstRecord");
-        if (fmt != NULL) {
-            snprintf(j.format, sizeof(j.format), "%s", fmt);
-            free(fmt);
-        }
-        j.mapping_ref = json_str_dup(ap, "ingestionMappingReference");
-        if (j.mapping_ref == NULL) {
-            j.mapping_ref = json_str_dup(ap, "jsonMappingReference");
-        }
-        if (j.mapping_ref == NULL) {
-            j.mapping_ref = json_str_dup(ap, "csvMappingReference");
-        }
-        j.mapping_inline = json_str_dup(ap, "ingestionMapping");
-        j.tags = json_str_dup(ap, "tags");
-        j.if_not_exists = json_str_dup(ap, "ingestIfNotExists");
-        j.ignore_first =
-            cJSON_IsTrue(ifr) ||
-            (cJSON_IsString(ifr) && strcasecmp(ifr->valuestring, "true") == 0);
-    }
+    read_report_options(msg, &r);
+    read_job_properties(msg, &j);
     /* fault: a failed blob */
     pthread_mutex_lock(&d->mu);
     if (d->f.fail_count > 0) {
@@ -707,36 +760,11 @@ static int process_message(struct dm *d, CURL *h, const char *text)
     }
     pthread_mutex_unlock(&d->mu);
     if (j.outcome != JOB_FAILED) {
-        int got = dm_storage_call(d, h, "GET", blob_url, NULL, NULL, 0, &blob,
-                                  &status);
-        if (got < 0 && blob.too_big) {
-            /* code chosen here: a blob the emulator will not hold */
-            job_fail(&j, 1, "BadRequest_BlobTooLarge",
-                     "blob %s is over the emulator's %u MiB", r.blob_path,
-                     DM_MAX_BLOB >> 20);
-        } else if (got < 0) {
-            /* storage not answering: leave the message for later */
-            count(d, &d->st.storage_errors, 1);
-            result = 0;
+        int rc = fetch_and_apply(d, h, blob_url, r.blob_path, &j, &blob);
+
+        if (rc <= 0) {
+            result = rc;
             goto out;
-        } else if (status == 404 || status == 403) {
-            job_fail(&j, 1,
-                     status == 404 ? "Download_SourceNotFound"
-                                   : "Download_AccessConditionNotSatisfied",
-                     "cannot download blob %s: HTTP %ld", r.blob_path, status);
-        } else if (status != 200) {
-            count(d, &d->st.storage_errors, 1);
-            result = 0;
-            goto out;
-        } else {
-            int rc;
-            j.body = blob.p != NULL ? blob.p : "";
-            j.blen = blob.n;
-            rc = run_on_loop(d, &j);
-            if (rc < 0) {
-                result = rc;
-                goto out;
-            }
         }
     }
     count(d,
