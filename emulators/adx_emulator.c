@@ -53,45 +53,6 @@
 
 /* ---- the emulator ---- */
 
-uint64_t emu_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void random_bytes(unsigned char *p, size_t n)
-{
-    size_t got = 0;
-
-    while (got < n) {
-        ssize_t r = getrandom(p + got, n - got, 0);
-        if (r <= 0) {
-            /* never expected; fall back to something unique enough */
-            for (; got < n; got++) {
-                p[got] = (unsigned char)(rand() ^ (int)emu_now_ms());
-            }
-            return;
-        }
-        got += (size_t)r;
-    }
-}
-
-static void new_uuid(char out[37])
-{
-    unsigned char b[16];
-
-    random_bytes(b, sizeof(b));
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x"
-             "%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
-             b[11], b[12], b[13], b[14], b[15]);
-}
-
 /* ---- per-request context: ids echoed in headers ---- */
 
 static void ctx_init(struct ctx *c, const struct http_request *req)
@@ -102,10 +63,10 @@ static void ctx_init(struct ctx *c, const struct http_request *req)
         snprintf(c->crid, sizeof(c->crid), "%s", crid);
     } else {
         char u[37];
-        new_uuid(u);
+        emu_new_uuid(u);
         snprintf(c->crid, sizeof(c->crid), "KADXEMU;%s", u);
     }
-    new_uuid(c->aid);
+    emu_new_uuid(c->aid);
     c->hdrs[0] = (struct http_header){"x-ms-client-request-id", c->crid};
     c->hdrs[1] = (struct http_header){"x-ms-activity-id", c->aid};
     c->nhdrs = 2;
@@ -180,7 +141,7 @@ static const struct issued_token *token_issue(struct emu *e)
         e->ntokens--;
     }
     t = &e->tokens[e->ntokens++];
-    random_bytes(b, sizeof(b));
+    emu_random_bytes(b, sizeof(b));
     pos = (size_t)snprintf(t->value, sizeof(t->value), "kadxemu.");
     for (size_t i = 0; i < sizeof(b); i++) {
         pos += (size_t)snprintf(t->value + pos, sizeof(t->value) - pos, "%02x",
@@ -535,36 +496,6 @@ static void render_ingest_ok(struct rbuf *b, size_t rows)
               rows);
 }
 
-/* Applies a mapping's new columns (those with a datatype) to the table. */
-static int add_mapping_columns(struct emu *e, const char *db, const char *table,
-                               struct ingest_mapping *m,
-                               struct kusto_error *err)
-{
-    for (size_t i = 0; i < m->n; i++) {
-        const struct kusto_column *cols;
-        size_t ncols;
-        int found = 0;
-        int rc = kusto_table_schema(e->k, db, table, &cols, &ncols, err);
-        if (rc < 0) {
-            return rc;
-        }
-        for (size_t c = 0; c < ncols; c++) {
-            if (strcmp(cols[c].name, m->e[i].column) == 0) {
-                found = 1;
-                break;
-            }
-        }
-        if (!found && m->e[i].has_type) {
-            rc = kusto_add_column(e->k, db, table, m->e[i].column, m->e[i].type,
-                                  err);
-            if (rc < 0) {
-                return rc;
-            }
-        }
-    }
-    return 0;
-}
-
 /* Does the ingest work and answers (or resets, under the reset fault). */
 /* What a streaming ingest request names: target, format, mapping. */
 struct ingest_req {
@@ -665,7 +596,7 @@ static int ingest_req_mapping(struct emu *e, const struct ingest_req *r,
     }
     if (rc == -ENOENT) {
         /* a mapped column with a datatype is added on first ingest */
-        rc = add_mapping_columns(e, r->db, r->table, e->map, err);
+        rc = ingest_mapping_add_columns(e->k, r->db, r->table, e->map, err);
         if (rc == 0) {
             rc = kusto_table_schema(e->k, r->db, r->table, &cols, &ncols, err);
         }
@@ -751,7 +682,7 @@ static void ingest_process(struct emu *e, struct http_request *req)
     }
     if (rows.nrows > 0 &&
         kusto_insert_rows(e->k, db, table, rows.values, rows.nrows,
-                          render_now_ticks(), &err) < 0) {
+                          emu_now_ticks(), &err) < 0) {
         respond_kerr(req, &c, &err);
         goto fail;
     }
@@ -868,7 +799,7 @@ static double random_unit(void)
 {
     uint64_t r;
 
-    random_bytes((unsigned char *)&r, sizeof(r));
+    emu_random_bytes((unsigned char *)&r, sizeof(r));
     return (double)(r >> 11) / 9007199254740992.0; /* [0, 1) */
 }
 

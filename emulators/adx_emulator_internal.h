@@ -9,6 +9,7 @@
 
 #include "admin/http.h"
 #include "emulators/dm.h"
+#include "emulators/emu.h"
 #include "emulators/ingest.h"
 #include "emulators/kusto.h"
 #include "emulators/render.h"
@@ -128,9 +129,6 @@ struct ctx {
     size_t nhdrs;
     char retry_after[16];
 };
-
-/* Wall clock in ms. */
-uint64_t emu_now_ms(void);
 
 /* Answers req with status and the body in b (JSON; b's text is taken) plus
  * c's headers. */

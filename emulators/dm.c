@@ -134,37 +134,6 @@ static void remember_tags(struct dm *d, const struct job *j)
     cJSON_Delete(a);
 }
 
-/* A mapping's new columns (those with a datatype) are added to the table,
- * as streaming ingest does. */
-static int add_mapping_columns(struct kusto *k, const struct job *j,
-                               struct ingest_mapping *m,
-                               struct kusto_error *err)
-{
-    for (size_t i = 0; i < m->n; i++) {
-        const struct kusto_column *cols;
-        size_t ncols;
-        int found = 0;
-        int rc = kusto_table_schema(k, j->db, j->table, &cols, &ncols, err);
-        if (rc < 0) {
-            return rc;
-        }
-        for (size_t c = 0; c < ncols; c++) {
-            if (strcmp(cols[c].name, m->e[i].column) == 0) {
-                found = 1;
-                break;
-            }
-        }
-        if (!found && m->e[i].has_type) {
-            rc = kusto_add_column(k, j->db, j->table, m->e[i].column,
-                                  m->e[i].type, err);
-            if (rc < 0) {
-                return rc;
-            }
-        }
-    }
-    return 0;
-}
-
 static void apply_job(struct dm *d, struct job *j)
 {
     struct kusto *k = d->k;
@@ -240,7 +209,7 @@ static void apply_job(struct dm *d, struct job *j)
             rc = ingest_mapping_bind(m, cols, ncols, &err);
         }
         if (rc == -ENOENT) {
-            rc = add_mapping_columns(k, j, m, &err);
+            rc = ingest_mapping_add_columns(k, j->db, j->table, m, &err);
             if (rc == 0) {
                 rc =
                     kusto_table_schema(k, j->db, j->table, &cols, &ncols, &err);
@@ -262,7 +231,7 @@ static void apply_job(struct dm *d, struct job *j)
     }
     if (rows.nrows > 0 &&
         kusto_insert_rows(k, j->db, j->table, rows.values, rows.nrows,
-                          dm_now_ticks(), &err) < 0) {
+                          emu_now_ticks(), &err) < 0) {
         job_kerr(j, &err);
         goto out;
     }
@@ -727,7 +696,7 @@ static int process_message(struct dm *d, CURL *h, const char *text)
         if (id != NULL) {
             snprintf(r.id, sizeof(r.id), "%s", id);
         } else {
-            dm_new_uuid(r.id);
+            emu_new_uuid(r.id);
         }
         free(db);
         free(table);
@@ -746,8 +715,8 @@ static int process_message(struct dm *d, CURL *h, const char *text)
         *strchr(path_nosas, '?') = '\0';
     }
     r.blob_path = path_nosas != NULL ? path_nosas : "";
-    dm_new_uuid(r.operation);
-    dm_new_uuid(r.activity);
+    emu_new_uuid(r.operation);
+    emu_new_uuid(r.activity);
     read_report_options(msg, &r);
     read_job_properties(msg, &j);
     /* fault: a failed blob */

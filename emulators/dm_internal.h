@@ -8,6 +8,7 @@
 #define KADX_EMULATOR_DM_INTERNAL_H
 
 #include "emulators/dm.h"
+#include "emulators/emu.h"
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -126,12 +127,6 @@ void dm_url_encode(const char *s, char *out, size_t outlen);
 
 /* Now as ISO 8601 UTC with 7 fraction digits. */
 void dm_now_iso(char *out, size_t len);
-
-/* Now in 100 ns ticks since 1970-01-01 (the engine's datetime unit). */
-int64_t dm_now_ticks(void);
-
-/* A random (v4) uuid, 36 characters and a NUL. */
-void dm_new_uuid(char out[37]);
 
 /* Base64 (standard alphabet, padded) of n bytes: malloc'd or NULL. */
 char *dm_b64_encode(const void *in, size_t n);

@@ -135,34 +135,6 @@ void dm_now_iso(char *out, size_t len)
     utc_iso((long long)ts.tv_sec, (int)(ts.tv_nsec / 100), out, len);
 }
 
-int64_t dm_now_ticks(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * TICKS_PER_SEC + ts.tv_nsec / 100;
-}
-
-void dm_new_uuid(char out[37])
-{
-    unsigned char b[16];
-
-    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        for (size_t i = 0; i < sizeof(b); i++) {
-            b[i] = (unsigned char)((ts.tv_nsec >> (i % 4 * 8)) ^ rand());
-        }
-    }
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x"
-             "%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
-             b[11], b[12], b[13], b[14], b[15]);
-}
-
 /* Base64 (standard alphabet, padded) of n bytes: malloc'd or NULL. */
 char *dm_b64_encode(const void *in, size_t n)
 {

@@ -376,6 +376,36 @@ int ingest_mapping_bind(struct ingest_mapping *m,
     return 0;
 }
 
+int ingest_mapping_add_columns(struct kusto *k, const char *db,
+                               const char *table,
+                               const struct ingest_mapping *m,
+                               struct kusto_error *err)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        const struct kusto_column *cols;
+        size_t ncols;
+        int found = 0;
+        int rc = kusto_table_schema(k, db, table, &cols, &ncols, err);
+        if (rc < 0) {
+            return rc;
+        }
+        for (size_t c = 0; c < ncols; c++) {
+            if (strcmp(cols[c].name, m->e[i].column) == 0) {
+                found = 1;
+                break;
+            }
+        }
+        if (!found && m->e[i].has_type) {
+            rc = kusto_add_column(k, db, table, m->e[i].column, m->e[i].type,
+                                  err);
+            if (rc < 0) {
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
 /* ---- rows ---- */
 
 void ingest_rows_release(struct ingest_rows *r)

@@ -158,14 +158,6 @@ int kusto_no_db(struct kusto_error *err, const char *db)
                      "Entity ID '%s' of kind 'Database' was not found", db);
 }
 
-int64_t kusto_now_ticks(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * KQL_TICKS_PER_SEC + ts.tv_nsec / 100;
-}
-
 /* "D.T" quoted as a SQLite identifier into buf. */
 int kusto_row_table_name(const char *db, const char *table, char *buf,
                          size_t len)
@@ -990,7 +982,7 @@ static int run_query(struct kusto *k, const char *db, const char *csl,
     size_t cap = 0, i;
     int rc, step;
 
-    rc = kql_translate(csl, db, schema_cb, &sc, kusto_now_ticks(), &plan, err);
+    rc = kql_translate(csl, db, schema_cb, &sc, emu_now_ticks(), &plan, err);
     if (rc < 0) {
         goto out;
     }

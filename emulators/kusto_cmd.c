@@ -489,7 +489,7 @@ static int mapping_upsert(struct cmd *c, const char *db, const char *table,
     sqlite3_bind_text(st, 3, kind, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 4, name, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 5, norm, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 6, kusto_now_ticks());
+    sqlite3_bind_int64(st, 6, emu_now_ticks());
     if (sqlite3_step(st) != SQLITE_DONE) {
         rc = kusto_sql_fail(c->k, c->err, "cannot update the catalog");
     }

@@ -8,6 +8,7 @@
 #ifndef KADX_EMULATOR_KUSTO_INTERNAL_H
 #define KADX_EMULATOR_KUSTO_INTERNAL_H
 
+#include "emulators/emu.h"
 #include "emulators/kusto.h"
 
 #include <sqlite3.h>
@@ -71,7 +72,6 @@ int kusto_no_db(struct kusto_error *err, const char *db);
 /* ---- kusto.c: SQL helpers ---- */
 
 const char *kusto_sql_type(enum kusto_type t);
-int64_t kusto_now_ticks(void);
 int kusto_row_table_name(const char *db, const char *table, char *buf,
                          size_t len);
 void kusto_sb_add(struct sbuf *b, const char *fmt, ...)

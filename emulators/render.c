@@ -6,6 +6,8 @@
  */
 #include "emulators/render.h"
 
+#include "emulators/emu.h"
+
 #include "admin/http.h"
 
 #include <cjson/cJSON.h>
@@ -115,14 +117,6 @@ void rb_json(struct rbuf *b, const char *s)
 }
 
 /* ---- value rendering ---- */
-
-int64_t render_now_ticks(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * TICKS_PER_SEC + ts.tv_nsec / 100;
-}
 
 static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
 {
@@ -359,7 +353,7 @@ void render_v2(struct rbuf *b, const struct kusto_result *res, const char *crid,
         render_rows(b, t, 1);
         rb_put(b, "}", 1);
     }
-    format_datetime(render_now_ticks(), ts, sizeof(ts));
+    format_datetime(emu_now_ticks(), ts, sizeof(ts));
     rb_printf(b,
               ",{\"FrameType\":\"DataTable\",\"TableId\":%zu,\"TableKind\":"
               "\"QueryCompletionInformation\",\"TableName\":"
@@ -442,7 +436,7 @@ void render_error(struct rbuf *b, int status, const char *code,
 {
     char ts[64];
 
-    format_datetime(render_now_ticks(), ts, sizeof(ts));
+    format_datetime(emu_now_ticks(), ts, sizeof(ts));
     rb_str(b, "{\"error\":{\"code\":");
     rb_json(b, code);
     rb_str(b, ",\"message\":");

@@ -28,9 +28,6 @@ void rb_printf(struct rbuf *b, const char *fmt, ...)
 /* A JSON string literal, quotes included. */
 void rb_json(struct rbuf *b, const char *s);
 
-/* Now, in 100 ns ticks since 1970-01-01 (the engine's datetime unit). */
-int64_t render_now_ticks(void);
-
 /* A result in the v1 shape (Tables[], values as JSON by v1 type). */
 void render_v1(struct rbuf *b, const struct kusto_result *res);
 /* A result in the v2 shape (frames: DataSetHeader, DataTable per table,
