@@ -2128,6 +2128,242 @@ static int convert(struct tr *t, const char *f, struct ex *e, struct ex *out)
     return mk(t, out, KT_BOOL, xprintf("kql_conv(%s, 5)", e->sql));
 }
 
+/* ago, now, ingestion_time and the string functions (strcat, strlen,
+ * tolower, toupper, substring) over the parsed arguments a[0..n): 1 with
+ * *rc set (0 or an error in t) when f is one of them, 0 when it is not. */
+static int time_string_function(struct tr *t, const char *f, struct ex *a,
+                                size_t n, struct ex *out, int *rc)
+{
+    size_t i;
+
+    if (strcmp(f, "ago") == 0 || strcmp(f, "now") == 0) {
+        int is_ago = f[0] == 'a';
+
+        if (n != (size_t)is_ago && !(n == 1 && !is_ago)) {
+            *rc = argc_err(t, f, is_ago ? "1" : "0 or 1");
+        } else if (n == 1 && a[0].type != KT_TIMESPAN) {
+            *rc = type_err(t, f, &a[0], NULL);
+        } else if (n == 0) {
+            *rc = mk(t, out, KT_DATETIME, xprintf("%lld", (long long)t->now));
+        } else {
+            *rc = mk(t, out, KT_DATETIME,
+                     xprintf("(%lld %s %s)", (long long)t->now,
+                             is_ago ? "-" : "+", a[0].sql));
+        }
+    } else if (strcmp(f, "ingestion_time") == 0) {
+        if (n != 0) {
+            *rc = argc_err(t, f, "0");
+        } else {
+            *rc = mk(t, out, KT_DATETIME,
+                     xprintf("%s",
+                             t->cur.has_itime ? "\"$IngestionTime\"" : "NULL"));
+        }
+    } else if (strcmp(f, "strcat") == 0) {
+        struct sb b;
+
+        if (n < 1) {
+            *rc = argc_err(t, f, "1 or more");
+            return 1;
+        }
+        memset(&b, 0, sizeof(b));
+        sb_str(&b, "(");
+        for (i = 0; i < n; i++) {
+            char *s = as_text(&a[i]);
+
+            if (!s) {
+                b.oom = 1;
+                break;
+            }
+            if (i) {
+                sb_str(&b, " || ");
+            }
+            sb_str(&b, s);
+            free(s);
+        }
+        sb_str(&b, ")");
+        if (b.oom) {
+            free(b.s);
+            *rc = oom_err(t);
+        } else {
+            *rc = mk(t, out, KT_STRING, b.s);
+        }
+    } else if (strcmp(f, "strlen") == 0) {
+        char *s = n == 1 ? as_text(&a[0]) : NULL;
+
+        if (n != 1) {
+            *rc = argc_err(t, f, "1");
+        } else {
+            *rc = mk(t, out, KT_LONG, s ? xprintf("length(%s)", s) : NULL);
+        }
+        free(s);
+    } else if (strcmp(f, "tolower") == 0 || strcmp(f, "toupper") == 0) {
+        char *s = n == 1 ? as_text(&a[0]) : NULL;
+
+        if (n != 1) {
+            *rc = argc_err(t, f, "1");
+        } else {
+            *rc = mk(t, out, KT_STRING,
+                     s ? xprintf("%s(%s)", f[2] == 'l' ? "lower" : "upper", s)
+                       : NULL);
+        }
+        free(s);
+    } else if (strcmp(f, "substring") == 0) {
+        char *s = n >= 2 && n <= 3 ? as_text(&a[0]) : NULL;
+
+        if (n < 2 || n > 3) {
+            *rc = argc_err(t, f, "2 or 3");
+        } else if (n == 2) {
+            *rc = mk(t, out, KT_STRING,
+                     s ? xprintf("substr(%s, (%s) + 1)", s, a[1].sql) : NULL);
+        } else {
+            *rc = mk(
+                t, out, KT_STRING,
+                s ? xprintf("substr(%s, (%s) + 1, %s)", s, a[1].sql, a[2].sql)
+                  : NULL);
+        }
+        free(s);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* The conversions (tostring, tolong, ...), null and emptiness tests and
+ * not: as time_string_function. */
+static int value_function(struct tr *t, const char *f, struct ex *a, size_t n,
+                          struct ex *out, int *rc)
+{
+    if (strcmp(f, "tostring") == 0 || strcmp(f, "tolong") == 0 ||
+        strcmp(f, "toint") == 0 || strcmp(f, "todouble") == 0 ||
+        strcmp(f, "toreal") == 0 || strcmp(f, "todecimal") == 0 ||
+        strcmp(f, "todatetime") == 0 || strcmp(f, "totimespan") == 0 ||
+        strcmp(f, "tobool") == 0 || strcmp(f, "toboolean") == 0) {
+        if (n != 1) {
+            *rc = argc_err(t, f, "1");
+        } else {
+            *rc = convert(t, f, &a[0], out);
+        }
+    } else if (strcmp(f, "isempty") == 0 || strcmp(f, "isnotempty") == 0) {
+        int neg = f[2] == 'n';
+
+        if (n != 1) {
+            *rc = argc_err(t, f, "1");
+        } else if (is_strt(a[0].type)) {
+            *rc = mk(t, out, KT_BOOL,
+                     xprintf(neg ? "(%s IS NOT NULL AND %s <> '')"
+                                 : "(%s IS NULL OR %s = '')",
+                             a[0].sql, a[0].sql));
+        } else {
+            *rc = mk(
+                t, out, KT_BOOL,
+                xprintf(neg ? "(%s IS NOT NULL)" : "(%s IS NULL)", a[0].sql));
+        }
+    } else if (strcmp(f, "isnull") == 0 || strcmp(f, "isnotnull") == 0) {
+        if (n != 1) {
+            *rc = argc_err(t, f, "1");
+        } else {
+            *rc = mk(t, out, KT_BOOL,
+                     xprintf(strcmp(f, "isnotnull") == 0 ? "(%s IS NOT NULL)"
+                                                         : "(%s IS NULL)",
+                             a[0].sql));
+        }
+    } else if (strcmp(f, "not") == 0) {
+        if (n != 1) {
+            *rc = argc_err(t, f, "1");
+        } else {
+            *rc = mk(t, out, KT_BOOL, xprintf("(NOT %s)", a[0].sql));
+        }
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* bin/floor, startofday, iff, coalesce, abs and round: as
+ * time_string_function. */
+static int math_function(struct tr *t, const char *f, struct ex *a, size_t n,
+                         struct ex *out, int *rc)
+{
+    size_t i;
+
+    if (strcmp(f, "bin") == 0 || strcmp(f, "floor") == 0) {
+        if (n != 2) {
+            *rc = argc_err(t, f, "2");
+        } else if (!((is_numt(a[0].type) && is_numt(a[1].type)) ||
+                     ((a[0].type == KT_DATETIME || a[0].type == KT_TIMESPAN) &&
+                      a[1].type == KT_TIMESPAN))) {
+            *rc = type_err(t, f, &a[0], &a[1]);
+        } else {
+            enum kusto_type rt = a[0].type;
+
+            if (is_numt(rt) && (a[1].type == KT_REAL || rt == KT_DECIMAL)) {
+                rt = KT_REAL;
+            }
+            *rc =
+                mk(t, out, rt, xprintf("kql_bin(%s, %s)", a[0].sql, a[1].sql));
+            if (*rc == 0 && a[0].name) {
+                out->name = strdup(a[0].name);
+                if (!out->name) {
+                    *rc = oom_err(t);
+                }
+            }
+        }
+    } else if (strcmp(f, "startofday") == 0) {
+        if (n != 1 || a[0].type != KT_DATETIME) {
+            *rc = n != 1 ? argc_err(t, f, "1") : type_err(t, f, &a[0], NULL);
+        } else {
+            *rc = mk(t, out, KT_DATETIME,
+                     xprintf("kql_bin(%s, %lld)", a[0].sql,
+                             (long long)KQL_TICKS_PER_DAY));
+        }
+    } else if (strcmp(f, "iff") == 0 || strcmp(f, "iif") == 0) {
+        if (n != 3) {
+            *rc = argc_err(t, f, "3");
+        } else if (!comparable(a[1].type, a[2].type)) {
+            *rc = type_err(t, f, &a[1], &a[2]);
+        } else {
+            *rc = mk(t, out, a[1].type,
+                     xprintf("(CASE WHEN %s THEN %s ELSE %s END)", a[0].sql,
+                             a[1].sql, a[2].sql));
+        }
+    } else if (strcmp(f, "coalesce") == 0) {
+        struct sb b;
+
+        if (n < 1) {
+            *rc = argc_err(t, f, "1 or more");
+            return 1;
+        }
+        memset(&b, 0, sizeof(b));
+        sb_str(&b, n == 1 ? "(" : "coalesce(");
+        for (i = 0; i < n; i++) {
+            if (i) {
+                sb_str(&b, ", ");
+            }
+            sb_str(&b, a[i].sql);
+        }
+        sb_str(&b, ")");
+        *rc = b.oom ? (free(b.s), oom_err(t)) : mk(t, out, a[0].type, b.s);
+    } else if (strcmp(f, "abs") == 0) {
+        if (n != 1 || !(is_numt(a[0].type) || a[0].type == KT_TIMESPAN)) {
+            *rc = n != 1 ? argc_err(t, f, "1") : type_err(t, f, &a[0], NULL);
+        } else {
+            *rc = mk(t, out, a[0].type, xprintf("abs(%s)", a[0].sql));
+        }
+    } else if (strcmp(f, "round") == 0) {
+        if (n < 1 || n > 2 || !is_numt(a[0].type)) {
+            *rc = n < 1 || n > 2 ? argc_err(t, f, "1 or 2")
+                                 : type_err(t, f, &a[0], NULL);
+        } else {
+            *rc =
+                mk(t, out, KT_REAL,
+                   xprintf("round(%s, %s)", a[0].sql, n == 2 ? a[1].sql : "0"));
+        }
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 static int call_function(struct tr *t, const char *f, size_t fpos,
                          struct ex *out)
 {
@@ -2150,204 +2386,9 @@ static int call_function(struct tr *t, const char *f, size_t fpos,
         rc = call_aggregate(t, f, a, n, out);
         goto out;
     }
-    if (strcmp(f, "ago") == 0 || strcmp(f, "now") == 0) {
-        int is_ago = f[0] == 'a';
-
-        if (n != (size_t)is_ago && !(n == 1 && !is_ago)) {
-            rc = argc_err(t, f, is_ago ? "1" : "0 or 1");
-        } else if (n == 1 && a[0].type != KT_TIMESPAN) {
-            rc = type_err(t, f, &a[0], NULL);
-        } else if (n == 0) {
-            rc = mk(t, out, KT_DATETIME, xprintf("%lld", (long long)t->now));
-        } else {
-            rc = mk(t, out, KT_DATETIME,
-                    xprintf("(%lld %s %s)", (long long)t->now,
-                            is_ago ? "-" : "+", a[0].sql));
-        }
-    } else if (strcmp(f, "ingestion_time") == 0) {
-        if (n != 0) {
-            rc = argc_err(t, f, "0");
-        } else {
-            rc = mk(t, out, KT_DATETIME,
-                    xprintf("%s",
-                            t->cur.has_itime ? "\"$IngestionTime\"" : "NULL"));
-        }
-    } else if (strcmp(f, "strcat") == 0) {
-        struct sb b;
-
-        if (n < 1) {
-            rc = argc_err(t, f, "1 or more");
-            goto out;
-        }
-        memset(&b, 0, sizeof(b));
-        sb_str(&b, "(");
-        for (i = 0; i < n; i++) {
-            char *s = as_text(&a[i]);
-
-            if (!s) {
-                b.oom = 1;
-                break;
-            }
-            if (i) {
-                sb_str(&b, " || ");
-            }
-            sb_str(&b, s);
-            free(s);
-        }
-        sb_str(&b, ")");
-        if (b.oom) {
-            free(b.s);
-            rc = oom_err(t);
-        } else {
-            rc = mk(t, out, KT_STRING, b.s);
-        }
-    } else if (strcmp(f, "strlen") == 0) {
-        char *s = n == 1 ? as_text(&a[0]) : NULL;
-
-        if (n != 1) {
-            rc = argc_err(t, f, "1");
-        } else {
-            rc = mk(t, out, KT_LONG, s ? xprintf("length(%s)", s) : NULL);
-        }
-        free(s);
-    } else if (strcmp(f, "tolower") == 0 || strcmp(f, "toupper") == 0) {
-        char *s = n == 1 ? as_text(&a[0]) : NULL;
-
-        if (n != 1) {
-            rc = argc_err(t, f, "1");
-        } else {
-            rc = mk(t, out, KT_STRING,
-                    s ? xprintf("%s(%s)", f[2] == 'l' ? "lower" : "upper", s)
-                      : NULL);
-        }
-        free(s);
-    } else if (strcmp(f, "substring") == 0) {
-        char *s = n >= 2 && n <= 3 ? as_text(&a[0]) : NULL;
-
-        if (n < 2 || n > 3) {
-            rc = argc_err(t, f, "2 or 3");
-        } else if (n == 2) {
-            rc = mk(t, out, KT_STRING,
-                    s ? xprintf("substr(%s, (%s) + 1)", s, a[1].sql) : NULL);
-        } else {
-            rc = mk(
-                t, out, KT_STRING,
-                s ? xprintf("substr(%s, (%s) + 1, %s)", s, a[1].sql, a[2].sql)
-                  : NULL);
-        }
-        free(s);
-    } else if (strcmp(f, "tostring") == 0 || strcmp(f, "tolong") == 0 ||
-               strcmp(f, "toint") == 0 || strcmp(f, "todouble") == 0 ||
-               strcmp(f, "toreal") == 0 || strcmp(f, "todecimal") == 0 ||
-               strcmp(f, "todatetime") == 0 || strcmp(f, "totimespan") == 0 ||
-               strcmp(f, "tobool") == 0 || strcmp(f, "toboolean") == 0) {
-        if (n != 1) {
-            rc = argc_err(t, f, "1");
-        } else {
-            rc = convert(t, f, &a[0], out);
-        }
-    } else if (strcmp(f, "isempty") == 0 || strcmp(f, "isnotempty") == 0) {
-        int neg = f[2] == 'n';
-
-        if (n != 1) {
-            rc = argc_err(t, f, "1");
-        } else if (is_strt(a[0].type)) {
-            rc = mk(t, out, KT_BOOL,
-                    xprintf(neg ? "(%s IS NOT NULL AND %s <> '')"
-                                : "(%s IS NULL OR %s = '')",
-                            a[0].sql, a[0].sql));
-        } else {
-            rc = mk(
-                t, out, KT_BOOL,
-                xprintf(neg ? "(%s IS NOT NULL)" : "(%s IS NULL)", a[0].sql));
-        }
-    } else if (strcmp(f, "isnull") == 0 || strcmp(f, "isnotnull") == 0) {
-        if (n != 1) {
-            rc = argc_err(t, f, "1");
-        } else {
-            rc = mk(t, out, KT_BOOL,
-                    xprintf(strcmp(f, "isnotnull") == 0 ? "(%s IS NOT NULL)"
-                                                        : "(%s IS NULL)",
-                            a[0].sql));
-        }
-    } else if (strcmp(f, "not") == 0) {
-        if (n != 1) {
-            rc = argc_err(t, f, "1");
-        } else {
-            rc = mk(t, out, KT_BOOL, xprintf("(NOT %s)", a[0].sql));
-        }
-    } else if (strcmp(f, "bin") == 0 || strcmp(f, "floor") == 0) {
-        if (n != 2) {
-            rc = argc_err(t, f, "2");
-        } else if (!((is_numt(a[0].type) && is_numt(a[1].type)) ||
-                     ((a[0].type == KT_DATETIME || a[0].type == KT_TIMESPAN) &&
-                      a[1].type == KT_TIMESPAN))) {
-            rc = type_err(t, f, &a[0], &a[1]);
-        } else {
-            enum kusto_type rt = a[0].type;
-
-            if (is_numt(rt) && (a[1].type == KT_REAL || rt == KT_DECIMAL)) {
-                rt = KT_REAL;
-            }
-            rc = mk(t, out, rt, xprintf("kql_bin(%s, %s)", a[0].sql, a[1].sql));
-            if (rc == 0 && a[0].name) {
-                out->name = strdup(a[0].name);
-                if (!out->name) {
-                    rc = oom_err(t);
-                }
-            }
-        }
-    } else if (strcmp(f, "startofday") == 0) {
-        if (n != 1 || a[0].type != KT_DATETIME) {
-            rc = n != 1 ? argc_err(t, f, "1") : type_err(t, f, &a[0], NULL);
-        } else {
-            rc = mk(t, out, KT_DATETIME,
-                    xprintf("kql_bin(%s, %lld)", a[0].sql,
-                            (long long)KQL_TICKS_PER_DAY));
-        }
-    } else if (strcmp(f, "iff") == 0 || strcmp(f, "iif") == 0) {
-        if (n != 3) {
-            rc = argc_err(t, f, "3");
-        } else if (!comparable(a[1].type, a[2].type)) {
-            rc = type_err(t, f, &a[1], &a[2]);
-        } else {
-            rc = mk(t, out, a[1].type,
-                    xprintf("(CASE WHEN %s THEN %s ELSE %s END)", a[0].sql,
-                            a[1].sql, a[2].sql));
-        }
-    } else if (strcmp(f, "coalesce") == 0) {
-        struct sb b;
-
-        if (n < 1) {
-            rc = argc_err(t, f, "1 or more");
-            goto out;
-        }
-        memset(&b, 0, sizeof(b));
-        sb_str(&b, n == 1 ? "(" : "coalesce(");
-        for (i = 0; i < n; i++) {
-            if (i) {
-                sb_str(&b, ", ");
-            }
-            sb_str(&b, a[i].sql);
-        }
-        sb_str(&b, ")");
-        rc = b.oom ? (free(b.s), oom_err(t)) : mk(t, out, a[0].type, b.s);
-    } else if (strcmp(f, "abs") == 0) {
-        if (n != 1 || !(is_numt(a[0].type) || a[0].type == KT_TIMESPAN)) {
-            rc = n != 1 ? argc_err(t, f, "1") : type_err(t, f, &a[0], NULL);
-        } else {
-            rc = mk(t, out, a[0].type, xprintf("abs(%s)", a[0].sql));
-        }
-    } else if (strcmp(f, "round") == 0) {
-        if (n < 1 || n > 2 || !is_numt(a[0].type)) {
-            rc = n < 1 || n > 2 ? argc_err(t, f, "1 or 2")
-                                : type_err(t, f, &a[0], NULL);
-        } else {
-            rc =
-                mk(t, out, KT_REAL,
-                   xprintf("round(%s, %s)", a[0].sql, n == 2 ? a[1].sql : "0"));
-        }
-    } else {
+    if (time_string_function(t, f, a, n, out, &rc) == 0 &&
+        value_function(t, f, a, n, out, &rc) == 0 &&
+        math_function(t, f, a, n, out, &rc) == 0) {
         rc = fail(t->err, -ENOTSUP,
                   "Semantic error: '%s' operator: unsupported function "
                   "'%s' (position %zu)",
