@@ -696,6 +696,174 @@ static int lex_number(struct lexer *lx, size_t *i)
     return 0;
 }
 
+/* Lexes a string literal: '...', "...", @'...' (verbatim) at *ip; moves *ip
+ * past it. 0 or < 0 with lx->err filled. */
+static int lex_quoted(struct lexer *lx, size_t *ip)
+{
+    const char *src = lx->src;
+    size_t i = *ip;
+    char c = src[i];
+    struct kql_token *t;
+    int rc;
+    size_t pos = i;
+    int verbatim = c == '@';
+    char *text = NULL;
+
+    if (verbatim) {
+        i++;
+    }
+    rc = lex_string(lx, &i, verbatim, &text);
+    if (rc < 0) {
+        return rc;
+    }
+    t = lex_push(lx, KQL_STRING, pos);
+    if (!t) {
+        free(text);
+        return -ENOMEM;
+    }
+    t->text = text;
+    *ip = i;
+    return 0;
+}
+
+/* Lexes a quoted name: ['name'] or ["name"] at *ip; moves *ip past it. 0 or < 0
+ * with lx->err filled. */
+static int lex_bracket_ident(struct lexer *lx, size_t *ip)
+{
+    const char *src = lx->src;
+    struct kusto_error *err = lx->err;
+    size_t i = *ip;
+    struct kql_token *t;
+    int rc;
+
+    /* ['name'] */
+    size_t pos = i;
+    char *text = NULL;
+
+    i++;
+    rc = lex_string(lx, &i, 0, &text);
+    if (rc < 0) {
+        return rc;
+    }
+    while (i < lx->len && isspace((unsigned char)src[i])) {
+        i++;
+    }
+    if (i >= lx->len || src[i] != ']') {
+        free(text);
+        return fail(err, -EINVAL,
+                    "Syntax error: SYN0002: expected ']' at "
+                    "position %zu",
+                    i);
+    }
+    i++;
+    t = lex_push(lx, KQL_IDENT, pos);
+    if (!t) {
+        free(text);
+        return -ENOMEM;
+    }
+    t->text = text;
+    t->quoted = 1;
+    *ip = i;
+    return 0;
+}
+
+/* Lexes a name, or a datetime(...)/timespan(...) literal at *ip; moves *ip past
+ * it. 0 or < 0 with lx->err filled. */
+static int lex_ident(struct lexer *lx, size_t *ip)
+{
+    const char *src = lx->src;
+    struct kusto_error *err = lx->err;
+    size_t i = *ip;
+    struct kql_token *t;
+    int rc;
+    size_t start = i, k;
+
+    while (i < lx->len && is_ident_char(src[i])) {
+        i++;
+    }
+    k = i;
+    while (k < lx->len && isspace((unsigned char)src[k])) {
+        k++;
+    }
+    if (k < lx->len && src[k] == '(') {
+        size_t n = i - start;
+
+        if ((n == 8 && strncmp(src + start, "datetime", 8) == 0) ||
+            (n == 4 && strncmp(src + start, "date", 4) == 0)) {
+            rc = lex_literal_call(lx, &i, start, 1);
+            if (rc < 0) {
+                return rc;
+            }
+            *ip = i;
+            return 0;
+        }
+        if ((n == 4 && strncmp(src + start, "time", 4) == 0) ||
+            (n == 8 && strncmp(src + start, "timespan", 8) == 0)) {
+            rc = lex_literal_call(lx, &i, start, 0);
+            if (rc < 0) {
+                return rc;
+            }
+            *ip = i;
+            return 0;
+        }
+    }
+    t = lex_push(lx, KQL_IDENT, start);
+    if (!t) {
+        return -ENOMEM;
+    }
+    t->text = dup_range(src + start, i - start);
+    if (!t->text) {
+        return fail(err, -ENOMEM, "out of memory");
+    }
+    *ip = i;
+    return 0;
+}
+
+/* Lexes an operator or punctuation (one or two characters, or !has style
+ * negations) at *ip; moves *ip past it. 0 or < 0 with lx->err
+ * filled. */
+static int lex_punct(struct lexer *lx, size_t *ip)
+{
+    const char *src = lx->src;
+    struct kusto_error *err = lx->err;
+    size_t i = *ip;
+    char c = src[i];
+    struct kql_token *t;
+    size_t pos = i, n = 1, k;
+
+    for (k = 0; k < sizeof(puncts2) / sizeof(puncts2[0]); k++) {
+        if (i + 1 < lx->len && src[i] == puncts2[k][0] &&
+            src[i + 1] == puncts2[k][1]) {
+            n = 2;
+            break;
+        }
+    }
+    if (n == 1 && c == '!' && i + 1 < lx->len &&
+        isalpha((unsigned char)src[i + 1])) {
+        /* !has, !contains, !in, !between ... */
+        n = 1;
+        while (i + n < lx->len && is_ident_char(src[i + n])) {
+            n++;
+        }
+    } else if (n == 1 && !strchr("|(),=<>+-*/%.:;[]{}!", c)) {
+        return fail(err, -EINVAL,
+                    "Syntax error: SYN0002: unexpected character "
+                    "'%c' at position %zu",
+                    isprint((unsigned char)c) ? c : '?', pos);
+    }
+    t = lex_push(lx, KQL_PUNCT, pos);
+    if (!t) {
+        return -ENOMEM;
+    }
+    t->text = dup_range(src + pos, n);
+    if (!t->text) {
+        return fail(err, -ENOMEM, "out of memory");
+    }
+    i += n;
+    *ip = i;
+    return 0;
+}
+
 int kql_lex(const char *src, struct kql_tokens *out, struct kusto_error *err)
 {
     struct lexer lx;
@@ -714,7 +882,6 @@ int kql_lex(const char *src, struct kql_tokens *out, struct kusto_error *err)
     }
     while (i < lx.len) {
         char c = src[i];
-        struct kql_token *t;
 
         if (isspace((unsigned char)c)) {
             i++;
@@ -729,54 +896,18 @@ int kql_lex(const char *src, struct kql_tokens *out, struct kusto_error *err)
         if (c == '\'' || c == '"' ||
             (c == '@' && i + 1 < lx.len &&
              (src[i + 1] == '\'' || src[i + 1] == '"'))) {
-            size_t pos = i;
-            int verbatim = c == '@';
-            char *text = NULL;
-
-            if (verbatim) {
-                i++;
-            }
-            rc = lex_string(&lx, &i, verbatim, &text);
+            rc = lex_quoted(&lx, &i);
             if (rc < 0) {
                 return rc;
             }
-            t = lex_push(&lx, KQL_STRING, pos);
-            if (!t) {
-                free(text);
-                return -ENOMEM;
-            }
-            t->text = text;
             continue;
         }
         if (c == '[' && i + 1 < lx.len &&
             (src[i + 1] == '\'' || src[i + 1] == '"')) {
-            /* ['name'] */
-            size_t pos = i;
-            char *text = NULL;
-
-            i++;
-            rc = lex_string(&lx, &i, 0, &text);
+            rc = lex_bracket_ident(&lx, &i);
             if (rc < 0) {
                 return rc;
             }
-            while (i < lx.len && isspace((unsigned char)src[i])) {
-                i++;
-            }
-            if (i >= lx.len || src[i] != ']') {
-                free(text);
-                return fail(err, -EINVAL,
-                            "Syntax error: SYN0002: expected ']' at "
-                            "position %zu",
-                            i);
-            }
-            i++;
-            t = lex_push(&lx, KQL_IDENT, pos);
-            if (!t) {
-                free(text);
-                return -ENOMEM;
-            }
-            t->text = text;
-            t->quoted = 1;
             continue;
         }
         if (isdigit((unsigned char)c) ||
@@ -789,77 +920,15 @@ int kql_lex(const char *src, struct kql_tokens *out, struct kusto_error *err)
             continue;
         }
         if (is_ident_start(c)) {
-            size_t start = i, k;
-
-            while (i < lx.len && is_ident_char(src[i])) {
-                i++;
-            }
-            k = i;
-            while (k < lx.len && isspace((unsigned char)src[k])) {
-                k++;
-            }
-            if (k < lx.len && src[k] == '(') {
-                size_t n = i - start;
-
-                if ((n == 8 && strncmp(src + start, "datetime", 8) == 0) ||
-                    (n == 4 && strncmp(src + start, "date", 4) == 0)) {
-                    rc = lex_literal_call(&lx, &i, start, 1);
-                    if (rc < 0) {
-                        return rc;
-                    }
-                    continue;
-                }
-                if ((n == 4 && strncmp(src + start, "time", 4) == 0) ||
-                    (n == 8 && strncmp(src + start, "timespan", 8) == 0)) {
-                    rc = lex_literal_call(&lx, &i, start, 0);
-                    if (rc < 0) {
-                        return rc;
-                    }
-                    continue;
-                }
-            }
-            t = lex_push(&lx, KQL_IDENT, start);
-            if (!t) {
-                return -ENOMEM;
-            }
-            t->text = dup_range(src + start, i - start);
-            if (!t->text) {
-                return fail(err, -ENOMEM, "out of memory");
+            rc = lex_ident(&lx, &i);
+            if (rc < 0) {
+                return rc;
             }
             continue;
         }
-        {
-            size_t pos = i, n = 1, k;
-
-            for (k = 0; k < sizeof(puncts2) / sizeof(puncts2[0]); k++) {
-                if (i + 1 < lx.len && src[i] == puncts2[k][0] &&
-                    src[i + 1] == puncts2[k][1]) {
-                    n = 2;
-                    break;
-                }
-            }
-            if (n == 1 && c == '!' && i + 1 < lx.len &&
-                isalpha((unsigned char)src[i + 1])) {
-                /* !has, !contains, !in, !between ... */
-                n = 1;
-                while (i + n < lx.len && is_ident_char(src[i + n])) {
-                    n++;
-                }
-            } else if (n == 1 && !strchr("|(),=<>+-*/%.:;[]{}!", c)) {
-                return fail(err, -EINVAL,
-                            "Syntax error: SYN0002: unexpected character "
-                            "'%c' at position %zu",
-                            isprint((unsigned char)c) ? c : '?', pos);
-            }
-            t = lex_push(&lx, KQL_PUNCT, pos);
-            if (!t) {
-                return -ENOMEM;
-            }
-            t->text = dup_range(src + pos, n);
-            if (!t->text) {
-                return fail(err, -ENOMEM, "out of memory");
-            }
-            i += n;
+        rc = lex_punct(&lx, &i);
+        if (rc < 0) {
+            return rc;
         }
     }
     if (!lex_push(&lx, KQL_EOF, lx.len)) {
