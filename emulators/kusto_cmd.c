@@ -893,7 +893,7 @@ static int read_coldefs(struct cmd *c, struct coldef **out, size_t *n)
         return syntax(c, "'(' and the column list");
     }
     while (!accept_punct(c, ")")) {
-        const char *name, *type;
+        const char *name = NULL, *type = NULL;
         enum kusto_type t;
 
         if (cnt >= MAX_COLUMNS) {
@@ -1005,7 +1005,7 @@ static int unsupported_command(struct cmd *c)
 /* .show ... */
 static int cmd_show(struct cmd *c, struct kusto_result **out)
 {
-    const char *name, *kind = NULL, *mname = NULL;
+    const char *name = NULL, *kind = NULL, *mname = NULL;
     int rc;
 
     if (accept_word(c, "version")) {
@@ -1100,7 +1100,7 @@ static int cmd_create_alter(struct cmd *c, const char *verb,
     int is_cor = strcmp(verb, "create-or-alter") == 0;
     int is_alter =
         strcmp(verb, "alter") == 0 || strcmp(verb, "alter-merge") == 0;
-    const char *name, *folder = NULL, *doc = NULL;
+    const char *name = NULL, *folder = NULL, *doc = NULL;
     int rc, enabled;
 
     if (accept_word(c, "database")) {
@@ -1154,7 +1154,7 @@ static int cmd_create_alter(struct cmd *c, const char *verb,
         return result_table_schema(c, c->db, name, 1, out);
     }
     if (accept_word(c, "ingestion")) {
-        const char *kind, *mname;
+        const char *kind = NULL, *mname = NULL;
         char *json = NULL;
 
         if (read_kind(c, &kind) < 0) {
@@ -1212,7 +1212,7 @@ static int cmd_drop(struct cmd *c, struct kusto_result **out)
         {"TableName", KT_STRING},
         {"DatabaseName", KT_STRING},
     };
-    const char *name, *kind, *mname;
+    const char *name = NULL, *kind = NULL, *mname = NULL;
     int rc, ifexists;
 
     if (!accept_word(c, "table")) {
@@ -1285,7 +1285,7 @@ int kusto_run_command(struct kusto *k, const char *db, const char *csl,
 {
     struct cmd c;
     char verb[64];
-    const char *name;
+    const char *name = NULL;
     int rc;
 
     memset(&c, 0, sizeof(c));
