@@ -21,6 +21,7 @@
  */
 #include "admin/api.h"
 #include "admin/connect.h"
+#include "admin/page.h"
 #include "admin/procstat.h"
 
 #include "admin/http.h"
@@ -2671,6 +2672,10 @@ static void on_request(struct http_request *req, void *data)
     const char *path = http_req_path(req);
     size_t plen = strlen(path);
 
+    if (page_owns(path)) { /* the status page (page.c): no data, no token */
+        page_handle(req);
+        return;
+    }
     if (connect_owns(path)) { /* Kafka Connect's REST API (connect.c) */
         struct connect_ctx cx;
         char worker[300];

@@ -38,6 +38,7 @@
 #define ADX_DEFAULT_MAX_RESP   (1024 * 1024)
 #define ADX_URL_MAX            4096
 #define ADX_HEADER_MAX         1024
+#define ADX_DEFAULT_IDLE_MS    50000L
 
 struct adx_req {
     struct adx *owner;
@@ -76,6 +77,7 @@ struct adx {
     char app[128];
     char version_hdr[160];
     long connect_timeout_ms;
+    long maxage_s; /* CURLOPT_MAXAGE_CONN, from keepalive_idle_ms */
     long timeout_ms;
     size_t max_response;
     char *ca_file;
@@ -206,6 +208,7 @@ int adx_new(uv_loop_t *loop, const struct adx_options *opt, struct adx **out,
     struct adx *a = NULL;
     static const struct adx_options defaults;
     int rc = -ENOMEM;
+    long idle_ms;
 
     if (opt == NULL) {
         opt = &defaults;
@@ -229,6 +232,12 @@ int adx_new(uv_loop_t *loop, const struct adx_options *opt, struct adx **out,
                                 : ADX_DEFAULT_CONNECT_MS;
     a->timeout_ms =
         opt->timeout_ms > 0 ? opt->timeout_ms : ADX_DEFAULT_TIMEOUT_MS;
+    /* libcurl reuses a connection while its idle time in whole seconds is
+     * <= MAXAGE_CONN, i.e. idle < MAXAGE_CONN + 1 s: so idle_ms / 1000 - 1
+     * reuses only connections idle less than keepalive_idle_ms */
+    idle_ms = opt->keepalive_idle_ms >= 1000 ? opt->keepalive_idle_ms
+                                             : ADX_DEFAULT_IDLE_MS;
+    a->maxage_s = idle_ms / 1000 - 1;
     a->max_response =
         opt->max_response > 0 ? opt->max_response : ADX_DEFAULT_MAX_RESP;
     if (opt->ca_file != NULL) {
@@ -677,6 +686,10 @@ int adx_request(struct adx *a, const struct adx_request_spec *spec, adx_cb cb,
     curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYHOST, 2L);
     curl_easy_setopt(r->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* below the idle timeout of the servers in front of ADX (FORWARDER.md
+     * "Connections"): a request written on a connection the server is
+     * closing dies, and an ingest that dies after its body is ambiguous */
+    curl_easy_setopt(r->easy, CURLOPT_MAXAGE_CONN, a->maxage_s);
     curl_easy_setopt(r->easy, CURLOPT_ACCEPT_ENCODING, "gzip,deflate");
     curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, a->connect_timeout_ms);
     curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS,

@@ -32,6 +32,8 @@ struct adx_options {
     const char *ca_file;     /* extra CA bundle (tests); NULL = system */
     const char *proxy;       /* proxy URL; NULL = none (environment ignored) */
     const char *no_proxy;    /* libcurl NOPROXY list; NULL = none */
+    long keepalive_idle_ms;  /* a kept-alive connection idle this long is
+                                not reused (whole seconds); 0 = 50000 */
 };
 
 /* A response as the callback sees it. Pointers are valid during the call. */

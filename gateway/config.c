@@ -963,6 +963,7 @@ static int set_defaults(struct config *c)
     c->log_level = -1;
     c->adx.request_timeout_ms = 30000;
     c->adx.server_timeout_ms = CONFIG_SERVER_TIMEOUT_DEFAULT_MS;
+    c->adx.keepalive_idle_ms = 50000;
     c->journal.max_bytes = (int64_t)1024 * MIB;
     c->journal.retention_ms = (int64_t)24 * 3600 * 1000;
     c->journal.reserve_bytes = 8 * MIB;
@@ -998,11 +999,12 @@ static int set_defaults(struct config *c)
 /* ---- native reader ---------------------------------------------------- */
 
 static const char *const top_keys[] = {
-    "kafka",     "adx",   "routes", "journal", "intake",
+    "kafka",     "adx",   "routes", "journal",         "intake",
     "forwarder", "admin", "log",    "schema_registry", NULL};
 static const char *const adx_keys[] = {
-    "ingest_url",        "query_url", "auth",     "request_timeout_ms",
-    "server_timeout_ms", "proxy",     "no_proxy", NULL};
+    "ingest_url",         "query_url",         "auth",
+    "request_timeout_ms", "server_timeout_ms", "proxy",
+    "no_proxy",           "keepalive_idle_ms", NULL};
 static const char *const auth_keys[] = {
     "method",     "tenant_id",      "client_id", "client_secret", "token",
     "token_file", "authority_host", "scope",     "imds_url",      NULL};
@@ -1169,6 +1171,8 @@ static int load_adx_native(struct loader *l, const cJSON *o)
                       3600 * 1000, &x->server_timeout_ms)) < 0 ||
         (rc = opt_nonempty(l, o, "adx", "proxy", &x->proxy)) < 0 ||
         (rc = opt_string(l, o, "adx", "no_proxy", &x->no_proxy)) < 0 ||
+        (rc = opt_num(l, o, "adx", "keepalive_idle_ms", NUM_MS, 1000,
+                      3600 * 1000, &x->keepalive_idle_ms)) < 0 ||
         (rc = opt_object(l, o, "adx", "auth", &auth)) < 0) {
         return rc;
     }
@@ -3381,6 +3385,7 @@ char *config_to_json(const struct config *cfg)
     rc |= add_str(o, "query_url", cfg->adx.query_url);
     rc |= add_num(o, "request_timeout_ms", cfg->adx.request_timeout_ms);
     rc |= add_num(o, "server_timeout_ms", cfg->adx.server_timeout_ms);
+    rc |= add_num(o, "keepalive_idle_ms", cfg->adx.keepalive_idle_ms);
     if (cfg->adx.proxy != NULL) {
         rc |= strchr(cfg->adx.proxy, '@') != NULL
                   ? add_secret(o, "proxy", cfg->adx.proxy)

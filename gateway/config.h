@@ -76,6 +76,8 @@ struct config_adx {
                        proxy variables are ignored); secret when it holds
                        user:password */
     char *no_proxy; /* libcurl's NOPROXY list; NULL = none */
+    int64_t keepalive_idle_ms; /* a kept-alive connection idle this long is
+                                  not reused (gateway/adx.c); 50000 */
 };
 
 /* Field names added to each JSON record; NULL = that field is not added. */

@@ -27,7 +27,10 @@
 #include "gateway/watchdog.h"
 #include "storage/journal.h"
 
+#include <curl/curl.h>
+#include <librdkafka/rdkafka.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <string.h>
 
 /* Answers in flight get this long to arrive once the intake has stopped;
@@ -263,8 +266,14 @@ int daemon_run_hooks(const struct config *cfg, const struct daemon_hooks *hooks)
         daemon_request_stop(&k, 1);
     }
 
-    log_info("kadx", "running (group %s, %zu routes)", group ? group : "kadx",
-             cfg->nroutes);
+    /* the libraries' versions as loaded (not as compiled): what a support
+     * question needs first */
+    log_info("kadx",
+             "running (group %s, %zu routes; librdkafka %s, libcurl %s, "
+             "SQLite %s, libuv %s)",
+             group ? group : "kadx", cfg->nroutes, rd_kafka_version_str(),
+             curl_version_info(CURLVERSION_NOW)->version, sqlite3_libversion(),
+             uv_version_string());
     if (fw_failed) { /* forwarder: could not start */
         daemon_request_stop(&k, 1);
     }

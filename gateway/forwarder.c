@@ -2535,6 +2535,7 @@ int forwarder_new(uv_loop_t *loop, const struct forwarder_options *o,
     ao.ca_file = o->ca_file;
     ao.proxy = cfg->adx.proxy;
     ao.no_proxy = cfg->adx.no_proxy;
+    ao.keepalive_idle_ms = (long)cfg->adx.keepalive_idle_ms;
     rc = adx_new(loop, &ao, &fw->adx, err, errlen);
     if (rc < 0) {
         free(fw->routes);

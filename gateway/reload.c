@@ -181,6 +181,10 @@ int reload_keep_restart_keys(struct config *next, const struct config *run,
     if ((run->admin.tls_cert == NULL) != (next->admin.tls_cert == NULL)) {
         add_name(restart, restartlen, "admin.tls_cert (https on/off)");
     }
+    if (run->adx.keepalive_idle_ms != next->adx.keepalive_idle_ms) {
+        add_name(restart, restartlen, "adx.keepalive_idle_ms");
+        next->adx.keepalive_idle_ms = run->adx.keepalive_idle_ms;
+    }
     if (!str_eq(run->connector_name, next->connector_name)) {
         add_name(restart, restartlen, "name");
     }

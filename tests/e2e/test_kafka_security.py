@@ -15,8 +15,10 @@ INTAKE.md), and once the config is fixed every event is delivered.
 
 SCRAM: Debian 12's librdkafka (2.0.2) cannot log in with SCRAM to a Kafka
 4.x broker (librdkafka#4895, fixed in 2.6.1: 4.x checks the nonce strictly).
-Against 4.x the test checks the clear error that names the cause; delivery
-with SCRAM-SHA-512 over SASL_SSL is checked against Kafka 3.9
+Against 4.x the test checks the clear error that names the cause, and
+delivery with the same kadx binary run on librdkafka 2.16 (the one in
+confluent-kafka's wheel, LD_LIBRARY_PATH); delivery with Debian's
+librdkafka and SCRAM-SHA-512 is checked against Kafka 3.9
 (tests/kafka/kafka-3.9).
 """
 import json
@@ -172,8 +174,8 @@ class SecurityBase(unittest.TestCase):
             json.dump(cfg, f)
         return path
 
-    def start(self, cfg):
-        k = harness.kadx("run", "-c", cfg, name="kadx run")
+    def start(self, cfg, env=None):
+        k = harness.kadx("run", "-c", cfg, env=env, name="kadx run")
         self.addCleanup(k.kill)
         line = k.wait_for("admin: listening on", timeout=30,
                           what="the admin listening line")
@@ -215,11 +217,11 @@ class SecurityBase(unittest.TestCase):
         for s in (SECRET, WRONG):
             self.assertNotIn(s, status, "a secret in /status")
 
-    def deliver(self, topic, listener, props):
+    def deliver(self, topic, listener, props, env=None):
         """1,000 events per partition of a new topic through listener,
         exactly once; SIGTERM exits 0; no secret printed."""
         self.topic(topic)
-        k = self.start(self.config(topic, listener, props))
+        k = self.start(self.config(topic, listener, props), env=env)
         wait_until(lambda: self.count(topic) >= N * PARTS or not k.alive(),
                    timeout=90, interval=0.25,
                    what="%d rows of %s" % (N * PARTS, topic))
@@ -321,6 +323,35 @@ class TestSecurityKafka4(SecurityBase):
         self.assertTrue(any("cannot authenticate with SCRAM to Kafka 4.x"
                             in l for l in k.lines()), k.tail())
         self.assertEqual(k.stop(), 0, k.tail())
+
+    def test_scram_against_kafka4_with_librdkafka_2_16(self):
+        """The same kadx binary, run with a librdkafka that has the fix
+        (the one inside confluent-kafka's wheel from PyPI, 2.16: librdkafka
+        keeps its ABI, so kadx built with Debian's 2.0.2 headers runs on it
+        unchanged), logs in with SCRAM-SHA-512 to Kafka 4.x and delivers."""
+        lib = newer_librdkafka(self.tmp)
+        k = self.deliver("sec-scram4-new", "SASL_SSL", {
+            "security.protocol": "SASL_SSL", "ssl.ca.location": self.ca(),
+            "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": USER,
+            "sasl.password": SECRET}, env={"LD_LIBRARY_PATH": lib})
+        # the run really used the newer library
+        self.assertTrue(any("librdkafka 2.16" in l for l in k.lines()),
+                        k.tail())
+
+
+def newer_librdkafka(tmp):
+    """A folder with librdkafka.so.1 -> the librdkafka that confluent-kafka's
+    wheel carries (self-contained: OpenSSL, SASL and zstd linked in)."""
+    import confluent_kafka
+    libs = os.path.join(os.path.dirname(os.path.dirname(
+        confluent_kafka.__file__)), "confluent_kafka.libs")
+    found = [f for f in os.listdir(libs) if f.startswith("librdkafka")]
+    assert len(found) == 1, found
+    d = os.path.join(tmp, "rdkafka-new")
+    os.makedirs(d)
+    os.symlink(os.path.join(libs, found[0]),
+               os.path.join(d, "librdkafka.so.1"))
+    return d
 
 
 class TestScramKafka39(SecurityBase):

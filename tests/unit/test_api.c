@@ -118,7 +118,7 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
-static int setup(void **state)
+static int setup_with(void **state, int token_on_get)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     struct journal_options jo;
@@ -144,6 +144,7 @@ static int setup(void **state)
     memset(&ao, 0, sizeof(ao));
     ao.listen = "127.0.0.1:0";
     ao.token = f->cfg->admin.token;
+    ao.token_on_get = token_on_get;
     ao.read_timeout_ms = 300;
     assert_int_equal(
         admin_start(&f->loop, &src, &ao, &f->admin, err, sizeof(err)), 0);
@@ -154,6 +155,17 @@ static int setup(void **state)
     assert_int_equal(pthread_create(&f->thread, NULL, loop_main, f), 0);
     *state = f;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_with(state, 0);
+}
+
+/* admin.token_on_get: every GET but the probes (and the page) needs it */
+static int setup_token_on_get(void **state)
+{
+    return setup_with(state, 1);
 }
 
 static int teardown(void **state)
@@ -460,7 +472,7 @@ static void test_404_405(void **state)
     struct resp r;
 
     expect(f, "GET", "/nope", NULL, NULL, 404, "no such endpoint");
-    expect(f, "GET", "/", NULL, NULL, 404, "\"error\"");
+    expect(f, "GET", "/index.html", NULL, NULL, 404, "\"error\"");
     req(f, "GET", "/replay", NULL, NULL, &r);
     assert_int_equal(r.status, 405);
     assert_non_null(strcasestr(r.head, "allow: POST"));
@@ -470,6 +482,39 @@ static void test_404_405(void **state)
     assert_non_null(strcasestr(r.head, "allow: GET"));
     resp_free(&r);
     expect(f, "DELETE", "/status", NULL, NULL, 405, "\"error\"");
+}
+
+/* GET /: the status page (admin/page.c), self-contained, with its CSP
+ * (only its own inline blocks, by hash) and hardening headers; open even
+ * with token_on_get (it holds no data: the endpoints it reads ask). */
+static void test_status_page(void **state)
+{
+    struct fixture *f = *state;
+    struct resp r;
+
+    req(f, "GET", "/", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strcasestr(r.head, "\r\ncontent-type: text/html"));
+    assert_non_null(strcasestr(r.head, "\r\nx-content-type-options: nosniff"));
+    assert_non_null(strcasestr(r.head, "\r\ncontent-security-policy: "
+                                       "default-src 'none'; script-src "
+                                       "'sha256-"));
+    assert_non_null(strstr(r.head, "connect-src 'self'"));
+    assert_non_null(strstr(r.head, "form-action 'none'"));
+    assert_null(strstr(r.head, "unsafe-inline"));
+    assert_non_null(strstr(r.body, "<title>kadx</title>"));
+    assert_non_null(strstr(r.body, "fetch("));
+    /* no external asset: nothing loaded from another origin */
+    assert_null(strstr(r.body, "src=\""));
+    assert_null(strstr(r.body, "href=\"http"));
+    resp_free(&r);
+    /* the token guards the data, not the page */
+    expect(f, "GET", "/status", NULL, NULL, 401, "bearer token");
+    expect(f, "GET", "/status", TOKEN, NULL, 200, "\"routes\"");
+    req(f, "POST", "/", TOKEN, "", &r);
+    assert_int_equal(r.status, 405);
+    assert_non_null(strcasestr(r.head, "allow: GET, HEAD"));
+    resp_free(&r);
 }
 
 /* The server survives a request and still answers the next one. */
@@ -586,6 +631,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_oversized, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_and_slow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keep_alive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_page, setup_token_on_get,
+                                        teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

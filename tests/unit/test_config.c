@@ -151,6 +151,7 @@ static void test_native_minimal_defaults(void **state)
     assert_string_equal(cfg->adx.query_url, "http://127.0.0.1:8080");
     assert_int_equal(cfg->adx.auth.method, CONFIG_AUTH_NONE);
     assert_int_equal(cfg->adx.request_timeout_ms, 30000);
+    assert_int_equal(cfg->adx.keepalive_idle_ms, 50000);
     assert_int_equal(cfg->nroutes, 1);
     assert_string_equal(cfg->routes[0].name, "t");
     assert_string_equal(cfg->routes[0].format, "json");
@@ -835,6 +836,9 @@ static const struct bad bad_configs[] = {
     {"{" KAFKA ",\"adx\":{\"ingest_url\":\"http://127.0.0.1:8080\","
      "\"server_timeout_ms\":500}," ROUTE "}",
      "'adx.server_timeout_ms' must be at least 1000"},
+    {"{" KAFKA ",\"adx\":{\"ingest_url\":\"http://127.0.0.1:8080\","
+     "\"keepalive_idle_ms\":\"500ms\"}," ROUTE "}",
+     "'adx.keepalive_idle_ms' must be at least 1000"},
     {NATIVE(",\"forwarder\":{\"retry_initial_ms\":5000,\"retry_max_ms\":"
             "1000}"),
      "'forwarder.retry_max_ms' (1000) must not be below "
