@@ -240,6 +240,22 @@ int kusto_exec(struct kusto *k, const char *sql, struct kusto_error *err)
     return 0;
 }
 
+/* Runs the SQL built in b, then frees b's text; -ENOMEM when building it
+ * ran out of memory. */
+int kusto_exec_sb(struct kusto *k, struct sbuf *b, struct kusto_error *err)
+{
+    int rc;
+
+    if (b->oom) {
+        free(b->s);
+        return kusto_err(err, -ENOMEM, 500, "Internal_ServiceError",
+                         "out of memory");
+    }
+    rc = kusto_exec(k, b->s, err);
+    free(b->s);
+    return rc;
+}
+
 /* The prepared statement for a constant SQL text (cached; NULL when it
  * does not prepare). Give it back with stmt_done, never finalize it. */
 static sqlite3_stmt *cached(struct kusto *k, const char *sql)

@@ -521,16 +521,18 @@ static int read_kind(struct cmd *c, const char **kind)
     return syntax(c, "a mapping kind (json, csv, avro, parquet, orc)");
 }
 
+/* The columns of a `.show ... policy` row, as ADX answers it. */
+static const struct colspec policy_cols[] = {
+    {"PolicyName", KT_STRING}, {"EntityName", KT_STRING},
+    {"Policy", KT_STRING},     {"ChildEntities", KT_STRING},
+    {"EntityType", KT_STRING},
+};
+
 /* PolicyName, EntityName, Policy, ChildEntities, EntityType. */
 static int show_policy(struct cmd *c, const char *db, const char *table,
                        struct kusto_result **out)
 {
-    static const struct colspec cols[] = {
-        {"PolicyName", KT_STRING}, {"EntityName", KT_STRING},
-        {"Policy", KT_STRING},     {"ChildEntities", KT_STRING},
-        {"EntityType", KT_STRING},
-    };
-    struct kusto_result *r = kusto_result_new("Table_0", cols, 5);
+    struct kusto_result *r = kusto_result_new("Table_0", policy_cols, 5);
     struct kusto_value *row;
     char entity[2 * NAME_MAX_LEN + 16];
     char policy[96];
@@ -594,12 +596,7 @@ static int show_policy(struct cmd *c, const char *db, const char *table,
 static int show_itime_policy(struct cmd *c, const char *db, const char *table,
                              struct kusto_result **out)
 {
-    static const struct colspec cols[] = {
-        {"PolicyName", KT_STRING}, {"EntityName", KT_STRING},
-        {"Policy", KT_STRING},     {"ChildEntities", KT_STRING},
-        {"EntityType", KT_STRING},
-    };
-    struct kusto_result *r = kusto_result_new("Table_0", cols, 5);
+    struct kusto_result *r = kusto_result_new("Table_0", policy_cols, 5);
     struct kusto_value *row;
     char entity[2 * NAME_MAX_LEN + 16];
     size_t cap = 0;

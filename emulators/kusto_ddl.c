@@ -80,13 +80,7 @@ static int create_row_table(struct kusto *k, const char *qname,
         kusto_sb_add(&b, " %s, ", kusto_sql_type(cols[i].type));
     }
     kusto_sb_add(&b, "\"$IngestionTime\" INTEGER)");
-    if (b.oom) {
-        free(b.s);
-        return kusto_err(err, -ENOMEM, 500, "Internal_ServiceError",
-                         "out of memory");
-    }
-    rc = kusto_exec(k, b.s, err);
-    free(b.s);
+    rc = kusto_exec_sb(k, &b, err);
     return rc;
 }
 
@@ -125,13 +119,7 @@ static int rebuild_table(struct kusto *k, const char *db, const char *table,
     snprintf(raw, sizeof(raw), "%s.%s", db, table);
     kusto_sb_add(&b, "ALTER TABLE %s RENAME TO ", qtmp);
     kusto_sb_ident(&b, raw);
-    if (b.oom) {
-        free(b.s);
-        return kusto_err(err, -ENOMEM, 500, "Internal_ServiceError",
-                         "out of memory");
-    }
-    rc = kusto_exec(k, b.s, err);
-    free(b.s);
+    rc = kusto_exec_sb(k, &b, err);
     if (rc < 0) {
         return rc;
     }

@@ -78,6 +78,9 @@ void kusto_sb_add(struct sbuf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void kusto_sb_ident(struct sbuf *b, const char *name);
 int kusto_exec(struct kusto *k, const char *sql, struct kusto_error *err);
+/* Runs the SQL built in b, then frees b's text (-ENOMEM when building it
+ * ran out of memory). */
+int kusto_exec_sb(struct kusto *k, struct sbuf *b, struct kusto_error *err);
 int kusto_exec_bound(struct kusto *k, const char *sql, const char *a,
                      const char *b, const char *c, const char *d,
                      struct kusto_error *err);
