@@ -6,6 +6,8 @@
  * null (ADX's rule), it never fails a request. Pure functions, any thread.
  */
 #include "emulators/ingest_value.h"
+
+#include "emulators/emu.h"
 #include "emulators/ingest.h"
 
 #include <ctype.h>
@@ -18,22 +20,6 @@
 #include <strings.h>
 
 /* ---- datetime, timespan, guid ---- */
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    int64_t era;
-    unsigned yoe;
-    unsigned doy;
-    unsigned doe;
-
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = (unsigned)(y - era * 400);
-    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
 
 /* Reads exactly n digits at s[*i]; -1 when they are not there. */
 static long read_digits(const char *s, size_t len, size_t *i, int n)
@@ -151,7 +137,7 @@ int ingest_parse_datetime(const char *s, size_t len, int64_t *ticks)
     if (i != len) {
         return -EINVAL;
     }
-    t = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 +
+    t = emu_days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 +
         mi * 60 + sec;
     *ticks = t * TICKS_PER_SEC + frac - offset;
     return 0;

@@ -24,6 +24,8 @@
  */
 #include "emulators/kql.h"
 
+#include "emulators/emu.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -55,37 +57,6 @@ static int fail(struct kusto_error *err, int rc, const char *fmt, ...)
 
 /* ------------------------------------------------------------------ */
 /* Datetime and timespan literals                                       */
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    int64_t era;
-    unsigned yoe, doy, doe;
-
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = (unsigned)(y - era * 400);
-    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-    int64_t era;
-    unsigned doe, yoe, doy, mp;
-
-    z += 719468;
-    era = (z >= 0 ? z : z - 146096) / 146097;
-    doe = (unsigned)(z - era * 146097);
-    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    *y = (int64_t)yoe + era * 400;
-    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    mp = (5 * doy + 2) / 153;
-    *d = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y += *m <= 2;
-}
 
 /* Reads exactly `digits` decimal digits at *p (bounded by end). */
 static int read_digits(const char **p, const char *end, int digits,
@@ -196,7 +167,7 @@ int kql_parse_datetime(const char *s, size_t n, int64_t *ticks)
     if (p != end) {
         return -EINVAL;
     }
-    days = days_from_civil(y, (unsigned)mo, (unsigned)d);
+    days = emu_days_from_civil(y, (unsigned)mo, (unsigned)d);
     *ticks =
         ((days * 86400 + h * 3600 + mi * 60 + sec) - off) * KQL_TICKS_PER_SEC +
         frac;
@@ -220,7 +191,7 @@ char *kql_format_datetime(int64_t ticks, char *buf, size_t len)
         rem += 86400;
         days--;
     }
-    civil_from_days(days, &y, &m, &d);
+    emu_civil_from_days(days, &y, &m, &d);
     snprintf(buf, len, "%04lld-%02u-%02uT%02d:%02d:%02d.%07lldZ", (long long)y,
              m, d, (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60),
              (long long)frac);

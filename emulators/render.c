@@ -118,26 +118,6 @@ void rb_json(struct rbuf *b, const char *s)
 
 /* ---- value rendering ---- */
 
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-    int64_t era;
-    unsigned doe;
-    unsigned yoe;
-    unsigned doy;
-    unsigned mp;
-
-    z += 719468;
-    era = (z >= 0 ? z : z - 146096) / 146097;
-    doe = (unsigned)(z - era * 146097);
-    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    *y = (int64_t)yoe + era * 400;
-    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    mp = (5 * doy + 2) / 153;
-    *d = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y += *m <= 2;
-}
-
 /* 7 fractional digits with the trailing zeros cut, or nothing. */
 static void frac_str(int64_t frac, char out[10])
 {
@@ -168,7 +148,7 @@ static void format_datetime(int64_t ticks, char *out, size_t len)
         rem += TICKS_PER_DAY;
         days--;
     }
-    civil_from_days(days, &y, &m, &d);
+    emu_civil_from_days(days, &y, &m, &d);
     secs = rem / TICKS_PER_SEC;
     frac_str(rem % TICKS_PER_SEC, frac);
     snprintf(out, len, "%04" PRId64 "-%02u-%02uT%02d:%02d:%02d%sZ", y, m, d,
