@@ -23,8 +23,6 @@ int cmd_kql(int argc, char **argv);          /* cmd/cmd_kql.c */
 int cmd_produce(int argc, char **argv);      /* cmd/cmd_produce.c */
 int cmd_consume(int argc, char **argv);      /* cmd/cmd_consume.c */
 int cmd_demo(int argc, char **argv);         /* cmd/cmd_demo.c */
-int cmd_adx_emulator(int argc, char **argv); /* tests/emulators/ */
-int cmd_kafka_mock(int argc, char **argv);   /* tests/emulators/ */
 
 /*
  * Prints "kadx CMD: MSG" and "try 'kadx CMD --help'" to stderr; returns

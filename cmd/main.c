@@ -5,6 +5,7 @@
  * sees it.
  */
 #include "cmd/cli.h"
+#include "emulators/emulators.h"
 #include "gateway/log.h"
 #include "kadx_version.h"
 

@@ -1,5 +1,5 @@
 /*
- * bench_kusto.c - the ADX emulator's engine (tests/emulators/kusto.c and
+ * bench_kusto.c - the ADX emulator's engine (emulators/kusto.c and
  * kql.c) over a million rows: inserts 1M GamePlay rows in 10k-row calls,
  * then times count, a summarize with top, percentiles and a bin. Prints
  * the times; exits 1 if any call fails or the count is not 1M. Moved out
@@ -9,8 +9,8 @@
  * Build without sanitizers: meson setup build-rel -Dbuildtype=release.
  */
 #include "base/clock.h"
-#include "tests/emulators/kql.h"
-#include "tests/emulators/kusto.h"
+#include "emulators/kql.h"
+#include "emulators/kusto.h"
 
 #include <inttypes.h>
 #include <stdint.h>

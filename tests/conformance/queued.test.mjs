@@ -1,5 +1,5 @@
 // queued.test.mjs - the emulator's queued ingestion (its data-management
-// side over Azurite, tests/emulators/dm.c) checked with Microsoft's Node.js
+// side over Azurite, emulators/dm.c) checked with Microsoft's Node.js
 // SDK: azure-kusto-ingest's IngestClient (queued), its status queues
 // (IngestStatusQueues). Not its status-table report (ReportMethod.Table):
 // the SDK turns the table URL's path into a table name and escapes the

@@ -1,5 +1,5 @@
 """test_python_queued.py - the emulator's queued ingestion (its data-
-management side over Azurite, tests/emulators/dm.c) checked with
+management side over Azurite, emulators/dm.c) checked with
 Microsoft's Python SDK: azure-kusto-ingest 6.x's QueuedIngestClient and its
 status queues (KustoIngestStatusQueues), azure-storage-blob for a blob the
 test uploads itself. Meson test `conformance-python-queued`.

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 
-DIRS = ("cmd", "gateway", "storage", "admin", "tests")
+DIRS = ("cmd", "gateway", "storage", "admin", "emulators", "tests")
 
 
 def main():

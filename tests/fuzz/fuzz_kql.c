@@ -4,8 +4,8 @@
  * text, over one table with a column of each common type. Errors must come
  * back as a status and a message, never a crash.
  */
-#include "tests/emulators/kql.h"
-#include "tests/emulators/kusto.h"
+#include "emulators/kql.h"
+#include "emulators/kusto.h"
 
 #include <errno.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /*
- * Unit tests of the emulator's data-management side (tests/emulators/dm.c):
+ * Unit tests of the emulator's data-management side (emulators/dm.c):
  * the account SAS it signs (checked against an independent HMAC-SHA256
  * computed with Python's hmac for the same string to sign), and the
  * engine's `.get ingestion resources` rows from the resources callback.
@@ -17,8 +17,8 @@
 
 #include <cmocka.h>
 
-#include "tests/emulators/dm.h"
-#include "tests/emulators/kusto.h"
+#include "emulators/dm.h"
+#include "emulators/kusto.h"
 
 #define AZURITE_KEY                                                            \
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"          \

@@ -1,8 +1,8 @@
 /*
- * test_ingest.c - tests/emulators/ingest.c: stream formats, JSON mappings
- * (paths, ConstValue, transforms), ADX-style conversion of bad values to
- * null, CSV quoting and field counts, gunzip (good, corrupt, truncated,
- * over the cap), and the datetime/timespan parsers.
+ * test_ingest.c - emulators/ingest.c and ingest_value.c: stream formats, JSON
+ * mappings (paths, ConstValue, transforms), ADX-style conversion of bad values
+ * to null, CSV quoting and field counts, gunzip (good, corrupt, truncated, over
+ * the cap), and the datetime/timespan parsers.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
+#include "emulators/ingest.h"
 #include "gateway/avro.h"
-#include "tests/emulators/ingest.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /*
- * test_kusto.c - the ADX emulator's engine (tests/emulators/kusto.c and
+ * test_kusto.c - the ADX emulator's engine (emulators/kusto.c and
  * kql.c): management commands, the ingest-side calls (schema, mapping,
  * streaming policy, insert), the KQL subset and error messages. The
  * timing over 1M rows is tests/bench/bench_kusto.c.
@@ -17,8 +17,8 @@
 
 #include <cmocka.h>
 
-#include "tests/emulators/kql.h"
-#include "tests/emulators/kusto.h"
+#include "emulators/kql.h"
+#include "emulators/kusto.h"
 
 #define DB "leaderboard"
 
@@ -164,6 +164,11 @@ static void test_types(void **state)
     assert_int_equal(t, KT_LONG);
     assert_int_equal(kusto_type_parse("double", &t), 0);
     assert_int_equal(t, KT_REAL);
+    /* one table for DDL and mappings: "uuid" was only the mapping's */
+    assert_int_equal(kusto_type_parse("UUID", &t), 0);
+    assert_int_equal(t, KT_GUID);
+    assert_int_equal(kusto_type_parse("uniqueid", &t), 0);
+    assert_int_equal(t, KT_GUID);
     assert_int_equal(kusto_type_parse("System.Int64", &t), -EINVAL);
     assert_string_equal(kusto_type_name(KT_TIMESPAN), "timespan");
     assert_string_equal(kusto_type_v1_name(KT_DATETIME), "DateTime");

@@ -27,6 +27,7 @@
  * there is no TLS or SASL; topics named by a client that do not exist are
  * auto-created (4 partitions) on metadata requests.
  */
+#include "emulators/emulators.h"
 #include "cmd/cli.h"
 
 #include <errno.h>

@@ -16,7 +16,8 @@
  * Known limit: cJSON keeps numbers as doubles, so integers beyond +-2^53
  * lose precision on the JSON path (CSV is exact).
  */
-#include "tests/emulators/ingest.h"
+#include "emulators/ingest.h"
+#include "emulators/ingest_value.h"
 
 #include <cjson/cJSON.h>
 
@@ -31,8 +32,6 @@
 #include <string.h>
 #include <strings.h>
 #include <zlib.h>
-
-#define TICKS_PER_SEC 10000000LL
 
 static void set_err(struct kusto_error *err, int status, int permanent,
                     const char *code, const char *fmt, ...)
@@ -73,553 +72,6 @@ int ingest_format_parse(const char *s, enum ingest_format *out)
         return 0;
     }
     return -ENOTSUP;
-}
-
-/* ---- datetime, timespan, guid ---- */
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    int64_t era;
-    unsigned yoe;
-    unsigned doy;
-    unsigned doe;
-
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = (unsigned)(y - era * 400);
-    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-/* Reads exactly n digits at s[*i]; -1 when they are not there. */
-static long read_digits(const char *s, size_t len, size_t *i, int n)
-{
-    long v = 0;
-
-    for (int k = 0; k < n; k++) {
-        if (*i >= len || !isdigit((unsigned char)s[*i])) {
-            return -1;
-        }
-        v = v * 10 + (s[*i] - '0');
-        (*i)++;
-    }
-    return v;
-}
-
-static void trim(const char **s, size_t *len)
-{
-    while (*len > 0 && isspace((unsigned char)**s)) {
-        (*s)++;
-        (*len)--;
-    }
-    while (*len > 0 && isspace((unsigned char)(*s)[*len - 1])) {
-        (*len)--;
-    }
-}
-
-int ingest_parse_datetime(const char *s, size_t len, int64_t *ticks)
-{
-    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    size_t i = 0;
-    long y;
-    long mo;
-    long d;
-    long h = 0;
-    long mi = 0;
-    long sec = 0;
-    int64_t frac = 0;
-    int64_t offset = 0;
-    int64_t t;
-
-    trim(&s, &len);
-    y = read_digits(s, len, &i, 4);
-    if (y < 0 || i >= len || s[i++] != '-') {
-        return -EINVAL;
-    }
-    mo = read_digits(s, len, &i, 2);
-    if (mo < 1 || mo > 12 || i >= len || s[i++] != '-') {
-        return -EINVAL;
-    }
-    d = read_digits(s, len, &i, 2);
-    if (d < 1 || d > mdays[mo - 1]) {
-        return -EINVAL;
-    }
-    if (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) {
-        return -EINVAL;
-    }
-    if (i < len && (s[i] == 'T' || s[i] == 't' || s[i] == ' ')) {
-        i++;
-        h = read_digits(s, len, &i, 2);
-        if (h < 0 || h > 23 || i >= len || s[i++] != ':') {
-            return -EINVAL;
-        }
-        mi = read_digits(s, len, &i, 2);
-        if (mi < 0 || mi > 59) {
-            return -EINVAL;
-        }
-        if (i < len && s[i] == ':') {
-            i++;
-            sec = read_digits(s, len, &i, 2);
-            if (sec < 0 || sec > 60) {
-                return -EINVAL;
-            }
-            if (i < len && (s[i] == '.' || s[i] == ',')) {
-                int nd = 0;
-                i++;
-                if (i >= len || !isdigit((unsigned char)s[i])) {
-                    return -EINVAL;
-                }
-                while (i < len && isdigit((unsigned char)s[i])) {
-                    if (nd < 7) {
-                        frac = frac * 10 + (s[i] - '0');
-                    }
-                    nd++;
-                    i++;
-                }
-                for (; nd < 7; nd++) {
-                    frac *= 10;
-                }
-            }
-        }
-        if (i < len && (s[i] == 'Z' || s[i] == 'z')) {
-            i++;
-        } else if (i < len && (s[i] == '+' || s[i] == '-')) {
-            int sign = s[i] == '-' ? -1 : 1;
-            long oh;
-            long om = 0;
-            i++;
-            oh = read_digits(s, len, &i, 2);
-            if (oh < 0 || oh > 23) {
-                return -EINVAL;
-            }
-            if (i < len && s[i] == ':') {
-                i++;
-            }
-            if (i < len) {
-                om = read_digits(s, len, &i, 2);
-                if (om < 0 || om > 59) {
-                    return -EINVAL;
-                }
-            }
-            offset = sign * (oh * 3600 + om * 60) * TICKS_PER_SEC;
-        }
-    }
-    if (i != len) {
-        return -EINVAL;
-    }
-    t = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 +
-        mi * 60 + sec;
-    *ticks = t * TICKS_PER_SEC + frac - offset;
-    return 0;
-}
-
-int ingest_parse_servertimeout(const char *s, size_t len, uint64_t *ms)
-{
-    int64_t ticks = 0;
-    uint64_t v = 0;
-    size_t i;
-
-    trim(&s, &len);
-    for (i = 0; i < len && isdigit((unsigned char)s[i]); i++) {
-        if (v > (UINT64_MAX - 9) / 10) {
-            return -EINVAL;
-        }
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    if (len > 0 && i == len) {
-        *ms = v;
-        return 0;
-    }
-    if (ingest_parse_timespan(s, len, &ticks) < 0 || ticks < 0) {
-        return -EINVAL;
-    }
-    *ms = (uint64_t)(ticks / 10000); /* 100 ns ticks -> ms */
-    return 0;
-}
-
-int ingest_parse_timespan(const char *s, size_t len, int64_t *ticks)
-{
-    int neg = 0;
-    size_t i = 0;
-
-    trim(&s, &len);
-    if (len == 0) {
-        return -EINVAL;
-    }
-    if (s[0] == '-') {
-        neg = 1;
-        i++;
-    }
-    if (memchr(s, ':', len) != NULL) {
-        /* [d.]hh:mm[:ss[.fffffff]] */
-        long days = 0;
-        long h;
-        long mi;
-        long sec = 0;
-        int64_t frac = 0;
-        size_t start = i;
-        long v = 0;
-
-        while (i < len && isdigit((unsigned char)s[i]) && i - start < 9) {
-            v = v * 10 + (s[i] - '0');
-            i++;
-        }
-        if (i == start || i >= len) {
-            return -EINVAL;
-        }
-        if (s[i] == '.') {
-            days = v;
-            i++;
-            h = read_digits(s, len, &i, 2);
-        } else {
-            h = v;
-        }
-        if (h < 0 || h > 23 || i >= len || s[i++] != ':') {
-            return -EINVAL;
-        }
-        mi = read_digits(s, len, &i, 2);
-        if (mi < 0 || mi > 59) {
-            return -EINVAL;
-        }
-        if (i < len && s[i] == ':') {
-            i++;
-            sec = read_digits(s, len, &i, 2);
-            if (sec < 0 || sec > 59) {
-                return -EINVAL;
-            }
-            if (i < len && s[i] == '.') {
-                int nd = 0;
-                i++;
-                while (i < len && isdigit((unsigned char)s[i]) && nd < 7) {
-                    frac = frac * 10 + (s[i] - '0');
-                    nd++;
-                    i++;
-                }
-                if (nd == 0) {
-                    return -EINVAL;
-                }
-                for (; nd < 7; nd++) {
-                    frac *= 10;
-                }
-            }
-        }
-        if (i != len) {
-            return -EINVAL;
-        }
-        *ticks =
-            ((int64_t)days * 86400 + h * 3600 + mi * 60 + sec) * TICKS_PER_SEC +
-            frac;
-    } else {
-        /* number + unit: 1d 2h 3m 4s 5ms 6microsecond 7tick */
-        char num[64];
-        size_t nl = 0;
-        const char *unit;
-        size_t ul;
-        double v;
-        double mult;
-        char *end;
-
-        while (i < len && (isdigit((unsigned char)s[i]) || s[i] == '.') &&
-               nl + 1 < sizeof(num)) {
-            num[nl++] = s[i++];
-        }
-        num[nl] = '\0';
-        if (nl == 0) {
-            return -EINVAL;
-        }
-        v = strtod(num, &end);
-        if (*end != '\0') {
-            return -EINVAL;
-        }
-        unit = s + i;
-        ul = len - i;
-#define UNIT_IS(u) (ul == strlen(u) && strncasecmp(unit, u, ul) == 0)
-        if (UNIT_IS("d") || UNIT_IS("day") || UNIT_IS("days")) {
-            mult = 86400.0 * TICKS_PER_SEC;
-        } else if (UNIT_IS("h") || UNIT_IS("hr") || UNIT_IS("hrs") ||
-                   UNIT_IS("hour") || UNIT_IS("hours")) {
-            mult = 3600.0 * TICKS_PER_SEC;
-        } else if (UNIT_IS("m") || UNIT_IS("min") || UNIT_IS("minute") ||
-                   UNIT_IS("minutes")) {
-            mult = 60.0 * TICKS_PER_SEC;
-        } else if (UNIT_IS("s") || UNIT_IS("sec") || UNIT_IS("second") ||
-                   UNIT_IS("seconds")) {
-            mult = (double)TICKS_PER_SEC;
-        } else if (UNIT_IS("ms") || UNIT_IS("milli") || UNIT_IS("millis") ||
-                   UNIT_IS("millisecond") || UNIT_IS("milliseconds")) {
-            mult = TICKS_PER_SEC / 1000.0;
-        } else if (UNIT_IS("microsecond") || UNIT_IS("microseconds")) {
-            mult = 10.0;
-        } else if (UNIT_IS("tick") || UNIT_IS("ticks")) {
-            mult = 1.0;
-        } else {
-            return -EINVAL;
-        }
-#undef UNIT_IS
-        if (v * mult > 9.2e18) {
-            return -EINVAL;
-        }
-        *ticks = (int64_t)llround(v * mult);
-    }
-    if (neg) {
-        *ticks = -*ticks;
-    }
-    return 0;
-}
-
-/* Normalises a GUID (8-4-4-4-12 hex, optional braces) into out[37]. */
-static int parse_guid(const char *s, size_t len, char out[37])
-{
-    trim(&s, &len);
-    if (len == 38 && s[0] == '{' && s[37] == '}') {
-        s++;
-        len -= 2;
-    }
-    if (len != 36) {
-        return -EINVAL;
-    }
-    for (size_t i = 0; i < 36; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-') {
-                return -EINVAL;
-            }
-            out[i] = '-';
-        } else if (!isxdigit((unsigned char)s[i])) {
-            return -EINVAL;
-        } else {
-            out[i] = (char)tolower((unsigned char)s[i]);
-        }
-    }
-    out[36] = '\0';
-    return 0;
-}
-
-/* ---- value conversion ---- */
-
-static void value_null(struct kusto_value *v, enum kusto_type t)
-{
-    memset(v, 0, sizeof(*v));
-    v->type = t;
-    v->is_null = 1;
-}
-
-static int value_str(struct kusto_value *v, const char *s, size_t len)
-{
-    v->s = malloc(len + 1);
-    if (v->s == NULL) {
-        v->is_null = 1;
-        return -ENOMEM;
-    }
-    memcpy(v->s, s, len);
-    v->s[len] = '\0';
-    v->is_null = 0;
-    return 0;
-}
-
-/* Integer from text, exactly; falls back to a truncated real ("3.0"). */
-static int text_to_int64(const char *s, size_t len, int64_t *out)
-{
-    char buf[64];
-    char *end;
-    long long ll;
-    double d;
-
-    trim(&s, &len);
-    if (len == 0 || len >= sizeof(buf)) {
-        return -EINVAL;
-    }
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    errno = 0;
-    ll = strtoll(buf, &end, 10);
-    if (errno == 0 && *end == '\0') {
-        *out = ll;
-        return 0;
-    }
-    errno = 0;
-    d = strtod(buf, &end);
-    if (errno != 0 || *end != '\0' || !isfinite(d) || d >= 9.2233720368e18 ||
-        d <= -9.2233720368e18) {
-        return -EINVAL;
-    }
-    *out = (int64_t)d;
-    return 0;
-}
-
-int ingest_convert_text(const char *s, size_t len, enum kusto_type t,
-                        struct kusto_value *v)
-{
-    const char *ts = s;
-    size_t tl = len;
-
-    value_null(v, t);
-    if (t == KT_STRING) {
-        return value_str(v, s, len);
-    }
-    trim(&ts, &tl);
-    if (tl == 0) {
-        return 0;
-    }
-    switch (t) {
-    case KT_BOOL:
-        if ((tl == 4 && strncasecmp(ts, "true", 4) == 0) ||
-            (tl == 1 && ts[0] == '1')) {
-            v->i = 1;
-            v->is_null = 0;
-        } else if ((tl == 5 && strncasecmp(ts, "false", 5) == 0) ||
-                   (tl == 1 && ts[0] == '0')) {
-            v->i = 0;
-            v->is_null = 0;
-        }
-        return 0;
-    case KT_INT:
-    case KT_LONG: {
-        int64_t x;
-        if (text_to_int64(ts, tl, &x) == 0 &&
-            (t == KT_LONG || (x >= INT32_MIN && x <= INT32_MAX))) {
-            v->i = x;
-            v->is_null = 0;
-        }
-        return 0;
-    }
-    case KT_REAL:
-    case KT_DECIMAL: {
-        char buf[128];
-        char *end;
-        double d;
-        if (tl >= sizeof(buf)) {
-            return 0;
-        }
-        memcpy(buf, ts, tl);
-        buf[tl] = '\0';
-        d = strtod(buf, &end);
-        if (*end == '\0') {
-            v->r = d;
-            v->is_null = 0;
-        }
-        return 0;
-    }
-    case KT_DATETIME:
-        if (ingest_parse_datetime(ts, tl, &v->i) == 0) {
-            v->is_null = 0;
-        }
-        return 0;
-    case KT_TIMESPAN:
-        if (ingest_parse_timespan(ts, tl, &v->i) == 0) {
-            v->is_null = 0;
-        }
-        return 0;
-    case KT_GUID: {
-        char g[37];
-        if (parse_guid(ts, tl, g) == 0) {
-            return value_str(v, g, 36);
-        }
-        return 0;
-    }
-    case KT_DYNAMIC: {
-        cJSON *j = cJSON_ParseWithLength(ts, tl);
-        char *txt;
-        int rc;
-        if (j == NULL) {
-            /* not JSON: a dynamic string */
-            txt = strndup(ts, tl);
-            if (txt == NULL) {
-                return -ENOMEM;
-            }
-            j = cJSON_CreateString(txt);
-            free(txt);
-            if (j == NULL) {
-                return -ENOMEM;
-            }
-        }
-        txt = cJSON_PrintUnformatted(j);
-        cJSON_Delete(j);
-        if (txt == NULL) {
-            return -ENOMEM;
-        }
-        rc = value_str(v, txt, strlen(txt));
-        cJSON_free(txt);
-        return rc;
-    }
-    default:
-        return 0;
-    }
-}
-
-/* Converts a JSON value (NULL: missing) to type t. */
-static int convert_json(const cJSON *item, enum kusto_type t,
-                        struct kusto_value *v)
-{
-    value_null(v, t);
-    if (item == NULL || cJSON_IsNull(item)) {
-        return 0;
-    }
-    if (cJSON_IsString(item)) {
-        if (t == KT_DYNAMIC) {
-            char *txt = cJSON_PrintUnformatted(item);
-            int rc;
-            if (txt == NULL) {
-                return -ENOMEM;
-            }
-            rc = value_str(v, txt, strlen(txt));
-            cJSON_free(txt);
-            return rc;
-        }
-        return ingest_convert_text(item->valuestring, strlen(item->valuestring),
-                                   t, v);
-    }
-    switch (t) {
-    case KT_BOOL:
-        if (cJSON_IsBool(item)) {
-            v->i = cJSON_IsTrue(item) ? 1 : 0;
-            v->is_null = 0;
-        } else if (cJSON_IsNumber(item)) {
-            v->i = item->valuedouble != 0.0;
-            v->is_null = 0;
-        }
-        return 0;
-    case KT_INT:
-    case KT_LONG:
-        if (cJSON_IsNumber(item)) {
-            double d = item->valuedouble;
-            double lo = t == KT_INT ? (double)INT32_MIN : -9.2233720368e18;
-            double hi = t == KT_INT ? (double)INT32_MAX : 9.2233720368e18;
-            if (isfinite(d) && d >= lo && d <= hi) {
-                v->i = (int64_t)d;
-                v->is_null = 0;
-            }
-        } else if (cJSON_IsBool(item)) {
-            v->i = cJSON_IsTrue(item) ? 1 : 0;
-            v->is_null = 0;
-        }
-        return 0;
-    case KT_REAL:
-    case KT_DECIMAL:
-        if (cJSON_IsNumber(item)) {
-            v->r = item->valuedouble;
-            v->is_null = 0;
-        } else if (cJSON_IsBool(item)) {
-            v->r = cJSON_IsTrue(item) ? 1.0 : 0.0;
-            v->is_null = 0;
-        }
-        return 0;
-    case KT_STRING:
-    case KT_DYNAMIC: {
-        char *txt = cJSON_PrintUnformatted(item);
-        int rc;
-        if (txt == NULL) {
-            return -ENOMEM;
-        }
-        rc = value_str(v, txt, strlen(txt));
-        cJSON_free(txt);
-        return rc;
-    }
-    default:
-        /* datetime, timespan, guid from a non-string: null */
-        return 0;
-    }
 }
 
 /* ---- mappings ---- */
@@ -749,34 +201,6 @@ static const struct {
     {"DropMappedFields", INGEST_TR_DROP_MAPPED_FIELDS},
 };
 
-/* A mapping's "datatype" (KQL names and their common aliases). Kept here,
- * not in the engine, so that this module needs nothing but kusto.h types. */
-static int type_parse(const char *name, enum kusto_type *out)
-{
-    static const struct {
-        const char *name;
-        enum kusto_type t;
-    } names[] = {
-        {"bool", KT_BOOL},       {"boolean", KT_BOOL},
-        {"int", KT_INT},         {"int32", KT_INT},
-        {"long", KT_LONG},       {"int64", KT_LONG},
-        {"real", KT_REAL},       {"double", KT_REAL},
-        {"string", KT_STRING},   {"datetime", KT_DATETIME},
-        {"date", KT_DATETIME},   {"timespan", KT_TIMESPAN},
-        {"time", KT_TIMESPAN},   {"guid", KT_GUID},
-        {"uuid", KT_GUID},       {"uniqueid", KT_GUID},
-        {"dynamic", KT_DYNAMIC}, {"decimal", KT_DECIMAL},
-    };
-
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (strcasecmp(name, names[i].name) == 0) {
-            *out = names[i].t;
-            return 0;
-        }
-    }
-    return -EINVAL;
-}
-
 /* A string member looked up case-insensitively, or NULL. */
 static const char *get_str(const cJSON *o, const char *name)
 {
@@ -815,7 +239,7 @@ static int parse_entry(const cJSON *el, size_t idx,
     }
     dt = get_str(el, "datatype");
     if (dt != NULL && dt[0] != '\0') {
-        if (type_parse(dt, &e->type) < 0) {
+        if (kusto_type_parse(dt, &e->type) < 0) {
             set_err(err, 400, 1, "BadRequest_InvalidMapping",
                     "mapping column '%s' has unknown datatype '%s'", col, dt);
             return -EINVAL;
@@ -952,6 +376,36 @@ int ingest_mapping_bind(struct ingest_mapping *m,
     return 0;
 }
 
+int ingest_mapping_add_columns(struct kusto *k, const char *db,
+                               const char *table,
+                               const struct ingest_mapping *m,
+                               struct kusto_error *err)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        const struct kusto_column *cols;
+        size_t ncols;
+        int found = 0;
+        int rc = kusto_table_schema(k, db, table, &cols, &ncols, err);
+        if (rc < 0) {
+            return rc;
+        }
+        for (size_t c = 0; c < ncols; c++) {
+            if (strcmp(cols[c].name, m->e[i].column) == 0) {
+                found = 1;
+                break;
+            }
+        }
+        if (!found && m->e[i].has_type) {
+            rc = kusto_add_column(k, db, table, m->e[i].column, m->e[i].type,
+                                  err);
+            if (rc < 0) {
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
 /* ---- rows ---- */
 
 void ingest_rows_release(struct ingest_rows *r)
@@ -984,7 +438,7 @@ static struct kusto_value *new_row(struct ingest_rows *r,
     }
     row = &r->values[r->nrows * r->ncols];
     for (size_t c = 0; c < r->ncols; c++) {
-        value_null(&row[c], cols[c].type);
+        ingest_value_null(&row[c], cols[c].type);
     }
     r->nrows++;
     return row;
@@ -1037,7 +491,7 @@ static int apply_entry(const struct ingest_mapping *m,
     double per_tick;
 
     free(v->s);
-    value_null(v, t);
+    ingest_value_null(v, t);
     if (e->is_const) {
         return ingest_convert_text(e->const_value, strlen(e->const_value), t,
                                    v);
@@ -1075,7 +529,7 @@ static int apply_entry(const struct ingest_mapping *m,
         const cJSON *el;
         int rc;
         if (!cJSON_IsArray(item)) {
-            return convert_json(item, t, v);
+            return ingest_convert_json(item, t, v);
         }
         obj = cJSON_CreateObject();
         if (obj == NULL) {
@@ -1090,7 +544,7 @@ static int apply_entry(const struct ingest_mapping *m,
                                       cJSON_Duplicate(val, 1));
             }
         }
-        rc = convert_json(obj, t, v);
+        rc = ingest_convert_json(obj, t, v);
         cJSON_Delete(obj);
         return rc;
     }
@@ -1098,7 +552,7 @@ static int apply_entry(const struct ingest_mapping *m,
         cJSON *copy;
         int rc;
         if (!cJSON_IsObject(item)) {
-            return convert_json(item, t, v);
+            return ingest_convert_json(item, t, v);
         }
         copy = cJSON_Duplicate(item, 1);
         if (copy == NULL) {
@@ -1111,12 +565,12 @@ static int apply_entry(const struct ingest_mapping *m,
                 cJSON_DeleteItemFromObjectCaseSensitive(copy, o->steps[0].key);
             }
         }
-        rc = convert_json(copy, t, v);
+        rc = ingest_convert_json(copy, t, v);
         cJSON_Delete(copy);
         return rc;
     }
     default:
-        return convert_json(item, t, v);
+        return ingest_convert_json(item, t, v);
     }
 }
 
@@ -1148,7 +602,7 @@ static int record_to_row(const cJSON *rec, size_t lineno,
             cJSON_IsObject(rec)
                 ? cJSON_GetObjectItemCaseSensitive(rec, cols[c].name)
                 : NULL;
-        if (convert_json(it, cols[c].type, &row[c]) < 0) {
+        if (ingest_convert_json(it, cols[c].type, &row[c]) < 0) {
             return -ENOMEM;
         }
     }
@@ -1174,7 +628,7 @@ static int parse_json_lines(const char *body, size_t len,
 
         pos += ll + (nl != NULL ? 1 : 0);
         lineno++;
-        trim(&t, &tl);
+        ingest_trim(&t, &tl);
         if (tl == 0) {
             continue;
         }

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tests/emulators/kusto.h"
+#include "emulators/kusto.h"
 
 enum ingest_format {
     INGEST_JSON = 0, /* JSON lines; "singlejson" is read the same way */
@@ -84,6 +84,16 @@ void ingest_mapping_free(struct ingest_mapping *m);
 int ingest_mapping_bind(struct ingest_mapping *m,
                         const struct kusto_column *cols, size_t ncols,
                         struct kusto_error *err);
+
+/*
+ * Adds to db.table the columns of m that the table lacks and that have a
+ * datatype (ADX adds a mapped column with a datatype on first ingest), so
+ * that a second ingest_mapping_bind finds them. 0, or < 0 with err filled.
+ */
+int ingest_mapping_add_columns(struct kusto *k, const char *db,
+                               const char *table,
+                               const struct ingest_mapping *m,
+                               struct kusto_error *err);
 
 /* Parsed rows: nrows * ncols values, row-major; strings owned here. */
 struct ingest_rows {

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tests/emulators/kusto.h"
+#include "emulators/kusto.h"
 
 /* Caps on input fed from outside (a CSL text comes from HTTP bodies). */
 #define KQL_MAX_TEXT   (4u * 1024u * 1024u)

@@ -14,7 +14,7 @@
 #define KADX_EMULATOR_DM_H
 
 #include "admin/http.h"
-#include "tests/emulators/kusto.h"
+#include "emulators/kusto.h"
 #include <stddef.h>
 #include <uv.h>
 

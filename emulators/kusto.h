@@ -42,8 +42,10 @@ enum kusto_type {
 
 /* "long", "int", "string", ... (the ADX/KQL lower-case names). */
 const char *kusto_type_name(enum kusto_type t);
-/* Parses a KQL type name (also "int64", "double", "date", "boolean",
- * "System.Int64" style names from v1 tables are NOT accepted); 0 or -EINVAL */
+/* Parses a KQL type name or one of its aliases, case-insensitively ("int64",
+ * "double", "date", "boolean", "uuid", ...; "System.Int64" style names from
+ * v1 tables are NOT accepted): the one table for `.create table` columns and
+ * ingestion mappings' "datatype". 0 or -EINVAL */
 int kusto_type_parse(const char *name, enum kusto_type *out);
 /* The v1 DataType name for a column of this type ("Int64", "String", ...). */
 const char *kusto_type_v1_name(enum kusto_type t);

@@ -22,7 +22,9 @@
  * Owns nothing beyond each call; any thread may call it with its own
  * buffers and sqlite3 handle.
  */
-#include "tests/emulators/kql.h"
+#include "emulators/kql.h"
+
+#include "emulators/emu.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -55,37 +57,6 @@ static int fail(struct kusto_error *err, int rc, const char *fmt, ...)
 
 /* ------------------------------------------------------------------ */
 /* Datetime and timespan literals                                       */
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    int64_t era;
-    unsigned yoe, doy, doe;
-
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = (unsigned)(y - era * 400);
-    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-    int64_t era;
-    unsigned doe, yoe, doy, mp;
-
-    z += 719468;
-    era = (z >= 0 ? z : z - 146096) / 146097;
-    doe = (unsigned)(z - era * 146097);
-    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    *y = (int64_t)yoe + era * 400;
-    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    mp = (5 * doy + 2) / 153;
-    *d = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y += *m <= 2;
-}
 
 /* Reads exactly `digits` decimal digits at *p (bounded by end). */
 static int read_digits(const char **p, const char *end, int digits,
@@ -196,7 +167,7 @@ int kql_parse_datetime(const char *s, size_t n, int64_t *ticks)
     if (p != end) {
         return -EINVAL;
     }
-    days = days_from_civil(y, (unsigned)mo, (unsigned)d);
+    days = emu_days_from_civil(y, (unsigned)mo, (unsigned)d);
     *ticks =
         ((days * 86400 + h * 3600 + mi * 60 + sec) - off) * KQL_TICKS_PER_SEC +
         frac;
@@ -220,7 +191,7 @@ char *kql_format_datetime(int64_t ticks, char *buf, size_t len)
         rem += 86400;
         days--;
     }
-    civil_from_days(days, &y, &m, &d);
+    emu_civil_from_days(days, &y, &m, &d);
     snprintf(buf, len, "%04lld-%02u-%02uT%02d:%02d:%02d.%07lldZ", (long long)y,
              m, d, (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60),
              (long long)frac);
@@ -696,6 +667,174 @@ static int lex_number(struct lexer *lx, size_t *i)
     return 0;
 }
 
+/* Lexes a string literal: '...', "...", @'...' (verbatim) at *ip; moves *ip
+ * past it. 0 or < 0 with lx->err filled. */
+static int lex_quoted(struct lexer *lx, size_t *ip)
+{
+    const char *src = lx->src;
+    size_t i = *ip;
+    char c = src[i];
+    struct kql_token *t;
+    int rc;
+    size_t pos = i;
+    int verbatim = c == '@';
+    char *text = NULL;
+
+    if (verbatim) {
+        i++;
+    }
+    rc = lex_string(lx, &i, verbatim, &text);
+    if (rc < 0) {
+        return rc;
+    }
+    t = lex_push(lx, KQL_STRING, pos);
+    if (!t) {
+        free(text);
+        return -ENOMEM;
+    }
+    t->text = text;
+    *ip = i;
+    return 0;
+}
+
+/* Lexes a quoted name: ['name'] or ["name"] at *ip; moves *ip past it. 0 or < 0
+ * with lx->err filled. */
+static int lex_bracket_ident(struct lexer *lx, size_t *ip)
+{
+    const char *src = lx->src;
+    struct kusto_error *err = lx->err;
+    size_t i = *ip;
+    struct kql_token *t;
+    int rc;
+
+    /* ['name'] */
+    size_t pos = i;
+    char *text = NULL;
+
+    i++;
+    rc = lex_string(lx, &i, 0, &text);
+    if (rc < 0) {
+        return rc;
+    }
+    while (i < lx->len && isspace((unsigned char)src[i])) {
+        i++;
+    }
+    if (i >= lx->len || src[i] != ']') {
+        free(text);
+        return fail(err, -EINVAL,
+                    "Syntax error: SYN0002: expected ']' at "
+                    "position %zu",
+                    i);
+    }
+    i++;
+    t = lex_push(lx, KQL_IDENT, pos);
+    if (!t) {
+        free(text);
+        return -ENOMEM;
+    }
+    t->text = text;
+    t->quoted = 1;
+    *ip = i;
+    return 0;
+}
+
+/* Lexes a name, or a datetime(...)/timespan(...) literal at *ip; moves *ip past
+ * it. 0 or < 0 with lx->err filled. */
+static int lex_ident(struct lexer *lx, size_t *ip)
+{
+    const char *src = lx->src;
+    struct kusto_error *err = lx->err;
+    size_t i = *ip;
+    struct kql_token *t;
+    int rc;
+    size_t start = i, k;
+
+    while (i < lx->len && is_ident_char(src[i])) {
+        i++;
+    }
+    k = i;
+    while (k < lx->len && isspace((unsigned char)src[k])) {
+        k++;
+    }
+    if (k < lx->len && src[k] == '(') {
+        size_t n = i - start;
+
+        if ((n == 8 && strncmp(src + start, "datetime", 8) == 0) ||
+            (n == 4 && strncmp(src + start, "date", 4) == 0)) {
+            rc = lex_literal_call(lx, &i, start, 1);
+            if (rc < 0) {
+                return rc;
+            }
+            *ip = i;
+            return 0;
+        }
+        if ((n == 4 && strncmp(src + start, "time", 4) == 0) ||
+            (n == 8 && strncmp(src + start, "timespan", 8) == 0)) {
+            rc = lex_literal_call(lx, &i, start, 0);
+            if (rc < 0) {
+                return rc;
+            }
+            *ip = i;
+            return 0;
+        }
+    }
+    t = lex_push(lx, KQL_IDENT, start);
+    if (!t) {
+        return -ENOMEM;
+    }
+    t->text = dup_range(src + start, i - start);
+    if (!t->text) {
+        return fail(err, -ENOMEM, "out of memory");
+    }
+    *ip = i;
+    return 0;
+}
+
+/* Lexes an operator or punctuation (one or two characters, or !has style
+ * negations) at *ip; moves *ip past it. 0 or < 0 with lx->err
+ * filled. */
+static int lex_punct(struct lexer *lx, size_t *ip)
+{
+    const char *src = lx->src;
+    struct kusto_error *err = lx->err;
+    size_t i = *ip;
+    char c = src[i];
+    struct kql_token *t;
+    size_t pos = i, n = 1, k;
+
+    for (k = 0; k < sizeof(puncts2) / sizeof(puncts2[0]); k++) {
+        if (i + 1 < lx->len && src[i] == puncts2[k][0] &&
+            src[i + 1] == puncts2[k][1]) {
+            n = 2;
+            break;
+        }
+    }
+    if (n == 1 && c == '!' && i + 1 < lx->len &&
+        isalpha((unsigned char)src[i + 1])) {
+        /* !has, !contains, !in, !between ... */
+        n = 1;
+        while (i + n < lx->len && is_ident_char(src[i + n])) {
+            n++;
+        }
+    } else if (n == 1 && !strchr("|(),=<>+-*/%.:;[]{}!", c)) {
+        return fail(err, -EINVAL,
+                    "Syntax error: SYN0002: unexpected character "
+                    "'%c' at position %zu",
+                    isprint((unsigned char)c) ? c : '?', pos);
+    }
+    t = lex_push(lx, KQL_PUNCT, pos);
+    if (!t) {
+        return -ENOMEM;
+    }
+    t->text = dup_range(src + pos, n);
+    if (!t->text) {
+        return fail(err, -ENOMEM, "out of memory");
+    }
+    i += n;
+    *ip = i;
+    return 0;
+}
+
 int kql_lex(const char *src, struct kql_tokens *out, struct kusto_error *err)
 {
     struct lexer lx;
@@ -714,7 +853,6 @@ int kql_lex(const char *src, struct kql_tokens *out, struct kusto_error *err)
     }
     while (i < lx.len) {
         char c = src[i];
-        struct kql_token *t;
 
         if (isspace((unsigned char)c)) {
             i++;
@@ -729,54 +867,18 @@ int kql_lex(const char *src, struct kql_tokens *out, struct kusto_error *err)
         if (c == '\'' || c == '"' ||
             (c == '@' && i + 1 < lx.len &&
              (src[i + 1] == '\'' || src[i + 1] == '"'))) {
-            size_t pos = i;
-            int verbatim = c == '@';
-            char *text = NULL;
-
-            if (verbatim) {
-                i++;
-            }
-            rc = lex_string(&lx, &i, verbatim, &text);
+            rc = lex_quoted(&lx, &i);
             if (rc < 0) {
                 return rc;
             }
-            t = lex_push(&lx, KQL_STRING, pos);
-            if (!t) {
-                free(text);
-                return -ENOMEM;
-            }
-            t->text = text;
             continue;
         }
         if (c == '[' && i + 1 < lx.len &&
             (src[i + 1] == '\'' || src[i + 1] == '"')) {
-            /* ['name'] */
-            size_t pos = i;
-            char *text = NULL;
-
-            i++;
-            rc = lex_string(&lx, &i, 0, &text);
+            rc = lex_bracket_ident(&lx, &i);
             if (rc < 0) {
                 return rc;
             }
-            while (i < lx.len && isspace((unsigned char)src[i])) {
-                i++;
-            }
-            if (i >= lx.len || src[i] != ']') {
-                free(text);
-                return fail(err, -EINVAL,
-                            "Syntax error: SYN0002: expected ']' at "
-                            "position %zu",
-                            i);
-            }
-            i++;
-            t = lex_push(&lx, KQL_IDENT, pos);
-            if (!t) {
-                free(text);
-                return -ENOMEM;
-            }
-            t->text = text;
-            t->quoted = 1;
             continue;
         }
         if (isdigit((unsigned char)c) ||
@@ -789,77 +891,15 @@ int kql_lex(const char *src, struct kql_tokens *out, struct kusto_error *err)
             continue;
         }
         if (is_ident_start(c)) {
-            size_t start = i, k;
-
-            while (i < lx.len && is_ident_char(src[i])) {
-                i++;
-            }
-            k = i;
-            while (k < lx.len && isspace((unsigned char)src[k])) {
-                k++;
-            }
-            if (k < lx.len && src[k] == '(') {
-                size_t n = i - start;
-
-                if ((n == 8 && strncmp(src + start, "datetime", 8) == 0) ||
-                    (n == 4 && strncmp(src + start, "date", 4) == 0)) {
-                    rc = lex_literal_call(&lx, &i, start, 1);
-                    if (rc < 0) {
-                        return rc;
-                    }
-                    continue;
-                }
-                if ((n == 4 && strncmp(src + start, "time", 4) == 0) ||
-                    (n == 8 && strncmp(src + start, "timespan", 8) == 0)) {
-                    rc = lex_literal_call(&lx, &i, start, 0);
-                    if (rc < 0) {
-                        return rc;
-                    }
-                    continue;
-                }
-            }
-            t = lex_push(&lx, KQL_IDENT, start);
-            if (!t) {
-                return -ENOMEM;
-            }
-            t->text = dup_range(src + start, i - start);
-            if (!t->text) {
-                return fail(err, -ENOMEM, "out of memory");
+            rc = lex_ident(&lx, &i);
+            if (rc < 0) {
+                return rc;
             }
             continue;
         }
-        {
-            size_t pos = i, n = 1, k;
-
-            for (k = 0; k < sizeof(puncts2) / sizeof(puncts2[0]); k++) {
-                if (i + 1 < lx.len && src[i] == puncts2[k][0] &&
-                    src[i + 1] == puncts2[k][1]) {
-                    n = 2;
-                    break;
-                }
-            }
-            if (n == 1 && c == '!' && i + 1 < lx.len &&
-                isalpha((unsigned char)src[i + 1])) {
-                /* !has, !contains, !in, !between ... */
-                n = 1;
-                while (i + n < lx.len && is_ident_char(src[i + n])) {
-                    n++;
-                }
-            } else if (n == 1 && !strchr("|(),=<>+-*/%.:;[]{}!", c)) {
-                return fail(err, -EINVAL,
-                            "Syntax error: SYN0002: unexpected character "
-                            "'%c' at position %zu",
-                            isprint((unsigned char)c) ? c : '?', pos);
-            }
-            t = lex_push(&lx, KQL_PUNCT, pos);
-            if (!t) {
-                return -ENOMEM;
-            }
-            t->text = dup_range(src + pos, n);
-            if (!t->text) {
-                return fail(err, -ENOMEM, "out of memory");
-            }
-            i += n;
+        rc = lex_punct(&lx, &i);
+        if (rc < 0) {
+            return rc;
         }
     }
     if (!lex_push(&lx, KQL_EOF, lx.len)) {
@@ -2128,6 +2168,242 @@ static int convert(struct tr *t, const char *f, struct ex *e, struct ex *out)
     return mk(t, out, KT_BOOL, xprintf("kql_conv(%s, 5)", e->sql));
 }
 
+/* ago, now, ingestion_time and the string functions (strcat, strlen,
+ * tolower, toupper, substring) over the parsed arguments a[0..n): 1 with
+ * *rc set (0 or an error in t) when f is one of them, 0 when it is not. */
+static int time_string_function(struct tr *t, const char *f, struct ex *a,
+                                size_t n, struct ex *out, int *rc)
+{
+    size_t i;
+
+    if (strcmp(f, "ago") == 0 || strcmp(f, "now") == 0) {
+        int is_ago = f[0] == 'a';
+
+        if (n != (size_t)is_ago && !(n == 1 && !is_ago)) {
+            *rc = argc_err(t, f, is_ago ? "1" : "0 or 1");
+        } else if (n == 1 && a[0].type != KT_TIMESPAN) {
+            *rc = type_err(t, f, &a[0], NULL);
+        } else if (n == 0) {
+            *rc = mk(t, out, KT_DATETIME, xprintf("%lld", (long long)t->now));
+        } else {
+            *rc = mk(t, out, KT_DATETIME,
+                     xprintf("(%lld %s %s)", (long long)t->now,
+                             is_ago ? "-" : "+", a[0].sql));
+        }
+    } else if (strcmp(f, "ingestion_time") == 0) {
+        if (n != 0) {
+            *rc = argc_err(t, f, "0");
+        } else {
+            *rc = mk(t, out, KT_DATETIME,
+                     xprintf("%s",
+                             t->cur.has_itime ? "\"$IngestionTime\"" : "NULL"));
+        }
+    } else if (strcmp(f, "strcat") == 0) {
+        struct sb b;
+
+        if (n < 1) {
+            *rc = argc_err(t, f, "1 or more");
+            return 1;
+        }
+        memset(&b, 0, sizeof(b));
+        sb_str(&b, "(");
+        for (i = 0; i < n; i++) {
+            char *s = as_text(&a[i]);
+
+            if (!s) {
+                b.oom = 1;
+                break;
+            }
+            if (i) {
+                sb_str(&b, " || ");
+            }
+            sb_str(&b, s);
+            free(s);
+        }
+        sb_str(&b, ")");
+        if (b.oom) {
+            free(b.s);
+            *rc = oom_err(t);
+        } else {
+            *rc = mk(t, out, KT_STRING, b.s);
+        }
+    } else if (strcmp(f, "strlen") == 0) {
+        char *s = n == 1 ? as_text(&a[0]) : NULL;
+
+        if (n != 1) {
+            *rc = argc_err(t, f, "1");
+        } else {
+            *rc = mk(t, out, KT_LONG, s ? xprintf("length(%s)", s) : NULL);
+        }
+        free(s);
+    } else if (strcmp(f, "tolower") == 0 || strcmp(f, "toupper") == 0) {
+        char *s = n == 1 ? as_text(&a[0]) : NULL;
+
+        if (n != 1) {
+            *rc = argc_err(t, f, "1");
+        } else {
+            *rc = mk(t, out, KT_STRING,
+                     s ? xprintf("%s(%s)", f[2] == 'l' ? "lower" : "upper", s)
+                       : NULL);
+        }
+        free(s);
+    } else if (strcmp(f, "substring") == 0) {
+        char *s = n >= 2 && n <= 3 ? as_text(&a[0]) : NULL;
+
+        if (n < 2 || n > 3) {
+            *rc = argc_err(t, f, "2 or 3");
+        } else if (n == 2) {
+            *rc = mk(t, out, KT_STRING,
+                     s ? xprintf("substr(%s, (%s) + 1)", s, a[1].sql) : NULL);
+        } else {
+            *rc = mk(
+                t, out, KT_STRING,
+                s ? xprintf("substr(%s, (%s) + 1, %s)", s, a[1].sql, a[2].sql)
+                  : NULL);
+        }
+        free(s);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* The conversions (tostring, tolong, ...), null and emptiness tests and
+ * not: as time_string_function. */
+static int value_function(struct tr *t, const char *f, struct ex *a, size_t n,
+                          struct ex *out, int *rc)
+{
+    if (strcmp(f, "tostring") == 0 || strcmp(f, "tolong") == 0 ||
+        strcmp(f, "toint") == 0 || strcmp(f, "todouble") == 0 ||
+        strcmp(f, "toreal") == 0 || strcmp(f, "todecimal") == 0 ||
+        strcmp(f, "todatetime") == 0 || strcmp(f, "totimespan") == 0 ||
+        strcmp(f, "tobool") == 0 || strcmp(f, "toboolean") == 0) {
+        if (n != 1) {
+            *rc = argc_err(t, f, "1");
+        } else {
+            *rc = convert(t, f, &a[0], out);
+        }
+    } else if (strcmp(f, "isempty") == 0 || strcmp(f, "isnotempty") == 0) {
+        int neg = f[2] == 'n';
+
+        if (n != 1) {
+            *rc = argc_err(t, f, "1");
+        } else if (is_strt(a[0].type)) {
+            *rc = mk(t, out, KT_BOOL,
+                     xprintf(neg ? "(%s IS NOT NULL AND %s <> '')"
+                                 : "(%s IS NULL OR %s = '')",
+                             a[0].sql, a[0].sql));
+        } else {
+            *rc = mk(
+                t, out, KT_BOOL,
+                xprintf(neg ? "(%s IS NOT NULL)" : "(%s IS NULL)", a[0].sql));
+        }
+    } else if (strcmp(f, "isnull") == 0 || strcmp(f, "isnotnull") == 0) {
+        if (n != 1) {
+            *rc = argc_err(t, f, "1");
+        } else {
+            *rc = mk(t, out, KT_BOOL,
+                     xprintf(strcmp(f, "isnotnull") == 0 ? "(%s IS NOT NULL)"
+                                                         : "(%s IS NULL)",
+                             a[0].sql));
+        }
+    } else if (strcmp(f, "not") == 0) {
+        if (n != 1) {
+            *rc = argc_err(t, f, "1");
+        } else {
+            *rc = mk(t, out, KT_BOOL, xprintf("(NOT %s)", a[0].sql));
+        }
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* bin/floor, startofday, iff, coalesce, abs and round: as
+ * time_string_function. */
+static int math_function(struct tr *t, const char *f, struct ex *a, size_t n,
+                         struct ex *out, int *rc)
+{
+    size_t i;
+
+    if (strcmp(f, "bin") == 0 || strcmp(f, "floor") == 0) {
+        if (n != 2) {
+            *rc = argc_err(t, f, "2");
+        } else if (!((is_numt(a[0].type) && is_numt(a[1].type)) ||
+                     ((a[0].type == KT_DATETIME || a[0].type == KT_TIMESPAN) &&
+                      a[1].type == KT_TIMESPAN))) {
+            *rc = type_err(t, f, &a[0], &a[1]);
+        } else {
+            enum kusto_type rt = a[0].type;
+
+            if (is_numt(rt) && (a[1].type == KT_REAL || rt == KT_DECIMAL)) {
+                rt = KT_REAL;
+            }
+            *rc =
+                mk(t, out, rt, xprintf("kql_bin(%s, %s)", a[0].sql, a[1].sql));
+            if (*rc == 0 && a[0].name) {
+                out->name = strdup(a[0].name);
+                if (!out->name) {
+                    *rc = oom_err(t);
+                }
+            }
+        }
+    } else if (strcmp(f, "startofday") == 0) {
+        if (n != 1 || a[0].type != KT_DATETIME) {
+            *rc = n != 1 ? argc_err(t, f, "1") : type_err(t, f, &a[0], NULL);
+        } else {
+            *rc = mk(t, out, KT_DATETIME,
+                     xprintf("kql_bin(%s, %lld)", a[0].sql,
+                             (long long)KQL_TICKS_PER_DAY));
+        }
+    } else if (strcmp(f, "iff") == 0 || strcmp(f, "iif") == 0) {
+        if (n != 3) {
+            *rc = argc_err(t, f, "3");
+        } else if (!comparable(a[1].type, a[2].type)) {
+            *rc = type_err(t, f, &a[1], &a[2]);
+        } else {
+            *rc = mk(t, out, a[1].type,
+                     xprintf("(CASE WHEN %s THEN %s ELSE %s END)", a[0].sql,
+                             a[1].sql, a[2].sql));
+        }
+    } else if (strcmp(f, "coalesce") == 0) {
+        struct sb b;
+
+        if (n < 1) {
+            *rc = argc_err(t, f, "1 or more");
+            return 1;
+        }
+        memset(&b, 0, sizeof(b));
+        sb_str(&b, n == 1 ? "(" : "coalesce(");
+        for (i = 0; i < n; i++) {
+            if (i) {
+                sb_str(&b, ", ");
+            }
+            sb_str(&b, a[i].sql);
+        }
+        sb_str(&b, ")");
+        *rc = b.oom ? (free(b.s), oom_err(t)) : mk(t, out, a[0].type, b.s);
+    } else if (strcmp(f, "abs") == 0) {
+        if (n != 1 || !(is_numt(a[0].type) || a[0].type == KT_TIMESPAN)) {
+            *rc = n != 1 ? argc_err(t, f, "1") : type_err(t, f, &a[0], NULL);
+        } else {
+            *rc = mk(t, out, a[0].type, xprintf("abs(%s)", a[0].sql));
+        }
+    } else if (strcmp(f, "round") == 0) {
+        if (n < 1 || n > 2 || !is_numt(a[0].type)) {
+            *rc = n < 1 || n > 2 ? argc_err(t, f, "1 or 2")
+                                 : type_err(t, f, &a[0], NULL);
+        } else {
+            *rc =
+                mk(t, out, KT_REAL,
+                   xprintf("round(%s, %s)", a[0].sql, n == 2 ? a[1].sql : "0"));
+        }
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 static int call_function(struct tr *t, const char *f, size_t fpos,
                          struct ex *out)
 {
@@ -2150,204 +2426,9 @@ static int call_function(struct tr *t, const char *f, size_t fpos,
         rc = call_aggregate(t, f, a, n, out);
         goto out;
     }
-    if (strcmp(f, "ago") == 0 || strcmp(f, "now") == 0) {
-        int is_ago = f[0] == 'a';
-
-        if (n != (size_t)is_ago && !(n == 1 && !is_ago)) {
-            rc = argc_err(t, f, is_ago ? "1" : "0 or 1");
-        } else if (n == 1 && a[0].type != KT_TIMESPAN) {
-            rc = type_err(t, f, &a[0], NULL);
-        } else if (n == 0) {
-            rc = mk(t, out, KT_DATETIME, xprintf("%lld", (long long)t->now));
-        } else {
-            rc = mk(t, out, KT_DATETIME,
-                    xprintf("(%lld %s %s)", (long long)t->now,
-                            is_ago ? "-" : "+", a[0].sql));
-        }
-    } else if (strcmp(f, "ingestion_time") == 0) {
-        if (n != 0) {
-            rc = argc_err(t, f, "0");
-        } else {
-            rc = mk(t, out, KT_DATETIME,
-                    xprintf("%s",
-                            t->cur.has_itime ? "\"$IngestionTime\"" : "NULL"));
-        }
-    } else if (strcmp(f, "strcat") == 0) {
-        struct sb b;
-
-        if (n < 1) {
-            rc = argc_err(t, f, "1 or more");
-            goto out;
-        }
-        memset(&b, 0, sizeof(b));
-        sb_str(&b, "(");
-        for (i = 0; i < n; i++) {
-            char *s = as_text(&a[i]);
-
-            if (!s) {
-                b.oom = 1;
-                break;
-            }
-            if (i) {
-                sb_str(&b, " || ");
-            }
-            sb_str(&b, s);
-            free(s);
-        }
-        sb_str(&b, ")");
-        if (b.oom) {
-            free(b.s);
-            rc = oom_err(t);
-        } else {
-            rc = mk(t, out, KT_STRING, b.s);
-        }
-    } else if (strcmp(f, "strlen") == 0) {
-        char *s = n == 1 ? as_text(&a[0]) : NULL;
-
-        if (n != 1) {
-            rc = argc_err(t, f, "1");
-        } else {
-            rc = mk(t, out, KT_LONG, s ? xprintf("length(%s)", s) : NULL);
-        }
-        free(s);
-    } else if (strcmp(f, "tolower") == 0 || strcmp(f, "toupper") == 0) {
-        char *s = n == 1 ? as_text(&a[0]) : NULL;
-
-        if (n != 1) {
-            rc = argc_err(t, f, "1");
-        } else {
-            rc = mk(t, out, KT_STRING,
-                    s ? xprintf("%s(%s)", f[2] == 'l' ? "lower" : "upper", s)
-                      : NULL);
-        }
-        free(s);
-    } else if (strcmp(f, "substring") == 0) {
-        char *s = n >= 2 && n <= 3 ? as_text(&a[0]) : NULL;
-
-        if (n < 2 || n > 3) {
-            rc = argc_err(t, f, "2 or 3");
-        } else if (n == 2) {
-            rc = mk(t, out, KT_STRING,
-                    s ? xprintf("substr(%s, (%s) + 1)", s, a[1].sql) : NULL);
-        } else {
-            rc = mk(
-                t, out, KT_STRING,
-                s ? xprintf("substr(%s, (%s) + 1, %s)", s, a[1].sql, a[2].sql)
-                  : NULL);
-        }
-        free(s);
-    } else if (strcmp(f, "tostring") == 0 || strcmp(f, "tolong") == 0 ||
-               strcmp(f, "toint") == 0 || strcmp(f, "todouble") == 0 ||
-               strcmp(f, "toreal") == 0 || strcmp(f, "todecimal") == 0 ||
-               strcmp(f, "todatetime") == 0 || strcmp(f, "totimespan") == 0 ||
-               strcmp(f, "tobool") == 0 || strcmp(f, "toboolean") == 0) {
-        if (n != 1) {
-            rc = argc_err(t, f, "1");
-        } else {
-            rc = convert(t, f, &a[0], out);
-        }
-    } else if (strcmp(f, "isempty") == 0 || strcmp(f, "isnotempty") == 0) {
-        int neg = f[2] == 'n';
-
-        if (n != 1) {
-            rc = argc_err(t, f, "1");
-        } else if (is_strt(a[0].type)) {
-            rc = mk(t, out, KT_BOOL,
-                    xprintf(neg ? "(%s IS NOT NULL AND %s <> '')"
-                                : "(%s IS NULL OR %s = '')",
-                            a[0].sql, a[0].sql));
-        } else {
-            rc = mk(
-                t, out, KT_BOOL,
-                xprintf(neg ? "(%s IS NOT NULL)" : "(%s IS NULL)", a[0].sql));
-        }
-    } else if (strcmp(f, "isnull") == 0 || strcmp(f, "isnotnull") == 0) {
-        if (n != 1) {
-            rc = argc_err(t, f, "1");
-        } else {
-            rc = mk(t, out, KT_BOOL,
-                    xprintf(strcmp(f, "isnotnull") == 0 ? "(%s IS NOT NULL)"
-                                                        : "(%s IS NULL)",
-                            a[0].sql));
-        }
-    } else if (strcmp(f, "not") == 0) {
-        if (n != 1) {
-            rc = argc_err(t, f, "1");
-        } else {
-            rc = mk(t, out, KT_BOOL, xprintf("(NOT %s)", a[0].sql));
-        }
-    } else if (strcmp(f, "bin") == 0 || strcmp(f, "floor") == 0) {
-        if (n != 2) {
-            rc = argc_err(t, f, "2");
-        } else if (!((is_numt(a[0].type) && is_numt(a[1].type)) ||
-                     ((a[0].type == KT_DATETIME || a[0].type == KT_TIMESPAN) &&
-                      a[1].type == KT_TIMESPAN))) {
-            rc = type_err(t, f, &a[0], &a[1]);
-        } else {
-            enum kusto_type rt = a[0].type;
-
-            if (is_numt(rt) && (a[1].type == KT_REAL || rt == KT_DECIMAL)) {
-                rt = KT_REAL;
-            }
-            rc = mk(t, out, rt, xprintf("kql_bin(%s, %s)", a[0].sql, a[1].sql));
-            if (rc == 0 && a[0].name) {
-                out->name = strdup(a[0].name);
-                if (!out->name) {
-                    rc = oom_err(t);
-                }
-            }
-        }
-    } else if (strcmp(f, "startofday") == 0) {
-        if (n != 1 || a[0].type != KT_DATETIME) {
-            rc = n != 1 ? argc_err(t, f, "1") : type_err(t, f, &a[0], NULL);
-        } else {
-            rc = mk(t, out, KT_DATETIME,
-                    xprintf("kql_bin(%s, %lld)", a[0].sql,
-                            (long long)KQL_TICKS_PER_DAY));
-        }
-    } else if (strcmp(f, "iff") == 0 || strcmp(f, "iif") == 0) {
-        if (n != 3) {
-            rc = argc_err(t, f, "3");
-        } else if (!comparable(a[1].type, a[2].type)) {
-            rc = type_err(t, f, &a[1], &a[2]);
-        } else {
-            rc = mk(t, out, a[1].type,
-                    xprintf("(CASE WHEN %s THEN %s ELSE %s END)", a[0].sql,
-                            a[1].sql, a[2].sql));
-        }
-    } else if (strcmp(f, "coalesce") == 0) {
-        struct sb b;
-
-        if (n < 1) {
-            rc = argc_err(t, f, "1 or more");
-            goto out;
-        }
-        memset(&b, 0, sizeof(b));
-        sb_str(&b, n == 1 ? "(" : "coalesce(");
-        for (i = 0; i < n; i++) {
-            if (i) {
-                sb_str(&b, ", ");
-            }
-            sb_str(&b, a[i].sql);
-        }
-        sb_str(&b, ")");
-        rc = b.oom ? (free(b.s), oom_err(t)) : mk(t, out, a[0].type, b.s);
-    } else if (strcmp(f, "abs") == 0) {
-        if (n != 1 || !(is_numt(a[0].type) || a[0].type == KT_TIMESPAN)) {
-            rc = n != 1 ? argc_err(t, f, "1") : type_err(t, f, &a[0], NULL);
-        } else {
-            rc = mk(t, out, a[0].type, xprintf("abs(%s)", a[0].sql));
-        }
-    } else if (strcmp(f, "round") == 0) {
-        if (n < 1 || n > 2 || !is_numt(a[0].type)) {
-            rc = n < 1 || n > 2 ? argc_err(t, f, "1 or 2")
-                                : type_err(t, f, &a[0], NULL);
-        } else {
-            rc =
-                mk(t, out, KT_REAL,
-                   xprintf("round(%s, %s)", a[0].sql, n == 2 ? a[1].sql : "0"));
-        }
-    } else {
+    if (time_string_function(t, f, a, n, out, &rc) == 0 &&
+        value_function(t, f, a, n, out, &rc) == 0 &&
+        math_function(t, f, a, n, out, &rc) == 0) {
         rc = fail(t->err, -ENOTSUP,
                   "Semantic error: '%s' operator: unsupported function "
                   "'%s' (position %zu)",

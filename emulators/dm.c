@@ -10,12 +10,13 @@
  *
  * Threads: the worker does the storage I/O (blocking libcurl); everything
  * that touches the engine runs on the loop thread, handed over one job at a
- * time with uv_async_send and a condition variable.
+ * time with uv_async_send and a condition variable. The storage REST calls,
+ * the SAS and the resources created at start are dm_storage.c.
  */
-#include "tests/emulators/dm.h"
+#include "emulators/dm_internal.h"
 
+#include "emulators/ingest.h"
 #include "gateway/log.h"
-#include "tests/emulators/ingest.h"
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <errno.h>
@@ -29,565 +30,6 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
-
-#define DM_MOD           "adx-emulator"
-#define DM_CONTAINER     "kadx-ingest-temp"
-#define DM_Q_READY       "readyforaggregation-secured"
-#define DM_Q_SUCCESS     "successfulingestions"
-#define DM_Q_FAILED      "failedingestions"
-#define DM_TABLE         "ingestionsstatus"
-#define DM_STORAGE_VER   "2021-12-02"
-#define DM_SAS_VER       "2019-12-12"
-#define DM_MAX_BLOB      (256u * 1024u * 1024u)
-#define DM_MAX_UNZIPPED  (256u * 1024u * 1024u)
-#define DM_POLL_MS       100
-#define DM_ERROR_WAIT_MS 500
-#define DM_VISIBILITY_S  60
-#define DM_NAME_MAX      256
-#define TICKS_PER_SEC    10000000LL
-#define AZURITE_ACCOUNT  "devstoreaccount1"
-#define AZURITE_KEY                                                            \
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"          \
-    "K1SZFPTOtr/KBHBeksoGMGw=="
-
-enum job_outcome { JOB_OK = 0, JOB_FAILED, JOB_SKIPPED };
-
-/* One blob to apply, from the worker to the loop thread and back. */
-struct job {
-    /* in */
-    char db[DM_NAME_MAX];
-    char table[DM_NAME_MAX];
-    char format[32];
-    char *mapping_ref;    /* a mapping's name, or NULL */
-    char *mapping_inline; /* a mapping's JSON, or NULL */
-    char *tags;           /* JSON array text, or NULL */
-    char *if_not_exists;  /* JSON array text, or NULL */
-    int ignore_first;
-    const char *body;
-    size_t blen;
-    /* out */
-    int done;
-    int cancelled;
-    enum job_outcome outcome;
-    size_t rows;
-    int permanent;
-    char code[96];
-    char details[512];
-};
-
-struct dm_faults {
-    int fail_count;           /* fail the next N blobs */
-    char fail_code[96];       /* their ErrorCode */
-    int fail_permanent;       /* their FailureStatus */
-    uint64_t status_delay_ms; /* reports written this long after applying */
-};
-
-struct dm_stats {
-    uint64_t messages;       /* queue messages taken */
-    uint64_t bad_messages;   /* not an ingestion message: deleted */
-    uint64_t applied;        /* blobs applied */
-    uint64_t rows;           /* their rows */
-    uint64_t failed;         /* blobs reported failed */
-    uint64_t skipped;        /* ingestIfNotExists hits */
-    uint64_t fired_fail;     /* failures injected */
-    uint64_t reports;        /* queue messages and table rows written */
-    uint64_t storage_errors; /* storage calls that failed */
-};
-
-struct dm {
-    uv_loop_t *loop;
-    struct kusto *k;
-    char blob_url[512];
-    char queue_url[512];
-    char table_url[512];
-    char account[128];
-    char key_b64[256];
-    long sas_lifetime_s;
-    pthread_t thread;
-    int thread_started;
-    uv_async_t async;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int stop;            /* under mu; also read unlocked by curl's progress */
-    struct job *pending; /* under mu: waiting for the loop thread */
-    struct dm_faults f;  /* under mu */
-    struct dm_stats st;  /* under mu */
-    /* loop thread only: ingest-by tags, "db\x1ftable\x1ftag" */
-    char **tags;
-    size_t ntags;
-    size_t captags;
-};
-
-/* ---- small helpers ---- */
-
-struct buf {
-    char *p;
-    size_t n;
-    size_t cap;
-    int oom;
-    int too_big; /* a download over DM_MAX_BLOB */
-};
-
-static void buf_put(struct buf *b, const void *s, size_t n)
-{
-    if (b->oom) {
-        return;
-    }
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 256;
-        char *np;
-        while (nc < b->n + n + 1) {
-            nc *= 2;
-        }
-        np = realloc(b->p, nc);
-        if (np == NULL) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void buf_printf(struct buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void buf_printf(struct buf *b, const char *fmt, ...)
-{
-    char tmp[1024];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->oom = 1;
-        return;
-    }
-    if ((size_t)n < sizeof(tmp)) {
-        buf_put(b, tmp, (size_t)n);
-        return;
-    }
-    {
-        char *big = malloc((size_t)n + 1);
-        if (big == NULL) {
-            b->oom = 1;
-            return;
-        }
-        va_start(ap, fmt);
-        vsnprintf(big, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-        buf_put(b, big, (size_t)n);
-        free(big);
-    }
-}
-
-static void buf_free(struct buf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof(*b));
-}
-
-static void url_encode(const char *s, char *out, size_t outlen)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
-
-    for (; *s != '\0' && o + 4 < outlen; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-            (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
-            c == '~') {
-            out[o++] = (char)c;
-        } else {
-            out[o++] = '%';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
-        }
-    }
-    out[o] = '\0';
-}
-
-static void utc_iso(long long secs, int frac7, char *out, size_t len)
-{
-    time_t t = (time_t)secs;
-    struct tm tm;
-
-    int n;
-
-    gmtime_r(&t, &tm);
-    /* the return value checked: gcc -O2 (release and .deb builds) warns of
-     * a possible truncation otherwise (-Werror=format-truncation) */
-    if (frac7 >= 0) {
-        n = snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%07dZ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                     tm.tm_min, tm.tm_sec, frac7 % 10000000);
-    } else {
-        n = snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02dZ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                     tm.tm_min, tm.tm_sec);
-    }
-    if ((n < 0 || (size_t)n >= len) && len > 0) {
-        out[0] = '\0'; /* not a time: never a cut one */
-    }
-}
-
-static void now_iso(char *out, size_t len)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    utc_iso((long long)ts.tv_sec, (int)(ts.tv_nsec / 100), out, len);
-}
-
-static int64_t now_ticks(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * TICKS_PER_SEC + ts.tv_nsec / 100;
-}
-
-static void new_uuid(char out[37])
-{
-    unsigned char b[16];
-
-    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        for (size_t i = 0; i < sizeof(b); i++) {
-            b[i] = (unsigned char)((ts.tv_nsec >> (i % 4 * 8)) ^ rand());
-        }
-    }
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x"
-             "%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
-             b[11], b[12], b[13], b[14], b[15]);
-}
-
-/* Base64 (standard alphabet, padded) of n bytes: malloc'd or NULL. */
-static char *b64_encode(const void *in, size_t n)
-{
-    char *out = malloc(4 * ((n + 2) / 3) + 1);
-
-    if (out != NULL) {
-        EVP_EncodeBlock((unsigned char *)out, in, (int)n);
-    }
-    return out;
-}
-
-/* Decodes base64 text (whitespace ignored): malloc'd bytes, NUL-terminated,
- * length in *outlen; NULL when it is not base64. */
-static unsigned char *b64_decode(const char *in, size_t n, size_t *outlen)
-{
-    char *clean = malloc(n + 1);
-    unsigned char *out;
-    size_t m = 0;
-    int len;
-
-    if (clean == NULL) {
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (in[i] != ' ' && in[i] != '\n' && in[i] != '\r' && in[i] != '\t') {
-            clean[m++] = in[i];
-        }
-    }
-    if (m == 0 || m % 4 != 0) {
-        free(clean);
-        return NULL;
-    }
-    out = malloc(m / 4 * 3 + 1);
-    if (out == NULL) {
-        free(clean);
-        return NULL;
-    }
-    len = EVP_DecodeBlock(out, (const unsigned char *)clean, (int)m);
-    if (len < 0) {
-        free(clean);
-        free(out);
-        return NULL;
-    }
-    /* EVP_DecodeBlock counts the padding as zero bytes */
-    if (clean[m - 1] == '=') {
-        len--;
-    }
-    if (clean[m - 2] == '=') {
-        len--;
-    }
-    free(clean);
-    out[len] = '\0';
-    *outlen = (size_t)len;
-    return out;
-}
-
-int dm_account_sas(const char *account, const char *key_b64, long long expiry,
-                   char *out, size_t outlen)
-{
-    char se[32];
-    char sts[512];
-    unsigned char *key;
-    size_t klen;
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int maclen = 0;
-    char *sig;
-    char sig_enc[200];
-    char se_enc[64];
-    int n;
-
-    utc_iso(expiry, -1, se, sizeof(se));
-    key = b64_decode(key_b64, strlen(key_b64), &klen);
-    if (key == NULL) {
-        return -EINVAL;
-    }
-    /* account SAS, version 2019-12-12: account, sp, ss, srt, st, se, sip,
-     * spr, sv, and a final newline */
-    n = snprintf(sts, sizeof(sts),
-                 "%s\nrwdlacup\nbqt\nsco\n\n%s\n\nhttps,http\n"
-                 "%s\n",
-                 account, se, DM_SAS_VER);
-    if (n < 0 || (size_t)n >= sizeof(sts) ||
-        HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)sts,
-             (size_t)n, mac, &maclen) == NULL) {
-        free(key);
-        return -EINVAL;
-    }
-    free(key);
-    sig = b64_encode(mac, maclen);
-    if (sig == NULL) {
-        return -EINVAL;
-    }
-    url_encode(sig, sig_enc, sizeof(sig_enc));
-    free(sig);
-    url_encode(se, se_enc, sizeof(se_enc));
-    n = snprintf(out, outlen,
-                 "sv=%s&ss=bqt&srt=sco&sp=rwdlacup&se=%s&spr=https,http&sig=%s",
-                 DM_SAS_VER, se_enc, sig_enc);
-    return n < 0 || (size_t)n >= outlen ? -EINVAL : 0;
-}
-
-/* A resource's URL with a fresh SAS: malloc'd or NULL. */
-static char *resource_url(struct dm *d, const char *base, const char *name)
-{
-    char sas[512];
-    char *url = NULL;
-
-    if (dm_account_sas(d->account, d->key_b64,
-                       (long long)time(NULL) + d->sas_lifetime_s, sas,
-                       sizeof(sas)) < 0 ||
-        asprintf(&url, "%s/%s?%s", base, name, sas) < 0) {
-        return NULL;
-    }
-    return url;
-}
-
-static size_t resources_cb(void *data, const char **types, char **roots,
-                           size_t max)
-{
-    struct dm *d = data;
-    const struct {
-        const char *type;
-        const char *base;
-        const char *name;
-    } rs[] = {
-        {"SecuredReadyForAggregationQueue", d->queue_url, DM_Q_READY},
-        {"FailedIngestionsQueue", d->queue_url, DM_Q_FAILED},
-        {"SuccessfulIngestionsQueue", d->queue_url, DM_Q_SUCCESS},
-        {"TempStorage", d->blob_url, DM_CONTAINER},
-        {"IngestionsStatusTable", d->table_url, DM_TABLE},
-    };
-    size_t n = 0;
-
-    for (size_t i = 0; i < sizeof(rs) / sizeof(rs[0]) && n < max; i++) {
-        char *u = resource_url(d, rs[i].base, rs[i].name);
-        if (u != NULL) {
-            types[n] = rs[i].type;
-            roots[n] = u;
-            n++;
-        }
-    }
-    return n;
-}
-
-/* ---- storage REST calls ---- */
-
-static size_t on_body(char *p, size_t size, size_t n, void *data)
-{
-    struct buf *b = data;
-
-    if (b->n + size * n > DM_MAX_BLOB) {
-        b->too_big = 1;
-        return 0; /* the call fails */
-    }
-    buf_put(b, p, size * n);
-    return b->oom ? 0 : size * n;
-}
-
-static int on_progress(void *data, curl_off_t dt, curl_off_t dn, curl_off_t ut,
-                       curl_off_t un)
-{
-    struct dm *d = data;
-
-    (void)dt;
-    (void)dn;
-    (void)ut;
-    (void)un;
-    return __atomic_load_n(&d->stop, __ATOMIC_RELAXED) ? 1 : 0;
-}
-
-/* One storage call: 0 with *status (the HTTP status) and out (the body), or
- * -EIO (no answer: refused, reset, timed out, stopped). */
-static int storage_call(struct dm *d, CURL *h, const char *method,
-                        const char *url, const char *content_type,
-                        const char *body, size_t blen, struct buf *out,
-                        long *status)
-{
-    struct curl_slist *hdrs = NULL;
-    CURLcode rc;
-
-    out->n = 0;
-    if (out->p != NULL) {
-        out->p[0] = '\0';
-    }
-    curl_easy_reset(h);
-    hdrs = curl_slist_append(hdrs, "x-ms-version: " DM_STORAGE_VER);
-    if (content_type != NULL) {
-        char ct[128];
-        snprintf(ct, sizeof(ct), "Content-Type: %s", content_type);
-        hdrs = curl_slist_append(hdrs, ct);
-        if (strncmp(content_type, "application/json", 16) == 0) {
-            hdrs = curl_slist_append(
-                hdrs, "Accept: application/json;odata=nometadata");
-            hdrs = curl_slist_append(hdrs, "DataServiceVersion: 3.0");
-        }
-    }
-    hdrs = curl_slist_append(hdrs, "Expect:");
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 60000L);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, d);
-    if (body != NULL) {
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-    } else if (strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0) {
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
-    } else if (strcmp(method, "GET") == 0) {
-        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
-    }
-    rc = curl_easy_perform(h);
-    curl_slist_free_all(hdrs);
-    if (rc != CURLE_OK || out->oom) {
-        return -EIO;
-    }
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
-    return 0;
-}
-
-/* Creates a resource; "already exists" (409) is fine. */
-static int create_resource(struct dm *d, CURL *h, const char *method,
-                           const char *url, const char *ctype, const char *body,
-                           const char *what, char *err, size_t errlen)
-{
-    struct buf out = {0};
-    long status = 0;
-    int rc = storage_call(d, h, method, url, ctype, body,
-                          body != NULL ? strlen(body) : 0, &out, &status);
-
-    if (rc < 0 || (status != 201 && status != 204 && status != 409)) {
-        if (rc < 0) {
-            snprintf(err, errlen, "cannot create the %s: no answer from %s",
-                     what, url);
-        } else {
-            snprintf(err, errlen, "cannot create the %s: HTTP %ld: %.200s",
-                     what, status, out.p != NULL ? out.p : "");
-        }
-        /* the SAS must not reach the log */
-        {
-            char *q = strchr(err, '?');
-            if (q != NULL) {
-                *q = '\0';
-            }
-        }
-        buf_free(&out);
-        return -EIO;
-    }
-    buf_free(&out);
-    return 0;
-}
-
-static int create_resources(struct dm *d, char *err, size_t errlen)
-{
-    CURL *h = curl_easy_init();
-    char sas[512];
-    char *url = NULL;
-    int rc = -EIO;
-
-    if (h == NULL) {
-        snprintf(err, errlen, "curl_easy_init failed");
-        return -ENOMEM;
-    }
-    if (dm_account_sas(d->account, d->key_b64,
-                       (long long)time(NULL) + d->sas_lifetime_s, sas,
-                       sizeof(sas)) < 0) {
-        snprintf(err, errlen, "the storage key is not base64");
-        curl_easy_cleanup(h);
-        return -EINVAL;
-    }
-    if (asprintf(&url, "%s/%s?restype=container&%s", d->blob_url, DM_CONTAINER,
-                 sas) < 0) {
-        url = NULL;
-        goto out;
-    }
-    if (create_resource(d, h, "PUT", url, NULL, NULL, "blob container", err,
-                        errlen) < 0) {
-        goto out;
-    }
-    {
-        const char *queues[] = {DM_Q_READY, DM_Q_SUCCESS, DM_Q_FAILED};
-        for (size_t i = 0; i < 3; i++) {
-            free(url);
-            if (asprintf(&url, "%s/%s?%s", d->queue_url, queues[i], sas) < 0) {
-                url = NULL;
-                goto out;
-            }
-            if (create_resource(d, h, "PUT", url, NULL, NULL, "queue", err,
-                                errlen) < 0) {
-                goto out;
-            }
-        }
-    }
-    free(url);
-    if (asprintf(&url, "%s/Tables?%s", d->table_url, sas) < 0) {
-        url = NULL;
-        goto out;
-    }
-    if (create_resource(d, h, "POST", url, "application/json",
-                        "{\"TableName\":\"" DM_TABLE "\"}", "status table", err,
-                        errlen) < 0) {
-        goto out;
-    }
-    rc = 0;
-out:
-    free(url);
-    curl_easy_cleanup(h);
-    return rc;
-}
 
 /* ---- the loop thread: applying a blob ---- */
 
@@ -692,37 +134,6 @@ static void remember_tags(struct dm *d, const struct job *j)
     cJSON_Delete(a);
 }
 
-/* A mapping's new columns (those with a datatype) are added to the table,
- * as streaming ingest does. */
-static int add_mapping_columns(struct kusto *k, const struct job *j,
-                               struct ingest_mapping *m,
-                               struct kusto_error *err)
-{
-    for (size_t i = 0; i < m->n; i++) {
-        const struct kusto_column *cols;
-        size_t ncols;
-        int found = 0;
-        int rc = kusto_table_schema(k, j->db, j->table, &cols, &ncols, err);
-        if (rc < 0) {
-            return rc;
-        }
-        for (size_t c = 0; c < ncols; c++) {
-            if (strcmp(cols[c].name, m->e[i].column) == 0) {
-                found = 1;
-                break;
-            }
-        }
-        if (!found && m->e[i].has_type) {
-            rc = kusto_add_column(k, j->db, j->table, m->e[i].column,
-                                  m->e[i].type, err);
-            if (rc < 0) {
-                return rc;
-            }
-        }
-    }
-    return 0;
-}
-
 static void apply_job(struct dm *d, struct job *j)
 {
     struct kusto *k = d->k;
@@ -798,7 +209,7 @@ static void apply_job(struct dm *d, struct job *j)
             rc = ingest_mapping_bind(m, cols, ncols, &err);
         }
         if (rc == -ENOENT) {
-            rc = add_mapping_columns(k, j, m, &err);
+            rc = ingest_mapping_add_columns(k, j->db, j->table, m, &err);
             if (rc == 0) {
                 rc =
                     kusto_table_schema(k, j->db, j->table, &cols, &ncols, &err);
@@ -820,7 +231,7 @@ static void apply_job(struct dm *d, struct job *j)
     }
     if (rows.nrows > 0 &&
         kusto_insert_rows(k, j->db, j->table, rows.values, rows.nrows,
-                          now_ticks(), &err) < 0) {
+                          emu_now_ticks(), &err) < 0) {
         job_kerr(j, &err);
         goto out;
     }
@@ -987,8 +398,8 @@ static int post_queue(struct dm *d, CURL *h, const char *queue,
 {
     struct buf body = {0};
     struct buf out = {0};
-    char *b64 = b64_encode(json, strlen(json));
-    char *url = resource_url(d, d->queue_url, "");
+    char *b64 = dm_b64_encode(json, strlen(json));
+    char *url = dm_resource_url(d, d->queue_url, "");
     char *full = NULL;
     long status = 0;
     int rc = -EIO;
@@ -996,7 +407,7 @@ static int post_queue(struct dm *d, CURL *h, const char *queue,
     if (b64 == NULL || url == NULL) {
         goto out;
     }
-    /* resource_url gave BASE/?SAS: make it BASE/QUEUE/messages?SAS */
+    /* dm_resource_url gave BASE/?SAS: make it BASE/QUEUE/messages?SAS */
     {
         char *q = strchr(url, '?');
         *q = '\0';
@@ -1005,13 +416,13 @@ static int post_queue(struct dm *d, CURL *h, const char *queue,
             goto out;
         }
     }
-    buf_printf(&body,
-               "<QueueMessage><MessageText>%s</MessageText>"
-               "</QueueMessage>",
-               b64);
+    dm_buf_printf(&body,
+                  "<QueueMessage><MessageText>%s</MessageText>"
+                  "</QueueMessage>",
+                  b64);
     if (!body.oom &&
-        storage_call(d, h, "POST", full, "application/xml", body.p, body.n,
-                     &out, &status) == 0 &&
+        dm_storage_call(d, h, "POST", full, "application/xml", body.p, body.n,
+                        &out, &status) == 0 &&
         status == 201) {
         rc = 0;
     }
@@ -1019,8 +430,8 @@ out:
     free(b64);
     free(url);
     free(full);
-    buf_free(&body);
-    buf_free(&out);
+    dm_buf_free(&body);
+    dm_buf_free(&out);
     return rc;
 }
 
@@ -1040,8 +451,8 @@ static int put_status_row(struct dm *d, CURL *h, const struct report *r,
     long status = 0;
     int rc = -EIO;
 
-    url_encode(r->pk, pk, sizeof(pk));
-    url_encode(r->rk, rk, sizeof(rk));
+    dm_url_encode(r->pk, pk, sizeof(pk));
+    dm_url_encode(r->rk, rk, sizeof(rk));
     if (o == NULL || q == NULL) {
         goto out;
     }
@@ -1069,8 +480,8 @@ static int put_status_row(struct dm *d, CURL *h, const struct report *r,
         url = NULL;
         goto out;
     }
-    if (storage_call(d, h, "PUT", url, "application/json", json, strlen(json),
-                     &out, &status) == 0 &&
+    if (dm_storage_call(d, h, "PUT", url, "application/json", json,
+                        strlen(json), &out, &status) == 0 &&
         status >= 200 && status < 300) {
         rc = 0;
     }
@@ -1078,7 +489,7 @@ out:
     cJSON_Delete(o);
     free(json);
     free(url);
-    buf_free(&out);
+    dm_buf_free(&out);
     return rc;
 }
 
@@ -1092,7 +503,7 @@ static int write_reports(struct dm *d, CURL *h, const struct report *r,
     int ok = j->outcome == JOB_OK;
     int rc = 0;
 
-    now_iso(when, sizeof(when));
+    dm_now_iso(when, sizeof(when));
     if (r->method != 1 && ((ok && r->level == 2) || (!ok && r->level != 1))) {
         cJSON *o = cJSON_CreateObject();
         char *json;
@@ -1160,26 +571,112 @@ static int run_on_loop(struct dm *d, struct job *j)
 
 /* One queue message: 1 to delete it, 0 to leave it (to come back after
  * its visibility timeout), -ECANCELED when stopping. */
+/* The report options of an ingestion message: level, method, status
+ * table (its strings malloc'd into r). */
+static void read_report_options(const cJSON *msg, struct report *r)
+{
+    static const char *const levels[] = {"FailuresOnly", "None",
+                                         "FailuresAndSuccesses"};
+    static const char *const methods[] = {"Queue", "Table", "QueueAndTable"};
+    const cJSON *st =
+        cJSON_GetObjectItemCaseSensitive(msg, "IngestionStatusInTable");
+
+    r->level = enum_member(msg, "ReportLevel", levels, 3, 0);
+    r->method = enum_member(msg, "ReportMethod", methods, 3, 0);
+    if (cJSON_IsObject(st)) {
+        r->status_table = json_str_dup(st, "TableConnectionString");
+        r->pk = json_str_dup(st, "PartitionKey");
+        r->rk = json_str_dup(st, "RowKey");
+    }
+}
+
+/* The job's AdditionalProperties: format (default csv), mapping, tags,
+ * ingestIfNotExists, ignoreFirstRecord (its strings malloc'd into j). */
+static void read_job_properties(const cJSON *msg, struct job *j)
+{
+    const cJSON *ap =
+        cJSON_GetObjectItemCaseSensitive(msg, "AdditionalProperties");
+
+    snprintf(j->format, sizeof(j->format), "csv");
+    if (cJSON_IsObject(ap)) {
+        char *fmt = json_str_dup(ap, "format");
+        const cJSON *ifr =
+            cJSON_GetObjectItemCaseSensitive(ap, "ignoreFirstRecord");
+        if (fmt != NULL) {
+            snprintf(j->format, sizeof(j->format), "%s", fmt);
+            free(fmt);
+        }
+        j->mapping_ref = json_str_dup(ap, "ingestionMappingReference");
+        if (j->mapping_ref == NULL) {
+            j->mapping_ref = json_str_dup(ap, "jsonMappingReference");
+        }
+        if (j->mapping_ref == NULL) {
+            j->mapping_ref = json_str_dup(ap, "csvMappingReference");
+        }
+        j->mapping_inline = json_str_dup(ap, "ingestionMapping");
+        j->tags = json_str_dup(ap, "tags");
+        j->if_not_exists = json_str_dup(ap, "ingestIfNotExists");
+        j->ignore_first =
+            cJSON_IsTrue(ifr) ||
+            (cJSON_IsString(ifr) && strcasecmp(ifr->valuestring, "true") == 0);
+    }
+}
+
+/*
+ * Downloads the blob into *blob and has the loop thread apply it (or fails
+ * the job for a blob that is missing, forbidden or too big). 1 when the job
+ * has its outcome, 0 when storage did not answer (the message stays for
+ * later), < 0 when the apply was cancelled (stopping).
+ */
+static int fetch_and_apply(struct dm *d, CURL *h, const char *blob_url,
+                           const char *blob_path, struct job *j,
+                           struct buf *blob)
+{
+    long status = 0;
+    int got =
+        dm_storage_call(d, h, "GET", blob_url, NULL, NULL, 0, blob, &status);
+    int rc;
+
+    if (got < 0 && blob->too_big) {
+        /* code chosen here: a blob the emulator will not hold */
+        job_fail(j, 1, "BadRequest_BlobTooLarge",
+                 "blob %s is over the emulator's %u MiB", blob_path,
+                 DM_MAX_BLOB >> 20);
+        return 1;
+    }
+    if (got < 0 || (status != 200 && status != 404 && status != 403)) {
+        /* storage not answering: leave the message for later */
+        count(d, &d->st.storage_errors, 1);
+        return 0;
+    }
+    if (status == 404 || status == 403) {
+        job_fail(j, 1,
+                 status == 404 ? "Download_SourceNotFound"
+                               : "Download_AccessConditionNotSatisfied",
+                 "cannot download blob %s: HTTP %ld", blob_path, status);
+        return 1;
+    }
+    j->body = blob->p != NULL ? blob->p : "";
+    j->blen = blob->n;
+    rc = run_on_loop(d, j);
+    return rc < 0 ? rc : 1;
+}
+
 static int process_message(struct dm *d, CURL *h, const char *text)
 {
     unsigned char *raw;
     size_t rawlen = 0;
     cJSON *msg = NULL;
-    const cJSON *ap;
     struct job j;
     struct report r;
     struct buf blob = {0};
     char *blob_url = NULL;
     char *path_nosas = NULL;
-    long status = 0;
     int result = 1;
-    static const char *const levels[] = {"FailuresOnly", "None",
-                                         "FailuresAndSuccesses"};
-    static const char *const methods[] = {"Queue", "Table", "QueueAndTable"};
 
     memset(&j, 0, sizeof(j));
     memset(&r, 0, sizeof(r));
-    raw = b64_decode(text, strlen(text), &rawlen);
+    raw = dm_b64_decode(text, strlen(text), &rawlen);
     msg = cJSON_Parse(raw != NULL ? (const char *)raw : text);
     free(raw);
     if (msg == NULL || !cJSON_IsObject(msg)) {
@@ -1199,7 +696,7 @@ static int process_message(struct dm *d, CURL *h, const char *text)
         if (id != NULL) {
             snprintf(r.id, sizeof(r.id), "%s", id);
         } else {
-            new_uuid(r.id);
+            emu_new_uuid(r.id);
         }
         free(db);
         free(table);
@@ -1218,43 +715,10 @@ static int process_message(struct dm *d, CURL *h, const char *text)
         *strchr(path_nosas, '?') = '\0';
     }
     r.blob_path = path_nosas != NULL ? path_nosas : "";
-    new_uuid(r.operation);
-    new_uuid(r.activity);
-    r.level = enum_member(msg, "ReportLevel", levels, 3, 0);
-    r.method = enum_member(msg, "ReportMethod", methods, 3, 0);
-    {
-        const cJSON *st =
-            cJSON_GetObjectItemCaseSensitive(msg, "IngestionStatusInTable");
-        if (cJSON_IsObject(st)) {
-            r.status_table = json_str_dup(st, "TableConnectionString");
-            r.pk = json_str_dup(st, "PartitionKey");
-            r.rk = json_str_dup(st, "RowKey");
-        }
-    }
-    ap = cJSON_GetObjectItemCaseSensitive(msg, "AdditionalProperties");
-    snprintf(j.format, sizeof(j.format), "csv");
-    if (cJSON_IsObject(ap)) {
-        char *fmt = json_str_dup(ap, "format");
-        const cJSON *ifr =
-            cJSON_GetObjectItemCaseSensitive(ap, "ignoreFirstRecord");
-        if (fmt != NULL) {
-            snprintf(j.format, sizeof(j.format), "%s", fmt);
-            free(fmt);
-        }
-        j.mapping_ref = json_str_dup(ap, "ingestionMappingReference");
-        if (j.mapping_ref == NULL) {
-            j.mapping_ref = json_str_dup(ap, "jsonMappingReference");
-        }
-        if (j.mapping_ref == NULL) {
-            j.mapping_ref = json_str_dup(ap, "csvMappingReference");
-        }
-        j.mapping_inline = json_str_dup(ap, "ingestionMapping");
-        j.tags = json_str_dup(ap, "tags");
-        j.if_not_exists = json_str_dup(ap, "ingestIfNotExists");
-        j.ignore_first =
-            cJSON_IsTrue(ifr) ||
-            (cJSON_IsString(ifr) && strcasecmp(ifr->valuestring, "true") == 0);
-    }
+    emu_new_uuid(r.operation);
+    emu_new_uuid(r.activity);
+    read_report_options(msg, &r);
+    read_job_properties(msg, &j);
     /* fault: a failed blob */
     pthread_mutex_lock(&d->mu);
     if (d->f.fail_count > 0) {
@@ -1265,36 +729,11 @@ static int process_message(struct dm *d, CURL *h, const char *text)
     }
     pthread_mutex_unlock(&d->mu);
     if (j.outcome != JOB_FAILED) {
-        int got =
-            storage_call(d, h, "GET", blob_url, NULL, NULL, 0, &blob, &status);
-        if (got < 0 && blob.too_big) {
-            /* code chosen here: a blob the emulator will not hold */
-            job_fail(&j, 1, "BadRequest_BlobTooLarge",
-                     "blob %s is over the emulator's %u MiB", r.blob_path,
-                     DM_MAX_BLOB >> 20);
-        } else if (got < 0) {
-            /* storage not answering: leave the message for later */
-            count(d, &d->st.storage_errors, 1);
-            result = 0;
+        int rc = fetch_and_apply(d, h, blob_url, r.blob_path, &j, &blob);
+
+        if (rc <= 0) {
+            result = rc;
             goto out;
-        } else if (status == 404 || status == 403) {
-            job_fail(&j, 1,
-                     status == 404 ? "Download_SourceNotFound"
-                                   : "Download_AccessConditionNotSatisfied",
-                     "cannot download blob %s: HTTP %ld", r.blob_path, status);
-        } else if (status != 200) {
-            count(d, &d->st.storage_errors, 1);
-            result = 0;
-            goto out;
-        } else {
-            int rc;
-            j.body = blob.p != NULL ? blob.p : "";
-            j.blen = blob.n;
-            rc = run_on_loop(d, &j);
-            if (rc < 0) {
-                result = rc;
-                goto out;
-            }
         }
     }
     count(d,
@@ -1336,7 +775,7 @@ out:
     free(j.mapping_inline);
     free(j.tags);
     free(j.if_not_exists);
-    buf_free(&blob);
+    dm_buf_free(&blob);
     return result;
 }
 
@@ -1345,7 +784,7 @@ out:
 static int drain_once(struct dm *d, CURL *h)
 {
     struct buf out = {0};
-    char *base = resource_url(d, d->queue_url, DM_Q_READY);
+    char *base = dm_resource_url(d, d->queue_url, DM_Q_READY);
     char *url = NULL;
     char *q;
     long status = 0;
@@ -1363,11 +802,11 @@ static int drain_once(struct dm *d, CURL *h)
         free(base);
         return -EIO;
     }
-    if (storage_call(d, h, "GET", url, NULL, NULL, 0, &out, &status) < 0 ||
+    if (dm_storage_call(d, h, "GET", url, NULL, NULL, 0, &out, &status) < 0 ||
         status != 200) {
         free(base);
         free(url);
-        buf_free(&out);
+        dm_buf_free(&out);
         count(d, &d->st.storage_errors, 1);
         return -EIO;
     }
@@ -1396,17 +835,17 @@ static int drain_once(struct dm *d, CURL *h)
             char *del = NULL;
             struct buf dout = {0};
             long ds = 0;
-            url_encode(pop, pe, sizeof(pe));
+            dm_url_encode(pop, pe, sizeof(pe));
             if (asprintf(&del, "%s/messages/%s?popreceipt=%s&%s", base, id, pe,
                          q + 1) >= 0) {
-                if (storage_call(d, h, "DELETE", del, NULL, NULL, 0, &dout,
-                                 &ds) < 0 ||
+                if (dm_storage_call(d, h, "DELETE", del, NULL, NULL, 0, &dout,
+                                    &ds) < 0 ||
                     ds != 204) {
                     count(d, &d->st.storage_errors, 1);
                 }
                 free(del);
             }
-            buf_free(&dout);
+            dm_buf_free(&dout);
         }
         free(id);
         free(pop);
@@ -1417,7 +856,7 @@ static int drain_once(struct dm *d, CURL *h)
     }
     free(base);
     free(url);
-    buf_free(&out);
+    dm_buf_free(&out);
     return taken;
 }
 
@@ -1511,7 +950,7 @@ struct dm *dm_start(uv_loop_t *loop, struct kusto *k,
         snprintf(err, errlen, "curl_global_init failed");
         goto fail;
     }
-    if (create_resources(d, err, errlen) < 0) {
+    if (dm_create_resources(d, err, errlen) < 0) {
         goto fail;
     }
     if (uv_async_init(loop, &d->async, on_async) != 0) {
@@ -1526,7 +965,7 @@ struct dm *dm_start(uv_loop_t *loop, struct kusto *k,
         goto fail;
     }
     d->thread_started = 1;
-    kusto_set_resources_fn(k, resources_cb, d);
+    kusto_set_resources_fn(k, dm_resources_cb, d);
     return d;
 fail:
     pthread_mutex_destroy(&d->mu);
@@ -1573,19 +1012,19 @@ void dm_free(struct dm *d)
 static void render_state(struct dm *d, struct buf *b)
 {
     pthread_mutex_lock(&d->mu);
-    buf_printf(b,
-               "{\"faults\":{\"fail_count\":%d,\"fail_code\":\"%s\","
-               "\"fail_permanent\":%s,\"status_delay_ms\":%" PRIu64 "},"
-               "\"stats\":{\"messages\":%" PRIu64 ",\"bad_messages\":%" PRIu64
-               ",\"applied\":%" PRIu64 ",\"rows\":%" PRIu64
-               ",\"failed\":%" PRIu64 ",\"skipped\":%" PRIu64
-               ",\"fired_fail\":%" PRIu64 ",\"reports\":%" PRIu64
-               ",\"storage_errors\":%" PRIu64 ",\"ingest_by_tags\":%zu}}",
-               d->f.fail_count, d->f.fail_code,
-               d->f.fail_permanent ? "true" : "false", d->f.status_delay_ms,
-               d->st.messages, d->st.bad_messages, d->st.applied, d->st.rows,
-               d->st.failed, d->st.skipped, d->st.fired_fail, d->st.reports,
-               d->st.storage_errors, d->ntags);
+    dm_buf_printf(
+        b,
+        "{\"faults\":{\"fail_count\":%d,\"fail_code\":\"%s\","
+        "\"fail_permanent\":%s,\"status_delay_ms\":%" PRIu64 "},"
+        "\"stats\":{\"messages\":%" PRIu64 ",\"bad_messages\":%" PRIu64
+        ",\"applied\":%" PRIu64 ",\"rows\":%" PRIu64 ",\"failed\":%" PRIu64
+        ",\"skipped\":%" PRIu64 ",\"fired_fail\":%" PRIu64
+        ",\"reports\":%" PRIu64 ",\"storage_errors\":%" PRIu64
+        ",\"ingest_by_tags\":%zu}}",
+        d->f.fail_count, d->f.fail_code, d->f.fail_permanent ? "true" : "false",
+        d->f.status_delay_ms, d->st.messages, d->st.bad_messages, d->st.applied,
+        d->st.rows, d->st.failed, d->st.skipped, d->st.fired_fail,
+        d->st.reports, d->st.storage_errors, d->ntags);
     pthread_mutex_unlock(&d->mu);
 }
 
@@ -1667,17 +1106,17 @@ int dm_handle_control(struct dm *d, struct http_request *req,
         if (faults_post(d, body != NULL ? body : "", len, err, sizeof(err)) <
             0) {
             struct buf e = {0};
-            buf_printf(&e, "{\"error\":{\"code\":\"General_BadRequest\","
-                           "\"message\":");
+            dm_buf_printf(&e, "{\"error\":{\"code\":\"General_BadRequest\","
+                              "\"message\":");
             {
                 cJSON *s = cJSON_CreateString(err);
                 char *t = cJSON_PrintUnformatted(s);
-                buf_printf(&e, "%s}}", t != NULL ? t : "\"\"");
+                dm_buf_printf(&e, "%s}}", t != NULL ? t : "\"\"");
                 free(t);
                 cJSON_Delete(s);
             }
             http_respond_json(req, 400, hdrs, nhdrs, e.oom ? "{}" : e.p);
-            buf_free(&e);
+            dm_buf_free(&e);
             return 1;
         }
     } else if (strcmp(m, "GET") != 0) {
@@ -1689,6 +1128,6 @@ int dm_handle_control(struct dm *d, struct http_request *req,
     }
     render_state(d, &b);
     http_respond_json(req, 200, hdrs, nhdrs, b.oom ? "{}" : b.p);
-    buf_free(&b);
+    dm_buf_free(&b);
     return 1;
 }
