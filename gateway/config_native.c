@@ -452,7 +452,7 @@ static int load_route_native(struct loader *l, const cJSON *o, const char *p,
     rc = rc < 0 ? rc : load_registry_native(l, o, p, &r->registry);
     rc = rc < 0 ? rc : opt_nonempty(l, o, p, "ingestion", &ing);
     rc = rc < 0 ? rc : opt_object(l, o, p, "meta", &meta);
-    if (rc == 0 && ing != NULL &&
+    if (rc >= 0 && ing != NULL &&
         config_ingestion_parse(ing, &r->ingestion) < 0) {
         rc = cfg_fail(l, "'%s.ingestion' must be streaming, queued or managed",
                       p);
