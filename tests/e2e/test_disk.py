@@ -235,8 +235,14 @@ class SmallDiskSteady(DiskBase):
                                           now - progress["at"])
                 progress["count"], progress["at"] = n, now
             return n >= per * self.partitions
-        wait_until(done, timeout=240, interval=0.25,
-                   what="every event delivered")
+        try:
+            wait_until(done, timeout=240, interval=0.25,
+                       what="every event delivered")
+        except AssertionError as e:
+            _, st = self.get(k, "/status")
+            raise AssertionError("%s: %d of %d in ADX\nstatus %s\n%s" % (
+                e, emu.count(tf.TABLE), per * self.partitions,
+                json.dumps(st), k.tail(60))) from None
         th.join(60)
         self.assertFalse(err, err)
         took = time.monotonic() - t0
