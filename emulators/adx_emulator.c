@@ -23,8 +23,8 @@
  * stored, then the connection is reset without an answer: the ambiguous
  * case).
  */
-#include "emulators/emulators.h"
 #include "cmd/cli.h"
+#include "emulators/emulators.h"
 #include "gateway/log.h"
 #include "kadx_version.h"
 
