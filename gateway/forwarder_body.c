@@ -1,0 +1,539 @@
+/*
+ * forwarder_body.c - the forwarder's request bodies: the local check of a
+ * json record (forwarder_json_check: a record ADX would drop without an
+ * error is dead-lettered instead, INV-6) and the body of one batch, one
+ * record a line, with the route's Kafka metadata fields injected
+ * (forwarder_build_body). No state: any thread (the body builder runs on
+ * libuv's thread pool).
+ */
+#include "base/err.h"
+#include "base/sbuf.h"
+#include "base/utf8.h"
+#include "gateway/config.h"
+#include "gateway/forwarder.h"
+#include "storage/journal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define FW_JSON_MAX_DEPTH 256
+
+/* ------------------------------------------------------ JSON checking */
+
+struct jscan {
+    const unsigned char *s;
+    size_t n;
+    size_t i;
+    int depth;
+    const char *what;
+};
+
+static void js_ws(struct jscan *j)
+{
+    while (j->i < j->n && (j->s[j->i] == ' ' || j->s[j->i] == '\t' ||
+                           j->s[j->i] == '\n' || j->s[j->i] == '\r')) {
+        j->i++;
+    }
+}
+
+static int js_value(struct jscan *j);
+
+static int js_string(struct jscan *j)
+{
+    j->i++; /* opening quote */
+    while (j->i < j->n) {
+        unsigned char c = j->s[j->i];
+
+        if (c == '"') {
+            j->i++;
+            return 0;
+        }
+        if (c < 0x20) {
+            j->what = "control character in string";
+            return -1;
+        }
+        if (c >= 0x80) {
+            /* RFC 8259: UTF-8. ADX ignores malformed json records without
+             * an error, so one must be dead-lettered here, not sent */
+            size_t n = utf8_len_n(j->s + j->i, j->n - j->i);
+
+            if (n == 0) {
+                j->what = "invalid UTF-8 in string";
+                return -1;
+            }
+            j->i += n;
+            continue;
+        }
+        if (c == '\\') {
+            j->i++;
+            if (j->i >= j->n) {
+                break;
+            }
+            c = j->s[j->i];
+            if (c == 'u') {
+                for (int k = 1; k <= 4; k++) {
+                    unsigned char h =
+                        j->i + (size_t)k < j->n ? j->s[j->i + (size_t)k] : 0;
+
+                    if (!((h >= '0' && h <= '9') || (h >= 'a' && h <= 'f') ||
+                          (h >= 'A' && h <= 'F'))) {
+                        j->what = "bad \\u escape";
+                        return -1;
+                    }
+                }
+                j->i += 5;
+                continue;
+            }
+            if (strchr("\"\\/bfnrt", c) == NULL || c == '\0') {
+                j->what = "bad escape";
+                return -1;
+            }
+        }
+        j->i++;
+    }
+    j->what = "unterminated string";
+    return -1;
+}
+
+static int js_digits(struct jscan *j)
+{
+    size_t start = j->i;
+
+    while (j->i < j->n && j->s[j->i] >= '0' && j->s[j->i] <= '9') {
+        j->i++;
+    }
+    return j->i > start ? 0 : -1;
+}
+
+static int js_number(struct jscan *j)
+{
+    if (j->s[j->i] == '-') {
+        j->i++;
+    }
+    if (j->i < j->n && j->s[j->i] == '0') {
+        j->i++;
+    } else if (js_digits(j) < 0) {
+        j->what = "bad number";
+        return -1;
+    }
+    if (j->i < j->n && j->s[j->i] == '.') {
+        j->i++;
+        if (js_digits(j) < 0) {
+            j->what = "bad number";
+            return -1;
+        }
+    }
+    if (j->i < j->n && (j->s[j->i] == 'e' || j->s[j->i] == 'E')) {
+        j->i++;
+        if (j->i < j->n && (j->s[j->i] == '+' || j->s[j->i] == '-')) {
+            j->i++;
+        }
+        if (js_digits(j) < 0) {
+            j->what = "bad number";
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int js_literal(struct jscan *j, const char *lit)
+{
+    size_t n = strlen(lit);
+
+    if (j->n - j->i < n || memcmp(j->s + j->i, lit, n) != 0) {
+        j->what = "unexpected character";
+        return -1;
+    }
+    j->i += n;
+    return 0;
+}
+
+static int js_container(struct jscan *j, int object)
+{
+    unsigned char close = object ? '}' : ']';
+
+    if (++j->depth > FW_JSON_MAX_DEPTH) {
+        j->what = "nested too deep";
+        return -1;
+    }
+    j->i++;
+    js_ws(j);
+    if (j->i < j->n && j->s[j->i] == close) {
+        j->i++;
+        j->depth--;
+        return 0;
+    }
+    for (;;) {
+        if (object) {
+            js_ws(j);
+            if (j->i >= j->n || j->s[j->i] != '"') {
+                j->what = "expected a member name";
+                return -1;
+            }
+            if (js_string(j) < 0) {
+                return -1;
+            }
+            js_ws(j);
+            if (j->i >= j->n || j->s[j->i] != ':') {
+                j->what = "expected ':'";
+                return -1;
+            }
+            j->i++;
+        }
+        if (js_value(j) < 0) {
+            return -1;
+        }
+        js_ws(j);
+        if (j->i < j->n && j->s[j->i] == ',') {
+            j->i++;
+            continue;
+        }
+        if (j->i < j->n && j->s[j->i] == close) {
+            j->i++;
+            j->depth--;
+            return 0;
+        }
+        j->what = object ? "expected ',' or '}'" : "expected ',' or ']'";
+        return -1;
+    }
+}
+
+static int js_value(struct jscan *j)
+{
+    js_ws(j);
+    if (j->i >= j->n) {
+        j->what = "unexpected end";
+        return -1;
+    }
+    switch (j->s[j->i]) {
+    case '{':
+        return js_container(j, 1);
+    case '[':
+        return js_container(j, 0);
+    case '"':
+        return js_string(j);
+    case 't':
+        return js_literal(j, "true");
+    case 'f':
+        return js_literal(j, "false");
+    case 'n':
+        return js_literal(j, "null");
+    default:
+        if (j->s[j->i] == '-' || (j->s[j->i] >= '0' && j->s[j->i] <= '9')) {
+            return js_number(j);
+        }
+        j->what = "unexpected character";
+        return -1;
+    }
+}
+
+int forwarder_json_check(const char *s, size_t len, char *why, size_t whylen)
+{
+    struct jscan j = {(const unsigned char *)s, len, 0, 0, NULL};
+
+    if (js_value(&j) == 0) {
+        js_ws(&j);
+        if (j.i == j.n) {
+            return 0;
+        }
+        j.what = "trailing data";
+    }
+    set_err(why, whylen, "%s at byte %zu", j.what ? j.what : "invalid", j.i);
+    return -EINVAL;
+}
+
+/* ------------------------------------------------------- body building */
+
+/* Appends bytes as a JSON string: escapes quotes, backslashes and control
+ * characters; bytes that are not valid UTF-8 become \u00XX (Latin-1). */
+static void sb_json_str(struct sbuf *b, const void *data, size_t n)
+{
+    const unsigned char *s = data;
+    size_t i = 0;
+
+    sbuf_add(b, "\"", 1);
+    while (i < n) {
+        unsigned char c = s[i];
+        size_t seq = 0;
+
+        if (c < 0x80) {
+            if (c == '"' || c == '\\') {
+                char esc[2] = {'\\', (char)c};
+
+                sbuf_add(b, esc, 2);
+            } else if (c < 0x20 || c == 0x7f) {
+                sbuf_printf(b, "\\u%04x", c);
+            } else {
+                sbuf_add(b, &s[i], 1);
+            }
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            seq = 2;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            seq = 3;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            seq = 4;
+        }
+        if (seq > 0 && i + seq <= n) {
+            size_t k;
+
+            for (k = 1; k < seq; k++) {
+                if ((s[i + k] & 0xc0) != 0x80) {
+                    break;
+                }
+            }
+            if (k == seq) {
+                sbuf_add(b, &s[i], seq);
+                i += seq;
+                continue;
+            }
+        }
+        sbuf_printf(b, "\\u%04x", c);
+        i++;
+    }
+    sbuf_add(b, "\"", 1);
+}
+
+static void sb_field(struct sbuf *b, int *first, const char *name)
+{
+    if (!*first) {
+        sbuf_add(b, ",", 1);
+    }
+    *first = 0;
+    sb_json_str(b, name, strlen(name));
+    sbuf_add(b, ":", 1);
+}
+
+static void sb_iso_ms(struct sbuf *b, int64_t ms)
+{
+    time_t secs = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+    int frac = (int)(ms - (int64_t)secs * 1000);
+    struct tm tm;
+    char buf[40];
+
+    gmtime_r(&secs, &tm);
+    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+    sbuf_printf(b, "\"%s.%03dZ\"", buf, frac);
+}
+
+/* Kafka headers as intake stores them (intake.h: u16 BE name length, name,
+ * u32 BE value length or 0xffffffff for null, value) as a JSON object. */
+static void sb_headers(struct sbuf *b, const unsigned char *h, size_t len)
+{
+    size_t pos = 0;
+    int first = 1;
+
+    sbuf_add(b, "{", 1);
+    while (pos + 2 <= len) {
+        size_t nl = (size_t)h[pos] << 8 | h[pos + 1];
+        uint32_t vl;
+
+        pos += 2;
+        if (pos + nl + 4 > len) {
+            break;
+        }
+        if (!first) {
+            sbuf_add(b, ",", 1);
+        }
+        first = 0;
+        sb_json_str(b, h + pos, nl);
+        sbuf_add(b, ":", 1);
+        pos += nl;
+        vl = (uint32_t)h[pos] << 24 | (uint32_t)h[pos + 1] << 16 |
+             (uint32_t)h[pos + 2] << 8 | h[pos + 3];
+        pos += 4;
+        if (vl == 0xffffffffu) {
+            sbuf_add(b, "null", 4);
+            continue;
+        }
+        if (pos + vl > len) {
+            sbuf_add(b, "null", 4);
+            break;
+        }
+        sb_json_str(b, h + pos, vl);
+        pos += vl;
+    }
+    sbuf_add(b, "}", 1);
+}
+
+static int route_is_json(const struct config_route *r)
+{
+    return strcmp(r->format, "json") == 0 ||
+           strcmp(r->format, "multijson") == 0;
+}
+
+static int route_has_meta(const struct config_route *r)
+{
+    const struct config_meta *m = &r->meta;
+
+    return m->topic || m->partition || m->offset || m->timestamp || m->key ||
+           m->headers || m->batch_id;
+}
+
+/* The metadata members for one event, without braces. */
+static void sb_meta(struct sbuf *b, const struct config_route *r,
+                    const char *batch_id, const struct journal_event *ev)
+{
+    const struct config_meta *m = &r->meta;
+    int first = 1;
+
+    if (m->topic) {
+        sb_field(b, &first, m->topic);
+        sb_json_str(b, ev->topic, strlen(ev->topic));
+    }
+    if (m->partition) {
+        sb_field(b, &first, m->partition);
+        sbuf_printf(b, "%d", (int)ev->partition);
+    }
+    if (m->offset) {
+        sb_field(b, &first, m->offset);
+        sbuf_printf(b, "%lld", (long long)ev->offset);
+    }
+    if (m->timestamp) {
+        sb_field(b, &first, m->timestamp);
+        sb_iso_ms(b, ev->timestamp_ms);
+    }
+    if (m->key) {
+        sb_field(b, &first, m->key);
+        if (ev->key == NULL) {
+            sbuf_add(b, "null", 4);
+        } else {
+            sb_json_str(b, ev->key, ev->key_len);
+        }
+    }
+    if (m->headers) {
+        sb_field(b, &first, m->headers);
+        sb_headers(b, ev->headers, ev->headers_len);
+    }
+    if (m->batch_id) {
+        sb_field(b, &first, m->batch_id);
+        sb_json_str(b, batch_id, strlen(batch_id));
+    }
+}
+
+/* Copies a valid JSON text turning CR/LF (whitespace, since raw newlines
+ * are invalid inside strings) into spaces: one record stays one line. */
+static void sb_json_oneline(struct sbuf *b, const char *s, size_t n)
+{
+    size_t start = b->len;
+
+    sbuf_add(b, s, n);
+    if (b->err) {
+        return;
+    }
+    for (size_t i = start; i < b->len; i++) {
+        if (b->p[i] == '\n' || b->p[i] == '\r') {
+            b->p[i] = ' ';
+        }
+    }
+}
+
+int forwarder_build_body(const struct config_route *r, const char *batch_id,
+                         const struct journal_event *events, size_t n,
+                         char **body, size_t *len, struct forwarder_bad **bad,
+                         size_t *nbad)
+{
+    struct sbuf b = {0};
+    struct forwarder_bad *bl = NULL;
+    size_t nb = 0, capb = 0;
+    int json = route_is_json(r);
+    int meta = json && route_has_meta(r);
+    size_t total = 0;
+
+    *body = NULL;
+    *len = 0;
+    *bad = NULL;
+    *nbad = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += events[i].value_len + 1;
+    }
+    sbuf_reserve(&b, total + (meta ? n * 160 : 0));
+    for (size_t i = 0; i < n && !b.err; i++) {
+        const struct journal_event *ev = &events[i];
+        const char *v = ev->value ? ev->value : "";
+        size_t vl = ev->value_len;
+        char why[128];
+
+        if (json) {
+            const char *reject = NULL;
+
+            if (forwarder_json_check(v, vl, why, sizeof(why)) < 0) {
+                reject = "record is not valid JSON";
+            } else if (meta) {
+                size_t k = 0;
+
+                while (k < vl && (v[k] == ' ' || v[k] == '\t' || v[k] == '\n' ||
+                                  v[k] == '\r')) {
+                    k++;
+                }
+                if (k >= vl || v[k] != '{') {
+                    reject = "record is not a JSON object (needed for the "
+                             "route's metadata fields)";
+                    why[0] = '\0';
+                } else {
+                    size_t rest = k + 1;
+
+                    while (rest < vl && (v[rest] == ' ' || v[rest] == '\t' ||
+                                         v[rest] == '\n' || v[rest] == '\r')) {
+                        rest++;
+                    }
+                    sbuf_add(&b, "{", 1);
+                    sb_meta(&b, r, batch_id, ev);
+                    if (rest < vl && v[rest] != '}') {
+                        sbuf_add(&b, ",", 1);
+                    }
+                    sb_json_oneline(&b, v + rest, vl - rest);
+                    sbuf_add(&b, "\n", 1);
+                    continue;
+                }
+            }
+            if (reject != NULL) {
+                if (nb == capb) {
+                    size_t nc = capb ? capb * 2 : 4;
+                    struct forwarder_bad *p = realloc(bl, nc * sizeof(*bl));
+
+                    if (p == NULL) {
+                        b.err = -ENOMEM;
+                        break;
+                    }
+                    bl = p;
+                    capb = nc;
+                }
+                bl[nb].index = i;
+                snprintf(bl[nb].reason, sizeof(bl[nb].reason), "%s%s%s", reject,
+                         why[0] ? ": " : "", why);
+                nb++;
+                continue;
+            }
+            sb_json_oneline(&b, v, vl);
+            sbuf_add(&b, "\n", 1);
+        } else {
+            sbuf_add(&b, v, vl);
+            if (vl == 0 || v[vl - 1] != '\n') {
+                sbuf_add(&b, "\n", 1);
+            }
+        }
+    }
+    if (b.err) {
+        free(b.p);
+        free(bl);
+        return -ENOMEM;
+    }
+    if (b.p == NULL) {
+        b.p = calloc(1, 1);
+        if (b.p == NULL) {
+            free(bl);
+            return -ENOMEM;
+        }
+    }
+    *body = b.p;
+    *len = b.len;
+    *bad = bl;
+    *nbad = nb;
+    return 0;
+}
