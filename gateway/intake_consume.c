@@ -443,7 +443,7 @@ static void on_revoke(struct intake *in, rd_kafka_topic_partition_list_t *l,
         }
     }
     if (c != NULL) {
-        /* Blocking on purpose (see the file comment). */
+        /* Blocking on purpose (see intake.c's file comment). */
         rd_kafka_resp_err_t e = rd_kafka_commit(in->rk, c, 0);
 
         commit_apply(in, e, c);

@@ -217,6 +217,11 @@ static inline int64_t max64(int64_t a, int64_t b)
     return a > b ? a : b;
 }
 
+/*
+ * What one of the files calls in another, by the file that defines it
+ * (each is described there).
+ */
+
 /* intake.c: the stop sequence */
 void intake_stop_advance(struct intake *in);
 
