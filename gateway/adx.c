@@ -616,6 +616,45 @@ int adx_url_is_loopback(const char *url)
     return host_is_loopback(host);
 }
 
+/* The options every request gets: its url and callbacks, TLS, timeouts,
+ * connection reuse and the proxy (the method and body are set apart). */
+static void req_setopt(struct adx *a, struct adx_req *r,
+                       const struct adx_request_spec *spec)
+{
+    curl_easy_setopt(r->easy, CURLOPT_URL, spec->url);
+    curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
+    curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
+    curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(r->easy, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
+    curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(r->easy, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(r->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* below the idle timeout of the servers in front of ADX (FORWARDER.md
+     * "Connections"): a request written on a connection the server is
+     * closing dies, and an ingest that dies after its body is ambiguous */
+    curl_easy_setopt(r->easy, CURLOPT_MAXAGE_CONN, a->maxage_s);
+    curl_easy_setopt(r->easy, CURLOPT_ACCEPT_ENCODING, "gzip,deflate");
+    curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, a->connect_timeout_ms);
+    curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS,
+                     spec->timeout_ms > 0 ? spec->timeout_ms : a->timeout_ms);
+    if (a->ca_file != NULL) {
+        curl_easy_setopt(r->easy, CURLOPT_CAINFO, a->ca_file);
+    }
+    /* "" disables every proxy, including http_proxy, https_proxy,
+     * all_proxy and no_proxy from the environment: the config is the only
+     * source (CONFIG.md, "Proxy") */
+    curl_easy_setopt(r->easy, CURLOPT_PROXY, a->proxy != NULL ? a->proxy : "");
+    if (a->no_proxy != NULL) {
+        curl_easy_setopt(r->easy, CURLOPT_NOPROXY, a->no_proxy);
+    }
+}
+
 int adx_request(struct adx *a, const struct adx_request_spec *spec, adx_cb cb,
                 void *arg, char *err, size_t errlen)
 {
@@ -673,38 +712,7 @@ int adx_request(struct adx *a, const struct adx_request_spec *spec, adx_cb cb,
         }
         r->headers = n;
     }
-    curl_easy_setopt(r->easy, CURLOPT_URL, spec->url);
-    curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
-    curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
-    curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(r->easy, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
-    curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(r->easy, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(r->easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    /* below the idle timeout of the servers in front of ADX (FORWARDER.md
-     * "Connections"): a request written on a connection the server is
-     * closing dies, and an ingest that dies after its body is ambiguous */
-    curl_easy_setopt(r->easy, CURLOPT_MAXAGE_CONN, a->maxage_s);
-    curl_easy_setopt(r->easy, CURLOPT_ACCEPT_ENCODING, "gzip,deflate");
-    curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, a->connect_timeout_ms);
-    curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS,
-                     spec->timeout_ms > 0 ? spec->timeout_ms : a->timeout_ms);
-    if (a->ca_file != NULL) {
-        curl_easy_setopt(r->easy, CURLOPT_CAINFO, a->ca_file);
-    }
-    /* "" disables every proxy, including http_proxy, https_proxy,
-     * all_proxy and no_proxy from the environment: the config is the only
-     * source (CONFIG.md, "Proxy") */
-    curl_easy_setopt(r->easy, CURLOPT_PROXY, a->proxy != NULL ? a->proxy : "");
-    if (a->no_proxy != NULL) {
-        curl_easy_setopt(r->easy, CURLOPT_NOPROXY, a->no_proxy);
-    }
+    req_setopt(a, r, spec);
     if (spec->method != NULL && (strcmp(spec->method, "POST") == 0 ||
                                  strcmp(spec->method, "PUT") == 0)) {
         curl_easy_setopt(r->easy, CURLOPT_POST, 1L);

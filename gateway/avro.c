@@ -209,6 +209,78 @@ static int grow_kids(struct avro_node *n, size_t count)
     return 0;
 }
 
+/* The symbols of enum n (named full): n, or NULL with the error set. */
+static struct avro_node *parse_enum(struct sparse *p, const cJSON *j,
+                                    struct avro_node *n, const char *full)
+{
+    const cJSON *syms = cJSON_GetObjectItemCaseSensitive(j, "symbols");
+    const cJSON *it;
+    size_t i = 0;
+
+    if (!cJSON_IsArray(syms)) {
+        set_err(p->err, p->errlen, "enum '%.100s' without symbols", full);
+        return NULL;
+    }
+    if (grow_kids(n, (size_t)cJSON_GetArraySize(syms)) < 0) {
+        return NULL;
+    }
+    cJSON_ArrayForEach(it, syms)
+    {
+        if (!cJSON_IsString(it)) {
+            set_err(p->err, p->errlen,
+                    "enum '%.100s': a symbol is not a string", full);
+            return NULL;
+        }
+        n->names[i] = strdup(it->valuestring);
+        if (n->names[i] == NULL) {
+            return NULL;
+        }
+        n->n = ++i;
+    }
+    return n;
+}
+
+/* The fields of record n (named full; cns: the namespace of their types):
+ * n, or NULL with the error set. */
+static struct avro_node *parse_fields(struct sparse *p, const cJSON *j,
+                                      struct avro_node *n, const char *full,
+                                      const char *cns, int depth)
+{
+    const cJSON *fields = cJSON_GetObjectItemCaseSensitive(j, "fields");
+    const cJSON *f;
+    size_t i = 0;
+
+    if (!cJSON_IsArray(fields)) {
+        set_err(p->err, p->errlen, "record '%.100s' without fields", full);
+        return NULL;
+    }
+    if (grow_kids(n, (size_t)cJSON_GetArraySize(fields)) < 0) {
+        return NULL;
+    }
+    cJSON_ArrayForEach(f, fields)
+    {
+        const cJSON *fname = cJSON_GetObjectItemCaseSensitive(f, "name");
+        const cJSON *ftype = cJSON_GetObjectItemCaseSensitive(f, "type");
+
+        if (!cJSON_IsString(fname) || ftype == NULL) {
+            set_err(p->err, p->errlen,
+                    "record '%.100s': a field without name or type", full);
+            return NULL;
+        }
+        n->names[i] = strdup(fname->valuestring);
+        if (n->names[i] == NULL) {
+            return NULL;
+        }
+        n->n = i + 1; /* the name is freed with the node */
+        n->kids[i] = parse_node(p, ftype, cns, depth + 1);
+        if (n->kids[i] == NULL) {
+            return NULL;
+        }
+        i++;
+    }
+    return n;
+}
+
 static struct avro_node *parse_complex(struct sparse *p, const cJSON *j,
                                        const char *ns, int depth)
 {
@@ -266,72 +338,9 @@ static struct avro_node *parse_complex(struct sparse *p, const cJSON *j,
             return n;
         }
         if (n->type == AT_ENUM) {
-            const cJSON *syms = cJSON_GetObjectItemCaseSensitive(j, "symbols");
-            const cJSON *it;
-            size_t i = 0;
-
-            if (!cJSON_IsArray(syms)) {
-                set_err(p->err, p->errlen, "enum '%.100s' without symbols",
-                        full);
-                return NULL;
-            }
-            if (grow_kids(n, (size_t)cJSON_GetArraySize(syms)) < 0) {
-                return NULL;
-            }
-            cJSON_ArrayForEach(it, syms)
-            {
-                if (!cJSON_IsString(it)) {
-                    set_err(p->err, p->errlen,
-                            "enum '%.100s': a symbol is not a string", full);
-                    return NULL;
-                }
-                n->names[i] = strdup(it->valuestring);
-                if (n->names[i] == NULL) {
-                    return NULL;
-                }
-                n->n = ++i;
-            }
-            return n;
+            return parse_enum(p, j, n, full);
         }
-        {
-            const cJSON *fields = cJSON_GetObjectItemCaseSensitive(j, "fields");
-            const cJSON *f;
-            size_t i = 0;
-
-            if (!cJSON_IsArray(fields)) {
-                set_err(p->err, p->errlen, "record '%.100s' without fields",
-                        full);
-                return NULL;
-            }
-            if (grow_kids(n, (size_t)cJSON_GetArraySize(fields)) < 0) {
-                return NULL;
-            }
-            cJSON_ArrayForEach(f, fields)
-            {
-                const cJSON *fname =
-                    cJSON_GetObjectItemCaseSensitive(f, "name");
-                const cJSON *ftype =
-                    cJSON_GetObjectItemCaseSensitive(f, "type");
-
-                if (!cJSON_IsString(fname) || ftype == NULL) {
-                    set_err(p->err, p->errlen,
-                            "record '%.100s': a field without name or type",
-                            full);
-                    return NULL;
-                }
-                n->names[i] = strdup(fname->valuestring);
-                if (n->names[i] == NULL) {
-                    return NULL;
-                }
-                n->n = i + 1; /* the name is freed with the node */
-                n->kids[i] = parse_node(p, ftype, cns, depth + 1);
-                if (n->kids[i] == NULL) {
-                    return NULL;
-                }
-                i++;
-            }
-            return n;
-        }
+        return parse_fields(p, j, n, full, cns, depth);
     }
     if (strcmp(tn, "array") == 0 || strcmp(tn, "map") == 0) {
         const cJSON *sub = cJSON_GetObjectItemCaseSensitive(
@@ -675,6 +684,45 @@ static int dec_blocks(struct dec *d, const struct avro_node *n, int depth)
     return 0;
 }
 
+/* A float (4 bytes, little endian) as a JSON number. */
+static int dec_float(struct dec *d)
+{
+    int rc;
+    float f;
+
+    if ((rc = need(d, 4, "a float")) < 0) {
+        return rc;
+    }
+    {
+        uint32_t u = (uint32_t)d->p[0] | (uint32_t)d->p[1] << 8 |
+                     (uint32_t)d->p[2] << 16 | (uint32_t)d->p[3] << 24;
+
+        memcpy(&f, &u, 4);
+    }
+    d->p += 4;
+    out_double(d, (double)f);
+    return 0;
+}
+
+/* A double (8 bytes, little endian) as a JSON number. */
+static int dec_double(struct dec *d)
+{
+    int rc;
+    double x;
+    uint64_t u = 0;
+
+    if ((rc = need(d, 8, "a double")) < 0) {
+        return rc;
+    }
+    for (int i = 7; i >= 0; i--) {
+        u = u << 8 | d->p[i];
+    }
+    memcpy(&x, &u, 8);
+    d->p += 8;
+    out_double(d, x);
+    return 0;
+}
+
 static int dec_value(struct dec *d, const struct avro_node *n, int depth)
 {
     int64_t v;
@@ -720,37 +768,10 @@ static int dec_value(struct dec *d, const struct avro_node *n, int depth)
         OUT(d, num, (size_t)k);
         return 0;
     }
-    case AT_FLOAT: {
-        float f;
-
-        if ((rc = need(d, 4, "a float")) < 0) {
-            return rc;
-        }
-        {
-            uint32_t u = (uint32_t)d->p[0] | (uint32_t)d->p[1] << 8 |
-                         (uint32_t)d->p[2] << 16 | (uint32_t)d->p[3] << 24;
-
-            memcpy(&f, &u, 4);
-        }
-        d->p += 4;
-        out_double(d, (double)f);
-        return 0;
-    }
-    case AT_DOUBLE: {
-        double x;
-        uint64_t u = 0;
-
-        if ((rc = need(d, 8, "a double")) < 0) {
-            return rc;
-        }
-        for (int i = 7; i >= 0; i--) {
-            u = u << 8 | d->p[i];
-        }
-        memcpy(&x, &u, 8);
-        d->p += 8;
-        out_double(d, x);
-        return 0;
-    }
+    case AT_FLOAT:
+        return dec_float(d);
+    case AT_DOUBLE:
+        return dec_double(d);
     case AT_BYTES:
     case AT_STRING:
         if ((rc = read_long(d, &v)) < 0 ||
@@ -926,6 +947,67 @@ static int inflate_raw(const unsigned char *in, size_t n, unsigned char **out,
     return rc;
 }
 
+/* Reads the metadata map of an object container file's header: the
+ * schema (*schema_text, owned: the caller frees it, also after an error)
+ * and the codec (*deflate). 0 or a negative errno with err filled. */
+static int ocf_meta(struct dec *d, char **schema_text, int *deflate, char *err,
+                    size_t errlen)
+{
+    int rc;
+
+    for (;;) {
+        int64_t count;
+
+        if ((rc = read_long(d, &count)) < 0) {
+            return rc;
+        }
+        if (count == 0) {
+            break;
+        }
+        if (count < 0) {
+            int64_t size;
+
+            count = count == INT64_MIN ? 0 : -count;
+            if ((rc = read_long(d, &size)) < 0) {
+                return rc;
+            }
+        }
+        for (int64_t i = 0; i < count; i++) {
+            int64_t kl, vl;
+            const unsigned char *k, *v;
+
+            if ((rc = read_long(d, &kl)) < 0 ||
+                (rc = need(d, kl, "a metadata key")) < 0) {
+                return rc;
+            }
+            k = d->p;
+            d->p += kl;
+            if ((rc = read_long(d, &vl)) < 0 ||
+                (rc = need(d, vl, "a metadata value")) < 0) {
+                return rc;
+            }
+            v = d->p;
+            d->p += vl;
+            if (kl == 11 && memcmp(k, "avro.schema", 11) == 0) {
+                free(*schema_text);
+                *schema_text = strndup((const char *)v, (size_t)vl);
+                if (*schema_text == NULL) {
+                    return -ENOMEM;
+                }
+            } else if (kl == 10 && memcmp(k, "avro.codec", 10) == 0) {
+                if (vl == 7 && memcmp(v, "deflate", 7) == 0) {
+                    *deflate = 1;
+                } else if (!(vl == 4 && memcmp(v, "null", 4) == 0)) {
+                    set_err(err, errlen, "unsupported avro.codec '%.*s'",
+                            (int)(vl > 32 ? 32 : vl), (const char *)v);
+                    return -EBADMSG;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
 int avro_ocf_read(const void *data, size_t len, size_t max_json,
                   int (*row)(void *arg, const char *json, size_t len),
                   void *arg, char *err, size_t errlen)
@@ -943,57 +1025,8 @@ int avro_ocf_read(const void *data, size_t len, size_t max_json,
         return -EBADMSG;
     }
     d.p += 4;
-    for (;;) {
-        int64_t count;
-
-        if ((rc = read_long(&d, &count)) < 0) {
-            goto done;
-        }
-        if (count == 0) {
-            break;
-        }
-        if (count < 0) {
-            int64_t size;
-
-            count = count == INT64_MIN ? 0 : -count;
-            if ((rc = read_long(&d, &size)) < 0) {
-                goto done;
-            }
-        }
-        for (int64_t i = 0; i < count; i++) {
-            int64_t kl, vl;
-            const unsigned char *k, *v;
-
-            if ((rc = read_long(&d, &kl)) < 0 ||
-                (rc = need(&d, kl, "a metadata key")) < 0) {
-                goto done;
-            }
-            k = d.p;
-            d.p += kl;
-            if ((rc = read_long(&d, &vl)) < 0 ||
-                (rc = need(&d, vl, "a metadata value")) < 0) {
-                goto done;
-            }
-            v = d.p;
-            d.p += vl;
-            if (kl == 11 && memcmp(k, "avro.schema", 11) == 0) {
-                free(schema_text);
-                schema_text = strndup((const char *)v, (size_t)vl);
-                if (schema_text == NULL) {
-                    rc = -ENOMEM;
-                    goto done;
-                }
-            } else if (kl == 10 && memcmp(k, "avro.codec", 10) == 0) {
-                if (vl == 7 && memcmp(v, "deflate", 7) == 0) {
-                    deflate = 1;
-                } else if (!(vl == 4 && memcmp(v, "null", 4) == 0)) {
-                    set_err(err, errlen, "unsupported avro.codec '%.*s'",
-                            (int)(vl > 32 ? 32 : vl), (const char *)v);
-                    rc = -EBADMSG;
-                    goto done;
-                }
-            }
-        }
+    if ((rc = ocf_meta(&d, &schema_text, &deflate, err, errlen)) < 0) {
+        goto done;
     }
     if (schema_text == NULL) {
         set_err(err, errlen, "no avro.schema in the file header");

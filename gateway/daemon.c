@@ -156,6 +156,50 @@ static void on_walk(uv_handle_t *h, void *arg)
              uv_handle_type_name(uv_handle_get_type(h)));
 }
 
+/* Opens the journal (k->journal) and warns when others may read it or
+ * when journal.max_bytes cannot fit on the disk. 0, or a negative errno
+ * (logged). */
+static int daemon_open_journal(struct kadx *k, const struct config *cfg)
+{
+    struct journal_options jo;
+    char err[512];
+    int rc;
+
+    memset(&jo, 0, sizeof(jo));
+    jo.path = cfg->journal.path;
+    jo.max_bytes = cfg->journal.max_bytes;
+    jo.sync_full = cfg->journal.sync_full;
+    jo.reserve_bytes = cfg->journal.reserve_bytes;
+    jo.loop = &k->loop;
+    rc = journal_open(&jo, &k->journal, err, sizeof(err));
+    if (rc < 0) {
+        log_error("kadx", "journal: %s", err);
+        return rc;
+    }
+    if (journal_permission_warning(k->journal) != NULL) {
+        log_warn("kadx",
+                 "journal: %s: others may read or change the journal "
+                 "(chmod 600 them)",
+                 journal_permission_warning(k->journal));
+    }
+
+    {
+        struct journal_space sp;
+
+        journal_space(k->journal, &sp);
+        if (sp.disk_limited) {
+            log_warn("kadx",
+                     "journal.max_bytes %lld cannot fit on the disk: %lld "
+                     "bytes free, %lld held by the journal, %lld kept in "
+                     "reserve: effective cap %lld bytes",
+                     (long long)sp.max_bytes, (long long)sp.fs_free_bytes,
+                     (long long)sp.file_bytes, (long long)sp.reserve_bytes,
+                     (long long)sp.effective_cap);
+        }
+    }
+    return 0;
+}
+
 int daemon_run(const struct config *cfg)
 {
     return daemon_run_hooks(cfg, NULL);
@@ -164,7 +208,6 @@ int daemon_run(const struct config *cfg)
 int daemon_run_hooks(const struct config *cfg, const struct daemon_hooks *hooks)
 {
     struct kadx k;
-    struct journal_options jo;
     const char *group = config_kafka_get(cfg, "group.id");
     char err[512];
     int rc;
@@ -186,38 +229,10 @@ int daemon_run_hooks(const struct config *cfg, const struct daemon_hooks *hooks)
         return 1;
     }
 
-    memset(&jo, 0, sizeof(jo));
-    jo.path = cfg->journal.path;
-    jo.max_bytes = cfg->journal.max_bytes;
-    jo.sync_full = cfg->journal.sync_full;
-    jo.reserve_bytes = cfg->journal.reserve_bytes;
-    jo.loop = &k.loop;
-    rc = journal_open(&jo, &k.journal, err, sizeof(err));
+    rc = daemon_open_journal(&k, cfg);
     if (rc < 0) {
-        log_error("kadx", "journal: %s", err);
         k.exit_code = 1;
         goto close_loop;
-    }
-    if (journal_permission_warning(k.journal) != NULL) {
-        log_warn("kadx",
-                 "journal: %s: others may read or change the journal "
-                 "(chmod 600 them)",
-                 journal_permission_warning(k.journal));
-    }
-
-    {
-        struct journal_space sp;
-
-        journal_space(k.journal, &sp);
-        if (sp.disk_limited) {
-            log_warn("kadx",
-                     "journal.max_bytes %lld cannot fit on the disk: %lld "
-                     "bytes free, %lld held by the journal, %lld kept in "
-                     "reserve: effective cap %lld bytes",
-                     (long long)sp.max_bytes, (long long)sp.fs_free_bytes,
-                     (long long)sp.file_bytes, (long long)sp.reserve_bytes,
-                     (long long)sp.effective_cap);
-        }
     }
     rc = intake_start(&k.loop, cfg, k.journal, &k.intake, err, sizeof(err));
     if (rc < 0) {

@@ -470,6 +470,40 @@ static int utf8_ok(const unsigned char *s, size_t n)
     return ok;
 }
 
+/* Where the events' writer schema changes (the framing id, -1 for an
+ * unframed value): the index of the first event of another schema, or 0
+ * when they all share the first one's. */
+static size_t schema_split(const struct journal_event *events, size_t n)
+{
+    int32_t id0 = -1, id;
+
+    for (size_t i = 0; i < n; i++) {
+        int32_t k =
+            registry_frame(events[i].value, events[i].value_len, &id) == 0 ? id
+                                                                           : -1;
+
+        if (i == 0) {
+            id0 = k;
+        } else if (k != id0) {
+            return i;
+        }
+    }
+    return 0;
+}
+
+/* The OCF sync marker from the batch id: a resend is the same body. */
+static void sync_marker(const char *batch_id, unsigned char sync[16])
+{
+    uint64_t h1 = 1469598103934665603ull, h2 = 0x9e3779b97f4a7c15ull;
+
+    for (const char *p = batch_id; *p != '\0'; p++) {
+        h1 = (h1 ^ (unsigned char)*p) * 1099511628211ull;
+        h2 = (h2 ^ (unsigned char)*p) * 0xff51afd7ed558ccdull;
+    }
+    memcpy(sync, &h1, 8);
+    memcpy(sync + 8, &h2, 8);
+}
+
 static int build_avro(const struct config_route *r, const char *batch_id,
                       const struct journal_event *events, size_t n,
                       const struct srbody_schema *schemas, size_t nschemas,
@@ -482,24 +516,15 @@ static int build_avro(const struct config_route *r, const char *batch_id,
     struct forwarder_bad *bl = NULL;
     size_t nb = 0, capb = 0, count = 0;
     const struct registry_entry *first = NULL;
-    int32_t id0 = -1, id;
     char *schema_text = NULL;
     unsigned char sync[16];
     char why[160];
     int rc = -ENOMEM;
 
     /* one writer schema per request: split where the framing id changes */
-    for (size_t i = 0; i < n; i++) {
-        int32_t k =
-            registry_frame(events[i].value, events[i].value_len, &id) == 0 ? id
-                                                                           : -1;
-
-        if (i == 0) {
-            id0 = k;
-        } else if (k != id0) {
-            *split_at = i;
-            return 0;
-        }
+    *split_at = schema_split(events, n); /* 0 already (srbody_build) */
+    if (*split_at > 0) {
+        return 0;
     }
     for (size_t i = 0; i < n; i++) {
         const struct registry_entry *e = NULL, *ke = NULL;
@@ -567,15 +592,7 @@ static int build_avro(const struct config_route *r, const char *batch_id,
         goto out;
     }
     if (count > 0) {
-        /* the sync marker from the batch id: a resend is the same body */
-        uint64_t h1 = 1469598103934665603ull, h2 = 0x9e3779b97f4a7c15ull;
-
-        for (const char *p = batch_id; *p != '\0'; p++) {
-            h1 = (h1 ^ (unsigned char)*p) * 1099511628211ull;
-            h2 = (h2 ^ (unsigned char)*p) * 0xff51afd7ed558ccdull;
-        }
-        memcpy(sync, &h1, 8);
-        memcpy(sync + 8, &h2, 8);
+        sync_marker(batch_id, sync);
         avro_ocf_header(&out, schema_text, sync);
         avro_ocf_block(&out, (int64_t)count, recs.p, recs.len, sync);
         if (out.err == -ENOMEM) {
