@@ -441,6 +441,10 @@ int connect_owns(const char *path)
            strcmp(path, "/connector-plugins/") == 0;
 }
 
+/* Why a connector cannot be created, changed or deleted here. */
+#define FROM_CONFIG                                                            \
+    "kadx's connectors come from its config file (edit it and send SIGHUP)"
+
 static void method_not_allowed(struct http_request *req, const char *allow,
                                const char *why)
 {
@@ -533,9 +537,7 @@ static void handle_conn(const struct connect_ctx *cx, struct http_request *req,
 
     if (rest[0] == '\0' || strcmp(rest, "/") == 0) {
         if (!get) {
-            method_not_allowed(req, "GET",
-                               "kadx's connectors come from its config file "
-                               "(edit it and send SIGHUP)");
+            method_not_allowed(req, "GET", FROM_CONFIG);
             return;
         }
         send_json(req, 200, conn_info(cx, c));
@@ -543,9 +545,7 @@ static void handle_conn(const struct connect_ctx *cx, struct http_request *req,
     }
     if (strcmp(rest, "/config") == 0) {
         if (!get) {
-            method_not_allowed(req, "GET",
-                               "kadx's connectors come from its config file "
-                               "(edit it and send SIGHUP)");
+            method_not_allowed(req, "GET", FROM_CONFIG);
             return;
         }
         send_json(req, 200, conn_config(cx->cfg, c, -1));
@@ -631,9 +631,7 @@ void connect_handle(const struct connect_ctx *cx, struct http_request *req)
     }
     if (strcmp(path, "/connectors") == 0 || strcmp(path, "/connectors/") == 0) {
         if (!get) {
-            method_not_allowed(req, "GET",
-                               "kadx's connectors come from its config file "
-                               "(edit it and send SIGHUP)");
+            method_not_allowed(req, "GET", FROM_CONFIG);
             return;
         }
         list_connectors(cx, req);
