@@ -465,6 +465,22 @@ static void method_not_allowed(struct http_request *req, const char *allow,
     http_respond_json(req, 405, &h, 1, body);
 }
 
+/* An action (pause, resume, restart) needs its method and a running
+ * forwarder: 1, or 0 with the answer sent. */
+static int can_act(const struct connect_ctx *cx, struct http_request *req,
+                   const char *method)
+{
+    if (strcmp(http_req_method(req), method) != 0) {
+        method_not_allowed(req, method, "");
+        return 0;
+    }
+    if (cx->forwarder == NULL) {
+        error_json(req, 409, "the forwarder is not running");
+        return 0;
+    }
+    return 1;
+}
+
 /* GET /connector-plugins: the one plugin kadx is. */
 static void handle_plugins(struct http_request *req, int get)
 {
@@ -513,12 +529,7 @@ static void handle_task(const struct connect_ctx *cx, struct http_request *req,
         return;
     }
     if (strcmp(rest, "/restart") == 0) {
-        if (strcmp(m, "POST") != 0) {
-            method_not_allowed(req, "POST", "");
-            return;
-        }
-        if (cx->forwarder == NULL) {
-            error_json(req, 409, "the forwarder is not running");
+        if (!can_act(cx, req, "POST")) {
             return;
         }
         restart_tasks(cx, c, task, 0);
@@ -580,12 +591,7 @@ static void handle_conn(const struct connect_ctx *cx, struct http_request *req,
         return;
     }
     if (strcmp(rest, "/pause") == 0 || strcmp(rest, "/resume") == 0) {
-        if (strcmp(m, "PUT") != 0) {
-            method_not_allowed(req, "PUT", "");
-            return;
-        }
-        if (cx->forwarder == NULL) {
-            error_json(req, 409, "the forwarder is not running");
+        if (!can_act(cx, req, "PUT")) {
             return;
         }
         set_paused(cx, c, strcmp(rest, "/pause") == 0);
@@ -597,12 +603,7 @@ static void handle_conn(const struct connect_ctx *cx, struct http_request *req,
         int include = query_has(q, "includeTasks", "true");
         int only = query_has(q, "onlyFailed", "true");
 
-        if (strcmp(m, "POST") != 0) {
-            method_not_allowed(req, "POST", "");
-            return;
-        }
-        if (cx->forwarder == NULL) {
-            error_json(req, 409, "the forwarder is not running");
+        if (!can_act(cx, req, "POST")) {
             return;
         }
         restart_tasks(cx, c, -1, only);
