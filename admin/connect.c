@@ -441,6 +441,10 @@ int connect_owns(const char *path)
            strcmp(path, "/connector-plugins/") == 0;
 }
 
+/* Why a connector cannot be created, changed or deleted here. */
+#define FROM_CONFIG                                                            \
+    "kadx's connectors come from its config file (edit it and send SIGHUP)"
+
 static void method_not_allowed(struct http_request *req, const char *allow,
                                const char *why)
 {
@@ -461,6 +465,158 @@ static void method_not_allowed(struct http_request *req, const char *allow,
     http_respond_json(req, 405, &h, 1, body);
 }
 
+/* An action (pause, resume, restart) needs its method and a running
+ * forwarder: 1, or 0 with the answer sent. */
+static int can_act(const struct connect_ctx *cx, struct http_request *req,
+                   const char *method)
+{
+    if (strcmp(http_req_method(req), method) != 0) {
+        method_not_allowed(req, method, "");
+        return 0;
+    }
+    if (cx->forwarder == NULL) {
+        error_json(req, 409, "the forwarder is not running");
+        return 0;
+    }
+    return 1;
+}
+
+/* GET /connector-plugins: the one plugin kadx is. */
+static void handle_plugins(struct http_request *req, int get)
+{
+    cJSON *a;
+    cJSON *p;
+
+    if (!get) {
+        method_not_allowed(req, "GET", "");
+        return;
+    }
+    a = cJSON_CreateArray();
+    p = cJSON_CreateObject();
+    cJSON_AddStringToObject(p, "class", KUSTO_SINK_CLASS);
+    cJSON_AddStringToObject(p, "type", "sink");
+    cJSON_AddStringToObject(p, "version", "kadx-" KADX_VERSION);
+    cJSON_AddItemToArray(a, p);
+    send_json(req, 200, a);
+}
+
+/* /connectors/{name}/tasks/{task}[/...]: rest points at "/tasks/". */
+static void handle_task(const struct connect_ctx *cx, struct http_request *req,
+                        const char *name, const struct conn *c,
+                        const char *rest)
+{
+    const char *m = http_req_method(req);
+    int get = strcmp(m, "GET") == 0;
+    long task = -1;
+    const char *after;
+
+    if (parse_task(rest + 7, &after, &task) < 0 || task < 0 ||
+        (size_t)task >= c->n) {
+        error_json(req, 404, "Task %s-%s not found", name, rest + 7);
+        return;
+    }
+    rest = after;
+    if (strcmp(rest, "/status") == 0) {
+        if (!get) {
+            method_not_allowed(req, "GET", "");
+            return;
+        }
+        {
+            cJSON *o = task_status(cx, c, (size_t)task);
+
+            send_json(req, 200, o);
+        }
+        return;
+    }
+    if (strcmp(rest, "/restart") == 0) {
+        if (!can_act(cx, req, "POST")) {
+            return;
+        }
+        restart_tasks(cx, c, task, 0);
+        http_respond(req, 204, NULL, 0, NULL, 0);
+        return;
+    }
+    error_json(req, 404, "Not found");
+}
+
+/* /connectors/{name}[rest] other than its tasks/{task}. */
+static void handle_conn(const struct connect_ctx *cx, struct http_request *req,
+                        const struct conn *c, const char *rest)
+{
+    const char *m = http_req_method(req);
+    int get = strcmp(m, "GET") == 0;
+
+    if (rest[0] == '\0' || strcmp(rest, "/") == 0) {
+        if (!get) {
+            method_not_allowed(req, "GET", FROM_CONFIG);
+            return;
+        }
+        send_json(req, 200, conn_info(cx, c));
+        return;
+    }
+    if (strcmp(rest, "/config") == 0) {
+        if (!get) {
+            method_not_allowed(req, "GET", FROM_CONFIG);
+            return;
+        }
+        send_json(req, 200, conn_config(cx->cfg, c, -1));
+        return;
+    }
+    if (strcmp(rest, "/status") == 0) {
+        if (!get) {
+            method_not_allowed(req, "GET", "");
+            return;
+        }
+        send_json(req, 200, conn_status(cx, c));
+        return;
+    }
+    if (strcmp(rest, "/tasks") == 0) {
+        cJSON *a;
+
+        if (!get) {
+            method_not_allowed(req, "GET", "");
+            return;
+        }
+        a = cJSON_CreateArray();
+        for (size_t t = 0; t < c->n; t++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON *id = cJSON_AddObjectToObject(e, "id");
+
+            cJSON_AddStringToObject(id, "connector", c->name);
+            cJSON_AddNumberToObject(id, "task", (double)t);
+            cJSON_AddItemToObject(e, "config", conn_config(cx->cfg, c, (int)t));
+            cJSON_AddItemToArray(a, e);
+        }
+        send_json(req, 200, a);
+        return;
+    }
+    if (strcmp(rest, "/pause") == 0 || strcmp(rest, "/resume") == 0) {
+        if (!can_act(cx, req, "PUT")) {
+            return;
+        }
+        set_paused(cx, c, strcmp(rest, "/pause") == 0);
+        http_respond(req, 202, NULL, 0, NULL, 0);
+        return;
+    }
+    if (strcmp(rest, "/restart") == 0) {
+        const char *q = http_req_query(req);
+        int include = query_has(q, "includeTasks", "true");
+        int only = query_has(q, "onlyFailed", "true");
+
+        if (!can_act(cx, req, "POST")) {
+            return;
+        }
+        restart_tasks(cx, c, -1, only);
+        if (include || only) {
+            send_json(req, 202, conn_status(cx, c));
+        } else {
+            http_respond(req, 204, NULL, 0, NULL, 0);
+        }
+        return;
+    }
+    error_json(req, 404, "Not found");
+}
+
 void connect_handle(const struct connect_ctx *cx, struct http_request *req)
 {
     const char *m = http_req_method(req);
@@ -469,30 +625,14 @@ void connect_handle(const struct connect_ctx *cx, struct http_request *req)
     char name[NAME_MAX_LEN];
     const char *rest;
     struct conn c;
-    long task = -1;
 
     if (strncmp(path, "/connector-plugins", 18) == 0) {
-        cJSON *a;
-        cJSON *p;
-
-        if (!get) {
-            method_not_allowed(req, "GET", "");
-            return;
-        }
-        a = cJSON_CreateArray();
-        p = cJSON_CreateObject();
-        cJSON_AddStringToObject(p, "class", KUSTO_SINK_CLASS);
-        cJSON_AddStringToObject(p, "type", "sink");
-        cJSON_AddStringToObject(p, "version", "kadx-" KADX_VERSION);
-        cJSON_AddItemToArray(a, p);
-        send_json(req, 200, a);
+        handle_plugins(req, get);
         return;
     }
     if (strcmp(path, "/connectors") == 0 || strcmp(path, "/connectors/") == 0) {
         if (!get) {
-            method_not_allowed(req, "GET",
-                               "kadx's connectors come from its config file "
-                               "(edit it and send SIGHUP)");
+            method_not_allowed(req, "GET", FROM_CONFIG);
             return;
         }
         list_connectors(cx, req);
@@ -507,124 +647,8 @@ void connect_handle(const struct connect_ctx *cx, struct http_request *req)
         return;
     }
     if (strncmp(rest, "/tasks/", 7) == 0) {
-        const char *after;
-
-        if (parse_task(rest + 7, &after, &task) < 0 || task < 0 ||
-            (size_t)task >= c.n) {
-            error_json(req, 404, "Task %s-%s not found", name, rest + 7);
-            return;
-        }
-        rest = after;
-        if (strcmp(rest, "/status") == 0) {
-            if (!get) {
-                method_not_allowed(req, "GET", "");
-                return;
-            }
-            {
-                cJSON *o = task_status(cx, &c, (size_t)task);
-
-                send_json(req, 200, o);
-            }
-            return;
-        }
-        if (strcmp(rest, "/restart") == 0) {
-            if (strcmp(m, "POST") != 0) {
-                method_not_allowed(req, "POST", "");
-                return;
-            }
-            if (cx->forwarder == NULL) {
-                error_json(req, 409, "the forwarder is not running");
-                return;
-            }
-            restart_tasks(cx, &c, task, 0);
-            http_respond(req, 204, NULL, 0, NULL, 0);
-            return;
-        }
-        error_json(req, 404, "Not found");
+        handle_task(cx, req, name, &c, rest);
         return;
     }
-    if (rest[0] == '\0' || strcmp(rest, "/") == 0) {
-        if (!get) {
-            method_not_allowed(req, "GET",
-                               "kadx's connectors come from its config file "
-                               "(edit it and send SIGHUP)");
-            return;
-        }
-        send_json(req, 200, conn_info(cx, &c));
-        return;
-    }
-    if (strcmp(rest, "/config") == 0) {
-        if (!get) {
-            method_not_allowed(req, "GET",
-                               "kadx's connectors come from its config file "
-                               "(edit it and send SIGHUP)");
-            return;
-        }
-        send_json(req, 200, conn_config(cx->cfg, &c, -1));
-        return;
-    }
-    if (strcmp(rest, "/status") == 0) {
-        if (!get) {
-            method_not_allowed(req, "GET", "");
-            return;
-        }
-        send_json(req, 200, conn_status(cx, &c));
-        return;
-    }
-    if (strcmp(rest, "/tasks") == 0) {
-        cJSON *a;
-
-        if (!get) {
-            method_not_allowed(req, "GET", "");
-            return;
-        }
-        a = cJSON_CreateArray();
-        for (size_t t = 0; t < c.n; t++) {
-            cJSON *e = cJSON_CreateObject();
-            cJSON *id = cJSON_AddObjectToObject(e, "id");
-
-            cJSON_AddStringToObject(id, "connector", c.name);
-            cJSON_AddNumberToObject(id, "task", (double)t);
-            cJSON_AddItemToObject(e, "config",
-                                  conn_config(cx->cfg, &c, (int)t));
-            cJSON_AddItemToArray(a, e);
-        }
-        send_json(req, 200, a);
-        return;
-    }
-    if (strcmp(rest, "/pause") == 0 || strcmp(rest, "/resume") == 0) {
-        if (strcmp(m, "PUT") != 0) {
-            method_not_allowed(req, "PUT", "");
-            return;
-        }
-        if (cx->forwarder == NULL) {
-            error_json(req, 409, "the forwarder is not running");
-            return;
-        }
-        set_paused(cx, &c, strcmp(rest, "/pause") == 0);
-        http_respond(req, 202, NULL, 0, NULL, 0);
-        return;
-    }
-    if (strcmp(rest, "/restart") == 0) {
-        const char *q = http_req_query(req);
-        int include = query_has(q, "includeTasks", "true");
-        int only = query_has(q, "onlyFailed", "true");
-
-        if (strcmp(m, "POST") != 0) {
-            method_not_allowed(req, "POST", "");
-            return;
-        }
-        if (cx->forwarder == NULL) {
-            error_json(req, 409, "the forwarder is not running");
-            return;
-        }
-        restart_tasks(cx, &c, -1, only);
-        if (include || only) {
-            send_json(req, 202, conn_status(cx, &c));
-        } else {
-            http_respond(req, 204, NULL, 0, NULL, 0);
-        }
-        return;
-    }
-    error_json(req, 404, "Not found");
+    handle_conn(cx, req, &c, rest);
 }

@@ -1,5 +1,7 @@
 /*
- * http.c - the HTTP/1.1 server (see http.h for the contract).
+ * http.c - the HTTP/1.1 server (see http.h for the contract): connections,
+ * writing, the server; the request parser's callbacks, the request
+ * accessors and the URL helpers are in http_parse.c.
  *
  * Each accepted connection owns a uv_tcp_t, a uv_timer_t (read and idle
  * timeouts), an http_parser and an input buffer of bytes read but not yet
@@ -40,102 +42,18 @@
  * server struct is freed when its listener and every connection are closed.
  * Everything runs on the loop thread.
  */
-#include "admin/http.h"
+#include "admin/http_internal.h"
 #include "base/container_of.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
-#include <http_parser.h>
-#include <limits.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
-#include <openssl/ssl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#define HTTP_IN_CHUNK 65536
-
-struct http_hdr {
-    char *name;
-    size_t nlen;
-    char *value;
-    size_t vlen;
-};
-
-struct http_request {
-    struct conn *conn; /* NULL once the connection is gone */
-    char method[16];
-    char *url;
-    size_t url_len;
-    char *path;  /* points into pathbuf */
-    char *query; /* points into pathbuf, or "" */
-    char *pathbuf;
-    struct http_hdr *hdrs;
-    size_t nhdrs;
-    size_t caphdrs;
-    char *body;
-    size_t body_len;
-    size_t body_cap;
-    int keep_alive;
-    int too_large;
-    int peer_loopback;
-    http_abort_fn abort_cb;
-    void *abort_data;
-    void *user;
-};
-
-struct conn {
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    uv_timer_t rate_timer; /* a throttled request's wait */
-    uv_shutdown_t shut;
-    struct http_server *srv;
-    struct conn *prev;
-    struct conn *next;
-    http_parser parser;
-    char *in;
-    size_t in_len;
-    size_t in_cap;
-    struct http_request *cur;     /* being parsed */
-    struct http_request *ready;   /* complete, not yet handed out */
-    struct http_request *pending; /* handed to the handler */
-    size_t header_bytes;
-    int err_status; /* set by a parser callback that stopped parsing */
-    int in_message; /* a request has started and is not complete */
-    int draining;   /* answered already (413): discard the rest */
-    int last_was_value;
-    int closing;    /* uv_close called (or about to be) */
-    int shutting;   /* graceful close started */
-    int reading;    /* uv_read_start active */
-    int in_process; /* inside process(): no re-entry */
-    int open_handles;
-    int peer_loopback;
-    int throttled;      /* a ready request waits for rate_timer */
-    double tokens;      /* rate limit: requests that may start now */
-    uint64_t refill_ms; /* uv_now of the last refill */
-    SSL *ssl;           /* TLS: owns both memory BIOs; NULL = plain */
-    char *cbuf;         /* TLS: ciphertext read buffer (HTTP_IN_CHUNK) */
-};
-
-struct http_server {
-    uv_loop_t *loop;
-    uv_tcp_t listener;
-    struct http_server_config cfg;
-    http_handler_fn handler;
-    void *data;
-    int port;
-    struct conn *conns;
-    size_t nconns;
-    int freeing;
-    int listener_open;
-    SSL_CTX *tls; /* NULL = plain HTTP; each SSL holds its own reference */
-    int accept_waiting; /* defer_over_limit: a connection waits in the
-                           kernel's backlog; libuv stopped polling */
-};
 
 struct wreq {
     uv_write_t w;
@@ -146,436 +64,7 @@ struct wreq {
 };
 
 static void conn_close(struct conn *c, int reset);
-static void conn_graceful_close(struct conn *c);
 static void conn_process(struct conn *c);
-static void conn_arm_timer(struct conn *c, uint64_t ms);
-
-/* ---- small helpers ---- */
-
-const char *http_status_reason(int status)
-{
-    switch (status) {
-    case 100:
-        return "Continue";
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 409:
-        return "Conflict";
-    case 410:
-        return "Gone";
-    case 411:
-        return "Length Required";
-    case 413:
-        return "Payload Too Large";
-    case 415:
-        return "Unsupported Media Type";
-    case 422:
-        return "Unprocessable Entity";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    case 520:
-        return "Unknown Error";
-    default:
-        return "Unknown";
-    }
-}
-
-static const char *error_code_for(int status)
-{
-    switch (status) {
-    case 400:
-        return "BadRequest";
-    case 408:
-        return "RequestTimeout";
-    case 413:
-        return "PayloadTooLarge";
-    case 431:
-        return "RequestHeaderFieldsTooLarge";
-    case 503:
-        return "ServiceUnavailable";
-    default:
-        return "Error";
-    }
-}
-
-/* Appends s to buf as JSON string content (no quotes); returns new pos. */
-static size_t json_escape_into(char *buf, size_t len, size_t pos, const char *s)
-{
-    for (; *s != '\0' && pos + 7 < len; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
-            buf[pos++] = '\\';
-            buf[pos++] = (char)ch;
-        } else if (ch < 0x20) {
-            pos += (size_t)snprintf(buf + pos, len - pos, "\\u%04x", ch);
-        } else {
-            buf[pos++] = (char)ch;
-        }
-    }
-    buf[pos] = '\0';
-    return pos;
-}
-
-size_t http_error_body_default(int status, const char *message, char *buf,
-                               size_t len, void *data)
-{
-    size_t pos;
-    int n;
-
-    (void)data;
-    if (len < 64) {
-        if (len > 0) {
-            buf[0] = '\0';
-        }
-        return 0;
-    }
-    n = snprintf(buf, len, "{\"error\":{\"code\":\"%s\",\"message\":\"",
-                 error_code_for(status));
-    pos = (size_t)n;
-    pos = json_escape_into(buf, len - 40, pos, message);
-    n = snprintf(buf + pos, len - pos, "\",\"@permanent\":%s}}",
-                 status >= 400 && status < 500 && status != 408 ? "true"
-                                                                : "false");
-    pos += (size_t)n;
-    if (pos >= len) {
-        pos = len - 1;
-    }
-    return pos;
-}
-
-void http_server_config_default(struct http_server_config *cfg)
-{
-    memset(cfg, 0, sizeof(*cfg));
-    cfg->max_header_bytes = 64 * 1024;
-    cfg->max_body_bytes = 8 * 1024 * 1024;
-    cfg->read_timeout_ms = 30000;
-    cfg->idle_timeout_ms = 120000;
-    cfg->max_connections = 1024;
-    cfg->max_requests_per_s = 0;
-    cfg->error_body = NULL;
-    cfg->error_data = NULL;
-}
-
-/* Grows *buf (capacity *cap) to hold need bytes; 0 or -ENOMEM. */
-static int grow(char **buf, size_t *cap, size_t need)
-{
-    size_t ncap = *cap != 0 ? *cap : 64;
-    char *nb;
-
-    if (need <= *cap) {
-        return 0;
-    }
-    while (ncap < need) {
-        ncap *= 2;
-    }
-    nb = realloc(*buf, ncap);
-    if (nb == NULL) {
-        return -ENOMEM;
-    }
-    *buf = nb;
-    *cap = ncap;
-    return 0;
-}
-
-/* Appends at..len to a NUL-terminated growing string (*s, *slen). */
-static int str_append(char **s, size_t *slen, const char *at, size_t len)
-{
-    char *ns = realloc(*s, *slen + len + 1);
-
-    if (ns == NULL) {
-        return -ENOMEM;
-    }
-    memcpy(ns + *slen, at, len);
-    *slen += len;
-    ns[*slen] = '\0';
-    *s = ns;
-    return 0;
-}
-
-static void req_free(struct http_request *r)
-{
-    if (r == NULL) {
-        return;
-    }
-    for (size_t i = 0; i < r->nhdrs; i++) {
-        free(r->hdrs[i].name);
-        free(r->hdrs[i].value);
-    }
-    free(r->hdrs);
-    free(r->url);
-    free(r->pathbuf);
-    free(r->body);
-    free(r);
-}
-
-/* ---- parser callbacks ---- */
-
-static int count_header_bytes(struct conn *c, size_t len)
-{
-    c->header_bytes += len;
-    if (c->header_bytes > c->srv->cfg.max_header_bytes) {
-        c->err_status = 431;
-        return -1;
-    }
-    return 0;
-}
-
-static int on_message_begin(http_parser *p)
-{
-    struct conn *c = p->data;
-
-    req_free(c->cur);
-    c->cur = calloc(1, sizeof(*c->cur));
-    if (c->cur == NULL) {
-        c->err_status = 503;
-        return -1;
-    }
-    c->cur->peer_loopback = c->peer_loopback;
-    c->header_bytes = 0;
-    c->last_was_value = 0;
-    c->in_message = 1;
-    conn_arm_timer(c, c->srv->cfg.read_timeout_ms);
-    return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t len)
-{
-    struct conn *c = p->data;
-
-    if (count_header_bytes(c, len) < 0) {
-        return -1;
-    }
-    if (str_append(&c->cur->url, &c->cur->url_len, at, len) < 0) {
-        c->err_status = 503;
-        return -1;
-    }
-    return 0;
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t len)
-{
-    struct conn *c = p->data;
-    struct http_request *r = c->cur;
-
-    if (count_header_bytes(c, len + 4) < 0) {
-        return -1;
-    }
-    if (r->nhdrs == 0 || c->last_was_value) {
-        if (r->nhdrs == r->caphdrs) {
-            size_t ncap = r->caphdrs ? r->caphdrs * 2 : 16;
-            struct http_hdr *nh = realloc(r->hdrs, ncap * sizeof(*nh));
-            if (nh == NULL) {
-                c->err_status = 503;
-                return -1;
-            }
-            r->hdrs = nh;
-            r->caphdrs = ncap;
-        }
-        memset(&r->hdrs[r->nhdrs], 0, sizeof(r->hdrs[0]));
-        r->nhdrs++;
-        c->last_was_value = 0;
-    }
-    if (str_append(&r->hdrs[r->nhdrs - 1].name, &r->hdrs[r->nhdrs - 1].nlen, at,
-                   len) < 0) {
-        c->err_status = 503;
-        return -1;
-    }
-    return 0;
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t len)
-{
-    struct conn *c = p->data;
-    struct http_request *r = c->cur;
-    struct http_hdr *h;
-
-    if (count_header_bytes(c, len) < 0) {
-        return -1;
-    }
-    if (r->nhdrs == 0) {
-        c->err_status = 400;
-        return -1;
-    }
-    h = &r->hdrs[r->nhdrs - 1];
-    c->last_was_value = 1;
-    if (str_append(&h->value, &h->vlen, at, len) < 0) {
-        c->err_status = 503;
-        return -1;
-    }
-    return 0;
-}
-
-static int write_raw(struct conn *c, const char *data, size_t len,
-                     int close_after);
-
-static void send_error(struct conn *c, int status, const char *message);
-
-static int on_headers_complete(http_parser *p)
-{
-    struct conn *c = p->data;
-    struct http_request *r = c->cur;
-    const char *expect;
-    size_t qlen;
-    char *q;
-
-    for (size_t i = 0; i < r->nhdrs; i++) {
-        if (r->hdrs[i].value == NULL) {
-            r->hdrs[i].value = strdup("");
-            if (r->hdrs[i].value == NULL) {
-                c->err_status = 503;
-                return -1;
-            }
-        }
-    }
-    snprintf(r->method, sizeof(r->method), "%s",
-             http_method_str((enum http_method)p->method));
-    if (r->url == NULL) {
-        c->err_status = 400;
-        return -1;
-    }
-    r->pathbuf = malloc(r->url_len + 2);
-    if (r->pathbuf == NULL) {
-        c->err_status = 503;
-        return -1;
-    }
-    memcpy(r->pathbuf, r->url, r->url_len + 1);
-    r->pathbuf[r->url_len + 1] = '\0';
-    q = strchr(r->pathbuf, '?');
-    r->path = r->pathbuf;
-    if (q != NULL) {
-        *q = '\0';
-        r->query = q + 1;
-    } else {
-        qlen = strlen(r->pathbuf);
-        r->query = r->pathbuf + qlen + 1; /* the extra NUL: "" */
-    }
-    {
-        char *hash = strchr(r->query, '#');
-        if (hash != NULL) {
-            *hash = '\0';
-        }
-    }
-    if ((p->flags & F_CONTENTLENGTH) && p->content_length != ULLONG_MAX &&
-        p->content_length > c->srv->cfg.max_body_bytes) {
-        r->too_large = 1;
-    }
-    expect = http_req_header(r, "Expect");
-    if (expect != NULL && strcasecmp(expect, "100-continue") == 0 &&
-        p->http_major == 1 && p->http_minor >= 1) {
-        if (r->too_large) {
-            /* the client waits: answer now, it will not send the body */
-            send_error(c, 413, "request body too large");
-            c->err_status = -1; /* already answered */
-            return -1;
-        }
-        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        if (write_raw(c, cont, sizeof(cont) - 1, 0) < 0) {
-            c->err_status = -1;
-            return -1;
-        }
-    }
-    if (r->too_large) {
-        char msg[96];
-        snprintf(msg, sizeof(msg), "request body exceeds %zu bytes",
-                 c->srv->cfg.max_body_bytes);
-        send_error(c, 413, msg);
-        c->draining = 1;
-    }
-    return 0;
-}
-
-static int on_body(http_parser *p, const char *at, size_t len)
-{
-    struct conn *c = p->data;
-    struct http_request *r = c->cur;
-
-    if (c->draining) {
-        return 0;
-    }
-    if (r->body_len + len > c->srv->cfg.max_body_bytes) {
-        char msg[96];
-        snprintf(msg, sizeof(msg), "request body exceeds %zu bytes",
-                 c->srv->cfg.max_body_bytes);
-        send_error(c, 413, msg);
-        c->draining = 1;
-        free(r->body);
-        r->body = NULL;
-        r->body_len = r->body_cap = 0;
-        return 0;
-    }
-    if (grow(&r->body, &r->body_cap, r->body_len + len + 1) < 0) {
-        c->err_status = 503;
-        return -1;
-    }
-    memcpy(r->body + r->body_len, at, len);
-    r->body_len += len;
-    r->body[r->body_len] = '\0';
-    return 0;
-}
-
-static int on_message_complete(http_parser *p)
-{
-    struct conn *c = p->data;
-
-    c->in_message = 0;
-    uv_timer_stop(&c->timer);
-    if (c->draining) {
-        /* the 413 is queued; close once it is written */
-        req_free(c->cur);
-        c->cur = NULL;
-        conn_graceful_close(c);
-        http_parser_pause(p, 1);
-        return 0;
-    }
-    c->cur->keep_alive = http_should_keep_alive(p);
-    if (p->upgrade) {
-        c->cur->keep_alive = 0;
-    }
-    c->ready = c->cur;
-    c->cur = NULL;
-    http_parser_pause(p, 1);
-    return 0;
-}
-
-static const http_parser_settings parser_settings = {
-    .on_message_begin = on_message_begin,
-    .on_url = on_url,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
 
 /* ---- writing ---- */
 
@@ -594,7 +83,7 @@ static void after_write(uv_write_t *w, int status)
         return;
     }
     if (close_after) {
-        conn_graceful_close(c);
+        http_conn_graceful_close(c);
     }
 }
 
@@ -640,7 +129,7 @@ static int tls_flush(struct conn *c, int close_after)
 
     if (n == 0) {
         if (close_after) {
-            conn_graceful_close(c);
+            http_conn_graceful_close(c);
         }
         return 0;
     }
@@ -660,8 +149,8 @@ static int tls_flush(struct conn *c, int close_after)
 }
 
 /* Queues len bytes of the HTTP stream (encrypted first over TLS). */
-static int write_raw(struct conn *c, const char *data, size_t len,
-                     int close_after)
+int http_conn_write_raw(struct conn *c, const char *data, size_t len,
+                        int close_after)
 {
     if (c->ssl == NULL) {
         return sock_write(c, data, len, close_after);
@@ -703,7 +192,7 @@ static int tls_feed(struct conn *c, const char *data, size_t len)
         }
     }
     for (;;) {
-        if (grow(&c->in, &c->in_cap, c->in_len + HTTP_IN_CHUNK) < 0) {
+        if (http_grow(&c->in, &c->in_cap, c->in_len + HTTP_IN_CHUNK) < 0) {
             return -ENOMEM;
         }
         n = SSL_read(c->ssl, c->in + c->in_len, HTTP_IN_CHUNK);
@@ -757,12 +246,12 @@ static int write_response(struct conn *c, int status,
     if (len > 0) {
         memcpy(buf + pos, body, len);
     }
-    rc = write_raw(c, buf, pos + len, !keep_alive);
+    rc = http_conn_write_raw(c, buf, pos + len, !keep_alive);
     free(buf);
     return rc;
 }
 
-static void send_error(struct conn *c, int status, const char *message)
+void http_conn_send_error(struct conn *c, int status, const char *message)
 {
     char body[1024];
     size_t len;
@@ -824,8 +313,8 @@ static void conn_free_if_done(struct conn *c)
         s->accept_waiting = 0;
         on_connection((uv_stream_t *)&s->listener, 0); /* accepts it now */
     }
-    req_free(c->cur);
-    req_free(c->ready);
+    http_req_free(c->cur);
+    http_req_free(c->ready);
     SSL_free(c->ssl);
     free(c->cbuf);
     free(c->in);
@@ -871,7 +360,7 @@ static void after_shutdown(uv_shutdown_t *sh, int status)
 }
 
 /* Stops parsing; closes after every queued write is out. */
-static void conn_graceful_close(struct conn *c)
+void http_conn_graceful_close(struct conn *c)
 {
     if (c->closing || c->shutting) {
         return;
@@ -903,7 +392,7 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     if (c->in_message && !c->draining && c->pending == NULL) {
-        send_error(c, 408, "request not received in time");
+        http_conn_send_error(c, 408, "request not received in time");
         c->in_message = 0;
         return;
     }
@@ -912,10 +401,10 @@ static void on_timer(uv_timer_t *t)
     }
     c->draining = 0;
     c->in_message = 0;
-    conn_graceful_close(c);
+    http_conn_graceful_close(c);
 }
 
-static void conn_arm_timer(struct conn *c, uint64_t ms)
+void http_conn_arm_timer(struct conn *c, uint64_t ms)
 {
     if (c->closing || ms == 0) {
         uv_timer_stop(&c->timer);
@@ -937,7 +426,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
                                : uv_buf_init(NULL, 0);
         return;
     }
-    if (grow(&c->in, &c->in_cap, c->in_len + HTTP_IN_CHUNK) < 0) {
+    if (http_grow(&c->in, &c->in_cap, c->in_len + HTTP_IN_CHUNK) < 0) {
         *buf = uv_buf_init(NULL, 0);
         return;
     }
@@ -1057,7 +546,7 @@ static void conn_process(struct conn *c)
         if (off >= c->in_len) {
             break;
         }
-        n = http_parser_execute(&c->parser, &parser_settings, c->in + off,
+        n = http_parser_execute(&c->parser, &http_parse_settings, c->in + off,
                                 c->in_len - off);
         off += n;
         e = HTTP_PARSER_ERRNO(&c->parser);
@@ -1067,24 +556,25 @@ static void conn_process(struct conn *c)
         }
         if (e != HPE_OK) {
             if (c->err_status > 0) {
-                send_error(c, c->err_status,
-                           c->err_status == 431
-                               ? "request headers too large"
-                               : (c->err_status == 503 ? "out of memory"
-                                                       : "malformed request"));
+                http_conn_send_error(c, c->err_status,
+                                     c->err_status == 431
+                                         ? "request headers too large"
+                                         : (c->err_status == 503
+                                                ? "out of memory"
+                                                : "malformed request"));
             } else if (c->err_status == 0) {
                 char msg[160];
                 if (e == HPE_HEADER_OVERFLOW) {
-                    send_error(c, 431, "request headers too large");
+                    http_conn_send_error(c, 431, "request headers too large");
                 } else {
                     snprintf(msg, sizeof(msg), "malformed request: %s",
                              http_errno_description(e));
-                    send_error(c, 400, msg);
+                    http_conn_send_error(c, 400, msg);
                 }
             }
             c->in_message = 0;
             c->draining = 0;
-            conn_graceful_close(c);
+            http_conn_graceful_close(c);
             off = c->in_len;
             break;
         }
@@ -1119,7 +609,7 @@ static void conn_process(struct conn *c)
         }
     }
     if (c->pending == NULL && !c->in_message) {
-        conn_arm_timer(c, c->srv->cfg.idle_timeout_ms);
+        http_conn_arm_timer(c, c->srv->cfg.idle_timeout_ms);
     }
 }
 
@@ -1195,7 +685,7 @@ static void on_connection(uv_stream_t *ls, int status)
         if (s->tls != NULL) {
             conn_close(c, 0); /* no handshake spent on it */
         } else {
-            send_error(c, 503, "too many connections");
+            http_conn_send_error(c, 503, "too many connections");
         }
         return;
     }
@@ -1219,10 +709,23 @@ static void on_connection(uv_stream_t *ls, int status)
         return;
     }
     c->reading = 1;
-    conn_arm_timer(c, s->cfg.read_timeout_ms);
+    http_conn_arm_timer(c, s->cfg.read_timeout_ms);
 }
 
 /* ---- server ---- */
+
+void http_server_config_default(struct http_server_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->max_header_bytes = 64 * 1024;
+    cfg->max_body_bytes = 8 * 1024 * 1024;
+    cfg->read_timeout_ms = 30000;
+    cfg->idle_timeout_ms = 120000;
+    cfg->max_connections = 1024;
+    cfg->max_requests_per_s = 0;
+    cfg->error_body = NULL;
+    cfg->error_data = NULL;
+}
 
 struct http_server *http_server_new(uv_loop_t *loop,
                                     const struct http_server_config *cfg,
@@ -1416,65 +919,7 @@ void http_server_free(struct http_server *s)
     }
     uv_close((uv_handle_t *)&s->listener, on_listener_closed);
 }
-
-/* ---- request accessors and responses ---- */
-
-const char *http_req_method(const struct http_request *r)
-{
-    return r->method;
-}
-
-const char *http_req_path(const struct http_request *r)
-{
-    return r->path;
-}
-
-const char *http_req_query(const struct http_request *r)
-{
-    return r->query;
-}
-
-const char *http_req_header(const struct http_request *r, const char *name)
-{
-    for (size_t i = 0; i < r->nhdrs; i++) {
-        if (r->hdrs[i].name != NULL && strcasecmp(r->hdrs[i].name, name) == 0) {
-            return r->hdrs[i].value != NULL ? r->hdrs[i].value : "";
-        }
-    }
-    return NULL;
-}
-
-const char *http_req_body(const struct http_request *r, size_t *len)
-{
-    *len = r->body_len;
-    return r->body != NULL ? r->body : "";
-}
-
-int http_req_peer_is_loopback(const struct http_request *r)
-{
-    return r->peer_loopback;
-}
-
-int http_req_aborted(const struct http_request *r)
-{
-    return r->conn == NULL;
-}
-
-void http_req_on_abort(struct http_request *r, http_abort_fn cb, void *data)
-{
-    r->abort_cb = cb;
-    r->abort_data = data;
-}
-
-void http_req_set_data(struct http_request *r, void *data)
-{
-    r->user = data;
-}
-
-void *http_req_data(const struct http_request *r)
-{
-    return r->user;
-}
+/* ---- responses ---- */
 
 static int header_ok(const struct http_header *h)
 {
@@ -1505,12 +950,12 @@ int http_respond(struct http_request *r, int status,
         bad = !header_ok(&headers[i]);
     }
     if (c == NULL) {
-        req_free(r);
+        http_req_free(r);
         return -ECONNRESET;
     }
     if (c->pending != r) {
         /* not the connection's pending request: a caller bug */
-        req_free(r);
+        http_req_free(r);
         return -EINVAL;
     }
     c->pending = NULL;
@@ -1524,7 +969,7 @@ int http_respond(struct http_request *r, int status,
                               head) < 0) {
         rc = -ECONNRESET;
     }
-    req_free(r);
+    http_req_free(r);
     if (!c->closing) {
         conn_process(c);
     }
@@ -1554,85 +999,5 @@ void http_reset(struct http_request *r)
         c->pending = NULL;
         conn_close(c, 1);
     }
-    req_free(r);
-}
-
-/* ---- URL helpers ---- */
-
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9') {
-        return ch - '0';
-    }
-    ch = tolower(ch);
-    if (ch >= 'a' && ch <= 'f') {
-        return ch - 'a' + 10;
-    }
-    return -1;
-}
-
-int http_url_decode(const char *src, size_t len, char *out, size_t outlen,
-                    int plus_is_space)
-{
-    size_t o = 0;
-
-    for (size_t i = 0; i < len; i++) {
-        char ch = src[i];
-        if (ch == '%') {
-            int hi;
-            int lo;
-            if (i + 2 >= len) {
-                return -EINVAL;
-            }
-            hi = hexval((unsigned char)src[i + 1]);
-            lo = hexval((unsigned char)src[i + 2]);
-            if (hi < 0 || lo < 0) {
-                return -EINVAL;
-            }
-            ch = (char)(hi * 16 + lo);
-            i += 2;
-        } else if (ch == '+' && plus_is_space) {
-            ch = ' ';
-        }
-        if (o + 1 >= outlen) {
-            return -EMSGSIZE;
-        }
-        out[o++] = ch;
-    }
-    if (outlen == 0) {
-        return -EMSGSIZE;
-    }
-    out[o] = '\0';
-    return (int)o;
-}
-
-int http_query_param(const char *query, const char *name, char *out,
-                     size_t outlen)
-{
-    size_t nlen = strlen(name);
-    const char *p = query;
-
-    while (p != NULL && *p != '\0') {
-        const char *amp = strchr(p, '&');
-        size_t plen = amp != NULL ? (size_t)(amp - p) : strlen(p);
-        const char *eq = memchr(p, '=', plen);
-        size_t klen = eq != NULL ? (size_t)(eq - p) : plen;
-        char key[256];
-        int kl = klen < sizeof(key)
-                     ? http_url_decode(p, klen, key, sizeof(key), 1)
-                     : -EMSGSIZE;
-
-        if (kl >= 0 && (size_t)kl == nlen && memcmp(key, name, nlen) == 0) {
-            if (eq == NULL) {
-                if (outlen == 0) {
-                    return -EMSGSIZE;
-                }
-                out[0] = '\0';
-                return 0;
-            }
-            return http_url_decode(eq + 1, plen - klen - 1, out, outlen, 1);
-        }
-        p = amp != NULL ? amp + 1 : NULL;
-    }
-    return -ENOENT;
+    http_req_free(r);
 }

@@ -396,6 +396,75 @@ out:
     return bad;
 }
 
+/*
+ * Reads the child's reports from fd (each "partition offset" line raises
+ * reported[partition]) and SIGKILLs it: every third run early, the others
+ * some time after its first report. Returns the ms from start to the kill;
+ * *lines counts the reports, read until EOF.
+ */
+static int64_t watch_child(int fd, pid_t pid, int run, unsigned *seed,
+                           int64_t *reported, int64_t *lines)
+{
+    char buf[4096], line[64];
+    size_t ll = 0;
+    int64_t start, kill_at, killed_ms = -1;
+
+    start = mono_ms();
+    /* every third run dies early (while opening, migrating or in its
+     * first transactions); the others some time after appending
+     * started */
+    kill_at = run % 3 == 0 ? start + rand_r(seed) % 12 : -1;
+    for (;;) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        int64_t now = mono_ms();
+        int wait_ms = 1000;
+        ssize_t n;
+
+        if (kill_at >= 0 && kill_at != INT64_MAX) {
+            wait_ms = kill_at > now ? (int)(kill_at - now) : 0;
+        }
+        if (poll(&pfd, 1, wait_ms) > 0) {
+            n = read(fd, buf, sizeof(buf));
+            if (n <= 0) {
+                break; /* EOF: the child is gone */
+            }
+        } else {
+            n = 0;
+        }
+        for (ssize_t i = 0; i < n; i++) {
+            if (buf[i] != '\n') {
+                if (ll < sizeof(line) - 1) {
+                    line[ll++] = buf[i];
+                }
+                continue;
+            }
+            line[ll] = '\0';
+            ll = 0;
+            int p;
+            int64_t off;
+            if (sscanf(line, "%d %" SCNd64, &p, &off) == 2 && p >= 0 &&
+                p < NPARTS && off > reported[p]) {
+                reported[p] = off;
+            }
+            (*lines)++;
+        }
+        now = mono_ms();
+        if (kill_at < 0 && *lines > 0) {
+            kill_at = now + rand_r(seed) % 150;
+        }
+        if ((kill_at >= 0 && now >= kill_at && kill_at != INT64_MAX) ||
+            (now - start > 30000 && kill_at != INT64_MAX)) {
+            if (now - start > 30000) {
+                fprintf(stderr, "child ran 30 s without being killed\n");
+            }
+            kill(pid, SIGKILL);
+            killed_ms = now - start;
+            kill_at = INT64_MAX; /* read what is left until EOF */
+        }
+    }
+    return killed_ms;
+}
+
 int main(int argc, char **argv)
 {
     const char *full = getenv("KADX_FULL");
@@ -419,9 +488,7 @@ int main(int argc, char **argv)
     for (int run = 1; run <= kills && failures == 0; run++) {
         int fds[2];
         pid_t pid;
-        char buf[4096], line[64];
-        size_t ll = 0;
-        int64_t start, kill_at, killed_ms = -1, lines = 0, events = 0;
+        int64_t killed_ms, lines = 0, events = 0;
         int status;
 
         if (pipe(fds) < 0) {
@@ -435,59 +502,7 @@ int main(int argc, char **argv)
             _exit(child_main(path, fds[1], run));
         }
         close(fds[1]);
-        start = mono_ms();
-        /* every third run dies early (while opening, migrating or in its
-         * first transactions); the others some time after appending
-         * started */
-        kill_at = run % 3 == 0 ? start + rand_r(&seed) % 12 : -1;
-        for (;;) {
-            struct pollfd pfd = {fds[0], POLLIN, 0};
-            int64_t now = mono_ms();
-            int wait_ms = 1000;
-            ssize_t n;
-
-            if (kill_at >= 0 && kill_at != INT64_MAX) {
-                wait_ms = kill_at > now ? (int)(kill_at - now) : 0;
-            }
-            if (poll(&pfd, 1, wait_ms) > 0) {
-                n = read(fds[0], buf, sizeof(buf));
-                if (n <= 0) {
-                    break; /* EOF: the child is gone */
-                }
-            } else {
-                n = 0;
-            }
-            for (ssize_t i = 0; i < n; i++) {
-                if (buf[i] != '\n') {
-                    if (ll < sizeof(line) - 1) {
-                        line[ll++] = buf[i];
-                    }
-                    continue;
-                }
-                line[ll] = '\0';
-                ll = 0;
-                int p;
-                int64_t off;
-                if (sscanf(line, "%d %" SCNd64, &p, &off) == 2 && p >= 0 &&
-                    p < NPARTS && off > reported[p]) {
-                    reported[p] = off;
-                }
-                lines++;
-            }
-            now = mono_ms();
-            if (kill_at < 0 && lines > 0) {
-                kill_at = now + rand_r(&seed) % 150;
-            }
-            if ((kill_at >= 0 && now >= kill_at && kill_at != INT64_MAX) ||
-                (now - start > 30000 && kill_at != INT64_MAX)) {
-                if (now - start > 30000) {
-                    fprintf(stderr, "child ran 30 s without being killed\n");
-                }
-                kill(pid, SIGKILL);
-                killed_ms = now - start;
-                kill_at = INT64_MAX; /* read what is left until EOF */
-            }
-        }
+        killed_ms = watch_child(fds[0], pid, run, &seed, reported, &lines);
         close(fds[0]);
         if (waitpid(pid, &status, 0) != pid || !WIFSIGNALED(status) ||
             WTERMSIG(status) != SIGKILL) {

@@ -353,6 +353,21 @@ static void mh_stop(struct mini_http *mh)
     }
 }
 
+/* Runs loop until *count reaches n or timeout_ms have passed; the test then
+ * checks *count. */
+static inline void mh_run_until(uv_loop_t *loop, const int *count, int n,
+                                int timeout_ms)
+{
+    uint64_t deadline;
+
+    uv_update_time(loop);
+    deadline = uv_now(loop) + (uint64_t)timeout_ms;
+    while (*count < n && uv_now(loop) < deadline) {
+        uv_run(loop, UV_RUN_ONCE);
+        uv_update_time(loop);
+    }
+}
+
 static void mh_release(struct mini_http *mh)
 {
     for (int i = 0; i < mh->nreqs; i++) {

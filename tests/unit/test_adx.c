@@ -53,14 +53,7 @@ static void on_res(void *arg, const struct adx_response *res)
 
 static void run_until(struct fx *f, int n, int timeout_ms)
 {
-    uint64_t deadline;
-
-    uv_update_time(&f->loop);
-    deadline = uv_now(&f->loop) + (uint64_t)timeout_ms;
-    while (f->done < n && uv_now(&f->loop) < deadline) {
-        uv_run(&f->loop, UV_RUN_ONCE);
-        uv_update_time(&f->loop);
-    }
+    mh_run_until(&f->loop, &f->done, n, timeout_ms);
     assert_int_equal(f->done, n);
 }
 

@@ -95,14 +95,7 @@ static void start(struct fx *f, enum config_auth_method m)
 
 static void run_until_tokens(struct fx *f, int n, int timeout_ms)
 {
-    uint64_t deadline;
-
-    uv_update_time(&f->loop);
-    deadline = uv_now(&f->loop) + (uint64_t)timeout_ms;
-    while (f->tokens < n && uv_now(&f->loop) < deadline) {
-        uv_run(&f->loop, UV_RUN_ONCE);
-        uv_update_time(&f->loop);
-    }
+    mh_run_until(&f->loop, &f->tokens, n, timeout_ms);
     assert_int_equal(f->tokens, n);
 }
 

@@ -175,6 +175,58 @@ static void produce(const char *bootstrap)
     rd_kafka_destroy(p);
 }
 
+/* After the mock cluster's run: the counters, the partitions and what the
+ * journal holds. */
+static void check_mock_run(const struct run *r, struct journal *j)
+{
+    char err[512];
+    struct intake_counters c;
+    const struct intake_partition *ip;
+    const struct journal_offset *so;
+    struct journal_iter_req it;
+    struct found f = {0};
+    size_t n;
+
+    /* INV-1/INV-3: settled = committed - 1 = what was journaled; the
+     * tombstone (offset 100) is skipped but its offset committed */
+    intake_get_counters(r->in, &c);
+    assert_int_equal(c.consumed, 201);
+    assert_int_equal(c.tombstones, 1);
+    assert_int_equal(c.journaled, 200);
+    assert_int_equal(c.duplicates, 0);
+    assert_true(c.commits > 0);
+    assert_true(r->settled_calls > 0);
+    ip = intake_partitions(r->in, &n);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(ip[i].topic, "u");
+        assert_true(ip[i].assigned);
+        assert_int_equal(ip[i].route, 0);
+        /* skipped tombstones count as journaled once what precedes them
+         * is (their offset must be committed too) */
+        assert_int_equal(ip[i].journaled, ip[i].partition == 0 ? 100 : 99);
+        assert_int_equal(ip[i].committed, ip[i].journaled);
+        assert_int_equal(ip[i].settled, ip[i].committed);
+        assert_int_equal(ip[i].n_tombstones, ip[i].partition == 0 ? 1 : 0);
+    }
+    so = intake_settled_all(r->in, &n);
+    assert_int_equal(n, 2);
+    assert_string_equal(so[0].topic, "u");
+
+    /* what the journal holds: 200 events, keys and headers kept */
+    memset(&it, 0, sizeof(it));
+    it.states = JOURNAL_SEL_ALL;
+    it.route = -1;
+    it.partition = -1;
+    it.from_offset = -1;
+    it.to_offset = -1;
+    assert_int_equal(journal_iterate(j, &it, on_event, &f, err, sizeof(err)),
+                     0);
+    assert_int_equal(f.n, 200);
+    assert_int_equal(f.with_headers, 2);
+    assert_int_equal(f.null_key, 100);
+}
+
 static void test_intake_mock_cluster(void **state)
 {
     char dir[] = "/tmp/kadx-test-intake-XXXXXX";
@@ -186,14 +238,8 @@ static void test_intake_mock_cluster(void **state)
     struct config *cfg = NULL;
     struct journal *j = NULL;
     struct journal_options jo;
-    struct intake_counters c;
-    const struct intake_partition *ip;
-    const struct journal_offset *so;
-    struct journal_iter_req it;
-    struct found f = {0};
     rd_kafka_t *mrk;
     rd_kafka_mock_cluster_t *mc;
-    size_t n;
     FILE *sf;
     char line[256];
     int lines = 0;
@@ -234,44 +280,7 @@ static void test_intake_mock_cluster(void **state)
     }
     uv_close((uv_handle_t *)&r.timer, NULL);
 
-    /* INV-1/INV-3: settled = committed - 1 = what was journaled; the
-     * tombstone (offset 100) is skipped but its offset committed */
-    intake_get_counters(r.in, &c);
-    assert_int_equal(c.consumed, 201);
-    assert_int_equal(c.tombstones, 1);
-    assert_int_equal(c.journaled, 200);
-    assert_int_equal(c.duplicates, 0);
-    assert_true(c.commits > 0);
-    assert_true(r.settled_calls > 0);
-    ip = intake_partitions(r.in, &n);
-    assert_int_equal(n, 2);
-    for (size_t i = 0; i < n; i++) {
-        assert_string_equal(ip[i].topic, "u");
-        assert_true(ip[i].assigned);
-        assert_int_equal(ip[i].route, 0);
-        /* skipped tombstones count as journaled once what precedes them
-         * is (their offset must be committed too) */
-        assert_int_equal(ip[i].journaled, ip[i].partition == 0 ? 100 : 99);
-        assert_int_equal(ip[i].committed, ip[i].journaled);
-        assert_int_equal(ip[i].settled, ip[i].committed);
-        assert_int_equal(ip[i].n_tombstones, ip[i].partition == 0 ? 1 : 0);
-    }
-    so = intake_settled_all(r.in, &n);
-    assert_int_equal(n, 2);
-    assert_string_equal(so[0].topic, "u");
-
-    /* what the journal holds: 200 events, keys and headers kept */
-    memset(&it, 0, sizeof(it));
-    it.states = JOURNAL_SEL_ALL;
-    it.route = -1;
-    it.partition = -1;
-    it.from_offset = -1;
-    it.to_offset = -1;
-    assert_int_equal(journal_iterate(j, &it, on_event, &f, err, sizeof(err)),
-                     0);
-    assert_int_equal(f.n, 200);
-    assert_int_equal(f.with_headers, 2);
-    assert_int_equal(f.null_key, 100);
+    check_mock_run(&r, j);
 
     intake_stop(r.in, on_stopped, &r);
     intake_stop(r.in, on_stopped, &r); /* twice: a no-op */

@@ -1,6 +1,8 @@
 /*
  * test_journal.c - unit tests for storage/journal.c (and storage/chunk.c):
- * every call of journal.h, sync and async, on a temporary journal file.
+ * every call of journal.h, sync and async, on a temporary journal file
+ * (journal_fixture.h); settling, retention, replay, ENOSPC and the disk
+ * space cap are in test_journal_retention.c.
  * Runs on the test's main thread (plus the journal's writer thread).
  */
 #include <setjmp.h>
@@ -12,6 +14,7 @@
 
 #include "storage/chunk.h"
 #include "storage/journal.h"
+#include "tests/unit/journal_fixture.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -21,128 +24,6 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-struct fx {
-    char dir[64];
-    char path[128];
-    struct journal *j;
-    char err[256];
-};
-
-static int fx_setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof(*f));
-
-    snprintf(f->dir, sizeof(f->dir), "/tmp/test_journal.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->path, sizeof(f->path), "%s/j.db", f->dir);
-    *state = f;
-    return 0;
-}
-
-static int fx_teardown(void **state)
-{
-    struct fx *f = *state;
-    char cmd[160];
-
-    journal_close(f->j);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    if (system(cmd) != 0) {
-        return -1;
-    }
-    free(f);
-    return 0;
-}
-
-static void jopen(struct fx *f, int64_t max_bytes, int64_t disk_limit)
-{
-    struct journal_options o;
-
-    memset(&o, 0, sizeof(o));
-    o.path = f->path;
-    o.max_bytes = max_bytes;
-    o.sync_full = 1;
-    o.disk_limit_bytes = disk_limit;
-    int rc = journal_open(&o, &f->j, f->err, sizeof(f->err));
-    if (rc != 0) {
-        fail_msg("open: %d %s", rc, f->err);
-    }
-}
-
-static void jreopen(struct fx *f)
-{
-    journal_close(f->j);
-    f->j = NULL;
-    jopen(f, 0, 0);
-}
-
-/* Events topic/partition offsets [from, to], value "v<offset>" (+pad). */
-struct evs {
-    struct journal_event *ev;
-    char (*val)[256];
-    size_t n;
-};
-
-static void mkevs(struct evs *e, int route, const char *topic, int32_t part,
-                  int64_t from, int64_t to, size_t pad)
-{
-    e->n = (size_t)(to - from + 1);
-    e->ev = calloc(e->n, sizeof(*e->ev));
-    e->val = calloc(e->n, sizeof(*e->val));
-    for (size_t i = 0; i < e->n; i++) {
-        int64_t off = from + (int64_t)i;
-        int len = snprintf(e->val[i], sizeof(e->val[i]), "v%" PRId64, off);
-        memset(e->val[i] + len, 'x', pad);
-        e->ev[i].route = route;
-        e->ev[i].topic = topic;
-        e->ev[i].partition = part;
-        e->ev[i].offset = off;
-        e->ev[i].timestamp_ms = 1000 + off;
-        e->ev[i].value = e->val[i];
-        e->ev[i].value_len = (size_t)len + pad;
-        if (off % 2 == 0) {
-            e->ev[i].key = "k";
-            e->ev[i].key_len = 1;
-        }
-        e->ev[i].headers = off % 3 == 0 ? "h" : NULL;
-        e->ev[i].headers_len = off % 3 == 0 ? 1 : 0;
-    }
-}
-
-static void freeevs(struct evs *e)
-{
-    free(e->ev);
-    free(e->val);
-}
-
-static int append_range(struct fx *f, int route, const char *topic,
-                        int32_t part, int64_t from, int64_t to,
-                        struct journal_append_result *res)
-{
-    struct evs e;
-    mkevs(&e, route, topic, part, from, to, 0);
-    int rc = journal_append(f->j, e.ev, e.n, res, f->err, sizeof(f->err));
-    freeevs(&e);
-    return rc;
-}
-
-static struct journal_batch *cut(struct fx *f, int route, int64_t rows,
-                                 int64_t bytes)
-{
-    struct journal_cut_req q;
-    struct journal_batch *b = NULL;
-
-    memset(&q, 0, sizeof(q));
-    q.route = route;
-    q.max_rows = rows;
-    q.max_bytes = bytes;
-    q.settled_all = 1;
-    int rc = journal_batch_cut(f->j, &q, &b, f->err, sizeof(f->err));
-    if (rc != 0) {
-        fail_msg("cut: %d %s", rc, f->err);
-    }
-    return b;
-}
 
 /* ------------------------------------------------------------- chunks */
 
@@ -431,30 +312,14 @@ static void test_cut_load_deliver_reopen(void **state)
     journal_batch_free(b);
 }
 
-static void test_mark_failed_dead_split(void **state)
+/* test_mark_failed_dead_split, its dead letters: offsets 3 and 4 of batch
+ * id die, listed and paged. */
+static void dead_and_list(struct fx *f, const char *id)
 {
-    struct fx *f = *state;
-    struct journal_batch *b, *l, *c1, *c2;
+    struct journal_batch *l;
     struct journal_dead *dl;
     size_t n;
     int64_t total;
-    char id[JOURNAL_BATCH_ID_MAX];
-
-    jopen(f, 0, 0);
-    assert_int_equal(append_range(f, 0, "t", 0, 0, 9, NULL), 0);
-    b = cut(f, 0, 100, 1 << 20);
-    snprintf(id, sizeof(id), "%s", b->id);
-    journal_batch_free(b);
-
-    assert_int_equal(journal_batch_mark_failed(f->j, id, 99999, "http 503",
-                                               f->err, sizeof(f->err)),
-                     0);
-    assert_int_equal(journal_batch_load(f->j, id, &l, f->err, sizeof(f->err)),
-                     0);
-    assert_int_equal(l->state, JOURNAL_BATCH_FAILED);
-    assert_int_equal(l->next_try_ms, 99999);
-    assert_string_equal(l->last_error, "http 503");
-    journal_batch_free(l);
 
     /* INV-6: dead-letter offsets 3 and 4 with a reason */
     struct journal_offset refs[2] = {{"t", 0, 3}, {"t", 0, 4}};
@@ -494,55 +359,16 @@ static void test_mark_failed_dead_split(void **state)
     assert_int_equal(n, 1);
     assert_int_equal(dl[0].offset, 4);
     journal_dead_list_free(dl, n);
+}
 
-    /* bisection: 8 live members -> 3 + 5 */
-    assert_int_equal(
-        journal_batch_split(f->j, id, 0, &c1, &c2, f->err, sizeof(f->err)),
-        -EINVAL);
-    assert_int_equal(
-        journal_batch_split(f->j, id, 8, &c1, &c2, f->err, sizeof(f->err)),
-        -EINVAL);
-    assert_int_equal(
-        journal_batch_split(f->j, id, 3, &c1, &c2, f->err, sizeof(f->err)), 0);
-    assert_int_equal(c1->nevents, 3);
-    assert_int_equal(c2->nevents, 5);
-    assert_int_equal(c1->events[2].offset, 2);
-    assert_int_equal(c2->events[0].offset, 5); /* dead 3,4 not included */
-    assert_string_equal(c1->parent_id, id);
-    assert_true(c1->flags & JOURNAL_BATCH_CHILD);
-    assert_int_equal(journal_batch_load(f->j, id, &l, f->err, sizeof(f->err)),
-                     0);
-    assert_int_equal(l->state, JOURNAL_BATCH_SPLIT);
-    journal_batch_free(l);
-    /* children are claimed by the caller: cut gives nothing */
-    assert_null(cut(f, 0, 100, 1 << 20));
-
-    /* every member of c1 dies: c1 becomes DEAD */
-    assert_int_equal(journal_batch_mark_dead(f->j, c1->id, NULL, 0, "too big",
-                                             779, f->err, sizeof(f->err)),
-                     0);
-    assert_int_equal(
-        journal_batch_load(f->j, c1->id, &l, f->err, sizeof(f->err)), 0);
-    assert_int_equal(l->state, JOURNAL_BATCH_DEAD);
-    assert_int_equal(l->nevents, 0);
-    journal_batch_free(l);
-    assert_int_equal(
-        journal_batch_mark_delivered(f->j, c2->id, 1, f->err, sizeof(f->err)),
-        0);
-
+/* test_mark_failed_dead_split, its end: the dead are requeued (then
+ * delivered) and a timestamp range replayed. */
+static void requeue_and_replay(struct fx *f)
+{
+    struct journal_batch *b;
+    struct journal_dead *dl;
+    size_t n;
     struct journal_stats st;
-    assert_int_equal(journal_stats(f->j, &st, f->err, sizeof(f->err)), 0);
-    assert_int_equal(st.nparts, 1);
-    assert_int_equal(st.parts[0].dead_count, 5);
-    assert_int_equal(st.parts[0].delivered_count, 5);
-    assert_int_equal(st.parts[0].pending_count, 0);
-    assert_int_equal(st.parts[0].inflight_count, 0);
-    assert_int_equal(st.parts[0].oldest_pending_ms, 0);
-    assert_int_equal(st.batches_unfinished, 0);
-    assert_int_equal(st.pending_bytes, 0);
-    journal_stats_release(&st);
-    journal_batch_free(c1);
-    journal_batch_free(c2);
 
     /* requeue one, then the rest: new unclaimed REQUEUE batches */
     assert_int_equal(journal_dead_list(f->j, -1, 0, 10, &dl, &n, NULL, f->err,
@@ -603,6 +429,82 @@ static void test_mark_failed_dead_split(void **state)
         journal_replay(f->j, &rr, &ne, &nbat, f->err, sizeof(f->err)), 0);
     assert_int_equal(ne, 0);
     assert_int_equal(nbat, 0);
+}
+
+static void test_mark_failed_dead_split(void **state)
+{
+    struct fx *f = *state;
+    struct journal_batch *b, *l, *c1, *c2;
+    char id[JOURNAL_BATCH_ID_MAX];
+
+    jopen(f, 0, 0);
+    assert_int_equal(append_range(f, 0, "t", 0, 0, 9, NULL), 0);
+    b = cut(f, 0, 100, 1 << 20);
+    snprintf(id, sizeof(id), "%s", b->id);
+    journal_batch_free(b);
+
+    assert_int_equal(journal_batch_mark_failed(f->j, id, 99999, "http 503",
+                                               f->err, sizeof(f->err)),
+                     0);
+    assert_int_equal(journal_batch_load(f->j, id, &l, f->err, sizeof(f->err)),
+                     0);
+    assert_int_equal(l->state, JOURNAL_BATCH_FAILED);
+    assert_int_equal(l->next_try_ms, 99999);
+    assert_string_equal(l->last_error, "http 503");
+    journal_batch_free(l);
+
+    dead_and_list(f, id);
+
+    /* bisection: 8 live members -> 3 + 5 */
+    assert_int_equal(
+        journal_batch_split(f->j, id, 0, &c1, &c2, f->err, sizeof(f->err)),
+        -EINVAL);
+    assert_int_equal(
+        journal_batch_split(f->j, id, 8, &c1, &c2, f->err, sizeof(f->err)),
+        -EINVAL);
+    assert_int_equal(
+        journal_batch_split(f->j, id, 3, &c1, &c2, f->err, sizeof(f->err)), 0);
+    assert_int_equal(c1->nevents, 3);
+    assert_int_equal(c2->nevents, 5);
+    assert_int_equal(c1->events[2].offset, 2);
+    assert_int_equal(c2->events[0].offset, 5); /* dead 3,4 not included */
+    assert_string_equal(c1->parent_id, id);
+    assert_true(c1->flags & JOURNAL_BATCH_CHILD);
+    assert_int_equal(journal_batch_load(f->j, id, &l, f->err, sizeof(f->err)),
+                     0);
+    assert_int_equal(l->state, JOURNAL_BATCH_SPLIT);
+    journal_batch_free(l);
+    /* children are claimed by the caller: cut gives nothing */
+    assert_null(cut(f, 0, 100, 1 << 20));
+
+    /* every member of c1 dies: c1 becomes DEAD */
+    assert_int_equal(journal_batch_mark_dead(f->j, c1->id, NULL, 0, "too big",
+                                             779, f->err, sizeof(f->err)),
+                     0);
+    assert_int_equal(
+        journal_batch_load(f->j, c1->id, &l, f->err, sizeof(f->err)), 0);
+    assert_int_equal(l->state, JOURNAL_BATCH_DEAD);
+    assert_int_equal(l->nevents, 0);
+    journal_batch_free(l);
+    assert_int_equal(
+        journal_batch_mark_delivered(f->j, c2->id, 1, f->err, sizeof(f->err)),
+        0);
+
+    struct journal_stats st;
+    assert_int_equal(journal_stats(f->j, &st, f->err, sizeof(f->err)), 0);
+    assert_int_equal(st.nparts, 1);
+    assert_int_equal(st.parts[0].dead_count, 5);
+    assert_int_equal(st.parts[0].delivered_count, 5);
+    assert_int_equal(st.parts[0].pending_count, 0);
+    assert_int_equal(st.parts[0].inflight_count, 0);
+    assert_int_equal(st.parts[0].oldest_pending_ms, 0);
+    assert_int_equal(st.batches_unfinished, 0);
+    assert_int_equal(st.pending_bytes, 0);
+    journal_stats_release(&st);
+    journal_batch_free(c1);
+    journal_batch_free(c2);
+
+    requeue_and_replay(f);
 }
 
 /*
@@ -840,554 +742,6 @@ static void test_schema_cache(void **state)
     assert_int_equal(journal_schema_put(f->j, "http://r", 8, "AVRO", "\"int\"",
                                         1, f->err, sizeof(f->err)),
                      0);
-}
-
-static void test_settled_and_drop(void **state)
-{
-    struct fx *f = *state;
-    struct journal_cut_req q;
-    struct journal_batch *b;
-    struct journal_drop_result dr;
-    int64_t high;
-
-    jopen(f, 0, 0);
-    assert_int_equal(append_range(f, 0, "t", 0, 0, 9, NULL), 0);
-    assert_int_equal(append_range(f, 0, "t", 1, 0, 9, NULL), 0);
-    assert_int_equal(append_range(f, 0, "t", 0, 10, 19, NULL), 0);
-
-    /* INV-3: only settled events; partition 1 not listed */
-    struct journal_offset settled[1] = {{"t", 0, 4}};
-    memset(&q, 0, sizeof(q));
-    q.route = 0;
-    q.max_rows = 100;
-    q.max_bytes = 1 << 20;
-    q.settled = settled;
-    q.nsettled = 1;
-    assert_int_equal(journal_batch_cut(f->j, &q, &b, f->err, sizeof(f->err)),
-                     0);
-    assert_non_null(b);
-    assert_int_equal(b->nevents, 5);
-    assert_int_equal(b->events[4].offset, 4);
-    for (size_t i = 0; i < b->nevents; i++) {
-        assert_int_equal(b->events[i].partition, 0);
-    }
-    journal_batch_free(b);
-    assert_int_equal(journal_batch_cut(f->j, &q, &b, f->err, sizeof(f->err)),
-                     0);
-    assert_null(b);
-
-    /* max_bytes: each value is 2-3 bytes; a huge first event goes alone */
-    settled[0].offset = 19;
-    q.max_bytes = 5;
-    assert_int_equal(journal_batch_cut(f->j, &q, &b, f->err, sizeof(f->err)),
-                     0);
-    assert_int_equal(b->nevents, 2); /* v5 + v6 = 4 bytes, +v7 > 5 */
-    journal_batch_free(b);
-
-    /* lost partition 0, group committed up to 12: 13..19 dropped, 7..12
-     * are pending but <= 12 stay, batched 5,6 are not beyond 12 */
-    assert_int_equal(
-        journal_drop_partition(f->j, "t", 0, 12, &dr, f->err, sizeof(f->err)),
-        0);
-    assert_int_equal(dr.dropped, 7);
-    assert_int_equal(dr.kept_batched, 0);
-    assert_int_equal(dr.high_offset, 12);
-    assert_int_equal(
-        journal_high_offset(f->j, "t", 0, &high, f->err, sizeof(f->err)), 0);
-    assert_int_equal(high, 12);
-    /* drop below the batched cursor (6): batched 3..6 are kept, reported */
-    assert_int_equal(
-        journal_drop_partition(f->j, "t", 0, 2, &dr, f->err, sizeof(f->err)),
-        0);
-    assert_int_equal(dr.kept_batched, 4);
-    assert_int_equal(dr.dropped, 6); /* 7..12 */
-    assert_int_equal(dr.high_offset, 6);
-    /* the new owner's events come back later: re-appended from 7 */
-    struct journal_append_result res;
-    assert_int_equal(append_range(f, 0, "t", 0, 5, 8, &res), 0);
-    assert_int_equal(res.appended, 2);
-    journal_append_result_release(&res);
-    settled[0].offset = 100;
-    q.max_bytes = 1 << 20;
-    assert_int_equal(journal_batch_cut(f->j, &q, &b, f->err, sizeof(f->err)),
-                     0);
-    assert_int_equal(b->nevents, 2);
-    assert_int_equal(b->events[0].offset, 7);
-    journal_batch_free(b);
-    /* unknown partition: nothing */
-    assert_int_equal(
-        journal_drop_partition(f->j, "zz", 3, 0, &dr, f->err, sizeof(f->err)),
-        0);
-    assert_int_equal(dr.dropped, 0);
-
-    struct journal_stats st;
-    assert_int_equal(journal_stats(f->j, &st, f->err, sizeof(f->err)), 0);
-    assert_int_equal(st.nparts, 2);
-    assert_int_equal(st.parts[0].partition, 0);
-    assert_int_equal(st.parts[0].pending_count, 0);
-    assert_int_equal(st.parts[0].inflight_count, 9); /* 0..8 */
-    assert_int_equal(st.parts[1].pending_count, 10);
-    assert_true(st.parts[1].oldest_pending_ms > 0);
-    assert_int_equal(st.batches_unfinished, 3);
-    assert_true(st.file_bytes > 0);
-    journal_stats_release(&st);
-}
-
-static int count_cb(void *arg, const struct journal_event *ev,
-                    enum journal_event_state s, const char *reason)
-{
-    int *counts = arg;
-    (void)ev;
-    if (s == JOURNAL_EV_DEAD) {
-        assert_non_null(reason);
-    }
-    counts[s]++;
-    return 0;
-}
-
-static void test_retention_replay_iterate(void **state)
-{
-    struct fx *f = *state;
-    struct journal_batch *b;
-    int64_t deleted;
-    int counts[4] = {0};
-
-    jopen(f, 0, 0);
-    for (int i = 0; i < 5; i++) {
-        assert_int_equal(append_range(f, 0, "t", 0, i * 10, i * 10 + 9, NULL),
-                         0);
-    }
-    /* chunk 0 delivered; chunk 1 delivered but one dead; chunk 2 in
-     * flight; chunks 3, 4 pending */
-    b = cut(f, 0, 10, 1 << 20);
-    assert_int_equal(
-        journal_batch_mark_delivered(f->j, b->id, 1, f->err, sizeof(f->err)),
-        0);
-    journal_batch_free(b);
-    b = cut(f, 0, 10, 1 << 20);
-    struct journal_offset r1 = {"t", 0, 15};
-    assert_int_equal(journal_batch_mark_dead(f->j, b->id, &r1, 1, "x", 1,
-                                             f->err, sizeof(f->err)),
-                     0);
-    assert_int_equal(
-        journal_batch_mark_delivered(f->j, b->id, 1, f->err, sizeof(f->err)),
-        0);
-    journal_batch_free(b);
-    b = cut(f, 0, 10, 1 << 20);
-    char inflight[JOURNAL_BATCH_ID_MAX];
-    snprintf(inflight, sizeof(inflight), "%s", b->id);
-    journal_batch_free(b);
-
-    struct journal_iter_req ir = {JOURNAL_SEL_ALL, -1, NULL, -1, -1, -1};
-    assert_int_equal(
-        journal_iterate(f->j, &ir, count_cb, counts, f->err, sizeof(f->err)),
-        0);
-    assert_int_equal(counts[JOURNAL_EV_DELIVERED], 19);
-    assert_int_equal(counts[JOURNAL_EV_DEAD], 1);
-    assert_int_equal(counts[JOURNAL_EV_INFLIGHT], 10);
-    assert_int_equal(counts[JOURNAL_EV_PENDING], 20);
-    memset(counts, 0, sizeof(counts));
-    struct journal_iter_req ir2 = {JOURNAL_SEL_UNDELIVERED, 0, "t", 0, 12, 33};
-    assert_int_equal(
-        journal_iterate(f->j, &ir2, count_cb, counts, f->err, sizeof(f->err)),
-        0);
-    assert_int_equal(counts[JOURNAL_EV_DELIVERED], 0);
-    assert_int_equal(counts[JOURNAL_EV_DEAD], 1);
-    assert_int_equal(counts[JOURNAL_EV_INFLIGHT], 10);
-    assert_int_equal(counts[JOURNAL_EV_PENDING], 4);
-
-    /* replay delivered 5..14 (15 is dead, not delivered) */
-    struct journal_replay_req rr = {0, "t", 0, 5, 16, -1, -1, 4, 1 << 20};
-    int64_t ne, nb;
-    assert_int_equal(
-        journal_replay(f->j, &rr, &ne, &nb, f->err, sizeof(f->err)), 0);
-    assert_int_equal(ne, 11); /* 5..14, 16 */
-    assert_int_equal(nb, 3);
-
-    /* INV-8: retention (cutoff in the future) never deletes undelivered,
-     * dead, or replay-referenced chunks */
-    int64_t future = 4102444800000LL;
-    assert_int_equal(
-        journal_retire(f->j, future, 64, &deleted, f->err, sizeof(f->err)), 0);
-    assert_int_equal(deleted, 0); /* chunk 0 is in an unfinished replay */
-    int64_t seen = 0;
-    for (int k = 0; k < 3; k++) { /* the 3 unclaimed replay batches */
-        b = cut(f, 0, 100, 1 << 20);
-        assert_non_null(b);
-        assert_true(b->flags & JOURNAL_BATCH_REPLAY);
-        seen += (int64_t)b->nevents;
-        assert_int_equal(journal_batch_mark_delivered(f->j, b->id, 1, f->err,
-                                                      sizeof(f->err)),
-                         0);
-        journal_batch_free(b);
-    }
-    assert_int_equal(seen, 11);
-    /* replay batches change no event's state */
-    memset(counts, 0, sizeof(counts));
-    assert_int_equal(
-        journal_iterate(f->j, &ir, count_cb, counts, f->err, sizeof(f->err)),
-        0);
-    assert_int_equal(counts[JOURNAL_EV_DELIVERED], 19);
-    /* cutoff in the past: nothing */
-    assert_int_equal(
-        journal_retire(f->j, 1, 64, &deleted, f->err, sizeof(f->err)), 0);
-    assert_int_equal(deleted, 0);
-    assert_int_equal(
-        journal_retire(f->j, future, 64, &deleted, f->err, sizeof(f->err)), 0);
-    assert_int_equal(deleted, 10); /* only chunk 0 */
-    assert_int_equal(
-        journal_purge_delivered(f->j, future, &deleted, f->err, sizeof(f->err)),
-        0);
-    assert_int_equal(deleted, 0);
-    memset(counts, 0, sizeof(counts));
-    assert_int_equal(
-        journal_iterate(f->j, &ir, count_cb, counts, f->err, sizeof(f->err)),
-        0);
-    assert_int_equal(counts[JOURNAL_EV_DELIVERED], 9);
-    assert_int_equal(counts[JOURNAL_EV_DEAD], 1);
-    assert_int_equal(counts[JOURNAL_EV_INFLIGHT], 10);
-    assert_int_equal(counts[JOURNAL_EV_PENDING], 20);
-    /* the dead letter requeued and delivered: chunk 1 retires too */
-    assert_int_equal(
-        journal_dead_requeue(f->j, -1, 0, 100, NULL, f->err, sizeof(f->err)),
-        0);
-    b = cut(f, 0, 100, 1 << 20);
-    assert_int_equal(b->nevents, 1);
-    assert_int_equal(
-        journal_batch_mark_delivered(f->j, b->id, 1, f->err, sizeof(f->err)),
-        0);
-    journal_batch_free(b);
-    assert_int_equal(
-        journal_purge_delivered(f->j, future, &deleted, f->err, sizeof(f->err)),
-        0);
-    assert_int_equal(deleted, 10);
-    assert_int_equal(
-        journal_batch_mark_delivered(f->j, inflight, 1, f->err, sizeof(f->err)),
-        0);
-    assert_int_equal(
-        journal_purge_delivered(f->j, future, &deleted, f->err, sizeof(f->err)),
-        0);
-    assert_int_equal(deleted, 10);
-    struct journal_stats st;
-    assert_int_equal(journal_stats(f->j, &st, f->err, sizeof(f->err)), 0);
-    assert_int_equal(st.chunks, 2);
-    assert_int_equal(st.parts[0].pending_count, 20);
-    assert_int_equal(st.parts[0].delivered_count, 0);
-    journal_stats_release(&st);
-}
-
-/* Fills until -ENOSPC; checks nothing of the failed request is visible. */
-static void fill_until_full(struct fx *f, int drain)
-{
-    int64_t off = 0, high_before = -1, high;
-    int rc = 0;
-    struct evs e;
-
-    for (int i = 0; i < 100000 && rc == 0; i++) {
-        mkevs(&e, 0, "t", 0, off, off + 99, 100);
-        rc = journal_append(f->j, e.ev, e.n, NULL, f->err, sizeof(f->err));
-        freeevs(&e);
-        if (rc == 0) {
-            high_before = off + 99;
-            off += 100;
-        }
-    }
-    assert_int_equal(rc, -ENOSPC);
-    assert_true(high_before > 0);
-    assert_int_equal(
-        journal_high_offset(f->j, "t", 0, &high, f->err, sizeof(f->err)), 0);
-    assert_int_equal(high, high_before); /* the failed append left nothing */
-    if (!drain) {
-        return;
-    }
-    /* the forwarder can still drain: cut + deliver + retire work */
-    struct journal_batch *b = cut(f, 0, 1000000, 1 << 30);
-    assert_non_null(b);
-    assert_int_equal(b->events[b->nevents - 1].offset, high_before);
-    assert_int_equal(
-        journal_batch_mark_delivered(f->j, b->id, 1, f->err, sizeof(f->err)),
-        0);
-    journal_batch_free(b);
-    int64_t deleted;
-    assert_int_equal(journal_purge_delivered(f->j, 4102444800000LL, &deleted,
-                                             f->err, sizeof(f->err)),
-                     0);
-    assert_int_equal(deleted, high_before + 1);
-    /* freed pages are reused: appends work again */
-    mkevs(&e, 0, "t", 0, off, off + 9, 100);
-    assert_int_equal(
-        journal_append(f->j, e.ev, e.n, NULL, f->err, sizeof(f->err)), 0);
-    freeevs(&e);
-}
-
-static void test_enospc_cap(void **state)
-{
-    struct fx *f = *state;
-
-    jopen(f, 512 * 1024, 0);
-    fill_until_full(f, 1);
-}
-
-static void test_enospc_disk_full(void **state)
-{
-    struct fx *f = *state;
-
-    /* PRAGMA max_page_count: SQLITE_FULL, a simulated full disk */
-    jopen(f, 0, 512 * 1024);
-    fill_until_full(f, 0);
-    int64_t high, high2;
-    assert_int_equal(
-        journal_high_offset(f->j, "t", 0, &high, f->err, sizeof(f->err)), 0);
-    /* a rolled-back SQLITE_FULL leaves a sound file and no partial batch */
-    journal_close(f->j);
-    f->j = NULL;
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(
-        sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL),
-        SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
-    sqlite3_finalize(st);
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "SELECT COUNT(*) FROM batches UNION ALL"
-                                        " SELECT COALESCE(MAX(last_offset), -1)"
-                                        " FROM chunks",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int64(st, 0), 0);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int64(st, 0), high);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    /* more room (the disk was cleaned up): appends resume */
-    jopen(f, 0, 4 * 1024 * 1024);
-    assert_int_equal(
-        journal_high_offset(f->j, "t", 0, &high2, f->err, sizeof(f->err)), 0);
-    assert_int_equal(high2, high);
-    assert_int_equal(append_range(f, 0, "t", 0, high + 1, high + 10, NULL), 0);
-}
-
-/* journal_iterate callback: records the first offset, then stops (1). */
-static int first_offset_cb(void *arg, const struct journal_event *ev,
-                           enum journal_event_state state,
-                           const char *dead_reason)
-{
-    (void)state;
-    (void)dead_reason;
-    *(int64_t *)arg = ev->offset;
-    return 1;
-}
-
-/* --------------------------------------------------------- disk space */
-
-/* The cap arithmetic (journal.h, "disk space"): the smaller of max_bytes
- * and what the disk grants plus the journal's own file, minus the
- * reserve; never below 0; reserve 0 = the disk is not considered. */
-static void test_space_cap_arithmetic(void **state)
-{
-    const int64_t mib = 1 << 20;
-    int lim = -1;
-
-    (void)state;
-    /* no reserve: the configured cap, or none */
-    assert_int_equal(journal_effective_cap(1024 * mib, 10 * mib, 0, 0, &lim),
-                     1024 * mib);
-    assert_int_equal(lim, 0);
-    assert_true(journal_effective_cap(0, 10 * mib, 0, 0, NULL) == INT64_MAX);
-    /* the issue's case: 1 GiB cap on a 24 MiB disk, reserve 8 MiB; the
-     * journal's file (4 MiB) counts as room it already holds */
-    assert_int_equal(
-        journal_effective_cap(1024 * mib, 20 * mib, 4 * mib, 8 * mib, &lim),
-        16 * mib);
-    assert_int_equal(lim, 1);
-    /* plenty of disk: max_bytes rules */
-    assert_int_equal(
-        journal_effective_cap(64 * mib, 900 * mib, 4 * mib, 8 * mib, &lim),
-        64 * mib);
-    assert_int_equal(lim, 0);
-    /* no configured cap: the disk's */
-    assert_int_equal(journal_effective_cap(0, 900 * mib, 0, 8 * mib, &lim),
-                     892 * mib);
-    assert_int_equal(lim, 1);
-    /* less free than the reserve: 0, never negative */
-    assert_int_equal(journal_effective_cap(1024 * mib, mib, 0, 8 * mib, &lim),
-                     0);
-    assert_int_equal(lim, 1);
-
-    /* pressure at 3/4 of the effective cap, or after a refused append */
-    struct journal_space sp;
-    int64_t target = 0;
-
-    memset(&sp, 0, sizeof(sp));
-    sp.effective_cap = 16 * mib;
-    sp.used_bytes = 12 * mib - 1;
-    assert_int_equal(journal_space_pressure(&sp, &target), 0);
-    assert_int_equal(target, 8 * mib);
-    sp.used_bytes = 12 * mib;
-    assert_int_equal(journal_space_pressure(&sp, NULL), 1);
-    sp.used_bytes = mib;
-    sp.full = JOURNAL_FULL_DISK;
-    assert_int_equal(journal_space_pressure(&sp, NULL), 1);
-    sp.full = JOURNAL_FULL_NO;
-    sp.effective_cap = INT64_MAX; /* no cap at all: never */
-    sp.used_bytes = 1000 * mib;
-    assert_int_equal(journal_space_pressure(&sp, NULL), 0);
-}
-
-/*
- * A 24 MiB filesystem (options.fs_size_bytes: the journal's files alone on
- * it) with the 8 MiB default reserve and no max_bytes: appends stop with
- * "journal full (disk)" while the reserve is still free, journal_space
- * says why, and the forwarder's writes (cut, deliver, retire) still go
- * through on the full journal (INV-7); after retirement appends go on.
- */
-static void test_space_reserve_stops_appends(void **state)
-{
-    struct fx *f = *state;
-    struct journal_options o;
-    struct journal_space sp;
-    const int64_t fs = 24 << 20, reserve = 8 << 20;
-    int64_t off = 0, deleted = 0;
-    int rc = 0;
-
-    memset(&o, 0, sizeof(o));
-    o.path = f->path;
-    o.sync_full = 0;
-    o.reserve_bytes = reserve;
-    o.fs_size_bytes = fs;
-    assert_int_equal(journal_open(&o, &f->j, f->err, sizeof(f->err)), 0);
-    journal_space(f->j, &sp);
-    assert_int_equal(sp.disk_limited, 1);
-    assert_int_equal(sp.fs_bytes, fs);
-    assert_true(sp.effective_cap <= fs - reserve);
-    assert_int_equal(sp.full, JOURNAL_FULL_NO);
-    while (rc == 0) {
-        struct evs e;
-
-        mkevs(&e, 0, "t", 0, off, off + 999, 100);
-        rc = journal_append(f->j, e.ev, e.n, NULL, f->err, sizeof(f->err));
-        freeevs(&e);
-        if (rc == 0) {
-            off += 1000;
-        }
-        assert_true(off < 1000000); /* 24 MiB hold far fewer */
-    }
-    assert_int_equal(rc, -ENOSPC);
-    assert_non_null(strstr(f->err, "journal full (disk)"));
-    assert_true(off >= 50000); /* ~5 MB of events at least went in */
-    journal_space(f->j, &sp);
-    assert_int_equal(sp.full, JOURNAL_FULL_DISK);
-    assert_true(journal_space_pressure(&sp, NULL));
-    /* the reserve is (nearly) intact: the journal's files take at most
-     * the filesystem minus the reserve, plus one append's WAL */
-    assert_true(sp.file_bytes + sp.wal_bytes <= fs - reserve + (1 << 20));
-    /* draining works on the full journal */
-    struct journal_batch *b = cut(f, 0, 1000000, 1 << 30);
-    assert_non_null(b);
-    assert_int_equal(b->nevents, off);
-    assert_int_equal(
-        journal_batch_mark_delivered(f->j, b->id, 1, f->err, sizeof(f->err)),
-        0);
-    journal_batch_free(b);
-    assert_int_equal(journal_retire_to(f->j, 4102444800000LL, 1, 100000,
-                                       &deleted, f->err, sizeof(f->err)),
-                     0);
-    assert_int_equal(deleted, off);
-    /* room again: the freed pages take new appends */
-    assert_int_equal(append_range(f, 0, "t", 0, off, off + 999, NULL), 0);
-    journal_space(f->j, &sp);
-    assert_int_equal(sp.full, JOURNAL_FULL_NO);
-}
-
-/*
- * Early retirement (journal_retire_to): delivered chunks go oldest first,
- * only until the pages in use reach the target; pending chunks and
- * chunks younger than the cutoff stay (INV-8).
- */
-static void test_space_early_retirement(void **state)
-{
-    struct fx *f = *state;
-    struct journal_space sp;
-    struct journal_stats st;
-    int64_t deleted = -1, used0, chunk, high;
-
-    jopen(f, 0, 0);
-    for (int64_t c = 0; c < 10; c++) {
-        struct evs e;
-
-        mkevs(&e, 0, "t", 0, c * 100, c * 100 + 99, 200);
-        assert_int_equal(
-            journal_append(f->j, e.ev, e.n, NULL, f->err, sizeof(f->err)), 0);
-        freeevs(&e);
-    }
-    /* the first 9 chunks delivered, the 10th still pending */
-    struct journal_cut_req q;
-    struct journal_batch *b = NULL;
-    struct journal_offset settled = {"t", 0, 899};
-
-    memset(&q, 0, sizeof(q));
-    q.route = 0;
-    q.max_rows = 100000;
-    q.max_bytes = 1 << 30;
-    q.settled = &settled;
-    q.nsettled = 1;
-    assert_int_equal(journal_batch_cut(f->j, &q, &b, f->err, sizeof(f->err)),
-                     0);
-    assert_non_null(b);
-    assert_int_equal(b->nevents, 900);
-    assert_int_equal(
-        journal_batch_mark_delivered(f->j, b->id, 1, f->err, sizeof(f->err)),
-        0);
-    journal_batch_free(b);
-    assert_int_equal(journal_stats(f->j, &st, f->err, sizeof(f->err)), 0);
-    assert_true(st.oldest_delivered_ms > 0);
-    journal_stats_release(&st);
-    journal_space(f->j, &sp);
-    used0 = sp.used_bytes;
-    /* a cutoff older than every chunk (min_retention covers them all):
-     * nothing goes */
-    assert_int_equal(
-        journal_retire_to(f->j, 1, 1, 64, &deleted, f->err, sizeof(f->err)), 0);
-    assert_int_equal(deleted, 0);
-    /* one chunk is ~20 KiB of pages: aim 2.5 chunks lower */
-    chunk = 100 * 205;
-    assert_int_equal(journal_retire_to(f->j, 4102444800000LL,
-                                       used0 - chunk * 5 / 2, 64, &deleted,
-                                       f->err, sizeof(f->err)),
-                     0);
-    journal_space(f->j, &sp);
-    assert_true(sp.used_bytes <= used0 - chunk * 5 / 2);
-    assert_true(deleted >= 300 && deleted < 900); /* stopped early */
-    assert_int_equal(deleted % 100, 0);           /* whole chunks */
-    /* oldest first: offsets below `deleted` are gone, the rest is there */
-    struct journal_iter_req ir;
-    int64_t first = -1;
-
-    memset(&ir, 0, sizeof(ir));
-    ir.states = JOURNAL_SEL_ALL;
-    ir.route = -1;
-    ir.partition = -1;
-    ir.from_offset = -1;
-    ir.to_offset = -1;
-    assert_int_equal(journal_iterate(f->j, &ir, first_offset_cb, &first, f->err,
-                                     sizeof(f->err)),
-                     1);
-    assert_int_equal(first, deleted);
-    /* everything else delivered goes; the pending chunk stays */
-    assert_int_equal(journal_retire_to(f->j, 4102444800000LL, 1, 64, &deleted,
-                                       f->err, sizeof(f->err)),
-                     0);
-    assert_int_equal(journal_stats(f->j, &st, f->err, sizeof(f->err)), 0);
-    assert_int_equal(st.chunks, 1);
-    assert_int_equal(st.parts[0].pending_count, 100);
-    assert_int_equal(st.oldest_delivered_ms, 0);
-    journal_stats_release(&st);
-    assert_int_equal(
-        journal_high_offset(f->j, "t", 0, &high, f->err, sizeof(f->err)), 0);
-    assert_int_equal(high, 999);
 }
 
 static void test_lock_and_read_only(void **state)
@@ -1843,18 +1197,6 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_epoch, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_epoch_migration, fx_setup,
-                                        fx_teardown),
-        cmocka_unit_test_setup_teardown(test_settled_and_drop, fx_setup,
-                                        fx_teardown),
-        cmocka_unit_test_setup_teardown(test_retention_replay_iterate, fx_setup,
-                                        fx_teardown),
-        cmocka_unit_test_setup_teardown(test_enospc_cap, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_enospc_disk_full, fx_setup,
-                                        fx_teardown),
-        cmocka_unit_test(test_space_cap_arithmetic),
-        cmocka_unit_test_setup_teardown(test_space_reserve_stops_appends,
-                                        fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_space_early_retirement, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_lock_and_read_only, fx_setup,
                                         fx_teardown),
