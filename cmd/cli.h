@@ -17,12 +17,12 @@
 
 typedef int (*cli_cmd_fn)(int argc, char **argv);
 
-int cmd_run(int argc, char **argv);          /* cmd/cmd_run.c */
-int cmd_recover(int argc, char **argv);      /* cmd/cmd_recover.c */
-int cmd_kql(int argc, char **argv);          /* cmd/cmd_kql.c */
-int cmd_produce(int argc, char **argv);      /* cmd/cmd_produce.c */
-int cmd_consume(int argc, char **argv);      /* cmd/cmd_consume.c */
-int cmd_demo(int argc, char **argv);         /* cmd/cmd_demo.c */
+int cmd_run(int argc, char **argv);     /* cmd/cmd_run.c */
+int cmd_recover(int argc, char **argv); /* cmd/cmd_recover.c */
+int cmd_kql(int argc, char **argv);     /* cmd/cmd_kql.c */
+int cmd_produce(int argc, char **argv); /* cmd/cmd_produce.c */
+int cmd_consume(int argc, char **argv); /* cmd/cmd_consume.c */
+int cmd_demo(int argc, char **argv);    /* cmd/cmd_demo.c */
 
 /*
  * Prints "kadx CMD: MSG" and "try 'kadx CMD --help'" to stderr; returns

@@ -27,8 +27,8 @@
  * there is no TLS or SASL; topics named by a client that do not exist are
  * auto-created (4 partitions) on metadata requests.
  */
-#include "emulators/emulators.h"
 #include "cmd/cli.h"
+#include "emulators/emulators.h"
 
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
