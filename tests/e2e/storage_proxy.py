@@ -74,6 +74,7 @@ class StorageProxy:
         self.requests = 0
         self.forwarded = 0
         self.writes = 0
+        self.ops = {"put_blob": 0, "put_block": 0, "put_block_list": 0}
         self._lock = threading.Lock()
         self._every = 0
         self._kinds = ()
@@ -96,7 +97,8 @@ class StorageProxy:
     def snapshot(self):
         with self._lock:
             return dict(self.counts, requests=self.requests,
-                        forwarded=self.forwarded, writes=self.writes)
+                        forwarded=self.forwarded, writes=self.writes,
+                        **self.ops)
 
     def emulator_args(self):
         return self.az.emulator_args() + [
@@ -170,6 +172,11 @@ class StorageProxy:
             write = _is_write(svc, method, target)
             if write:
                 self.writes += 1
+            if svc == "blob" and method == "PUT":
+                q = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query)
+                op = {"block": "put_block", "blocklist": "put_block_list"}.get(
+                    q.get("comp", [""])[0], "put_blob")
+                self.ops[op] += 1
             if self._every <= 0 or not self._kinds:
                 return None
             if self.requests % self._every == 0:

@@ -294,6 +294,55 @@ class QueuedCase(harness.TmpDirCase):
                          "EventTime:datetime")
         self.assertEqual(self.emu.stats()["ingest_requests"], 0)
 
+    def test_large_batches_go_as_blocks(self):
+        """Batches at forwarder.batch_max_bytes's maximum (4 MiB of events)
+        through Azurite in blocks (Put Block + Put Block List): the blocks
+        are 256 KiB here (KADX_QUEUED_BLOCK_BYTES) so that the gzip body,
+        ~2 MiB, takes several; storage faults on some of them (503, a reset
+        after Azurite took one). Every event once, in batches of thousands."""
+        px = storage_proxy.StorageProxy(self.az).start()
+        self.addCleanup(px.stop)
+        self.emu.stop()
+        self.emu = adx.Emulator(extra=px.emulator_args()).start()
+        self.emu.mgmt(adx.SEED_CREATE_TABLE)
+        self.emu.mgmt(adx.SEED_CREATE_MAPPING)
+        per_part = 5000
+        rnd = random.Random(15)
+        for p in self.parts:
+            # ~1 KiB an event, half of it random: gzip keeps about half
+            kafka.produce(self.bs, TOPIC, p, [
+                event(p, i)[:-1] + ',"pad":"%s"}' % "%0900x" %
+                rnd.getrandbits(3600) for i in range(per_part)])
+        cfg = os.path.join(self.tmp, "kadx.json")
+        with open(cfg, "w") as f:
+            json.dump({
+                "kafka": {"bootstrap.servers": self.bs, "group.id": "g-big"},
+                "adx": {"ingest_url": self.emu.url},
+                "routes": [{"topic": TOPIC, "database": "leaderboard",
+                            "table": "GamePlay", "format": "json",
+                            "mapping": adx.GAMEPLAY_MAPPING,
+                            "ingestion": "queued"}],
+                "journal": {"path": os.path.join(self.tmp, "j.db")},
+                "forwarder": {"batch_max_bytes": 4194304, "linger_ms": 500,
+                              "retry_initial_ms": 100, "retry_max_ms": 1000},
+                "admin": {"listen": "127.0.0.1:0"}}, f)
+        px.plan(every=13, kinds=("busy503", "reset_after"))
+        k = harness.kadx("run", "-c", cfg, name="kadx run big",
+                         env={"KADX_QUEUED_BLOCK_BYTES": "262144"})
+        k.wait_for("running (group", timeout=30, what="the running line")
+        self.wait_rows(per_part * PARTS, k, 60)
+        self.assertEqual(k.stop(), 0)
+        audit(self.emu, self.parts, per_part)
+        got = px.snapshot()
+        stats = dm(self.emu)["stats"]
+        print("large batches: proxy %s; dm %s" % (got, stats))
+        self.assertGreater(got["put_block"], 4 * got["put_block_list"], got)
+        self.assertGreaterEqual(got["put_block_list"], 5, got)
+        self.assertEqual(got["put_blob"], 0, got)
+        self.assertGreater(got["busy503"] + got["reset_after"], 0, got)
+        # batches of thousands of events (4 MiB of them each at most)
+        self.assertGreaterEqual(stats["rows"] / stats["applied"], 2000, stats)
+
     def test_kill_while_report_awaited_resend_is_skipped(self):
         """A batch applied in ADX whose report kadx never read (killed):
         the next start posts it again with the same ingest-by tag and ADX
