@@ -538,7 +538,7 @@ void queued_block_id(size_t i, char out[QUEUED_BLOCK_ID_MAX])
 
 char *queued_block_list_xml(size_t nblocks)
 {
-    size_t cap = 64 + nblocks * (QUEUED_BLOCK_ID_MAX + 20);
+    size_t cap = 96 + nblocks * (QUEUED_BLOCK_ID_MAX + 20);
     char *out = malloc(cap);
     size_t o;
 

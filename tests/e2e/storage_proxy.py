@@ -277,8 +277,9 @@ class StorageProxy:
                          .encode("latin-1") + rest)
             await writer.drain()
             writer.close()
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError,
+        except (asyncio.IncompleteReadError, OSError, ValueError,
                 asyncio.LimitOverrunError):
+            # the client went away (killed), or Azurite did: no answer
             writer.transport.abort()
         except asyncio.CancelledError:
             writer.transport.abort()
