@@ -1071,6 +1071,11 @@ static void usage(FILE *f)
             "endpoints,\n"
             "  --storage-table URL     e.g. "
             "http://127.0.0.1:10000/devstoreaccount1\n"
+            "  --storage-public-blob URL, --storage-public-queue URL,\n"
+            "  --storage-public-table URL\n"
+            "                          the bases handed out to clients "
+            "instead (e.g. a\n"
+            "                          proxy in front of Azurite)\n"
             "  --storage-account NAME  (default devstoreaccount1)\n"
             "  --storage-key KEY       base64 (default Azurite's "
             "well-known key)\n"
@@ -1171,6 +1176,15 @@ static int parse_args(struct emu *e, int argc, char **argv)
         } else if (strcmp(a, "--storage-table") == 0) {
             NEED_VALUE();
             e->dmc.table_url = v;
+        } else if (strcmp(a, "--storage-public-blob") == 0) {
+            NEED_VALUE();
+            e->dmc.public_blob_url = v;
+        } else if (strcmp(a, "--storage-public-queue") == 0) {
+            NEED_VALUE();
+            e->dmc.public_queue_url = v;
+        } else if (strcmp(a, "--storage-public-table") == 0) {
+            NEED_VALUE();
+            e->dmc.public_table_url = v;
         } else if (strcmp(a, "--storage-account") == 0) {
             NEED_VALUE();
             e->dmc.account = v;

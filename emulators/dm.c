@@ -573,7 +573,8 @@ static int run_on_loop(struct dm *d, struct job *j)
  * its visibility timeout), -ECANCELED when stopping. */
 /* The report options of an ingestion message: level, method, status
  * table (its strings malloc'd into r). */
-static void read_report_options(const cJSON *msg, struct report *r)
+static void read_report_options(const struct dm *d, const cJSON *msg,
+                                struct report *r)
 {
     static const char *const levels[] = {"FailuresOnly", "None",
                                          "FailuresAndSuccesses"};
@@ -584,7 +585,10 @@ static void read_report_options(const cJSON *msg, struct report *r)
     r->level = enum_member(msg, "ReportLevel", levels, 3, 0);
     r->method = enum_member(msg, "ReportMethod", methods, 3, 0);
     if (cJSON_IsObject(st)) {
-        r->status_table = json_str_dup(st, "TableConnectionString");
+        char *t = json_str_dup(st, "TableConnectionString");
+
+        r->status_table = dm_internal_url(d, t);
+        free(t);
         r->pk = json_str_dup(st, "PartitionKey");
         r->rk = json_str_dup(st, "RowKey");
     }
@@ -686,7 +690,12 @@ static int process_message(struct dm *d, CURL *h, const char *text)
         cJSON_Delete(msg);
         return 1;
     }
-    blob_url = json_str_dup(msg, "BlobPath");
+    {
+        char *bp = json_str_dup(msg, "BlobPath");
+
+        blob_url = dm_internal_url(d, bp); /* past a public base */
+        free(bp);
+    }
     {
         char *db = json_str_dup(msg, "DatabaseName");
         char *table = json_str_dup(msg, "TableName");
@@ -717,7 +726,7 @@ static int process_message(struct dm *d, CURL *h, const char *text)
     r.blob_path = path_nosas != NULL ? path_nosas : "";
     emu_new_uuid(r.operation);
     emu_new_uuid(r.activity);
-    read_report_options(msg, &r);
+    read_report_options(d, msg, &r);
     read_job_properties(msg, &j);
     /* fault: a failed blob */
     pthread_mutex_lock(&d->mu);
@@ -937,6 +946,15 @@ struct dm *dm_start(uv_loop_t *loop, struct kusto *k,
     trim_slash(d->blob_url);
     trim_slash(d->queue_url);
     trim_slash(d->table_url);
+    snprintf(d->pub_blob_url, sizeof(d->pub_blob_url), "%s",
+             cfg->public_blob_url != NULL ? cfg->public_blob_url : "");
+    snprintf(d->pub_queue_url, sizeof(d->pub_queue_url), "%s",
+             cfg->public_queue_url != NULL ? cfg->public_queue_url : "");
+    snprintf(d->pub_table_url, sizeof(d->pub_table_url), "%s",
+             cfg->public_table_url != NULL ? cfg->public_table_url : "");
+    trim_slash(d->pub_blob_url);
+    trim_slash(d->pub_queue_url);
+    trim_slash(d->pub_table_url);
     snprintf(d->account, sizeof(d->account), "%s",
              cfg->account != NULL ? cfg->account : AZURITE_ACCOUNT);
     snprintf(d->key_b64, sizeof(d->key_b64), "%s",

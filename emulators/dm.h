@@ -25,6 +25,12 @@ struct dm_config {
     const char *account;   /* signs the SAS; default devstoreaccount1 */
     const char *key_b64;   /* account key; default Azurite's well-known */
     long sas_lifetime_s;   /* SAS validity (default 7200) */
+    /* optional: the bases handed out in `.get ingestion resources` (e.g. a
+     * test's fault proxy in front of Azurite); the worker maps them back to
+     * the three above for its own calls. NULL = the same as above. */
+    const char *public_blob_url;
+    const char *public_queue_url;
+    const char *public_table_url;
 };
 
 struct dm;

@@ -86,6 +86,9 @@ struct dm {
     char blob_url[512];
     char queue_url[512];
     char table_url[512];
+    char pub_blob_url[512]; /* handed out; "" = blob_url */
+    char pub_queue_url[512];
+    char pub_table_url[512];
     char account[128];
     char key_b64[256];
     long sas_lifetime_s;
@@ -137,6 +140,11 @@ unsigned char *dm_b64_decode(const char *in, size_t n, size_t *outlen);
 
 /* A resource's URL with a fresh SAS: malloc'd or NULL. */
 char *dm_resource_url(struct dm *d, const char *base, const char *name);
+
+/* A URL from a message (BlobPath, TableConnectionString) with a public
+ * base (--storage-public-*) swapped for the one the worker calls: malloc'd
+ * (a copy when no public base matches), NULL for NULL or out of memory. */
+char *dm_internal_url(const struct dm *d, const char *url);
 
 /* kusto_resources_fn: the rows of `.get ingestion resources`. */
 size_t dm_resources_cb(void *data, const char **types, char **roots,

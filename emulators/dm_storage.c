@@ -251,19 +251,50 @@ char *dm_resource_url(struct dm *d, const char *base, const char *name)
     return url;
 }
 
+char *dm_internal_url(const struct dm *d, const char *url)
+{
+    const struct {
+        const char *pub;
+        const char *in;
+    } m[] = {{d->pub_blob_url, d->blob_url},
+             {d->pub_queue_url, d->queue_url},
+             {d->pub_table_url, d->table_url}};
+    char *out = NULL;
+
+    if (url == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+        size_t n = strlen(m[i].pub);
+
+        if (n > 0 && strncmp(url, m[i].pub, n) == 0 &&
+            (url[n] == '/' || url[n] == '?' || url[n] == '\0')) {
+            return asprintf(&out, "%s%s", m[i].in, url + n) < 0 ? NULL : out;
+        }
+    }
+    return strdup(url);
+}
+
+static const char *pub_or(const char *pub, const char *in)
+{
+    return pub[0] != '\0' ? pub : in;
+}
+
 size_t dm_resources_cb(void *data, const char **types, char **roots, size_t max)
 {
     struct dm *d = data;
+    const char *qu = pub_or(d->pub_queue_url, d->queue_url);
     const struct {
         const char *type;
         const char *base;
         const char *name;
     } rs[] = {
-        {"SecuredReadyForAggregationQueue", d->queue_url, DM_Q_READY},
-        {"FailedIngestionsQueue", d->queue_url, DM_Q_FAILED},
-        {"SuccessfulIngestionsQueue", d->queue_url, DM_Q_SUCCESS},
-        {"TempStorage", d->blob_url, DM_CONTAINER},
-        {"IngestionsStatusTable", d->table_url, DM_TABLE},
+        {"SecuredReadyForAggregationQueue", qu, DM_Q_READY},
+        {"FailedIngestionsQueue", qu, DM_Q_FAILED},
+        {"SuccessfulIngestionsQueue", qu, DM_Q_SUCCESS},
+        {"TempStorage", pub_or(d->pub_blob_url, d->blob_url), DM_CONTAINER},
+        {"IngestionsStatusTable", pub_or(d->pub_table_url, d->table_url),
+         DM_TABLE},
     };
     size_t n = 0;
 

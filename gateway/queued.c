@@ -7,6 +7,9 @@
  *   RES_WAIT ──(resources fresh)──▶ PUT_BLOB ──201──▶ PUT_ROW ──2xx──▶
  *   POST_MSG ──201──▶ AWAIT ⇄ POLLING ──final status──▶ callback
  *
+ * A body over block_max (QUEUED_BLOCK_BYTES) takes PUT_BLOCK (201, once a
+ * slice) then PUT_BLOCKLIST (201) in place of PUT_BLOB.
+ *
  * A 403 from storage (an expired or revoked SAS) sends the attempt back to
  * RES_WAIT once with the resources dropped (fetched again); a second 403 is
  * a config error. 5xx and transport errors end the attempt as transient
@@ -50,6 +53,8 @@ enum qop_state {
     QOP_POST_MSG,
     QOP_AWAIT,
     QOP_POLLING,
+    QOP_PUT_BLOCK,
+    QOP_PUT_BLOCKLIST,
 };
 
 struct queued_op {
@@ -65,6 +70,8 @@ struct queued_op {
     char *req_body;          /* body of the request in flight (owned) */
     int in_request;
     int refreshed; /* a 403 already fetched the resources again */
+    size_t block;  /* body over the block size: the next block's index */
+    size_t nblocks;
     int64_t posted_wall;
     int64_t posted_mono;
     int64_t next_poll_mono;
@@ -88,6 +95,7 @@ struct queued {
     char *dm_url; /* the last caller's DM endpoint */
     long timeout_ms;
     size_t next_temp, next_queue;
+    size_t block_max; /* bodies over this go as blocks of this size */
     struct queued_op *ops;
     size_t nops;
     int stopping;
@@ -495,8 +503,59 @@ int queued_new(uv_loop_t *loop, struct adx *http, struct queued **out)
     uv_timer_init(loop, &q->timer);
     q->timer.data = q;
     q->timer_open = 1;
+    q->block_max = QUEUED_BLOCK_BYTES;
+    {
+        /* test knob: smaller blocks (tests/e2e/test_queued.py) */
+        const char *b = getenv("KADX_QUEUED_BLOCK_BYTES");
+        char *end = NULL;
+        long long v = b != NULL ? strtoll(b, &end, 10) : 0;
+
+        if (b != NULL && end != b && *end == '\0' && v >= 1024 &&
+            v <= QUEUED_BLOCK_BYTES) {
+            q->block_max = (size_t)v;
+        }
+    }
     *out = q;
     return 0;
+}
+
+void queued_set_block_bytes(struct queued *q, size_t n)
+{
+    q->block_max = n > 0 && n <= QUEUED_BLOCK_BYTES ? n : QUEUED_BLOCK_BYTES;
+}
+
+void queued_block_id(size_t i, char out[QUEUED_BLOCK_ID_MAX])
+{
+    char raw[16];
+    char *b;
+
+    /* 12 bytes: 16 base64 characters, no padding, the same for all */
+    snprintf(raw, sizeof(raw), "kadx%08zu", i % 100000000u);
+    b = b64_encode(raw, 12);
+    snprintf(out, QUEUED_BLOCK_ID_MAX, "%s", b != NULL ? b : "");
+    free(b);
+}
+
+char *queued_block_list_xml(size_t nblocks)
+{
+    size_t cap = 96 + nblocks * (QUEUED_BLOCK_ID_MAX + 20);
+    char *out = malloc(cap);
+    size_t o;
+
+    if (out == NULL) {
+        return NULL;
+    }
+    o = (size_t)snprintf(out, cap,
+                         "<?xml version=\"1.0\" encoding=\"utf-8\"?>"
+                         "<BlockList>");
+    for (size_t i = 0; i < nblocks; i++) {
+        char id[QUEUED_BLOCK_ID_MAX];
+
+        queued_block_id(i, id);
+        o += (size_t)snprintf(out + o, cap - o, "<Latest>%s</Latest>", id);
+    }
+    snprintf(out + o, cap - o, "</BlockList>");
+    return out;
 }
 
 static void op_free(struct queued_op *op)
@@ -562,6 +621,19 @@ static char *url_with(const char *sas_url, const char *mid)
 
 static void on_storage(void *arg, const struct adx_response *res);
 static void q_maybe_free(struct queued *q);
+static void op_put_row(struct queued_op *op);
+
+/* url + "?" or "&" + query. Owned or NULL. */
+static char *url_query(const char *url, const char *query)
+{
+    char *out = NULL;
+
+    if (asprintf(&out, "%s%c%s", url, strchr(url, '?') != NULL ? '&' : '?',
+                 query) < 0) {
+        return NULL;
+    }
+    return out;
+}
 
 /* One storage request for op; the body (owned) is kept until the answer. */
 static int op_request(struct queued_op *op, const char *method, const char *url,
@@ -588,6 +660,74 @@ static int op_request(struct queued_op *op, const char *method, const char *url,
     return rc;
 }
 
+/* The next block of a body over block_max (Put Block), or, after the last
+ * one, the block list that commits them (Put Block List). */
+static void op_put_block(struct queued_op *op)
+{
+    struct queued *q = op->q;
+    const char *hdrs[Q_HDR_MAX] = {
+        Q_STORAGE_VER, "Content-Type: application/octet-stream", NULL};
+    const char *lhdrs[Q_HDR_MAX] = {Q_STORAGE_VER,
+                                    "Content-Type: application/xml",
+                                    "x-ms-blob-content-type: "
+                                    "application/octet-stream",
+                                    NULL};
+    char query[96];
+    char err[256];
+    char *url;
+    int rc;
+
+    if (op->block < op->nblocks) {
+        char id[QUEUED_BLOCK_ID_MAX];
+        char enc[3 * QUEUED_BLOCK_ID_MAX];
+        size_t off = op->block * q->block_max;
+        size_t len = op->in.body_len - off < q->block_max
+                         ? op->in.body_len - off
+                         : q->block_max;
+        size_t e = 0;
+
+        queued_block_id(op->block, id);
+        for (const char *c = id; *c != '\0'; c++) { /* + / = escaped */
+            if (*c == '+' || *c == '/' || *c == '=') {
+                e += (size_t)snprintf(enc + e, sizeof(enc) - e, "%%%02X",
+                                      (unsigned char)*c);
+            } else {
+                enc[e++] = *c;
+            }
+        }
+        enc[e] = '\0';
+        snprintf(query, sizeof(query), "comp=block&blockid=%s", enc);
+        url = url_query(op->blob_url, query);
+        if (url == NULL) {
+            op_finish(op, 0, ADX_TRANSIENT, 0, "out of memory");
+            return;
+        }
+        op->state = QOP_PUT_BLOCK;
+        rc = op_request(op, "PUT", url, hdrs, NULL, len,
+                        (const char *)op->in.body + off, err, sizeof(err));
+    } else {
+        char *body = queued_block_list_xml(op->nblocks);
+
+        url = url_query(op->blob_url, "comp=blocklist");
+        if (url == NULL || body == NULL) {
+            free(url);
+            free(body);
+            op_finish(op, 0, ADX_TRANSIENT, 0, "out of memory");
+            return;
+        }
+        op->state = QOP_PUT_BLOCKLIST;
+        rc = op_request(op, "PUT", url, lhdrs, body, strlen(body), NULL, err,
+                        sizeof(err));
+    }
+    free(url);
+    if (rc < 0) {
+        char why[300];
+
+        snprintf(why, sizeof(why), "put block: %s", err);
+        op_finish(op, 0, ADX_CONFIG, 0, why);
+    }
+}
+
 static void op_put_blob(struct queued_op *op)
 {
     struct queued *q = op->q;
@@ -607,6 +747,14 @@ static void op_put_blob(struct queued_op *op)
     op->table_url = strdup(q->res.status_table);
     if (op->blob_url == NULL || op->table_url == NULL) {
         op_finish(op, 0, ADX_TRANSIENT, 0, "out of memory");
+        return;
+    }
+    if (op->in.body_len > q->block_max) {
+        /* Put Block + Put Block List: no request carries more than
+         * block_max bytes */
+        op->nblocks = (op->in.body_len + q->block_max - 1) / q->block_max;
+        op->block = 0;
+        op_put_block(op);
         return;
     }
     op->state = QOP_PUT_BLOB;
@@ -760,7 +908,8 @@ static void on_storage(void *arg, const struct adx_response *res)
     struct queued_op *op = arg;
     struct queued *q = op->q;
     static const char *const what[] = {
-        "", "put blob", "status row", "post message", "", "status poll"};
+        "", "put blob",    "status row", "post message",
+        "", "status poll", "put block",  "put block list"};
     char why[Q_REASON_MAX];
     long st = res->status;
 
@@ -823,7 +972,12 @@ static void on_storage(void *arg, const struct adx_response *res)
     }
     switch (op->state) {
     case QOP_PUT_BLOB:
+    case QOP_PUT_BLOCKLIST:
         op_put_row(op);
+        return;
+    case QOP_PUT_BLOCK:
+        op->block++;
+        op_put_block(op);
         return;
     case QOP_PUT_ROW:
         op_post_msg(op);

@@ -9,7 +9,9 @@
  *      identity token (`.get kusto identity token`) from the data-management
  *      endpoint, cached for an hour and fetched again when Azure Storage
  *      answers 403 (an expired SAS);
- *   2. Put Blob of the body to a temp container (round robin);
+ *   2. Put Blob of the body to a temp container (round robin); a body over
+ *      QUEUED_BLOCK_BYTES goes as Put Block of each slice, then Put Block
+ *      List;
  *   3. a Pending row in the status table (PartitionKey = RowKey = the
  *      message id), as the SDKs write it;
  *   4. the ingestion message (base64 JSON; tags ["ingest-by:<batch id>"],
@@ -50,6 +52,10 @@ struct queued_op;
 #define QUEUED_REPORT_TIMEOUT_MS (30 * 60 * 1000)
 /* The resources and the identity token are fetched again after this. */
 #define QUEUED_RESOURCES_TTL_MS (60 * 60 * 1000)
+/* A body over this goes to storage as blocks of this size (Put Block, then
+ * Put Block List) rather than one Put Blob: no request carries more. */
+#define QUEUED_BLOCK_BYTES  (4 * 1024 * 1024)
+#define QUEUED_BLOCK_ID_MAX 24
 
 struct queued_ingest {
     const char *dm_url; /* data-management endpoint (ingest-...) */
@@ -101,6 +107,11 @@ void queued_stop(struct queued *q);
 /* Attempts not finished yet. */
 size_t queued_pending(const struct queued *q);
 
+/* Bodies over n bytes (1..QUEUED_BLOCK_BYTES; else the default) go as
+ * blocks of n (tests; the env KADX_QUEUED_BLOCK_BYTES does the same for a
+ * whole process). */
+void queued_set_block_bytes(struct queued *q, size_t n);
+
 /* Frees (NULL-safe): no callback runs after this; attempts with a request
  * in flight are freed when the struct adx cancels it (adx_free), so call
  * this before adx_free, and run the loop once more (a timer closes). */
@@ -141,5 +152,13 @@ char *queued_message_json(const struct queued_ingest *in, const char *id,
  */
 int queued_parse_status(const char *body, size_t len, struct queued_result *r,
                         char *reason, size_t reasonlen);
+
+/* Block i's id (base64 of "kadx%08zu": 16 characters for every block, as
+ * Azure requires the ids of one blob to have the same length). */
+void queued_block_id(size_t i, char out[QUEUED_BLOCK_ID_MAX]);
+
+/* The Put Block List body committing blocks 0..nblocks-1 (owned, or NULL
+ * on ENOMEM). */
+char *queued_block_list_xml(size_t nblocks);
 
 #endif

@@ -10,6 +10,9 @@ metadata column, no dedupe column. Exactly once rests on ADX's own
 ingest-by tags (ingestIfNotExists = the batch id).
 
 Default: 5k events, 2 kills; KADX_FULL=1: 50k events, 5 kills.
+test_50k_kill9_five_times_through_storage_faults (issue 15's acceptance
+point) always runs 50k events, 5 kills, and Azure Storage faults from
+storage_proxy.py between kadx and Azurite.
 """
 import json
 import os
@@ -17,11 +20,13 @@ import random
 import re
 import subprocess
 import threading
+import time
 
 import adx
 import azurite
 import harness
 import kafka
+import storage_proxy
 from harness import wait_until
 
 TOPIC = "gameplay"
@@ -193,6 +198,150 @@ class QueuedCase(harness.TmpDirCase):
         # nothing came by streaming: the table has no streaming policy
         self.assertEqual(self.emu.stats()["ingest_requests"], 0,
                          self.emu.stats())
+
+    def awaiting(self, p):
+        st, body = self.admin(p, "/status")
+        if st != 200:
+            return 0
+        return json.loads(body)["routes"][0]["forwarder"]["awaiting_report"]
+
+    def test_50k_kill9_five_times_through_storage_faults(self):
+        """Issue 15's acceptance point: the seed's connector config with
+        "streaming": false, 50,000 events produced to the real broker while
+        kadx runs, SIGKILL five times (three of them while reports are
+        awaited), and Azure Storage faults between kadx and Azurite
+        (storage_proxy.py: 503 ServerBusy, 500 InternalError, 403
+        AuthenticationFailed, a reset before any answer, a reset after
+        Azurite took a Put Blob or Put Message). Every event lands exactly
+        once (GameID, PlayerID unique), with no dedupe column: the table
+        keeps the seed's five columns."""
+        per_part = 12500
+        total = per_part * PARTS
+        t0 = time.monotonic()
+        px = storage_proxy.StorageProxy(self.az).start()
+        self.addCleanup(px.stop)
+        self.emu.stop()
+        self.emu = adx.Emulator(extra=px.emulator_args()).start()
+        self.emu.mgmt(adx.SEED_CREATE_TABLE)
+        self.emu.mgmt(adx.SEED_CREATE_MAPPING)
+        connector_config(self.cfg, self.emu.url, self.bs)
+        # reports held back 50 ms (the emulator's worker takes one message
+        # at a time): kills land while they are awaited
+        dm(self.emu, {"status_delay_ms": 50})
+        px.plan(every=5, kinds=storage_proxy.KINDS)
+        done = threading.Event()
+        errors = []
+
+        def producer():
+            try:
+                for start in range(0, per_part, 1250):
+                    produce(self.bs, self.parts, start, 1250)
+            except Exception as e:  # reported below
+                errors.append(e)
+            finally:
+                done.set()
+
+        threading.Thread(target=producer, daemon=True).start()
+        kills = []
+        for n in range(5):
+            k = self.start_kadx("kadx run %d" % n)
+            target = (n + 1) * total // 7
+            seen = [0]
+
+            def awaited():
+                seen[0] = self.awaiting(k)
+                return seen[0] >= 1
+
+            try:
+                self.wait_rows(target, k, 60)
+                if n % 2 == 0:  # kills 1, 3, 5: while reports are awaited
+                    wait_until(awaited, timeout=20, interval=0.02,
+                               what="a report awaited")
+            except AssertionError:
+                print(px.snapshot())
+                raise
+            k.kill()
+            kills.append((self.emu.count("GamePlay"), seen[0]))
+        self.assertTrue(done.wait(120), "producer did not finish")
+        self.assertEqual(errors, [])
+        dm(self.emu, {"status_delay_ms": 0})
+        k = self.start_kadx("kadx run final")
+        self.wait_rows(total, k, 120)
+        wait_until(lambda: self.awaiting(k) == 0, timeout=30,
+                   what="no report awaited")
+        self.assertEqual(k.stop(), 0)
+        got = px.snapshot()
+        print("50k run: %.1f s; kills at (rows, awaiting) %s; proxy %s; "
+              "dm %s" % (time.monotonic() - t0, kills, got,
+                         dm(self.emu)["stats"]))
+        audit(self.emu, self.parts, per_part)
+        self.assertEqual(self.emu.count("GamePlay"), total)
+        # every fault kind really fired
+        for kind in storage_proxy.KINDS:
+            self.assertGreater(got[kind], 0, (kind, got))
+        # kills 1, 3 and 5 came while reports were awaited
+        self.assertEqual([a > 0 for _, a in kills][::2], [True] * 3, kills)
+        stats = dm(self.emu)["stats"]
+        # resends of batches that had landed (the reset after a Put
+        # Message, the kills while awaiting): ADX skipped them
+        self.assertGreater(stats["skipped"], 0, stats)
+        # no dedupe column: the seed's schema as created
+        schema = self.emu.mgmt(".show table GamePlay cslschema")
+        t = schema["Tables"][0]
+        cols = [c["ColumnName"] for c in t["Columns"]]
+        self.assertEqual(t["Rows"][0][cols.index("Schema")],
+                         "PlayerID:int,GameID:int,Win:long,Stake:int,"
+                         "EventTime:datetime")
+        self.assertEqual(self.emu.stats()["ingest_requests"], 0)
+
+    def test_large_batches_go_as_blocks(self):
+        """Batches at forwarder.batch_max_bytes's maximum (4 MiB of events)
+        through Azurite in blocks (Put Block + Put Block List): the blocks
+        are 256 KiB here (KADX_QUEUED_BLOCK_BYTES) so that the gzip body,
+        ~2 MiB, takes several; storage faults on some of them (503, a reset
+        after Azurite took one). Every event once, in batches of thousands."""
+        px = storage_proxy.StorageProxy(self.az).start()
+        self.addCleanup(px.stop)
+        self.emu.stop()
+        self.emu = adx.Emulator(extra=px.emulator_args()).start()
+        self.emu.mgmt(adx.SEED_CREATE_TABLE)
+        self.emu.mgmt(adx.SEED_CREATE_MAPPING)
+        per_part = 5000
+        rnd = random.Random(15)
+        for p in self.parts:
+            # ~1 KiB an event, half of it random: gzip keeps about half
+            kafka.produce(self.bs, TOPIC, p, [
+                event(p, i)[:-1] + ',"pad":"%s"}' % "%0900x" %
+                rnd.getrandbits(3600) for i in range(per_part)])
+        cfg = os.path.join(self.tmp, "kadx.json")
+        with open(cfg, "w") as f:
+            json.dump({
+                "kafka": {"bootstrap.servers": self.bs, "group.id": "g-big"},
+                "adx": {"ingest_url": self.emu.url},
+                "routes": [{"topic": TOPIC, "database": "leaderboard",
+                            "table": "GamePlay", "format": "json",
+                            "mapping": adx.GAMEPLAY_MAPPING,
+                            "ingestion": "queued"}],
+                "journal": {"path": os.path.join(self.tmp, "j.db")},
+                "forwarder": {"batch_max_bytes": 4194304, "linger_ms": 500,
+                              "retry_initial_ms": 100, "retry_max_ms": 1000},
+                "admin": {"listen": "127.0.0.1:0"}}, f)
+        px.plan(every=13, kinds=("busy503", "reset_after"))
+        k = harness.kadx("run", "-c", cfg, name="kadx run big",
+                         env={"KADX_QUEUED_BLOCK_BYTES": "262144"})
+        k.wait_for("running (group", timeout=30, what="the running line")
+        self.wait_rows(per_part * PARTS, k, 60)
+        self.assertEqual(k.stop(), 0)
+        audit(self.emu, self.parts, per_part)
+        got = px.snapshot()
+        stats = dm(self.emu)["stats"]
+        print("large batches: proxy %s; dm %s" % (got, stats))
+        self.assertGreater(got["put_block"], 4 * got["put_block_list"], got)
+        self.assertGreaterEqual(got["put_block_list"], 5, got)
+        self.assertEqual(got["put_blob"], 0, got)
+        self.assertGreater(got["busy503"] + got["reset_after"], 0, got)
+        # batches of thousands of events (4 MiB of them each at most)
+        self.assertGreaterEqual(stats["rows"] / stats["applied"], 2000, stats)
 
     def test_kill_while_report_awaited_resend_is_skipped(self):
         """A batch applied in ADX whose report kadx never read (killed):

@@ -2,7 +2,9 @@
  * Unit tests of the emulator's data-management side (emulators/dm.c):
  * the account SAS it signs (checked against an independent HMAC-SHA256
  * computed with Python's hmac for the same string to sign), and the
- * engine's `.get ingestion resources` rows from the resources callback.
+ * engine's `.get ingestion resources` rows from the resources callback,
+ * and the public storage bases (--storage-public-*) handed out there and
+ * mapped back for the worker.
  * The queue worker itself is checked end to end against Azurite by the
  * conformance-python-queued and conformance-node-queued tests.
  */
@@ -18,6 +20,7 @@
 #include <cmocka.h>
 
 #include "emulators/dm.h"
+#include "emulators/dm_internal.h"
 #include "emulators/kusto.h"
 
 #define AZURITE_KEY                                                            \
@@ -122,12 +125,75 @@ static void test_ingestion_resources_rows(void **state)
     kusto_close(k);
 }
 
+/* --storage-public-*: the resources name the public bases (a proxy), and
+ * the worker maps a message's URLs back to the real ones */
+static void test_public_storage_bases(void **state)
+{
+    struct dm *d = calloc(1, sizeof(*d));
+    const char *types[8];
+    char *roots[8];
+    size_t n;
+    char *u;
+
+    (void)state;
+    assert_non_null(d);
+    snprintf(d->blob_url, sizeof(d->blob_url), "http://127.0.0.1:1/acct");
+    snprintf(d->queue_url, sizeof(d->queue_url), "http://127.0.0.1:2/acct");
+    snprintf(d->table_url, sizeof(d->table_url), "http://127.0.0.1:3/acct");
+    snprintf(d->account, sizeof(d->account), "%s", AZURITE_ACCOUNT);
+    snprintf(d->key_b64, sizeof(d->key_b64), "%s", AZURITE_KEY);
+    d->sas_lifetime_s = 60;
+    /* no public base: the real ones, and URLs unchanged */
+    n = dm_resources_cb(d, types, roots, 8);
+    assert_int_equal(n, 5);
+    assert_string_equal(types[3], "TempStorage");
+    assert_non_null(
+        strstr(roots[3], "http://127.0.0.1:1/acct/" DM_CONTAINER "?"));
+    for (size_t i = 0; i < n; i++) {
+        free(roots[i]);
+    }
+    snprintf(d->pub_blob_url, sizeof(d->pub_blob_url),
+             "http://127.0.0.1:11/acct");
+    snprintf(d->pub_queue_url, sizeof(d->pub_queue_url),
+             "http://127.0.0.1:12/acct");
+    snprintf(d->pub_table_url, sizeof(d->pub_table_url),
+             "http://127.0.0.1:13/acct");
+    n = dm_resources_cb(d, types, roots, 8);
+    assert_int_equal(n, 5);
+    assert_string_equal(types[0], "SecuredReadyForAggregationQueue");
+    assert_non_null(
+        strstr(roots[0], "http://127.0.0.1:12/acct/" DM_Q_READY "?"));
+    assert_non_null(
+        strstr(roots[3], "http://127.0.0.1:11/acct/" DM_CONTAINER "?"));
+    assert_string_equal(types[4], "IngestionsStatusTable");
+    assert_non_null(strstr(roots[4], "http://127.0.0.1:13/acct/" DM_TABLE "?"));
+    for (size_t i = 0; i < n; i++) {
+        free(roots[i]);
+    }
+    u = dm_internal_url(d, "http://127.0.0.1:11/acct/c/b.json.gz?sig=x");
+    assert_string_equal(u, "http://127.0.0.1:1/acct/c/b.json.gz?sig=x");
+    free(u);
+    u = dm_internal_url(d, "http://127.0.0.1:13/acct/t?sig=y");
+    assert_string_equal(u, "http://127.0.0.1:3/acct/t?sig=y");
+    free(u);
+    /* a base that is only a prefix of a path segment is not a match */
+    u = dm_internal_url(d, "http://127.0.0.1:13/acct2/t");
+    assert_string_equal(u, "http://127.0.0.1:13/acct2/t");
+    free(u);
+    u = dm_internal_url(d, "http://elsewhere/x");
+    assert_string_equal(u, "http://elsewhere/x");
+    free(u);
+    assert_null(dm_internal_url(d, NULL));
+    free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_account_sas),
         cmocka_unit_test(test_account_sas_errors),
         cmocka_unit_test(test_ingestion_resources_rows),
+        cmocka_unit_test(test_public_storage_bases),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

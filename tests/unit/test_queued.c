@@ -402,6 +402,93 @@ static void test_stop_cancels_awaiting(void **state)
     assert_int_equal(queued_pending(f->q), 0);
 }
 
+/* A body over the block size goes as Put Block x n + Put Block List (here
+ * blocks of 4 bytes: "gzip bytes" is 3 blocks); a 503 on a block is
+ * transient, and the next attempt uploads every block again. */
+static void test_block_upload(void **state)
+{
+    struct fx *f = *state;
+    struct mini_http *mh = &f->mh;
+    char id[QUEUED_BLOCK_ID_MAX];
+    char *xml;
+    char v[64];
+
+    queued_block_id(0, id);
+    assert_string_equal(id, "a2FkeDAwMDAwMDAw"); /* base64("kadx00000000") */
+    queued_block_id(12345, id);
+    assert_int_equal(strlen(id), 16);
+    xml = queued_block_list_xml(2);
+    assert_non_null(xml);
+    assert_string_equal(xml, "<?xml version=\"1.0\" encoding=\"utf-8\"?>"
+                             "<BlockList><Latest>a2FkeDAwMDAwMDAw</Latest>"
+                             "<Latest>a2FkeDAwMDAwMDAx</Latest></BlockList>");
+    free(xml);
+
+    queued_set_block_bytes(f->q, 4);
+    mh_push(mh, MH_RESPOND, 200, NULL, f->resources);
+    mh_push(mh, MH_RESPOND, 200, NULL, ident);
+    mh_push(mh, MH_RESPOND, 201, NULL, "");
+    mh_push(mh, MH_RESPOND, 503, NULL, "ServerBusy");
+    start(f, "b-5");
+    run_until(f, 1, 10000);
+    assert_int_equal(f->r.outcome, ADX_TRANSIENT);
+    assert_non_null(strstr(f->r.reason, "put block"));
+    assert_int_equal(mh->nreqs, 4);
+
+    f->done = 0;
+    mh_push(mh, MH_RESPOND, 201, NULL, "");
+    mh_push(mh, MH_RESPOND, 201, NULL, "");
+    mh_push(mh, MH_RESPOND, 201, NULL, "");
+    mh_push(mh, MH_RESPOND, 201, NULL, ""); /* the block list */
+    mh_push(mh, MH_RESPOND, 204, NULL, "");
+    mh_push(mh, MH_RESPOND, 201, NULL, "");
+    mh_push(mh, MH_RESPOND, 200, NULL, "{\"Status\":\"Succeeded\"}");
+    start(f, "b-5");
+    run_until(f, 1, 10000);
+    assert_int_equal(f->r.outcome, ADX_OK);
+    assert_int_equal(mh->nreqs, 11);
+    {
+        static const char *const parts[] = {"gzip", " byt", "es"};
+        static const char *const ids[] = {
+            "a2FkeDAwMDAwMDAw", "a2FkeDAwMDAwMDAx", "a2FkeDAwMDAwMDAy"};
+
+        for (int i = 0; i < 3; i++) {
+            const struct mh_request *r = &mh->reqs[4 + i];
+            char want[160];
+
+            assert_string_equal(r->method, "PUT");
+            snprintf(want, sizeof(want),
+                     "/acct/temp/kadx__leaderboard__GamePlay__b-5__1.json.gz"
+                     "?sv=1&sig=s&comp=block&blockid=%s",
+                     ids[i]);
+            assert_string_equal(r->target, want);
+            assert_string_equal(r->body, parts[i]);
+            /* a block is not a blob: no blob type */
+            assert_null(mh_header(r, "x-ms-blob-type", v, sizeof(v)));
+        }
+    }
+    assert_string_equal(mh->reqs[7].method, "PUT");
+    assert_non_null(strstr(mh->reqs[7].target, "?sv=1&sig=s&comp=blocklist"));
+    assert_string_equal(mh->reqs[7].body,
+                        "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>"
+                        "<Latest>a2FkeDAwMDAwMDAw</Latest>"
+                        "<Latest>a2FkeDAwMDAwMDAx</Latest>"
+                        "<Latest>a2FkeDAwMDAwMDAy</Latest></BlockList>");
+    assert_string_equal(mh->reqs[8].method, "PUT"); /* Pending row */
+    assert_non_null(strstr(mh->reqs[8].target, "/acct/status(PartitionKey="));
+    assert_string_equal(mh->reqs[9].method, "POST");
+    {
+        cJSON *msg = message_of(&mh->reqs[9]);
+
+        assert_non_null(
+            strstr(cJSON_GetObjectItem(msg, "BlobPath")->valuestring,
+                   "kadx__leaderboard__GamePlay__b-5__1.json.gz?sv=1&sig=s"));
+        assert_null(
+            strstr(cJSON_GetObjectItem(msg, "BlobPath")->valuestring, "comp="));
+        cJSON_Delete(msg);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -415,6 +502,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stop_cancels_awaiting, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_block_upload, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
