@@ -666,6 +666,31 @@ static int fetch_and_apply(struct dm *d, CURL *h, const char *blob_url,
     return rc < 0 ? rc : 1;
 }
 
+/* The message's blob (its internal URL, past a public base), database,
+ * table and id (a new one when it has none). */
+static char *read_target(struct dm *d, const cJSON *msg, struct job *j,
+                         struct report *r)
+{
+    char *bp = json_str_dup(msg, "BlobPath");
+    char *db = json_str_dup(msg, "DatabaseName");
+    char *table = json_str_dup(msg, "TableName");
+    char *id = json_str_dup(msg, "Id");
+    char *blob_url = dm_internal_url(d, bp);
+
+    snprintf(j->db, sizeof(j->db), "%s", db != NULL ? db : "");
+    snprintf(j->table, sizeof(j->table), "%s", table != NULL ? table : "");
+    if (id != NULL) {
+        snprintf(r->id, sizeof(r->id), "%s", id);
+    } else {
+        emu_new_uuid(r->id);
+    }
+    free(bp);
+    free(db);
+    free(table);
+    free(id);
+    return blob_url;
+}
+
 static int process_message(struct dm *d, CURL *h, const char *text)
 {
     unsigned char *raw;
@@ -690,27 +715,7 @@ static int process_message(struct dm *d, CURL *h, const char *text)
         cJSON_Delete(msg);
         return 1;
     }
-    {
-        char *bp = json_str_dup(msg, "BlobPath");
-
-        blob_url = dm_internal_url(d, bp); /* past a public base */
-        free(bp);
-    }
-    {
-        char *db = json_str_dup(msg, "DatabaseName");
-        char *table = json_str_dup(msg, "TableName");
-        char *id = json_str_dup(msg, "Id");
-        snprintf(j.db, sizeof(j.db), "%s", db != NULL ? db : "");
-        snprintf(j.table, sizeof(j.table), "%s", table != NULL ? table : "");
-        if (id != NULL) {
-            snprintf(r.id, sizeof(r.id), "%s", id);
-        } else {
-            emu_new_uuid(r.id);
-        }
-        free(db);
-        free(table);
-        free(id);
-    }
+    blob_url = read_target(d, msg, &j, &r);
     if (blob_url == NULL || j.db[0] == '\0' || j.table[0] == '\0') {
         log_warn(DM_MOD,
                  "queued ingestion: message %s lacks BlobPath, "

@@ -56,7 +56,7 @@ struct forwarder_options {
     int gzip_level;      /* 1..9; 0 = 1 */
     int no_eo_check;     /* 1: skip the exactly-once assumptions check
                             (unit tests whose scripted ADX answers only
-                            ingest and query; see forwarder.c, eo_check) */
+                            ingest and query; see forwarder_query.c, eo_check) */
 };
 
 /*

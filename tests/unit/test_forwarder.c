@@ -1,5 +1,5 @@
 /*
- * test_forwarder.c - gateway/forwarder.c: the local record check and the
+ * test_forwarder.c - gateway/forwarder*.c: the local record check and the
  * body builder (INV-6: a record that is not valid JSON is rejected with a
  * reason before sending; metadata fields injected into each record), and
  * the batch state machine end to end against a scripted ADX on loopback
