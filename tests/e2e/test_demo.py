@@ -200,6 +200,28 @@ class TestDemo(harness.TmpDirCase):
                         return pid
             return None
         demo = harness.wait_until(demo_pid, what="the demo's pid")
+
+        def gateway_held():
+            # the gateway child: forked (still the demo's command line)
+            # and stopped by strace at setpgid's entry (syscall 109). A
+            # loaded machine may not have run it that far when the demo
+            # prints "gateway started"; killing the demo earlier tests
+            # the getppid() check, not the parent-death signal.
+            for pid in marked(self.mark):
+                try:
+                    with open("/proc/%d/stat" % pid) as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                    with open("/proc/%d/cmdline" % pid, "rb") as f:
+                        argv = f.read().split(b"\0")
+                    with open("/proc/%d/syscall" % pid) as f:
+                        nr = f.read().split()[0]
+                except (OSError, IndexError, ValueError):
+                    continue
+                if ppid == demo and argv[1:2] == [b"demo"] and nr == "109":
+                    return pid
+            return None
+        harness.wait_until(gateway_held, timeout=30,
+                           what="the gateway child held in setpgid")
         os.kill(demo, signal.SIGKILL)
         self.assert_no_children_left()
         st.wait(30)  # strace ends with its last tracee
