@@ -13,6 +13,7 @@
  * is other UTF-8 text, as base64 otherwise. Values over CONSUME_MAX_PARSE
  * bytes are not parsed. Single-threaded.
  */
+#include "base/base64.h"
 #include "base/clock.h"
 #include "cmd/cli.h"
 #include "gateway/log.h"
@@ -396,34 +397,6 @@ static int valid_utf8(const unsigned char *s, size_t n)
     return 1;
 }
 
-/* Returns owned NUL-terminated base64 of s (free()), or NULL on ENOMEM. */
-static char *base64(const unsigned char *s, size_t n)
-{
-    static const char tab[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = malloc((n + 2) / 3 * 4 + 1);
-    size_t o = 0;
-
-    if (out == NULL) {
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)s[i] << 16;
-        if (i + 1 < n) {
-            v |= (uint32_t)s[i + 1] << 8;
-        }
-        if (i + 2 < n) {
-            v |= s[i + 2];
-        }
-        out[o++] = tab[(v >> 18) & 63];
-        out[o++] = tab[(v >> 12) & 63];
-        out[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < n ? tab[v & 63] : '=';
-    }
-    out[o] = '\0';
-    return out;
-}
-
 /* A cJSON string from bytes known to be UTF-8 without NUL; NULL on ENOMEM. */
 static cJSON *text_item(const void *p, size_t n)
 {
@@ -442,7 +415,7 @@ static cJSON *text_item(const void *p, size_t n)
 
 static cJSON *base64_item(const void *p, size_t n)
 {
-    char *s = base64(p, n);
+    char *s = base64_dup(p, n);
     cJSON *item;
 
     if (s == NULL) {
