@@ -29,8 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CMD             "consume"
-#define DEFAULT_BROKERS "127.0.0.1:9092"
+#define CMD "consume"
 /* Values bigger than this are printed without trying to parse them. */
 #define CONSUME_MAX_PARSE (8 * 1024 * 1024)
 /* How long to wait for the topic to exist without -g. */
@@ -82,7 +81,7 @@ static void usage(void)
         "  -t, --topic TOPIC      topic to read (required)\n"
         "  -b, --brokers LIST     bootstrap servers (default: "
         "$KADX_BOOTSTRAP_SERVERS,\n"
-        "                         else " DEFAULT_BROKERS ")\n"
+        "                         else " CLI_DEFAULT_BROKERS ")\n"
         "      --from-beginning   start at the oldest message (default: only "
         "new\n"
         "                         ones; with -g: when the group has no "
@@ -119,11 +118,10 @@ static int parse_args(int argc, char **argv, struct consume_opts *o)
         {"timeout-ms", required_argument, NULL, OPT_TIMEOUT},
         {NULL, 0, NULL, 0},
     };
-    const char *env = getenv("KADX_BOOTSTRAP_SERVERS");
     int c;
 
     memset(o, 0, sizeof(*o));
-    o->brokers = env != NULL && env[0] != '\0' ? env : DEFAULT_BROKERS;
+    o->brokers = cli_default_brokers();
     optind = 1;
     opterr = 0;
     for (;;) {
