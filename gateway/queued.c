@@ -988,6 +988,20 @@ static void fail_waiting(struct queued *q, enum adx_outcome o, const char *why)
 
 static void on_ident(void *arg, const struct adx_response *res);
 
+/* The bookkeeping of an answered resource fetch (.get ingestion resources,
+ * .get kusto identity token); 1 when q is closing or stopping and the
+ * answer is not to be looked at (q may be freed). */
+static int fetch_answered(struct queued *q)
+{
+    q->fetching = Q_IDLE;
+    q->nreq--;
+    if (q->closing) {
+        q_maybe_free(q);
+        return 1;
+    }
+    return q->stopping != 0;
+}
+
 static void on_res(void *arg, const struct adx_response *res)
 {
     struct queued *q = arg;
@@ -996,13 +1010,7 @@ static void on_res(void *arg, const struct adx_response *res)
     char err[256];
     int rc;
 
-    q->fetching = Q_IDLE;
-    q->nreq--;
-    if (q->closing) {
-        q_maybe_free(q);
-        return;
-    }
-    if (q->stopping) {
+    if (fetch_answered(q)) {
         return;
     }
     if (res->status != 200) {
@@ -1049,13 +1057,7 @@ static void on_ident(void *arg, const struct adx_response *res)
     int64_t wall = q_wall_ms();
     int rc;
 
-    q->fetching = Q_IDLE;
-    q->nreq--;
-    if (q->closing) {
-        q_maybe_free(q);
-        return;
-    }
-    if (q->stopping) {
+    if (fetch_answered(q)) {
         return;
     }
     if (res->status != 200) {
