@@ -161,13 +161,9 @@ static int authorized(struct emu *e, const struct http_request *req)
     if (!e->auth_token) {
         return 1;
     }
-    h = http_req_header(req, "Authorization");
-    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) {
+    h = http_req_bearer(req);
+    if (h == NULL) {
         return 0;
-    }
-    h += 7;
-    while (*h == ' ') {
-        h++;
     }
     if (e->static_token != NULL && strcmp(h, e->static_token) == 0) {
         return 1;
