@@ -15,6 +15,7 @@
  */
 #include "base/base64.h"
 #include "base/clock.h"
+#include "base/utf8.h"
 #include "cmd/cli.h"
 #include "gateway/log.h"
 
@@ -348,53 +349,6 @@ out:
     return rc;
 }
 
-static int valid_utf8(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-
-    while (i < n) {
-        unsigned char c = s[i];
-        size_t len;
-        uint32_t cp;
-
-        if (c < 0x80) {
-            if (c == 0) {
-                return 0; /* cJSON strings are NUL-terminated */
-            }
-            i++;
-            continue;
-        }
-        if ((c & 0xe0) == 0xc0) {
-            len = 2;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            len = 3;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (i + len > n) {
-            return 0;
-        }
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80) {
-                return 0;
-            }
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-            (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff)) {
-            return 0;
-        }
-        i += len;
-    }
-    return 1;
-}
-
 /* A cJSON string from bytes known to be UTF-8 without NUL; NULL on ENOMEM. */
 static cJSON *text_item(const void *p, size_t n)
 {
@@ -465,7 +419,7 @@ static int add_bytes(cJSON *obj, const char *name, const void *p, size_t n,
     if (parse_json) {
         item = json_item(p, n);
     }
-    if (item == NULL && valid_utf8(p, n)) {
+    if (item == NULL && utf8_valid(p, n)) {
         item = text_item(p, n);
     } else if (item == NULL) {
         snprintf(b64name, sizeof(b64name), "%s_base64", name);
@@ -512,7 +466,7 @@ static int add_headers(cJSON *obj, rd_kafka_message_t *msg)
         cJSON_AddItemToArray(pair, v);
         if (val == NULL) {
             v = cJSON_CreateNull();
-        } else if (valid_utf8(val, size)) {
+        } else if (utf8_valid(val, size)) {
             v = text_item(val, size);
         } else {
             cJSON *b = base64_item(val, size);
