@@ -144,13 +144,9 @@ static int token_ok(const struct admin *a, struct http_request *req)
     if (a->token == NULL) {
         return 1;
     }
-    h = http_req_header(req, "Authorization");
-    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) {
+    h = http_req_bearer(req);
+    if (h == NULL) {
         return 0;
-    }
-    h += 7;
-    while (*h == ' ') {
-        h++;
     }
     tl = strlen(a->token);
     hl = strnlen(h, TOKEN_MAX + 1);

@@ -132,6 +132,10 @@ const char *http_req_path(const struct http_request *r);
 const char *http_req_query(const struct http_request *r);
 /* First header of that name (case-insensitive), or NULL. */
 const char *http_req_header(const struct http_request *r, const char *name);
+/* The token of an "Authorization: Bearer TOKEN" header (scheme
+ * case-insensitive, spaces before TOKEN skipped), or NULL when there is
+ * no such header. */
+const char *http_req_bearer(const struct http_request *r);
 /* The decoded body (chunked or not). Always NUL-terminated at body[*len];
  * never NULL (an empty body is ""). */
 const char *http_req_body(const struct http_request *r, size_t *len);

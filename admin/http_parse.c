@@ -451,6 +451,20 @@ const char *http_req_header(const struct http_request *r, const char *name)
     return NULL;
 }
 
+const char *http_req_bearer(const struct http_request *r)
+{
+    const char *h = http_req_header(r, "Authorization");
+
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) {
+        return NULL;
+    }
+    h += 7;
+    while (*h == ' ') {
+        h++;
+    }
+    return h;
+}
+
 const char *http_req_body(const struct http_request *r, size_t *len)
 {
     *len = r->body_len;

@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,31 @@ int cli_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
     }
     *out = v;
     return 0;
+}
+
+int cli_parse_double(const char *s, double min, double max, double *out)
+{
+    char *end;
+    double v;
+
+    assert(s != NULL);
+    assert(out != NULL);
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v < min ||
+        v > max) {
+        return -EINVAL;
+    }
+    *out = v;
+    return 0;
+}
+
+const char *cli_default_brokers(void)
+{
+    const char *env = getenv("KADX_BOOTSTRAP_SERVERS");
+
+    return env != NULL && env[0] != '\0' ? env : CLI_DEFAULT_BROKERS;
 }
 
 int cli_props_add(const char *cmd, struct cli_props *p, const char *arg)

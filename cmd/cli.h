@@ -44,6 +44,16 @@ int cli_wants_help(int argc, char **argv);
 /* Parses a whole decimal integer in [min, max]; returns 0 or -EINVAL. */
 int cli_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
 
+/* Parses a whole finite decimal number in [min, max]; returns 0 or
+ * -EINVAL. */
+int cli_parse_double(const char *s, double min, double max, double *out);
+
+/* The brokers `kadx produce` and `kadx consume` use without -b:
+ * $KADX_BOOTSTRAP_SERVERS when set and not empty, else
+ * CLI_DEFAULT_BROKERS. */
+#define CLI_DEFAULT_BROKERS "127.0.0.1:9092"
+const char *cli_default_brokers(void);
+
 /* librdkafka properties given as -X KEY=VALUE (borrowed from argv). */
 #define CLI_MAX_PROPS 64
 struct cli_props {

@@ -13,7 +13,9 @@
  * is other UTF-8 text, as base64 otherwise. Values over CONSUME_MAX_PARSE
  * bytes are not parsed. Single-threaded.
  */
+#include "base/base64.h"
 #include "base/clock.h"
+#include "base/utf8.h"
 #include "cmd/cli.h"
 #include "gateway/log.h"
 
@@ -28,8 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CMD             "consume"
-#define DEFAULT_BROKERS "127.0.0.1:9092"
+#define CMD "consume"
 /* Values bigger than this are printed without trying to parse them. */
 #define CONSUME_MAX_PARSE (8 * 1024 * 1024)
 /* How long to wait for the topic to exist without -g. */
@@ -81,7 +82,7 @@ static void usage(void)
         "  -t, --topic TOPIC      topic to read (required)\n"
         "  -b, --brokers LIST     bootstrap servers (default: "
         "$KADX_BOOTSTRAP_SERVERS,\n"
-        "                         else " DEFAULT_BROKERS ")\n"
+        "                         else " CLI_DEFAULT_BROKERS ")\n"
         "      --from-beginning   start at the oldest message (default: only "
         "new\n"
         "                         ones; with -g: when the group has no "
@@ -118,11 +119,10 @@ static int parse_args(int argc, char **argv, struct consume_opts *o)
         {"timeout-ms", required_argument, NULL, OPT_TIMEOUT},
         {NULL, 0, NULL, 0},
     };
-    const char *env = getenv("KADX_BOOTSTRAP_SERVERS");
     int c;
 
     memset(o, 0, sizeof(*o));
-    o->brokers = env != NULL && env[0] != '\0' ? env : DEFAULT_BROKERS;
+    o->brokers = cli_default_brokers();
     optind = 1;
     opterr = 0;
     for (;;) {
@@ -349,81 +349,6 @@ out:
     return rc;
 }
 
-static int valid_utf8(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-
-    while (i < n) {
-        unsigned char c = s[i];
-        size_t len;
-        uint32_t cp;
-
-        if (c < 0x80) {
-            if (c == 0) {
-                return 0; /* cJSON strings are NUL-terminated */
-            }
-            i++;
-            continue;
-        }
-        if ((c & 0xe0) == 0xc0) {
-            len = 2;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            len = 3;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (i + len > n) {
-            return 0;
-        }
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80) {
-                return 0;
-            }
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-            (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff)) {
-            return 0;
-        }
-        i += len;
-    }
-    return 1;
-}
-
-/* Returns owned NUL-terminated base64 of s (free()), or NULL on ENOMEM. */
-static char *base64(const unsigned char *s, size_t n)
-{
-    static const char tab[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = malloc((n + 2) / 3 * 4 + 1);
-    size_t o = 0;
-
-    if (out == NULL) {
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)s[i] << 16;
-        if (i + 1 < n) {
-            v |= (uint32_t)s[i + 1] << 8;
-        }
-        if (i + 2 < n) {
-            v |= s[i + 2];
-        }
-        out[o++] = tab[(v >> 18) & 63];
-        out[o++] = tab[(v >> 12) & 63];
-        out[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < n ? tab[v & 63] : '=';
-    }
-    out[o] = '\0';
-    return out;
-}
-
 /* A cJSON string from bytes known to be UTF-8 without NUL; NULL on ENOMEM. */
 static cJSON *text_item(const void *p, size_t n)
 {
@@ -442,7 +367,7 @@ static cJSON *text_item(const void *p, size_t n)
 
 static cJSON *base64_item(const void *p, size_t n)
 {
-    char *s = base64(p, n);
+    char *s = base64_dup(p, n);
     cJSON *item;
 
     if (s == NULL) {
@@ -494,7 +419,7 @@ static int add_bytes(cJSON *obj, const char *name, const void *p, size_t n,
     if (parse_json) {
         item = json_item(p, n);
     }
-    if (item == NULL && valid_utf8(p, n)) {
+    if (item == NULL && utf8_valid(p, n)) {
         item = text_item(p, n);
     } else if (item == NULL) {
         snprintf(b64name, sizeof(b64name), "%s_base64", name);
@@ -541,7 +466,7 @@ static int add_headers(cJSON *obj, rd_kafka_message_t *msg)
         cJSON_AddItemToArray(pair, v);
         if (val == NULL) {
             v = cJSON_CreateNull();
-        } else if (valid_utf8(val, size)) {
+        } else if (utf8_valid(val, size)) {
             v = text_item(val, size);
         } else {
             cJSON *b = base64_item(val, size);

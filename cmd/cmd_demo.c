@@ -227,21 +227,6 @@ static void usage(void)
         "2 usage, 130 interrupted.\n");
 }
 
-static int parse_double(const char *s, double min, double max, double *out)
-{
-    char *end;
-    double v;
-
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v < min ||
-        v > max) {
-        return -EINVAL;
-    }
-    *out = v;
-    return 0;
-}
-
 static int parse_args(int argc, char **argv, struct demo_opts *o)
 {
     enum {
@@ -284,31 +269,31 @@ static int parse_args(int argc, char **argv, struct demo_opts *o)
         }
         switch (c) {
         case OPT_DURATION:
-            if (parse_double(optarg, 0.1, 86400, &o->duration) < 0) {
+            if (cli_parse_double(optarg, 0.1, 86400, &o->duration) < 0) {
                 return cli_usage_error(CMD, "bad --duration '%s'", optarg);
             }
             have_duration = 1;
             break;
         case OPT_RATE:
-            if (parse_double(optarg, 1, 1e7, &o->rate) < 0) {
+            if (cli_parse_double(optarg, 1, 1e7, &o->rate) < 0) {
                 return cli_usage_error(CMD, "bad --rate '%s'", optarg);
             }
             break;
         case OPT_EVENTS:
-            if (parse_double(optarg, 1, 1e9, &v) < 0 || v != floor(v)) {
+            if (cli_parse_double(optarg, 1, 1e9, &v) < 0 || v != floor(v)) {
                 return cli_usage_error(CMD, "bad --events '%s'", optarg);
             }
             o->events = (int64_t)v;
             break;
         case OPT_PLAYERS:
-            if (parse_double(optarg, 1, GAMEPLAY_MAX_PLAYERS, &v) < 0 ||
+            if (cli_parse_double(optarg, 1, GAMEPLAY_MAX_PLAYERS, &v) < 0 ||
                 v != floor(v)) {
                 return cli_usage_error(CMD, "bad --players '%s'", optarg);
             }
             o->players = (int32_t)v;
             break;
         case OPT_TIMEOUT:
-            if (parse_double(optarg, 1, 86400, &v) < 0) {
+            if (cli_parse_double(optarg, 1, 86400, &v) < 0) {
                 return cli_usage_error(CMD, "bad --timeout '%s'", optarg);
             }
             o->timeout_ms = (int64_t)(v * 1000);

@@ -32,10 +32,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CMD             "produce"
-#define DEFAULT_BROKERS "127.0.0.1:9092"
-#define DEFAULT_EVENTS  10
-#define MAX_ANSWER      256
+#define CMD            "produce"
+#define DEFAULT_EVENTS 10
+#define MAX_ANSWER     256
 /* The biggest burst sent before the loop polls and checks for Ctrl-C. */
 #define MAX_BURST 10000
 
@@ -86,7 +85,7 @@ static void usage(void)
         "  -t, --topic TOPIC      topic to produce to (required)\n"
         "  -b, --brokers LIST     bootstrap servers (default: "
         "$KADX_BOOTSTRAP_SERVERS,\n"
-        "                         else " DEFAULT_BROKERS ")\n"
+        "                         else " CLI_DEFAULT_BROKERS ")\n"
         "  -l, --loop             loop mode: send without asking\n"
         "  -e, --events N         loop mode: events to send (default %d, 0 = "
         "until\n"
@@ -153,12 +152,11 @@ static int parse_args(int argc, char **argv, struct produce_opts *o)
         {"print", no_argument, NULL, OPT_PRINT},
         {NULL, 0, NULL, 0},
     };
-    const char *env = getenv("KADX_BOOTSTRAP_SERVERS");
     int64_t v;
     int c;
 
     memset(o, 0, sizeof(*o));
-    o->brokers = env != NULL && env[0] != '\0' ? env : DEFAULT_BROKERS;
+    o->brokers = cli_default_brokers();
     o->events = -1;
     o->players = 100;
     o->games = 10;
@@ -185,16 +183,11 @@ static int parse_args(int argc, char **argv, struct produce_opts *o)
             }
             o->events = v;
             break;
-        case OPT_RATE: {
-            char *end;
-            errno = 0;
-            o->rate = strtod(optarg, &end);
-            if (errno != 0 || end == optarg || *end != '\0' ||
-                !isfinite(o->rate) || o->rate < 0 || o->rate > 1e9) {
+        case OPT_RATE:
+            if (cli_parse_double(optarg, 0, 1e9, &o->rate) < 0) {
                 return cli_usage_error(CMD, "bad --rate '%s'", optarg);
             }
             break;
-        }
         case OPT_PLAYERS:
             if (cli_parse_int(optarg, 1, GAMEPLAY_MAX_PLAYERS, &v) < 0) {
                 return cli_usage_error(CMD, "bad --players '%s' (1..%d)",
@@ -388,6 +381,22 @@ static void progress(const struct produce_state *st, int64_t total,
     fflush(stderr);
 }
 
+/* The next event of the game, as JSON into json (GAMEPLAY_JSON_MAX);
+ * its length, or -EIO after saying why. */
+static int next_event(struct gameplay *g, struct gameplay_event *ev, char *json)
+{
+    int n;
+
+    gameplay_next(g, gameplay_now_ms(), ev);
+    n = gameplay_format(ev, json, GAMEPLAY_JSON_MAX);
+    if (n < 0) {
+        fprintf(stderr, "kadx produce: cannot format event: %s\n",
+                strerror(-n));
+        return -EIO;
+    }
+    return n;
+}
+
 static int run_loop(rd_kafka_t *rk, const struct produce_opts *o,
                     struct produce_state *st, struct gameplay *g)
 {
@@ -416,12 +425,9 @@ static int run_loop(rd_kafka_t *rk, const struct produce_opts *o,
             struct gameplay_event ev;
             int n;
 
-            gameplay_next(g, gameplay_now_ms(), &ev);
-            n = gameplay_format(&ev, json, sizeof(json));
+            n = next_event(g, &ev, json);
             if (n < 0) {
-                fprintf(stderr, "kadx produce: cannot format event: %s\n",
-                        strerror(-n));
-                return -EIO;
+                return n;
             }
             if (send_event(rk, o, st, &ev, json, (size_t)n) < 0) {
                 return -EIO;
@@ -500,12 +506,9 @@ static int run_single(rd_kafka_t *rk, const struct produce_opts *o,
         struct gameplay_event ev;
         int n;
 
-        gameplay_next(g, gameplay_now_ms(), &ev);
-        n = gameplay_format(&ev, json, sizeof(json));
+        n = next_event(g, &ev, json);
         if (n < 0) {
-            fprintf(stderr, "kadx produce: cannot format event: %s\n",
-                    strerror(-n));
-            return -EIO;
+            return n;
         }
         offered++;
         printf("%s\n", json);

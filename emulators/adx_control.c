@@ -38,27 +38,27 @@ static const char *default_fail_code(int status)
     }
 }
 
-static void render_faults(struct emu *e, struct rbuf *b)
+static void render_faults(struct emu *e, struct sbuf *b)
 {
-    rb_printf(b,
-              "{\"fail_count\":%d,\"fail_status\":%d,\"fail_permanent\":%s,"
-              "\"fail_code\":",
-              e->f.fail_count, e->f.fail_status,
-              e->f.fail_permanent ? "true" : "false");
+    sbuf_printf(b,
+                "{\"fail_count\":%d,\"fail_status\":%d,\"fail_permanent\":%s,"
+                "\"fail_code\":",
+                e->f.fail_count, e->f.fail_status,
+                e->f.fail_permanent ? "true" : "false");
     rb_json(b, e->f.fail_code);
-    rb_str(b, ",\"fail_message\":");
+    sbuf_adds(b, ",\"fail_message\":");
     rb_json(b, e->f.fail_message);
-    rb_printf(b,
-              ",\"latency_ms\":%" PRIu64 ",\"reset_count\":%d,"
-              "\"throttle_rps\":%g,\"retry_after_s\":%d,\"late_share\":%g,"
-              "\"late_min_ms\":%" PRIu64 ",\"late_max_ms\":%" PRIu64
-              ",\"token_down_ms\":%" PRIu64 "}",
-              e->f.latency_ms, e->f.reset_count, e->f.throttle_rps,
-              e->f.retry_after_s, e->f.late_share, e->f.late_min_ms,
-              e->f.late_max_ms,
-              e->f.token_down_until_ms > emu_now_ms()
-                  ? e->f.token_down_until_ms - emu_now_ms()
-                  : 0);
+    sbuf_printf(b,
+                ",\"latency_ms\":%" PRIu64 ",\"reset_count\":%d,"
+                "\"throttle_rps\":%g,\"retry_after_s\":%d,\"late_share\":%g,"
+                "\"late_min_ms\":%" PRIu64 ",\"late_max_ms\":%" PRIu64
+                ",\"token_down_ms\":%" PRIu64 "}",
+                e->f.latency_ms, e->f.reset_count, e->f.throttle_rps,
+                e->f.retry_after_s, e->f.late_share, e->f.late_min_ms,
+                e->f.late_max_ms,
+                e->f.token_down_until_ms > emu_now_ms()
+                    ? e->f.token_down_until_ms - emu_now_ms()
+                    : 0);
 }
 
 void emu_faults_clear(struct emu *e)
@@ -106,7 +106,7 @@ static void handle_faults_post(struct emu *e, struct http_request *req,
     double v;
     int present;
     int code_given = 0;
-    struct rbuf b = {0};
+    struct sbuf b = {0};
 
     if (!cJSON_IsObject(root)) {
         emu_respond_error(req, c, 400, "General_BadRequest", 1,
@@ -208,36 +208,37 @@ out:
 
 static void handle_stats(struct emu *e, struct http_request *req, struct ctx *c)
 {
-    struct rbuf b = {0};
+    struct sbuf b = {0};
 
-    rb_printf(&b,
-              "{\"requests\":%" PRIu64 ",\"ingest_requests\":%" PRIu64
-              ",\"ingest_ok\":%" PRIu64 ",\"ingest_failed\":%" PRIu64
-              ",\"queries\":%" PRIu64 ",\"mgmt\":%" PRIu64
-              ",\"auth_failures\":%" PRIu64 ",\"rows_accepted\":%" PRIu64
-              ",\"count_only\":%s,\"connections\":%zu,"
-              "\"faults_fired\":{\"fail\":%" PRIu64 ",\"latency\":%" PRIu64
-              ",\"reset\":%" PRIu64 ",\"throttle\":%" PRIu64
-              ",\"late\":%" PRIu64 ",\"token\":%" PRIu64
-              "},\"late_applied\":%" PRIu64 ",\"late_client_gone\":%" PRIu64
-              ",\"late_expired\":%" PRIu64 ",\"tables\":{",
-              e->st.requests, e->st.ingest_requests, e->st.ingest_ok,
-              e->st.ingest_failed, e->st.queries, e->st.mgmt,
-              e->st.auth_failures, kusto_rows_accepted(e->k),
-              e->count_only ? "true" : "false", http_server_connections(e->srv),
-              e->st.fired_fail, e->st.fired_latency, e->st.fired_reset,
-              e->st.fired_throttle, e->st.fired_late, e->st.fired_token,
-              e->st.late_applied, e->st.late_client_gone, e->st.late_expired);
+    sbuf_printf(&b,
+                "{\"requests\":%" PRIu64 ",\"ingest_requests\":%" PRIu64
+                ",\"ingest_ok\":%" PRIu64 ",\"ingest_failed\":%" PRIu64
+                ",\"queries\":%" PRIu64 ",\"mgmt\":%" PRIu64
+                ",\"auth_failures\":%" PRIu64 ",\"rows_accepted\":%" PRIu64
+                ",\"count_only\":%s,\"connections\":%zu,"
+                "\"faults_fired\":{\"fail\":%" PRIu64 ",\"latency\":%" PRIu64
+                ",\"reset\":%" PRIu64 ",\"throttle\":%" PRIu64
+                ",\"late\":%" PRIu64 ",\"token\":%" PRIu64
+                "},\"late_applied\":%" PRIu64 ",\"late_client_gone\":%" PRIu64
+                ",\"late_expired\":%" PRIu64 ",\"tables\":{",
+                e->st.requests, e->st.ingest_requests, e->st.ingest_ok,
+                e->st.ingest_failed, e->st.queries, e->st.mgmt,
+                e->st.auth_failures, kusto_rows_accepted(e->k),
+                e->count_only ? "true" : "false",
+                http_server_connections(e->srv), e->st.fired_fail,
+                e->st.fired_latency, e->st.fired_reset, e->st.fired_throttle,
+                e->st.fired_late, e->st.fired_token, e->st.late_applied,
+                e->st.late_client_gone, e->st.late_expired);
     for (size_t i = 0; i < e->ntables; i++) {
         if (i > 0) {
-            rb_put(&b, ",", 1);
+            sbuf_add(&b, ",", 1);
         }
         rb_json(&b, e->tables[i].name);
-        rb_printf(&b, ":%" PRIu64, e->tables[i].rows);
+        sbuf_printf(&b, ":%" PRIu64, e->tables[i].rows);
     }
-    rb_str(&b, "},\"faults\":");
+    sbuf_adds(&b, "},\"faults\":");
     render_faults(e, &b);
-    rb_str(&b, "}");
+    sbuf_adds(&b, "}");
     emu_respond(req, c, 200, &b);
 }
 
@@ -258,7 +259,7 @@ void emu_handle_control(struct emu *e, struct http_request *req, struct ctx *c)
         handle_faults_post(e, req, c);
     } else if (strcmp(path, "/_emulator/faults") == 0 &&
                strcmp(m, "GET") == 0) {
-        struct rbuf b = {0};
+        struct sbuf b = {0};
         render_faults(e, &b);
         emu_respond(req, c, 200, &b);
     } else if (strcmp(path, "/_emulator/stats") == 0 && strcmp(m, "GET") == 0) {

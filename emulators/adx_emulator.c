@@ -73,9 +73,9 @@ static void ctx_init(struct ctx *c, const struct http_request *req)
 }
 
 void emu_respond(struct http_request *req, struct ctx *c, int status,
-                 struct rbuf *b)
+                 struct sbuf *b)
 {
-    if (b->oom) {
+    if (b->err) {
         static const char oom[] = "{\"error\":{\"code\":\"Internal\","
                                   "\"message\":\"out of memory\"}}";
         http_respond_json(req, 500, c->hdrs, c->nhdrs, oom);
@@ -91,7 +91,7 @@ void emu_respond_error(struct http_request *req, struct ctx *c, int status,
                        const char *code, int permanent, const char *fmt, ...)
 {
     char detail[768];
-    struct rbuf b = {0};
+    struct sbuf b = {0};
     va_list ap;
 
     va_start(ap, fmt);
@@ -161,13 +161,9 @@ static int authorized(struct emu *e, const struct http_request *req)
     if (!e->auth_token) {
         return 1;
     }
-    h = http_req_header(req, "Authorization");
-    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) {
+    h = http_req_bearer(req);
+    if (h == NULL) {
         return 0;
-    }
-    h += 7;
-    while (*h == ' ') {
-        h++;
     }
     if (e->static_token != NULL && strcmp(h, e->static_token) == 0) {
         return 1;
@@ -208,7 +204,7 @@ static void handle_token_v2(struct emu *e, struct http_request *req,
     char assertion[8];
     char resource[256];
     const struct issued_token *t;
-    struct rbuf b = {0};
+    struct sbuf b = {0};
     int has_secret;
     int has_assertion;
 
@@ -245,22 +241,22 @@ static void handle_token_v2(struct emu *e, struct http_request *req,
             snprintf(resource, sizeof(resource), "%s",
                      "https://kusto.kusto.windows.net");
         }
-        rb_printf(&b,
-                  "{\"token_type\":\"Bearer\",\"expires_in\":\"%ld\","
-                  "\"ext_expires_in\":\"%ld\",\"expires_on\":\"%" PRIu64
-                  "\",\"not_before\":\"%" PRIu64 "\",\"resource\":",
-                  e->token_lifetime_s, e->token_lifetime_s,
-                  now_s + (uint64_t)e->token_lifetime_s, now_s);
+        sbuf_printf(&b,
+                    "{\"token_type\":\"Bearer\",\"expires_in\":\"%ld\","
+                    "\"ext_expires_in\":\"%ld\",\"expires_on\":\"%" PRIu64
+                    "\",\"not_before\":\"%" PRIu64 "\",\"resource\":",
+                    e->token_lifetime_s, e->token_lifetime_s,
+                    now_s + (uint64_t)e->token_lifetime_s, now_s);
         rb_json(&b, resource);
-        rb_str(&b, ",\"access_token\":");
+        sbuf_adds(&b, ",\"access_token\":");
     } else {
-        rb_printf(&b,
-                  "{\"token_type\":\"Bearer\",\"expires_in\":%ld,"
-                  "\"ext_expires_in\":%ld,\"access_token\":",
-                  e->token_lifetime_s, e->token_lifetime_s);
+        sbuf_printf(&b,
+                    "{\"token_type\":\"Bearer\",\"expires_in\":%ld,"
+                    "\"ext_expires_in\":%ld,\"access_token\":",
+                    e->token_lifetime_s, e->token_lifetime_s);
     }
     rb_json(&b, t->value);
-    rb_str(&b, "}");
+    sbuf_adds(&b, "}");
     emu_respond(req, c, 200, &b);
 }
 
@@ -269,7 +265,7 @@ static void handle_imds(struct emu *e, struct http_request *req, struct ctx *c)
     const char *md = http_req_header(req, "Metadata");
     char resource[256];
     const struct issued_token *t;
-    struct rbuf b = {0};
+    struct sbuf b = {0};
     uint64_t now_s = emu_now_ms() / 1000;
 
     if (md == NULL || strcasecmp(md, "true") != 0) {
@@ -288,15 +284,15 @@ static void handle_imds(struct emu *e, struct http_request *req, struct ctx *c)
         return;
     }
     t = token_issue(e);
-    rb_str(&b, "{\"access_token\":");
+    sbuf_adds(&b, "{\"access_token\":");
     rb_json(&b, t->value);
-    rb_printf(&b,
-              ",\"expires_in\":\"%ld\",\"expires_on\":\"%" PRIu64
-              "\",\"not_before\":\"%" PRIu64 "\",\"resource\":",
-              e->token_lifetime_s, now_s + (uint64_t)e->token_lifetime_s,
-              now_s);
+    sbuf_printf(&b,
+                ",\"expires_in\":\"%ld\",\"expires_on\":\"%" PRIu64
+                "\",\"not_before\":\"%" PRIu64 "\",\"resource\":",
+                e->token_lifetime_s, now_s + (uint64_t)e->token_lifetime_s,
+                now_s);
     rb_json(&b, resource);
-    rb_str(&b, ",\"token_type\":\"Bearer\"}");
+    sbuf_adds(&b, ",\"token_type\":\"Bearer\"}");
     emu_respond(req, c, 200, &b);
 }
 
@@ -305,7 +301,7 @@ static void handle_metadata(struct emu *e, struct http_request *req,
 {
     const char *host = http_req_header(req, "Host");
     char url[300];
-    struct rbuf b = {0};
+    struct sbuf b = {0};
 
     if (host != NULL && host[0] != '\0' && strlen(host) < 256 &&
         strpbrk(host, "\"\\/ ") == NULL) {
@@ -313,19 +309,20 @@ static void handle_metadata(struct emu *e, struct http_request *req,
     } else {
         snprintf(url, sizeof(url), "http://%s", e->listen);
     }
-    rb_str(&b, "{\"AzureAD\":{\"LoginEndpoint\":");
+    sbuf_adds(&b, "{\"AzureAD\":{\"LoginEndpoint\":");
     rb_json(&b, url);
-    rb_str(&b, ",\"LoginMfaRequired\":false,\"KustoClientAppId\":"
-               "\"db662dc1-0cfe-4e1c-a843-19a68e65be58\","
-               "\"KustoClientRedirectUri\":\"https://microsoft/kustoclient\","
-               "\"KustoServiceResourceId\":\"https://kusto.kusto.windows.net\","
-               "\"FirstPartyAuthorityUrl\":");
+    sbuf_adds(&b,
+              ",\"LoginMfaRequired\":false,\"KustoClientAppId\":"
+              "\"db662dc1-0cfe-4e1c-a843-19a68e65be58\","
+              "\"KustoClientRedirectUri\":\"https://microsoft/kustoclient\","
+              "\"KustoServiceResourceId\":\"https://kusto.kusto.windows.net\","
+              "\"FirstPartyAuthorityUrl\":");
     rb_json(&b, url);
-    rb_str(&b, "},\"dSTS\":{\"CloudEndpointSuffix\":\"windows.net\","
-               "\"DstsRealm\":\"realm://dsts.core.windows.net\","
-               "\"DstsInstance\":\"prod-dsts.dsts.core.windows.net\","
-               "\"KustoDnsHostName\":\"kusto.windows.net\","
-               "\"ServiceName\":\"kusto\"}}");
+    sbuf_adds(&b, "},\"dSTS\":{\"CloudEndpointSuffix\":\"windows.net\","
+                  "\"DstsRealm\":\"realm://dsts.core.windows.net\","
+                  "\"DstsInstance\":\"prod-dsts.dsts.core.windows.net\","
+                  "\"KustoDnsHostName\":\"kusto.windows.net\","
+                  "\"ServiceName\":\"kusto\"}}");
     emu_respond(req, c, 200, &b);
 }
 
@@ -350,7 +347,7 @@ static void handle_query(struct emu *e, struct http_request *req, struct ctx *c,
     const char *csl = NULL;
     struct kusto_result *res = NULL;
     struct kusto_error err;
-    struct rbuf b = {0};
+    struct sbuf b = {0};
 
     if (strcmp(http_req_method(req), "GET") == 0 && api != API_MGMT) {
         size_t qlen = strlen(http_req_query(req)) + 1;
@@ -483,17 +480,18 @@ static int ingest_target(const char *path, char *db, char *table)
 }
 
 /* The v1 success body of a streaming ingest (adx-protocol.md section 1). */
-static void render_ingest_ok(struct rbuf *b, size_t rows)
+static void render_ingest_ok(struct sbuf *b, size_t rows)
 {
-    rb_printf(b,
-              "{\"Tables\":[{\"TableName\":\"Table_0\",\"Columns\":["
-              "{\"ColumnName\":\"ConsumedRecordsCount\",\"DataType\":"
-              "\"Int64\"},{\"ColumnName\":\"UpdatePolicyStatus\","
-              "\"DataType\":\"String\"},{\"ColumnName\":"
-              "\"UpdatePolicyFailureCode\",\"DataType\":\"String\"},"
-              "{\"ColumnName\":\"UpdatePolicyFailureReason\",\"DataType\":"
-              "\"String\"}],\"Rows\":[[%zu,\"Inactive\",\"Unknown\",null]]}]}",
-              rows);
+    sbuf_printf(
+        b,
+        "{\"Tables\":[{\"TableName\":\"Table_0\",\"Columns\":["
+        "{\"ColumnName\":\"ConsumedRecordsCount\",\"DataType\":"
+        "\"Int64\"},{\"ColumnName\":\"UpdatePolicyStatus\","
+        "\"DataType\":\"String\"},{\"ColumnName\":"
+        "\"UpdatePolicyFailureCode\",\"DataType\":\"String\"},"
+        "{\"ColumnName\":\"UpdatePolicyFailureReason\",\"DataType\":"
+        "\"String\"}],\"Rows\":[[%zu,\"Inactive\",\"Unknown\",null]]}]}",
+        rows);
 }
 
 /* Does the ingest work and answers (or resets, under the reset fault). */
@@ -626,7 +624,7 @@ static void ingest_process(struct emu *e, struct http_request *req)
     const struct kusto_column *cols;
     size_t ncols;
     struct kusto_error err;
-    struct rbuf b = {0};
+    struct sbuf b = {0};
 
     memset(&err, 0, sizeof(err));
     ctx_init(&c, req);

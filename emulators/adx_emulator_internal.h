@@ -133,7 +133,7 @@ struct ctx {
 /* Answers req with status and the body in b (JSON; b's text is taken) plus
  * c's headers. */
 void emu_respond(struct http_request *req, struct ctx *c, int status,
-                 struct rbuf *b);
+                 struct sbuf *b);
 /* Answers a OneApi error with the message fmt. */
 void emu_respond_error(struct http_request *req, struct ctx *c, int status,
                        const char *code, int permanent, const char *fmt, ...)

@@ -396,8 +396,8 @@ struct report {
 static int post_queue(struct dm *d, CURL *h, const char *queue,
                       const char *json)
 {
-    struct buf body = {0};
-    struct buf out = {0};
+    struct sbuf body = {0};
+    struct sbuf out = {0};
     char *b64 = dm_b64_encode(json, strlen(json));
     char *url = dm_resource_url(d, d->queue_url, "");
     char *full = NULL;
@@ -416,12 +416,12 @@ static int post_queue(struct dm *d, CURL *h, const char *queue,
             goto out;
         }
     }
-    dm_buf_printf(&body,
-                  "<QueueMessage><MessageText>%s</MessageText>"
-                  "</QueueMessage>",
-                  b64);
-    if (!body.oom &&
-        dm_storage_call(d, h, "POST", full, "application/xml", body.p, body.n,
+    sbuf_printf(&body,
+                "<QueueMessage><MessageText>%s</MessageText>"
+                "</QueueMessage>",
+                b64);
+    if (!body.err &&
+        dm_storage_call(d, h, "POST", full, "application/xml", body.p, body.len,
                         &out, &status) == 0 &&
         status == 201) {
         rc = 0;
@@ -430,8 +430,8 @@ out:
     free(b64);
     free(url);
     free(full);
-    dm_buf_free(&body);
-    dm_buf_free(&out);
+    sbuf_release(&body);
+    sbuf_release(&out);
     return rc;
 }
 
@@ -447,7 +447,7 @@ static int put_status_row(struct dm *d, CURL *h, const struct report *r,
     const char *q = strchr(r->status_table, '?');
     char pk[512];
     char rk[512];
-    struct buf out = {0};
+    struct sbuf out = {0};
     long status = 0;
     int rc = -EIO;
 
@@ -489,7 +489,7 @@ out:
     cJSON_Delete(o);
     free(json);
     free(url);
-    dm_buf_free(&out);
+    sbuf_release(&out);
     return rc;
 }
 
@@ -634,14 +634,14 @@ static void read_job_properties(const cJSON *msg, struct job *j)
  */
 static int fetch_and_apply(struct dm *d, CURL *h, const char *blob_url,
                            const char *blob_path, struct job *j,
-                           struct buf *blob)
+                           struct sbuf *blob)
 {
     long status = 0;
     int got =
         dm_storage_call(d, h, "GET", blob_url, NULL, NULL, 0, blob, &status);
     int rc;
 
-    if (got < 0 && blob->too_big) {
+    if (got < 0 && blob->err == -EMSGSIZE) {
         /* code chosen here: a blob the emulator will not hold */
         job_fail(j, 1, "BadRequest_BlobTooLarge",
                  "blob %s is over the emulator's %u MiB", blob_path,
@@ -661,7 +661,7 @@ static int fetch_and_apply(struct dm *d, CURL *h, const char *blob_url,
         return 1;
     }
     j->body = blob->p != NULL ? blob->p : "";
-    j->blen = blob->n;
+    j->blen = blob->len;
     rc = run_on_loop(d, j);
     return rc < 0 ? rc : 1;
 }
@@ -698,7 +698,7 @@ static int process_message(struct dm *d, CURL *h, const char *text)
     cJSON *msg = NULL;
     struct job j;
     struct report r;
-    struct buf blob = {0};
+    struct sbuf blob = {0};
     char *blob_url = NULL;
     char *path_nosas = NULL;
     int result = 1;
@@ -789,7 +789,7 @@ out:
     free(j.mapping_inline);
     free(j.tags);
     free(j.if_not_exists);
-    dm_buf_free(&blob);
+    sbuf_release(&blob);
     return result;
 }
 
@@ -797,7 +797,7 @@ out:
  * took, or -EIO. */
 static int drain_once(struct dm *d, CURL *h)
 {
-    struct buf out = {0};
+    struct sbuf out = {0};
     char *base = dm_resource_url(d, d->queue_url, DM_Q_READY);
     char *url = NULL;
     char *q;
@@ -820,12 +820,12 @@ static int drain_once(struct dm *d, CURL *h)
         status != 200) {
         free(base);
         free(url);
-        dm_buf_free(&out);
+        sbuf_release(&out);
         count(d, &d->st.storage_errors, 1);
         return -EIO;
     }
     p = out.p != NULL ? out.p : "";
-    end = p + out.n;
+    end = p + out.len;
     while ((p = memmem(p, (size_t)(end - p), "<QueueMessage>", 14)) != NULL) {
         const char *mend = memmem(p, (size_t)(end - p), "</QueueMessage>", 15);
         char *id;
@@ -847,7 +847,7 @@ static int drain_once(struct dm *d, CURL *h)
         if (rc == 1) {
             char pe[512];
             char *del = NULL;
-            struct buf dout = {0};
+            struct sbuf dout = {0};
             long ds = 0;
             dm_url_encode(pop, pe, sizeof(pe));
             if (asprintf(&del, "%s/messages/%s?popreceipt=%s&%s", base, id, pe,
@@ -859,7 +859,7 @@ static int drain_once(struct dm *d, CURL *h)
                 }
                 free(del);
             }
-            dm_buf_free(&dout);
+            sbuf_release(&dout);
         }
         free(id);
         free(pop);
@@ -870,7 +870,7 @@ static int drain_once(struct dm *d, CURL *h)
     }
     free(base);
     free(url);
-    dm_buf_free(&out);
+    sbuf_release(&out);
     return taken;
 }
 
@@ -1032,22 +1032,22 @@ void dm_free(struct dm *d)
 
 /* ---- control endpoint ---- */
 
-static void render_state(struct dm *d, struct buf *b)
+static void render_state(struct dm *d, struct sbuf *b)
 {
     pthread_mutex_lock(&d->mu);
-    dm_buf_printf(
-        b,
-        "{\"faults\":{\"fail_count\":%d,\"fail_code\":\"%s\","
-        "\"fail_permanent\":%s,\"status_delay_ms\":%" PRIu64 "},"
-        "\"stats\":{\"messages\":%" PRIu64 ",\"bad_messages\":%" PRIu64
-        ",\"applied\":%" PRIu64 ",\"rows\":%" PRIu64 ",\"failed\":%" PRIu64
-        ",\"skipped\":%" PRIu64 ",\"fired_fail\":%" PRIu64
-        ",\"reports\":%" PRIu64 ",\"storage_errors\":%" PRIu64
-        ",\"ingest_by_tags\":%zu}}",
-        d->f.fail_count, d->f.fail_code, d->f.fail_permanent ? "true" : "false",
-        d->f.status_delay_ms, d->st.messages, d->st.bad_messages, d->st.applied,
-        d->st.rows, d->st.failed, d->st.skipped, d->st.fired_fail,
-        d->st.reports, d->st.storage_errors, d->ntags);
+    sbuf_printf(b,
+                "{\"faults\":{\"fail_count\":%d,\"fail_code\":\"%s\","
+                "\"fail_permanent\":%s,\"status_delay_ms\":%" PRIu64 "},"
+                "\"stats\":{\"messages\":%" PRIu64 ",\"bad_messages\":%" PRIu64
+                ",\"applied\":%" PRIu64 ",\"rows\":%" PRIu64
+                ",\"failed\":%" PRIu64 ",\"skipped\":%" PRIu64
+                ",\"fired_fail\":%" PRIu64 ",\"reports\":%" PRIu64
+                ",\"storage_errors\":%" PRIu64 ",\"ingest_by_tags\":%zu}}",
+                d->f.fail_count, d->f.fail_code,
+                d->f.fail_permanent ? "true" : "false", d->f.status_delay_ms,
+                d->st.messages, d->st.bad_messages, d->st.applied, d->st.rows,
+                d->st.failed, d->st.skipped, d->st.fired_fail, d->st.reports,
+                d->st.storage_errors, d->ntags);
     pthread_mutex_unlock(&d->mu);
 }
 
@@ -1108,7 +1108,7 @@ int dm_handle_control(struct dm *d, struct http_request *req,
 {
     const char *path = http_req_path(req);
     const char *m = http_req_method(req);
-    struct buf b = {0};
+    struct sbuf b = {0};
 
     if (strcmp(path, "/_emulator/dm") != 0 &&
         strcmp(path, "/_emulator/dm/faults") != 0) {
@@ -1128,18 +1128,18 @@ int dm_handle_control(struct dm *d, struct http_request *req,
         char err[256];
         if (faults_post(d, body != NULL ? body : "", len, err, sizeof(err)) <
             0) {
-            struct buf e = {0};
-            dm_buf_printf(&e, "{\"error\":{\"code\":\"General_BadRequest\","
-                              "\"message\":");
+            struct sbuf e = {0};
+            sbuf_printf(&e, "{\"error\":{\"code\":\"General_BadRequest\","
+                            "\"message\":");
             {
                 cJSON *s = cJSON_CreateString(err);
                 char *t = cJSON_PrintUnformatted(s);
-                dm_buf_printf(&e, "%s}}", t != NULL ? t : "\"\"");
+                sbuf_printf(&e, "%s}}", t != NULL ? t : "\"\"");
                 free(t);
                 cJSON_Delete(s);
             }
-            http_respond_json(req, 400, hdrs, nhdrs, e.oom ? "{}" : e.p);
-            dm_buf_free(&e);
+            http_respond_json(req, 400, hdrs, nhdrs, e.err ? "{}" : e.p);
+            sbuf_release(&e);
             return 1;
         }
     } else if (strcmp(m, "GET") != 0) {
@@ -1150,7 +1150,7 @@ int dm_handle_control(struct dm *d, struct http_request *req,
         return 1;
     }
     render_state(d, &b);
-    http_respond_json(req, 200, hdrs, nhdrs, b.oom ? "{}" : b.p);
-    dm_buf_free(&b);
+    http_respond_json(req, 200, hdrs, nhdrs, b.err ? "{}" : b.p);
+    sbuf_release(&b);
     return 1;
 }

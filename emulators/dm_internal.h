@@ -7,6 +7,7 @@
 #ifndef KADX_EMULATOR_DM_INTERNAL_H
 #define KADX_EMULATOR_DM_INTERNAL_H
 
+#include "base/sbuf.h"
 #include "emulators/dm.h"
 #include "emulators/emu.h"
 
@@ -109,22 +110,6 @@ struct dm {
 
 /* ---- dm_storage.c ---- */
 
-/* A growing buffer (p owned; free with dm_buf_free); oom is sticky. */
-struct buf {
-    char *p;
-    size_t n;
-    size_t cap;
-    int oom;
-    int too_big; /* a download over DM_MAX_BLOB */
-};
-
-/* Appends printf output to b. */
-void dm_buf_printf(struct buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-/* Frees b's text; b is empty after. */
-void dm_buf_free(struct buf *b);
-
 /* Percent-encodes s into out (cut at outlen). */
 void dm_url_encode(const char *s, char *out, size_t outlen);
 
@@ -154,7 +139,7 @@ size_t dm_resources_cb(void *data, const char **types, char **roots,
  * -EIO (no answer: refused, reset, timed out, stopped). */
 int dm_storage_call(struct dm *d, CURL *h, const char *method, const char *url,
                     const char *content_type, const char *body, size_t blen,
-                    struct buf *out, long *status);
+                    struct sbuf *out, long *status);
 
 /* Creates the container, the queues and the table (existing ones are
  * fine); 0, or < 0 with err filled. Blocking. */

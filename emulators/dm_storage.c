@@ -3,7 +3,7 @@
  * (dm_internal.h): Azure Storage REST calls with an account SAS signed
  * here (HMAC-SHA256 of the account key), creating the container, queues
  * and table at start, the resource URLs `.get ingestion resources`
- * answers, and the small helpers (buffer, time, uuid, base64) the worker
+ * answers, and the small helpers (time, uuid, base64) the worker
  * shares. The calls block: the worker thread and dm_start make them.
  */
 #include "emulators/dm_internal.h"
@@ -21,67 +21,6 @@
 #include <time.h>
 
 /* ---- small helpers ---- */
-
-static void buf_put(struct buf *b, const void *s, size_t n)
-{
-    if (b->oom) {
-        return;
-    }
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 256;
-        char *np;
-        while (nc < b->n + n + 1) {
-            nc *= 2;
-        }
-        np = realloc(b->p, nc);
-        if (np == NULL) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-void dm_buf_printf(struct buf *b, const char *fmt, ...)
-{
-    char tmp[1024];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->oom = 1;
-        return;
-    }
-    if ((size_t)n < sizeof(tmp)) {
-        buf_put(b, tmp, (size_t)n);
-        return;
-    }
-    {
-        char *big = malloc((size_t)n + 1);
-        if (big == NULL) {
-            b->oom = 1;
-            return;
-        }
-        va_start(ap, fmt);
-        vsnprintf(big, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-        buf_put(b, big, (size_t)n);
-        free(big);
-    }
-}
-
-void dm_buf_free(struct buf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof(*b));
-}
 
 void dm_url_encode(const char *s, char *out, size_t outlen)
 {
@@ -313,14 +252,13 @@ size_t dm_resources_cb(void *data, const char **types, char **roots, size_t max)
 
 static size_t on_body(char *p, size_t size, size_t n, void *data)
 {
-    struct buf *b = data;
+    struct sbuf *b = data;
 
-    if (b->n + size * n > DM_MAX_BLOB) {
-        b->too_big = 1;
-        return 0; /* the call fails */
+    if (b->len + size * n > DM_MAX_BLOB) {
+        b->err = -EMSGSIZE; /* too big: the call fails */
+        return 0;
     }
-    buf_put(b, p, size * n);
-    return b->oom ? 0 : size * n;
+    return sbuf_add(b, p, size * n) < 0 ? 0 : size * n;
 }
 
 static int on_progress(void *data, curl_off_t dt, curl_off_t dn, curl_off_t ut,
@@ -339,12 +277,12 @@ static int on_progress(void *data, curl_off_t dt, curl_off_t dn, curl_off_t ut,
  * -EIO (no answer: refused, reset, timed out, stopped). */
 int dm_storage_call(struct dm *d, CURL *h, const char *method, const char *url,
                     const char *content_type, const char *body, size_t blen,
-                    struct buf *out, long *status)
+                    struct sbuf *out, long *status)
 {
     struct curl_slist *hdrs = NULL;
     CURLcode rc;
 
-    out->n = 0;
+    out->len = 0;
     if (out->p != NULL) {
         out->p[0] = '\0';
     }
@@ -384,7 +322,7 @@ int dm_storage_call(struct dm *d, CURL *h, const char *method, const char *url,
     }
     rc = curl_easy_perform(h);
     curl_slist_free_all(hdrs);
-    if (rc != CURLE_OK || out->oom) {
+    if (rc != CURLE_OK || out->err) {
         return -EIO;
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
@@ -396,7 +334,7 @@ static int create_resource(struct dm *d, CURL *h, const char *method,
                            const char *url, const char *ctype, const char *body,
                            const char *what, char *err, size_t errlen)
 {
-    struct buf out = {0};
+    struct sbuf out = {0};
     long status = 0;
     int rc = dm_storage_call(d, h, method, url, ctype, body,
                              body != NULL ? strlen(body) : 0, &out, &status);
@@ -416,10 +354,10 @@ static int create_resource(struct dm *d, CURL *h, const char *method,
                 *q = '\0';
             }
         }
-        dm_buf_free(&out);
+        sbuf_release(&out);
         return -EIO;
     }
-    dm_buf_free(&out);
+    sbuf_release(&out);
     return 0;
 }
 

@@ -24,6 +24,7 @@
  */
 #include "emulators/kql.h"
 
+#include "base/sbuf.h"
 #include "emulators/emu.h"
 
 #include <ctype.h>
@@ -1467,65 +1468,32 @@ static char *xprintf(const char *fmt, ...)
     return n < 0 ? NULL : s;
 }
 
-/* A growable string. */
-struct sb {
-    char *s;
-    size_t len, cap;
-    int oom;
-};
-
-static void sb_addn(struct sb *b, const char *s, size_t n)
-{
-    if (b->oom) {
-        return;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t ncap = (b->cap ? b->cap * 2 : 128) + n + 1;
-        char *ns = realloc(b->s, ncap);
-
-        if (!ns) {
-            b->oom = 1;
-            return;
-        }
-        b->s = ns;
-        b->cap = ncap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void sb_str(struct sb *b, const char *s)
-{
-    sb_addn(b, s, strlen(s));
-}
-
-static void sb_qident(struct sb *b, const char *name)
+static void sb_qident(struct sbuf *b, const char *name)
 {
     const char *p;
 
-    sb_addn(b, "\"", 1);
+    sbuf_add(b, "\"", 1);
     for (p = name; *p; p++) {
-        sb_addn(b, p, 1);
+        sbuf_add(b, p, 1);
         if (*p == '"') {
-            sb_addn(b, "\"", 1);
+            sbuf_add(b, "\"", 1);
         }
     }
-    sb_addn(b, "\"", 1);
+    sbuf_add(b, "\"", 1);
 }
 
-static void sb_qstring(struct sb *b, const char *s)
+static void sb_qstring(struct sbuf *b, const char *s)
 {
     const char *p;
 
-    sb_addn(b, "'", 1);
+    sbuf_add(b, "'", 1);
     for (p = s; *p; p++) {
-        sb_addn(b, p, 1);
+        sbuf_add(b, p, 1);
         if (*p == '\'') {
-            sb_addn(b, "'", 1);
+            sbuf_add(b, "'", 1);
         }
     }
-    sb_addn(b, "'", 1);
+    sbuf_add(b, "'", 1);
 }
 
 static int oom_err(struct tr *t)
@@ -1740,16 +1708,16 @@ static int outcols_put(struct tr *t, struct outcols *o, char *name, char *sql,
 static int outcols_from_cur(struct tr *t, struct outcols *o)
 {
     size_t i;
-    struct sb b;
+    struct sbuf b;
 
     for (i = 0; i < t->cur.ncols; i++) {
         memset(&b, 0, sizeof(b));
         sb_qident(&b, t->cur.cols[i].name);
-        if (b.oom) {
-            free(b.s);
+        if (b.err) {
+            free(b.p);
             return oom_err(t);
         }
-        if (outcols_put(t, o, strdup(t->cur.cols[i].name), b.s,
+        if (outcols_put(t, o, strdup(t->cur.cols[i].name), b.p,
                         t->cur.cols[i].type, 0) < 0) {
             return -ENOMEM;
         }
@@ -1765,40 +1733,40 @@ static int outcols_from_cur(struct tr *t, struct outcols *o)
 static int push_stage(struct tr *t, struct outcols *o, int distinct,
                       int keep_itime, const char *tail)
 {
-    struct sb b;
+    struct sbuf b;
     size_t i;
     int itime = keep_itime && t->cur.has_itime;
 
     memset(&b, 0, sizeof(b));
-    sb_str(&b, distinct ? "SELECT DISTINCT " : "SELECT ");
+    sbuf_adds(&b, distinct ? "SELECT DISTINCT " : "SELECT ");
     for (i = 0; i < o->n; i++) {
         if (i) {
-            sb_str(&b, ", ");
+            sbuf_adds(&b, ", ");
         }
-        sb_str(&b, o->sql[i]);
-        sb_str(&b, " AS ");
+        sbuf_adds(&b, o->sql[i]);
+        sbuf_adds(&b, " AS ");
         sb_qident(&b, o->cols[i].name);
     }
     if (itime) {
-        sb_str(&b, o->n ? ", \"$IngestionTime\"" : "\"$IngestionTime\"");
+        sbuf_adds(&b, o->n ? ", \"$IngestionTime\"" : "\"$IngestionTime\"");
     }
     if (o->n == 0 && !itime) {
-        sb_str(&b, "NULL");
+        sbuf_adds(&b, "NULL");
     }
-    sb_str(&b, " FROM (");
-    sb_str(&b, t->cur.sql);
-    sb_str(&b, ")");
+    sbuf_adds(&b, " FROM (");
+    sbuf_adds(&b, t->cur.sql);
+    sbuf_adds(&b, ")");
     if (tail && *tail) {
-        sb_str(&b, " ");
-        sb_str(&b, tail);
+        sbuf_adds(&b, " ");
+        sbuf_adds(&b, tail);
     }
-    if (b.oom) {
-        free(b.s);
+    if (b.err) {
+        free(b.p);
         outcols_release(o);
         return oom_err(t);
     }
     rel_release(&t->cur);
-    t->cur.sql = b.s;
+    t->cur.sql = b.p;
     t->cur.cols = o->cols;
     t->cur.ncols = o->n;
     t->cur.has_itime = itime;
@@ -2199,33 +2167,33 @@ static int time_string_function(struct tr *t, const char *f, struct ex *a,
                              t->cur.has_itime ? "\"$IngestionTime\"" : "NULL"));
         }
     } else if (strcmp(f, "strcat") == 0) {
-        struct sb b;
+        struct sbuf b;
 
         if (n < 1) {
             *rc = argc_err(t, f, "1 or more");
             return 1;
         }
         memset(&b, 0, sizeof(b));
-        sb_str(&b, "(");
+        sbuf_adds(&b, "(");
         for (i = 0; i < n; i++) {
             char *s = as_text(&a[i]);
 
             if (!s) {
-                b.oom = 1;
+                b.err = -ENOMEM;
                 break;
             }
             if (i) {
-                sb_str(&b, " || ");
+                sbuf_adds(&b, " || ");
             }
-            sb_str(&b, s);
+            sbuf_adds(&b, s);
             free(s);
         }
-        sb_str(&b, ")");
-        if (b.oom) {
-            free(b.s);
+        sbuf_adds(&b, ")");
+        if (b.err) {
+            free(b.p);
             *rc = oom_err(t);
         } else {
-            *rc = mk(t, out, KT_STRING, b.s);
+            *rc = mk(t, out, KT_STRING, b.p);
         }
     } else if (strcmp(f, "strlen") == 0) {
         char *s = n == 1 ? as_text(&a[0]) : NULL;
@@ -2367,22 +2335,22 @@ static int math_function(struct tr *t, const char *f, struct ex *a, size_t n,
                              a[1].sql, a[2].sql));
         }
     } else if (strcmp(f, "coalesce") == 0) {
-        struct sb b;
+        struct sbuf b;
 
         if (n < 1) {
             *rc = argc_err(t, f, "1 or more");
             return 1;
         }
         memset(&b, 0, sizeof(b));
-        sb_str(&b, n == 1 ? "(" : "coalesce(");
+        sbuf_adds(&b, n == 1 ? "(" : "coalesce(");
         for (i = 0; i < n; i++) {
             if (i) {
-                sb_str(&b, ", ");
+                sbuf_adds(&b, ", ");
             }
-            sb_str(&b, a[i].sql);
+            sbuf_adds(&b, a[i].sql);
         }
-        sb_str(&b, ")");
-        *rc = b.oom ? (free(b.s), oom_err(t)) : mk(t, out, a[0].type, b.s);
+        sbuf_adds(&b, ")");
+        *rc = b.err ? (free(b.p), oom_err(t)) : mk(t, out, a[0].type, b.p);
     } else if (strcmp(f, "abs") == 0) {
         if (n != 1 || !(is_numt(a[0].type) || a[0].type == KT_TIMESPAN)) {
             *rc = n != 1 ? argc_err(t, f, "1") : type_err(t, f, &a[0], NULL);
@@ -2471,7 +2439,7 @@ static int parse_primary(struct tr *t, struct ex *out)
                   k->is_null ? xprintf("NULL")
                              : xprintf("%lld", (long long)k->i));
     case KQL_STRING: {
-        struct sb b;
+        struct sbuf b;
 
         memset(&b, 0, sizeof(b));
         t->i++;
@@ -2487,11 +2455,11 @@ static int parse_primary(struct tr *t, struct ex *out)
             t->i++;
         }
         sb_qstring(&b, k->text);
-        if (b.oom) {
-            free(b.s);
+        if (b.err) {
+            free(b.p);
             return oom_err(t);
         }
-        return mk(t, out, KT_STRING, b.s);
+        return mk(t, out, KT_STRING, b.p);
     }
     case KQL_PUNCT:
         if (is_punct(k, "(")) {
@@ -2538,15 +2506,15 @@ static int parse_primary(struct tr *t, struct ex *out)
                         t->op, k->text);
         }
         {
-            struct sb b;
+            struct sbuf b;
 
             memset(&b, 0, sizeof(b));
             sb_qident(&b, c->name);
-            if (b.oom) {
-                free(b.s);
+            if (b.err) {
+                free(b.p);
                 return oom_err(t);
             }
-            rc = mk(t, out, c->type, b.s);
+            rc = mk(t, out, c->type, b.p);
             if (rc == 0) {
                 out->name = strdup(c->name);
                 if (!out->name) {
@@ -2676,7 +2644,7 @@ static int parse_in_between(struct tr *t, struct ex *lhs, struct ex *out)
     int neg = k->text[0] == '!';
     int between = strstr(k->text, "between") != NULL;
     int rc = 0;
-    struct sb b;
+    struct sbuf b;
 
     memset(&b, 0, sizeof(b));
     t->i++;
@@ -2728,9 +2696,9 @@ static int parse_in_between(struct tr *t, struct ex *lhs, struct ex *out)
         ex_free(&hi);
         return rc;
     }
-    sb_str(&b, "(");
-    sb_str(&b, lhs->sql);
-    sb_str(&b, neg ? " NOT IN (" : " IN (");
+    sbuf_adds(&b, "(");
+    sbuf_adds(&b, lhs->sql);
+    sbuf_adds(&b, neg ? " NOT IN (" : " IN (");
     for (;;) {
         struct ex e;
 
@@ -2743,7 +2711,7 @@ static int parse_in_between(struct tr *t, struct ex *lhs, struct ex *out)
             ex_free(&e);
             break;
         }
-        sb_str(&b, e.sql);
+        sbuf_adds(&b, e.sql);
         ex_free(&e);
         if (take_punct(t, ")")) {
             break;
@@ -2752,15 +2720,15 @@ static int parse_in_between(struct tr *t, struct ex *lhs, struct ex *out)
             rc = syn(t, "',' or ')'");
             break;
         }
-        sb_str(&b, ", ");
+        sbuf_adds(&b, ", ");
     }
-    sb_str(&b, "))");
+    sbuf_adds(&b, "))");
     ex_free(lhs);
-    if (rc < 0 || b.oom) {
-        free(b.s);
+    if (rc < 0 || b.err) {
+        free(b.p);
         return rc < 0 ? rc : oom_err(t);
     }
-    return mk(t, out, KT_BOOL, b.s);
+    return mk(t, out, KT_BOOL, b.p);
 }
 
 static int parse_cmp(struct tr *t, struct ex *out)
@@ -3033,14 +3001,14 @@ static int op_project_away(struct tr *t)
         }
     } while (rc == 0 && take_punct(t, ","));
     for (i = 0; rc == 0 && i < t->cur.ncols; i++) {
-        struct sb b;
+        struct sbuf b;
 
         if (drop[i]) {
             continue;
         }
         memset(&b, 0, sizeof(b));
         sb_qident(&b, t->cur.cols[i].name);
-        rc = outcols_put(t, &o, strdup(t->cur.cols[i].name), b.s,
+        rc = outcols_put(t, &o, strdup(t->cur.cols[i].name), b.p,
                          t->cur.cols[i].type, 0);
     }
     free(drop);
@@ -3146,11 +3114,11 @@ static int op_take(struct tr *t)
 }
 
 /* "e1 [asc|desc] [nulls first|last], ..." into b as ORDER BY terms. */
-static int sort_terms(struct tr *t, struct sb *b)
+static int sort_terms(struct tr *t, struct sbuf *b)
 {
     int first = 1;
 
-    sb_str(b, "ORDER BY ");
+    sbuf_adds(b, "ORDER BY ");
     do {
         struct ex e;
         int asc = 0;
@@ -3176,20 +3144,20 @@ static int sort_terms(struct tr *t, struct sb *b)
             }
         }
         if (!first) {
-            sb_str(b, ", ");
+            sbuf_adds(b, ", ");
         }
         first = 0;
-        sb_str(b, e.sql);
-        sb_str(b, asc ? " ASC " : " DESC ");
-        sb_str(b, nulls);
+        sbuf_adds(b, e.sql);
+        sbuf_adds(b, asc ? " ASC " : " DESC ");
+        sbuf_adds(b, nulls);
         ex_free(&e);
     } while (take_punct(t, ","));
-    return b->oom ? oom_err(t) : 0;
+    return b->err ? oom_err(t) : 0;
 }
 
 static int op_sort(struct tr *t)
 {
-    struct sb b;
+    struct sbuf b;
     int rc;
 
     if (!take_word(t, "by")) {
@@ -3198,16 +3166,16 @@ static int op_sort(struct tr *t)
     memset(&b, 0, sizeof(b));
     rc = sort_terms(t, &b);
     if (rc == 0) {
-        rc = wrap_stage(t, b.s);
+        rc = wrap_stage(t, b.p);
     }
-    free(b.s);
+    free(b.p);
     return rc;
 }
 
 static int op_top(struct tr *t)
 {
     long long n = 0;
-    struct sb b;
+    struct sbuf b;
     char lim[48];
     int rc;
 
@@ -3220,11 +3188,11 @@ static int op_top(struct tr *t)
     memset(&b, 0, sizeof(b));
     rc = sort_terms(t, &b);
     snprintf(lim, sizeof(lim), " LIMIT %lld", n);
-    sb_str(&b, lim);
+    sbuf_adds(&b, lim);
     if (rc == 0) {
-        rc = b.oom ? oom_err(t) : wrap_stage(t, b.s);
+        rc = b.err ? oom_err(t) : wrap_stage(t, b.p);
     }
-    free(b.s);
+    free(b.p);
     return rc;
 }
 
@@ -3253,7 +3221,7 @@ static int op_distinct(struct tr *t)
     } else {
         do {
             const struct kusto_column *c;
-            struct sb b;
+            struct sbuf b;
 
             rc = column_operand(t, &c);
             if (rc < 0) {
@@ -3261,7 +3229,7 @@ static int op_distinct(struct tr *t)
             }
             memset(&b, 0, sizeof(b));
             sb_qident(&b, c->name);
-            rc = outcols_put(t, &o, strdup(c->name), b.s, c->type, 0);
+            rc = outcols_put(t, &o, strdup(c->name), b.p, c->type, 0);
         } while (rc == 0 && take_punct(t, ","));
     }
     if (rc == 0) {
@@ -3428,7 +3396,7 @@ out:
 static int op_summarize(struct tr *t)
 {
     struct outcols aggs, keys, all;
-    struct sb group;
+    struct sbuf group;
     size_t i;
     int rc = 0;
 
@@ -3455,8 +3423,8 @@ static int op_summarize(struct tr *t)
             if (!name) {
                 name = e.name ? strdup(e.name) : next_column_name(t);
             }
-            sb_str(&group, keys.n ? ", " : "GROUP BY ");
-            sb_str(&group, e.sql);
+            sbuf_adds(&group, keys.n ? ", " : "GROUP BY ");
+            sbuf_adds(&group, e.sql);
             rc = outcols_put(t, &keys, name, e.sql, e.type, 0);
             e.sql = NULL;
             ex_free(&e);
@@ -3478,16 +3446,16 @@ static int op_summarize(struct tr *t)
         aggs.cols[i].name = NULL;
         aggs.sql[i] = NULL;
     }
-    if (rc == 0 && group.oom) {
+    if (rc == 0 && group.err) {
         rc = oom_err(t);
     }
     if (rc == 0) {
-        rc = push_stage(t, &all, 0, 0, group.s);
+        rc = push_stage(t, &all, 0, 0, group.p);
     }
     outcols_release(&aggs);
     outcols_release(&keys);
     outcols_release(&all);
-    free(group.s);
+    free(group.p);
     return rc;
 }
 
@@ -3621,7 +3589,7 @@ static int source(struct tr *t, const char *db, kql_schema_fn schema, void *ctx)
     struct kql_token *k = tok(t);
     const struct kusto_column *cols;
     size_t ncols, i;
-    struct sb b;
+    struct sbuf b;
     char *full;
 
     if (k->kind != KQL_IDENT) {
@@ -3665,31 +3633,31 @@ static int source(struct tr *t, const char *db, kql_schema_fn schema, void *ctx)
         return oom_err(t);
     }
     memset(&b, 0, sizeof(b));
-    sb_str(&b, "SELECT ");
+    sbuf_adds(&b, "SELECT ");
     for (i = 0; i < ncols; i++) {
         t->cur.cols[i].type = cols[i].type;
         t->cur.cols[i].name = strdup(cols[i].name);
         if (!t->cur.cols[i].name) {
-            free(b.s);
+            free(b.p);
             return oom_err(t);
         }
         t->cur.ncols++;
         sb_qident(&b, cols[i].name);
-        sb_str(&b, ", ");
+        sbuf_adds(&b, ", ");
     }
-    sb_str(&b, "\"$IngestionTime\" FROM ");
+    sbuf_adds(&b, "\"$IngestionTime\" FROM ");
     full = xprintf("%s.%s", db, k->text);
     if (!full) {
-        free(b.s);
+        free(b.p);
         return oom_err(t);
     }
     sb_qident(&b, full);
     free(full);
-    if (b.oom) {
-        free(b.s);
+    if (b.err) {
+        free(b.p);
         return oom_err(t);
     }
-    t->cur.sql = b.s;
+    t->cur.sql = b.p;
     t->cur.has_itime = 1;
     return 0;
 }
@@ -3736,11 +3704,11 @@ int kql_translate(const char *csl, const char *db, kql_schema_fn schema,
     }
     /* the final projection drops "$IngestionTime" */
     for (i = 0; rc == 0 && i < t.cur.ncols; i++) {
-        struct sb b;
+        struct sbuf b;
 
         memset(&b, 0, sizeof(b));
         sb_qident(&b, t.cur.cols[i].name);
-        rc = outcols_put(&t, &o, strdup(t.cur.cols[i].name), b.s,
+        rc = outcols_put(&t, &o, strdup(t.cur.cols[i].name), b.p,
                          t.cur.cols[i].type, 0);
     }
     if (rc == 0) {

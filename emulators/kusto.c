@@ -176,55 +176,19 @@ int kusto_row_table_name(const char *db, const char *table, char *buf,
     return 0;
 }
 
-void kusto_sb_add(struct sbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (b->oom) {
-        return;
-    }
-    for (;;) {
-        size_t room = b->cap - b->len;
-
-        va_start(ap, fmt);
-        n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? room : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->oom = 1;
-            return;
-        }
-        if (b->s && (size_t)n < room) {
-            b->len += (size_t)n;
-            return;
-        }
-        {
-            size_t ncap = (b->cap ? b->cap * 2 : 256) + (size_t)n + 1;
-            char *ns = realloc(b->s, ncap);
-
-            if (!ns) {
-                b->oom = 1;
-                return;
-            }
-            b->s = ns;
-            b->cap = ncap;
-        }
-    }
-}
-
 void kusto_sb_ident(struct sbuf *b, const char *name)
 {
     const char *p;
 
-    kusto_sb_add(b, "\"");
+    sbuf_printf(b, "\"");
     for (p = name; *p; p++) {
         if (*p == '"') {
-            kusto_sb_add(b, "\"\"");
+            sbuf_printf(b, "\"\"");
         } else {
-            kusto_sb_add(b, "%c", *p);
+            sbuf_printf(b, "%c", *p);
         }
     }
-    kusto_sb_add(b, "\"");
+    sbuf_printf(b, "\"");
 }
 
 int kusto_exec(struct kusto *k, const char *sql, struct kusto_error *err)
@@ -246,13 +210,13 @@ int kusto_exec_sb(struct kusto *k, struct sbuf *b, struct kusto_error *err)
 {
     int rc;
 
-    if (b->oom) {
-        free(b->s);
+    if (b->err) {
+        free(b->p);
         return kusto_err(err, -ENOMEM, 500, "Internal_ServiceError",
                          "out of memory");
     }
-    rc = kusto_exec(k, b->s, err);
-    free(b->s);
+    rc = kusto_exec(k, b->p, err);
+    free(b->p);
     return rc;
 }
 
@@ -798,21 +762,21 @@ static int prepare_insert(struct kusto *k, const char *db, const char *table,
     if (rc < 0) {
         return kusto_err(err, rc, 400, "General_BadRequest", "name too long");
     }
-    kusto_sb_add(&b, "INSERT INTO %s VALUES (", qname);
+    sbuf_printf(&b, "INSERT INTO %s VALUES (", qname);
     for (i = 0; i <= k->nscols; i++) {
-        kusto_sb_add(&b, i ? ",?" : "?");
+        sbuf_printf(&b, i ? ",?" : "?");
     }
-    kusto_sb_add(&b, ")");
-    if (b.oom) {
-        free(b.s);
+    sbuf_printf(&b, ")");
+    if (b.err) {
+        free(b.p);
         return kusto_err(err, -ENOMEM, 500, "Internal_ServiceError",
                          "out of memory");
     }
-    if (sqlite3_prepare_v2(k->db, b.s, -1, &k->ins, NULL) != SQLITE_OK) {
-        free(b.s);
+    if (sqlite3_prepare_v2(k->db, b.p, -1, &k->ins, NULL) != SQLITE_OK) {
+        free(b.p);
         return kusto_sql_fail(k, err, "cannot prepare the insert");
     }
-    free(b.s);
+    free(b.p);
     k->ins_key = strdup(key);
     if (!k->ins_key) {
         kusto_drop_insert_cache(k);

@@ -111,23 +111,23 @@ static int read_strings(struct cmd *c, const char *what, char **out)
     if (cur(c)->kind != KQL_STRING) {
         return syntax(c, what);
     }
-    kusto_sb_add(&b, "%s", "");
+    sbuf_printf(&b, "%s", "");
     while (cur(c)->kind == KQL_STRING) {
-        kusto_sb_add(&b, "%s", cur(c)->text);
+        sbuf_printf(&b, "%s", cur(c)->text);
         c->i++;
         if (b.len > MAX_CMD_STRINGS) {
-            free(b.s);
+            free(b.p);
             return kusto_err(c->err, -EMSGSIZE, 400, "General_BadRequest",
                              "%s is longer than %u bytes", what,
                              MAX_CMD_STRINGS);
         }
     }
-    if (b.oom) {
-        free(b.s);
+    if (b.err) {
+        free(b.p);
         return kusto_err(c->err, -ENOMEM, 500, "Internal_ServiceError",
                          "out of memory");
     }
-    *out = b.s;
+    *out = b.p;
     return 0;
 }
 
@@ -252,16 +252,16 @@ static char *schema_csl(struct kusto *k, const char *db, const char *table)
     if (kusto_load_schema(k, db, table) < 0) {
         return NULL;
     }
-    kusto_sb_add(&b, "%s", "");
+    sbuf_printf(&b, "%s", "");
     for (i = 0; i < k->nscols; i++) {
-        kusto_sb_add(&b, "%s%s:%s", i ? "," : "", k->scols[i].name,
-                     kusto_type_name(k->scols[i].type));
+        sbuf_printf(&b, "%s%s:%s", i ? "," : "", k->scols[i].name,
+                    kusto_type_name(k->scols[i].type));
     }
-    if (b.oom) {
-        free(b.s);
+    if (b.err) {
+        free(b.p);
         return NULL;
     }
-    return b.s;
+    return b.p;
 }
 
 /* Folder and DocString of a table (owned copies into the out params). */
@@ -548,7 +548,7 @@ static int show_policy(struct cmd *c, const char *db, const char *table,
         sqlite3_stmt *st = NULL;
 
         snprintf(entity, sizeof(entity), "[%s]", db);
-        kusto_sb_add(&b, "[");
+        sbuf_printf(&b, "[");
         if (sqlite3_prepare_v2(c->k->db,
                                "SELECT name FROM \"$kusto_tables\" WHERE db "
                                "= ? ORDER BY name",
@@ -557,16 +557,16 @@ static int show_policy(struct cmd *c, const char *db, const char *table,
 
             sqlite3_bind_text(st, 1, db, -1, SQLITE_TRANSIENT);
             while (sqlite3_step(st) == SQLITE_ROW) {
-                kusto_sb_add(&b, "%s\"[%s].[%s]\"", first ? "" : ",", db,
-                             (const char *)sqlite3_column_text(st, 0));
+                sbuf_printf(&b, "%s\"[%s].[%s]\"", first ? "" : ",", db,
+                            (const char *)sqlite3_column_text(st, 0));
                 first = 0;
             }
             sqlite3_finalize(st);
         }
-        kusto_sb_add(&b, "]");
-        children = b.oom ? NULL : b.s;
-        if (b.oom) {
-            free(b.s);
+        sbuf_printf(&b, "]");
+        children = b.err ? NULL : b.p;
+        if (b.err) {
+            free(b.p);
         }
     }
     if (v < 0) {

@@ -74,12 +74,12 @@ static int create_row_table(struct kusto *k, const char *qname,
     size_t i;
     int rc;
 
-    kusto_sb_add(&b, "CREATE TABLE %s (", qname);
+    sbuf_printf(&b, "CREATE TABLE %s (", qname);
     for (i = 0; i < n; i++) {
         kusto_sb_ident(&b, cols[i].name);
-        kusto_sb_add(&b, " %s, ", kusto_sql_type(cols[i].type));
+        sbuf_printf(&b, " %s, ", kusto_sql_type(cols[i].type));
     }
-    kusto_sb_add(&b, "\"$IngestionTime\" INTEGER)");
+    sbuf_printf(&b, "\"$IngestionTime\" INTEGER)");
     rc = kusto_exec_sb(k, &b, err);
     return rc;
 }
@@ -104,20 +104,20 @@ static int rebuild_table(struct kusto *k, const char *db, const char *table,
     if (rc < 0) {
         return rc;
     }
-    kusto_sb_add(&b, "INSERT INTO %s (", qtmp);
+    sbuf_printf(&b, "INSERT INTO %s (", qtmp);
     for (i = 0; i < nold; i++) {
         kusto_sb_ident(&b, cols[i].name);
-        kusto_sb_add(&b, ", ");
+        sbuf_printf(&b, ", ");
     }
-    kusto_sb_add(&b, "\"$IngestionTime\") SELECT ");
+    sbuf_printf(&b, "\"$IngestionTime\") SELECT ");
     for (i = 0; i < nold; i++) {
         kusto_sb_ident(&b, cols[i].name);
-        kusto_sb_add(&b, ", ");
+        sbuf_printf(&b, ", ");
     }
-    kusto_sb_add(&b, "\"$IngestionTime\" FROM %s; DROP TABLE %s; ", qname,
-                 qname);
+    sbuf_printf(&b, "\"$IngestionTime\" FROM %s; DROP TABLE %s; ", qname,
+                qname);
     snprintf(raw, sizeof(raw), "%s.%s", db, table);
-    kusto_sb_add(&b, "ALTER TABLE %s RENAME TO ", qtmp);
+    sbuf_printf(&b, "ALTER TABLE %s RENAME TO ", qtmp);
     kusto_sb_ident(&b, raw);
     rc = kusto_exec_sb(k, &b, err);
     if (rc < 0) {

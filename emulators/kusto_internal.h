@@ -8,6 +8,7 @@
 #ifndef KADX_EMULATOR_KUSTO_INTERNAL_H
 #define KADX_EMULATOR_KUSTO_INTERNAL_H
 
+#include "base/sbuf.h"
 #include "emulators/emu.h"
 #include "emulators/kusto.h"
 
@@ -41,13 +42,6 @@ struct kusto {
     void *resources_data;
 };
 
-/* A growable string for building SQL; oom is sticky. */
-struct sbuf {
-    char *s;
-    size_t len, cap;
-    int oom;
-};
-
 struct colspec {
     const char *name;
     enum kusto_type type;
@@ -74,8 +68,6 @@ int kusto_no_db(struct kusto_error *err, const char *db);
 const char *kusto_sql_type(enum kusto_type t);
 int kusto_row_table_name(const char *db, const char *table, char *buf,
                          size_t len);
-void kusto_sb_add(struct sbuf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
 void kusto_sb_ident(struct sbuf *b, const char *name);
 int kusto_exec(struct kusto *k, const char *sql, struct kusto_error *err);
 /* Runs the SQL built in b, then frees b's text (-ENOMEM when building it

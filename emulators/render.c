@@ -1,6 +1,6 @@
 /*
- * render.c - the ADX emulator's response rendering (render.h): the
- * response buffer, values in the v1 (one table per result) and v2 (frames)
+ * render.c - the ADX emulator's response rendering (render.h): JSON
+ * string literals, values in the v1 (one table per result) and v2 (frames)
  * shapes, and the OneApi error body with its exception type and message
  * per status. No state; called from the emulator's loop thread.
  */
@@ -23,97 +23,36 @@
 #define TICKS_PER_SEC 10000000LL
 #define TICKS_PER_DAY (86400LL * TICKS_PER_SEC)
 
-/* ---- a growing output buffer ---- */
-
-void rb_put(struct rbuf *b, const char *s, size_t n)
-{
-    if (b->oom) {
-        return;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t ncap = b->cap ? b->cap : 1024;
-        char *np;
-        while (ncap < b->len + n + 1) {
-            ncap *= 2;
-        }
-        np = realloc(b->p, ncap);
-        if (np == NULL) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = ncap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-void rb_str(struct rbuf *b, const char *s)
-{
-    rb_put(b, s, strlen(s));
-}
-
-void rb_printf(struct rbuf *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        return;
-    }
-    if ((size_t)n < sizeof(tmp)) {
-        rb_put(b, tmp, (size_t)n);
-        return;
-    }
-    {
-        char *big = malloc((size_t)n + 1);
-        if (big == NULL) {
-            b->oom = 1;
-            return;
-        }
-        va_start(ap, fmt);
-        vsnprintf(big, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-        rb_put(b, big, (size_t)n);
-        free(big);
-    }
-}
-
 /* A JSON string literal, quotes included. */
-void rb_json(struct rbuf *b, const char *s)
+void rb_json(struct sbuf *b, const char *s)
 {
     const char *run = s;
 
-    rb_put(b, "\"", 1);
+    sbuf_add(b, "\"", 1);
     for (; *s != '\0'; s++) {
         unsigned char ch = (unsigned char)*s;
         if (ch == '"' || ch == '\\' || ch < 0x20) {
             char esc[8];
-            rb_put(b, run, (size_t)(s - run));
+            sbuf_add(b, run, (size_t)(s - run));
             if (ch == '"' || ch == '\\') {
                 esc[0] = '\\';
                 esc[1] = (char)ch;
-                rb_put(b, esc, 2);
+                sbuf_add(b, esc, 2);
             } else if (ch == '\n') {
-                rb_put(b, "\\n", 2);
+                sbuf_add(b, "\\n", 2);
             } else if (ch == '\r') {
-                rb_put(b, "\\r", 2);
+                sbuf_add(b, "\\r", 2);
             } else if (ch == '\t') {
-                rb_put(b, "\\t", 2);
+                sbuf_add(b, "\\t", 2);
             } else {
                 snprintf(esc, sizeof(esc), "\\u%04x", ch);
-                rb_put(b, esc, 6);
+                sbuf_add(b, esc, 6);
             }
             run = s + 1;
         }
     }
-    rb_put(b, run, (size_t)(s - run));
-    rb_put(b, "\"", 1);
+    sbuf_add(b, run, (size_t)(s - run));
+    sbuf_add(b, "\"", 1);
 }
 
 /* ---- value rendering ---- */
@@ -183,35 +122,35 @@ static void format_timespan(int64_t ticks, char *out, size_t len)
     }
 }
 
-static void render_real(struct rbuf *b, double r)
+static void render_real(struct sbuf *b, double r)
 {
     if (isnan(r)) {
-        rb_str(b, "\"NaN\"");
+        sbuf_adds(b, "\"NaN\"");
     } else if (isinf(r)) {
-        rb_str(b, r > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+        sbuf_adds(b, r > 0 ? "\"Infinity\"" : "\"-Infinity\"");
     } else if (r == floor(r) && fabs(r) < 1e15) {
-        rb_printf(b, "%.1f", r);
+        sbuf_printf(b, "%.1f", r);
     } else {
-        rb_printf(b, "%.17g", r);
+        sbuf_printf(b, "%.17g", r);
     }
 }
 
 /* v2 embeds dynamic values as JSON; v1 sends them as JSON text strings. */
-static void render_value(struct rbuf *b, const struct kusto_value *v, int v2)
+static void render_value(struct sbuf *b, const struct kusto_value *v, int v2)
 {
     char tmp[64];
 
     if (v->is_null) {
-        rb_str(b, "null");
+        sbuf_adds(b, "null");
         return;
     }
     switch (v->type) {
     case KT_BOOL:
-        rb_str(b, v->i ? "true" : "false");
+        sbuf_adds(b, v->i ? "true" : "false");
         break;
     case KT_INT:
     case KT_LONG:
-        rb_printf(b, "%" PRId64, v->i);
+        sbuf_printf(b, "%" PRId64, v->i);
         break;
     case KT_REAL:
         render_real(b, v->r);
@@ -234,12 +173,12 @@ static void render_value(struct rbuf *b, const struct kusto_value *v, int v2)
         break;
     case KT_DYNAMIC:
         if (v->s == NULL) {
-            rb_str(b, "null");
+            sbuf_adds(b, "null");
         } else if (v2) {
             cJSON *j = cJSON_Parse(v->s);
             if (j != NULL) {
                 cJSON_Delete(j);
-                rb_str(b, v->s);
+                sbuf_adds(b, v->s);
             } else {
                 rb_json(b, v->s);
             }
@@ -255,111 +194,112 @@ static void render_value(struct rbuf *b, const struct kusto_value *v, int v2)
     }
 }
 
-static void render_columns(struct rbuf *b, const struct kusto_table *t, int v2)
+static void render_columns(struct sbuf *b, const struct kusto_table *t, int v2)
 {
-    rb_str(b, "\"Columns\":[");
+    sbuf_adds(b, "\"Columns\":[");
     for (size_t c = 0; c < t->ncols; c++) {
         if (c > 0) {
-            rb_put(b, ",", 1);
+            sbuf_add(b, ",", 1);
         }
-        rb_str(b, "{\"ColumnName\":");
+        sbuf_adds(b, "{\"ColumnName\":");
         rb_json(b, t->cols[c].name);
         if (!v2) {
-            rb_str(b, ",\"DataType\":");
+            sbuf_adds(b, ",\"DataType\":");
             rb_json(b, kusto_type_v1_name(t->cols[c].type));
         }
-        rb_str(b, ",\"ColumnType\":");
+        sbuf_adds(b, ",\"ColumnType\":");
         rb_json(b, kusto_type_name(t->cols[c].type));
-        rb_put(b, "}", 1);
+        sbuf_add(b, "}", 1);
     }
-    rb_put(b, "]", 1);
+    sbuf_add(b, "]", 1);
 }
 
-static void render_rows(struct rbuf *b, const struct kusto_table *t, int v2)
+static void render_rows(struct sbuf *b, const struct kusto_table *t, int v2)
 {
-    rb_str(b, "\"Rows\":[");
+    sbuf_adds(b, "\"Rows\":[");
     for (size_t r = 0; r < t->nrows; r++) {
-        rb_str(b, r > 0 ? ",[" : "[");
+        sbuf_adds(b, r > 0 ? ",[" : "[");
         for (size_t c = 0; c < t->ncols; c++) {
             if (c > 0) {
-                rb_put(b, ",", 1);
+                sbuf_add(b, ",", 1);
             }
             render_value(b, &t->cells[r * t->ncols + c], v2);
         }
-        rb_put(b, "]", 1);
+        sbuf_add(b, "]", 1);
     }
-    rb_put(b, "]", 1);
+    sbuf_add(b, "]", 1);
 }
 
-void render_v1(struct rbuf *b, const struct kusto_result *res)
+void render_v1(struct sbuf *b, const struct kusto_result *res)
 {
-    rb_str(b, "{\"Tables\":[");
+    sbuf_adds(b, "{\"Tables\":[");
     for (size_t i = 0; i < res->ntables; i++) {
         const struct kusto_table *t = &res->tables[i];
         char name[32];
         if (i > 0) {
-            rb_put(b, ",", 1);
+            sbuf_add(b, ",", 1);
         }
         snprintf(name, sizeof(name), "Table_%zu", i);
-        rb_str(b, "{\"TableName\":");
+        sbuf_adds(b, "{\"TableName\":");
         rb_json(b, t->name != NULL ? t->name : name);
-        rb_put(b, ",", 1);
+        sbuf_add(b, ",", 1);
         render_columns(b, t, 0);
-        rb_put(b, ",", 1);
+        sbuf_add(b, ",", 1);
         render_rows(b, t, 0);
-        rb_put(b, "}", 1);
+        sbuf_add(b, "}", 1);
     }
-    rb_str(b, "]}");
+    sbuf_adds(b, "]}");
 }
 
-void render_v2(struct rbuf *b, const struct kusto_result *res, const char *crid,
+void render_v2(struct sbuf *b, const struct kusto_result *res, const char *crid,
                const char *aid)
 {
     char ts[64];
     size_t id = 0;
 
-    rb_str(b, "[{\"FrameType\":\"DataSetHeader\",\"IsProgressive\":false,"
-              "\"Version\":\"v2.0\",\"IsFragmented\":false,"
-              "\"ErrorReportingPlacement\":\"EndOfTable\"}");
+    sbuf_adds(b, "[{\"FrameType\":\"DataSetHeader\",\"IsProgressive\":false,"
+                 "\"Version\":\"v2.0\",\"IsFragmented\":false,"
+                 "\"ErrorReportingPlacement\":\"EndOfTable\"}");
     for (size_t i = 0; i < res->ntables; i++, id++) {
         const struct kusto_table *t = &res->tables[i];
-        rb_printf(b,
-                  ",{\"FrameType\":\"DataTable\",\"TableId\":%zu,"
-                  "\"TableKind\":\"PrimaryResult\",\"TableName\":"
-                  "\"PrimaryResult\",",
-                  id);
+        sbuf_printf(b,
+                    ",{\"FrameType\":\"DataTable\",\"TableId\":%zu,"
+                    "\"TableKind\":\"PrimaryResult\",\"TableName\":"
+                    "\"PrimaryResult\",",
+                    id);
         render_columns(b, t, 1);
-        rb_put(b, ",", 1);
+        sbuf_add(b, ",", 1);
         render_rows(b, t, 1);
-        rb_put(b, "}", 1);
+        sbuf_add(b, "}", 1);
     }
     format_datetime(emu_now_ticks(), ts, sizeof(ts));
-    rb_printf(b,
-              ",{\"FrameType\":\"DataTable\",\"TableId\":%zu,\"TableKind\":"
-              "\"QueryCompletionInformation\",\"TableName\":"
-              "\"QueryCompletionInformation\",\"Columns\":["
-              "{\"ColumnName\":\"Timestamp\",\"ColumnType\":\"datetime\"},"
-              "{\"ColumnName\":\"ClientRequestId\",\"ColumnType\":\"string\"},"
-              "{\"ColumnName\":\"ActivityId\",\"ColumnType\":\"guid\"},"
-              "{\"ColumnName\":\"SubActivityId\",\"ColumnType\":\"guid\"},"
-              "{\"ColumnName\":\"ParentActivityId\",\"ColumnType\":\"guid\"},"
-              "{\"ColumnName\":\"Level\",\"ColumnType\":\"int\"},"
-              "{\"ColumnName\":\"LevelName\",\"ColumnType\":\"string\"},"
-              "{\"ColumnName\":\"StatusCode\",\"ColumnType\":\"int\"},"
-              "{\"ColumnName\":\"StatusCodeName\",\"ColumnType\":\"string\"},"
-              "{\"ColumnName\":\"EventType\",\"ColumnType\":\"int\"},"
-              "{\"ColumnName\":\"EventTypeName\",\"ColumnType\":\"string\"},"
-              "{\"ColumnName\":\"Payload\",\"ColumnType\":\"string\"}],"
-              "\"Rows\":[[\"%s\",",
-              id, ts);
+    sbuf_printf(
+        b,
+        ",{\"FrameType\":\"DataTable\",\"TableId\":%zu,\"TableKind\":"
+        "\"QueryCompletionInformation\",\"TableName\":"
+        "\"QueryCompletionInformation\",\"Columns\":["
+        "{\"ColumnName\":\"Timestamp\",\"ColumnType\":\"datetime\"},"
+        "{\"ColumnName\":\"ClientRequestId\",\"ColumnType\":\"string\"},"
+        "{\"ColumnName\":\"ActivityId\",\"ColumnType\":\"guid\"},"
+        "{\"ColumnName\":\"SubActivityId\",\"ColumnType\":\"guid\"},"
+        "{\"ColumnName\":\"ParentActivityId\",\"ColumnType\":\"guid\"},"
+        "{\"ColumnName\":\"Level\",\"ColumnType\":\"int\"},"
+        "{\"ColumnName\":\"LevelName\",\"ColumnType\":\"string\"},"
+        "{\"ColumnName\":\"StatusCode\",\"ColumnType\":\"int\"},"
+        "{\"ColumnName\":\"StatusCodeName\",\"ColumnType\":\"string\"},"
+        "{\"ColumnName\":\"EventType\",\"ColumnType\":\"int\"},"
+        "{\"ColumnName\":\"EventTypeName\",\"ColumnType\":\"string\"},"
+        "{\"ColumnName\":\"Payload\",\"ColumnType\":\"string\"}],"
+        "\"Rows\":[[\"%s\",",
+        id, ts);
     rb_json(b, crid);
-    rb_printf(b,
-              ",\"%s\",\"%s\",\"%s\",4,\"Info\",0,\"S_OK (0)\",4,"
-              "\"QueryInfo\",\"{\\\"Count\\\":1,\\\"Text\\\":\\\"Query "
-              "completed successfully\\\"}\"]]}",
-              aid, aid, aid);
-    rb_str(b, ",{\"FrameType\":\"DataSetCompletion\",\"HasErrors\":false,"
-              "\"Cancelled\":false}]");
+    sbuf_printf(b,
+                ",\"%s\",\"%s\",\"%s\",4,\"Info\",0,\"S_OK (0)\",4,"
+                "\"QueryInfo\",\"{\\\"Count\\\":1,\\\"Text\\\":\\\"Query "
+                "completed successfully\\\"}\"]]}",
+                aid, aid, aid);
+    sbuf_adds(b, ",{\"FrameType\":\"DataSetCompletion\",\"HasErrors\":false,"
+                 "\"Cancelled\":false}]");
 }
 
 /* ---- errors ---- */
@@ -410,36 +350,36 @@ static const char *error_message_for(int status)
 }
 
 /* The OneApi error body (adx-protocol.md section 1). */
-void render_error(struct rbuf *b, int status, const char *code,
+void render_error(struct sbuf *b, int status, const char *code,
                   const char *detail, int permanent, const char *crid,
                   const char *aid)
 {
     char ts[64];
 
     format_datetime(emu_now_ticks(), ts, sizeof(ts));
-    rb_str(b, "{\"error\":{\"code\":");
+    sbuf_adds(b, "{\"error\":{\"code\":");
     rb_json(b, code);
-    rb_str(b, ",\"message\":");
+    sbuf_adds(b, ",\"message\":");
     rb_json(b, error_message_for(status));
-    rb_str(b, ",\"@type\":");
+    sbuf_adds(b, ",\"@type\":");
     rb_json(b, error_type_for(status, code));
-    rb_str(b, ",\"@message\":");
+    sbuf_adds(b, ",\"@message\":");
     rb_json(b, detail);
-    rb_printf(b,
-              ",\"@failureCode\":%d,\"@context\":{\"timestamp\":\"%s\","
-              "\"serviceAlias\":\"KADX-EMULATOR\",\"clientRequestId\":",
-              status, ts);
+    sbuf_printf(b,
+                ",\"@failureCode\":%d,\"@context\":{\"timestamp\":\"%s\","
+                "\"serviceAlias\":\"KADX-EMULATOR\",\"clientRequestId\":",
+                status, ts);
     rb_json(b, crid != NULL ? crid : "");
-    rb_str(b, ",\"activityId\":");
+    sbuf_adds(b, ",\"activityId\":");
     rb_json(b, aid != NULL ? aid : "");
-    rb_printf(b, "},\"@permanent\":%s}}", permanent ? "true" : "false");
+    sbuf_printf(b, "},\"@permanent\":%s}}", permanent ? "true" : "false");
 }
 
 /* For the errors the HTTP server answers by itself (400, 408, 413, 431). */
 size_t render_server_error_body(int status, const char *message, char *buf,
                                 size_t len, void *data)
 {
-    struct rbuf b = {0};
+    struct sbuf b = {0};
     const char *code = status == 413   ? "Stream_InputStreamTooLarge"
                        : status == 431 ? "BadRequest_HeadersTooLarge"
                        : status == 408 ? "RequestTimeout"
@@ -450,7 +390,7 @@ size_t render_server_error_body(int status, const char *message, char *buf,
     (void)data;
     render_error(&b, status, code, message, status != 408 && status != 503,
                  NULL, NULL);
-    if (b.oom || b.p == NULL) {
+    if (b.err || b.p == NULL) {
         free(b.p);
         return http_error_body_default(status, message, buf, len, NULL);
     }

@@ -10,6 +10,7 @@
  * crash or an unbounded allocation. Pure: any thread.
  */
 #include "gateway/avro.h"
+#include "base/base64.h"
 #include "base/err.h"
 #include "base/utf8.h"
 
@@ -577,28 +578,14 @@ static int out_utf8(struct dec *d, const unsigned char *s, size_t n)
 
 static void out_base64(struct dec *d, const unsigned char *s, size_t n)
 {
-    static const char tab[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char q[4];
+    char q[5];
 
     if (d->out == NULL) {
         return;
     }
     OUT(d, "\"", 1);
     for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)s[i] << 16;
-
-        if (i + 1 < n) {
-            v |= (uint32_t)s[i + 1] << 8;
-        }
-        if (i + 2 < n) {
-            v |= s[i + 2];
-        }
-        q[0] = tab[(v >> 18) & 63];
-        q[1] = tab[(v >> 12) & 63];
-        q[2] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-        q[3] = i + 2 < n ? tab[v & 63] : '=';
-        OUT(d, q, 4);
+        OUT(d, q, base64_encode(q, s + i, n - i < 3 ? n - i : 3));
     }
     OUT(d, "\"", 1);
 }

@@ -27,6 +27,7 @@
  * Borrows the forwarder's struct adx. Loop thread only.
  */
 #include "gateway/queued.h"
+#include "base/base64.h"
 #include "base/err.h"
 #include "base/utf8.h"
 
@@ -153,34 +154,6 @@ static void new_uuid(char out[40])
              "%02x",
              r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10],
              r[11], r[12], r[13], r[14], r[15]);
-}
-
-static char *b64_encode(const char *s, size_t n)
-{
-    static const char tab[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = malloc((n + 2) / 3 * 4 + 1);
-    size_t o = 0;
-
-    if (out == NULL) {
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)(unsigned char)s[i] << 16;
-
-        if (i + 1 < n) {
-            v |= (uint32_t)(unsigned char)s[i + 1] << 8;
-        }
-        if (i + 2 < n) {
-            v |= (uint32_t)(unsigned char)s[i + 2];
-        }
-        out[o++] = tab[(v >> 18) & 63];
-        out[o++] = tab[(v >> 12) & 63];
-        out[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < n ? tab[v & 63] : '=';
-    }
-    out[o] = '\0';
-    return out;
 }
 
 /* ------------------------------------------------------------ parsing */
@@ -531,7 +504,7 @@ void queued_block_id(size_t i, char out[QUEUED_BLOCK_ID_MAX])
 
     /* 12 bytes: 16 base64 characters, no padding, the same for all */
     snprintf(raw, sizeof(raw), "kadx%08zu", i % 100000000u);
-    b = b64_encode(raw, 12);
+    b = base64_dup(raw, 12);
     snprintf(out, QUEUED_BLOCK_ID_MAX, "%s", b != NULL ? b : "");
     free(b);
 }
@@ -823,7 +796,7 @@ static void op_post_msg(struct queued_op *op)
     char *json =
         queued_message_json(&op->in, op->id, op->blob_url, op->table_url,
                             q->auth_context, q_wall_ms());
-    char *b64 = json != NULL ? b64_encode(json, strlen(json)) : NULL;
+    char *b64 = json != NULL ? base64_dup(json, strlen(json)) : NULL;
     char *body = NULL;
     char *url = url_with(queue, "/messages");
     char err[256];
@@ -1015,6 +988,20 @@ static void fail_waiting(struct queued *q, enum adx_outcome o, const char *why)
 
 static void on_ident(void *arg, const struct adx_response *res);
 
+/* The bookkeeping of an answered resource fetch (.get ingestion resources,
+ * .get kusto identity token); 1 when q is closing or stopping and the
+ * answer is not to be looked at (q may be freed). */
+static int fetch_answered(struct queued *q)
+{
+    q->fetching = Q_IDLE;
+    q->nreq--;
+    if (q->closing) {
+        q_maybe_free(q);
+        return 1;
+    }
+    return q->stopping != 0;
+}
+
 static void on_res(void *arg, const struct adx_response *res)
 {
     struct queued *q = arg;
@@ -1023,13 +1010,7 @@ static void on_res(void *arg, const struct adx_response *res)
     char err[256];
     int rc;
 
-    q->fetching = Q_IDLE;
-    q->nreq--;
-    if (q->closing) {
-        q_maybe_free(q);
-        return;
-    }
-    if (q->stopping) {
+    if (fetch_answered(q)) {
         return;
     }
     if (res->status != 200) {
@@ -1076,13 +1057,7 @@ static void on_ident(void *arg, const struct adx_response *res)
     int64_t wall = q_wall_ms();
     int rc;
 
-    q->fetching = Q_IDLE;
-    q->nreq--;
-    if (q->closing) {
-        q_maybe_free(q);
-        return;
-    }
-    if (q->stopping) {
+    if (fetch_answered(q)) {
         return;
     }
     if (res->status != 200) {

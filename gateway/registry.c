@@ -8,6 +8,7 @@
  * every waiter and calls back the ones it settles. Loop thread only.
  */
 #include "gateway/registry.h"
+#include "base/base64.h"
 #include "base/err.h"
 
 #include <cjson/cJSON.h>
@@ -153,34 +154,17 @@ const char *registry_last_error(const struct registry *r)
 
 static char *basic_header(const char *userinfo)
 {
-    static const char tab[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     const char *pre = "Authorization: Basic ";
     size_t n = strlen(userinfo), k = strlen(pre);
-    char *h = malloc(k + (n + 2) / 3 * 4 + 1);
-    const unsigned char *s = (const unsigned char *)userinfo;
+    char *h = malloc(k + base64_len(n) + 1);
 
     if (h == NULL) {
         return NULL;
     }
     memcpy(h, pre, k);
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)s[i] << 16;
-
-        if (i + 1 < n) {
-            v |= (uint32_t)s[i + 1] << 8;
-        }
-        if (i + 2 < n) {
-            v |= s[i + 2];
-        }
-        h[k++] = tab[(v >> 18) & 63];
-        h[k++] = tab[(v >> 12) & 63];
-        h[k++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-        h[k++] = i + 2 < n ? tab[v & 63] : '=';
-    }
-    h[k] = '\0';
+    base64_encode(h + k, userinfo, n);
     /* the encoded credential is as secret as the clear one */
-    log_add_secret(h + strlen(pre));
+    log_add_secret(h + k);
     return h;
 }
 

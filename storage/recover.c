@@ -22,6 +22,7 @@
  */
 #include "storage/recover.h"
 #include "base/array.h"
+#include "base/base64.h"
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/utf8.h"
@@ -80,30 +81,12 @@ void recover_json_string(FILE *out, const char *s, size_t len)
 
 static void json_b64(FILE *out, const void *data, size_t len)
 {
-    static const char tab[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     const unsigned char *p = data;
-    size_t i = 0;
+    char q[5];
 
     fputc('"', out);
-    for (; i + 2 < len; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-
-        fputc(tab[v >> 18], out);
-        fputc(tab[(v >> 12) & 63], out);
-        fputc(tab[(v >> 6) & 63], out);
-        fputc(tab[v & 63], out);
-    }
-    if (i < len) {
-        uint32_t v = (uint32_t)p[i] << 16;
-
-        if (i + 1 < len) {
-            v |= (uint32_t)p[i + 1] << 8;
-        }
-        fputc(tab[v >> 18], out);
-        fputc(tab[(v >> 12) & 63], out);
-        fputc(i + 1 < len ? tab[(v >> 6) & 63] : '=', out);
-        fputc('=', out);
+    for (size_t i = 0; i < len; i += 3) {
+        fwrite(q, 1, base64_encode(q, p + i, len - i < 3 ? len - i : 3), out);
     }
     fputc('"', out);
 }
