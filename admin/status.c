@@ -430,6 +430,7 @@ static void status_answer(struct admin *a, struct http_request *req,
     cJSON_AddStringToObject(j, "path", journal_path(a->src.journal));
     add_num(j, "file_bytes", (double)st.file_bytes);
     add_num(j, "wal_bytes", (double)st.wal_bytes);
+    add_num(j, "wal_truncates", (double)st.wal_truncates);
     add_num(j, "max_bytes", (double)st.max_bytes);
     add_num(j, "pending_bytes", (double)st.pending_bytes);
     add_num(j, "batches_unfinished", (double)st.batches_unfinished);

@@ -320,11 +320,13 @@ struct journal {
      * space_cap and group_bytes belong to the writer thread; used_last and
      * full are written by the writer and read anywhere (atomics) */
     int64_t reserve_bytes;
-    int64_t space_cap;    /* effective cap measured at the group's start */
-    int64_t group_bytes;  /* bytes appended by the running group so far */
-    int64_t used_last;    /* pages in use after the last commit */
-    int full;             /* enum journal_full of the last append */
-    int64_t fs_size_fake; /* options.fs_size_bytes (tests) */
+    int busy_ms;           /* the connections' busy timeout */
+    int64_t wal_truncates; /* space_wal_truncate() that went through */
+    int64_t space_cap;     /* effective cap measured at the group's start */
+    int64_t group_bytes;   /* bytes appended by the running group so far */
+    int64_t used_last;     /* pages in use after the last commit */
+    int full;              /* enum journal_full of the last append */
+    int64_t fs_size_fake;  /* options.fs_size_bytes (tests) */
 };
 
 static void req_free(struct req *r);
@@ -685,8 +687,8 @@ static int open_db(struct journal *j, const struct journal_options *o,
         sqlite3_close(db);
         return e;
     }
-    sqlite3_busy_timeout(db,
-                         o->busy_timeout_ms > 0 ? o->busy_timeout_ms : 5000);
+    j->busy_ms = o->busy_timeout_ms > 0 ? o->busy_timeout_ms : 5000;
+    sqlite3_busy_timeout(db, j->busy_ms);
     *out = db;
     return 0;
 }
@@ -3034,6 +3036,38 @@ static void space_full_clear(struct journal *j, int64_t used)
     }
 }
 
+/*
+ * Writer thread, before a group, outside any transaction: when the disk
+ * has less free space than the reserve and the -wal file is past its
+ * journal_size_limit, checkpoint and truncate the WAL. A WAL that grew
+ * while readers held snapshots keeps its size until a checkpoint resets
+ * it, and with no commit coming (intake paused on the full disk, nothing
+ * left to deliver) none would: a full disk that nothing can empty, since
+ * even the retirement's deletes need WAL room. The busy wait is short:
+ * readers that are still busy leave it to the next group.
+ */
+static void space_wal_truncate(struct journal *j)
+{
+    struct journal_space sp;
+    int nlog = 0, nckpt = 0;
+    int rc;
+
+    if (j->reserve_bytes <= 0 ||
+        space_fill(j->path, j->max_bytes, j->reserve_bytes, j->fs_size_fake,
+                   &sp, NULL, 0) != 0 ||
+        sp.fs_free_bytes >= j->reserve_bytes ||
+        sp.wal_bytes <= j->reserve_bytes / 4) {
+        return;
+    }
+    sqlite3_busy_timeout(j->wdb, 50);
+    rc = sqlite3_wal_checkpoint_v2(j->wdb, NULL, SQLITE_CHECKPOINT_TRUNCATE,
+                                   &nlog, &nckpt);
+    sqlite3_busy_timeout(j->wdb, j->busy_ms);
+    if (rc == SQLITE_OK) {
+        __atomic_add_fetch(&j->wal_truncates, 1, __ATOMIC_RELAXED);
+    }
+}
+
 static void run_group(struct journal *j, struct req *head, struct req *end)
 {
     char err[ERR_MAX];
@@ -3044,6 +3078,7 @@ static void run_group(struct journal *j, struct req *head, struct req *end)
     for (r = head; r != end; r = r->next) {
         r->status = 1; /* 1 = not run yet / not final */
     }
+    space_wal_truncate(j);
     space_measure_group(j);
 retry:
     j->group_bytes = 0;
@@ -4497,6 +4532,7 @@ int journal_stats(struct journal *j, struct journal_stats *out, char *err,
     }
     out->file_bytes = file_size(j->path, "");
     out->wal_bytes = file_size(j->path, "-wal");
+    out->wal_truncates = __atomic_load_n(&j->wal_truncates, __ATOMIC_RELAXED);
     out->max_bytes = j->max_bytes;
     out->pending_bytes = journal_pending_bytes(j);
 out:

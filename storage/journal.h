@@ -701,8 +701,9 @@ struct journal_stats {
     struct journal_partition_stats *parts; /* by route,topic,part,epoch */
     int64_t file_bytes;                    /* database file size */
     int64_t wal_bytes;                     /* -wal file size */
-    int64_t max_bytes;                     /* the cap, 0 = none */
-    int64_t pending_bytes;                 /* = journal_pending_bytes() */
+    int64_t wal_truncates; /* WAL cut back on a disk short of the reserve */
+    int64_t max_bytes;     /* the cap, 0 = none */
+    int64_t pending_bytes; /* = journal_pending_bytes() */
     int64_t batches_unfinished;
     int64_t chunks;              /* stored chunk rows */
     int64_t oldest_delivered_ms; /* append time of the oldest retained

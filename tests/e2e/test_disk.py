@@ -259,16 +259,18 @@ class SmallDiskSteady(DiskBase):
         self.assertNotIn("saving settled offsets", log)
         self.assertNotIn("cannot cut a batch", log)
         # the reserve was never eaten into much
-        self.assertGreater(low_free[0], 2 * MIB)
+        self.assertGreater(low_free[0], 2 * MIB, status["journal"])
         # it kept delivering: no long stretch without a delivery (the
         # first one included: kadx joins the group within ~3 s)
         self.assertLess(progress["longest"], 10.0, progress)
         self.assertEqual(k.stop(timeout=60), 0, k.tail(40))
         tf.audit(emu, self.parts, per)
         print("small disk: %d events in %.1f s, early retired %d, lowest "
-              "free %.1f MiB, longest wait for a delivery %.1f s" % (
+              "free %.1f MiB, longest wait for a delivery %.1f s, WAL "
+              "truncated %d times" % (
                   per * self.partitions, took, ret["early_retired_events"],
-                  low_free[0] / MIB, progress["longest"]))
+                  low_free[0] / MIB, progress["longest"],
+                  status["journal"]["wal_truncates"]))
 
 
 if __name__ == "__main__":
