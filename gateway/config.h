@@ -23,7 +23,7 @@
 #define CONFIG_MAX_BYTES           (1024 * 1024)     /* config file size cap */
 #define CONFIG_ADX_MAX_BATCH_BYTES (4 * 1024 * 1024) /* ADX streaming limit */
 /* intake.prefetch_bytes: librdkafka's prefetch for all partitions together */
-#define CONFIG_DEFAULT_PREFETCH_BYTES (16 * 1024 * 1024)
+#define CONFIG_DEFAULT_PREFETCH_BYTES (4 * 1024 * 1024)
 /* What Microsoft's SDKs give a streaming ingest request (10 minutes: the
  * Java SDK also sends it as `servertimeout`; FORWARDER.md) */
 #define CONFIG_SERVER_TIMEOUT_DEFAULT_MS (10 * 60 * 1000)

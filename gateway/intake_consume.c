@@ -124,6 +124,71 @@ static void phase_fetch(rd_kafka_message_t **msgs, ssize_t n)
     }
 }
 
+/*
+ * Whether librdkafka's consumer queue is at its limits now (as many
+ * messages as queued.min.messages, or as many bytes as
+ * queued.max.messages.kbytes at the mean size of the messages taken so
+ * far): librdkafka 2.0.2 then stops fetching every partition and looks
+ * again only when a broker thread wakes (up to 1 s), so the queue will
+ * need a kick once drained. With intake draining faster than the journal
+ * fills (nothing blocked), that idle wait, not the budget, set the
+ * catch-up rate (BENCHMARKS.md "Backlog catch-up").
+ */
+static int prefetch_at_limit(struct intake *in)
+{
+    const struct prefetch_plan *pl = &in->prefetch;
+    int64_t len;
+
+    if (pl->budget <= 0) {
+        return 0;
+    }
+    len = (int64_t)rd_kafka_queue_length(in->rkqu);
+    /* 7/8: a response more brings it over */
+    if (len * 8 >= (int64_t)pl->queued_msgs * 7) {
+        return 1;
+    }
+    return in->taken_msgs > 0 && len * (in->taken_bytes / in->taken_msgs) * 8 >=
+                                     (int64_t)pl->queued_kbytes * 1024 * 7;
+}
+
+/*
+ * Wakes librdkafka's fetchers once the queue ran dry after reaching its
+ * limits: seeks every partition consuming normally to the offset after the
+ * last one taken (where it goes on anyway: the queue is empty, and what a
+ * fetch in flight brings is dropped as outdated and fetched again). A seek
+ * makes the partition's fetch state active again, and librdkafka 2.0.2
+ * then wakes its broker thread ("fetch start"); pausing and resuming the
+ * assignment (prefetch_kick, what this did before) is served by the main
+ * thread, and the broker threads went on sleeping until their 1 s timeout:
+ * with debug=fetch, partitions became fetchable 0.8-1 s after each kick.
+ */
+static void prefetch_wake(struct intake *in)
+{
+    rd_kafka_topic_partition_list_t *l =
+        rd_kafka_topic_partition_list_new((int)in->nparts);
+    rd_kafka_error_t *e;
+
+    for (size_t i = 0; i < in->nparts; i++) {
+        struct ipart *p = in->parts[i];
+
+        if (p->assigned && p->rewind == REWIND_NONE && !p->reset_pending &&
+            p->consumed >= 0 && p->consumed + 1 >= p->skip_below) {
+            rd_kafka_topic_partition_list_add(l, p->topic, p->partition)
+                ->offset = p->consumed + 1;
+        }
+    }
+    if (l->cnt == 0) {
+        prefetch_kick(in->rk);
+    } else {
+        e = rd_kafka_seek_partitions(in->rk, l, 0); /* 0: asynchronous */
+        if (e != NULL) {
+            rd_kafka_error_destroy(e);
+            prefetch_kick(in->rk);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 /* Drains the consumer queue (messages and callbacks). */
 void intake_drain(struct intake *in)
 {
@@ -140,6 +205,9 @@ void intake_drain(struct intake *in)
             in->prefetch_full = 1; /* librdkafka's queues may fill */
             return;
         }
+        if (!in->prefetch_full && prefetch_at_limit(in)) {
+            in->prefetch_full = 1;
+        }
         n = rd_kafka_consume_batch_queue(in->rkqu, 0, msgs, INTAKE_BATCH);
         if (n < 0) {
             log_error("intake", "consume: %s",
@@ -149,7 +217,9 @@ void intake_drain(struct intake *in)
         if (n > 0) {
             phase_fetch(msgs, n);
         }
+        in->taken_msgs += n;
         for (ssize_t i = 0; i < n; i++) {
+            in->taken_bytes += (int64_t)msgs[i]->len;
             intake_take(in, msgs[i]);
         }
         intake_submit(in);
@@ -164,9 +234,10 @@ void intake_drain(struct intake *in)
                 in->prefetch_kicks++;
                 log_debug("intake",
                           "prefetch: the queue ran dry after a blocked "
-                          "drain: waking librdkafka's fetchers (%llu)",
+                          "drain or a full queue: waking librdkafka's fetchers "
+                          "(%llu)",
                           (unsigned long long)in->prefetch_kicks);
-                prefetch_kick(in->rk);
+                prefetch_wake(in);
             }
             intake_stop_advance(in);
             return;

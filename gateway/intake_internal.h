@@ -134,6 +134,7 @@ struct intake {
     struct prefetch_plan prefetch; /* intake.prefetch_bytes (prefetch.h) */
     int prefetch_full; /* drained nothing for a while: prefetch_kick */
     uint64_t prefetch_kicks;
+    int64_t taken_msgs, taken_bytes; /* taken in all: mean message size */
     struct journal *j;
     rd_kafka_t *rk;
     rd_kafka_queue_t *rkqu;

@@ -55,10 +55,13 @@ int prefetch_apply(rd_kafka_conf_t *conf, const struct prefetch_plan *plan,
  * consumer queue ran dry after the application stopped draining it: in
  * librdkafka 2.0.2 a partition over the limits is taken off the fetch
  * list with no deadline and checked again only when its broker thread
- * wakes (a response, an operation, or after up to 1 s). Pausing and
- * resuming the assignment (the queue is empty now, so nothing prefetched
- * is thrown away; fetching resumes at the application's position) sends
- * each broker thread an operation that wakes it. Loop thread; rk borrowed.
+ * wakes (a response, an operation, or after up to 1 s). Pauses and
+ * resumes the assignment (the queue is empty now, so nothing prefetched
+ * is thrown away; fetching resumes at the application's position). That
+ * does not wake the broker threads (librdkafka serves the pause on its
+ * main thread): intake seeks the partitions instead (prefetch_wake in
+ * intake_consume.c) and calls this only when it has none to seek. Loop
+ * thread; rk borrowed.
  */
 void prefetch_kick(rd_kafka_t *rk);
 

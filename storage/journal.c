@@ -852,10 +852,142 @@ static int batch_fill_row(sqlite3_stmt *st, struct journal_batch *b,
     return 0;
 }
 
+/* One row of batch_read_members: the events first..last of a chunk. */
+struct piece {
+    int64_t chunk_id, part_id, cfirst, first, last;
+    int route;
+};
+
+/* A chunk's blob read whole (one at a time): grown, reused, then freed. */
+struct blobbuf {
+    uint8_t *p;
+    size_t cap;
+};
+
+/* Reads chunk `id`'s blob into bb; *len = its size. */
+static int chunk_blob_read(sqlite3 *db, int64_t id, struct blobbuf *bb,
+                           size_t *len, char *err, size_t errlen)
+{
+    sqlite3_blob *bl;
+    int rc = sqlite3_blob_open(db, "main", "chunks", "data", id, 0, &bl);
+    int n;
+
+    if (rc != SQLITE_OK) {
+        return sql_fail(db, rc, "open chunk blob", err, errlen);
+    }
+    n = sqlite3_blob_bytes(bl);
+    if ((size_t)n > bb->cap) {
+        uint8_t *np = realloc(bb->p, (size_t)n);
+
+        if (np == NULL) {
+            sqlite3_blob_close(bl);
+            return -ENOMEM;
+        }
+        bb->p = np;
+        bb->cap = (size_t)n;
+    }
+    rc = n > 0 ? sqlite3_blob_read(bl, bb->p, n, 0) : SQLITE_OK;
+    sqlite3_blob_close(bl);
+    if (rc != SQLITE_OK) {
+        return sql_fail(db, rc, "read chunk blob", err, errlen);
+    }
+    *len = (size_t)n;
+    return 0;
+}
+
+/*
+ * Adds the events pc->first..pc->last of one chunk to b (and to items).
+ * The batch keeps a copy of only the bytes of those events, not of the
+ * whole chunk: the reader's state before the first one (offsets and
+ * timestamps are deltas) goes on over the copy.
+ */
+static int piece_events(sqlite3 *db, const struct piece *pc,
+                        struct journal_batch *b, const char *topic,
+                        int32_t part, struct items *items, struct blobbuf *bb,
+                        char *err, size_t errlen)
+{
+    struct bpriv *bp = b->priv_;
+    struct chunk_reader r, at;
+    struct chunk_event ce;
+    const uint8_t *lo = NULL, *hi = NULL, *pos;
+    int64_t idx = 0, idx0 = 0;
+    size_t blen = 0;
+    uint8_t *copy;
+    int n, rc = chunk_blob_read(db, pc->chunk_id, bb, &blen, err, errlen);
+
+    if (rc < 0) {
+        return rc;
+    }
+    chunk_reader_init(&r, bb->p, blen, pc->cfirst);
+    for (;;) {
+        struct chunk_reader before = r;
+
+        pos = r.p;
+        if ((n = chunk_reader_next(&r, &ce)) != 1 || ce.offset > pc->last) {
+            break;
+        }
+        if (ce.offset >= pc->first) {
+            if (lo == NULL) {
+                lo = pos;
+                at = before;
+                idx0 = idx;
+            }
+            hi = r.p;
+        }
+        idx++;
+    }
+    if (n < 0) {
+        set_err(err, errlen, "journal chunk %" PRId64 " is corrupt",
+                pc->chunk_id);
+        return -EIO;
+    }
+    if (lo == NULL) {
+        return 0;
+    }
+    copy = xmemdup(lo, (size_t)(hi - lo));
+    rc = bpriv_keep(b, copy);
+    if (rc < 0) {
+        return rc;
+    }
+    at.p = copy;
+    at.end = copy + (hi - lo);
+    for (idx = idx0; (n = chunk_reader_next(&at, &ce)) == 1; idx++) {
+        struct journal_event *e;
+
+        if (grow_array((void **)&b->events, &bp->evcap, b->nevents + 1,
+                       sizeof(*b->events)) < 0) {
+            return -ENOMEM;
+        }
+        e = &b->events[b->nevents++];
+        e->route = pc->route;
+        e->topic = topic;
+        e->partition = part;
+        chunk_event_to_journal(&ce, e);
+        if (items != NULL) {
+            struct item it = {
+                pc->chunk_id,          pc->part_id,     idx,      ce.offset,
+                (int64_t)ce.value_len, ce.timestamp_ms, pc->route};
+
+            if (items_push(items, &it) < 0) {
+                return -ENOMEM;
+            }
+        }
+    }
+    if (n < 0) {
+        set_err(err, errlen, "journal chunk %" PRId64 " is corrupt",
+                pc->chunk_id);
+        return -EIO;
+    }
+    return 0;
+}
+
 /*
  * Reads the pieces of batch `seq` into b: ranges always; with_events also
- * the member events (chunk blobs copied into b) and, when items is not
- * NULL, the writer's view of each member.
+ * the member events (the bytes of those events copied into b) and, when
+ * items is not NULL, the writer's view of each member. The chunk blobs are
+ * read after the sort (chunk_blob_read), not selected with the pieces:
+ * SQLite's sorter held a copy of every blob of the batch, and the batch a
+ * second one of each whole chunk.
  */
 static int batch_read_members(sqlite3 *db, int64_t seq, struct journal_batch *b,
                               int with_events, struct items *items, char *err,
@@ -863,11 +995,12 @@ static int batch_read_members(sqlite3 *db, int64_t seq, struct journal_batch *b,
 {
     static const char sql[] =
         "SELECT bp.chunk_id, bp.part_id, bp.first_offset, bp.last_offset,"
-        " p.topic, p.partition, c.first_offset, c.route, c.data"
+        " p.topic, p.partition, c.first_offset, c.route"
         " FROM pieces bp JOIN partitions p ON p.id = bp.part_id"
         " JOIN chunks c ON c.id = bp.chunk_id WHERE bp.batch_seq = ?"
         " ORDER BY p.topic, p.partition, bp.first_offset";
     struct bpriv *bp = b->priv_;
+    struct blobbuf bb = {NULL, 0};
     sqlite3_stmt *st;
     int rc = prep(db, sql, &st, err, errlen);
 
@@ -877,10 +1010,11 @@ static int batch_read_members(sqlite3 *db, int64_t seq, struct journal_batch *b,
     sqlite3_bind_int64(st, 1, seq);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct journal_range *rg;
-        int64_t first = sqlite3_column_int64(st, 2);
-        int64_t last = sqlite3_column_int64(st, 3);
         const char *topic = (const char *)sqlite3_column_text(st, 4);
-        int32_t part = sqlite3_column_int(st, 5);
+        struct piece pc = {
+            sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+            sqlite3_column_int64(st, 6), sqlite3_column_int64(st, 2),
+            sqlite3_column_int64(st, 3), sqlite3_column_int(st, 7)};
 
         if (grow_array((void **)&b->ranges, &bp->rcap, b->nranges + 1,
                        sizeof(*b->ranges)) < 0) {
@@ -893,69 +1027,16 @@ static int batch_read_members(sqlite3 *db, int64_t seq, struct journal_batch *b,
             rc = -ENOMEM;
             goto out;
         }
-        rg->partition = part;
-        rg->first_offset = first;
-        rg->last_offset = last;
+        rg->partition = sqlite3_column_int(st, 5);
+        rg->first_offset = pc.first;
+        rg->last_offset = pc.last;
         b->nranges++;
-        if (!with_events) {
-            continue;
-        }
-
-        int64_t chunk_id = sqlite3_column_int64(st, 0);
-        int64_t part_id = sqlite3_column_int64(st, 1);
-        int64_t cfirst = sqlite3_column_int64(st, 6);
-        int route = sqlite3_column_int(st, 7);
-        const void *blob = sqlite3_column_blob(st, 8);
-        size_t blen = (size_t)sqlite3_column_bytes(st, 8);
-        void *copy = xmemdup(blob, blen);
-        struct chunk_reader r;
-        struct chunk_event ce;
-        int64_t idx = 0;
-        int n;
-
-        rc = bpriv_keep(b, copy);
-        if (rc < 0) {
-            goto out;
-        }
-        chunk_reader_init(&r, copy, blen, cfirst);
-        while ((n = chunk_reader_next(&r, &ce)) == 1) {
-            if (ce.offset > last) {
-                break;
+        if (with_events) {
+            rc = piece_events(db, &pc, b, rg->topic, rg->partition, items, &bb,
+                              err, errlen);
+            if (rc < 0) {
+                goto out;
             }
-            if (ce.offset >= first) {
-                struct journal_event *e;
-
-                if (grow_array((void **)&b->events, &bp->evcap, b->nevents + 1,
-                               sizeof(*b->events)) < 0) {
-                    rc = -ENOMEM;
-                    goto out;
-                }
-                e = &b->events[b->nevents++];
-                e->route = route;
-                e->topic = rg->topic;
-                e->partition = part;
-                chunk_event_to_journal(&ce, e);
-                if (items != NULL) {
-                    struct item it = {chunk_id,
-                                      part_id,
-                                      idx,
-                                      ce.offset,
-                                      (int64_t)ce.value_len,
-                                      ce.timestamp_ms,
-                                      route};
-                    if (items_push(items, &it) < 0) {
-                        rc = -ENOMEM;
-                        goto out;
-                    }
-                }
-            }
-            idx++;
-        }
-        if (n < 0) {
-            set_err(err, errlen, "journal chunk %" PRId64 " is corrupt",
-                    chunk_id);
-            rc = -EIO;
-            goto out;
         }
     }
     if (rc != SQLITE_DONE) {
@@ -964,6 +1045,7 @@ static int batch_read_members(sqlite3 *db, int64_t seq, struct journal_batch *b,
     }
     rc = 0;
 out:
+    free(bb.p);
     sqlite3_finalize(st);
     return rc;
 }

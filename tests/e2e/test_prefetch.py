@@ -53,8 +53,9 @@ class PrefetchBudget(unittest.TestCase):
             mock.bootstrap, "gpf", TOPIC, list(range(PARTS))) ==
             {p: PER for p in range(PARTS)}, timeout=60, interval=0.5,
             what="every partition committed at its end")
-        # The backlog (~1.9 MB) is larger than the queue's limits: intake's
-        # drain blocked on a full append buffer and woke the fetchers.
+        # The backlog (~1.9 MB) is larger than the queue's limits: the queue
+        # reached them (or intake's drain blocked on a full append buffer),
+        # and once drained intake woke the fetchers.
         k.wait_for("waking librdkafka's fetchers", timeout=5,
                    what="a prefetch kick")
         self.assertEqual(k.stop(), 0, k.tail())

@@ -182,7 +182,7 @@ static void test_native_minimal_defaults(void **state)
     assert_int_equal(cfg->intake.on_rewind, CONFIG_ON_REWIND_PAUSE);
     assert_int_equal(cfg->intake.reset_latest, 0);
     assert_true(cfg->intake.low_water_bytes < cfg->intake.high_water_bytes);
-    assert_int_equal(cfg->intake.prefetch_bytes, 16LL * 1024 * 1024);
+    assert_int_equal(cfg->intake.prefetch_bytes, 4LL * 1024 * 1024);
     assert_true(cfg->intake.high_water_bytes <= cfg->journal.max_bytes);
     assert_int_equal(cfg->intake.ntopics, 1);
     assert_string_equal(cfg->intake.topics[0], "t");
