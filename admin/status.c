@@ -298,6 +298,7 @@ static cJSON *route_stats_json(const struct forwarder_route_stats *rs)
     cJSON_AddStringToObject(f, "state", forwarder_route_state_name(rs->state));
     cJSON_AddStringToObject(f, "last_error", rs->reason);
     add_num(f, "batches_in_flight", rs->inflight);
+    add_num(f, "batches_waiting", rs->waiting);
     add_num(f, "batches_cut", (double)rs->batches_cut);
     add_num(f, "batches_delivered", (double)rs->batches_delivered);
     add_num(f, "events_delivered", (double)rs->events_delivered);

@@ -134,6 +134,9 @@ struct forwarder_route_stats {
     enum forwarder_route_state state;
     char reason[256];           /* why paused / last error, "" = none */
     int inflight;               /* batches this process holds */
+    int waiting;                /* of them, waiting for a timer (retry
+                                   backoff, or a route paused by the
+                                   operator): none on the wire */
     uint64_t batches_cut;       /* handed out by the journal */
     uint64_t batches_delivered; /* HTTP 200 recorded */
     uint64_t events_delivered;

@@ -64,6 +64,7 @@ int forwarder_route_stats(const struct forwarder *fw, int route,
     *out = rt->st;
     out->state = rt->state;
     out->inflight = rt->nbatches;
+    out->waiting = 0;
     out->ingestion = config_ingestion_name(rt->cfg->ingestion);
     {
         int64_t now = wall_ms();
@@ -71,6 +72,9 @@ int forwarder_route_stats(const struct forwarder *fw, int route,
         for (const struct fbatch *b = rt->batches; b != NULL; b = b->next) {
             int64_t at = queued_op_posted_ms(b->qop);
 
+            if (b->state == FB_WAITING) {
+                out->waiting++;
+            }
             if (at > 0) {
                 out->awaiting_report++;
                 if (now - at > out->oldest_report_wait_ms) {

@@ -126,10 +126,13 @@ try {
   await waitFor(async () => (await row.locator('td.state').textContent()) ===
                 'paused-operator' && row.locator('button.resume').count(),
                 'the page to show the pause');
+  // a batch cut before the pause waits for the resume (batches_waiting);
+  // none may be on the wire any more
   const quiet = await waitFor(async () => {
     const x = await status();
-    return x.r.forwarder.batches_in_flight === 0 && x;
-  }, 'no batch in flight');
+    const f = x.r.forwarder;
+    return f.batches_in_flight === f.batches_waiting && x;
+  }, 'no batch on the wire');
   const dp = quiet.r.forwarder.events_delivered;
   const j0 = quiet.s.intake.journaled;
   await waitFor(async () => (await status()).s.intake.journaled >= j0 + 30,
