@@ -3506,6 +3506,17 @@ static int open_writer(struct journal *j, const struct journal_options *opts,
                    err, errlen);
     }
     if (rc == 0) {
+        /* Debian's SQLite is built with SQLITE_SECURE_DELETE: every page a
+         * retirement frees would be zeroed, i.e. written again into the
+         * WAL, so retiring N MiB of chunks wrote N MiB of WAL on the disk
+         * it was meant to free (on a small disk: 0 bytes free and a WAL
+         * that could no longer be checkpointed). FAST zeroes deleted
+         * content only where that costs no extra I/O; freed pages keep
+         * old event bytes inside the 0600 journal file, as its live pages
+         * hold the pending ones (admin/SECURITY.md). */
+        rc = exec1(j->wdb, "PRAGMA secure_delete=FAST", err, errlen);
+    }
+    if (rc == 0) {
         /* after a checkpoint the -wal file is cut back to 64 MiB
          * instead of keeping its largest size; with space awareness
          * to a quarter of the reserve, if smaller (a WAL that keeps
