@@ -401,6 +401,21 @@ static void status_space(struct admin *a, cJSON *j,
     }
 }
 
+/* /status "journal": its files, fill and space. */
+static void status_journal(struct admin *a, cJSON *j,
+                           const struct journal_stats *st, int64_t now)
+{
+    cJSON_AddStringToObject(j, "path", journal_path(a->src.journal));
+    add_num(j, "file_bytes", (double)st->file_bytes);
+    add_num(j, "wal_bytes", (double)st->wal_bytes);
+    add_num(j, "wal_truncates", (double)st->wal_truncates);
+    add_num(j, "max_bytes", (double)st->max_bytes);
+    add_num(j, "pending_bytes", (double)st->pending_bytes);
+    add_num(j, "batches_unfinished", (double)st->batches_unfinished);
+    add_num(j, "chunks", (double)st->chunks);
+    status_space(a, j, st, now);
+}
+
 static void status_answer(struct admin *a, struct http_request *req,
                           struct rjob *job)
 {
@@ -411,7 +426,7 @@ static void status_answer(struct admin *a, struct http_request *req,
      * the status */
     const struct journal_delivered *dl = job->dl_rc == 0 ? job->dl : NULL;
     size_t nip = 0, ndl = job->dl_rc == 0 ? job->ndl : 0;
-    cJSON *o, *j, *routes, *tok;
+    cJSON *o, *routes, *tok;
     int64_t now = wall_ms();
 
     if (job->st_rc < 0) {
@@ -427,16 +442,7 @@ static void status_answer(struct admin *a, struct http_request *req,
     add_num(o, "now_ms", (double)now);
     cJSON_AddBoolToObject(o, "paused", a->paused_all);
 
-    j = cJSON_AddObjectToObject(o, "journal");
-    cJSON_AddStringToObject(j, "path", journal_path(a->src.journal));
-    add_num(j, "file_bytes", (double)st.file_bytes);
-    add_num(j, "wal_bytes", (double)st.wal_bytes);
-    add_num(j, "wal_truncates", (double)st.wal_truncates);
-    add_num(j, "max_bytes", (double)st.max_bytes);
-    add_num(j, "pending_bytes", (double)st.pending_bytes);
-    add_num(j, "batches_unfinished", (double)st.batches_unfinished);
-    add_num(j, "chunks", (double)st.chunks);
-    status_space(a, j, &st, now);
+    status_journal(a, cJSON_AddObjectToObject(o, "journal"), &st, now);
 
     if (a->src.intake != NULL) {
         cJSON_AddItemToObject(o, "intake", intake_json(a->src.intake));
