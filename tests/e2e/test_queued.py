@@ -129,6 +129,25 @@ class QueuedCase(harness.TmpDirCase):
         finally:
             conn.close()
 
+    def native_config(self, group, ingestion, forwarder):
+        """A kadx.json with one GamePlay route in the given ingestion mode
+        (fast retries besides `forwarder`); returns its path."""
+        cfg = os.path.join(self.tmp, "kadx.json")
+        fw = {"retry_initial_ms": 100, "retry_max_ms": 1000}
+        fw.update(forwarder)
+        with open(cfg, "w") as f:
+            json.dump({
+                "kafka": {"bootstrap.servers": self.bs, "group.id": group},
+                "adx": {"ingest_url": self.emu.url},
+                "routes": [{"topic": TOPIC, "database": "leaderboard",
+                            "table": "GamePlay", "format": "json",
+                            "mapping": adx.GAMEPLAY_MAPPING,
+                            "ingestion": ingestion}],
+                "journal": {"path": os.path.join(self.tmp, "j.db")},
+                "forwarder": fw,
+                "admin": {"listen": "127.0.0.1:0"}}, f)
+        return cfg
+
     def wait_rows(self, n, p, timeout):
         def done():
             if not p.alive():
@@ -313,19 +332,9 @@ class QueuedCase(harness.TmpDirCase):
             kafka.produce(self.bs, TOPIC, p, [
                 event(p, i)[:-1] + ',"pad":"%s"}' % "%0900x" %
                 rnd.getrandbits(3600) for i in range(per_part)])
-        cfg = os.path.join(self.tmp, "kadx.json")
-        with open(cfg, "w") as f:
-            json.dump({
-                "kafka": {"bootstrap.servers": self.bs, "group.id": "g-big"},
-                "adx": {"ingest_url": self.emu.url},
-                "routes": [{"topic": TOPIC, "database": "leaderboard",
-                            "table": "GamePlay", "format": "json",
-                            "mapping": adx.GAMEPLAY_MAPPING,
-                            "ingestion": "queued"}],
-                "journal": {"path": os.path.join(self.tmp, "j.db")},
-                "forwarder": {"batch_max_bytes": 4194304, "linger_ms": 500,
-                              "retry_initial_ms": 100, "retry_max_ms": 1000},
-                "admin": {"listen": "127.0.0.1:0"}}, f)
+        cfg = self.native_config("g-big", "queued",
+                                 {"batch_max_bytes": 4194304,
+                                  "linger_ms": 500})
         px.plan(every=13, kinds=("busy503", "reset_after"))
         k = harness.kadx("run", "-c", cfg, name="kadx run big",
                          env={"KADX_QUEUED_BLOCK_BYTES": "262144"})
@@ -418,19 +427,7 @@ class QueuedCase(harness.TmpDirCase):
         streaming policy: the first streaming request is refused (400
         StreamingIngestionPolicyNotEnabled, nothing applied), that batch and
         the next ones go queued; every event once."""
-        cfg = os.path.join(self.tmp, "kadx.json")
-        with open(cfg, "w") as f:
-            json.dump({
-                "kafka": {"bootstrap.servers": self.bs, "group.id": "g-mgd"},
-                "adx": {"ingest_url": self.emu.url},
-                "routes": [{"topic": TOPIC, "database": "leaderboard",
-                            "table": "GamePlay", "format": "json",
-                            "mapping": adx.GAMEPLAY_MAPPING,
-                            "ingestion": "managed"}],
-                "journal": {"path": os.path.join(self.tmp, "j.db")},
-                "forwarder": {"linger_ms": 50, "retry_initial_ms": 100,
-                              "retry_max_ms": 1000},
-                "admin": {"listen": "127.0.0.1:0"}}, f)
+        cfg = self.native_config("g-mgd", "managed", {"linger_ms": 50})
         # the online check does not ask for a streaming policy here
         p = harness.kadx("run", "--check", "--online", "-c", cfg,
                          name="kadx check online")
