@@ -28,6 +28,7 @@
  */
 #include "gateway/queued.h"
 #include "base/base64.h"
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/utf8.h"
 
@@ -39,7 +40,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
-#include <sys/time.h>
 #include <time.h>
 
 #define Q_REASON_MAX  400
@@ -106,20 +106,6 @@ struct queued {
 };
 
 static void q_arm(struct queued *q, int64_t delay_ms);
-
-static int64_t q_wall_ms(void)
-{
-    struct timeval tv;
-
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-static int64_t q_mono_ms(uv_loop_t *loop)
-{
-    (void)loop;
-    return (int64_t)(uv_hrtime() / 1000000);
-}
 
 static void iso_ms(char *out, size_t cap, int64_t ms)
 {
@@ -762,7 +748,7 @@ static void op_put_row(struct queued_op *op)
     char err[256];
     char *body;
 
-    iso_ms(when, sizeof(when), q_wall_ms());
+    iso_ms(when, sizeof(when), wall_ms());
     if (o != NULL) {
         cJSON_AddStringToObject(o, "Status", "Pending");
         cJSON_AddStringToObject(o, "IngestionSourceId", op->id);
@@ -793,9 +779,8 @@ static void op_post_msg(struct queued_op *op)
     const char *queue = q->res.queues[q->next_queue++ % q->res.nqueues];
     const char *hdrs[Q_HDR_MAX] = {Q_STORAGE_VER,
                                    "Content-Type: application/xml", NULL};
-    char *json =
-        queued_message_json(&op->in, op->id, op->blob_url, op->table_url,
-                            q->auth_context, q_wall_ms());
+    char *json = queued_message_json(&op->in, op->id, op->blob_url,
+                                     op->table_url, q->auth_context, wall_ms());
     char *b64 = json != NULL ? base64_dup(json, strlen(json)) : NULL;
     char *body = NULL;
     char *url = url_with(queue, "/messages");
@@ -843,7 +828,7 @@ static void op_poll(struct queued_op *op)
 
 static void op_next_poll(struct queued_op *op)
 {
-    int64_t now = q_mono_ms(op->q->loop);
+    int64_t now = mono_ms();
 
     op->state = QOP_AWAIT;
     op->next_poll_mono = now + op->poll_step;
@@ -914,7 +899,7 @@ static void on_storage(void *arg, const struct adx_response *res)
             op_forbidden(op, "the status row");
             return;
         }
-        if (q_mono_ms(q->loop) - op->posted_mono > QUEUED_REPORT_TIMEOUT_MS) {
+        if (mono_ms() - op->posted_mono > QUEUED_REPORT_TIMEOUT_MS) {
             snprintf(why, sizeof(why), "no status report from ADX in %d s",
                      QUEUED_REPORT_TIMEOUT_MS / 1000);
             op_finish(op, 0, ADX_TRANSIENT, 0, why);
@@ -956,8 +941,8 @@ static void on_storage(void *arg, const struct adx_response *res)
         op_post_msg(op);
         return;
     case QOP_POST_MSG:
-        op->posted_wall = q_wall_ms();
-        op->posted_mono = q_mono_ms(q->loop);
+        op->posted_wall = wall_ms();
+        op->posted_mono = mono_ms();
         op->poll_step = QUEUED_POLL_FIRST_MS;
         op_next_poll(op);
         return;
@@ -1052,9 +1037,9 @@ static void on_ident(void *arg, const struct adx_response *res)
     struct queued *q = arg;
     char why[Q_REASON_MAX];
     char *ctx;
-    int64_t now = q_mono_ms(q->loop);
+    int64_t now = mono_ms();
     int64_t ttl = QUEUED_RESOURCES_TTL_MS;
-    int64_t wall = q_wall_ms();
+    int64_t wall = wall_ms();
     int rc;
 
     if (fetch_answered(q)) {
@@ -1131,7 +1116,7 @@ static void q_fetch(struct queued *q)
 static void on_tick(uv_timer_t *t)
 {
     struct queued *q = t->data;
-    int64_t now = q_mono_ms(q->loop);
+    int64_t now = mono_ms();
     int64_t next = -1;
     int need = 0;
     struct queued_op *op;
