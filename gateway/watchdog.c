@@ -38,6 +38,7 @@ static void *watchdog_main(void *arg)
     struct watchdog *w = arg;
     int rc = 0;
 
+    pthread_setname_np(pthread_self(), "kadx-watchdog");
     pthread_mutex_lock(&w->mu);
     while (!w->cancelled && rc != ETIMEDOUT) {
         rc = pthread_cond_timedwait(&w->cond, &w->mu, &w->deadline);

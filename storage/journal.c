@@ -3246,6 +3246,8 @@ static void *writer_main(void *arg)
 {
     struct journal *j = arg;
 
+    /* top -H and /proc/PID/task/TID/comm tell it from the loop thread */
+    pthread_setname_np(pthread_self(), "kadx-journal");
     pthread_mutex_lock(&j->mu);
     for (;;) {
         struct req *head, *end, *r, *next;

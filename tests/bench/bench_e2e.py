@@ -83,6 +83,45 @@ def cpu_seconds(pid):
     except (OSError, ValueError, IndexError):
         return float("nan")
 
+def thread_cpu(pid):
+    """{thread group: CPU s} of a live kadx process: the loop (the main
+    thread), the journal writer, librdkafka's threads (rdk:*) and the
+    rest (libuv's pool: body building, file work; the watchdog)."""
+    out = {}
+    tck = os.sysconf("SC_CLK_TCK")
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                raw = f.read()
+        except OSError:
+            continue
+        comm = raw[raw.index("(") + 1:raw.rindex(")")]
+        fields = raw.rsplit(")", 1)[1].split()
+        if int(tid) == pid:
+            group = "loop"
+        elif comm == "kadx-journal":
+            group = "journal writer"
+        elif comm.startswith("rdk:"):
+            group = "librdkafka"
+        else:
+            group = "pool and other"
+        out[group] = out.get(group, 0.0) + \
+            (int(fields[11]) + int(fields[12])) / tck
+    return out
+
+
+def peer_pids(cluster):
+    """The PIDs of the Kafka side of a run: the mock cluster's process or
+    the real broker's JVMs."""
+    if isinstance(cluster, RealCluster):
+        return [n.proc.pid for n in cluster.c.nodes.values() if n.proc]
+    return [cluster.proc.pid]
+
+
 TOPIC = "bench"
 BATCH_BYTES = [1024 * 1024]  # --batch-bytes (the config default)
 
@@ -182,6 +221,9 @@ def e2e_throughput(args, tmp):
         cfg = os.path.join(tmp, "tp.json")
         write_config(cfg, mock.bootstrap, "bench-tp",
                      os.path.join(tmp, "tp.db"), emu.url, None, args.kprops)
+        peers = {"emulator": [emu.proc.pid], "Kafka": peer_pids(mock)}
+        peer_cpu0 = {n: sum(cpu_seconds(p) for p in ps)
+                     for n, ps in peers.items()}
         k = harness.kadx("run", "-c", cfg, name="kadx run")
         t_start = time.monotonic()
         k.wait_for("assigned", timeout=60, what="partitions assigned")
@@ -204,8 +246,13 @@ def e2e_throughput(args, tmp):
         t_end = time.monotonic()
         peak = max(peak, rss_peak_kib(k.pid))
         cpu = cpu_seconds(k.pid)
+        threads = thread_cpu(k.pid)
+        peer_cpu = {n: sum(cpu_seconds(p) for p in ps) - peer_cpu0[n]
+                    for n, ps in peers.items()}
         k.stop()
         return {"events": args.events, "produce_s": t_prod,
+                "threads": threads, "peers": peer_cpu,
+                "wall_s": t_end - t_start,
                 "cpu_per_m": cpu * 1e6 / args.events,
                 "first_row_s": t_first - t_start,
                 "rate": args.events / max(t_end - t_first, 1e-9),
@@ -572,6 +619,16 @@ def main():
                             tp["rss_kib"] / 1024.0))
     print("%-44s %14.2f" % ("    CPU s (user+sys) per 1M events",
                             tp["cpu_per_m"]))
+    per_m = 1e6 / tp["events"]
+    for name, v in sorted(tp["threads"].items()):
+        print("%-44s %14.2f" % ("      of which %s" % name, v * per_m))
+    for name, v in tp["peers"].items():
+        print("%-44s %14.2f" % ("    CPU s per 1M events of the %s" % name,
+                                v * per_m))
+    busy = (sum(tp["threads"].values()) + sum(tp["peers"].values())) / \
+        tp["wall_s"]
+    print("%-44s %14.2f" % ("    cores busy (kadx + peers, start -> end)",
+                            busy))
     known = [v for _, v in stages if v]
     if known:
         print("%-44s %14.2f" % ("    (d) / min(stages)",
