@@ -121,9 +121,10 @@ static int ck_schema(struct ck *c)
         version = sqlite3_column_int(st, 0);
     }
     sqlite3_finalize(st);
-    /* 3 = 2 plus the schemas table (Schema Registry cache) */
-    if (version != 2 && version != 3) {
-        problem(c, "schema version %d is not one this kadx knows (2, 3)",
+    /* 3 = 2 plus the schemas table (Schema Registry cache); 4 = the
+     * chunks' events in chunk_data */
+    if (version < 2 || version > 4) {
+        problem(c, "schema version %d is not one this kadx knows (2 to 4)",
                 version);
         return 0;
     }
@@ -513,7 +514,7 @@ static void ck_chunks(struct ck *c, struct rparts *parts,
     if (rc > 0) {
         problem(c, "%s", why);
     }
-    if (sqlite3_prepare_v2(c->db, CHUNK_ROW_SQL, -1, &row, NULL) != SQLITE_OK ||
+    if (raw_prepare_chunk_row(c->db, &row) < 0 ||
         sqlite3_prepare_v2(c->db,
                            "SELECT offset, value_len FROM dead"
                            " WHERE chunk_id = ?",
@@ -665,24 +666,37 @@ static void ck_orphans(struct ck *c)
     static const struct {
         const char *sql;
         const char *what;
+        int v4; /* chunk_data: schema 4 on */
     } q[] = {
         {"SELECT COUNT(*) FROM pieces WHERE chunk_id NOT IN"
          " (SELECT id FROM chunks)",
-         "batch member ranges name a chunk that is gone"},
+         "batch member ranges name a chunk that is gone", 0},
         {"SELECT COUNT(*) FROM pieces WHERE batch_seq NOT IN"
          " (SELECT seq FROM batches)",
-         "batch member ranges belong to no batch"},
+         "batch member ranges belong to no batch", 0},
         {"SELECT COUNT(*) FROM dead WHERE chunk_id NOT IN"
          " (SELECT id FROM chunks)",
-         "dead letters name a chunk that is gone"},
+         "dead letters name a chunk that is gone", 0},
         {"SELECT COUNT(*) FROM chunks WHERE part_id NOT IN"
          " (SELECT id FROM partitions)",
-         "chunks belong to no partition"},
+         "chunks belong to no partition", 0},
+        {"SELECT COUNT(*) FROM chunk_data WHERE id NOT IN"
+         " (SELECT id FROM chunks)",
+         "chunk event blobs belong to no chunk", 1},
+        {"SELECT COUNT(*) FROM chunks WHERE id NOT IN"
+         " (SELECT id FROM chunk_data)",
+         "chunks have no event blob", 1},
     };
+    int v4 = strcmp(raw_data_table(c->db), "chunk_data") == 0;
 
     for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
         sqlite3_stmt *st = NULL;
-        int rc = sqlite3_prepare_v2(c->db, q[i].sql, -1, &st, NULL);
+        int rc;
+
+        if (q[i].v4 && !v4) {
+            continue;
+        }
+        rc = sqlite3_prepare_v2(c->db, q[i].sql, -1, &st, NULL);
 
         if (rc == SQLITE_OK) {
             rc = sqlite3_step(st);

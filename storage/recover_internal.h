@@ -87,10 +87,14 @@ struct rrow {
     size_t len;
 };
 
-#define CHUNK_ROW_SQL                                                          \
-    "SELECT part_id, route, first_offset, last_offset, count, bytes, undone,"  \
-    " undone_bytes, dead, dead_bytes, cut, ts_min, ts_max, data FROM chunks"   \
-    " WHERE id = ?"
+/* The table and column that hold a chunk's events in db: chunk_data.data
+ * from schema 4 on, chunks.data before (a file recover reads may be of
+ * either). */
+const char *raw_data_table(sqlite3 *db);
+
+/* Prepares the statement that reads one chunk row whole (bind its id),
+ * for db's schema; raw_read_chunk steps it. 0 or -EIO. */
+int raw_prepare_chunk_row(sqlite3 *db, sqlite3_stmt **st);
 
 /*
  * The journal's lock protocol (storage/journal.c, lock_take): an open file

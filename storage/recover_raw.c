@@ -327,6 +327,45 @@ void raw_row_head(sqlite3_stmt *st, struct rrow *r)
     r->count = sqlite3_column_int64(st, 4);
 }
 
+const char *raw_data_table(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int v4 = 0;
+
+    if (sqlite3_prepare_v2(db,
+                           "SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                           " AND name = 'chunk_data'",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        v4 = 1;
+    }
+    sqlite3_finalize(st);
+    return v4 ? "chunk_data" : "chunks";
+}
+
+static const char *chunk_row_sql(sqlite3 *db)
+{
+    /* a LEFT JOIN: a chunk whose events are gone still reads, empty, and
+     * its count says what was lost */
+    if (strcmp(raw_data_table(db), "chunk_data") == 0) {
+        return "SELECT c.part_id, c.route, c.first_offset, c.last_offset,"
+               " c.count, c.bytes, c.undone, c.undone_bytes, c.dead,"
+               " c.dead_bytes, c.cut, c.ts_min, c.ts_max, d.data"
+               " FROM chunks c LEFT JOIN chunk_data d ON d.id = c.id"
+               " WHERE c.id = ?";
+    }
+    return "SELECT part_id, route, first_offset, last_offset, count, bytes,"
+           " undone, undone_bytes, dead, dead_bytes, cut, ts_min, ts_max,"
+           " data FROM chunks WHERE id = ?";
+}
+
+int raw_prepare_chunk_row(sqlite3 *db, sqlite3_stmt **st)
+{
+    return sqlite3_prepare_v2(db, chunk_row_sql(db), -1, st, NULL) == SQLITE_OK
+               ? 0
+               : -EIO;
+}
+
 /* Reads chunk `id`. 0, -ENOENT (gone), -EIO (unreadable: why filled). */
 int raw_read_chunk(sqlite3_stmt *st, int64_t id, struct rrow *r, char *why,
                    size_t whylen)

@@ -62,7 +62,7 @@ static int read_chunk_prefix(sqlite3 *db, int64_t id, struct rrow *r)
     }
     raw_row_head(st, r);
     sqlite3_finalize(st);
-    if (sqlite3_blob_open(db, "main", "chunks", "data", id, 0, &bl) !=
+    if (sqlite3_blob_open(db, "main", raw_data_table(db), "data", id, 0, &bl) !=
         SQLITE_OK) {
         sqlite3_blob_close(bl);
         return -EIO;
@@ -431,7 +431,7 @@ int recover_salvage(const char *src, const char *dst, int flags,
         set_err(err, errlen, "out of memory");
         goto close_src;
     }
-    if (sqlite3_prepare_v2(s.db, CHUNK_ROW_SQL, -1, &row, NULL) != SQLITE_OK) {
+    if (raw_prepare_chunk_row(s.db, &row) < 0) {
         set_err(err, errlen, "cannot read chunks of '%s': %s", src,
                 sqlite3_errmsg(s.db));
         rc = -EIO;

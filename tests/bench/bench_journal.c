@@ -9,8 +9,11 @@
  *  - the whole cycle the gateway needs (append 1000-event fetches, cut
  *    10000-event batches, mark delivered, retire), FULL: the journal's
  *    share of the end-to-end target (>= 400k events/s).
- * Usage: bench_journal [dir] [seconds per row] [cycle]
- *   (dir default ".", 1.5 s; "cycle" runs only the cycle)
+ *  - "wal": the WAL bytes each step of draining writes (storage/README.md
+ *    "What draining needs").
+ * Usage: bench_journal [dir] [seconds per row] [cycle|wal]
+ *   (dir default ".", 1.5 s; "cycle" runs only the cycle, "wal" only the
+ *   WAL table)
  * Build without sanitizers: meson setup build-rel -Dbuildtype=release.
  */
 #include "storage/journal.h"
@@ -19,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -257,6 +261,97 @@ static void bench_cycle(struct bench *b)
     journal_close(j);
 }
 
+static struct journal *reopen(struct bench *b)
+{
+    struct journal_options o;
+    struct journal *j = NULL;
+    char err[256];
+
+    memset(&o, 0, sizeof(o));
+    o.path = b->path;
+    o.sync_full = 1;
+    if (journal_open(&o, &j, err, sizeof(err)) != 0) {
+        fprintf(stderr, "open: %s\n", err);
+        exit(1);
+    }
+    return j;
+}
+
+static int64_t wal_size(const struct bench *b)
+{
+    char p[600];
+    struct stat st;
+
+    snprintf(p, sizeof(p), "%s-wal", b->path);
+    return stat(p, &st) == 0 ? (int64_t)st.st_size : 0;
+}
+
+/* WAL bytes of each draining step: 40 appends of 1000 events, then one
+ * 1 MiB batch cut, marked sent, delivered and retired, each step alone in
+ * a journal opened for it (closing checkpoints and removes the WAL). */
+static void bench_wal(struct bench *b)
+{
+    struct journal *j = open_fresh(b, 1, NULL);
+    struct journal_cut_req q;
+    struct journal_batch *bt = NULL;
+    char err[256], id[JOURNAL_BATCH_ID_MAX];
+    int64_t w0, n = 0, retired = 0;
+    int rc = 0;
+
+    for (int k = 0; k < 40; k++) {
+        fill(b, b->ev, 1000, k % NPARTS);
+        if (journal_append(j, b->ev, 1000, NULL, err, sizeof(err)) != 0) {
+            fprintf(stderr, "append: %s\n", err);
+            exit(1);
+        }
+    }
+    journal_close(j);
+    memset(&q, 0, sizeof(q));
+    q.max_rows = 1000000;
+    q.max_bytes = 1 << 20;
+    q.settled_all = 1;
+    printf("| step (%d-byte events, FULL) | WAL written |\n|---|---|\n",
+           EVENT_BYTES);
+    for (int step = 0; step < 4; step++) {
+        j = reopen(b);
+        w0 = wal_size(b);
+        switch (step) {
+        case 0:
+            rc = journal_batch_cut(j, &q, &bt, err, sizeof(err));
+            if (rc == 0 && bt != NULL) {
+                n = bt->count;
+                snprintf(id, sizeof(id), "%s", bt->id);
+                journal_batch_free(bt);
+            } else {
+                rc = -1;
+            }
+            break;
+        case 1:
+            rc = journal_batch_mark_sent(j, id, 1, err, sizeof(err));
+            break;
+        case 2:
+            rc = journal_batch_mark_delivered(j, id, 2, err, sizeof(err));
+            break;
+        default:
+            rc = journal_retire(j, INT64_MAX, 64, &retired, err, sizeof(err));
+            break;
+        }
+        if (rc != 0) {
+            fprintf(stderr, "step %d: %s\n", step, err);
+            exit(1);
+        }
+        printf("| %s | %.0f KiB |\n",
+               step == 0   ? "cut the batch"
+               : step == 1 ? "mark sent"
+               : step == 2 ? "mark delivered"
+                           : "retire its chunks",
+               (double)(wal_size(b) - w0) / 1024.0);
+        journal_close(j);
+    }
+    printf("(batch of %" PRId64 " events; %" PRId64 " events retired)\n", n,
+           retired);
+}
+
 int main(int argc, char **argv)
 {
     struct bench b;
@@ -276,6 +371,12 @@ int main(int argc, char **argv)
            b.path, b.secs);
     if (argc > 3 && strcmp(argv[3], "cycle") == 0) {
         bench_cycle(&b); /* only the cycle */
+        remove_journal(b.path);
+        free(b.ev);
+        return 0;
+    }
+    if (argc > 3 && strcmp(argv[3], "wal") == 0) {
+        bench_wal(&b);
         remove_journal(b.path);
         free(b.ev);
         return 0;

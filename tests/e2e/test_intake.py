@@ -69,8 +69,9 @@ def journal_records(path):
     db = sqlite3.connect(path, timeout=10)
     try:
         rows = db.execute(
-            "SELECT p.topic, p.partition, c.first_offset, c.data "
-            "FROM chunks c JOIN partitions p ON p.id = c.part_id").fetchall()
+            "SELECT p.topic, p.partition, c.first_offset, d.data "
+            "FROM chunks c JOIN partitions p ON p.id = c.part_id "
+            "JOIN chunk_data d ON d.id = c.id").fetchall()
     finally:
         db.close()
     out = []

@@ -635,6 +635,102 @@ static void test_epoch(void **state)
 /* A journal of schema 1 (before epochs) is migrated at the first
  * read-write open and keeps its partitions as epoch 0; a read-only open
  * of an unmigrated file is refused with the reason. */
+/* SQL that turns a journal back into schema 3's layout: the events in
+ * chunks.data, no chunk_data table (migration 4 undone) */
+#define UNDO_SCHEMA_4                                                          \
+    "ALTER TABLE chunks ADD COLUMN data BLOB NOT NULL DEFAULT x'';"            \
+    "UPDATE chunks SET data = (SELECT d.data FROM chunk_data d"                \
+    " WHERE d.id = chunks.id);"                                                \
+    "DROP TABLE chunk_data;"
+
+static int64_t count_sql(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t n = -1;
+
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        n = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
+static int count_event(void *arg, const struct journal_event *ev,
+                       enum journal_event_state s, const char *reason)
+{
+    int64_t *n = arg;
+
+    (void)s;
+    (void)reason;
+    assert_true(ev->value_len > 0);
+    (*n)++;
+    return 0;
+}
+
+/* Migration 4 moves every chunk's events into chunk_data: a schema 3 file
+ * with a batch in flight and pending events opens, the batch loads with
+ * the same events, the rest cuts, and retirement deletes both rows */
+static void test_chunk_data_migration(void **state)
+{
+    struct fx *f = *state;
+    struct journal_batch *b, *again;
+    struct journal_iter_req ir = {JOURNAL_SEL_ALL, -1, NULL, -1, -1, -1};
+    int64_t n = 0, deleted = 0;
+    char first_id[JOURNAL_BATCH_ID_MAX];
+    sqlite3 *db;
+
+    jopen(f, 0, 0);
+    assert_int_equal(append_range(f, 0, "t", 0, 0, 9, NULL), 0);
+    assert_int_equal(append_range(f, 0, "t", 1, 0, 4, NULL), 0);
+    b = cut(f, 0, 7, 1 << 20);
+    assert_int_equal(b->count, 7);
+    snprintf(first_id, sizeof(first_id), "%s", b->id);
+    journal_batch_free(b);
+    journal_close(f->j);
+    f->j = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "BEGIN;" UNDO_SCHEMA_4
+                                  "PRAGMA user_version=3; COMMIT;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+
+    jopen(f, 0, 0);
+    assert_int_equal(
+        journal_iterate(f->j, &ir, count_event, &n, f->err, sizeof(f->err)), 0);
+    assert_int_equal(n, 15);
+    again = cut(f, 0, 100, 1 << 20);
+    assert_string_equal(again->id, first_id); /* the unfinished one first */
+    assert_int_equal(again->nevents, 7);
+    assert_int_equal(again->events[0].offset, 0);
+    assert_int_equal(journal_batch_mark_delivered(f->j, again->id, 1, f->err,
+                                                  sizeof(f->err)),
+                     0);
+    journal_batch_free(again);
+    b = cut(f, 0, 100, 1 << 20);
+    assert_int_equal(b->count, 8);
+    assert_int_equal(
+        journal_batch_mark_delivered(f->j, b->id, 1, f->err, sizeof(f->err)),
+        0);
+    journal_batch_free(b);
+    assert_int_equal(
+        journal_retire(f->j, INT64_MAX, 100, &deleted, f->err, sizeof(f->err)),
+        0);
+    assert_int_equal(deleted, 15); /* events */
+    journal_close(f->j);
+    f->j = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(count_sql(db, "PRAGMA user_version"), 4);
+    assert_int_equal(count_sql(db, "SELECT COUNT(*) FROM chunks"), 0);
+    assert_int_equal(count_sql(db, "SELECT COUNT(*) FROM chunk_data"), 0);
+    assert_int_equal(count_sql(db, "SELECT COUNT(*) FROM pragma_table_info("
+                                   "'chunks') WHERE name = 'data'"),
+                     0);
+    sqlite3_close(db);
+}
+
 static void test_epoch_migration(void **state)
 {
     struct fx *f = *state;
@@ -662,7 +758,8 @@ static void test_epoch_migration(void **state)
             "INSERT INTO p1 SELECT id, topic, partition, route, high_offset,"
             " batched_offset, pending_count, pending_bytes FROM partitions;"
             "DROP TABLE partitions; ALTER TABLE p1 RENAME TO partitions;"
-            "DROP TABLE schemas; PRAGMA user_version=1; COMMIT;",
+            "DROP TABLE schemas;" UNDO_SCHEMA_4 "PRAGMA user_version=1;"
+            " COMMIT;",
             NULL, NULL, NULL),
         SQLITE_OK);
     sqlite3_close(db);
@@ -731,7 +828,8 @@ static void test_schema_cache(void **state)
     /* a file of schema version 2 gets the table */
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db,
-                                  "DROP TABLE schemas; PRAGMA user_version=2;",
+                                  "DROP TABLE schemas;" UNDO_SCHEMA_4
+                                  "PRAGMA user_version=2;",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
@@ -1093,10 +1191,10 @@ static void test_corrupt_chunk(void **state)
     f->j = NULL;
     /* a damaged BLOB: a length that runs past the end */
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db,
-                                  "UPDATE chunks SET data = x'0000000a7f01'",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db, "UPDATE chunk_data SET data = x'0000000a7f01'", NULL,
+                     NULL, NULL),
+        SQLITE_OK);
     sqlite3_close(db);
     jopen(f, 0, 0);
     memset(&q, 0, sizeof(q));
@@ -1196,6 +1294,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mark_failed_dead_split, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_epoch, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_chunk_data_migration, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_epoch_migration, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_lock_and_read_only, fx_setup,
