@@ -32,7 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <zlib.h>
+#include <libdeflate.h>
 
 #define ADX_DEFAULT_CONNECT_MS 10000L
 #define ADX_DEFAULT_TIMEOUT_MS 60000L
@@ -1359,42 +1359,37 @@ enum adx_outcome adx_classify(const struct adx_response *res, char *reason,
     return o;
 }
 
+/* libdeflate, not zlib: whole-buffer compression at level 1 is ~1.9x as
+ * fast as zlib's level 1 here and 10% smaller on JSON lines (FORWARDER.md,
+ * "CPU per event"); the body is in memory anyway. */
 int adx_gzip(const void *in, size_t len, int level, void **out, size_t *outlen)
 {
-    z_stream z;
-    size_t cap;
-    unsigned char *buf;
-    int zr;
+    struct libdeflate_compressor *c;
+    size_t cap, n;
+    void *buf;
 
     *out = NULL;
     *outlen = 0;
-    memset(&z, 0, sizeof(z));
     if (level < 1 || level > 9) {
         level = 1;
     }
-    /* 15 + 16: a gzip wrapper, not zlib's */
-    if (deflateInit2(&z, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
-        Z_OK) {
+    c = libdeflate_alloc_compressor(level);
+    if (c == NULL) {
         return -ENOMEM;
     }
-    cap = deflateBound(&z, (uLong)len) + 32;
+    cap = libdeflate_gzip_compress_bound(c, len);
     buf = malloc(cap);
     if (buf == NULL) {
-        deflateEnd(&z);
+        libdeflate_free_compressor(c);
         return -ENOMEM;
     }
-    z.next_in = (Bytef *)(uintptr_t)in;
-    z.avail_in = (uInt)len;
-    z.next_out = buf;
-    z.avail_out = (uInt)cap;
-    zr = deflate(&z, Z_FINISH);
-    if (zr != Z_STREAM_END) {
-        deflateEnd(&z);
+    n = libdeflate_gzip_compress(c, in, len, buf, cap);
+    libdeflate_free_compressor(c);
+    if (n == 0) { /* cannot happen with the bound's room */
         free(buf);
         return -EIO;
     }
-    *outlen = cap - z.avail_out;
-    deflateEnd(&z);
     *out = buf;
+    *outlen = n;
     return 0;
 }
