@@ -27,12 +27,12 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <libdeflate.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <libdeflate.h>
 
 #define ADX_DEFAULT_CONNECT_MS 10000L
 #define ADX_DEFAULT_TIMEOUT_MS 60000L
@@ -1360,8 +1360,9 @@ enum adx_outcome adx_classify(const struct adx_response *res, char *reason,
 }
 
 /* libdeflate, not zlib: whole-buffer compression at level 1 is ~1.9x as
- * fast as zlib's level 1 here and 10% smaller on JSON lines (FORWARDER.md,
- * "CPU per event"); the body is in memory anyway. */
+ * fast as zlib's level 1 here and 10% smaller on JSON lines
+ * (tests/bench/BENCHMARKS.md, "CPU per event"); the body is whole in
+ * memory, the case libdeflate is made for. */
 int adx_gzip(const void *in, size_t len, int level, void **out, size_t *outlen)
 {
     struct libdeflate_compressor *c;

@@ -219,8 +219,10 @@ def e2e_throughput(args, tmp):
         emu.setup_gameplay()
         t_prod = kcat_produce(mock.bootstrap, args.events, args.partitions)
         cfg = os.path.join(tmp, "tp.json")
+        port = harness.free_port()
         write_config(cfg, mock.bootstrap, "bench-tp",
-                     os.path.join(tmp, "tp.db"), emu.url, None, args.kprops)
+                     os.path.join(tmp, "tp.db"), emu.url, None, args.kprops,
+                     admin="127.0.0.1:%d" % port)
         peers = {"emulator": [emu.proc.pid], "Kafka": peer_pids(mock)}
         peer_cpu0 = {n: sum(cpu_seconds(p) for p in ps)
                      for n, ps in peers.items()}
@@ -228,6 +230,11 @@ def e2e_throughput(args, tmp):
         t_start = time.monotonic()
         k.wait_for("assigned", timeout=60, what="partitions assigned")
         t_assigned = time.monotonic()
+        ph0 = scrape_phases(port)
+        # CPU at the assignment: "cores busy" counts from here (start-up
+        # and the group join are mostly waiting)
+        busy0 = cpu_seconds(k.pid) + sum(cpu_seconds(p) for ps in
+                                         peers.values() for p in ps)
         t_first = None
         peak = 0
         while True:
@@ -249,16 +256,18 @@ def e2e_throughput(args, tmp):
         threads = thread_cpu(k.pid)
         peer_cpu = {n: sum(cpu_seconds(p) for p in ps) - peer_cpu0[n]
                     for n, ps in peers.items()}
+        busy = (cpu + sum(cpu_seconds(p) for ps in peers.values()
+                          for p in ps) - busy0) / (t_end - t_assigned)
+        phases = phase_table(ph0, scrape_phases(port))
         k.stop()
-        return {"events": args.events, "produce_s": t_prod,
+        return {"events": args.events, "produce_s": t_prod, "busy": busy,
                 "threads": threads, "peers": peer_cpu,
-                "wall_s": t_end - t_start,
                 "cpu_per_m": cpu * 1e6 / args.events,
                 "first_row_s": t_first - t_start,
                 "rate": args.events / max(t_end - t_first, 1e-9),
                 "rate_assigned": args.events / (t_end - t_assigned),
                 "rate_incl_start": args.events / (t_end - t_start),
-                "rss_kib": peak}
+                "rss_kib": peak, "phases": phases}
     finally:
         emu.stop()
         mock.stop()
@@ -625,14 +634,14 @@ def main():
     for name, v in tp["peers"].items():
         print("%-44s %14.2f" % ("    CPU s per 1M events of the %s" % name,
                                 v * per_m))
-    busy = (sum(tp["threads"].values()) + sum(tp["peers"].values())) / \
-        tp["wall_s"]
-    print("%-44s %14.2f" % ("    cores busy (kadx + peers, start -> end)",
-                            busy))
+    print("%-44s %14.2f" % ("    cores busy (kadx + peers, from assignment)",
+                            tp["busy"]))
     known = [v for _, v in stages if v]
     if known:
         print("%-44s %14.2f" % ("    (d) / min(stages)",
                                 tp["rate_assigned"] / min(known)))
+    print_phases("phases of run (d), per batch, from the assignment to "
+                 "the last row", tp["phases"])
     if bl:
         print("%-44s %14.0f" % ("(e) forwarder alone: journal -> ADX after "
                                 "kill -9", bl["rate"]))
@@ -654,17 +663,21 @@ def main():
             r["rate"], r["events"], r["p50"], r["p90"], r["p99"], r["max"],
             r["rss_kib"] / 1024.0, r["cpu_per_m"]))
     for r in lat:
-        print()
-        print("phases at %d events/s, per batch, over the same window "
-              "(kadx_phase_seconds on /metrics; p50/p99 interpolated in "
-              "its buckets)" % r["rate"])
-        print("%-10s %8s %9s %9s %9s" % ("phase", "batches", "mean ms",
-                                         "p50 ms", "p99 ms"))
-        for ph, n, mean, p50, p99 in r["phases"]:
-            if n == 0:
-                print("%-10s %8d %9s %9s %9s" % (ph, 0, "-", "-", "-"))
-            else:
-                print("%-10s %8d %9.2f %9.2f %9.2f" % (ph, n, mean, p50, p99))
+        print_phases("phases at %d events/s, per batch, over the same "
+                     "window" % r["rate"], r["phases"])
+
+
+def print_phases(title, rows):
+    print()
+    print("%s (kadx_phase_seconds on /metrics; p50/p99 interpolated in its "
+          "buckets)" % title)
+    print("%-10s %8s %9s %9s %9s" % ("phase", "batches", "mean ms",
+                                     "p50 ms", "p99 ms"))
+    for ph, n, mean, p50, p99 in rows:
+        if n == 0:
+            print("%-10s %8d %9s %9s %9s" % (ph, 0, "-", "-", "-"))
+        else:
+            print("%-10s %8d %9.2f %9.2f %9.2f" % (ph, n, mean, p50, p99))
 
 
 if __name__ == "__main__":
