@@ -28,13 +28,36 @@ struct jscan {
     size_t n;
     size_t i;
     int depth;
+    int newline; /* a CR or LF was seen (whitespace between tokens) */
     const char *what;
+};
+
+/* Bytes a JSON string holds as they are: printable ASCII but '"' and '\\'.
+ * The string scan skips runs of them with one load per byte. */
+static const unsigned char js_plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 };
 
 static void js_ws(struct jscan *j)
 {
-    while (j->i < j->n && (j->s[j->i] == ' ' || j->s[j->i] == '\t' ||
-                           j->s[j->i] == '\n' || j->s[j->i] == '\r')) {
+    while (j->i < j->n) {
+        unsigned char c = j->s[j->i];
+
+        if (c == '\n' || c == '\r') {
+            j->newline = 1;
+        } else if (c != ' ' && c != '\t') {
+            break;
+        }
         j->i++;
     }
 }
@@ -45,8 +68,15 @@ static int js_string(struct jscan *j)
 {
     j->i++; /* opening quote */
     while (j->i < j->n) {
-        unsigned char c = j->s[j->i];
+        unsigned char c;
 
+        while (j->i < j->n && js_plain[j->s[j->i]]) {
+            j->i++;
+        }
+        if (j->i >= j->n) {
+            break;
+        }
+        c = j->s[j->i];
         if (c == '"') {
             j->i++;
             return 0;
@@ -230,19 +260,30 @@ static int js_value(struct jscan *j)
     }
 }
 
-int forwarder_json_check(const char *s, size_t len, char *why, size_t whylen)
+/* forwarder_json_check; *newline = 1 if the text has a raw CR or LF (only
+ * possible as whitespace between tokens in valid JSON). */
+static int json_check(const char *s, size_t len, int *newline, char *why,
+                      size_t whylen)
 {
-    struct jscan j = {(const unsigned char *)s, len, 0, 0, NULL};
+    struct jscan j = {(const unsigned char *)s, len, 0, 0, 0, NULL};
 
     if (js_value(&j) == 0) {
         js_ws(&j);
         if (j.i == j.n) {
+            *newline = j.newline;
             return 0;
         }
         j.what = "trailing data";
     }
     set_err(why, whylen, "%s at byte %zu", j.what ? j.what : "invalid", j.i);
     return -EINVAL;
+}
+
+int forwarder_json_check(const char *s, size_t len, char *why, size_t whylen)
+{
+    int newline;
+
+    return json_check(s, len, &newline, why, whylen);
 }
 
 /* ------------------------------------------------------- body building */
@@ -417,13 +458,15 @@ static void sb_meta(struct sbuf *b, const struct config_route *r,
 }
 
 /* Copies a valid JSON text turning CR/LF (whitespace, since raw newlines
- * are invalid inside strings) into spaces: one record stays one line. */
-static void sb_json_oneline(struct sbuf *b, const char *s, size_t n)
+ * are invalid inside strings) into spaces: one record stays one line.
+ * newline = 0: the check saw none, a plain copy. */
+static void sb_json_oneline(struct sbuf *b, const char *s, size_t n,
+                            int newline)
 {
     size_t start = b->len;
 
     sbuf_add(b, s, n);
-    if (b->err) {
+    if (b->err || !newline) {
         return;
     }
     for (size_t i = start; i < b->len; i++) {
@@ -458,11 +501,12 @@ int forwarder_build_body(const struct config_route *r, const char *batch_id,
         const char *v = ev->value ? ev->value : "";
         size_t vl = ev->value_len;
         char why[128];
+        int newline = 1;
 
         if (json) {
             const char *reject = NULL;
 
-            if (forwarder_json_check(v, vl, why, sizeof(why)) < 0) {
+            if (json_check(v, vl, &newline, why, sizeof(why)) < 0) {
                 reject = "record is not valid JSON";
             } else if (meta) {
                 size_t k = 0;
@@ -487,7 +531,7 @@ int forwarder_build_body(const struct config_route *r, const char *batch_id,
                     if (rest < vl && v[rest] != '}') {
                         sbuf_add(&b, ",", 1);
                     }
-                    sb_json_oneline(&b, v + rest, vl - rest);
+                    sb_json_oneline(&b, v + rest, vl - rest, newline);
                     sbuf_add(&b, "\n", 1);
                     continue;
                 }
@@ -510,7 +554,7 @@ int forwarder_build_body(const struct config_route *r, const char *batch_id,
                 nb++;
                 continue;
             }
-            sb_json_oneline(&b, v, vl);
+            sb_json_oneline(&b, v, vl, newline);
             sbuf_add(&b, "\n", 1);
         } else {
             sbuf_add(&b, v, vl);

@@ -44,6 +44,7 @@ static void test_json_check(void **state)
         "{\"a\":{\"b\":{\"c\":[{}]}}}",
         "{\"a\":\r\n 1}",
         "{\"caf\xc3\xa9\":\"\xe2\x82\xac \xf0\x9f\x8e\xb2\"}",
+        "\"del \x7f, tilde ~, space, quote \\\" and backslash \\\\\"",
     };
     static const char *const bad[] = {
         "",
@@ -115,7 +116,7 @@ static struct journal_event ev(const char *value, int64_t offset)
 static void test_body_plain_json_rejects_invalid(void **state)
 {
     struct config_route r;
-    struct journal_event evs[4];
+    struct journal_event evs[5];
     char *body = NULL;
     size_t len = 0;
     struct forwarder_bad *bad = NULL;
@@ -128,9 +129,11 @@ static void test_body_plain_json_rejects_invalid(void **state)
     evs[1] = ev("{\"a\":\n 2}", 11);
     evs[2] = ev("{\"a\":", 12);
     evs[3] = ev("{\"a\":4}\n", 13);
+    evs[4] = ev("{\"b\":\"x\\ny\",\r\"c\":5}", 14); /* only a CR is raw */
     assert_int_equal(
-        forwarder_build_body(&r, "b1", evs, 4, &body, &len, &bad, &nbad), 0);
-    assert_string_equal(body, "{\"a\":1}\n{\"a\":  2}\n{\"a\":4} \n");
+        forwarder_build_body(&r, "b1", evs, 5, &body, &len, &bad, &nbad), 0);
+    assert_string_equal(body, "{\"a\":1}\n{\"a\":  2}\n{\"a\":4} \n"
+                              "{\"b\":\"x\\ny\", \"c\":5}\n");
     assert_int_equal(len, strlen(body));
     assert_int_equal(nbad, 1);
     assert_int_equal(bad[0].index, 2);
