@@ -2379,8 +2379,7 @@ static int op_drop(struct journal *j, struct req *r)
         struct chunkrow *c = &rows[i];
 
         if (c->first > cut) {
-            int64_t v[1] = {c->id};
-            rc = delete_chunk(j, v[0], r->err, sizeof(r->err));
+            rc = delete_chunk(j, c->id, r->err, sizeof(r->err));
             res->dropped += c->count;
             res->dropped_bytes += c->bytes;
             continue;

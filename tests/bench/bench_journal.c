@@ -59,14 +59,14 @@ static void remove_journal(const char *path)
     unlink(p);
 }
 
-static struct journal *open_fresh(struct bench *b, int sync_full,
-                                  uv_loop_t *loop)
+/* Opens the bench's journal as it is on disk (exits on failure). */
+static struct journal *open_journal(struct bench *b, int sync_full,
+                                    uv_loop_t *loop)
 {
     struct journal_options o;
     struct journal *j = NULL;
     char err[256];
 
-    remove_journal(b->path);
     memset(&o, 0, sizeof(o));
     o.path = b->path;
     o.sync_full = sync_full;
@@ -75,8 +75,15 @@ static struct journal *open_fresh(struct bench *b, int sync_full,
         fprintf(stderr, "open: %s\n", err);
         exit(1);
     }
-    memset(b->next, 0, sizeof(b->next));
     return j;
+}
+
+static struct journal *open_fresh(struct bench *b, int sync_full,
+                                  uv_loop_t *loop)
+{
+    remove_journal(b->path);
+    memset(b->next, 0, sizeof(b->next));
+    return open_journal(b, sync_full, loop);
 }
 
 /* n events of one partition (a Kafka fetch), offsets continuing. */
@@ -261,22 +268,6 @@ static void bench_cycle(struct bench *b)
     journal_close(j);
 }
 
-static struct journal *reopen(struct bench *b)
-{
-    struct journal_options o;
-    struct journal *j = NULL;
-    char err[256];
-
-    memset(&o, 0, sizeof(o));
-    o.path = b->path;
-    o.sync_full = 1;
-    if (journal_open(&o, &j, err, sizeof(err)) != 0) {
-        fprintf(stderr, "open: %s\n", err);
-        exit(1);
-    }
-    return j;
-}
-
 static int64_t wal_size(const struct bench *b)
 {
     char p[600];
@@ -313,7 +304,7 @@ static void bench_wal(struct bench *b)
     printf("| step (%d-byte events, FULL) | WAL written |\n|---|---|\n",
            EVENT_BYTES);
     for (int step = 0; step < 4; step++) {
-        j = reopen(b);
+        j = open_journal(b, 1, NULL);
         w0 = wal_size(b);
         switch (step) {
         case 0:

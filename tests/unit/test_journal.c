@@ -643,6 +643,19 @@ static void test_epoch(void **state)
     " WHERE d.id = chunks.id);"                                                \
     "DROP TABLE chunk_data;"
 
+/* Closes the fixture's journal and runs sql on its file (a test's way to
+ * make an older schema or a damaged file). */
+static void rewrite_file(struct fx *f, const char *sql)
+{
+    sqlite3 *db;
+
+    journal_close(f->j);
+    f->j = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
 static int64_t count_sql(sqlite3 *db, const char *sql)
 {
     sqlite3_stmt *st = NULL;
@@ -687,15 +700,7 @@ static void test_chunk_data_migration(void **state)
     assert_int_equal(b->count, 7);
     snprintf(first_id, sizeof(first_id), "%s", b->id);
     journal_batch_free(b);
-    journal_close(f->j);
-    f->j = NULL;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db,
-                                  "BEGIN;" UNDO_SCHEMA_4
-                                  "PRAGMA user_version=3; COMMIT;",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
+    rewrite_file(f, "BEGIN;" UNDO_SCHEMA_4 "PRAGMA user_version=3; COMMIT;");
 
     jopen(f, 0, 0);
     assert_int_equal(
@@ -737,32 +742,23 @@ static void test_epoch_migration(void **state)
     struct journal_options o;
     struct journal_stats st;
     struct journal_append_result res;
-    sqlite3 *db;
     int64_t high;
 
     jopen(f, 0, 0);
     assert_int_equal(append_range(f, 0, "t", 0, 0, 9, NULL), 0);
-    journal_close(f->j);
-    f->j = NULL;
     /* rewrite the file as schema 1 had it */
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(
-        sqlite3_exec(
-            db,
-            "BEGIN;"
-            "CREATE TABLE p1(id INTEGER PRIMARY KEY, topic TEXT NOT NULL,"
-            " partition INTEGER NOT NULL, route INTEGER NOT NULL,"
-            " high_offset INTEGER NOT NULL, batched_offset INTEGER NOT NULL,"
-            " pending_count INTEGER NOT NULL, pending_bytes INTEGER NOT NULL,"
-            " UNIQUE(topic, partition));"
-            "INSERT INTO p1 SELECT id, topic, partition, route, high_offset,"
-            " batched_offset, pending_count, pending_bytes FROM partitions;"
-            "DROP TABLE partitions; ALTER TABLE p1 RENAME TO partitions;"
-            "DROP TABLE schemas;" UNDO_SCHEMA_4 "PRAGMA user_version=1;"
-            " COMMIT;",
-            NULL, NULL, NULL),
-        SQLITE_OK);
-    sqlite3_close(db);
+    rewrite_file(
+        f, "BEGIN;"
+           "CREATE TABLE p1(id INTEGER PRIMARY KEY, topic TEXT NOT NULL,"
+           " partition INTEGER NOT NULL, route INTEGER NOT NULL,"
+           " high_offset INTEGER NOT NULL, batched_offset INTEGER NOT NULL,"
+           " pending_count INTEGER NOT NULL, pending_bytes INTEGER NOT NULL,"
+           " UNIQUE(topic, partition));"
+           "INSERT INTO p1 SELECT id, topic, partition, route, high_offset,"
+           " batched_offset, pending_count, pending_bytes FROM partitions;"
+           "DROP TABLE partitions; ALTER TABLE p1 RENAME TO partitions;"
+           "DROP TABLE schemas;" UNDO_SCHEMA_4 "PRAGMA user_version=1;"
+           " COMMIT;");
 
     memset(&o, 0, sizeof(o));
     o.path = f->path;
@@ -792,7 +788,6 @@ static void test_schema_cache(void **state)
 {
     struct fx *f = *state;
     char *type = NULL, *text = NULL;
-    sqlite3 *db;
 
     jopen(f, 0, 0);
     assert_int_equal(journal_schema_get(f->j, "http://r", 7, &type, &text,
@@ -823,16 +818,9 @@ static void test_schema_cache(void **state)
     assert_string_equal(type, "JSON");
     free(type);
     free(text);
-    journal_close(f->j);
-    f->j = NULL;
     /* a file of schema version 2 gets the table */
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db,
-                                  "DROP TABLE schemas;" UNDO_SCHEMA_4
-                                  "PRAGMA user_version=2;",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
+    rewrite_file(f,
+                 "DROP TABLE schemas;" UNDO_SCHEMA_4 "PRAGMA user_version=2;");
     jopen(f, 0, 0);
     assert_int_equal(journal_schema_get(f->j, "http://r", 7, &type, &text,
                                         f->err, sizeof(f->err)),
@@ -1183,19 +1171,11 @@ static void test_corrupt_chunk(void **state)
     struct fx *f = *state;
     struct journal_cut_req q;
     struct journal_batch *b = NULL;
-    sqlite3 *db;
 
     jopen(f, 0, 0);
     assert_int_equal(append_range(f, 0, "t", 0, 0, 9, NULL), 0);
-    journal_close(f->j);
-    f->j = NULL;
     /* a damaged BLOB: a length that runs past the end */
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(
-        sqlite3_exec(db, "UPDATE chunk_data SET data = x'0000000a7f01'", NULL,
-                     NULL, NULL),
-        SQLITE_OK);
-    sqlite3_close(db);
+    rewrite_file(f, "UPDATE chunk_data SET data = x'0000000a7f01'");
     jopen(f, 0, 0);
     memset(&q, 0, sizeof(q));
     q.max_rows = 100;
