@@ -19,21 +19,25 @@
 #include <string.h>
 #include <time.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #define FW_JSON_MAX_DEPTH 256
 
 /* ------------------------------------------------------ JSON checking */
 
 struct jscan {
-    const unsigned char *s;
-    size_t n;
-    size_t i;
+    const unsigned char *start;
+    const unsigned char *p; /* the cursor, start <= p <= end */
+    const unsigned char *end;
     int depth;
     int newline; /* a CR or LF was seen (whitespace between tokens) */
     const char *what;
 };
 
-/* Bytes a JSON string holds as they are: printable ASCII but '"' and '\\'.
- * The string scan skips runs of them with one load per byte. */
+/* Bytes a JSON string holds as they are: printable ASCII but '"' and '\\'
+ * (js_skip_plain skips runs of them). */
 static const unsigned char js_plain[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
@@ -48,136 +52,202 @@ static const unsigned char js_plain[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 };
 
+/*
+ * The first byte in p..end that is not plain (js_plain), or end. The
+ * cursors are locals, not fields of struct jscan: a byte read through an
+ * unsigned char pointer may alias a field, so a field cursor is stored
+ * and reloaded around every byte. With SSE2 (every x86-64) 16 bytes are
+ * tested at once: a signed byte < 0x20 is a control byte or a byte of a
+ * UTF-8 sequence (>= 0x80).
+ */
+static const unsigned char *js_skip_plain(const unsigned char *p,
+                                          const unsigned char *end)
+{
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"');
+    const __m128i bslash = _mm_set1_epi8('\\');
+    const __m128i space = _mm_set1_epi8(0x20);
+
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i stop = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+            _mm_cmplt_epi8(v, space));
+        unsigned mask = (unsigned)_mm_movemask_epi8(stop);
+
+        if (mask != 0) {
+            return p + __builtin_ctz(mask);
+        }
+        p += 16;
+    }
+#endif
+    while (p < end && js_plain[*p]) {
+        p++;
+    }
+    return p;
+}
+
 static void js_ws(struct jscan *j)
 {
-    while (j->i < j->n) {
-        unsigned char c = j->s[j->i];
+    const unsigned char *p = j->p, *end = j->end;
 
-        if (c == '\n' || c == '\r') {
+    for (; p < end; p++) {
+        if (*p == '\n' || *p == '\r') {
             j->newline = 1;
-        } else if (c != ' ' && c != '\t') {
+        } else if (*p != ' ' && *p != '\t') {
             break;
         }
-        j->i++;
     }
+    j->p = p;
 }
 
 static int js_value(struct jscan *j);
 
-static int js_string(struct jscan *j)
+static int js_hex4(const unsigned char *p, const unsigned char *end)
 {
-    j->i++; /* opening quote */
-    while (j->i < j->n) {
-        unsigned char c;
-
-        while (j->i < j->n && js_plain[j->s[j->i]]) {
-            j->i++;
-        }
-        if (j->i >= j->n) {
-            break;
-        }
-        c = j->s[j->i];
-        if (c == '"') {
-            j->i++;
-            return 0;
-        }
-        if (c < 0x20) {
-            j->what = "control character in string";
-            return -1;
-        }
-        if (c >= 0x80) {
-            /* RFC 8259: UTF-8. ADX ignores malformed json records without
-             * an error, so one must be dead-lettered here, not sent */
-            size_t n = utf8_len_n(j->s + j->i, j->n - j->i);
-
-            if (n == 0) {
-                j->what = "invalid UTF-8 in string";
-                return -1;
-            }
-            j->i += n;
-            continue;
-        }
-        if (c == '\\') {
-            j->i++;
-            if (j->i >= j->n) {
-                break;
-            }
-            c = j->s[j->i];
-            if (c == 'u') {
-                for (int k = 1; k <= 4; k++) {
-                    unsigned char h =
-                        j->i + (size_t)k < j->n ? j->s[j->i + (size_t)k] : 0;
-
-                    if (!((h >= '0' && h <= '9') || (h >= 'a' && h <= 'f') ||
-                          (h >= 'A' && h <= 'F'))) {
-                        j->what = "bad \\u escape";
-                        return -1;
-                    }
-                }
-                j->i += 5;
-                continue;
-            }
-            if (strchr("\"\\/bfnrt", c) == NULL || c == '\0') {
-                j->what = "bad escape";
-                return -1;
-            }
-        }
-        j->i++;
-    }
-    j->what = "unterminated string";
-    return -1;
-}
-
-static int js_digits(struct jscan *j)
-{
-    size_t start = j->i;
-
-    while (j->i < j->n && j->s[j->i] >= '0' && j->s[j->i] <= '9') {
-        j->i++;
-    }
-    return j->i > start ? 0 : -1;
-}
-
-static int js_number(struct jscan *j)
-{
-    if (j->s[j->i] == '-') {
-        j->i++;
-    }
-    if (j->i < j->n && j->s[j->i] == '0') {
-        j->i++;
-    } else if (js_digits(j) < 0) {
-        j->what = "bad number";
+    if (end - p < 4) {
         return -1;
     }
-    if (j->i < j->n && j->s[j->i] == '.') {
-        j->i++;
-        if (js_digits(j) < 0) {
-            j->what = "bad number";
-            return -1;
-        }
-    }
-    if (j->i < j->n && (j->s[j->i] == 'e' || j->s[j->i] == 'E')) {
-        j->i++;
-        if (j->i < j->n && (j->s[j->i] == '+' || j->s[j->i] == '-')) {
-            j->i++;
-        }
-        if (js_digits(j) < 0) {
-            j->what = "bad number";
+    for (int k = 0; k < 4; k++) {
+        unsigned char h = p[k];
+
+        if (!((h >= '0' && h <= '9') || (h >= 'a' && h <= 'f') ||
+              (h >= 'A' && h <= 'F'))) {
             return -1;
         }
     }
     return 0;
 }
 
+/* j->p is on the opening quote. Error positions: the offending byte (the
+ * byte after the backslash for an escape), the end when unterminated. */
+static int js_string(struct jscan *j)
+{
+    const unsigned char *p = j->p + 1, *end = j->end;
+
+    for (;;) {
+        unsigned char c;
+
+        p = js_skip_plain(p, end);
+        if (p >= end) {
+            break;
+        }
+        c = *p;
+        if (c == '"') {
+            j->p = p + 1;
+            return 0;
+        }
+        if (c < 0x20) {
+            j->p = p;
+            j->what = "control character in string";
+            return -1;
+        }
+        if (c >= 0x80) {
+            /* RFC 8259: UTF-8. ADX ignores malformed json records without
+             * an error, so one must be dead-lettered here, not sent */
+            size_t n = utf8_len_n(p, (size_t)(end - p));
+
+            if (n == 0) {
+                j->p = p;
+                j->what = "invalid UTF-8 in string";
+                return -1;
+            }
+            p += n;
+            continue;
+        }
+        /* a backslash */
+        if (++p >= end) {
+            break;
+        }
+        c = *p;
+        if (c == 'u') {
+            if (js_hex4(p + 1, end) < 0) {
+                j->p = p;
+                j->what = "bad \\u escape";
+                return -1;
+            }
+            p += 5;
+            continue;
+        }
+        if (strchr("\"\\/bfnrt", c) == NULL || c == '\0') {
+            j->p = p;
+            j->what = "bad escape";
+            return -1;
+        }
+        p++;
+    }
+    j->p = end;
+    j->what = "unterminated string";
+    return -1;
+}
+
+static const unsigned char *js_digits(const unsigned char *p,
+                                      const unsigned char *end)
+{
+    while (p < end && *p >= '0' && *p <= '9') {
+        p++;
+    }
+    return p;
+}
+
+static int js_number(struct jscan *j)
+{
+    const unsigned char *p = j->p, *end = j->end, *q;
+
+    if (*p == '-') {
+        p++;
+    }
+    if (p < end && *p == '0') {
+        p++;
+    } else if ((q = js_digits(p, end)) == p) {
+        goto bad;
+    } else {
+        p = q;
+    }
+    if (p < end && *p == '.') {
+        p++;
+        if ((q = js_digits(p, end)) == p) {
+            goto bad;
+        }
+        p = q;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) {
+            p++;
+        }
+        if ((q = js_digits(p, end)) == p) {
+            goto bad;
+        }
+        p = q;
+    }
+    j->p = p;
+    return 0;
+bad:
+    j->p = p;
+    j->what = "bad number";
+    return -1;
+}
+
 static int js_literal(struct jscan *j, const char *lit)
 {
     size_t n = strlen(lit);
 
-    if (j->n - j->i < n || memcmp(j->s + j->i, lit, n) != 0) {
+    if ((size_t)(j->end - j->p) < n || memcmp(j->p, lit, n) != 0) {
         j->what = "unexpected character";
         return -1;
     }
-    j->i += n;
+    j->p += n;
+    return 0;
+}
+
+/* The next byte is c: consumed. */
+static int js_eat(struct jscan *j, unsigned char c)
+{
+    if (j->p < j->end && *j->p == c) {
+        j->p++;
+        return 1;
+    }
     return 0;
 }
 
@@ -189,17 +259,16 @@ static int js_container(struct jscan *j, int object)
         j->what = "nested too deep";
         return -1;
     }
-    j->i++;
+    j->p++;
     js_ws(j);
-    if (j->i < j->n && j->s[j->i] == close) {
-        j->i++;
+    if (js_eat(j, close)) {
         j->depth--;
         return 0;
     }
     for (;;) {
         if (object) {
             js_ws(j);
-            if (j->i >= j->n || j->s[j->i] != '"') {
+            if (j->p >= j->end || *j->p != '"') {
                 j->what = "expected a member name";
                 return -1;
             }
@@ -207,22 +276,19 @@ static int js_container(struct jscan *j, int object)
                 return -1;
             }
             js_ws(j);
-            if (j->i >= j->n || j->s[j->i] != ':') {
+            if (!js_eat(j, ':')) {
                 j->what = "expected ':'";
                 return -1;
             }
-            j->i++;
         }
         if (js_value(j) < 0) {
             return -1;
         }
         js_ws(j);
-        if (j->i < j->n && j->s[j->i] == ',') {
-            j->i++;
+        if (js_eat(j, ',')) {
             continue;
         }
-        if (j->i < j->n && j->s[j->i] == close) {
-            j->i++;
+        if (js_eat(j, close)) {
             j->depth--;
             return 0;
         }
@@ -233,12 +299,14 @@ static int js_container(struct jscan *j, int object)
 
 static int js_value(struct jscan *j)
 {
+    unsigned char c;
+
     js_ws(j);
-    if (j->i >= j->n) {
+    if (j->p >= j->end) {
         j->what = "unexpected end";
         return -1;
     }
-    switch (j->s[j->i]) {
+    switch ((c = *j->p)) {
     case '{':
         return js_container(j, 1);
     case '[':
@@ -252,7 +320,7 @@ static int js_value(struct jscan *j)
     case 'n':
         return js_literal(j, "null");
     default:
-        if (j->s[j->i] == '-' || (j->s[j->i] >= '0' && j->s[j->i] <= '9')) {
+        if (c == '-' || (c >= '0' && c <= '9')) {
             return js_number(j);
         }
         j->what = "unexpected character";
@@ -265,17 +333,19 @@ static int js_value(struct jscan *j)
 static int json_check(const char *s, size_t len, int *newline, char *why,
                       size_t whylen)
 {
-    struct jscan j = {(const unsigned char *)s, len, 0, 0, 0, NULL};
+    const unsigned char *u = (const unsigned char *)s;
+    struct jscan j = {u, u, u + len, 0, 0, NULL};
 
     if (js_value(&j) == 0) {
         js_ws(&j);
-        if (j.i == j.n) {
+        if (j.p == j.end) {
             *newline = j.newline;
             return 0;
         }
         j.what = "trailing data";
     }
-    set_err(why, whylen, "%s at byte %zu", j.what ? j.what : "invalid", j.i);
+    set_err(why, whylen, "%s at byte %zu", j.what ? j.what : "invalid",
+            (size_t)(j.p - j.start));
     return -EINVAL;
 }
 

@@ -98,6 +98,66 @@ static void test_json_check(void **state)
     }
 }
 
+/*
+ * One byte that stops the string scan (or does not), at every position of a
+ * 40-byte string, so that it falls at every place of the scan's 16-byte
+ * blocks and in the bytes after the last whole block. The reason and the
+ * byte named in the error must not depend on the place.
+ */
+static void test_json_check_every_position(void **state)
+{
+    static const struct {
+        const char *put;  /* replaces the plain bytes at k */
+        const char *what; /* NULL: still valid */
+        int at;           /* the error's byte, from k */
+    } cases[] = {
+        {"\x7f", NULL, 0},
+        {"\\n", NULL, 0},
+        {"\\u00e9", NULL, 0},
+        {"\xc3\xa9", NULL, 0},
+        {"\xf0\x9f\x8e\xb2", NULL, 0},
+        {"\x01", "control character in string", 0},
+        {"\x1f", "control character in string", 0},
+        {"\xff", "invalid UTF-8 in string", 0},
+        {"\xc3(", "invalid UTF-8 in string", 0},
+        {"\\q", "bad escape", 1},
+        {"\\u00g0", "bad \\u escape", 1},
+        {"\"", "expected ',' or '}'", 1},
+    };
+    char why[128];
+
+    (void)state;
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        size_t plen = strlen(cases[c].put);
+
+        for (size_t k = 0; k + plen <= 40; k++) {
+            char doc[64], want[96];
+            size_t base = strlen("{\"k\":\""), n;
+            int rc;
+
+            memcpy(doc, "{\"k\":\"", base);
+            memset(doc + base, 'a', 40);
+            memcpy(doc + base + k, cases[c].put, plen);
+            memcpy(doc + base + 40, "\"}", 2);
+            n = base + 42;
+            why[0] = '\0';
+            rc = forwarder_json_check(doc, n, why, sizeof(why));
+            if (cases[c].what == NULL) {
+                if (rc != 0) {
+                    fail_msg("case %zu at %zu rejected: %s", c, k, why);
+                }
+                continue;
+            }
+            snprintf(want, sizeof(want), "%s at byte %zu", cases[c].what,
+                     base + k + (size_t)cases[c].at);
+            if (rc != -EINVAL || strcmp(why, want) != 0) {
+                fail_msg("case %zu at %zu: got %d '%s', want '%s'", c, k, rc,
+                         why, want);
+            }
+        }
+    }
+}
+
 static struct journal_event ev(const char *value, int64_t offset)
 {
     struct journal_event e;
@@ -998,6 +1058,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_check),
+        cmocka_unit_test(test_json_check_every_position),
         cmocka_unit_test(test_body_plain_json_rejects_invalid),
         cmocka_unit_test(test_body_metadata),
         cmocka_unit_test(test_body_csv_passthrough),
