@@ -906,6 +906,24 @@ static int chunk_blob_read(sqlite3 *db, int64_t id, struct blobbuf *bb,
     return 0;
 }
 
+/* Reads bytes [from, from + len) of chunk `id`'s blob into dst. */
+static int chunk_blob_range(sqlite3 *db, int64_t id, size_t from, size_t len,
+                            uint8_t *dst, char *err, size_t errlen)
+{
+    sqlite3_blob *bl;
+    int rc = sqlite3_blob_open(db, "main", "chunk_data", "data", id, 0, &bl);
+
+    if (rc != SQLITE_OK) {
+        return sql_fail(db, rc, "open chunk blob", err, errlen);
+    }
+    rc = len > 0 ? sqlite3_blob_read(bl, dst, (int)len, (int)from) : SQLITE_OK;
+    sqlite3_blob_close(bl);
+    if (rc != SQLITE_OK) {
+        return sql_fail(db, rc, "read chunk blob", err, errlen);
+    }
+    return 0;
+}
+
 /*
  * Adds the events pc->first..pc->last of one chunk to b (and to items).
  * The batch keeps a copy of only the bytes of those events, not of the
@@ -1150,22 +1168,20 @@ static int insert_pieces(struct journal *j, int64_t seq, const struct item *it,
     return rc;
 }
 
-/* Persists a new batch over items (in event order). id_out receives its
- * id. claim = the session that owns it (0 = unclaimed). */
-static int insert_batch(struct journal *j, int route, int flags,
-                        const char *parent, int64_t claim,
-                        const struct item *it, size_t n,
-                        char id_out[JOURNAL_BATCH_ID_MAX], char *err,
-                        size_t errlen)
+/* Inserts the row of a new batch (count members, bytes of values); *seq_out
+ * and id_out receive its seq and id. claim = the session that owns it (0 =
+ * unclaimed). */
+static int insert_batch_row(struct journal *j, int route, int flags,
+                            const char *parent, int64_t claim, int64_t count,
+                            int64_t bytes, int64_t *seq_out,
+                            char id_out[JOURNAL_BATCH_ID_MAX], char *err,
+                            size_t errlen)
 {
     sqlite3_stmt *st;
     int64_t seq = j->next_seq++;
-    int64_t bytes = 0;
     int rc;
 
-    for (size_t i = 0; i < n; i++) {
-        bytes += it[i].bytes;
-    }
+    *seq_out = seq;
     snprintf(id_out, JOURNAL_BATCH_ID_MAX, "%s-%" PRId64, j->uuid, seq);
     rc = prep(j->wdb,
               "INSERT INTO batches(seq, id, route, flags, state, parent_id,"
@@ -1181,11 +1197,30 @@ static int insert_batch(struct journal *j, int route, int flags,
     sqlite3_bind_int(st, 4, flags);
     sqlite3_bind_text(st, 5, parent ? parent : "", -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 6, wall_ms());
-    sqlite3_bind_int64(st, 7, (int64_t)n);
+    sqlite3_bind_int64(st, 7, count);
     sqlite3_bind_int64(st, 8, bytes);
     sqlite3_bind_int64(st, 9, claim);
     rc = step_done(j->wdb, st, "insert batch", err, errlen);
     sqlite3_finalize(st);
+    return rc;
+}
+
+/* Persists a new batch over items (in event order). id_out receives its
+ * id. claim = the session that owns it (0 = unclaimed). */
+static int insert_batch(struct journal *j, int route, int flags,
+                        const char *parent, int64_t claim,
+                        const struct item *it, size_t n,
+                        char id_out[JOURNAL_BATCH_ID_MAX], char *err,
+                        size_t errlen)
+{
+    int64_t seq, bytes = 0;
+    int rc;
+
+    for (size_t i = 0; i < n; i++) {
+        bytes += it[i].bytes;
+    }
+    rc = insert_batch_row(j, route, flags, parent, claim, (int64_t)n, bytes,
+                          &seq, id_out, err, errlen);
     if (rc < 0) {
         return rc;
     }
@@ -1653,10 +1688,35 @@ void journal_append_result_release(struct journal_append_result *r)
 /* The cut's view of one partition while it scans. */
 struct cutpart {
     int64_t part_id;
+    char *topic; /* owned */
+    int32_t partition;
     int64_t batched; /* cursor, advanced as events are taken */
     int64_t settled; /* -1: nothing may be batched */
     int blocked;
     int64_t taken, taken_bytes;
+};
+
+/*
+ * What the cut took from one chunk: its events first..last, where their
+ * bytes are in the chunk's blob and the reader's state before the first
+ * (offsets and timestamps are deltas). The batch's events are decoded
+ * from those bytes alone (cut_batch), not from the whole chunk.
+ */
+struct cutpiece {
+    const char *topic; /* the cutpart's */
+    int32_t partition;
+    int64_t part_id, chunk_id;
+    int64_t first, last, count;
+    int64_t vbytes; /* sum of value_len */
+    int64_t prev_off, prev_ts;
+    size_t from, len; /* bytes [from, from + len) of the blob */
+};
+
+struct cutpieces {
+    struct cutpiece *v;
+    size_t n, cap;
+    int64_t count, vbytes; /* sums of the pieces' */
+    size_t blob_bytes;     /* sum of len */
 };
 
 static int64_t settled_of(const struct journal_cut_req *q, const char *topic,
@@ -1734,9 +1794,15 @@ static struct cutpart *cut_part_of(const struct journal_cut_req *q,
     if (grow_array((void **)cp, cpcap, *ncp + 1, sizeof(**cp)) < 0) {
         return NULL;
     }
-    p = &(*cp)[(*ncp)++];
+    p = &(*cp)[*ncp];
     memset(p, 0, sizeof(*p));
+    p->topic = xstrdup(topic ? topic : "");
+    if (p->topic == NULL) {
+        return NULL;
+    }
+    (*ncp)++;
     p->part_id = part_id;
+    p->partition = sqlite3_column_int(st, 5);
     p->batched = sqlite3_column_int64(st, 6);
     /* INV-3; a sealed epoch was settled before it was sealed (the caller
      * dropped what was not) */
@@ -1780,14 +1846,262 @@ static int cut_advance(struct journal *j, struct req *r, int64_t route,
     return rc;
 }
 
+/* Orders the pieces as batch_read_members orders the batch's ranges:
+ * topic, partition, first offset. */
+static int cutpiece_cmp(const void *a, const void *b)
+{
+    const struct cutpiece *x = a, *y = b;
+    int c = strcmp(x->topic, y->topic);
+
+    if (c != 0) {
+        return c;
+    }
+    if (x->partition != y->partition) {
+        return x->partition < y->partition ? -1 : 1;
+    }
+    return x->first < y->first ? -1 : x->first > y->first;
+}
+
+static void cutpieces_release(struct cutpieces *ps)
+{
+    free(ps->v);
+    memset(ps, 0, sizeof(*ps));
+}
+
+/*
+ * Loads the batch `id` just inserted by a cut into *out: its row and
+ * ranges from the database, its events decoded from the bytes the cut
+ * took (one blob read of just those bytes per piece, one decoding). Reading
+ * the batch back (batch_read) read every whole chunk blob and decoded it
+ * twice. The pieces must match the ranges one for one; they always do, but
+ * if not the batch is read back in full.
+ */
+static int cut_batch(struct journal *j, const char *id, int route,
+                     struct cutpieces *ps, struct journal_batch **out,
+                     char *err, size_t errlen)
+{
+    struct journal_batch *b;
+    struct bpriv *bp;
+    uint8_t *base;
+    size_t at = 0;
+    int64_t total = 0;
+    int rc = batch_read(j->wdb, id, 0, &b, NULL, NULL, err, errlen);
+
+    if (rc < 0) {
+        return rc;
+    }
+    qsort(ps->v, ps->n, sizeof(*ps->v), cutpiece_cmp);
+    if (b->nranges != ps->n) {
+        goto read_back;
+    }
+    for (size_t i = 0; i < ps->n; i++) {
+        const struct journal_range *rg = &b->ranges[i];
+
+        if (strcmp(rg->topic, ps->v[i].topic) != 0 ||
+            rg->partition != ps->v[i].partition ||
+            rg->first_offset != ps->v[i].first ||
+            rg->last_offset != ps->v[i].last) {
+            goto read_back;
+        }
+        total += ps->v[i].count;
+    }
+    if (total != ps->count) {
+        goto read_back;
+    }
+    bp = b->priv_;
+    rc = bpriv_keep(b, malloc(ps->blob_bytes > 0 ? ps->blob_bytes : 1));
+    if (rc < 0) {
+        journal_batch_free(b);
+        return rc;
+    }
+    base = bp->keep[bp->n - 1];
+    for (size_t i = 0; i < ps->n; i++) {
+        const struct cutpiece *pc = &ps->v[i];
+        struct chunk_reader rd;
+        struct chunk_event ce;
+        int64_t k = 0;
+        int n;
+
+        rc = chunk_blob_range(j->wdb, pc->chunk_id, pc->from, pc->len,
+                              base + at, err, errlen);
+        if (rc < 0) {
+            journal_batch_free(b);
+            return rc;
+        }
+        chunk_reader_init(&rd, base + at, pc->len, pc->prev_off);
+        at += pc->len;
+        rd.prev_ts = pc->prev_ts;
+        if (grow_array((void **)&b->events, &bp->evcap,
+                       b->nevents + (size_t)pc->count,
+                       sizeof(*b->events)) < 0) {
+            journal_batch_free(b);
+            return -ENOMEM;
+        }
+        while (k < pc->count && (n = chunk_reader_next(&rd, &ce)) == 1) {
+            struct journal_event *e = &b->events[b->nevents++];
+
+            e->route = route;
+            e->topic = b->ranges[i].topic;
+            e->partition = b->ranges[i].partition;
+            chunk_event_to_journal(&ce, e);
+            k++;
+        }
+        /* exactly count events, the last one `last`, no byte left */
+        if (k != pc->count || rd.p != rd.end ||
+            (k > 0 && b->events[b->nevents - 1].offset != pc->last)) {
+            set_err(err, errlen, "journal chunk %" PRId64 " is corrupt",
+                    pc->chunk_id);
+            journal_batch_free(b);
+            return -EIO;
+        }
+    }
+    *out = b;
+    return 0;
+read_back:
+    journal_batch_free(b);
+    return batch_read(j->wdb, id, 1, out, NULL, NULL, err, errlen);
+}
+
+/* The cut took the events first..last (count, vbytes of values) of chunk
+ * chunk_id of p: bytes [from, from + len) of its blob, the reader's state
+ * before the first being prev_off, prev_ts. */
+static int cut_keep_piece(struct cutpieces *ps, const struct cutpart *p,
+                          int64_t chunk_id, int64_t prev_off, int64_t prev_ts,
+                          size_t from, size_t len, int64_t first, int64_t last,
+                          int64_t count, int64_t vbytes)
+{
+    struct cutpiece *pc;
+
+    if (grow_array((void **)&ps->v, &ps->cap, ps->n + 1, sizeof(*ps->v)) < 0) {
+        return -ENOMEM;
+    }
+    pc = &ps->v[ps->n++];
+    pc->topic = p->topic;
+    pc->partition = p->partition;
+    pc->part_id = p->part_id;
+    pc->chunk_id = chunk_id;
+    pc->first = first;
+    pc->last = last;
+    pc->count = count;
+    pc->vbytes = vbytes;
+    pc->prev_off = prev_off;
+    pc->prev_ts = prev_ts;
+    pc->from = from;
+    pc->len = len;
+    ps->count += count;
+    ps->vbytes += vbytes;
+    ps->blob_bytes += len;
+    return 0;
+}
+
+/*
+ * The cut's walk through one chunk of p that it may take only part of
+ * (the partition's cursor or settled offset is inside it, or the limits
+ * are reached in it): its blob read, its events decoded one by one.
+ */
+static int cut_scan_chunk(struct journal *j, const struct journal_cut_req *q,
+                          struct cutpart *p, int64_t chunk_id, int64_t first,
+                          struct cutpieces *ps, struct blobbuf *bb, int *full,
+                          char *err, size_t errlen)
+{
+    struct chunk_reader rd, before, at0;
+    struct chunk_event ce;
+    const uint8_t *lo = NULL, *hi = NULL, *pos;
+    int64_t pfirst = 0, plast = 0, pcount = 0, pbytes = 0;
+    size_t blen = 0;
+    int k, rc = chunk_blob_read(j->wdb, chunk_id, bb, &blen, err, errlen);
+
+    if (rc < 0) {
+        return rc;
+    }
+    chunk_reader_init(&rd, bb->p, blen, first);
+    for (;;) {
+        before = rd;
+        pos = rd.p;
+        if ((k = chunk_reader_next(&rd, &ce)) != 1) {
+            break;
+        }
+        if (ce.offset <= p->batched) {
+            continue;
+        }
+        if (ce.offset > p->settled) {
+            p->blocked = 1;
+            break;
+        }
+        if (ps->count + pcount >= q->max_rows ||
+            (ps->count + pcount > 0 &&
+             ps->vbytes + pbytes + (int64_t)ce.value_len > q->max_bytes)) {
+            *full = 1;
+            break;
+        }
+        if (lo == NULL) {
+            lo = pos;
+            at0 = before;
+            pfirst = ce.offset;
+        }
+        hi = rd.p;
+        plast = ce.offset;
+        pcount++;
+        pbytes += (int64_t)ce.value_len;
+        p->batched = ce.offset;
+    }
+    if (k < 0) {
+        set_err(err, errlen, "journal chunk %" PRId64 " is corrupt", chunk_id);
+        return -EIO;
+    }
+    if (lo == NULL) {
+        return 0;
+    }
+    p->taken += pcount;
+    p->taken_bytes += pbytes;
+    return cut_keep_piece(ps, p, chunk_id, at0.prev_off, at0.prev_ts,
+                          (size_t)(lo - bb->p), (size_t)(hi - lo), pfirst,
+                          plast, pcount, pbytes);
+}
+
+/* Inserts the pieces of the cut's batch seq. */
+static int insert_cut_pieces(struct journal *j, int64_t seq,
+                             const struct cutpieces *ps, char *err,
+                             size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(j->wdb,
+                  "INSERT INTO pieces(batch_seq, chunk_id, part_id,"
+                  " first_offset, last_offset, count, bytes)"
+                  " VALUES(?, ?, ?, ?, ?, ?, ?)",
+                  &st, err, errlen);
+
+    for (size_t i = 0; i < ps->n && rc == 0; i++) {
+        const struct cutpiece *pc = &ps->v[i];
+
+        sqlite3_bind_int64(st, 1, seq);
+        sqlite3_bind_int64(st, 2, pc->chunk_id);
+        sqlite3_bind_int64(st, 3, pc->part_id);
+        sqlite3_bind_int64(st, 4, pc->first);
+        sqlite3_bind_int64(st, 5, pc->last);
+        sqlite3_bind_int64(st, 6, pc->count);
+        sqlite3_bind_int64(st, 7, pc->vbytes);
+        rc = step_done(j->wdb, st, "insert piece", err, errlen);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/*
+ * Cuts the next batch of the route: the uncut chunks in append order, each
+ * partition's events past its batch cursor up to its settled offset, until
+ * max_rows or max_bytes. A chunk taken whole is known from its row alone;
+ * only one taken in part is read and decoded here. The batch's events are
+ * then decoded once, from the bytes taken (cut_batch).
+ */
 static int op_cut(struct journal *j, struct req *r)
 {
     const struct journal_cut_req *q = &r->cut;
     struct cutpart *cp = NULL;
     size_t ncp = 0, cpcap = 0;
-    struct items items = {0};
+    struct cutpieces ps = {0};
+    struct blobbuf bb = {NULL, 0};
     sqlite3_stmt *st = NULL;
-    int64_t bytes = 0;
     int full = 0;
     int rc;
 
@@ -1801,9 +2115,11 @@ static int op_cut(struct journal *j, struct req *r)
     if (rc < 0 || r->b1 != NULL) {
         return rc;
     }
+    /* length() of a blob does not read it */
     rc = prep(j->wdb,
               "SELECT c.id, c.part_id, c.first_offset, c.last_offset,"
-              " p.topic, p.partition, p.batched_offset, d.data, p.sealed"
+              " p.topic, p.partition, p.batched_offset, c.count, p.sealed,"
+              " c.bytes, length(d.data)"
               " FROM chunks c JOIN partitions p ON p.id = c.part_id"
               " JOIN chunk_data d ON d.id = c.id"
               " WHERE c.route = ? AND c.cut = 0 ORDER BY c.id",
@@ -1814,15 +2130,13 @@ static int op_cut(struct journal *j, struct req *r)
     sqlite3_bind_int(st, 1, q->route);
     while (!full && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t chunk_id = sqlite3_column_int64(st, 0);
-        int64_t part_id = sqlite3_column_int64(st, 1);
         int64_t first = sqlite3_column_int64(st, 2);
-        struct cutpart *p;
-        struct chunk_reader rd;
-        struct chunk_event ce;
-        int64_t idx = 0;
-        int k;
+        int64_t last = sqlite3_column_int64(st, 3);
+        int64_t count = sqlite3_column_int64(st, 7);
+        int64_t vbytes = sqlite3_column_int64(st, 9);
+        struct cutpart *p =
+            cut_part_of(q, st, sqlite3_column_int64(st, 1), &cp, &ncp, &cpcap);
 
-        p = cut_part_of(q, st, part_id, &cp, &ncp, &cpcap);
         if (p == NULL) {
             rc = -ENOMEM;
             goto out;
@@ -1831,44 +2145,24 @@ static int op_cut(struct journal *j, struct req *r)
             p->blocked = 1;
             continue;
         }
-        chunk_reader_init(&rd, sqlite3_column_blob(st, 7),
-                          (size_t)sqlite3_column_bytes(st, 7), first);
-        while ((k = chunk_reader_next(&rd, &ce)) == 1) {
-            struct item it;
-
-            if (ce.offset <= p->batched) {
-                idx++;
-                continue;
-            }
-            if (ce.offset > p->settled) {
-                p->blocked = 1;
-                break;
-            }
-            if ((int64_t)items.n >= q->max_rows ||
-                (items.n > 0 && bytes + (int64_t)ce.value_len > q->max_bytes)) {
-                full = 1;
-                break;
-            }
-            it.chunk_id = chunk_id;
-            it.part_id = part_id;
-            it.idx = idx++;
-            it.offset = ce.offset;
-            it.bytes = (int64_t)ce.value_len;
-            it.ts = ce.timestamp_ms;
-            it.route = q->route;
-            if (items_push(&items, &it) < 0) {
-                rc = -ENOMEM;
-                goto out;
-            }
-            bytes += it.bytes;
-            p->batched = ce.offset;
-            p->taken++;
-            p->taken_bytes += it.bytes;
+        if (ps.count >= q->max_rows) {
+            break; /* nothing more can be taken */
         }
-        if (k < 0) {
-            set_err(r->err, sizeof(r->err),
-                    "journal chunk %" PRId64 " is corrupt", chunk_id);
-            rc = -EIO;
+        if (first > p->batched && last <= p->settled &&
+            ps.count + count <= q->max_rows &&
+            ps.vbytes + vbytes <= q->max_bytes) {
+            /* the whole chunk */
+            rc = cut_keep_piece(&ps, p, chunk_id, first, 0, 0,
+                                (size_t)sqlite3_column_int64(st, 10), first,
+                                last, count, vbytes);
+            p->batched = last;
+            p->taken += count;
+            p->taken_bytes += vbytes;
+        } else {
+            rc = cut_scan_chunk(j, q, p, chunk_id, first, &ps, &bb, &full,
+                                r->err, sizeof(r->err));
+        }
+        if (rc < 0) {
             goto out;
         }
         rc = SQLITE_ROW;
@@ -1880,24 +2174,33 @@ static int op_cut(struct journal *j, struct req *r)
     sqlite3_finalize(st);
     st = NULL;
     rc = 0;
-    if (items.n == 0) {
+    if (ps.count == 0) {
         goto out;
     }
     rc = cut_advance(j, r, q->route, cp, ncp);
     if (rc == 0) {
         char id[JOURNAL_BATCH_ID_MAX];
+        int64_t seq;
 
-        rc = insert_batch(j, q->route, 0, NULL, j->session, items.v, items.n,
-                          id, r->err, sizeof(r->err)); /* INV-4 */
+        /* INV-4 */
+        rc = insert_batch_row(j, q->route, 0, NULL, j->session, ps.count,
+                              ps.vbytes, &seq, id, r->err, sizeof(r->err));
         if (rc == 0) {
-            rc = batch_read(j->wdb, id, 1, &r->b1, NULL, NULL, r->err,
-                            sizeof(r->err));
+            rc = insert_cut_pieces(j, seq, &ps, r->err, sizeof(r->err));
+        }
+        if (rc == 0) {
+            rc =
+                cut_batch(j, id, q->route, &ps, &r->b1, r->err, sizeof(r->err));
         }
     }
 out:
     sqlite3_finalize(st);
+    for (size_t i = 0; i < ncp; i++) {
+        free(cp[i].topic);
+    }
     free(cp);
-    free(items.v);
+    free(bb.p);
+    cutpieces_release(&ps);
     return rc;
 }
 
