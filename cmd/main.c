@@ -4,6 +4,7 @@
  * after the command name; they are removed from argv before the command
  * sees it.
  */
+#include "base/memtune.h"
 #include "cmd/cli.h"
 #include "emulators/emulators.h"
 #include "gateway/log.h"
@@ -139,6 +140,7 @@ int main(int argc, char **argv)
     int rc;
 
     no_core_files();
+    memtune_apply(); /* base/memtune.h */
     /* Everything kadx writes (journal and its -wal/-shm, lock, settled
      * file, exports, snapshots, logs) holds event payloads or state: owner
      * only, whatever umask it was started with. The modules also pass 0600

@@ -20,6 +20,7 @@
  *   tests/bench/bench_intake
  * Single-threaded driver; the intake runs on this thread's libuv loop.
  */
+#include "base/memtune.h"
 #include "gateway/config.h"
 #include "gateway/intake.h"
 #include "gateway/log.h"
@@ -299,6 +300,7 @@ int main(int argc, char **argv)
     double c_s;
     long rss;
 
+    memtune_apply(); /* as kadx does */
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--messages") == 0) {
             n = strtol(argv[i + 1], NULL, 10);

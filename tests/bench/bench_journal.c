@@ -16,6 +16,7 @@
  *   WAL table)
  * Build without sanitizers: meson setup build-rel -Dbuildtype=release.
  */
+#include "base/memtune.h"
 #include "storage/journal.h"
 
 #include <inttypes.h>
@@ -351,6 +352,7 @@ int main(int argc, char **argv)
     static const int appenders[] = {1, 8, 64};
     static const int agroups[] = {1, 100, 1000};
 
+    memtune_apply(); /* as kadx does */
     memset(&b, 0, sizeof(b));
     snprintf(b.path, sizeof(b.path), "%s/bench_journal.db", dir);
     b.secs = argc > 2 ? strtod(argv[2], NULL) : 1.5;
