@@ -27,15 +27,6 @@
 
 /* ------------------------------------------------------ JSON checking */
 
-struct jscan {
-    const unsigned char *start;
-    const unsigned char *p; /* the cursor, start <= p <= end */
-    const unsigned char *end;
-    int depth;
-    int newline; /* a CR or LF was seen (whitespace between tokens) */
-    const char *what;
-};
-
 /* Bytes a JSON string holds as they are: printable ASCII but '"' and '\\'
  * (js_skip_plain skips runs of them). */
 static const unsigned char js_plain[256] = {
@@ -87,22 +78,6 @@ static const unsigned char *js_skip_plain(const unsigned char *p,
     return p;
 }
 
-static void js_ws(struct jscan *j)
-{
-    const unsigned char *p = j->p, *end = j->end;
-
-    for (; p < end; p++) {
-        if (*p == '\n' || *p == '\r') {
-            j->newline = 1;
-        } else if (*p != ' ' && *p != '\t') {
-            break;
-        }
-    }
-    j->p = p;
-}
-
-static int js_value(struct jscan *j);
-
 static int js_hex4(const unsigned char *p, const unsigned char *end)
 {
     if (end - p < 4) {
@@ -119,13 +94,17 @@ static int js_hex4(const unsigned char *p, const unsigned char *end)
     return 0;
 }
 
-/* j->p is on the opening quote. Error positions: the offending byte (the
- * byte after the backslash for an escape), the end when unterminated. */
-static int js_string(struct jscan *j)
+/*
+ * A string from its opening quote at p: the byte after its closing quote,
+ * or NULL with *what set and *at on the offending byte (the byte after the
+ * backslash for an escape, the end when unterminated).
+ */
+static const unsigned char *js_string(const unsigned char *p,
+                                      const unsigned char *end,
+                                      const unsigned char **at,
+                                      const char **what)
 {
-    const unsigned char *p = j->p + 1, *end = j->end;
-
-    for (;;) {
+    for (p++;;) {
         unsigned char c;
 
         p = js_skip_plain(p, end);
@@ -134,13 +113,11 @@ static int js_string(struct jscan *j)
         }
         c = *p;
         if (c == '"') {
-            j->p = p + 1;
-            return 0;
+            return p + 1;
         }
         if (c < 0x20) {
-            j->p = p;
-            j->what = "control character in string";
-            return -1;
+            *what = "control character in string";
+            goto bad;
         }
         if (c >= 0x80) {
             /* RFC 8259: UTF-8. ADX ignores malformed json records without
@@ -148,9 +125,8 @@ static int js_string(struct jscan *j)
             size_t n = utf8_len_n(p, (size_t)(end - p));
 
             if (n == 0) {
-                j->p = p;
-                j->what = "invalid UTF-8 in string";
-                return -1;
+                *what = "invalid UTF-8 in string";
+                goto bad;
             }
             p += n;
             continue;
@@ -162,23 +138,23 @@ static int js_string(struct jscan *j)
         c = *p;
         if (c == 'u') {
             if (js_hex4(p + 1, end) < 0) {
-                j->p = p;
-                j->what = "bad \\u escape";
-                return -1;
+                *what = "bad \\u escape";
+                goto bad;
             }
             p += 5;
             continue;
         }
         if (strchr("\"\\/bfnrt", c) == NULL || c == '\0') {
-            j->p = p;
-            j->what = "bad escape";
-            return -1;
+            *what = "bad escape";
+            goto bad;
         }
         p++;
     }
-    j->p = end;
-    j->what = "unterminated string";
-    return -1;
+    p = end;
+    *what = "unterminated string";
+bad:
+    *at = p;
+    return NULL;
 }
 
 static const unsigned char *js_digits(const unsigned char *p,
@@ -190,9 +166,13 @@ static const unsigned char *js_digits(const unsigned char *p,
     return p;
 }
 
-static int js_number(struct jscan *j)
+/* A number from p: the byte after it, or NULL with *at on the byte where
+ * a digit was missing. */
+static const unsigned char *js_number(const unsigned char *p,
+                                      const unsigned char *end,
+                                      const unsigned char **at)
 {
-    const unsigned char *p = j->p, *end = j->end, *q;
+    const unsigned char *q;
 
     if (*p == '-') {
         p++;
@@ -221,131 +201,137 @@ static int js_number(struct jscan *j)
         }
         p = q;
     }
-    j->p = p;
-    return 0;
+    return p;
 bad:
-    j->p = p;
-    j->what = "bad number";
-    return -1;
+    *at = p;
+    return NULL;
 }
 
-static int js_literal(struct jscan *j, const char *lit)
-{
-    size_t n = strlen(lit);
-
-    if ((size_t)(j->end - j->p) < n || memcmp(j->p, lit, n) != 0) {
-        j->what = "unexpected character";
-        return -1;
-    }
-    j->p += n;
-    return 0;
-}
-
-/* The next byte is c: consumed. */
-static int js_eat(struct jscan *j, unsigned char c)
-{
-    if (j->p < j->end && *j->p == c) {
-        j->p++;
-        return 1;
-    }
-    return 0;
-}
-
-static int js_container(struct jscan *j, int object)
-{
-    unsigned char close = object ? '}' : ']';
-
-    if (++j->depth > FW_JSON_MAX_DEPTH) {
-        j->what = "nested too deep";
-        return -1;
-    }
-    j->p++;
-    js_ws(j);
-    if (js_eat(j, close)) {
-        j->depth--;
-        return 0;
-    }
-    for (;;) {
-        if (object) {
-            js_ws(j);
-            if (j->p >= j->end || *j->p != '"') {
-                j->what = "expected a member name";
-                return -1;
-            }
-            if (js_string(j) < 0) {
-                return -1;
-            }
-            js_ws(j);
-            if (!js_eat(j, ':')) {
-                j->what = "expected ':'";
-                return -1;
-            }
-        }
-        if (js_value(j) < 0) {
-            return -1;
-        }
-        js_ws(j);
-        if (js_eat(j, ',')) {
-            continue;
-        }
-        if (js_eat(j, close)) {
-            j->depth--;
-            return 0;
-        }
-        j->what = object ? "expected ',' or '}'" : "expected ',' or ']'";
-        return -1;
-    }
-}
-
-static int js_value(struct jscan *j)
-{
-    unsigned char c;
-
-    js_ws(j);
-    if (j->p >= j->end) {
-        j->what = "unexpected end";
-        return -1;
-    }
-    switch ((c = *j->p)) {
-    case '{':
-        return js_container(j, 1);
-    case '[':
-        return js_container(j, 0);
-    case '"':
-        return js_string(j);
-    case 't':
-        return js_literal(j, "true");
-    case 'f':
-        return js_literal(j, "false");
-    case 'n':
-        return js_literal(j, "null");
-    default:
-        if (c == '-' || (c >= '0' && c <= '9')) {
-            return js_number(j);
-        }
-        j->what = "unexpected character";
-        return -1;
-    }
-}
-
-/* forwarder_json_check; *newline = 1 if the text has a raw CR or LF (only
- * possible as whitespace between tokens in valid JSON). */
+/*
+ * forwarder_json_check; *newline = 1 if the text has a raw CR or LF (only
+ * possible as whitespace between tokens in valid JSON). One loop over the
+ * tokens with the open containers on a stack of their kinds, not one call
+ * per value: the cursor stays in a register (a byte read through an
+ * unsigned char pointer may alias a struct field holding it).
+ */
 static int json_check(const char *s, size_t len, int *newline, char *why,
                       size_t whylen)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    struct jscan j = {u, u, u + len, 0, 0, NULL};
+    const unsigned char *start = (const unsigned char *)s;
+    const unsigned char *p = start, *end = start + len, *q, *at = NULL;
+    unsigned char open[FW_JSON_MAX_DEPTH]; /* '{' or '[' */
+    const char *what = NULL;
+    int depth = 0, nl = 0;
 
-    if (js_value(&j) == 0) {
-        js_ws(&j);
-        if (j.p == j.end) {
-            *newline = j.newline;
+#define JS_WS()                                                                \
+    for (; p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r');   \
+         p++) {                                                                \
+        nl |= *p == '\n' || *p == '\r';                                        \
+    }
+
+value:
+    JS_WS();
+    if (p >= end) {
+        what = "unexpected end";
+        goto bad;
+    }
+    switch (*p) {
+    case '{':
+    case '[':
+        if (depth >= FW_JSON_MAX_DEPTH) {
+            what = "nested too deep";
+            goto bad;
+        }
+        open[depth++] = *p++;
+        JS_WS();
+        if (p < end && *p == (open[depth - 1] == '{' ? '}' : ']')) {
+            p++;
+            depth--;
+            goto next;
+        }
+        if (open[depth - 1] == '{') {
+            goto member;
+        }
+        goto value;
+    case '"':
+        q = js_string(p, end, &at, &what);
+        break;
+    case 't':
+    case 'f':
+    case 'n': {
+        const char *lit = *p == 't' ? "true" : *p == 'f' ? "false" : "null";
+        size_t n = strlen(lit);
+
+        if ((size_t)(end - p) < n || memcmp(p, lit, n) != 0) {
+            what = "unexpected character";
+            goto bad;
+        }
+        q = p + n;
+        break;
+    }
+    default:
+        if (*p != '-' && (*p < '0' || *p > '9')) {
+            what = "unexpected character";
+            goto bad;
+        }
+        q = js_number(p, end, &at);
+        if (q == NULL) {
+            what = "bad number";
+        }
+        break;
+    }
+    if (q == NULL) {
+        p = at;
+        goto bad;
+    }
+    p = q;
+next: /* after a value */
+    JS_WS();
+    if (depth == 0) {
+        if (p == end) {
+            *newline = nl;
             return 0;
         }
-        j.what = "trailing data";
+        what = "trailing data";
+        goto bad;
     }
-    set_err(why, whylen, "%s at byte %zu", j.what ? j.what : "invalid",
-            (size_t)(j.p - j.start));
+    if (p < end && *p == ',') {
+        p++;
+        if (open[depth - 1] == '[') {
+            goto value;
+        }
+        goto member;
+    }
+    if (p < end && *p == (open[depth - 1] == '{' ? '}' : ']')) {
+        p++;
+        depth--;
+        goto next;
+    }
+    what =
+        open[depth - 1] == '{' ? "expected ',' or '}'" : "expected ',' or ']'";
+    goto bad;
+member:
+    JS_WS();
+    if (p >= end || *p != '"') {
+        what = "expected a member name";
+        goto bad;
+    }
+    q = js_string(p, end, &at, &what);
+    if (q == NULL) {
+        p = at;
+        goto bad;
+    }
+    p = q;
+    JS_WS();
+    if (p >= end || *p != ':') {
+        what = "expected ':'";
+        goto bad;
+    }
+    p++;
+    goto value;
+#undef JS_WS
+bad:
+    set_err(why, whylen, "%s at byte %zu", what, (size_t)(p - start));
     return -EINVAL;
 }
 

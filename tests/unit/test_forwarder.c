@@ -88,13 +88,48 @@ static void test_json_check(void **state)
         assert_non_null(strstr(why, "at byte"));
     }
     {
+        /* the reason and the byte named, pinned */
+        static const struct {
+            const char *doc, *why;
+        } exact[] = {
+            {"{\"a\":[1,2}", "expected ',' or ']' at byte 9"},
+            {"[{]", "expected a member name at byte 2"},
+            {"{\"a\" 1}", "expected ':' at byte 5"},
+            {"[1 2]", "expected ',' or ']' at byte 3"},
+            {"{\"a\":1 \"b\"}", "expected ',' or '}' at byte 7"},
+            {" 1 2", "trailing data at byte 3"},
+            {"[-]", "bad number at byte 2"},
+            {"1.e5", "bad number at byte 2"},
+            {"[tru]", "unexpected character at byte 1"},
+            {"", "unexpected end at byte 0"},
+            {"[", "unexpected end at byte 1"},
+            {"{\"a\":1,", "expected a member name at byte 7"},
+            {"[1,{\"a\":[]},\"x\",", "unexpected end at byte 16"},
+        };
+
+        for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++) {
+            why[0] = '\0';
+            assert_int_equal(forwarder_json_check(exact[i].doc,
+                                                  strlen(exact[i].doc), why,
+                                                  sizeof(why)),
+                             -EINVAL);
+            assert_string_equal(why, exact[i].why);
+        }
+        assert_int_equal(forwarder_json_check("[1,{\"a\":[]},[[]],{}]", 20, why,
+                                              sizeof(why)),
+                         0);
+    }
+    {
         char deep[600];
 
         memset(deep, '[', 300);
         memset(deep + 300, ']', 300);
         assert_int_equal(forwarder_json_check(deep, 600, why, sizeof(why)),
                          -EINVAL);
-        assert_non_null(strstr(why, "deep"));
+        assert_string_equal(why, "nested too deep at byte 256");
+        /* 256 levels are allowed */
+        assert_int_equal(forwarder_json_check(deep + 44, 512, why, sizeof(why)),
+                         0);
     }
 }
 
