@@ -175,7 +175,8 @@ enum adx_outcome adx_classify(const struct adx_response *res, char *reason,
 
 /*
  * gzip-compresses in[0..len) at level (1..9) into a new buffer *out (owned:
- * free()), *outlen bytes. Any thread. Returns 0 or -ENOMEM / -EIO.
+ * free()), *outlen bytes. Any thread. Returns 0 or -ENOMEM / -EIO, or
+ * -EMSGSIZE past 2 GiB.
  */
 int adx_gzip(const void *in, size_t len, int level, void **out, size_t *outlen);
 

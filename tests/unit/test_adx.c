@@ -603,6 +603,69 @@ static void test_gzip_roundtrip(void **state)
     free(gz);
 }
 
+/* zlib (another implementation) inflates what adx_gzip made back to in. */
+static void assert_inflates_to(const void *gz, size_t n, const char *in,
+                               size_t len)
+{
+    char *out = malloc(len + 1);
+    z_stream z;
+
+    assert_non_null(out);
+    memset(&z, 0, sizeof(z));
+    assert_int_equal(inflateInit2(&z, 15 + 16), Z_OK);
+    z.next_in = (Bytef *)(uintptr_t)gz;
+    z.avail_in = (uInt)n;
+    z.next_out = (Bytef *)out;
+    z.avail_out = (uInt)len + 1;
+    assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
+    assert_int_equal(z.total_out, len);
+    assert_memory_equal(out, in, len);
+    inflateEnd(&z);
+    free(out);
+}
+
+/*
+ * A 2 MiB body of JSON lines with an incompressible stretch in its middle,
+ * at every level: the output buffer (a quarter of the input at first) has
+ * to grow, and the stream must go on where it stopped.
+ */
+static void test_gzip_large_and_incompressible(void **state)
+{
+    size_t len = 2u << 20, at = 0;
+    char *big = malloc(len);
+    uint64_t x = 88172645463325252ULL;
+    static const int levels[] = {0, 1, 2, 4, 5, 9};
+
+    (void)state;
+    assert_non_null(big);
+    while (at < len) {
+        char line[160];
+        int k = snprintf(line, sizeof(line),
+                         "{\"playerId\":%zu,\"gameId\":%zu,\"win\":0,"
+                         "\"eventTime\":\"2026-12-06T22:%02zu:00.000Z\"}\n",
+                         at % 997, at % 89, at % 60);
+
+        memcpy(big + at, line, (size_t)k < len - at ? (size_t)k : len - at);
+        at += (size_t)k;
+    }
+    for (size_t i = len / 3; i < len / 3 + (len / 2); i++) {
+        x ^= x << 13; /* xorshift: bytes no gzip can shrink */
+        x ^= x >> 7;
+        x ^= x << 17;
+        big[i] = (char)(x >> 24);
+    }
+    for (size_t l = 0; l < sizeof(levels) / sizeof(levels[0]); l++) {
+        void *gz = NULL;
+        size_t n = 0;
+
+        assert_int_equal(adx_gzip(big, len, levels[l], &gz, &n), 0);
+        assert_true(n > len / 4 + 4096); /* the buffer grew */
+        assert_inflates_to(gz, n, big, len);
+        free(gz);
+    }
+    free(big);
+}
+
 /* ---- TLS: verification is on; a private CA works through ca_file ---- */
 
 static int free_port(void)
@@ -768,6 +831,7 @@ int main(void)
         cmocka_unit_test(test_classify_transport),
         cmocka_unit_test(test_classify_reason_is_clean),
         cmocka_unit_test(test_gzip_roundtrip),
+        cmocka_unit_test(test_gzip_large_and_incompressible),
         cmocka_unit_test(test_timespan),
         cmocka_unit_test(test_tls_verification),
     };
