@@ -44,12 +44,9 @@ static const unsigned char js_plain[256] = {
 };
 
 /*
- * The first byte in p..end that is not plain (js_plain), or end. The
- * cursors are locals, not fields of struct jscan: a byte read through an
- * unsigned char pointer may alias a field, so a field cursor is stored
- * and reloaded around every byte. With SSE2 (every x86-64) 16 bytes are
- * tested at once: a signed byte < 0x20 is a control byte or a byte of a
- * UTF-8 sequence (>= 0x80).
+ * The first byte in p..end that is not plain (js_plain), or end. With
+ * SSE2 (every x86-64) 16 bytes are tested at once: a signed byte < 0x20 is
+ * a control byte or a byte of a UTF-8 sequence (>= 0x80).
  */
 static const unsigned char *js_skip_plain(const unsigned char *p,
                                           const unsigned char *end)

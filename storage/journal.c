@@ -1079,14 +1079,14 @@ out:
     return rc;
 }
 
-/* Loads batch `id` (with events). -ENOENT when unknown. */
-static int batch_read(sqlite3 *db, const char *id, int with_events,
-                      struct journal_batch **out, int64_t *seq_out,
-                      struct items *items, char *err, size_t errlen)
+/* Loads the row of batch `id` (no ranges, no events) into a new *out;
+ * *seq its seq. -ENOENT when unknown. */
+static int batch_read_row(sqlite3 *db, const char *id,
+                          struct journal_batch **out, int64_t *seq, char *err,
+                          size_t errlen)
 {
     sqlite3_stmt *st;
     struct journal_batch *b;
-    int64_t seq = 0;
     int rc;
 
     *out = NULL;
@@ -1112,8 +1112,26 @@ static int batch_read(sqlite3 *db, const char *id, int with_events,
         sqlite3_finalize(st);
         return -ENOMEM;
     }
-    rc = batch_fill_row(st, b, &seq);
+    rc = batch_fill_row(st, b, seq);
     sqlite3_finalize(st);
+    if (rc < 0) {
+        journal_batch_free(b);
+        return rc;
+    }
+    *out = b;
+    return 0;
+}
+
+/* Loads batch `id` (with events). -ENOENT when unknown. */
+static int batch_read(sqlite3 *db, const char *id, int with_events,
+                      struct journal_batch **out, int64_t *seq_out,
+                      struct items *items, char *err, size_t errlen)
+{
+    struct journal_batch *b;
+    int64_t seq = 0;
+    int rc = batch_read_row(db, id, &b, &seq, err, errlen);
+
+    *out = NULL;
     if (rc == 0) {
         rc = batch_read_members(db, seq, b, with_events, items, err, errlen);
     }
@@ -1130,16 +1148,28 @@ static int batch_read(sqlite3 *db, const char *id, int with_events,
 
 /* ------------------------------------------------------- writer: helpers */
 
+/* One row of `pieces`, with PIECE_INSERT prepared as st (insert_pieces,
+ * insert_cut_pieces): v = batch_seq, chunk_id, part_id, first_offset,
+ * last_offset, count, bytes. */
+#define PIECE_INSERT                                                           \
+    "INSERT INTO pieces(batch_seq, chunk_id, part_id, first_offset,"           \
+    " last_offset, count, bytes) VALUES(?, ?, ?, ?, ?, ?, ?)"
+
+static int piece_row(sqlite3 *db, sqlite3_stmt *st, const int64_t v[7],
+                     char *err, size_t errlen)
+{
+    for (int i = 0; i < 7; i++) {
+        sqlite3_bind_int64(st, i + 1, v[i]);
+    }
+    return step_done(db, st, "insert piece", err, errlen);
+}
+
 /* Inserts the pieces of batch seq: runs of consecutive idx in one chunk. */
 static int insert_pieces(struct journal *j, int64_t seq, const struct item *it,
                          size_t n, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = prep(j->wdb,
-                  "INSERT INTO pieces(batch_seq, chunk_id, part_id,"
-                  " first_offset, last_offset, count, bytes)"
-                  " VALUES(?, ?, ?, ?, ?, ?, ?)",
-                  &st, err, errlen);
+    int rc = prep(j->wdb, PIECE_INSERT, &st, err, errlen);
     size_t i = 0;
 
     if (rc < 0) {
@@ -1154,14 +1184,11 @@ static int insert_pieces(struct journal *j, int64_t seq, const struct item *it,
             bytes += it[k].bytes;
             k++;
         }
-        sqlite3_bind_int64(st, 1, seq);
-        sqlite3_bind_int64(st, 2, it[i].chunk_id);
-        sqlite3_bind_int64(st, 3, it[i].part_id);
-        sqlite3_bind_int64(st, 4, it[i].offset);
-        sqlite3_bind_int64(st, 5, it[k - 1].offset);
-        sqlite3_bind_int64(st, 6, (int64_t)(k - i));
-        sqlite3_bind_int64(st, 7, bytes);
-        rc = step_done(j->wdb, st, "insert piece", err, errlen);
+        int64_t v[7] = {seq,          it[i].chunk_id,   it[i].part_id,
+                        it[i].offset, it[k - 1].offset, (int64_t)(k - i),
+                        bytes};
+
+        rc = piece_row(j->wdb, st, v, err, errlen);
         i = k;
     }
     sqlite3_finalize(st);
@@ -1869,12 +1896,12 @@ static void cutpieces_release(struct cutpieces *ps)
 }
 
 /*
- * Loads the batch `id` just inserted by a cut into *out: its row and
- * ranges from the database, its events decoded from the bytes the cut
- * took (one blob read of just those bytes per piece, one decoding). Reading
- * the batch back (batch_read) read every whole chunk blob and decoded it
- * twice. The pieces must match the ranges one for one; they always do, but
- * if not the batch is read back in full.
+ * Loads the batch `id` just inserted by a cut into *out: its row from the
+ * database; its ranges and events from the cut's own pieces (sorted as
+ * batch_read_members sorts them: topic, partition, first offset), the
+ * events decoded once from just the bytes taken (one blob read of those
+ * bytes per piece). Reading the batch back (batch_read) read every whole
+ * chunk blob and decoded it twice.
  */
 static int cut_batch(struct journal *j, const char *id, int route,
                      struct cutpieces *ps, struct journal_batch **out,
@@ -1884,32 +1911,37 @@ static int cut_batch(struct journal *j, const char *id, int route,
     struct bpriv *bp;
     uint8_t *base;
     size_t at = 0;
-    int64_t total = 0;
-    int rc = batch_read(j->wdb, id, 0, &b, NULL, NULL, err, errlen);
+    int64_t seq;
+    int rc = batch_read_row(j->wdb, id, &b, &seq, err, errlen);
 
     if (rc < 0) {
         return rc;
     }
+    bp = b->priv_;
     qsort(ps->v, ps->n, sizeof(*ps->v), cutpiece_cmp);
-    if (b->nranges != ps->n) {
-        goto read_back;
+    if (grow_array((void **)&b->ranges, &bp->rcap, ps->n, sizeof(*b->ranges)) <
+        0) {
+        journal_batch_free(b);
+        return -ENOMEM;
     }
     for (size_t i = 0; i < ps->n; i++) {
-        const struct journal_range *rg = &b->ranges[i];
+        struct journal_range *rg = &b->ranges[i];
 
-        if (strcmp(rg->topic, ps->v[i].topic) != 0 ||
-            rg->partition != ps->v[i].partition ||
-            rg->first_offset != ps->v[i].first ||
-            rg->last_offset != ps->v[i].last) {
-            goto read_back;
+        rg->topic = xstrdup(ps->v[i].topic);
+        if (rg->topic == NULL) {
+            journal_batch_free(b);
+            return -ENOMEM;
         }
-        total += ps->v[i].count;
+        rg->partition = ps->v[i].partition;
+        rg->first_offset = ps->v[i].first;
+        rg->last_offset = ps->v[i].last;
+        b->nranges++;
     }
-    if (total != ps->count) {
-        goto read_back;
-    }
-    bp = b->priv_;
     rc = bpriv_keep(b, malloc(ps->blob_bytes > 0 ? ps->blob_bytes : 1));
+    if (rc == 0 && grow_array((void **)&b->events, &bp->evcap,
+                              (size_t)ps->count, sizeof(*b->events)) < 0) {
+        rc = -ENOMEM;
+    }
     if (rc < 0) {
         journal_batch_free(b);
         return rc;
@@ -1931,12 +1963,6 @@ static int cut_batch(struct journal *j, const char *id, int route,
         chunk_reader_init(&rd, base + at, pc->len, pc->prev_off);
         at += pc->len;
         rd.prev_ts = pc->prev_ts;
-        if (grow_array((void **)&b->events, &bp->evcap,
-                       b->nevents + (size_t)pc->count,
-                       sizeof(*b->events)) < 0) {
-            journal_batch_free(b);
-            return -ENOMEM;
-        }
         while (k < pc->count && (n = chunk_reader_next(&rd, &ce)) == 1) {
             struct journal_event *e = &b->events[b->nevents++];
 
@@ -1957,9 +1983,6 @@ static int cut_batch(struct journal *j, const char *id, int route,
     }
     *out = b;
     return 0;
-read_back:
-    journal_batch_free(b);
-    return batch_read(j->wdb, id, 1, out, NULL, NULL, err, errlen);
 }
 
 /* The cut took the events first..last (count, vbytes of values) of chunk
@@ -2065,23 +2088,14 @@ static int insert_cut_pieces(struct journal *j, int64_t seq,
                              size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = prep(j->wdb,
-                  "INSERT INTO pieces(batch_seq, chunk_id, part_id,"
-                  " first_offset, last_offset, count, bytes)"
-                  " VALUES(?, ?, ?, ?, ?, ?, ?)",
-                  &st, err, errlen);
+    int rc = prep(j->wdb, PIECE_INSERT, &st, err, errlen);
 
     for (size_t i = 0; i < ps->n && rc == 0; i++) {
         const struct cutpiece *pc = &ps->v[i];
+        int64_t v[7] = {seq,      pc->chunk_id, pc->part_id, pc->first,
+                        pc->last, pc->count,    pc->vbytes};
 
-        sqlite3_bind_int64(st, 1, seq);
-        sqlite3_bind_int64(st, 2, pc->chunk_id);
-        sqlite3_bind_int64(st, 3, pc->part_id);
-        sqlite3_bind_int64(st, 4, pc->first);
-        sqlite3_bind_int64(st, 5, pc->last);
-        sqlite3_bind_int64(st, 6, pc->count);
-        sqlite3_bind_int64(st, 7, pc->vbytes);
-        rc = step_done(j->wdb, st, "insert piece", err, errlen);
+        rc = piece_row(j->wdb, st, v, err, errlen);
     }
     sqlite3_finalize(st);
     return rc;
